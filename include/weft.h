@@ -1,0 +1,173 @@
+/* weft.h — stackful coroutines (green threads) for C on an M:N work-stealing scheduler.
+ *
+ * One header is the whole API, read top to bottom: errors, time, runtime, coroutines,
+ * coroutine-local storage, channels, select, synchronisation, blocking offload, I/O,
+ * debugging. Every function that can fail returns an int: 0 (or a count) on success, a
+ * negative WEFT_E* code on failure. weft never reports through errno: a coroutine may move
+ * between OS threads, and errno belongs to the thread.
+ *
+ * Deadlines are absolute times on weft_now()'s clock (CLOCK_MONOTONIC, nanoseconds);
+ * WEFT_FOREVER means "no deadline". weft_after(ns) builds one from a duration.
+ */
+#ifndef WEFT_H
+#define WEFT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <errno.h>
+
+#include "weft/version.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(WEFT_BUILDING) || defined(WEFT_SHARED)
+#define WEFT_EXTERN __attribute__((visibility("default")))
+#else
+#define WEFT_EXTERN
+#endif
+
+/* ===================================== Errors ============================================ */
+/* Conditions that an OS error number describes well use its negative value (libuv's choice),
+ * so I/O calls can pass the kernel's answer through; weft's own conditions are below -4000. */
+#define WEFT_ERRNO_MAP(X)                                                                     \
+    X(EINVAL, -EINVAL, "invalid argument")                                                    \
+    X(ENOMEM, -ENOMEM, "out of memory")                                                       \
+    X(EAGAIN, -EAGAIN, "operation would block")                                               \
+    X(ETIMEDOUT, -ETIMEDOUT, "deadline expired")                                              \
+    X(ECANCELED, -ECANCELED, "operation canceled")                                            \
+    X(EDEADLK, -EDEADLK, "operation would deadlock (a coroutine joining itself)")             \
+    X(EBUSY, -EBUSY, "a weft runtime is already running in this process")                    \
+    X(ECONNRESET, -ECONNRESET, "connection reset by peer")                                    \
+    X(EPIPE, -EPIPE, "broken pipe")                                                           \
+    X(ECLOSED, -4001, "channel closed")                                                       \
+    X(ESTATE, -4002, "invalid state: task already joined, detached, or finished")            \
+    X(ENOTCORO, -4003, "must be called from a weft coroutine")                                \
+    X(ENORUNTIME, -4004, "no weft runtime is running")                                        \
+    X(ESTACK, -4005, "stack size out of range")                                               \
+    X(EEOF, -4006, "end of stream")
+
+enum {
+#define WEFT__ERRENUM(name, value, text) WEFT_##name = (value),
+    WEFT_ERRNO_MAP(WEFT__ERRENUM)
+#undef WEFT__ERRENUM
+};
+
+/* A message for any code weft returns (a WEFT_E* code or a negative errno); never NULL. */
+WEFT_EXTERN const char *weft_strerror(int code);
+
+/* ====================================== Time ============================================= */
+#define WEFT_FOREVER INT64_MAX
+#define WEFT_NSEC(x) ((int64_t)(x))
+#define WEFT_USEC(x) ((int64_t)(x) * 1000)
+#define WEFT_MSEC(x) ((int64_t)(x) * 1000000)
+#define WEFT_SEC(x) ((int64_t)(x) * 1000000000)
+
+/* Monotonic time in nanoseconds. Callable from any thread. */
+WEFT_EXTERN int64_t weft_now(void);
+/* weft_now() + ns, saturating at WEFT_FOREVER; a negative ns is treated as 0. */
+WEFT_EXTERN int64_t weft_after(int64_t ns);
+
+/* Park the calling coroutine (or block the calling plain thread) for at least `ns`, or until
+ * `deadline`. Never returns early. 0, or WEFT_ECANCELED if the coroutine was cancelled. */
+WEFT_EXTERN int weft_sleep(int64_t ns);
+WEFT_EXTERN int weft_sleep_until(int64_t deadline);
+
+/* ===================================== Runtime =========================================== */
+typedef struct weft_config {
+    int threads;           /* worker threads; 0: $WEFT_THREADS, else the number of CPUs */
+    size_t stack_size;     /* default coroutine stack size in bytes; 0: WEFT_STACK_DEFAULT */
+    int debug_migrate;     /* 1: move coroutines to another worker at every yield and park
+                              where possible (also $WEFT_DEBUG_MIGRATE=1) */
+    int blocking_threads;  /* max threads of the blocking-offload pool; 0: 64 */
+    int dump_signal;       /* a signal (e.g. SIGQUIT) that prints weft_dump() to stderr; 0: none */
+} weft_config;
+
+#define WEFT_STACK_DEFAULT ((size_t)64 * 1024)
+#define WEFT_STACK_MIN ((size_t)8 * 1024)
+#define WEFT_STACK_MAX ((size_t)1024 * 1024 * 1024)
+
+/* Start the runtime, run main(arg) as the first coroutine, and return when it has returned:
+ * its return value, or a negative WEFT_E* code if the runtime could not start (WEFT_EBUSY
+ * when a runtime is already running, WEFT_EINVAL for a bad config or NULL main).
+ * Shutdown rule (Go's): when main returns, coroutines still alive are not resumed again;
+ * their stacks and control blocks are released and weft_run returns. config may be NULL. */
+WEFT_EXTERN int weft_run(int (*main)(void *), void *arg, const weft_config *config);
+
+/* ==================================== Coroutines ========================================= */
+/* A task handle: a value, valid until the task is joined or detached. The id never repeats
+ * within a process, so a stale handle is recognised and gets WEFT_ESTATE. id 0 means "none". */
+typedef struct weft_task {
+    struct weft__coro *co;
+    uint64_t id;
+} weft_task;
+
+typedef void *(*weft_fn)(void *arg);
+
+typedef struct weft_spawn_opts {
+    size_t stack_size; /* 0: the runtime's default */
+    const char *name;  /* copied (up to 31 bytes); NULL: none */
+    int pinned;        /* 1: never migrates from the worker that first runs it */
+} weft_spawn_opts;
+
+/* Create a coroutine running fn(arg). With out == NULL it is detached (its resources are
+ * released when it returns); otherwise *out must be joined or detached exactly once.
+ * Callable from a coroutine or from any plain OS thread while the runtime runs.
+ * 0, WEFT_EINVAL (fn NULL), WEFT_ESTACK (size < WEFT_STACK_MIN or > WEFT_STACK_MAX),
+ * WEFT_ENOMEM, WEFT_ENORUNTIME. */
+WEFT_EXTERN int weft_spawn(weft_task *out, weft_fn fn, void *arg);
+WEFT_EXTERN int weft_spawn_ex(weft_task *out, weft_fn fn, void *arg, const weft_spawn_opts *opts);
+
+/* Wait for a task to finish and release it; *result (if non-NULL) receives fn's return value.
+ * Callable from a coroutine (parks) or a plain thread (blocks). 0, WEFT_ESTATE (joined,
+ * detached, or not a live handle), WEFT_EDEADLK (joining yourself), WEFT_ETIMEDOUT,
+ * WEFT_ECANCELED (the caller was cancelled; the handle stays valid), WEFT_ENORUNTIME. */
+WEFT_EXTERN int weft_join(weft_task t, void **result);
+WEFT_EXTERN int weft_join_until(weft_task t, void **result, int64_t deadline);
+/* Give up the handle: the task's resources are released when it returns. 0 or WEFT_ESTATE. */
+WEFT_EXTERN int weft_detach(weft_task t);
+
+/* Let other coroutines run; the caller goes to the back of its worker's queue.
+ * 0, or WEFT_ENOTCORO from a plain thread. */
+WEFT_EXTERN int weft_yield(void);
+/* The calling coroutine's handle ({NULL, 0} outside a coroutine). */
+WEFT_EXTERN weft_task weft_self(void);
+WEFT_EXTERN uint64_t weft_self_id(void);
+/* Name a task for debugging (copied, truncated to 31 bytes). 0, WEFT_EINVAL, WEFT_ESTATE. */
+WEFT_EXTERN int weft_set_name(weft_task t, const char *name);
+/* The worker index (0..threads-1) running the caller, or -1 on a plain thread. */
+WEFT_EXTERN int weft_worker_index(void);
+/* Keep the calling coroutine on its current worker until weft_unpin() (nests). */
+WEFT_EXTERN int weft_pin(void);
+WEFT_EXTERN int weft_unpin(void);
+
+/* Request cancellation: the task's current or next blocking call (sleep, channel send/recv,
+ * select, join, mutex lock, cond wait, wait group wait, fd wait, blocking offload) returns
+ * WEFT_ECANCELED. The request stays until one blocking call has reported it.
+ * 0, or WEFT_ESTATE for a finished / stale handle. */
+WEFT_EXTERN int weft_cancel(weft_task t);
+/* 1 if a cancellation of the calling coroutine is pending, else 0. Does not consume it. */
+WEFT_EXTERN int weft_cancelled(void);
+
+/* ============================== Coroutine-local storage ================================== */
+/* Keys are process-wide (at most WEFT_LOCAL_MAX); values are per coroutine and follow it
+ * across workers, unlike __thread variables. The destructor runs when the coroutine ends. */
+#define WEFT_LOCAL_MAX 64
+typedef struct weft_local {
+    int index;
+} weft_local;
+WEFT_EXTERN int weft_local_create(weft_local *key, void (*destructor)(void *));
+WEFT_EXTERN void *weft_local_get(weft_local key);
+WEFT_EXTERN int weft_local_set(weft_local key, void *value);
+
+#ifdef __cplusplus
+}
+#endif
+
+#include "weft/chan.h"
+#include "weft/sync.h"
+#include "weft/io.h"
+#include "weft/debug.h"
+
+#endif /* WEFT_H */

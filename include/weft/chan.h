@@ -1,0 +1,64 @@
+/* weft/chan.h — channels and select (included by weft.h). */
+#ifndef WEFT_CHAN_H
+#define WEFT_CHAN_H
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* A channel carries fixed-size elements (copied in and out). capacity 0 is a rendezvous
+ * (unbuffered) channel. Senders and receivers may be coroutines on any worker or plain OS
+ * threads (which block on a futex). FIFO per sender; no element is lost or duplicated.
+ *
+ * Lifetime: weft_chan_create returns a channel holding one reference; weft_chan_ref adds
+ * one, weft_chan_unref drops one and frees the channel with the last. Dropping the last
+ * reference while coroutines still wait on it is a programming error (abort with message).
+ * Close (Go's rule): receivers first drain buffered elements, then get WEFT_ECLOSED; a send
+ * on a closed channel returns WEFT_ECLOSED and the element is not taken; a closing channel
+ * wakes every waiter. Closing twice returns WEFT_ECLOSED. */
+typedef struct weft_chan weft_chan;
+
+WEFT_EXTERN int weft_chan_create(weft_chan **out, size_t elem_size, size_t capacity);
+WEFT_EXTERN void weft_chan_ref(weft_chan *ch);
+WEFT_EXTERN void weft_chan_unref(weft_chan *ch);
+WEFT_EXTERN int weft_chan_close(weft_chan *ch);
+
+/* 0 on success; WEFT_ECLOSED, WEFT_ETIMEDOUT, WEFT_ECANCELED, WEFT_EINVAL (NULL). */
+WEFT_EXTERN int weft_chan_send(weft_chan *ch, const void *elem);
+WEFT_EXTERN int weft_chan_send_until(weft_chan *ch, const void *elem, int64_t deadline);
+WEFT_EXTERN int weft_chan_recv(weft_chan *ch, void *elem);
+WEFT_EXTERN int weft_chan_recv_until(weft_chan *ch, void *elem, int64_t deadline);
+/* Never block: WEFT_EAGAIN if the operation cannot complete now. */
+WEFT_EXTERN int weft_chan_try_send(weft_chan *ch, const void *elem);
+WEFT_EXTERN int weft_chan_try_recv(weft_chan *ch, void *elem);
+/* Elements buffered now, and the capacity (snapshots). */
+WEFT_EXTERN size_t weft_chan_len(weft_chan *ch);
+WEFT_EXTERN size_t weft_chan_cap(weft_chan *ch);
+
+/* Select over several cases: returns the index of the case that completed; its `result` is 0
+ * or WEFT_ECLOSED (a receive from, or a send to, a closed channel completes that way).
+ * When several are ready, one is picked uniformly at random. deadline 0 makes it a select
+ * with a default case (WEFT_EAGAIN if none is ready). Also WEFT_ETIMEDOUT, WEFT_ECANCELED,
+ * WEFT_EINVAL (n <= 0, n > WEFT_SELECT_MAX, NULL channel; a NULL channel is allowed only
+ * with op WEFT_OP_NONE, which never completes: Go's nil-channel idiom). */
+enum { WEFT_OP_NONE = 0, WEFT_OP_SEND = 1, WEFT_OP_RECV = 2 };
+#define WEFT_SELECT_MAX 64
+typedef struct weft_case {
+    weft_chan *ch;
+    int op;
+    void *elem; /* the element to send, or where to store the received one */
+    int result;
+} weft_case;
+WEFT_EXTERN int weft_select(weft_case *cases, int n, int64_t deadline);
+
+/* A ticker: a channel of int64_t (the tick's weft_now()) with capacity 1 that receives a
+ * value every `period` ns; ticks are dropped while the previous one is unread (Go's
+ * time.Ticker). Stop it with weft_ticker_stop, which closes and releases the channel. */
+typedef struct weft_ticker weft_ticker;
+WEFT_EXTERN int weft_ticker_start(weft_ticker **out, int64_t period);
+WEFT_EXTERN weft_chan *weft_ticker_chan(weft_ticker *t);
+WEFT_EXTERN int weft_ticker_stop(weft_ticker *t);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,48 @@
+/* weft/io.h — blocking-style I/O on non-blocking descriptors (included by weft.h).
+ * Each call parks the coroutine in its worker's libev loop instead of blocking the thread.
+ * Errors are negative errno values (-ECONNRESET, -EPIPE, ...) or WEFT_ETIMEDOUT,
+ * WEFT_ECANCELED; 0 from a read means end of stream. */
+#ifndef WEFT_IO_H
+#define WEFT_IO_H
+#include <sys/types.h>
+#include <sys/socket.h>
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum { WEFT_READABLE = 1, WEFT_WRITABLE = 2 };
+/* Wait until fd is readable/writable: returns the ready events (> 0), or an error code. */
+WEFT_EXTERN int weft_wait_fd(int fd, int events, int64_t deadline);
+/* Put fd in non-blocking mode (the wrappers below do it for you). */
+WEFT_EXTERN int weft_fd_nonblock(int fd);
+/* Forget weft's per-fd state; call before close(2) (weft_close does both). */
+WEFT_EXTERN int weft_fd_forget(int fd);
+WEFT_EXTERN int weft_close(int fd);
+
+WEFT_EXTERN ssize_t weft_read(int fd, void *buf, size_t len, int64_t deadline);
+WEFT_EXTERN ssize_t weft_write(int fd, const void *buf, size_t len, int64_t deadline);
+/* Writes all len bytes unless an error or the deadline stops it: len, or an error code. */
+WEFT_EXTERN ssize_t weft_write_all(int fd, const void *buf, size_t len, int64_t deadline);
+WEFT_EXTERN int weft_accept(int fd, struct sockaddr *addr, socklen_t *len, int64_t deadline);
+WEFT_EXTERN int weft_connect(int fd, const struct sockaddr *addr, socklen_t len, int64_t deadline);
+/* A TCP listener on host:port (SO_REUSEADDR, non-blocking): the fd, or an error code. */
+WEFT_EXTERN int weft_tcp_listen(const char *host, int port, int backlog);
+WEFT_EXTERN int weft_tcp_connect(const char *host, int port, int64_t deadline);
+
+/* A buffered reader for line- or length-oriented protocols. */
+typedef struct weft_reader {
+    int fd;
+    size_t start, end, cap;
+    char *buf;
+} weft_reader;
+WEFT_EXTERN int weft_reader_init(weft_reader *r, int fd, size_t bufsize);
+WEFT_EXTERN void weft_reader_free(weft_reader *r);
+/* Reads up to and including '\n' into line (NUL-terminated, at most cap-1 bytes): the length,
+ * 0 at end of stream, or an error (WEFT_EINVAL if a line does not fit). */
+WEFT_EXTERN ssize_t weft_reader_line(weft_reader *r, char *line, size_t cap, int64_t deadline);
+WEFT_EXTERN ssize_t weft_reader_read(weft_reader *r, void *buf, size_t len, int64_t deadline);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,91 @@
+/* weft/sync.h — coroutine-aware synchronisation (included by weft.h).
+ * They park coroutines instead of blocking the worker, work across workers, and block plain
+ * OS threads on a futex where noted. A weft_mutex may be unlocked by another coroutine or
+ * thread than the one that locked it (it is a binary semaphore with FIFO hand-off). */
+#ifndef WEFT_SYNC_H
+#define WEFT_SYNC_H
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct weft__waitq {
+    void *head, *tail;
+};
+
+typedef struct weft_mutex {
+    uint32_t lock; /* internal spin-futex lock guarding the fields below */
+    int locked;
+    struct weft__waitq waiters;
+} weft_mutex;
+#define WEFT_MUTEX_INIT {0, 0, {0, 0}}
+WEFT_EXTERN int weft_mutex_init(weft_mutex *m);
+/* 0, WEFT_ECANCELED, WEFT_ETIMEDOUT (the _until variant), WEFT_EINVAL. */
+WEFT_EXTERN int weft_mutex_lock(weft_mutex *m);
+WEFT_EXTERN int weft_mutex_lock_until(weft_mutex *m, int64_t deadline);
+WEFT_EXTERN int weft_mutex_trylock(weft_mutex *m); /* 0 or WEFT_EAGAIN */
+WEFT_EXTERN int weft_mutex_unlock(weft_mutex *m);  /* 0 or WEFT_ESTATE if not locked */
+
+typedef struct weft_cond {
+    uint32_t lock;
+    struct weft__waitq waiters;
+} weft_cond;
+#define WEFT_COND_INIT {0, {0, 0}}
+WEFT_EXTERN int weft_cond_init(weft_cond *c);
+/* Atomically unlocks m and waits; re-locks m before returning (also on timeout/cancel). */
+WEFT_EXTERN int weft_cond_wait(weft_cond *c, weft_mutex *m);
+WEFT_EXTERN int weft_cond_wait_until(weft_cond *c, weft_mutex *m, int64_t deadline);
+WEFT_EXTERN int weft_cond_signal(weft_cond *c);
+WEFT_EXTERN int weft_cond_broadcast(weft_cond *c);
+
+typedef struct weft_sem {
+    uint32_t lock;
+    int64_t count;
+    struct weft__waitq waiters;
+} weft_sem;
+WEFT_EXTERN int weft_sem_init(weft_sem *s, int64_t count);
+WEFT_EXTERN int weft_sem_wait(weft_sem *s);
+WEFT_EXTERN int weft_sem_wait_until(weft_sem *s, int64_t deadline);
+WEFT_EXTERN int weft_sem_trywait(weft_sem *s);
+WEFT_EXTERN int weft_sem_post(weft_sem *s);
+
+/* Go's sync.WaitGroup. */
+typedef struct weft_wg {
+    uint32_t lock;
+    int64_t count;
+    struct weft__waitq waiters;
+} weft_wg;
+#define WEFT_WG_INIT {0, 0, {0, 0}}
+WEFT_EXTERN int weft_wg_init(weft_wg *wg);
+WEFT_EXTERN int weft_wg_add(weft_wg *wg, int64_t delta); /* WEFT_EINVAL if it goes negative */
+WEFT_EXTERN int weft_wg_done(weft_wg *wg);
+WEFT_EXTERN int weft_wg_wait(weft_wg *wg);
+WEFT_EXTERN int weft_wg_wait_until(weft_wg *wg, int64_t deadline);
+
+/* Runs fn exactly once; concurrent callers wait (park) until it has finished. */
+typedef struct weft_once {
+    uint32_t state;
+    weft_mutex m;
+} weft_once;
+#define WEFT_ONCE_INIT {0, WEFT_MUTEX_INIT}
+WEFT_EXTERN int weft_once_call(weft_once *o, void (*fn)(void));
+
+/* Structured concurrency: a group owns the tasks spawned into it; weft_group_wait joins them
+ * all; weft_group_cancel cancels them all; weft_group_wait_until cancels the rest at the
+ * deadline and joins them (the parent bounds its children's lifetime). */
+typedef struct weft_group weft_group;
+WEFT_EXTERN int weft_group_create(weft_group **out);
+WEFT_EXTERN int weft_group_spawn(weft_group *g, weft_fn fn, void *arg);
+WEFT_EXTERN int weft_group_cancel(weft_group *g);
+WEFT_EXTERN int weft_group_wait(weft_group *g);
+WEFT_EXTERN int weft_group_wait_until(weft_group *g, int64_t deadline);
+WEFT_EXTERN void weft_group_free(weft_group *g);
+
+/* Run fn(arg) on the blocking-offload thread pool and park until it returns; *result gets
+ * its value. WEFT_ECANCELED if the caller is cancelled meanwhile (fn still runs to the end;
+ * its result is then discarded). From a plain thread, fn simply runs inline. */
+WEFT_EXTERN int weft_blocking(weft_fn fn, void *arg, void **result);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

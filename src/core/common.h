@@ -1,0 +1,46 @@
+/* common.h — macros every weft source file uses: the always-on assert, branch hints,
+ * cache-line size, and the internal-visibility convention (weft__ = internal non-static). */
+#ifndef WEFT_COMMON_H
+#define WEFT_COMMON_H
+
+#define WEFT_BUILDING 1
+#include "weft.h"
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define WEFT_LIKELY(x) __builtin_expect(!!(x), 1)
+#define WEFT_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define WEFT_NOINLINE __attribute__((noinline))
+#define WEFT_NORETURN __attribute__((noreturn))
+#define WEFT_CACHELINE 64
+#define WEFT_ALIGNED_CL __attribute__((aligned(WEFT_CACHELINE)))
+
+/* A programming error that would corrupt state: print and abort, in every build type
+ * (libdill's dill_assert). Never compiled out, unlike assert(). */
+WEFT_NORETURN void weft__panic(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+#define WEFT_ASSERT(cond)                                                                    \
+    do {                                                                                     \
+        if (WEFT_UNLIKELY(!(cond)))                                                          \
+            weft__panic("weft: internal assertion failed: %s (%s:%d)", #cond, __FILE__,      \
+                        __LINE__);                                                           \
+    } while (0)
+
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define WEFT_ASAN 1
+#endif
+#if __has_feature(thread_sanitizer)
+#define WEFT_TSAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define WEFT_ASAN 1
+#endif
+#if defined(__SANITIZE_THREAD__)
+#define WEFT_TSAN 1
+#endif
+
+#endif

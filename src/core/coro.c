@@ -1,0 +1,527 @@
+/* coro.c — coroutine control blocks and the task API: spawn, join, detach, cancel, names,
+ * coroutine-local storage, and the waker protocol every blocking call uses (coro.h). */
+#define _GNU_SOURCE
+#include "coro.h"
+#include "futex.h"
+#include "runtime.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------------------------------
+ * Control blocks: type-stable (never freed), recycled through per-worker caches and a global
+ * pool. Ids come from one counter and never repeat. */
+
+#define CORO_SLAB 256
+#define CORO_CACHE_HIGH 1024
+
+static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct weft__coro *pool_free;
+static struct weft__coro *all_coros; /* every control block ever made (weft_dump walks it) */
+static _Atomic uint64_t next_id = 1;
+static _Atomic uint64_t alive;
+
+static struct weft__coro *pool_take(void)
+{
+    pthread_mutex_lock(&pool_mu);
+    if (!pool_free) {
+        struct weft__coro *slab = calloc(CORO_SLAB, sizeof *slab);
+        if (!slab) {
+            pthread_mutex_unlock(&pool_mu);
+            return NULL;
+        }
+        for (int i = 0; i < CORO_SLAB; i++) {
+            slab[i].next = pool_free;
+            pool_free = &slab[i];
+            slab[i].all_next = all_coros;
+            all_coros = &slab[i];
+        }
+    }
+    struct weft__coro *co = pool_free;
+    pool_free = co->next;
+    pthread_mutex_unlock(&pool_mu);
+    return co;
+}
+
+struct weft__coro *weft__coro_alloc(void)
+{
+    struct weft__worker *w = weft__worker_self();
+    struct weft__coro *co;
+    if (w && w->coro_cache) {
+        co = w->coro_cache;
+        w->coro_cache = co->next;
+        w->coro_cache_n--;
+    } else if (!(co = pool_take())) {
+        return NULL;
+    }
+    /* co->wait keeps its sequence across reuse (stale wakers must never match). */
+    uint64_t seq = atomic_load_explicit(&co->wait, memory_order_relaxed) & ~WEFT_WAIT_ARMED;
+    co->ctx = NULL;
+    co->next = NULL;
+    co->msg.kind = WEFT_MSG_CORO;
+    co->stack = NULL;
+    atomic_store_explicit(&co->wait, seq + 2, memory_order_relaxed);
+    co->wait_result = 0;
+    atomic_store_explicit(&co->cancel, 0, memory_order_relaxed);
+    co->pin = 0;
+    co->home = NULL;
+    co->result = NULL;
+    atomic_store_explicit(&co->refs, 2, memory_order_relaxed);
+    co->lock = (weft__lock)WEFT__LOCK_INIT;
+    co->finished = 0;
+    co->flags = 0;
+    co->joiner = NULL;
+    co->locals = NULL;
+    co->wait_what = NULL;
+    co->last_worker = -1;
+    co->name[0] = 0;
+    atomic_store_explicit(&co->id, atomic_fetch_add_explicit(&next_id, 1, memory_order_relaxed),
+                          memory_order_release);
+    atomic_fetch_add_explicit(&alive, 1, memory_order_relaxed);
+    return co;
+}
+
+static void coro_free(struct weft__coro *co)
+{
+    atomic_store_explicit(&co->id, 0, memory_order_release);
+    atomic_store_explicit(&co->state, WEFT_CO_FREE, memory_order_release);
+    atomic_fetch_sub_explicit(&alive, 1, memory_order_relaxed);
+    struct weft__worker *w = weft__worker_self();
+    if (w && w->coro_cache_n < CORO_CACHE_HIGH) {
+        co->next = w->coro_cache;
+        w->coro_cache = co;
+        w->coro_cache_n++;
+        return;
+    }
+    pthread_mutex_lock(&pool_mu);
+    co->next = pool_free;
+    pool_free = co;
+    pthread_mutex_unlock(&pool_mu);
+}
+
+void weft__coro_release(struct weft__coro *co)
+{
+    /* acq_rel: the last dropper sees every write the other holder made before dropping. */
+    if (atomic_fetch_sub_explicit(&co->refs, 1, memory_order_acq_rel) == 1)
+        coro_free(co);
+}
+
+void weft__coro_cache_drain(struct weft__worker *w)
+{
+    pthread_mutex_lock(&pool_mu);
+    while (w->coro_cache) {
+        struct weft__coro *co = w->coro_cache;
+        w->coro_cache = co->next;
+        co->next = pool_free;
+        pool_free = co;
+    }
+    w->coro_cache_n = 0;
+    pthread_mutex_unlock(&pool_mu);
+}
+
+struct weft__coro *weft__coro_first(void)
+{
+    return all_coros;
+}
+
+uint64_t weft__coro_alive(void)
+{
+    return atomic_load_explicit(&alive, memory_order_relaxed);
+}
+
+/* Runtime shutdown: every control block that still holds a coroutine is abandoned (Go's
+ * rule): its stack is unmapped with the slabs; the block returns to the pool and its id is
+ * retired, so stale handles get WEFT_ESTATE. */
+void weft__coro_reset_all(void)
+{
+    pthread_mutex_lock(&pool_mu);
+    pool_free = NULL;
+    for (struct weft__coro *co = all_coros; co; co = co->all_next) {
+        weft__coro_locals_free(co);
+        atomic_store_explicit(&co->id, 0, memory_order_relaxed);
+        atomic_store_explicit(&co->state, WEFT_CO_FREE, memory_order_relaxed);
+        /* Retire any armed wait: a late waker (a blocking job finishing) must fail its CAS. */
+        uint64_t w = atomic_load_explicit(&co->wait, memory_order_relaxed) & ~WEFT_WAIT_ARMED;
+        atomic_store_explicit(&co->wait, w + 2, memory_order_relaxed);
+        co->stack = NULL;
+        co->ctx = NULL;
+        co->next = pool_free;
+        pool_free = co;
+    }
+    atomic_store(&alive, 0);
+    pthread_mutex_unlock(&pool_mu);
+}
+
+struct weft__coro *weft__coro_from_handle(weft_task t)
+{
+    if (!t.co || !t.id)
+        return NULL;
+    if (atomic_load_explicit(&t.co->id, memory_order_acquire) != t.id)
+        return NULL;
+    return t.co;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Wakers. */
+
+void weft__wait_arm(struct weft__coro *co, struct weft__waker *k, const char *what)
+{
+    uint64_t w = atomic_load_explicit(&co->wait, memory_order_relaxed);
+    uint64_t armed = ((w | WEFT_WAIT_ARMED) + 2) | WEFT_WAIT_ARMED;
+    /* Relaxed: only co writes an armed value; the lock or fence that publishes the waker
+     * (a channel lock release, the park's seq_cst fence) orders it for the wakers. */
+    atomic_store_explicit(&co->wait, armed, memory_order_relaxed);
+    co->wait_what = what;
+    k->co = co;
+    k->token = armed;
+    k->tp = NULL;
+}
+
+bool weft__waker_claim(struct weft__waker *k)
+{
+    if (k->co) {
+        uint64_t tok = k->token;
+        return atomic_compare_exchange_strong_explicit(&k->co->wait, &tok, tok & ~WEFT_WAIT_ARMED,
+                                                       memory_order_acq_rel,
+                                                       memory_order_relaxed);
+    }
+    uint32_t zero = 0;
+    return atomic_compare_exchange_strong_explicit(&k->tp->word, &zero, 1, memory_order_acq_rel,
+                                                   memory_order_relaxed);
+}
+
+void weft__waker_complete(struct weft__waker *k, int result, bool handoff)
+{
+    if (k->co) {
+        k->co->wait_result = result;
+        weft__ready(k->co, handoff);
+        return;
+    }
+    /* A plain thread: after the release store the waiter may return and its frame (tp)
+     * may be gone, so touch nothing after the store except the futex address for the
+     * wake — FUTEX_WAKE on an address no longer waited on is harmless. */
+    struct weft__thread_parker *tp = k->tp;
+    tp->result = result;
+    atomic_store_explicit(&tp->word, 2, memory_order_release);
+    weft__futex_wake(&tp->word, 1);
+}
+
+bool weft__waker_wake(struct weft__waker *k, int result, bool handoff)
+{
+    if (!weft__waker_claim(k))
+        return false;
+    weft__waker_complete(k, result, handoff);
+    return true;
+}
+
+void weft__tparker_arm(struct weft__thread_parker *tp, struct weft__waker *k)
+{
+    atomic_store_explicit(&tp->word, 0, memory_order_relaxed);
+    tp->result = 0;
+    k->co = NULL;
+    k->token = 0;
+    k->tp = tp;
+}
+
+int weft__tparker_wait(struct weft__thread_parker *tp, int64_t deadline)
+{
+    for (;;) {
+        uint32_t v = atomic_load_explicit(&tp->word, memory_order_acquire);
+        if (v == 2)
+            return tp->result;
+        if (weft__futex_wait(&tp->word, v, deadline) == -ETIMEDOUT &&
+            atomic_load_explicit(&tp->word, memory_order_acquire) != 2)
+            return WEFT_ETIMEDOUT;
+    }
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Spawn, exit, join, detach. */
+
+int weft_spawn(weft_task *out, weft_fn fn, void *arg)
+{
+    return weft_spawn_ex(out, fn, arg, NULL);
+}
+
+int weft_spawn_ex(weft_task *out, weft_fn fn, void *arg, const weft_spawn_opts *opts)
+{
+    if (out)
+        *out = (weft_task){NULL, 0};
+    if (!fn)
+        return WEFT_EINVAL;
+    struct weft__runtime *rt = weft__rt;
+    if (!rt || atomic_load_explicit(&rt->stopping, memory_order_relaxed))
+        return WEFT_ENORUNTIME;
+    size_t size = rt->stack_size;
+    if (opts && opts->stack_size) {
+        if (opts->stack_size < WEFT_STACK_MIN || opts->stack_size > WEFT_STACK_MAX)
+            return WEFT_ESTACK;
+        size = weft__stack_round(opts->stack_size);
+    }
+    struct weft__coro *co = weft__coro_alloc();
+    if (!co)
+        return WEFT_ENOMEM;
+    co->fn = fn;
+    co->arg = arg;
+    co->stack_size = size;
+    if (opts && opts->name) {
+        strncpy(co->name, opts->name, sizeof co->name - 1);
+        co->name[sizeof co->name - 1] = 0;
+    }
+    if (!out) {
+        co->flags |= WEFT_CF_DETACHED;
+        atomic_fetch_sub_explicit(&co->refs, 1, memory_order_relaxed);
+    } else {
+        *out = (weft_task){co, atomic_load_explicit(&co->id, memory_order_relaxed)};
+    }
+    struct weft__worker *w = weft__worker_self();
+    if (w)
+        atomic_fetch_add_explicit(&w->n_spawned, 1, memory_order_relaxed);
+    atomic_store_explicit(&co->state, WEFT_CO_RUNNABLE, memory_order_relaxed);
+    if (opts && opts->pinned && w) {
+        co->pin = 1;
+        co->home = w;
+    }
+    weft__schedule(co, false);
+    return 0;
+}
+
+void weft__coro_exit(struct weft__coro *co, void *result)
+{
+    weft__coro_locals_free(co);
+    co->result = result;
+    weft__lock_acquire(&co->lock);
+    co->finished = 1;
+    struct weft__waker k = {0};
+    bool have = co->joiner != NULL;
+    if (have) {
+        k = *co->joiner; /* copy under the lock: the joiner's frame may go once woken */
+        co->joiner = NULL;
+    }
+    weft__lock_release(&co->lock);
+    if (have)
+        weft__waker_wake(&k, 0, true);
+    if (co->flags & WEFT_CF_MAIN) {
+        atomic_store_explicit(&weft__rt->stopping, 1, memory_order_release);
+        weft__wake_all();
+    }
+    weft__sched_exit(co);
+}
+
+static void unlock_coro(void *arg)
+{
+    weft__lock_release(&((struct weft__coro *)arg)->lock);
+}
+
+/* Called with co->lock held and co finished: hand out the result and drop the handle. */
+static int take_result(struct weft__coro *co, void **result)
+{
+    co->flags |= WEFT_CF_DETACHED; /* the handle is consumed */
+    void *r = co->result;
+    weft__lock_release(&co->lock);
+    if (result)
+        *result = r;
+    weft__coro_release(co);
+    return 0;
+}
+
+int weft_join_until(weft_task t, void **result, int64_t deadline)
+{
+    if (!weft__rt)
+        return WEFT_ENORUNTIME;
+    struct weft__coro *co = weft__coro_from_handle(t);
+    if (!co)
+        return WEFT_ESTATE;
+    struct weft__coro *self = weft__coro_self();
+    if (self == co)
+        return WEFT_EDEADLK;
+    weft__lock_acquire(&co->lock);
+    if (atomic_load_explicit(&co->id, memory_order_relaxed) != t.id ||
+        (co->flags & WEFT_CF_DETACHED) || co->joiner) {
+        weft__lock_release(&co->lock);
+        return WEFT_ESTATE;
+    }
+    if (co->finished)
+        return take_result(co, result);
+    struct weft__waker k;
+    int r;
+    if (self) {
+        weft__wait_arm(self, &k, "join");
+        co->joiner = &k;
+        r = weft__park_until(deadline, unlock_coro, co);
+    } else {
+        struct weft__thread_parker tp;
+        weft__tparker_arm(&tp, &k);
+        co->joiner = &k;
+        weft__lock_release(&co->lock);
+        r = weft__tparker_wait(&tp, deadline);
+        if (r == WEFT_ETIMEDOUT) {
+            weft__lock_acquire(&co->lock);
+            if (co->joiner == &k) {
+                co->joiner = NULL;
+                weft__lock_release(&co->lock);
+                return WEFT_ETIMEDOUT;
+            }
+            weft__lock_release(&co->lock);
+            r = weft__tparker_wait(&tp, WEFT_FOREVER); /* the exit already took us */
+        }
+    }
+    weft__lock_acquire(&co->lock);
+    if (r != 0) {
+        if (co->joiner == &k)
+            co->joiner = NULL;
+        weft__lock_release(&co->lock);
+        return r;
+    }
+    WEFT_ASSERT(co->finished);
+    return take_result(co, result);
+}
+
+int weft_join(weft_task t, void **result)
+{
+    return weft_join_until(t, result, WEFT_FOREVER);
+}
+
+int weft_detach(weft_task t)
+{
+    if (!weft__rt)
+        return WEFT_ENORUNTIME;
+    struct weft__coro *co = weft__coro_from_handle(t);
+    if (!co)
+        return WEFT_ESTATE;
+    weft__lock_acquire(&co->lock);
+    if (atomic_load_explicit(&co->id, memory_order_relaxed) != t.id ||
+        (co->flags & WEFT_CF_DETACHED) || co->joiner) {
+        weft__lock_release(&co->lock);
+        return WEFT_ESTATE;
+    }
+    co->flags |= WEFT_CF_DETACHED;
+    weft__lock_release(&co->lock);
+    weft__coro_release(co);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Self, names, cancellation. */
+
+weft_task weft_self(void)
+{
+    struct weft__coro *co = weft__coro_self();
+    if (!co)
+        return (weft_task){NULL, 0};
+    return (weft_task){co, atomic_load_explicit(&co->id, memory_order_relaxed)};
+}
+
+uint64_t weft_self_id(void)
+{
+    return weft_self().id;
+}
+
+int weft_set_name(weft_task t, const char *name)
+{
+    if (!name)
+        return WEFT_EINVAL;
+    struct weft__coro *co = weft__coro_from_handle(t);
+    if (!co)
+        return WEFT_ESTATE;
+    /* Names are debug aids: a racing reader may see a torn name, never overflow. */
+    size_t n = strnlen(name, sizeof co->name - 1);
+    memcpy(co->name, name, n);
+    co->name[n] = 0;
+    return 0;
+}
+
+int weft_cancel(weft_task t)
+{
+    if (!weft__rt)
+        return WEFT_ENORUNTIME;
+    struct weft__coro *co = weft__coro_from_handle(t);
+    if (!co)
+        return WEFT_ESTATE;
+    weft__lock_acquire(&co->lock);
+    bool gone = co->finished || atomic_load_explicit(&co->id, memory_order_relaxed) != t.id;
+    weft__lock_release(&co->lock);
+    if (gone)
+        return WEFT_ESTATE;
+    /* Dekker with weft__park: store the request, fence, then look for an armed wait. */
+    atomic_store_explicit(&co->cancel, 1, memory_order_relaxed);
+    atomic_thread_fence(memory_order_seq_cst);
+    uint64_t tok = atomic_load_explicit(&co->wait, memory_order_relaxed);
+    if (tok & WEFT_WAIT_ARMED) {
+        struct weft__waker k = {.co = co, .token = tok, .tp = NULL};
+        weft__waker_wake(&k, WEFT_ECANCELED, false);
+    }
+    return 0;
+}
+
+int weft_cancelled(void)
+{
+    struct weft__coro *co = weft__coro_self();
+    return co ? atomic_load_explicit(&co->cancel, memory_order_relaxed) : 0;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Coroutine-local storage. */
+
+static pthread_mutex_t keys_mu = PTHREAD_MUTEX_INITIALIZER;
+static int nkeys;
+static void (*key_dtors[WEFT_LOCAL_MAX])(void *);
+
+int weft_local_create(weft_local *key, void (*destructor)(void *))
+{
+    if (!key)
+        return WEFT_EINVAL;
+    pthread_mutex_lock(&keys_mu);
+    if (nkeys >= WEFT_LOCAL_MAX) {
+        pthread_mutex_unlock(&keys_mu);
+        return WEFT_ENOMEM;
+    }
+    key_dtors[nkeys] = destructor;
+    key->index = ++nkeys; /* 0 stays invalid, so a zeroed key is caught */
+    pthread_mutex_unlock(&keys_mu);
+    return 0;
+}
+
+void *weft_local_get(weft_local key)
+{
+    struct weft__coro *co = weft__coro_self();
+    if (!co || !co->locals || key.index <= 0 || key.index > WEFT_LOCAL_MAX)
+        return NULL;
+    return co->locals[key.index - 1];
+}
+
+int weft_local_set(weft_local key, void *value)
+{
+    struct weft__coro *co = weft__coro_self();
+    if (!co)
+        return WEFT_ENOTCORO;
+    if (key.index <= 0 || key.index > WEFT_LOCAL_MAX)
+        return WEFT_EINVAL;
+    if (!co->locals && !(co->locals = calloc(WEFT_LOCAL_MAX, sizeof(void *))))
+        return WEFT_ENOMEM;
+    co->locals[key.index - 1] = value;
+    return 0;
+}
+
+void weft__coro_locals_free(struct weft__coro *co)
+{
+    if (!co->locals)
+        return;
+    /* Destructors may set values again (pthread's rule): a few passes. */
+    for (int pass = 0; pass < 4; pass++) {
+        bool any = false;
+        for (int i = 0; i < WEFT_LOCAL_MAX; i++) {
+            void *v = co->locals[i];
+            if (v && key_dtors[i]) {
+                co->locals[i] = NULL;
+                key_dtors[i](v);
+                any = true;
+            }
+        }
+        if (!any)
+            break;
+    }
+    free(co->locals);
+    co->locals = NULL;
+}

@@ -1,0 +1,132 @@
+/* coro.h — the coroutine control block (Go's G) and its state machine.
+ *
+ * States (co->state; the NOTIFIED bit may be or'ed onto RUNNING):
+ *
+ *   RUNNABLE  In exactly one run queue: a worker's ring or runnext slot, the global queue,
+ *             or a worker's inbox. Nobody runs it; nobody owns its stack. A coroutine that
+ *             has never run (co->ctx == NULL) has no stack yet: it takes one from the cache
+ *             of the worker that first runs it. Transition: the worker that dequeues it
+ *             sets RUNNING (plain store: dequeue gave that worker exclusive ownership).
+ *   RUNNING   One worker runs it, on its stack; only that worker touches ctx and stack.
+ *             Transitions, all by the running worker: to WAITING or RUNNABLE in the on-top
+ *             function of the switch away (so only once its registers are saved — the rule
+ *             that prevents two threads resuming one coroutine), or to DEAD.
+ *   RUNNING|NOTIFIED
+ *             A waker won the coroutine's current wait while the coroutine was still on its
+ *             way to parking. The on-top function of the park finds the CAS RUNNING→WAITING
+ *             failing and queues the coroutine itself (Tokio's scheme).
+ *   WAITING   Parked: registers saved in ctx, its wait record armed (co->wait) and linked
+ *             from every structure that may end the wait (channel lists, a timer, a joined
+ *             coroutine, the blocking pool, an fd watcher). Whoever wins the CAS on co->wait
+ *             calls weft__ready(), which CASes WAITING→RUNNABLE and queues it.
+ *   DEAD      Finished: its stack went back to a cache in the on-top function of its last
+ *             switch; the control block lives until the handle is joined or detached.
+ *
+ * The wait word (co->wait): (seq << 1) | ARMED. The coroutine arms a wait by storing a new
+ * sequence with ARMED set; a waker holds a token (the armed value) and completes the wait by
+ * CAS(token → token & ~ARMED). Exactly one of "value arrived", "timed out", "cancelled" wins;
+ * a stale waker (from an earlier wait) fails because the sequence moved on. Sequences never
+ * restart, even when a control block is reused, so a token can never match a later wait.
+ *
+ * Control blocks are type-stable: allocated from slabs that are never unmapped (Go keeps
+ * every G too). A stale pointer held by a late timer or a stale handle therefore always
+ * points at a control block, and the sequence/id checks reject it. */
+#ifndef WEFT_CORO_H
+#define WEFT_CORO_H
+
+#include "common.h"
+#include "context.h"
+#include "lock.h"
+#include "stack.h"
+
+enum weft__state {
+    WEFT_CO_FREE = 0, /* in a free list, not a coroutine */
+    WEFT_CO_RUNNABLE = 1,
+    WEFT_CO_RUNNING = 2,
+    WEFT_CO_WAITING = 3,
+    WEFT_CO_DEAD = 4,
+    WEFT_CO_NOTIFIED = 0x100,
+};
+
+enum weft__coflags {
+    WEFT_CF_MAIN = 1,     /* the coroutine weft_run started */
+    WEFT_CF_DETACHED = 2, /* handle given up */
+};
+
+#define WEFT_WAIT_ARMED 1ull
+
+/* An inbox message: a coroutine to run (pinned, or debug-migrated) or a timer to stop. */
+struct weft__msg {
+    struct weft__msg *next;
+    int kind;
+};
+enum { WEFT_MSG_CORO = 1, WEFT_MSG_TIMER_STOP = 2, WEFT_MSG_IO_STOP = 3 };
+
+struct weft__worker;
+
+struct weft__coro {
+    weft__fctx_t ctx;         /* saved context while not RUNNING; NULL before the first run */
+    _Atomic uint32_t state;   /* enum weft__state */
+    uint32_t flags;           /* enum weft__coflags; written under co->lock */
+    struct weft__coro *next;  /* queue link: global queue, free list (owner: that queue) */
+    struct weft__msg msg;     /* inbox link (kind WEFT_MSG_CORO) */
+    struct weft__stack *stack;
+    size_t stack_size;        /* requested usable size */
+    _Atomic uint64_t wait;    /* the wait word (see above) */
+    int wait_result;          /* written by the waker that won, read by co after resume */
+    _Atomic int cancel;       /* cancellation requested and not yet reported */
+    int pin;                  /* pin depth (weft_pin nests); touched only by co itself */
+    struct weft__worker *home;/* pinned: the worker it must run on */
+    weft_fn fn;
+    void *arg;
+    void *result;
+    _Atomic uint64_t id;      /* handle id; changes when the block is reused */
+    _Atomic uint32_t refs;    /* 2 at spawn: one for running, one for the handle */
+    weft__lock lock;          /* guards joiner and DEAD-for-join, flags */
+    int finished;             /* fn returned (under lock) */
+    struct weft__waker *joiner;/* the one waiting weft_join, under lock */
+    void *asan_fake;          /* ASan fake-stack save slot */
+    void **locals;            /* coroutine-local values, WEFT_LOCAL_MAX, lazily allocated */
+    struct weft__coro *all_next;/* slab walk for weft_dump (never unlinked) */
+    const char *wait_what;    /* what it waits on, for weft_dump */
+    int64_t wait_since;
+    int last_worker;
+    char name[32];
+};
+
+/* A token that can complete one wait, of a coroutine or of a plain thread. Lives in the
+ * waiter's own frame (channel waiter nodes, join) or in a timer record. */
+struct weft__thread_parker {
+    _Atomic uint32_t word; /* 0 armed, 1 claimed by a waker, 2 completed, 3 given up */
+    int result;
+};
+struct weft__waker {
+    struct weft__coro *co;             /* NULL: a plain thread */
+    uint64_t token;                    /* co's armed wait value */
+    struct weft__thread_parker *tp;    /* the plain thread's parker */
+};
+
+/* Claim the wait: true if we won it (then the caller must weft__waker_complete it). */
+bool weft__waker_claim(struct weft__waker *k);
+/* Finish a claimed wait: store the result, make the coroutine runnable / wake the thread.
+ * `handoff`: the waker is a coroutine handing control to the woken one (put it in runnext). */
+void weft__waker_complete(struct weft__waker *k, int result, bool handoff);
+/* Claim and complete in one go; returns whether we won. */
+bool weft__waker_wake(struct weft__waker *k, int result, bool handoff);
+
+/* Arm a new wait for the calling coroutine and fill a waker for it. */
+void weft__wait_arm(struct weft__coro *co, struct weft__waker *k, const char *what);
+/* Plain-thread side: arm, then block until completed or the deadline. On timeout, tries to
+ * give up; if a waker already claimed it, waits for the completion (which then wins). */
+void weft__tparker_arm(struct weft__thread_parker *tp, struct weft__waker *k);
+int weft__tparker_wait(struct weft__thread_parker *tp, int64_t deadline);
+
+struct weft__coro *weft__coro_alloc(void);
+void weft__coro_release(struct weft__coro *co); /* drop one ref; frees at 0 */
+WEFT_NORETURN void weft__coro_exit(struct weft__coro *co, void *result);
+void weft__coro_locals_free(struct weft__coro *co);
+struct weft__coro *weft__coro_first(void); /* slab walk */
+/* Validate a handle: the control block if it is live and matches, else NULL. */
+struct weft__coro *weft__coro_from_handle(weft_task t);
+
+#endif

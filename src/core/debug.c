@@ -1,0 +1,166 @@
+/* debug.c — weft_stats_get and weft_dump (Go's SIGQUIT dump, on demand or on a signal). */
+#define _GNU_SOURCE
+#include "runtime.h"
+
+#include <dlfcn.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+
+int weft_stats_get(weft_stats *out)
+{
+    if (!out)
+        return WEFT_EINVAL;
+    struct weft__runtime *rt = weft__rt;
+    if (!rt)
+        return WEFT_ENORUNTIME;
+    memset(out, 0, sizeof *out);
+    out->workers = rt->nworkers;
+    for (int i = 0; i < rt->nworkers; i++) {
+        struct weft__worker *w = rt->workers[i];
+        out->switches += atomic_load_explicit(&w->n_switches, memory_order_relaxed);
+        out->parks += atomic_load_explicit(&w->n_parks, memory_order_relaxed);
+        out->steals += atomic_load_explicit(&w->n_steals, memory_order_relaxed);
+        out->spawned += atomic_load_explicit(&w->n_spawned, memory_order_relaxed);
+    }
+    out->alive = weft__coro_alive();
+    weft__stack_stats(&out->stack_bytes, &out->stacks_cached);
+    return 0;
+}
+
+static const char *state_name(uint32_t s)
+{
+    switch (s & ~(uint32_t)WEFT_CO_NOTIFIED) {
+    case WEFT_CO_RUNNABLE:
+        return "runnable";
+    case WEFT_CO_RUNNING:
+        return "running";
+    case WEFT_CO_WAITING:
+        return "waiting";
+    case WEFT_CO_DEAD:
+        return "dead";
+    default:
+        return "free";
+    }
+}
+
+/* The resume address of a parked coroutine: the return address saved in its context
+ * (asm backend on x86-64: offset 0x38 of the save area; AArch64: x30's slot). */
+static void *resume_pc(const struct weft__coro *co)
+{
+#if defined(WEFT_CONTEXT_ASM) && defined(__x86_64__)
+    return co->ctx ? ((void **)co->ctx)[7] : NULL;
+#else
+    (void)co;
+    return NULL;
+#endif
+}
+
+static void *saved_fp(const struct weft__coro *co)
+{
+#if defined(WEFT_CONTEXT_ASM) && defined(__x86_64__)
+    return co->ctx ? ((void **)co->ctx)[6] : NULL;
+#else
+    (void)co;
+    return NULL;
+#endif
+}
+
+static void print_frame(FILE *out, int n, void *pc)
+{
+    Dl_info info;
+    if (dladdr(pc, &info) && info.dli_sname)
+        fprintf(out, "    #%d %p %s+%#lx\n", n, pc, info.dli_sname,
+                (unsigned long)((char *)pc - (char *)info.dli_saddr));
+    else
+        fprintf(out, "    #%d %p\n", n, pc);
+}
+
+/* Frame-pointer walk within the coroutine's stack bounds (weft is built with frame
+ * pointers; frames of code built without them end the walk early). */
+static void backtrace_parked(FILE *out, const struct weft__coro *co)
+{
+    void *pc = resume_pc(co);
+    if (!pc || !co->stack)
+        return;
+    print_frame(out, 0, pc);
+    char *lo = co->stack->lo, *hi = weft__stack_top(co->stack);
+    void **fp = saved_fp(co);
+    for (int n = 1; n < 32 && (char *)fp >= lo && (char *)fp + 16 <= hi; n++) {
+        void *ret = fp[1];
+        if (!ret)
+            break;
+        print_frame(out, n, ret);
+        void **up = fp[0];
+        if (up <= fp)
+            break;
+        fp = up;
+    }
+}
+
+int weft_dump(FILE *out)
+{
+    if (!out)
+        return WEFT_EINVAL;
+    struct weft__runtime *rt = weft__rt;
+    if (!rt)
+        return WEFT_ENORUNTIME;
+    int64_t now = weft_now();
+    int count = 0;
+    fprintf(out, "weft: %d workers\n", rt->nworkers);
+    for (struct weft__coro *co = weft__coro_first(); co; co = co->all_next) {
+        uint32_t s = atomic_load_explicit(&co->state, memory_order_acquire);
+        uint64_t id = atomic_load_explicit(&co->id, memory_order_relaxed);
+        if (s == WEFT_CO_FREE || s == WEFT_CO_DEAD || !id)
+            continue;
+        count++;
+        fprintf(out, "coroutine %llu \"%s\" %s", (unsigned long long)id, co->name,
+                state_name(s));
+        if (co->last_worker >= 0)
+            fprintf(out, " worker=%d", co->last_worker);
+        if ((s & ~(uint32_t)WEFT_CO_NOTIFIED) == WEFT_CO_WAITING) {
+            const char *what = co->wait_what;
+            fprintf(out, " on=%s", what ? what : "?");
+            if (co->wait_since)
+                fprintf(out, " for=%.3fs", (double)(now - co->wait_since) / 1e9);
+        }
+        if (co->stack)
+            fprintf(out, " stack=%zu", co->stack->size);
+        fputc('\n', out);
+        if ((s & ~(uint32_t)WEFT_CO_NOTIFIED) == WEFT_CO_WAITING)
+            backtrace_parked(out, co);
+    }
+    fprintf(out, "weft: %d coroutines\n", count);
+    fflush(out);
+    return count;
+}
+
+static struct sigaction old_dump;
+static int dump_sig;
+
+static void on_dump(int sig)
+{
+    (void)sig;
+    /* Not async-signal-safe (stdio); opt-in debugging aid, like Go's SIGQUIT dump. */
+    weft_dump(stderr);
+}
+
+void weft__dump_signal_install(int sig)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_dump;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(sig, &sa, &old_dump) == 0)
+        dump_sig = sig;
+}
+
+void weft__dump_signal_uninstall(void)
+{
+    if (dump_sig)
+        sigaction(dump_sig, &old_dump, NULL);
+    dump_sig = 0;
+}

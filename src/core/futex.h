@@ -1,0 +1,22 @@
+/* futex.h — thin wrappers over futex(2) for the lock and for plain threads that wait on
+ * weft objects. Private futexes: weft never shares these words across processes. */
+#ifndef WEFT_FUTEX_H
+#define WEFT_FUTEX_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#define __builtin_ia32_pause_or_nothing() __builtin_ia32_pause()
+#elif defined(__aarch64__)
+#define __builtin_ia32_pause_or_nothing() __asm__ __volatile__("yield")
+#else
+#define __builtin_ia32_pause_or_nothing() ((void)0)
+#endif
+
+/* Sleep while *word == val, until woken or until the absolute CLOCK_MONOTONIC deadline (ns,
+ * -1 or INT64_MAX for none). Returns 0 when woken or the value differed, -ETIMEDOUT. */
+int weft__futex_wait(_Atomic uint32_t *word, uint32_t val, int64_t deadline);
+void weft__futex_wake(_Atomic uint32_t *word, int n);
+
+#endif

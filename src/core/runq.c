@@ -1,0 +1,199 @@
+/* runq.c — the per-worker ring and the global queue (see runq.h for the contracts).
+ *
+ * Memory orders on the ring, the classic single-producer/multi-consumer pairing:
+ *  - owner put: store the slot (relaxed), then store tail with RELEASE: a consumer that
+ *    reads the new tail with ACQUIRE also sees the slot and everything the owner wrote to
+ *    the coroutine before queueing it (its saved context, its state).
+ *  - consumers (owner get, thieves): load head with ACQUIRE, tail with ACQUIRE, read the
+ *    slots, then CAS head with RELEASE (the owner's next put loads head with ACQUIRE before
+ *    reusing a slot, so a thief's slot read happens-before the owner's overwrite) — a
+ *    failed CAS means someone else consumed those slots: retry.
+ *  - the owner reads tail relaxed: only it writes tail. */
+#include "runq.h"
+
+static inline uint32_t load_head(struct weft__runq *q)
+{
+    return atomic_load_explicit(&q->head, memory_order_acquire);
+}
+
+/* Owner only: ring full — move half of it plus co to the global queue (Go's runqputslow).
+ * Returns false if a thief moved things meanwhile (then the ring has room: retry put). */
+static bool put_slow(struct weft__runq *q, struct weft__coro *co, uint32_t h, uint32_t t,
+                     struct weft__globalq *g)
+{
+    enum { HALF = WEFT_RUNQ_SIZE / 2 };
+    struct weft__coro *batch[HALF + 1];
+    uint32_t n = (t - h) / 2;
+    WEFT_ASSERT(n == HALF);
+    for (uint32_t i = 0; i < n; i++)
+        batch[i] = atomic_load_explicit(&q->buf[(h + i) % WEFT_RUNQ_SIZE], memory_order_relaxed);
+    if (!atomic_compare_exchange_strong_explicit(&q->head, &h, h + n, memory_order_release,
+                                                 memory_order_relaxed))
+        return false;
+    batch[n] = co;
+    for (uint32_t i = 0; i < n; i++)
+        batch[i]->next = batch[i + 1];
+    weft__globalq_put_batch(g, batch[0], batch[n], n + 1);
+    return true;
+}
+
+void weft__runq_put(struct weft__runq *q, struct weft__coro *co, struct weft__globalq *g)
+{
+    for (;;) {
+        uint32_t h = load_head(q);
+        uint32_t t = atomic_load_explicit(&q->tail, memory_order_relaxed);
+        if (t - h < WEFT_RUNQ_SIZE) {
+            atomic_store_explicit(&q->buf[t % WEFT_RUNQ_SIZE], co, memory_order_relaxed);
+            atomic_store_explicit(&q->tail, t + 1, memory_order_release);
+            return;
+        }
+        if (put_slow(q, co, h, t, g))
+            return;
+    }
+}
+
+void weft__runq_put_next(struct weft__runq *q, struct weft__coro *co, struct weft__globalq *g)
+{
+    /* Exchange: a thief may CAS runnext to NULL concurrently (weft__runq_steal). */
+    struct weft__coro *old = atomic_exchange_explicit(&q->runnext, co, memory_order_acq_rel);
+    if (old)
+        weft__runq_put(q, old, g);
+}
+
+struct weft__coro *weft__runq_get(struct weft__runq *q, bool use_next)
+{
+    if (use_next) {
+        struct weft__coro *n = atomic_load_explicit(&q->runnext, memory_order_relaxed);
+        if (n && atomic_compare_exchange_strong_explicit(&q->runnext, &n, NULL,
+                                                         memory_order_acquire,
+                                                         memory_order_relaxed))
+            return n;
+    }
+    for (;;) {
+        uint32_t h = load_head(q);
+        uint32_t t = atomic_load_explicit(&q->tail, memory_order_relaxed);
+        if (t == h)
+            break;
+        struct weft__coro *co =
+            atomic_load_explicit(&q->buf[h % WEFT_RUNQ_SIZE], memory_order_relaxed);
+        if (atomic_compare_exchange_weak_explicit(&q->head, &h, h + 1, memory_order_release,
+                                                  memory_order_relaxed))
+            return co;
+    }
+    /* Ring empty: runnext even when use_next was false (it is all there is). */
+    if (!use_next) {
+        struct weft__coro *n = atomic_load_explicit(&q->runnext, memory_order_relaxed);
+        if (n && atomic_compare_exchange_strong_explicit(&q->runnext, &n, NULL,
+                                                         memory_order_acquire,
+                                                         memory_order_relaxed))
+            return n;
+    }
+    return NULL;
+}
+
+struct weft__coro *weft__runq_steal(struct weft__runq *q, struct weft__runq *victim,
+                                    bool steal_next)
+{
+    /* Grab half of the victim's ring into our own ring's free slots (we are q's owner, and
+     * our ring is empty when we steal, so there is room for WEFT_RUNQ_SIZE / 2). */
+    uint32_t qt = atomic_load_explicit(&q->tail, memory_order_relaxed);
+    for (;;) {
+        uint32_t h = load_head(victim);
+        uint32_t t = atomic_load_explicit(&victim->tail, memory_order_acquire);
+        uint32_t n = t - h;
+        n = n - n / 2;
+        if (n == 0) {
+            if (!steal_next)
+                return NULL;
+            struct weft__coro *nx = atomic_load_explicit(&victim->runnext, memory_order_relaxed);
+            if (nx && atomic_compare_exchange_strong_explicit(&victim->runnext, &nx, NULL,
+                                                              memory_order_acquire,
+                                                              memory_order_relaxed))
+                return nx;
+            return NULL;
+        }
+        if (n > WEFT_RUNQ_SIZE / 2)
+            continue; /* read head and tail at different moments: inconsistent, retry */
+        for (uint32_t i = 0; i < n; i++) {
+            struct weft__coro *co =
+                atomic_load_explicit(&victim->buf[(h + i) % WEFT_RUNQ_SIZE], memory_order_relaxed);
+            atomic_store_explicit(&q->buf[(qt + i) % WEFT_RUNQ_SIZE], co, memory_order_relaxed);
+        }
+        if (atomic_compare_exchange_weak_explicit(&victim->head, &h, h + n, memory_order_release,
+                                                  memory_order_relaxed)) {
+            /* Keep the last one to run now; publish the rest in our ring. */
+            n--;
+            struct weft__coro *co =
+                atomic_load_explicit(&q->buf[(qt + n) % WEFT_RUNQ_SIZE], memory_order_relaxed);
+            if (n)
+                atomic_store_explicit(&q->tail, qt + n, memory_order_release);
+            return co;
+        }
+    }
+}
+
+bool weft__runq_nonempty(struct weft__runq *q)
+{
+    return atomic_load_explicit(&q->tail, memory_order_acquire) != load_head(q) ||
+           atomic_load_explicit(&q->runnext, memory_order_relaxed) != NULL;
+}
+
+uint32_t weft__runq_len(struct weft__runq *q)
+{
+    uint32_t h = load_head(q);
+    return atomic_load_explicit(&q->tail, memory_order_acquire) - h;
+}
+
+void weft__globalq_put(struct weft__globalq *g, struct weft__coro *co)
+{
+    co->next = NULL;
+    weft__globalq_put_batch(g, co, co, 1);
+}
+
+void weft__globalq_put_batch(struct weft__globalq *g, struct weft__coro *first,
+                             struct weft__coro *last, size_t n)
+{
+    last->next = NULL;
+    weft__lock_acquire(&g->lock);
+    if (g->tail)
+        g->tail->next = first;
+    else
+        g->head = first;
+    g->tail = last;
+    atomic_fetch_add_explicit(&g->len, n, memory_order_relaxed);
+    weft__lock_release(&g->lock);
+}
+
+struct weft__coro *weft__globalq_get(struct weft__globalq *g, struct weft__runq *q, size_t max)
+{
+    if (!weft__globalq_nonempty(g))
+        return NULL;
+    weft__lock_acquire(&g->lock);
+    struct weft__coro *co = g->head;
+    if (!co) {
+        weft__lock_release(&g->lock);
+        return NULL;
+    }
+    size_t taken = 1;
+    g->head = co->next;
+    /* Move a fair share into our ring (bounded by its free room). */
+    if (q) {
+        uint32_t room = WEFT_RUNQ_SIZE - weft__runq_len(q);
+        size_t want = atomic_load_explicit(&g->len, memory_order_relaxed) / 2;
+        if (want > max)
+            want = max;
+        if (want > room / 2)
+            want = room / 2;
+        while (want-- && g->head) {
+            struct weft__coro *c = g->head;
+            g->head = c->next;
+            weft__runq_put(q, c, g); /* cannot overflow: room was checked */
+            taken++;
+        }
+    }
+    if (!g->head)
+        g->tail = NULL;
+    atomic_fetch_sub_explicit(&g->len, taken, memory_order_relaxed);
+    weft__lock_release(&g->lock);
+    return co;
+}

@@ -1,0 +1,56 @@
+/* runq.h — run queues: each worker's bounded ring plus runnext slot (Go's runq), and the
+ * global injection queue. Thread contracts are on each function. */
+#ifndef WEFT_RUNQ_H
+#define WEFT_RUNQ_H
+
+#include "common.h"
+#include "coro.h"
+#include "lock.h"
+
+#define WEFT_RUNQ_SIZE 256
+
+/* A single-producer, multi-consumer ring (Go's runq; a FIFO relative of Chase–Lev):
+ * the owner pushes at tail and pops at head; thieves take half of [head, tail) with one CAS
+ * on head. head only grows (CAS by owner or thieves); tail only grows (owner stores).
+ * Slots are atomics because a thief may read a slot the owner is about to overwrite — the
+ * thief's CAS on head then fails and it discards what it read. */
+struct weft__runq {
+    _Atomic uint32_t head WEFT_ALIGNED_CL;
+    _Atomic uint32_t tail WEFT_ALIGNED_CL;
+    _Atomic(struct weft__coro *) runnext WEFT_ALIGNED_CL;
+    _Atomic(struct weft__coro *) buf[WEFT_RUNQ_SIZE];
+};
+
+/* The global queue: a locked FIFO with an atomic length for lock-free emptiness checks. */
+struct weft__globalq {
+    weft__lock lock;
+    struct weft__coro *head, *tail;
+    _Atomic size_t len;
+};
+
+/* Owner only. Put co at the tail; on overflow, move half of the ring plus co to g. */
+void weft__runq_put(struct weft__runq *q, struct weft__coro *co, struct weft__globalq *g);
+/* Owner only. Put co in runnext; the previous occupant goes to the tail. */
+void weft__runq_put_next(struct weft__runq *q, struct weft__coro *co, struct weft__globalq *g);
+/* Owner only. Take runnext (if use_next) else the head. NULL if empty. */
+struct weft__coro *weft__runq_get(struct weft__runq *q, bool use_next);
+/* Any thread. Steal half of victim's ring into q (q's owner calls this); returns one
+ * coroutine to run now, or NULL. steal_next: may also take the victim's runnext. */
+struct weft__coro *weft__runq_steal(struct weft__runq *q, struct weft__runq *victim,
+                                    bool steal_next);
+/* Any thread. A snapshot: is the ring (or runnext) non-empty? */
+bool weft__runq_nonempty(struct weft__runq *q);
+uint32_t weft__runq_len(struct weft__runq *q);
+
+/* Any thread. */
+void weft__globalq_put(struct weft__globalq *g, struct weft__coro *co);
+void weft__globalq_put_batch(struct weft__globalq *g, struct weft__coro *first,
+                             struct weft__coro *last, size_t n);
+/* Owner of q only: take one from g to run and move up to `max` more into q. */
+struct weft__coro *weft__globalq_get(struct weft__globalq *g, struct weft__runq *q, size_t max);
+static inline bool weft__globalq_nonempty(struct weft__globalq *g)
+{
+    return atomic_load_explicit(&g->len, memory_order_relaxed) != 0;
+}
+
+#endif

@@ -1,0 +1,149 @@
+/* runtime.c — weft_run: configuration, starting and stopping the workers, shutdown.
+ *
+ * Shutdown rule (Go's): when main's coroutine returns, the runtime stops. Coroutines still
+ * alive are not resumed again: workers finish the coroutine they are running (cooperative:
+ * until it next blocks or yields), leave their loops, and are joined; then every stack slab is
+ * unmapped and every control block returns to the pool with its id retired (handles held by
+ * plain threads then get WEFT_ENORUNTIME / WEFT_ESTATE). */
+#define _GNU_SOURCE
+#include "runtime.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+
+static _Atomic int running;
+
+struct main_arg {
+    int (*main)(void *);
+    void *arg;
+    int ret;
+};
+
+static void *main_trampoline(void *p)
+{
+    struct main_arg *m = p;
+    m->ret = m->main(m->arg);
+    return NULL;
+}
+
+static void *worker_thread(void *p)
+{
+    weft__worker_run(p);
+    return NULL;
+}
+
+static int env_int(const char *name, int dflt)
+{
+    const char *v = getenv(name);
+    if (!v || !*v)
+        return dflt;
+    char *end;
+    long n = strtol(v, &end, 10);
+    if (*end || n < 0 || n > 4096) {
+        fprintf(stderr, "weft: ignoring %s=%s (expected a number 0..4096)\n", name, v);
+        return dflt;
+    }
+    return (int)n;
+}
+
+int weft_run(int (*main)(void *), void *arg, const weft_config *config)
+{
+    if (!main)
+        return WEFT_EINVAL;
+    weft_config cfg = {0};
+    if (config)
+        cfg = *config;
+    if (cfg.threads < 0 || cfg.threads > 4096 || cfg.blocking_threads < 0)
+        return WEFT_EINVAL;
+    if (cfg.stack_size && (cfg.stack_size < WEFT_STACK_MIN || cfg.stack_size > WEFT_STACK_MAX))
+        return WEFT_ESTACK;
+    int expected = 0;
+    if (!atomic_compare_exchange_strong(&running, &expected, 1))
+        return WEFT_EBUSY;
+
+    int nthreads = cfg.threads;
+    if (!nthreads)
+        nthreads = env_int("WEFT_THREADS", 0);
+    if (!nthreads) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        nthreads = n > 0 ? (int)n : 1;
+    }
+    struct weft__runtime *rt = calloc(1, sizeof *rt);
+    if (!rt) {
+        atomic_store(&running, 0);
+        return WEFT_ENOMEM;
+    }
+    rt->nworkers = nthreads;
+    rt->stack_size = cfg.stack_size ? weft__stack_round(cfg.stack_size) : WEFT_STACK_DEFAULT;
+    rt->debug_migrate = cfg.debug_migrate || env_int("WEFT_DEBUG_MIGRATE", 0) > 0;
+    rt->blocking_threads = cfg.blocking_threads ? cfg.blocking_threads : 64;
+    pthread_mutex_init(&rt->idle_mu, NULL);
+    rt->workers = calloc((size_t)nthreads, sizeof *rt->workers);
+    rt->idle_list = calloc((size_t)nthreads, sizeof *rt->idle_list);
+    int ret = WEFT_ENOMEM;
+    if (!rt->workers || !rt->idle_list)
+        goto out;
+    for (int i = 0; i < nthreads; i++)
+        if (!(rt->workers[i] = weft__worker_create(i)))
+            goto out;
+    weft__rt = rt;
+    weft__guard_install();
+    if (cfg.dump_signal > 0)
+        weft__dump_signal_install(cfg.dump_signal);
+
+    /* main runs as a coroutine like any other; the calling thread becomes worker 0. */
+    struct main_arg m = {main, arg, 0};
+    weft_task t;
+    struct weft__coro *co;
+    {
+        co = weft__coro_alloc();
+        if (!co)
+            goto out;
+        co->fn = main_trampoline;
+        co->arg = &m;
+        co->stack_size = rt->stack_size;
+        co->flags = WEFT_CF_MAIN | WEFT_CF_DETACHED;
+        atomic_fetch_sub_explicit(&co->refs, 1, memory_order_relaxed);
+        strcpy(co->name, "main");
+        atomic_store_explicit(&co->state, WEFT_CO_RUNNABLE, memory_order_relaxed);
+        t = (weft_task){co, co->id};
+        (void)t;
+        weft__globalq_put(&rt->global, co);
+    }
+    pthread_t *threads = calloc((size_t)nthreads, sizeof *threads);
+    if (!threads)
+        goto out;
+    for (int i = 1; i < nthreads; i++)
+        if (pthread_create(&threads[i], NULL, worker_thread, rt->workers[i]) != 0) {
+            fprintf(stderr, "weft: could not start worker thread %d\n", i);
+            abort();
+        }
+    weft__worker_run(rt->workers[0]);
+    for (int i = 1; i < nthreads; i++)
+        pthread_join(threads[i], NULL);
+    free(threads);
+    ret = m.ret;
+
+    weft__blocking_shutdown();
+    if (cfg.dump_signal > 0)
+        weft__dump_signal_uninstall();
+    weft__guard_uninstall();
+out:
+    weft__rt = NULL;
+    if (rt->workers)
+        for (int i = 0; i < nthreads; i++)
+            if (rt->workers[i])
+                weft__worker_destroy(rt->workers[i]);
+    weft__coro_reset_all();
+    weft__stack_release_all();
+    free(rt->workers);
+    free(rt->idle_list);
+    pthread_mutex_destroy(&rt->idle_mu);
+    free(rt);
+    atomic_store(&running, 0);
+    return ret;
+}

@@ -1,0 +1,126 @@
+/* runtime.h — workers (Go's M and P together), the runtime, and the scheduling primitives
+ * every blocking operation is built from: weft__park and weft__ready. */
+#ifndef WEFT_RUNTIME_H
+#define WEFT_RUNTIME_H
+
+#include "common.h"
+#include "coro.h"
+#include "runq.h"
+#include "stack.h"
+
+#include <ev.h>
+#include <pthread.h>
+
+struct weft__timer; /* timer.c */
+
+/* Per-worker state. Everything here is touched only by the worker's own thread except
+ * where a field says otherwise. */
+struct weft__worker {
+    struct weft__runq rq;          /* ring: owner pushes; owner and thieves pop */
+    _Atomic(struct weft__msg *) inbox WEFT_ALIGNED_CL; /* any thread pushes; owner drains */
+    int index;
+    pthread_t thread;
+    struct ev_loop *loop;          /* owner only (ev_async_send on `wake` is thread-safe) */
+    ev_async wake;
+    weft__fctx_t sched_ctx;        /* the scheduler loop's context while a coroutine runs */
+    void *sched_asan_fake;
+    void *sched_tsan_fiber;
+    struct weft__coro *current;    /* the coroutine running now, NULL in the scheduler */
+    struct weft__coro *pinned_head, *pinned_tail; /* pinned FIFO: owner only, never stolen */
+    void *sched_stack_lo;          /* the worker thread's own stack, for ASan */
+    size_t sched_stack_size;
+    struct weft__stack_cache stacks;
+    struct weft__coro *coro_cache; /* free control blocks */
+    size_t coro_cache_n;
+    struct weft__timer *timer_free;/* free timer records (timer.c) */
+    void *timer_chunks;            /* every timer record block of this worker (timer.c) */
+    uint32_t tick;                 /* dispatches, for the 61-tick global-queue check */
+    uint32_t next_streak;          /* consecutive runnext dispatches (bounded to 3) */
+    int64_t last_poll;             /* weft_now() of the last ev_run */
+    bool spinning;                 /* holds one of runtime.nspinning */
+    bool in_poll;                  /* inside ev_run: readied coroutines stay local */
+    bool idle;                     /* on the idle list (guarded by runtime.idle_mu) */
+    bool woken;                    /* popped off the idle list by a waker: owns a spin token */
+    uint64_t rng;
+    void *altstack;                /* sigaltstack for overflow reports */
+    /* statistics (owner writes, weft_stats reads relaxed) */
+    _Atomic uint64_t n_switches, n_parks, n_steals, n_spawned, n_finished;
+};
+
+struct weft__runtime {
+    int nworkers;
+    struct weft__worker **workers;
+    struct weft__globalq global;
+    _Atomic int nspinning;         /* workers looking for work */
+    _Atomic int nidle;             /* workers on the idle list */
+    pthread_mutex_t idle_mu;       /* guards the idle list and worker.idle/woken */
+    struct weft__worker **idle_list;
+    int idle_top;
+    _Atomic int stopping;
+    bool debug_migrate;
+    size_t stack_size;
+    int blocking_threads;
+    _Atomic uint32_t rr;           /* round-robin cursor for debug migration / inbox posts */
+};
+
+extern struct weft__runtime *weft__rt; /* non-NULL while weft_run runs */
+
+/* The calling thread's worker, or NULL on a plain thread. Never inlined and re-read after
+ * every switch: a coroutine that parked on one worker may resume on another, and a cached
+ * thread-local address would then point at the first worker's state. */
+struct weft__worker *weft__worker_self(void);
+/* The calling coroutine, or NULL. */
+struct weft__coro *weft__coro_self(void);
+
+/* Park the calling coroutine until its armed wait is completed. `unlock(arg)` runs after
+ * the coroutine is off its stack (in the on-top function of the switch) — the lock a waker
+ * must take to find this coroutine can be released there, Go's gopark(unlockf). The wait
+ * word is checked for a pending cancellation first (Dekker pairing with weft_cancel: both
+ * sides store, fence seq_cst, then load). Returns the result the winning waker stored. */
+int weft__park(void (*unlock)(void *), void *arg);
+/* Make a coroutine whose wait was just won runnable (see coro.h). Any thread.
+ * handoff: the caller is a coroutine about to block or finish, so the woken one runs next. */
+void weft__ready(struct weft__coro *co, bool handoff);
+/* Queue a RUNNABLE coroutine (spawn). Any thread. */
+void weft__schedule(struct weft__coro *co, bool handoff);
+/* Finish the calling coroutine: switch away for good; the on-top function frees its stack. */
+WEFT_NORETURN void weft__sched_exit(struct weft__coro *co);
+/* Post a message to a worker's inbox and wake it. Any thread. */
+void weft__worker_post(struct weft__worker *w, struct weft__msg *m);
+
+/* Timers (timer.c). A deadline timer for the calling coroutine's armed wait, in the loop of
+ * the worker it is parking on; weft__timer_cancel after the wait, wherever it resumed. */
+struct weft__timer *weft__timer_start(struct weft__worker *w, struct weft__waker *k,
+                                      int64_t deadline);
+void weft__timer_cancel(struct weft__timer *t);
+void weft__timer_stop_msg(struct weft__worker *w, struct weft__msg *m);
+void weft__timer_cache_free(struct weft__worker *w);
+void weft__timer_arm_pending(struct weft__worker *w);
+
+/* Wait for the armed wait of the calling coroutine with an optional deadline: parks, and
+ * cleans up the timer. Used by every blocking call. */
+int weft__park_until(int64_t deadline, void (*unlock)(void *), void *arg);
+
+/* I/O stop message handler (io.c). */
+void weft__io_stop_msg(struct weft__worker *w, struct weft__msg *m);
+
+
+
+/* Worker lifecycle (runtime.c drives these). */
+struct weft__worker *weft__worker_create(int index);
+void weft__worker_destroy(struct weft__worker *w);
+void weft__worker_run(struct weft__worker *w);
+void weft__wake_all(void);
+void weft__coro_cache_drain(struct weft__worker *w);
+/* Overflow detection (guard.c): per-thread alternate signal stack + SIGSEGV handler. */
+void weft__guard_thread_init(struct weft__worker *w);
+void weft__guard_thread_fini(struct weft__worker *w);
+void weft__guard_install(void);
+void weft__guard_uninstall(void);
+/* Shutdown helpers (runtime.c calls these). */
+void weft__coro_reset_all(void);
+uint64_t weft__coro_alive(void);
+void weft__blocking_shutdown(void);
+void weft__dump_signal_install(int sig);
+void weft__dump_signal_uninstall(void);
+#endif

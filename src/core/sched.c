@@ -1,0 +1,737 @@
+/* sched.c — the M:N scheduler: workers, switching, parking and waking.
+ *
+ * Objects. A coroutine (coro.h; Go's G) is a control block plus, once it has run, a stack.
+ * A worker (sched.h; Go's M and P in one) is an OS thread with a libev loop, a run queue
+ * (a 256-slot ring plus a `runnext` slot, runq.h), an inbox other threads post to, a private
+ * FIFO of pinned coroutines, and caches (stacks, control blocks, timer records). The runtime
+ * holds the workers, the global injection queue and the idle/spinning bookkeeping.
+ *
+ * Switching. Every switch is an on-top switch (context.h): the side we switch to first runs
+ * `switch_done` on its own stack, which records the context we left and then runs the
+ * "after" step of the switch: queue the coroutine we left (yield), publish it as WAITING and
+ * release the lock its wakers need (park), or return its stack (exit). Only then can another
+ * thread resume it, because only then are its registers saved. A coroutine that gives up
+ * the CPU switches directly to the next runnable coroutine of its worker when there is one
+ * (one switch, not two through the scheduler's context); the scheduler context (the worker
+ * thread's own stack) runs only when the local queue is empty, or every 61st dispatch to
+ * look at the global queue and the event loop, so neither can starve.
+ *
+ * Where each coroutine is at each moment: see the state machine in coro.h. Ownership in
+ * short: RUNNABLE — the queue holding it; RUNNING — the worker running it; WAITING — nobody
+ * (whoever wins its wait word); DEAD — the handle holder.
+ *
+ * Finding work (find_work, scheduler context): own inbox; every 61st tick the global queue
+ * first; the event loop without blocking if 1 ms has passed since the last poll; own
+ * runnext/ring; the global queue; the event loop again; then, as a *spinning* worker (at most
+ * half the busy ones), steal half of a random victim's ring (the victim's runnext only on the
+ * last round); then go idle.
+ *
+ * Idle and wake-up (Go's protocol; see go_idle and wakep). A worker going idle first puts
+ * itself on the idle list, then gives back its spinning token, then executes a seq_cst fence
+ * and re-checks every queue; only if all are empty does it block in ev_run(EVRUN_ONCE). A
+ * thread that makes work runnable executes a seq_cst fence after publishing it, then looks
+ * at nidle and nspinning: if someone is idle and nobody spins, it CASes nspinning 0→1, pops
+ * an idle worker and ev_async_sends it (the woken worker owns that spinning token). By the
+ * fences, either the waker sees the idle worker or the idle worker's re-check sees the work:
+ * no lost wake-up; by the CAS, a burst of submissions wakes one worker, not all. A spinning
+ * worker that finds work gives its token back and, if it was the last spinner, wakes another
+ * so the pool ramps up. An idle runtime sits in epoll_wait: libev's ev_async is an eventfd
+ * and stays active (never ev_unref'd), so the loop really sleeps.
+ *
+ * libev callbacks (timers, fds, the async wake-up) run inside ev_run while the worker
+ * counts as idle; a coroutine they make runnable goes to this worker's ring with no wake-up
+ * (in_poll), and after ev_run one wakep() spreads any surplus.
+ *
+ * Fairness: yield puts the caller at the ring's tail (never in runnext). runnext (a woken or
+ * spawned coroutine runs next, for message passing with warm caches) is bounded: after 3
+ * consecutive runnext dispatches the ring's head goes first. Every 61st dispatch checks the
+ * global queue first. weft has no preemption: a coroutine that never blocks or yields keeps
+ * its worker (documented in the README).
+ *
+ * Rejected designs: a mutex-protected run queue per worker (contention on every wake);
+ * switching through the scheduler context on every park (2 switches per hand-off: fails the
+ * "yield ≤ 2× raw switch pair" target); waking a worker on every ready (wake-up storms).
+ */
+#define _GNU_SOURCE
+#include "runtime.h"
+#include "sanitizer.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+struct weft__runtime *weft__rt;
+static __thread struct weft__worker *tls_worker;
+
+WEFT_NOINLINE struct weft__worker *weft__worker_self(void)
+{
+    /* noinline + a compiler barrier: the thread-local address is never cached across a
+     * switch by a caller (see sched.h). */
+    __asm__ __volatile__("" ::: "memory");
+    return tls_worker;
+}
+
+struct weft__coro *weft__coro_self(void)
+{
+    struct weft__worker *w = weft__worker_self();
+    return w ? w->current : NULL;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * The switch. */
+
+struct weft__switch {
+    weft__fctx_t *save;        /* where the context we leave is stored */
+    void (*after)(struct weft__switch *, struct weft__worker *);
+    struct weft__coro *from;   /* the coroutine we leave, NULL for the scheduler */
+    void (*unlock)(void *);
+    void *unlock_arg;
+    void *dest_fake;           /* ASan: the destination's fake-stack save */
+};
+
+static weft__transfer_t switch_done(weft__transfer_t t)
+{
+    struct weft__switch *s = t.data;
+    weft__asan_finish(s->dest_fake);
+    *s->save = t.fctx;
+    if (s->after)
+        s->after(s, weft__worker_self());
+    return t;
+}
+
+static void coro_entry(weft__transfer_t t);
+
+/* Give a never-run coroutine its stack and initial context (on the worker about to run it). */
+static void prepare(struct weft__worker *w, struct weft__coro *co)
+{
+    struct weft__stack *st = weft__stack_get(&w->stacks, co->stack_size);
+    if (!st)
+        weft__panic("weft: out of memory for the stack of coroutine %llu (%zu bytes)",
+                    (unsigned long long)co->id, co->stack_size);
+#if WEFT_TSAN
+    if (!st->tsan_fiber)
+        st->tsan_fiber = weft__tsan_fiber_create();
+#endif
+    co->stack = st;
+    co->asan_fake = NULL;
+    weft__asan_fresh_stack(st->lo, (size_t)((char *)weft__stack_top(st) - (char *)st->lo));
+    co->ctx = weft__make_fcontext(weft__stack_top(st), st->size, coro_entry);
+}
+
+/* Switch from the current context (coroutine `from` or the scheduler) to coroutine `to`
+ * (to == NULL: to w's scheduler context). `s` describes what to do once we are off. */
+static void switch_to(struct weft__worker *w, struct weft__coro *to, struct weft__switch *s,
+                      bool dying)
+{
+    weft__fctx_t ctx;
+    void **fake_save = s->from ? (dying ? NULL : &s->from->asan_fake) : &w->sched_asan_fake;
+    (void)fake_save;
+    if (to) {
+        if (!to->ctx)
+            prepare(w, to);
+        atomic_store_explicit(&to->state, WEFT_CO_RUNNING, memory_order_relaxed);
+        to->last_worker = w->index;
+        w->current = to;
+        s->dest_fake = to->asan_fake;
+        ctx = to->ctx;
+        weft__asan_start(fake_save, to->stack->lo, to->stack->size);
+        weft__tsan_switch(to->stack->tsan_fiber);
+    } else {
+        w->current = NULL;
+        s->dest_fake = w->sched_asan_fake;
+        ctx = w->sched_ctx;
+        weft__asan_start(fake_save, w->sched_stack_lo, w->sched_stack_size);
+        weft__tsan_switch(w->sched_tsan_fiber);
+    }
+    atomic_fetch_add_explicit(&w->n_switches, 1, memory_order_relaxed);
+    weft__ontop_fcontext(ctx, s, switch_done);
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Queues. */
+
+static void wakep(void);
+
+/* Owner only: pinned coroutines wait in a private FIFO that thieves never see. */
+static void pinned_push(struct weft__worker *w, struct weft__coro *co)
+{
+    co->next = NULL;
+    if (w->pinned_tail)
+        w->pinned_tail->next = co;
+    else
+        w->pinned_head = co;
+    w->pinned_tail = co;
+}
+
+static struct weft__coro *pinned_pop(struct weft__worker *w)
+{
+    struct weft__coro *co = w->pinned_head;
+    if (co) {
+        w->pinned_head = co->next;
+        if (!co->next)
+            w->pinned_tail = NULL;
+    }
+    return co;
+}
+
+/* Owner only: the next local coroutine — pinned FIFO, runnext (at most 3 in a row), ring. */
+static struct weft__coro *local_get(struct weft__worker *w)
+{
+    struct weft__coro *co = pinned_pop(w);
+    if (co)
+        return co;
+    if (w->next_streak < 3) {
+        co = atomic_load_explicit(&w->rq.runnext, memory_order_relaxed);
+        if (co && atomic_compare_exchange_strong_explicit(&w->rq.runnext, &co, NULL,
+                                                          memory_order_acquire,
+                                                          memory_order_relaxed)) {
+            w->next_streak++;
+            return co;
+        }
+    }
+    w->next_streak = 0;
+    return weft__runq_get(&w->rq, false);
+}
+
+void weft__worker_post(struct weft__worker *w, struct weft__msg *m)
+{
+    /* Treiber push: release so the owner's acquire exchange sees the message's contents. */
+    struct weft__msg *old = atomic_load_explicit(&w->inbox, memory_order_relaxed);
+    do
+        m->next = old;
+    while (!atomic_compare_exchange_weak_explicit(&w->inbox, &old, m, memory_order_release,
+                                                  memory_order_relaxed));
+    ev_async_send(w->loop, &w->wake);
+}
+
+static struct weft__worker *other_worker(struct weft__worker *w)
+{
+    struct weft__runtime *rt = weft__rt;
+    uint32_t i = atomic_fetch_add_explicit(&rt->rr, 1, memory_order_relaxed) % rt->nworkers;
+    if (w && (int)i == w->index)
+        i = (i + 1) % rt->nworkers;
+    return rt->workers[i];
+}
+
+/* Queue a RUNNABLE coroutine from the current thread.
+ * mode: 0 tail of the ring; 1 runnext (spawn: notify others); 2 runnext hand-off (the
+ * caller is about to block: no wake-up unless runnext displaced someone). */
+static void enqueue(struct weft__worker *w, struct weft__coro *co, int mode)
+{
+    struct weft__runtime *rt = weft__rt;
+    if (co->pin) {
+        if (w == co->home)
+            pinned_push(w, co);
+        else
+            weft__worker_post(co->home, &co->msg);
+        return;
+    }
+    if (!w) {
+        weft__globalq_put(&rt->global, co);
+        wakep();
+        return;
+    }
+    if (rt->debug_migrate && rt->nworkers > 1) {
+        weft__worker_post(other_worker(w), &co->msg);
+        return;
+    }
+    if (mode == 0) {
+        weft__runq_put(&w->rq, co, &rt->global);
+    } else {
+        struct weft__coro *old =
+            atomic_exchange_explicit(&w->rq.runnext, co, memory_order_acq_rel);
+        if (old)
+            weft__runq_put(&w->rq, old, &rt->global);
+        else if (mode == 2)
+            return;
+    }
+    if (!w->in_poll)
+        wakep();
+}
+
+void weft__schedule(struct weft__coro *co, bool handoff)
+{
+    enqueue(weft__worker_self(), co, handoff ? 2 : 1);
+}
+
+void weft__ready(struct weft__coro *co, bool handoff)
+{
+    uint32_t s = atomic_load_explicit(&co->state, memory_order_acquire);
+    for (;;) {
+        if (s == WEFT_CO_WAITING) {
+            /* acquire: pairs with the parker's release CAS, so its saved context is seen. */
+            if (atomic_compare_exchange_weak_explicit(&co->state, &s, WEFT_CO_RUNNABLE,
+                                                      memory_order_acquire,
+                                                      memory_order_acquire)) {
+                enqueue(weft__worker_self(), co, handoff ? 2 : 0);
+                return;
+            }
+        } else if (s == WEFT_CO_RUNNING) {
+            /* Still switching away: the park's on-top step will see NOTIFIED and queue it. */
+            if (atomic_compare_exchange_weak_explicit(&co->state, &s,
+                                                      WEFT_CO_RUNNING | WEFT_CO_NOTIFIED,
+                                                      memory_order_release,
+                                                      memory_order_acquire))
+                return;
+        } else {
+            weft__panic("weft: coroutine %llu woken in state %u (double wake-up)",
+                        (unsigned long long)co->id, s);
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------------------------
+ * After-switch steps (run on the destination's stack, see switch_done). */
+
+static void after_yield(struct weft__switch *s, struct weft__worker *w)
+{
+    struct weft__coro *co = s->from;
+    atomic_store_explicit(&co->state, WEFT_CO_RUNNABLE, memory_order_relaxed);
+    enqueue(w, co, 0);
+}
+
+static void after_park(struct weft__switch *s, struct weft__worker *w)
+{
+    struct weft__coro *co = s->from;
+    if (s->unlock)
+        s->unlock(s->unlock_arg);
+    uint32_t expected = WEFT_CO_RUNNING;
+    /* release: a waker that sees WAITING (acquire) also sees co->ctx. */
+    if (!atomic_compare_exchange_strong_explicit(&co->state, &expected, WEFT_CO_WAITING,
+                                                 memory_order_release, memory_order_acquire)) {
+        /* NOTIFIED: the wait was won while we were switching away: queue it ourselves. */
+        WEFT_ASSERT(expected == (WEFT_CO_RUNNING | WEFT_CO_NOTIFIED));
+        atomic_store_explicit(&co->state, WEFT_CO_RUNNABLE, memory_order_relaxed);
+        enqueue(w, co, 0);
+    }
+}
+
+static void after_exit(struct weft__switch *s, struct weft__worker *w)
+{
+    struct weft__coro *co = s->from;
+    weft__stack_put(&w->stacks, co->stack);
+    co->stack = NULL;
+    co->ctx = NULL;
+    atomic_store_explicit(&co->state, WEFT_CO_DEAD, memory_order_release);
+    atomic_fetch_add_explicit(&w->n_finished, 1, memory_order_relaxed);
+    weft__coro_release(co);
+}
+
+/* Owner only: next coroutine from local queues, or NULL (then go via the scheduler). */
+static struct weft__coro *pick_local(struct weft__worker *w)
+{
+    if (++w->tick % 61 == 0)
+        return NULL; /* let the scheduler look at the global queue and the loop */
+    if (atomic_load_explicit(&w->inbox, memory_order_relaxed))
+        return NULL;
+    return local_get(w);
+}
+
+/* Leave the running coroutine `co`: to the next local coroutine, or to the scheduler. */
+static void switch_away(struct weft__worker *w, struct weft__coro *co, struct weft__switch *s,
+                        bool dying)
+{
+    if (co->stack->guard == WEFT_GUARD_CANARY)
+        weft__stack_check(co->stack, co->id, co->name);
+    struct weft__coro *next = pick_local(w);
+    switch_to(w, next, s, dying);
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Public scheduling entry points. */
+
+int weft_yield(void)
+{
+    struct weft__worker *w = weft__worker_self();
+    struct weft__coro *co = w ? w->current : NULL;
+    if (!co)
+        return WEFT_ENOTCORO;
+    struct weft__switch s = {.save = &co->ctx, .after = after_yield, .from = co};
+    if (!weft__rt->debug_migrate) {
+        struct weft__coro *next = pick_local(w);
+        if (!next && !weft__runq_nonempty(&w->rq) && w->tick % 61 != 0 &&
+            !weft__globalq_nonempty(&weft__rt->global))
+            return 0; /* nobody else to run here: keep going */
+        switch_to(w, next, &s, false);
+    } else {
+        switch_to(w, NULL, &s, false); /* via the scheduler: after_yield posts it elsewhere */
+    }
+    return 0;
+}
+
+int weft__park(void (*unlock)(void *), void *arg)
+{
+    struct weft__worker *w = weft__worker_self();
+    struct weft__coro *co = w->current;
+    /* Dekker with weft_cancel: the caller armed co->wait (a store); fence; read cancel.
+     * weft_cancel stores cancel; fence; reads co->wait. One of us sees the other. */
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load_explicit(&co->cancel, memory_order_relaxed)) {
+        uint64_t tok = atomic_load_explicit(&co->wait, memory_order_relaxed);
+        if ((tok & WEFT_WAIT_ARMED) &&
+            atomic_compare_exchange_strong_explicit(&co->wait, &tok, tok & ~WEFT_WAIT_ARMED,
+                                                    memory_order_acq_rel, memory_order_relaxed)) {
+            if (unlock)
+                unlock(arg);
+            atomic_store_explicit(&co->cancel, 0, memory_order_relaxed);
+            return WEFT_ECANCELED;
+        }
+        /* Someone already won the wait: it will make us runnable; park as usual. */
+    }
+    co->wait_since = w->last_poll; /* coarse, free: the last loop poll */
+    atomic_fetch_add_explicit(&w->n_parks, 1, memory_order_relaxed);
+    struct weft__switch s = {.save = &co->ctx, .after = after_park, .from = co,
+                             .unlock = unlock, .unlock_arg = arg};
+    switch_away(w, co, &s, false);
+    /* Resumed — possibly on another worker: re-read nothing cached from before. */
+    int r = co->wait_result;
+    if (r == WEFT_ECANCELED)
+        atomic_store_explicit(&co->cancel, 0, memory_order_relaxed);
+    co->wait_what = NULL;
+    return r;
+}
+
+int weft__park_until(int64_t deadline, void (*unlock)(void *), void *arg)
+{
+    struct weft__worker *w = weft__worker_self();
+    struct weft__timer *t = NULL;
+    if (deadline != WEFT_FOREVER) {
+        struct weft__coro *co = w->current;
+        struct weft__waker k = {.co = co,
+                                .token = atomic_load_explicit(&co->wait, memory_order_relaxed)};
+        t = weft__timer_start(w, &k, deadline);
+    }
+    int r = weft__park(unlock, arg);
+    if (t)
+        weft__timer_cancel(t);
+    return r;
+}
+
+void weft__sched_exit(struct weft__coro *co)
+{
+    struct weft__worker *w = weft__worker_self();
+    struct weft__switch s = {.save = &co->ctx, .after = after_exit, .from = co};
+    switch_away(w, co, &s, true);
+    weft__panic("weft: a finished coroutine was resumed");
+}
+
+static void coro_entry(weft__transfer_t t)
+{
+    (void)t;
+    struct weft__coro *co = weft__coro_self();
+    void *r = co->fn(co->arg);
+    weft__coro_exit(co, r);
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Idle workers and wake-ups. */
+
+static void wakep(void)
+{
+    struct weft__runtime *rt = weft__rt;
+    /* The caller just published work; order that store before our loads (see the essay). */
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load_explicit(&rt->nidle, memory_order_relaxed) == 0)
+        return;
+    int zero = 0;
+    if (atomic_load_explicit(&rt->nspinning, memory_order_relaxed) != 0 ||
+        !atomic_compare_exchange_strong_explicit(&rt->nspinning, &zero, 1, memory_order_seq_cst,
+                                                 memory_order_relaxed))
+        return;
+    struct weft__worker *v = NULL;
+    pthread_mutex_lock(&rt->idle_mu);
+    if (rt->idle_top > 0) {
+        v = rt->idle_list[--rt->idle_top];
+        v->idle = false;
+        v->woken = true; /* it now owns the spinning token we took */
+        atomic_fetch_sub_explicit(&rt->nidle, 1, memory_order_seq_cst);
+    }
+    pthread_mutex_unlock(&rt->idle_mu);
+    if (v)
+        ev_async_send(v->loop, &v->wake);
+    else
+        atomic_fetch_sub_explicit(&rt->nspinning, 1, memory_order_seq_cst);
+}
+
+static void idle_remove(struct weft__runtime *rt, struct weft__worker *w)
+{
+    for (int i = 0; i < rt->idle_top; i++)
+        if (rt->idle_list[i] == w) {
+            rt->idle_list[i] = rt->idle_list[--rt->idle_top];
+            break;
+        }
+    w->idle = false;
+    atomic_fetch_sub_explicit(&rt->nidle, 1, memory_order_seq_cst);
+}
+
+/* A spinning worker that found work stops spinning; the last spinner wakes another. */
+static void reset_spinning(struct weft__worker *w)
+{
+    if (!w->spinning)
+        return;
+    w->spinning = false;
+    if (atomic_fetch_sub_explicit(&weft__rt->nspinning, 1, memory_order_seq_cst) == 1)
+        wakep();
+}
+
+static bool work_anywhere(struct weft__worker *w)
+{
+    struct weft__runtime *rt = weft__rt;
+    if (weft__globalq_nonempty(&rt->global) || atomic_load(&w->inbox) || w->pinned_head)
+        return true;
+    for (int i = 0; i < rt->nworkers; i++)
+        if (weft__runq_nonempty(&rt->workers[i]->rq))
+            return true;
+    return false;
+}
+
+static void poll_loop(struct weft__worker *w, int flags)
+{
+    w->in_poll = true;
+    ev_run(w->loop, flags);
+    w->in_poll = false;
+    w->last_poll = weft_now();
+}
+
+static void go_idle(struct weft__worker *w)
+{
+    struct weft__runtime *rt = weft__rt;
+    pthread_mutex_lock(&rt->idle_mu);
+    w->idle = true;
+    w->woken = false;
+    rt->idle_list[rt->idle_top++] = w;
+    atomic_fetch_add_explicit(&rt->nidle, 1, memory_order_seq_cst);
+    pthread_mutex_unlock(&rt->idle_mu);
+    if (w->spinning) {
+        w->spinning = false;
+        atomic_fetch_sub_explicit(&rt->nspinning, 1, memory_order_seq_cst);
+    }
+    atomic_thread_fence(memory_order_seq_cst);
+    /* The re-check that prevents the lost wake-up (Go's "delicate dance"). */
+    bool found = work_anywhere(w) || atomic_load(&rt->stopping);
+    if (!found)
+        poll_loop(w, EVRUN_ONCE);
+    pthread_mutex_lock(&rt->idle_mu);
+    if (w->idle)
+        idle_remove(rt, w); /* woke by itself (timer, fd, inbox) or found work */
+    else if (w->woken)
+        w->spinning = true; /* a waker popped us and gave us its spinning token */
+    w->woken = false;
+    pthread_mutex_unlock(&rt->idle_mu);
+    if (found && !w->spinning) {
+        /* Look as a spinner: others' rings may hold the work. */
+        w->spinning = true;
+        atomic_fetch_add_explicit(&rt->nspinning, 1, memory_order_seq_cst);
+    }
+}
+
+static void drain_inbox(struct weft__worker *w)
+{
+    struct weft__msg *m = atomic_exchange_explicit(&w->inbox, NULL, memory_order_acquire);
+    struct weft__msg *rev = NULL;
+    while (m) { /* the stack is LIFO: reverse it for FIFO */
+        struct weft__msg *n = m->next;
+        m->next = rev;
+        rev = m;
+        m = n;
+    }
+    for (m = rev; m;) {
+        struct weft__msg *n = m->next;
+        switch (m->kind) {
+        case WEFT_MSG_CORO: {
+            struct weft__coro *co = (struct weft__coro *)((char *)m - offsetof(struct weft__coro, msg));
+            if (co->pin)
+                pinned_push(w, co);
+            else
+                weft__runq_put(&w->rq, co, &weft__rt->global);
+            break;
+        }
+        case WEFT_MSG_TIMER_STOP:
+            weft__timer_stop_msg(w, m);
+            break;
+        default:
+            weft__panic("weft: bad inbox message kind %d", m->kind);
+        }
+        m = n;
+    }
+}
+
+static struct weft__coro *steal_work(struct weft__worker *w)
+{
+    struct weft__runtime *rt = weft__rt;
+    int n = rt->nworkers;
+    for (int round = 0; round < 4; round++) {
+        bool last = round == 3;
+        uint32_t start = (uint32_t)(w->rng = w->rng * 6364136223846793005ull + 1442695040888963407ull) >> 1;
+        for (int i = 0; i < n; i++) {
+            struct weft__worker *v = rt->workers[(start + i) % n];
+            if (v == w)
+                continue;
+            struct weft__coro *co = weft__runq_steal(&w->rq, &v->rq, last);
+            if (co) {
+                atomic_fetch_add_explicit(&w->n_steals, 1, memory_order_relaxed);
+                return co;
+            }
+        }
+        struct weft__coro *co = weft__globalq_get(&rt->global, &w->rq, 128);
+        if (co)
+            return co;
+    }
+    return NULL;
+}
+
+/* Scheduler context only. Returns a coroutine to run, or NULL when the runtime stops. */
+static struct weft__coro *find_work(struct weft__worker *w)
+{
+    struct weft__runtime *rt = weft__rt;
+    for (;;) {
+        if (atomic_load_explicit(&rt->stopping, memory_order_acquire))
+            return NULL;
+        if (atomic_load_explicit(&w->inbox, memory_order_relaxed))
+            drain_inbox(w);
+        struct weft__coro *co;
+        if (w->tick % 61 == 0) {
+            w->tick++;
+            if ((co = weft__globalq_get(&rt->global, &w->rq, 64)))
+                goto found;
+        }
+        if (weft_now() - w->last_poll >= WEFT_MSEC(1))
+            poll_loop(w, EVRUN_NOWAIT);
+        if ((co = local_get(w)))
+            goto found;
+        if ((co = weft__globalq_get(&rt->global, &w->rq, 128)))
+            goto found;
+        poll_loop(w, EVRUN_NOWAIT);
+        if (atomic_load_explicit(&w->inbox, memory_order_relaxed) || w->pinned_head)
+            continue;
+        if ((co = local_get(w)))
+            goto found;
+        /* Steal, as a spinner, if not too many already are (Go: at most half the busy). */
+        if (rt->nworkers > 1 &&
+            (w->spinning || 2 * atomic_load_explicit(&rt->nspinning, memory_order_relaxed) <
+                                rt->nworkers - atomic_load_explicit(&rt->nidle, memory_order_relaxed))) {
+            if (!w->spinning) {
+                w->spinning = true;
+                atomic_fetch_add_explicit(&rt->nspinning, 1, memory_order_seq_cst);
+            }
+            if ((co = steal_work(w)))
+                goto found;
+        }
+        go_idle(w);
+        continue;
+    found:
+        reset_spinning(w);
+        return co;
+    }
+}
+
+static void on_wake(struct ev_loop *loop, ev_async *a, int revents)
+{
+    (void)loop, (void)a, (void)revents; /* ev_run returns; find_work drains the inbox */
+}
+
+/* The scheduler loop of one worker, on the worker thread's own stack. */
+static void worker_loop(struct weft__worker *w)
+{
+    struct weft__coro *co;
+    while ((co = find_work(w))) {
+        struct weft__switch s = {.save = &w->sched_ctx, .after = NULL, .from = NULL};
+        switch_to(w, co, &s, false);
+        /* A coroutine switched back to us; its after-step already ran. */
+    }
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Workers: creation, the thread body, teardown (used by runtime.c). */
+
+static void worker_init_thread(struct weft__worker *w)
+{
+    tls_worker = w;
+    w->sched_tsan_fiber = weft__tsan_current();
+    pthread_attr_t attr;
+    if (pthread_getattr_np(pthread_self(), &attr) == 0) {
+        pthread_attr_getstack(&attr, &w->sched_stack_lo, &w->sched_stack_size);
+        pthread_attr_destroy(&attr);
+    }
+    weft__guard_thread_init(w);
+}
+
+struct weft__worker *weft__worker_create(int index)
+{
+    struct weft__worker *w;
+    if (posix_memalign((void **)&w, WEFT_CACHELINE, sizeof *w) != 0)
+        return NULL;
+    memset(w, 0, sizeof *w);
+    w->index = index;
+    w->rng = 0x9e3779b97f4a7c15ull * (uint64_t)(index + 1);
+    w->loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOSIGMASK);
+    if (!w->loop) {
+        free(w);
+        return NULL;
+    }
+    /* The async watcher stays active and referenced: a loop without an active watcher
+     * returns from ev_run at once instead of sleeping (100% CPU when idle). */
+    ev_async_init(&w->wake, on_wake);
+    ev_async_start(w->loop, &w->wake);
+    return w;
+}
+
+void weft__worker_destroy(struct weft__worker *w)
+{
+    weft__timer_cache_free(w);
+    ev_async_stop(w->loop, &w->wake);
+    ev_loop_destroy(w->loop);
+    weft__stack_cache_drain(&w->stacks);
+    weft__coro_cache_drain(w);
+    free(w);
+}
+
+/* Run the scheduler loop on the calling thread until the runtime stops. */
+void weft__worker_run(struct weft__worker *w)
+{
+    worker_init_thread(w);
+    w->last_poll = weft_now();
+    worker_loop(w);
+    weft__guard_thread_fini(w);
+    tls_worker = NULL;
+}
+
+void weft__wake_all(void)
+{
+    struct weft__runtime *rt = weft__rt;
+    for (int i = 0; i < rt->nworkers; i++)
+        ev_async_send(rt->workers[i]->loop, &rt->workers[i]->wake);
+}
+
+int weft_worker_index(void)
+{
+    struct weft__worker *w = weft__worker_self();
+    return w ? w->index : -1;
+}
+
+int weft_pin(void)
+{
+    struct weft__worker *w = weft__worker_self();
+    struct weft__coro *co = w ? w->current : NULL;
+    if (!co)
+        return WEFT_ENOTCORO;
+    if (co->pin++ == 0)
+        co->home = w;
+    return 0;
+}
+
+int weft_unpin(void)
+{
+    struct weft__coro *co = weft__coro_self();
+    if (!co)
+        return WEFT_ENOTCORO;
+    if (co->pin == 0)
+        return WEFT_ESTATE;
+    if (--co->pin == 0)
+        co->home = NULL;
+    return 0;
+}

@@ -1,0 +1,279 @@
+/* stack.c — coroutine stacks.
+ *
+ * Why slabs: a stack per mmap costs a syscall, a VMA and, at the first touch of each page,
+ * a ~10 us fault on these machines. Stacks are carved in batches from one MAP_NORESERVE
+ * mapping (no commit charge: pages are committed by the kernel on first touch), so a million
+ * 64 KiB stacks are 64 GB of address space but only the pages coroutines touch are resident.
+ *
+ * Why caches: a stack that comes back is warm (its top pages are resident); giving it to the
+ * next spawn on the same worker costs no fault. Each worker keeps a LIFO cache (hottest
+ * first); past WEFT_CACHE_HIGH stacks it moves a batch to the global pool, and takes a batch
+ * back from there before carving a new slab.
+ *
+ * Guards: each stack has a guard page below its lowest usable byte. MADV_GUARD_INSTALL
+ * (Linux 6.13+) installs it without splitting the mapping; otherwise mprotect(PROT_NONE)
+ * splits it into two VMAs per stack and vm.max_map_count (65530 by default) would stop us
+ * near 30,000 stacks, so mprotect guards are budgeted and the rest get a canary word at the
+ * limit, checked at every switch away from the coroutine (detects, after the fact, an
+ * overflow that did not jump past the canary).
+ *
+ * Sizes: WEFT_STACK_DEFAULT is 64 KiB of address space. A coroutine that only calls weft
+ * touches one or two pages of it; printf-family calls need ~8-12 KiB; 64 KiB leaves room
+ * for ordinary C libraries without the 8 MiB of a thread. Reserve is free, touch is not.
+ *
+ * Threads: the global pool is guarded by a mutex (batches only, off the hot path); a worker
+ * cache is touched only by its own worker thread. */
+#define _GNU_SOURCE
+#include "stack.h"
+#include "common.h"
+#include "sanitizer.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <pthread.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#ifndef MADV_GUARD_INSTALL
+#define MADV_GUARD_INSTALL 102 /* Linux 6.13; Debian 12's headers predate it */
+#endif
+
+#define WEFT_PAGE 4096
+#define WEFT_CACHE_HIGH 512   /* stacks a worker keeps before returning a batch */
+#define WEFT_CACHE_BATCH 256
+#define WEFT_MPROTECT_BUDGET 20000 /* two VMAs each: stays well below vm.max_map_count */
+#define WEFT_SLAB_BYTES ((size_t)8 << 20)
+
+struct size_class {
+    size_t size;
+    struct weft__stack *free;
+    size_t count;
+};
+
+static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct size_class classes[16]; /* few distinct sizes in practice */
+static struct weft__stack *all_stacks;
+static struct slab {
+    void *base;
+    size_t len;
+    struct slab *next;
+} *slabs;
+static int guard_mode = -1; /* -1 unknown, else the best kind the kernel supports */
+static size_t mprotect_used;
+static _Atomic uint64_t reserved_bytes, cached_stacks;
+
+size_t weft__stack_round(size_t size)
+{
+    return (size + WEFT_PAGE - 1) & ~(size_t)(WEFT_PAGE - 1);
+}
+
+static struct size_class *class_for(size_t size)
+{
+    for (size_t i = 0; i < sizeof classes / sizeof classes[0]; i++) {
+        if (classes[i].size == size)
+            return &classes[i];
+        if (classes[i].size == 0) {
+            classes[i].size = size;
+            return &classes[i];
+        }
+    }
+    return NULL; /* more than 16 distinct sizes: not cached globally */
+}
+
+/* Called with pool_mu held. Carves a slab into stacks of `size` and links them on cls. */
+static int carve(struct size_class *cls, size_t size)
+{
+    size_t stride = size + WEFT_PAGE;
+    size_t n = WEFT_SLAB_BYTES / stride;
+    if (n < 1)
+        n = 1;
+    if (n > 64)
+        n = 64;
+    size_t len = n * stride;
+    char *base = mmap(NULL, len, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (base == MAP_FAILED)
+        return -ENOMEM;
+    struct slab *sl = malloc(sizeof *sl);
+    if (!sl) {
+        munmap(base, len);
+        return -ENOMEM;
+    }
+    *sl = (struct slab){base, len, slabs};
+    slabs = sl;
+    atomic_fetch_add_explicit(&reserved_bytes, len, memory_order_relaxed);
+
+    for (size_t i = 0; i < n; i++) {
+        char *guard = base + i * stride;
+        char *lo = guard + WEFT_PAGE;
+        unsigned kind = WEFT_GUARD_CANARY;
+        if (guard_mode == -1 || guard_mode == WEFT_GUARD_MADVISE) {
+            if (madvise(guard, WEFT_PAGE, MADV_GUARD_INSTALL) == 0) {
+                kind = WEFT_GUARD_MADVISE;
+                guard_mode = WEFT_GUARD_MADVISE;
+            } else {
+                guard_mode = WEFT_GUARD_MPROTECT;
+            }
+        }
+        if (kind == WEFT_GUARD_CANARY && mprotect_used < WEFT_MPROTECT_BUDGET &&
+            mprotect(guard, WEFT_PAGE, PROT_NONE) == 0) {
+            kind = WEFT_GUARD_MPROTECT;
+            mprotect_used++;
+        }
+        /* The descriptor sits at the top of the usable area: lo + size - sizeof. */
+        struct weft__stack *s =
+            (struct weft__stack *)((uintptr_t)(lo + size - sizeof(struct weft__stack)) &
+                                   ~(uintptr_t)63);
+        s->lo = lo;
+        s->size = size;
+        s->guard = kind;
+        s->all = all_stacks;
+        all_stacks = s;
+        s->valgrind_id = weft__valgrind_stack_register(lo, lo + size);
+        s->tsan_fiber = NULL;
+        if (kind == WEFT_GUARD_CANARY)
+            *(uint64_t *)lo = WEFT_STACK_CANARY;
+        s->next = cls->free;
+        cls->free = s;
+        cls->count++;
+    }
+    atomic_fetch_add_explicit(&cached_stacks, n, memory_order_relaxed);
+    return 0;
+}
+
+struct weft__stack *weft__stack_get(struct weft__stack_cache *cache, size_t size)
+{
+    if (cache && size == WEFT_STACK_DEFAULT && cache->head) {
+        struct weft__stack *s = cache->head;
+        cache->head = s->next;
+        cache->count--;
+        atomic_fetch_sub_explicit(&cached_stacks, 1, memory_order_relaxed);
+        return s;
+    }
+    pthread_mutex_lock(&pool_mu);
+    struct size_class *cls = class_for(size);
+    struct weft__stack *s = NULL;
+    if (cls) {
+        if (!cls->free && carve(cls, size) != 0) {
+            pthread_mutex_unlock(&pool_mu);
+            return NULL;
+        }
+        s = cls->free;
+        cls->free = s->next;
+        cls->count--;
+        atomic_fetch_sub_explicit(&cached_stacks, 1, memory_order_relaxed);
+        /* Refill the worker cache with a batch for the default size. */
+        if (cache && size == WEFT_STACK_DEFAULT) {
+            size_t want = WEFT_CACHE_BATCH / 4;
+            while (want-- && (cls->free || carve(cls, size) == 0)) {
+                struct weft__stack *t = cls->free;
+                cls->free = t->next;
+                cls->count--;
+                t->next = cache->head;
+                cache->head = t;
+                cache->count++;
+            }
+        }
+    }
+    pthread_mutex_unlock(&pool_mu);
+    return s;
+}
+
+void weft__stack_put(struct weft__stack_cache *cache, struct weft__stack *s)
+{
+    atomic_fetch_add_explicit(&cached_stacks, 1, memory_order_relaxed);
+    if (cache && s->size == WEFT_STACK_DEFAULT) {
+        s->next = cache->head;
+        cache->head = s;
+        if (++cache->count <= WEFT_CACHE_HIGH)
+            return;
+        /* Too many warm stacks here: hand the coldest batch (the list's tail) to the pool. */
+        struct weft__stack *keep = cache->head;
+        for (size_t i = 1; i < cache->count - WEFT_CACHE_BATCH; i++)
+            keep = keep->next;
+        struct weft__stack *batch = keep->next;
+        keep->next = NULL;
+        cache->count -= WEFT_CACHE_BATCH;
+        pthread_mutex_lock(&pool_mu);
+        struct size_class *cls = class_for(WEFT_STACK_DEFAULT);
+        while (batch) {
+            struct weft__stack *n = batch->next;
+            batch->next = cls->free;
+            cls->free = batch;
+            cls->count++;
+            batch = n;
+        }
+        pthread_mutex_unlock(&pool_mu);
+        return;
+    }
+    pthread_mutex_lock(&pool_mu);
+    struct size_class *cls = class_for(s->size);
+    WEFT_ASSERT(cls != NULL);
+    s->next = cls->free;
+    cls->free = s;
+    cls->count++;
+    pthread_mutex_unlock(&pool_mu);
+}
+
+void weft__stack_cache_drain(struct weft__stack_cache *cache)
+{
+    pthread_mutex_lock(&pool_mu);
+    struct size_class *cls = class_for(WEFT_STACK_DEFAULT);
+    while (cache->head) {
+        struct weft__stack *s = cache->head;
+        cache->head = s->next;
+        s->next = cls->free;
+        cls->free = s;
+        cls->count++;
+    }
+    cache->count = 0;
+    pthread_mutex_unlock(&pool_mu);
+}
+
+struct weft__stack *weft__stack_guard_hit(const void *addr)
+{
+    /* Signal context: no lock (the list is only prepended to; a torn read finds nothing).
+     * The common case — the faulting thread's own current stack — is checked by the caller
+     * first; this walk is the fallback. */
+    for (struct weft__stack *s = all_stacks; s; s = s->all) {
+        const char *lo = s->lo;
+        if ((const char *)addr >= lo - WEFT_PAGE && (const char *)addr < lo + 256)
+            return s;
+    }
+    return NULL;
+}
+
+void weft__stack_check(const struct weft__stack *s, uint64_t coro_id, const char *name)
+{
+    if (s->guard == WEFT_GUARD_CANARY && *(const uint64_t *)s->lo != WEFT_STACK_CANARY)
+        weft__panic("weft: stack overflow in coroutine %llu \"%s\" (stack %zu bytes)",
+                    (unsigned long long)coro_id, name ? name : "", s->size);
+}
+
+void weft__stack_release_all(void)
+{
+    pthread_mutex_lock(&pool_mu);
+    for (struct weft__stack *s = all_stacks; s; s = s->all) {
+        weft__valgrind_stack_deregister(s->valgrind_id);
+        weft__tsan_fiber_destroy(s->tsan_fiber);
+    }
+    all_stacks = NULL;
+    while (slabs) {
+        struct slab *n = slabs->next;
+        munmap(slabs->base, slabs->len);
+        free(slabs);
+        slabs = n;
+    }
+    memset(classes, 0, sizeof classes);
+    mprotect_used = 0;
+    atomic_store(&reserved_bytes, 0);
+    atomic_store(&cached_stacks, 0);
+    pthread_mutex_unlock(&pool_mu);
+}
+
+void weft__stack_stats(uint64_t *reserved, uint64_t *cached)
+{
+    *reserved = atomic_load_explicit(&reserved_bytes, memory_order_relaxed);
+    *cached = atomic_load_explicit(&cached_stacks, memory_order_relaxed);
+}

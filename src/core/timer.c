@@ -1,0 +1,159 @@
+/* timer.c — deadlines and sleeping on libev timers.
+ *
+ * A coroutine that waits with a deadline gets a timer record from the worker it parks on,
+ * armed in that worker's loop (a libev loop may only be touched by its own thread). Records
+ * are one per wait, never embedded in the coroutine or on its stack: a wait completed early
+ * by someone else leaves the record in the first worker's loop while the coroutine may
+ * resume on another worker, so the stop is posted to the owner's inbox and done there.
+ *
+ * Ownership of a record: the owner worker's thread alone starts, stops and frees it. It is
+ * freed exactly once, when its stop arrives (directly if the coroutine resumed on the owner,
+ * or through the inbox); a firing callback does not free it, so a stop that races with the
+ * firing always finds a live record. The callback touches the coroutine only through the
+ * waker CAS: control blocks are type-stable and wait sequences never repeat, so a late
+ * firing after the coroutine moved on (or ended) fails the CAS harmlessly.
+ *
+ * Clocks: deadlines are absolute weft_now() (CLOCK_MONOTONIC) times. libev schedules
+ * relative to its cached loop time, which lags on a busy worker; the delay is corrected by
+ * that lag, and a callback that still fires early re-arms for the rest: never early. */
+#define _GNU_SOURCE
+#include "runtime.h"
+
+#include <stdlib.h>
+#include <time.h>
+
+struct weft__timer {
+    ev_timer ev;
+    struct weft__msg msg;
+    struct weft__waker k;
+    int64_t deadline;
+    struct weft__worker *owner;
+    struct weft__timer *next_free;
+};
+
+#define TIMER_CHUNK 256
+struct timer_chunk {
+    struct timer_chunk *next;
+    struct weft__timer t[TIMER_CHUNK];
+};
+
+int64_t weft_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int64_t weft_after(int64_t ns)
+{
+    if (ns <= 0)
+        return weft_now();
+    int64_t now = weft_now();
+    return ns > WEFT_FOREVER - now ? WEFT_FOREVER : now + ns;
+}
+
+static void arm(struct weft__worker *w, struct weft__timer *t)
+{
+    double lag = ev_time() - ev_now(w->loop);
+    double delay = (double)(t->deadline - weft_now()) / 1e9 + lag;
+    ev_timer_set(&t->ev, delay > 0 ? delay : 0, 0.);
+    ev_timer_start(w->loop, &t->ev);
+}
+
+static void on_timer(struct ev_loop *loop, ev_timer *e, int revents)
+{
+    (void)loop, (void)revents;
+    struct weft__timer *t = (struct weft__timer *)e;
+    if (weft_now() < t->deadline) {
+        arm(t->owner, t); /* libev's clock ran ahead of ours: never wake early */
+        return;
+    }
+    weft__waker_wake(&t->k, WEFT_ETIMEDOUT, false);
+}
+
+struct weft__timer *weft__timer_start(struct weft__worker *w, struct weft__waker *k,
+                                      int64_t deadline)
+{
+    struct weft__timer *t = w->timer_free;
+    if (!t) {
+        struct timer_chunk *c = calloc(1, sizeof *c); /* zeroed: inactive watchers */
+        if (!c)
+            weft__panic("weft: out of memory for a timer");
+        c->next = w->timer_chunks;
+        w->timer_chunks = c;
+        for (int i = 0; i < TIMER_CHUNK; i++) {
+            c->t[i].next_free = w->timer_free;
+            w->timer_free = &c->t[i];
+        }
+        t = w->timer_free;
+    }
+    w->timer_free = t->next_free;
+    ev_init(&t->ev, on_timer);
+    t->msg.kind = WEFT_MSG_TIMER_STOP;
+    t->k = *k;
+    t->deadline = deadline;
+    t->owner = w;
+    arm(w, t);
+    return t;
+}
+
+static void timer_free(struct weft__worker *w, struct weft__timer *t)
+{
+    ev_timer_stop(w->loop, &t->ev);
+    t->next_free = w->timer_free;
+    w->timer_free = t;
+}
+
+void weft__timer_cancel(struct weft__timer *t)
+{
+    struct weft__worker *w = weft__worker_self();
+    if (w == t->owner)
+        timer_free(w, t);
+    else
+        weft__worker_post(t->owner, &t->msg);
+}
+
+void weft__timer_stop_msg(struct weft__worker *w, struct weft__msg *m)
+{
+    struct weft__timer *t =
+        (struct weft__timer *)((char *)m - offsetof(struct weft__timer, msg));
+    WEFT_ASSERT(t->owner == w);
+    timer_free(w, t);
+}
+
+void weft__timer_cache_free(struct weft__worker *w)
+{
+    struct timer_chunk *c = w->timer_chunks;
+    while (c) {
+        struct timer_chunk *n = c->next;
+        for (int i = 0; i < TIMER_CHUNK; i++)
+            ev_timer_stop(w->loop, &c->t[i].ev);
+        free(c);
+        c = n;
+    }
+    w->timer_chunks = NULL;
+    w->timer_free = NULL;
+}
+
+int weft_sleep_until(int64_t deadline)
+{
+    struct weft__coro *co = weft__coro_self();
+    if (!co) {
+        /* A plain thread just sleeps (absolute, so signals cannot make it early). */
+        if (deadline == WEFT_FOREVER)
+            return WEFT_EINVAL;
+        struct timespec ts = {deadline / 1000000000, deadline % 1000000000};
+        while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) != 0)
+            ;
+        return 0;
+    }
+    struct weft__waker k;
+    weft__wait_arm(co, &k, "sleep");
+    int r = weft__park_until(deadline, NULL, NULL);
+    return r == WEFT_ETIMEDOUT ? 0 : r;
+}
+
+int weft_sleep(int64_t ns)
+{
+    return weft_sleep_until(weft_after(ns));
+}

@@ -1,0 +1,64 @@
+/* harness.h — the test suite's tiny assertion kit. Failures print file, line and both
+ * operands, then abort() (no setjmp/longjmp: they break across coroutine stacks). */
+#ifndef WEFT_TEST_HARNESS_H
+#define WEFT_TEST_HARNESS_H
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ASSERT(cond)                                                                        \
+    do {                                                                                    \
+        if (!(cond)) {                                                                      \
+            fprintf(stderr, "%s:%d: assertion failed: %s\n", __FILE__, __LINE__, #cond);    \
+            fflush(stderr);                                                                 \
+            abort();                                                                        \
+        }                                                                                   \
+    } while (0)
+
+#define ASSERT_OP(a, op, b)                                                                 \
+    do {                                                                                    \
+        long long _a = (long long)(a), _b = (long long)(b);                                 \
+        if (!(_a op _b)) {                                                                  \
+            fprintf(stderr, "%s:%d: assertion failed: %s %s %s (%lld %s %lld)\n", __FILE__, \
+                    __LINE__, #a, #op, #b, _a, #op, _b);                                    \
+            fflush(stderr);                                                                 \
+            abort();                                                                        \
+        }                                                                                   \
+    } while (0)
+
+#define ASSERT_EQ(a, b) ASSERT_OP(a, ==, b)
+#define ASSERT_NE(a, b) ASSERT_OP(a, !=, b)
+#define ASSERT_LT(a, b) ASSERT_OP(a, <, b)
+#define ASSERT_LE(a, b) ASSERT_OP(a, <=, b)
+#define ASSERT_GT(a, b) ASSERT_OP(a, >, b)
+#define ASSERT_GE(a, b) ASSERT_OP(a, >=, b)
+
+/* Sizes scale down under the sanitizers (TSan: at most ~8,000 live fibers; ASan: slow). */
+#if defined(__SANITIZE_THREAD__)
+#define TEST_SCALE 100
+#define TEST_TSAN 1
+#elif defined(__SANITIZE_ADDRESS__)
+#define TEST_SCALE 10
+#else
+#define TEST_SCALE 1
+#endif
+#ifndef TEST_TSAN
+#define TEST_TSAN 0
+#endif
+
+static inline long test_scaled(long n)
+{
+    const char *v = getenv("WEFT_TEST_SCALE"); /* valgrind runs set a larger divisor */
+    long div = TEST_SCALE * (v ? atol(v) : 1);
+    n /= div > 0 ? div : 1;
+    return n > 0 ? n : 1;
+}
+
+#define TEST_PASS(name, checks)                                                             \
+    do {                                                                                    \
+        printf("%s: passed (%ld checks)\n", name, (long)(checks));                          \
+    } while (0)
+
+#endif
