@@ -1,0 +1,416 @@
+/* sync.c — coroutine-aware mutex, condition variable, semaphore, wait group, once, and task
+ * groups. Each object has one internal spin-futex lock (its `lock` word) guarding its
+ * counters and its wait queue; waiting follows the waiter protocol of waitq.h, so coroutines
+ * park, plain threads sleep on a futex, and timeouts/cancellation never lose a hand-off:
+ * a mutex is handed directly to the first claimed waiter (FIFO, no barging), a semaphore
+ * unit likewise; a waiter whose claim failed (it timed out) is skipped. */
+#include "runtime.h"
+#include "waitq.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define LOCK(obj) weft__lock_of(&(obj)->lock)
+
+/* ---- mutex ------------------------------------------------------------------------------ */
+
+int weft_mutex_init(weft_mutex *m)
+{
+    if (!m)
+        return WEFT_EINVAL;
+    memset(m, 0, sizeof *m);
+    return 0;
+}
+
+static int mutex_lock(weft_mutex *m, int64_t deadline, bool block)
+{
+    if (!m)
+        return WEFT_EINVAL;
+    weft__lock_acquire(LOCK(m));
+    if (!m->locked) {
+        m->locked = 1;
+        weft__lock_release(LOCK(m));
+        return 0;
+    }
+    if (!block || (deadline != WEFT_FOREVER && deadline <= weft_now())) {
+        weft__lock_release(LOCK(m));
+        return block ? WEFT_ETIMEDOUT : WEFT_EAGAIN;
+    }
+    struct weft__waiter w;
+    struct weft__waker k;
+    struct weft__thread_parker tp;
+    weft__waiter_init(&w, &k, &tp, "mutex");
+    waitq_push(waitq_of(&m->waiters), &w);
+    /* On success the unlocker handed us the mutex: m->locked stayed 1 for us. */
+    return weft__waitq_block(waitq_of(&m->waiters), &w, LOCK(m), deadline);
+}
+
+int weft_mutex_lock(weft_mutex *m)
+{
+    return mutex_lock(m, WEFT_FOREVER, true);
+}
+
+int weft_mutex_lock_until(weft_mutex *m, int64_t deadline)
+{
+    return mutex_lock(m, deadline, true);
+}
+
+int weft_mutex_trylock(weft_mutex *m)
+{
+    return mutex_lock(m, WEFT_FOREVER, false);
+}
+
+int weft_mutex_unlock(weft_mutex *m)
+{
+    if (!m)
+        return WEFT_EINVAL;
+    weft__lock_acquire(LOCK(m));
+    if (!m->locked) {
+        weft__lock_release(LOCK(m));
+        return WEFT_ESTATE;
+    }
+    struct weft__waiter *w = waitq_claim(waitq_of(&m->waiters));
+    if (!w)
+        m->locked = 0;
+    weft__lock_release(LOCK(m));
+    if (w)
+        weft__waker_complete(w->k, 0, false);
+    return 0;
+}
+
+/* Re-acquire after a condition wait: not interruptible (the caller must get the mutex
+ * back); a cancellation seen meanwhile is re-posted so it stays pending. */
+static void mutex_relock(weft_mutex *m)
+{
+    bool cancelled = false;
+    int r;
+    while ((r = weft_mutex_lock(m)) == WEFT_ECANCELED)
+        cancelled = true;
+    WEFT_ASSERT(r == 0);
+    if (cancelled) {
+        struct weft__coro *co = weft__coro_self();
+        atomic_store_explicit(&co->cancel, 1, memory_order_relaxed);
+    }
+}
+
+/* ---- condition variable --------------------------------------------------------------- */
+
+int weft_cond_init(weft_cond *c)
+{
+    if (!c)
+        return WEFT_EINVAL;
+    memset(c, 0, sizeof *c);
+    return 0;
+}
+
+int weft_cond_wait_until(weft_cond *c, weft_mutex *m, int64_t deadline)
+{
+    if (!c || !m)
+        return WEFT_EINVAL;
+    struct weft__waiter w;
+    struct weft__waker k;
+    struct weft__thread_parker tp;
+    weft__waiter_init(&w, &k, &tp, "cond");
+    weft__lock_acquire(LOCK(c));
+    waitq_push(waitq_of(&c->waiters), &w);
+    /* Queued before m is released: a signal sent after the release finds us. Lock order
+     * cond -> mutex word; signalers never hold a mutex word while taking the cond's. */
+    int r = weft_mutex_unlock(m);
+    if (r != 0) {
+        waitq_unlink(waitq_of(&c->waiters), &w);
+        weft__lock_release(LOCK(c));
+        return r; /* WEFT_ESTATE: m was not locked */
+    }
+    r = weft__waitq_block(waitq_of(&c->waiters), &w, LOCK(c), deadline);
+    mutex_relock(m);
+    return r;
+}
+
+int weft_cond_wait(weft_cond *c, weft_mutex *m)
+{
+    return weft_cond_wait_until(c, m, WEFT_FOREVER);
+}
+
+static int cond_wake(weft_cond *c, bool all)
+{
+    if (!c)
+        return WEFT_EINVAL;
+    struct weft__waiter *done = NULL, *w;
+    weft__lock_acquire(LOCK(c));
+    while ((w = waitq_claim(waitq_of(&c->waiters)))) {
+        w->done_next = done;
+        done = w;
+        if (!all)
+            break;
+    }
+    weft__lock_release(LOCK(c));
+    while (done) {
+        w = done;
+        done = w->done_next;
+        weft__waker_complete(w->k, 0, false);
+    }
+    return 0;
+}
+
+int weft_cond_signal(weft_cond *c)
+{
+    return cond_wake(c, false);
+}
+
+int weft_cond_broadcast(weft_cond *c)
+{
+    return cond_wake(c, true);
+}
+
+/* ---- semaphore ------------------------------------------------------------------------- */
+
+int weft_sem_init(weft_sem *s, int64_t count)
+{
+    if (!s || count < 0)
+        return WEFT_EINVAL;
+    memset(s, 0, sizeof *s);
+    s->count = count;
+    return 0;
+}
+
+static int sem_wait(weft_sem *s, int64_t deadline, bool block)
+{
+    if (!s)
+        return WEFT_EINVAL;
+    weft__lock_acquire(LOCK(s));
+    if (s->count > 0) {
+        s->count--;
+        weft__lock_release(LOCK(s));
+        return 0;
+    }
+    if (!block || (deadline != WEFT_FOREVER && deadline <= weft_now())) {
+        weft__lock_release(LOCK(s));
+        return block ? WEFT_ETIMEDOUT : WEFT_EAGAIN;
+    }
+    struct weft__waiter w;
+    struct weft__waker k;
+    struct weft__thread_parker tp;
+    weft__waiter_init(&w, &k, &tp, "semaphore");
+    waitq_push(waitq_of(&s->waiters), &w);
+    return weft__waitq_block(waitq_of(&s->waiters), &w, LOCK(s), deadline);
+}
+
+int weft_sem_wait(weft_sem *s)
+{
+    return sem_wait(s, WEFT_FOREVER, true);
+}
+
+int weft_sem_wait_until(weft_sem *s, int64_t deadline)
+{
+    return sem_wait(s, deadline, true);
+}
+
+int weft_sem_trywait(weft_sem *s)
+{
+    return sem_wait(s, WEFT_FOREVER, false);
+}
+
+int weft_sem_post(weft_sem *s)
+{
+    if (!s)
+        return WEFT_EINVAL;
+    weft__lock_acquire(LOCK(s));
+    struct weft__waiter *w = waitq_claim(waitq_of(&s->waiters));
+    if (!w) {
+        if (s->count == INT64_MAX) {
+            weft__lock_release(LOCK(s));
+            return WEFT_EINVAL;
+        }
+        s->count++;
+    }
+    weft__lock_release(LOCK(s));
+    if (w)
+        weft__waker_complete(w->k, 0, false); /* the unit goes straight to the waiter */
+    return 0;
+}
+
+/* ---- wait group ----------------------------------------------------------------------- */
+
+int weft_wg_init(weft_wg *wg)
+{
+    if (!wg)
+        return WEFT_EINVAL;
+    memset(wg, 0, sizeof *wg);
+    return 0;
+}
+
+int weft_wg_add(weft_wg *wg, int64_t delta)
+{
+    if (!wg)
+        return WEFT_EINVAL;
+    struct weft__waiter *done = NULL, *w;
+    weft__lock_acquire(LOCK(wg));
+    if (wg->count + delta < 0) {
+        weft__lock_release(LOCK(wg));
+        return WEFT_EINVAL;
+    }
+    wg->count += delta;
+    if (wg->count == 0)
+        while ((w = waitq_claim(waitq_of(&wg->waiters)))) {
+            w->done_next = done;
+            done = w;
+        }
+    weft__lock_release(LOCK(wg));
+    while (done) {
+        w = done;
+        done = w->done_next;
+        weft__waker_complete(w->k, 0, false);
+    }
+    return 0;
+}
+
+int weft_wg_done(weft_wg *wg)
+{
+    return weft_wg_add(wg, -1);
+}
+
+int weft_wg_wait_until(weft_wg *wg, int64_t deadline)
+{
+    if (!wg)
+        return WEFT_EINVAL;
+    weft__lock_acquire(LOCK(wg));
+    if (wg->count == 0) {
+        weft__lock_release(LOCK(wg));
+        return 0;
+    }
+    if (deadline != WEFT_FOREVER && deadline <= weft_now()) {
+        weft__lock_release(LOCK(wg));
+        return WEFT_ETIMEDOUT;
+    }
+    struct weft__waiter w;
+    struct weft__waker k;
+    struct weft__thread_parker tp;
+    weft__waiter_init(&w, &k, &tp, "wait group");
+    waitq_push(waitq_of(&wg->waiters), &w);
+    return weft__waitq_block(waitq_of(&wg->waiters), &w, LOCK(wg), deadline);
+}
+
+int weft_wg_wait(weft_wg *wg)
+{
+    return weft_wg_wait_until(wg, WEFT_FOREVER);
+}
+
+/* ---- once ----------------------------------------------------------------------------- */
+
+int weft_once_call(weft_once *o, void (*fn)(void))
+{
+    if (!o || !fn)
+        return WEFT_EINVAL;
+    _Atomic uint32_t *state = (_Atomic uint32_t *)(void *)&o->state;
+    /* acquire: pairs with the release below, so fn's effects are visible. */
+    if (atomic_load_explicit(state, memory_order_acquire) == 2)
+        return 0;
+    bool cancelled = false;
+    int r;
+    while ((r = weft_mutex_lock(&o->m)) == WEFT_ECANCELED)
+        cancelled = true; /* fn's effects must be visible on return: keep waiting */
+    if (r != 0)
+        return r;
+    if (atomic_load_explicit(state, memory_order_relaxed) != 2) {
+        fn();
+        atomic_store_explicit(state, 2, memory_order_release);
+    }
+    weft_mutex_unlock(&o->m);
+    if (cancelled) {
+        struct weft__coro *co = weft__coro_self();
+        if (co)
+            atomic_store_explicit(&co->cancel, 1, memory_order_relaxed);
+    }
+    return 0;
+}
+
+/* ---- task groups ---------------------------------------------------------------------- */
+
+struct weft_group {
+    weft_mutex m;
+    weft_task *tasks;
+    size_t n, cap;
+};
+
+int weft_group_create(weft_group **out)
+{
+    if (!out)
+        return WEFT_EINVAL;
+    *out = calloc(1, sizeof **out);
+    return *out ? 0 : WEFT_ENOMEM;
+}
+
+int weft_group_spawn(weft_group *g, weft_fn fn, void *arg)
+{
+    if (!g || !fn)
+        return WEFT_EINVAL;
+    weft_mutex_lock(&g->m);
+    if (g->n == g->cap) {
+        size_t cap = g->cap ? g->cap * 2 : 8;
+        weft_task *t = realloc(g->tasks, cap * sizeof *t);
+        if (!t) {
+            weft_mutex_unlock(&g->m);
+            return WEFT_ENOMEM;
+        }
+        g->tasks = t;
+        g->cap = cap;
+    }
+    int r = weft_spawn(&g->tasks[g->n], fn, arg);
+    if (r == 0)
+        g->n++;
+    weft_mutex_unlock(&g->m);
+    return r;
+}
+
+int weft_group_cancel(weft_group *g)
+{
+    if (!g)
+        return WEFT_EINVAL;
+    weft_mutex_lock(&g->m);
+    for (size_t i = 0; i < g->n; i++)
+        weft_cancel(g->tasks[i]); /* WEFT_ESTATE for the finished ones: fine */
+    weft_mutex_unlock(&g->m);
+    return 0;
+}
+
+int weft_group_wait_until(weft_group *g, int64_t deadline)
+{
+    if (!g)
+        return WEFT_EINVAL;
+    int ret = 0;
+    for (;;) {
+        weft_mutex_lock(&g->m);
+        if (g->n == 0) {
+            weft_mutex_unlock(&g->m);
+            return ret;
+        }
+        weft_task t = g->tasks[--g->n];
+        weft_mutex_unlock(&g->m);
+        int r = weft_join_until(t, NULL, deadline);
+        if (r == WEFT_ETIMEDOUT || r == WEFT_ECANCELED) {
+            /* The deadline passed (or we were cancelled): bound the children's lifetime —
+             * cancel them all, then wait for every one to finish. */
+            ret = r;
+            weft_group_cancel(g);
+            bool again = true;
+            while (again)
+                again = weft_join(t, NULL) == WEFT_ECANCELED;
+            deadline = WEFT_FOREVER;
+        }
+    }
+}
+
+int weft_group_wait(weft_group *g)
+{
+    return weft_group_wait_until(g, WEFT_FOREVER);
+}
+
+void weft_group_free(weft_group *g)
+{
+    if (!g)
+        return;
+    for (size_t i = 0; i < g->n; i++)
+        weft_detach(g->tasks[i]);
+    free(g->tasks);
+    free(g);
+}

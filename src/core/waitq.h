@@ -1,0 +1,101 @@
+/* waitq.h — wait queues of waiter nodes (Go's sudog), shared by channels, select and the
+ * synchronisation primitives.
+ *
+ * A waiter lives in the waiting party's own frame (a coroutine's stack or a plain thread's
+ * stack) and is linked into one queue guarded by the owning object's lock. Its waker
+ * (coro.h) is what completes the wait; in a select, all of one party's waiters share one
+ * waker, so the first case to claim it wins and the others, claimed in vain, are skipped.
+ *
+ * Protocol (every waker follows it, under the queue's lock):
+ *   1. w = waitq_pop(q)       — unlinks; from now on the owner finds w->linked == false;
+ *   2. weft__waker_claim(w->k): if it fails, the wait already ended (timeout, cancel,
+ *      another select case): drop w and try the next one;
+ *   3. fill in the result (copy the element, set w->sel) — the owner cannot run: it is
+ *      parked (coroutine) or blocked until the completion (thread);
+ *   4. weft__waker_complete(w->k, ...) — may be done after releasing the lock.
+ * The owner, when its wait ends any other way, takes the lock and unlinks its waiter if it
+ * is still linked; a waker that popped it held the lock, so the owner never leaves while a
+ * waker still touches its frame. */
+#ifndef WEFT_WAITQ_H
+#define WEFT_WAITQ_H
+
+#include "coro.h"
+#include "lock.h"
+
+struct weft__sel; /* select.c */
+
+struct weft__waiter {
+    struct weft__waiter *prev, *next;
+    struct weft__waker *k;
+    void *elem;            /* channel element to copy from (send) or into (recv) */
+    struct weft__sel *sel; /* select state, NULL for a plain operation */
+    int index;             /* select case index */
+    bool linked;
+    struct weft__waiter *done_next; /* a closer's list of claimed waiters */
+};
+
+struct weft__wq {
+    struct weft__waiter *head, *tail;
+};
+
+static inline void waitq_push(struct weft__wq *q, struct weft__waiter *w)
+{
+    w->next = NULL;
+    w->prev = q->tail;
+    if (q->tail)
+        q->tail->next = w;
+    else
+        q->head = w;
+    q->tail = w;
+    w->linked = true;
+}
+
+static inline void waitq_unlink(struct weft__wq *q, struct weft__waiter *w)
+{
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        q->head = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    else
+        q->tail = w->prev;
+    w->linked = false;
+}
+
+static inline struct weft__waiter *waitq_pop(struct weft__wq *q)
+{
+    struct weft__waiter *w = q->head;
+    if (w)
+        waitq_unlink(q, w);
+    return w;
+}
+
+/* Pop waiters until one is claimed; NULL if none could be. (Steps 1-2 of the protocol.) */
+static inline struct weft__waiter *waitq_claim(struct weft__wq *q)
+{
+    struct weft__waiter *w;
+    while ((w = waitq_pop(q)))
+        if (weft__waker_claim(w->k))
+            return w;
+    return NULL;
+}
+
+/* The public sync structs embed `struct weft__waitq { void *head, *tail; }`. */
+static inline struct weft__wq *waitq_of(struct weft__waitq *q)
+{
+    _Static_assert(sizeof(struct weft__waitq) == sizeof(struct weft__wq), "waitq layout");
+    return (struct weft__wq *)(void *)q;
+}
+
+/* Block the caller (a coroutine parks, a plain thread sleeps on its futex) until the waiter
+ * `w`, already linked in `q` under the held `lock`, is completed or the deadline passes.
+ * Releases `lock`. Returns the completion's result, WEFT_ETIMEDOUT or WEFT_ECANCELED (then
+ * the waiter has been unlinked and nothing was transferred). */
+int weft__waitq_block(struct weft__wq *q, struct weft__waiter *w, weft__lock *lock,
+                      int64_t deadline);
+/* Set up w (and its waker storage k / thread parker tp) for the calling party. */
+void weft__waiter_init(struct weft__waiter *w, struct weft__waker *k,
+                       struct weft__thread_parker *tp, const char *what);
+
+#endif
