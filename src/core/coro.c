@@ -277,7 +277,7 @@ int weft_spawn_ex(weft_task *out, weft_fn fn, void *arg, const weft_spawn_opts *
     }
     struct weft__worker *w = weft__worker_self();
     if (w)
-        atomic_fetch_add_explicit(&w->n_spawned, 1, memory_order_relaxed);
+        weft__stat_inc(&w->n_spawned);
     atomic_store_explicit(&co->state, WEFT_CO_RUNNABLE, memory_order_relaxed);
     if (opts && opts->pinned && w) {
         co->pin = 1;

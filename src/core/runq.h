@@ -34,6 +34,18 @@ void weft__runq_put(struct weft__runq *q, struct weft__coro *co, struct weft__gl
 void weft__runq_put_next(struct weft__runq *q, struct weft__coro *co, struct weft__globalq *g);
 /* Owner only. Take runnext (if use_next) else the head. NULL if empty. */
 struct weft__coro *weft__runq_get(struct weft__runq *q, bool use_next);
+/* Owner only, and only when no thief can exist (a runtime with one worker): the head
+ * without a CAS — the yield path's cost is then a plain load and store. */
+static inline struct weft__coro *weft__runq_get_solo(struct weft__runq *q)
+{
+    uint32_t h = atomic_load_explicit(&q->head, memory_order_relaxed);
+    uint32_t t = atomic_load_explicit(&q->tail, memory_order_relaxed);
+    if (t == h)
+        return NULL;
+    struct weft__coro *co = atomic_load_explicit(&q->buf[h % WEFT_RUNQ_SIZE], memory_order_relaxed);
+    atomic_store_explicit(&q->head, h + 1, memory_order_relaxed);
+    return co;
+}
 /* Any thread. Steal half of victim's ring into q (q's owner calls this); returns one
  * coroutine to run now, or NULL. steal_next: may also take the victim's runnext. */
 struct weft__coro *weft__runq_steal(struct weft__runq *q, struct weft__runq *victim,

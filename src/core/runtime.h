@@ -34,7 +34,8 @@ struct weft__worker {
     size_t coro_cache_n;
     struct weft__timer *timer_free;/* free timer records (timer.c) */
     void *timer_chunks;            /* every timer record block of this worker (timer.c) */
-    uint32_t tick;                 /* dispatches, for the 61-tick global-queue check */
+    uint32_t tick_left;            /* dispatches until the scheduler context runs (61) */
+    bool tick_due;                 /* the 61st dispatch came: check the global queue first */
     uint32_t next_streak;          /* consecutive runnext dispatches (bounded to 3) */
     int64_t last_poll;             /* weft_now() of the last ev_run */
     bool spinning;                 /* holds one of runtime.nspinning */
@@ -63,12 +64,28 @@ struct weft__runtime {
     _Atomic uint32_t rr;           /* round-robin cursor for debug migration / inbox posts */
 };
 
-extern struct weft__runtime *weft__rt; /* non-NULL while weft_run runs */
+extern struct weft__runtime *weft__rt;
+
+/* Statistics counters have one writer (the owning worker): a relaxed load and store, not a
+ * locked read-modify-write (which costs ~5 ns on every switch and park here). Readers
+ * (weft_stats_get) see a recent value. */
+static inline void weft__stat_inc(_Atomic uint64_t *c)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+} /* non-NULL while weft_run runs */
 
 /* The calling thread's worker, or NULL on a plain thread. Never inlined and re-read after
  * every switch: a coroutine that parked on one worker may resume on another, and a cached
  * thread-local address would then point at the first worker's state. */
 struct weft__worker *weft__worker_self(void);
+extern __thread struct weft__worker *weft__tls_worker;
+/* The same, inlined: ONLY for the entry of a public function, before its first switch
+ * (nothing can be cached from before the call); after a switch use weft__worker_self(). */
+static inline struct weft__worker *weft__worker_entry(void)
+{
+    return weft__tls_worker;
+}
 /* The calling coroutine, or NULL. */
 struct weft__coro *weft__coro_self(void);
 

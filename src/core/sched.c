@@ -65,14 +65,14 @@
 #include <unistd.h>
 
 struct weft__runtime *weft__rt;
-static __thread struct weft__worker *tls_worker;
+__thread struct weft__worker *weft__tls_worker;
 
 WEFT_NOINLINE struct weft__worker *weft__worker_self(void)
 {
     /* noinline + a compiler barrier: the thread-local address is never cached across a
      * switch by a caller (see sched.h). */
     __asm__ __volatile__("" ::: "memory");
-    return tls_worker;
+    return weft__tls_worker;
 }
 
 struct weft__coro *weft__coro_self(void)
@@ -86,6 +86,7 @@ struct weft__coro *weft__coro_self(void)
 
 struct weft__switch {
     weft__fctx_t *save;        /* where the context we leave is stored */
+    struct weft__worker *w;    /* the worker switching: switch_done runs on the same thread */
     void (*after)(struct weft__switch *, struct weft__worker *);
     struct weft__coro *from;   /* the coroutine we leave, NULL for the scheduler */
     void (*unlock)(void *);
@@ -99,7 +100,7 @@ static weft__transfer_t switch_done(weft__transfer_t t)
     weft__asan_finish(s->dest_fake);
     *s->save = t.fctx;
     if (s->after)
-        s->after(s, weft__worker_self());
+        s->after(s, s->w);
     return t;
 }
 
@@ -128,6 +129,7 @@ static void switch_to(struct weft__worker *w, struct weft__coro *to, struct weft
                       bool dying)
 {
     weft__fctx_t ctx;
+    s->w = w;
     void **fake_save = s->from ? (dying ? NULL : &s->from->asan_fake) : &w->sched_asan_fake;
     (void)fake_save;
     if (to) {
@@ -147,7 +149,7 @@ static void switch_to(struct weft__worker *w, struct weft__coro *to, struct weft
         weft__asan_start(fake_save, w->sched_stack_lo, w->sched_stack_size);
         weft__tsan_switch(w->sched_tsan_fiber);
     }
-    atomic_fetch_add_explicit(&w->n_switches, 1, memory_order_relaxed);
+    weft__stat_inc(&w->n_switches);
     weft__ontop_fcontext(ctx, s, switch_done);
 }
 
@@ -194,6 +196,10 @@ static struct weft__coro *local_get(struct weft__worker *w)
         }
     }
     w->next_streak = 0;
+    if (weft__rt->nworkers == 1) { /* no thieves: no CAS needed */
+        co = weft__runq_get_solo(&w->rq);
+        return co ? co : weft__runq_get(&w->rq, false);
+    }
     return weft__runq_get(&w->rq, false);
 }
 
@@ -217,10 +223,18 @@ static struct weft__worker *other_worker(struct weft__worker *w)
     return rt->workers[i];
 }
 
-/* Queue a RUNNABLE coroutine from the current thread.
- * mode: 0 tail of the ring; 1 runnext (spawn: notify others); 2 runnext hand-off (the
- * caller is about to block: no wake-up unless runnext displaced someone). */
-static void enqueue(struct weft__worker *w, struct weft__coro *co, int mode)
+/* Queue a RUNNABLE coroutine from the current thread (w: its worker, NULL on a plain
+ * thread). How:
+ *   Q_TAIL     the ring's tail, then wake an idle worker if needed (a readied coroutine is
+ *              new work for the runtime);
+ *   Q_REQUEUE  the ring's tail, no wake-up: a yielding coroutine creates no new work, and
+ *              the yield path must stay free of fences (DESIGN: "no fence on yield");
+ *   Q_NEXT     runnext (spawn: the child runs soon, warm), waking an idle worker;
+ *   Q_HANDOFF  runnext, waking nobody unless runnext displaced someone: the caller is a
+ *              coroutine about to block or finish, so its worker is about to run it. */
+enum { Q_TAIL, Q_REQUEUE, Q_NEXT, Q_HANDOFF };
+
+static void enqueue(struct weft__worker *w, struct weft__coro *co, int how)
 {
     struct weft__runtime *rt = weft__rt;
     if (co->pin) {
@@ -239,23 +253,25 @@ static void enqueue(struct weft__worker *w, struct weft__coro *co, int mode)
         weft__worker_post(other_worker(w), &co->msg);
         return;
     }
-    if (mode == 0) {
+    if (how == Q_TAIL || how == Q_REQUEUE) {
         weft__runq_put(&w->rq, co, &rt->global);
+        if (how == Q_REQUEUE)
+            return;
     } else {
         struct weft__coro *old =
             atomic_exchange_explicit(&w->rq.runnext, co, memory_order_acq_rel);
         if (old)
             weft__runq_put(&w->rq, old, &rt->global);
-        else if (mode == 2)
+        else if (how == Q_HANDOFF)
             return;
     }
-    if (!w->in_poll)
+    if (!w->in_poll && rt->nworkers > 1)
         wakep();
 }
 
 void weft__schedule(struct weft__coro *co, bool handoff)
 {
-    enqueue(weft__worker_self(), co, handoff ? 2 : 1);
+    enqueue(weft__worker_self(), co, handoff ? Q_HANDOFF : Q_NEXT);
 }
 
 void weft__ready(struct weft__coro *co, bool handoff)
@@ -267,7 +283,7 @@ void weft__ready(struct weft__coro *co, bool handoff)
             if (atomic_compare_exchange_weak_explicit(&co->state, &s, WEFT_CO_RUNNABLE,
                                                       memory_order_acquire,
                                                       memory_order_acquire)) {
-                enqueue(weft__worker_self(), co, handoff ? 2 : 0);
+                enqueue(weft__worker_self(), co, handoff ? Q_HANDOFF : Q_TAIL);
                 return;
             }
         } else if (s == WEFT_CO_RUNNING) {
@@ -291,7 +307,7 @@ static void after_yield(struct weft__switch *s, struct weft__worker *w)
 {
     struct weft__coro *co = s->from;
     atomic_store_explicit(&co->state, WEFT_CO_RUNNABLE, memory_order_relaxed);
-    enqueue(w, co, 0);
+    enqueue(w, co, Q_REQUEUE);
 }
 
 static void after_park(struct weft__switch *s, struct weft__worker *w)
@@ -306,7 +322,7 @@ static void after_park(struct weft__switch *s, struct weft__worker *w)
         /* NOTIFIED: the wait was won while we were switching away: queue it ourselves. */
         WEFT_ASSERT(expected == (WEFT_CO_RUNNING | WEFT_CO_NOTIFIED));
         atomic_store_explicit(&co->state, WEFT_CO_RUNNABLE, memory_order_relaxed);
-        enqueue(w, co, 0);
+        enqueue(w, co, Q_TAIL);
     }
 }
 
@@ -317,15 +333,18 @@ static void after_exit(struct weft__switch *s, struct weft__worker *w)
     co->stack = NULL;
     co->ctx = NULL;
     atomic_store_explicit(&co->state, WEFT_CO_DEAD, memory_order_release);
-    atomic_fetch_add_explicit(&w->n_finished, 1, memory_order_relaxed);
+    weft__stat_inc(&w->n_finished);
     weft__coro_release(co);
 }
 
 /* Owner only: next coroutine from local queues, or NULL (then go via the scheduler). */
 static struct weft__coro *pick_local(struct weft__worker *w)
 {
-    if (++w->tick % 61 == 0)
+    if (--w->tick_left == 0) {
+        w->tick_left = 61;
+        w->tick_due = true;
         return NULL; /* let the scheduler look at the global queue and the loop */
+    }
     if (atomic_load_explicit(&w->inbox, memory_order_relaxed))
         return NULL;
     return local_get(w);
@@ -346,14 +365,14 @@ static void switch_away(struct weft__worker *w, struct weft__coro *co, struct we
 
 int weft_yield(void)
 {
-    struct weft__worker *w = weft__worker_self();
+    struct weft__worker *w = weft__worker_entry();
     struct weft__coro *co = w ? w->current : NULL;
     if (!co)
         return WEFT_ENOTCORO;
     struct weft__switch s = {.save = &co->ctx, .after = after_yield, .from = co};
     if (!weft__rt->debug_migrate) {
         struct weft__coro *next = pick_local(w);
-        if (!next && !weft__runq_nonempty(&w->rq) && w->tick % 61 != 0 &&
+        if (!next && !weft__runq_nonempty(&w->rq) && !w->tick_due &&
             !weft__globalq_nonempty(&weft__rt->global))
             return 0; /* nobody else to run here: keep going */
         switch_to(w, next, &s, false);
@@ -383,7 +402,7 @@ int weft__park(void (*unlock)(void *), void *arg)
         /* Someone already won the wait: it will make us runnable; park as usual. */
     }
     co->wait_since = w->last_poll; /* coarse, free: the last loop poll */
-    atomic_fetch_add_explicit(&w->n_parks, 1, memory_order_relaxed);
+    weft__stat_inc(&w->n_parks);
     struct weft__switch s = {.save = &co->ctx, .after = after_park, .from = co,
                              .unlock = unlock, .unlock_arg = arg};
     switch_away(w, co, &s, false);
@@ -573,7 +592,7 @@ static struct weft__coro *steal_work(struct weft__worker *w)
                 continue;
             struct weft__coro *co = weft__runq_steal(&w->rq, &v->rq, last);
             if (co) {
-                atomic_fetch_add_explicit(&w->n_steals, 1, memory_order_relaxed);
+                weft__stat_inc(&w->n_steals);
                 return co;
             }
         }
@@ -594,8 +613,8 @@ static struct weft__coro *find_work(struct weft__worker *w)
         if (atomic_load_explicit(&w->inbox, memory_order_relaxed))
             drain_inbox(w);
         struct weft__coro *co;
-        if (w->tick % 61 == 0) {
-            w->tick++;
+        if (w->tick_due) {
+            w->tick_due = false;
             if ((co = weft__globalq_get(&rt->global, &w->rq, 64)))
                 goto found;
         }
@@ -650,7 +669,7 @@ static void worker_loop(struct weft__worker *w)
 
 static void worker_init_thread(struct weft__worker *w)
 {
-    tls_worker = w;
+    weft__tls_worker = w;
     w->sched_tsan_fiber = weft__tsan_current();
     pthread_attr_t attr;
     if (pthread_getattr_np(pthread_self(), &attr) == 0) {
@@ -668,6 +687,7 @@ struct weft__worker *weft__worker_create(int index)
     memset(w, 0, sizeof *w);
     w->index = index;
     w->rng = 0x9e3779b97f4a7c15ull * (uint64_t)(index + 1);
+    w->tick_left = 61;
     w->loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOSIGMASK);
     if (!w->loop) {
         free(w);
@@ -697,7 +717,7 @@ void weft__worker_run(struct weft__worker *w)
     w->last_poll = weft_now();
     worker_loop(w);
     weft__guard_thread_fini(w);
-    tls_worker = NULL;
+    weft__tls_worker = NULL;
 }
 
 void weft__wake_all(void)
