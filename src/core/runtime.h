@@ -12,6 +12,7 @@
 #include <pthread.h>
 
 struct weft__timer; /* timer.c */
+struct weft__iow;   /* io.c */
 
 /* Per-worker state. Everything here is touched only by the worker's own thread except
  * where a field says otherwise. */
@@ -34,6 +35,8 @@ struct weft__worker {
     size_t coro_cache_n;
     struct weft__timer *timer_free;/* free timer records (timer.c) */
     void *timer_chunks;            /* every timer record block of this worker (timer.c) */
+    struct weft__iow *iow_free;    /* free fd-wait records (io.c) */
+    void *iow_chunks;
     uint32_t tick_left;            /* dispatches until the scheduler context runs (61) */
     bool tick_due;                 /* the 61st dispatch came: check the global queue first */
     uint32_t next_streak;          /* consecutive runnext dispatches (bounded to 3) */
@@ -118,8 +121,9 @@ void weft__timer_arm_pending(struct weft__worker *w);
  * cleans up the timer. Used by every blocking call. */
 int weft__park_until(int64_t deadline, void (*unlock)(void *), void *arg);
 
-/* I/O stop message handler (io.c). */
+/* I/O stop message handler and record pool teardown (io.c). */
 void weft__io_stop_msg(struct weft__worker *w, struct weft__msg *m);
+void weft__io_cache_free(struct weft__worker *w);
 
 
 

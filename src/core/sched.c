@@ -572,6 +572,9 @@ static void drain_inbox(struct weft__worker *w)
         case WEFT_MSG_TIMER_STOP:
             weft__timer_stop_msg(w, m);
             break;
+        case WEFT_MSG_IO_STOP:
+            weft__io_stop_msg(w, m);
+            break;
         default:
             weft__panic("weft: bad inbox message kind %d", m->kind);
         }
@@ -703,6 +706,7 @@ struct weft__worker *weft__worker_create(int index)
 void weft__worker_destroy(struct weft__worker *w)
 {
     weft__timer_cache_free(w);
+    weft__io_cache_free(w);
     ev_async_stop(w->loop, &w->wake);
     ev_loop_destroy(w->loop);
     weft__stack_cache_drain(&w->stacks);

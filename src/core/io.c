@@ -1,0 +1,543 @@
+/* io.c — blocking-style I/O: a coroutine that would block on a descriptor parks in its
+ * worker's libev loop instead.
+ *
+ * Each wait gets a one-shot ev_io record from the pool of the worker the coroutine parks on,
+ * started in that worker's loop (loops are single-threaded) and stopped when the wait ends:
+ * by the callback itself when the descriptor becomes ready, or — after a timeout or a
+ * cancellation, possibly on another worker — through the owner's inbox (WEFT_MSG_IO_STOP),
+ * exactly like timer records (timer.c). Records are freed only by their owner, when the stop
+ * arrives. libev keeps an fd registered in epoll after a stop and drops it lazily, so a
+ * stop and restart on the same worker between two polls costs no epoll_ctl; a descriptor
+ * closed and reused is handled by libev (ENOENT on MOD → ADD). Callers must still not close
+ * a descriptor another coroutine is waiting on (as with any event loop).
+ *
+ * errno: every system call is made in a small noinline helper that returns -errno at once,
+ * never across a switch (glibc's __errno_location is `const`, so a compiler may reuse the
+ * address of one thread's errno after the coroutine moved to another thread). */
+#define _GNU_SOURCE
+#include "runtime.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+struct weft__iow {
+    ev_io io;
+    struct weft__msg msg;
+    struct weft__waker k;
+    struct weft__worker *owner;
+    struct weft__iow *next_free;
+};
+
+/* ---- per-worker record pool (owner thread only) ----------------------------------------- */
+
+#define IOW_CHUNK 64
+struct iow_chunk {
+    struct iow_chunk *next;
+    struct weft__iow r[IOW_CHUNK];
+};
+
+static struct weft__iow *iow_get(struct weft__worker *w)
+{
+    struct weft__iow *r = w->iow_free;
+    if (!r) {
+        struct iow_chunk *c = calloc(1, sizeof *c); /* zeroed: inactive watchers */
+        if (!c)
+            return NULL;
+        c->next = w->iow_chunks;
+        w->iow_chunks = c;
+        for (int i = 0; i < IOW_CHUNK; i++) {
+            c->r[i].next_free = w->iow_free;
+            w->iow_free = &c->r[i];
+        }
+        r = w->iow_free;
+    }
+    w->iow_free = r->next_free;
+    return r;
+}
+
+static void iow_put(struct weft__worker *w, struct weft__iow *r)
+{
+    ev_io_stop(w->loop, &r->io);
+    r->next_free = w->iow_free;
+    w->iow_free = r;
+}
+
+void weft__io_stop_msg(struct weft__worker *w, struct weft__msg *m)
+{
+    struct weft__iow *r = (struct weft__iow *)((char *)m - offsetof(struct weft__iow, msg));
+    WEFT_ASSERT(r->owner == w);
+    iow_put(w, r);
+}
+
+void weft__io_cache_free(struct weft__worker *w)
+{
+    struct iow_chunk *c = w->iow_chunks;
+    while (c) {
+        struct iow_chunk *n = c->next;
+        for (int i = 0; i < IOW_CHUNK; i++)
+            ev_io_stop(w->loop, &c->r[i].io);
+        free(c);
+        c = n;
+    }
+    w->iow_chunks = NULL;
+    w->iow_free = NULL;
+}
+
+static void on_io(struct ev_loop *loop, ev_io *io, int revents)
+{
+    struct weft__iow *r = (struct weft__iow *)io;
+    ev_io_stop(loop, io); /* one-shot: never fires again for this wait */
+    int ev = (revents & EV_READ ? WEFT_READABLE : 0) | (revents & EV_WRITE ? WEFT_WRITABLE : 0);
+    weft__waker_wake(&r->k, ev ? ev : (WEFT_READABLE | WEFT_WRITABLE), false);
+}
+
+/* ---- waiting ----------------------------------------------------------------------------- */
+
+static int poll_thread(int fd, int events, int64_t deadline)
+{
+    struct pollfd p = {fd, (short)((events & WEFT_READABLE ? POLLIN : 0) |
+                                   (events & WEFT_WRITABLE ? POLLOUT : 0)), 0};
+    for (;;) {
+        int timeout = -1;
+        if (deadline != WEFT_FOREVER) {
+            int64_t left = deadline - weft_now();
+            if (left <= 0)
+                return WEFT_ETIMEDOUT;
+            timeout = (int)((left + 999999) / 1000000);
+        }
+        int n = poll(&p, 1, timeout);
+        if (n > 0) {
+            if (p.revents & POLLNVAL)
+                return -EBADF;
+            return (p.revents & (POLLIN | POLLHUP | POLLERR) ? WEFT_READABLE : 0) |
+                   (p.revents & (POLLOUT | POLLHUP | POLLERR) ? WEFT_WRITABLE : 0);
+        }
+        if (n == 0 && deadline != WEFT_FOREVER && weft_now() >= deadline)
+            return WEFT_ETIMEDOUT;
+    }
+}
+
+int weft_wait_fd(int fd, int events, int64_t deadline)
+{
+    if (fd < 0 || !(events & (WEFT_READABLE | WEFT_WRITABLE)) ||
+        (events & ~(WEFT_READABLE | WEFT_WRITABLE)))
+        return WEFT_EINVAL;
+    struct weft__worker *w = weft__worker_entry();
+    struct weft__coro *co = w ? w->current : NULL;
+    if (!co)
+        return poll_thread(fd, events, deadline);
+    if (deadline != WEFT_FOREVER && deadline <= weft_now())
+        return WEFT_ETIMEDOUT;
+    struct weft__iow *r = iow_get(w);
+    if (!r)
+        return WEFT_ENOMEM;
+    weft__wait_arm(co, &r->k, events & WEFT_READABLE ? "fd read" : "fd write");
+    r->owner = w;
+    r->msg.kind = WEFT_MSG_IO_STOP;
+    ev_io_init(&r->io, on_io, fd,
+               (events & WEFT_READABLE ? EV_READ : 0) | (events & WEFT_WRITABLE ? EV_WRITE : 0));
+    ev_io_start(w->loop, &r->io);
+    int res = weft__park_until(deadline, NULL, NULL);
+    /* Wherever we resumed, the record goes back to its owner. */
+    if (weft__worker_self() == r->owner)
+        iow_put(r->owner, r);
+    else
+        weft__worker_post(r->owner, &r->msg);
+    return res;
+}
+
+/* ---- non-blocking mode, remembered per descriptor ---------------------------------------- */
+
+static _Atomic(unsigned char *) nb_known; /* 1: weft set O_NONBLOCK on this fd */
+static size_t nb_size;
+
+static unsigned char *nb_table(void)
+{
+    unsigned char *t = atomic_load_explicit(&nb_known, memory_order_acquire);
+    if (t)
+        return t;
+    struct rlimit rl;
+    size_t n = 65536;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < (1u << 22))
+        n = rl.rlim_cur > n ? rl.rlim_cur : n;
+    unsigned char *fresh = calloc(n, 1);
+    if (!fresh)
+        return NULL;
+    unsigned char *expected = NULL;
+    if (!atomic_compare_exchange_strong(&nb_known, &expected, fresh)) {
+        free(fresh);
+        return expected;
+    }
+    nb_size = n;
+    return fresh;
+}
+
+static WEFT_NOINLINE int sys_set_nonblock(int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0)
+        return -errno;
+    if (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+        return -errno;
+    return 0;
+}
+
+int weft_fd_nonblock(int fd)
+{
+    if (fd < 0)
+        return WEFT_EINVAL;
+    unsigned char *t = nb_table();
+    if (t && (size_t)fd < nb_size && __atomic_load_n(&t[fd], __ATOMIC_RELAXED))
+        return 0;
+    int r = sys_set_nonblock(fd);
+    if (r == 0 && t && (size_t)fd < nb_size)
+        __atomic_store_n(&t[fd], 1, __ATOMIC_RELAXED);
+    return r;
+}
+
+int weft_fd_forget(int fd)
+{
+    if (fd < 0)
+        return WEFT_EINVAL;
+    unsigned char *t = nb_table();
+    if (t && (size_t)fd < nb_size)
+        __atomic_store_n(&t[fd], 0, __ATOMIC_RELAXED);
+    return 0;
+}
+
+static WEFT_NOINLINE int sys_close(int fd)
+{
+    return close(fd) == 0 ? 0 : -errno;
+}
+
+int weft_close(int fd)
+{
+    weft_fd_forget(fd);
+    return fd < 0 ? WEFT_EINVAL : sys_close(fd);
+}
+
+/* ---- read / write ------------------------------------------------------------------------ */
+
+static WEFT_NOINLINE ssize_t sys_read(int fd, void *buf, size_t len)
+{
+    ssize_t n = read(fd, buf, len);
+    return n >= 0 ? n : -errno;
+}
+
+static WEFT_NOINLINE ssize_t sys_write(int fd, const void *buf, size_t len)
+{
+    /* send with MSG_NOSIGNAL: a closed peer is -EPIPE, not a process-killing SIGPIPE. */
+    ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
+    if (n >= 0)
+        return n;
+    if (errno != ENOTSOCK)
+        return -errno;
+    n = write(fd, buf, len);
+    return n >= 0 ? n : -errno;
+}
+
+ssize_t weft_read(int fd, void *buf, size_t len, int64_t deadline)
+{
+    if (fd < 0 || (!buf && len))
+        return WEFT_EINVAL;
+    int r = weft_fd_nonblock(fd);
+    if (r < 0)
+        return r;
+    for (;;) {
+        ssize_t n = sys_read(fd, buf, len);
+        if (n >= 0)
+            return n;
+        if (n == -EINTR)
+            continue;
+        if (n != -EAGAIN && n != -EWOULDBLOCK)
+            return n;
+        if ((r = weft_wait_fd(fd, WEFT_READABLE, deadline)) < 0)
+            return r;
+    }
+}
+
+ssize_t weft_write(int fd, const void *buf, size_t len, int64_t deadline)
+{
+    if (fd < 0 || (!buf && len))
+        return WEFT_EINVAL;
+    int r = weft_fd_nonblock(fd);
+    if (r < 0)
+        return r;
+    for (;;) {
+        ssize_t n = sys_write(fd, buf, len);
+        if (n >= 0)
+            return n;
+        if (n == -EINTR)
+            continue;
+        if (n != -EAGAIN && n != -EWOULDBLOCK)
+            return n;
+        if ((r = weft_wait_fd(fd, WEFT_WRITABLE, deadline)) < 0)
+            return r;
+    }
+}
+
+ssize_t weft_write_all(int fd, const void *buf, size_t len, int64_t deadline)
+{
+    size_t done = 0;
+    while (done < len) {
+        ssize_t n = weft_write(fd, (const char *)buf + done, len - done, deadline);
+        if (n < 0)
+            return n;
+        done += (size_t)n;
+    }
+    return (ssize_t)done;
+}
+
+/* ---- sockets ----------------------------------------------------------------------------- */
+
+static WEFT_NOINLINE int sys_accept(int fd, struct sockaddr *addr, socklen_t *len)
+{
+    int c = accept4(fd, addr, len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    return c >= 0 ? c : -errno;
+}
+
+int weft_accept(int fd, struct sockaddr *addr, socklen_t *len, int64_t deadline)
+{
+    if (fd < 0)
+        return WEFT_EINVAL;
+    int r = weft_fd_nonblock(fd);
+    if (r < 0)
+        return r;
+    for (;;) {
+        int c = sys_accept(fd, addr, len);
+        if (c >= 0) {
+            unsigned char *t = nb_table();
+            if (t && (size_t)c < nb_size)
+                __atomic_store_n(&t[c], 1, __ATOMIC_RELAXED);
+            return c;
+        }
+        if (c == -EINTR || c == -ECONNABORTED)
+            continue;
+        if (c != -EAGAIN && c != -EWOULDBLOCK)
+            return c;
+        if ((r = weft_wait_fd(fd, WEFT_READABLE, deadline)) < 0)
+            return r;
+    }
+}
+
+static WEFT_NOINLINE int sys_connect(int fd, const struct sockaddr *addr, socklen_t len)
+{
+    return connect(fd, addr, len) == 0 ? 0 : -errno;
+}
+
+static WEFT_NOINLINE int sys_sockerr(int fd)
+{
+    int err = 0;
+    socklen_t l = sizeof err;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &l) != 0)
+        return -errno;
+    return -err;
+}
+
+int weft_connect(int fd, const struct sockaddr *addr, socklen_t len, int64_t deadline)
+{
+    if (fd < 0 || !addr)
+        return WEFT_EINVAL;
+    int r = weft_fd_nonblock(fd);
+    if (r < 0)
+        return r;
+    r = sys_connect(fd, addr, len);
+    if (r == 0 || (r != -EINPROGRESS && r != -EINTR))
+        return r;
+    if ((r = weft_wait_fd(fd, WEFT_WRITABLE, deadline)) < 0)
+        return r;
+    return sys_sockerr(fd);
+}
+
+static int make_addr(const char *host, int port, struct sockaddr_storage *ss, socklen_t *len)
+{
+    if (port < 0 || port > 65535)
+        return WEFT_EINVAL;
+    memset(ss, 0, sizeof *ss);
+    struct sockaddr_in *in4 = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+    if (!host || !*host || strcmp(host, "0.0.0.0") == 0) {
+        in4->sin_family = AF_INET;
+        in4->sin_addr.s_addr = htonl(INADDR_ANY);
+        in4->sin_port = htons((uint16_t)port);
+        *len = sizeof *in4;
+        return 0;
+    }
+    if (strcmp(host, "localhost") == 0)
+        host = "127.0.0.1";
+    /* Numeric addresses only: name resolution blocks (offload it with weft_blocking). */
+    if (inet_pton(AF_INET, host, &in4->sin_addr) == 1) {
+        in4->sin_family = AF_INET;
+        in4->sin_port = htons((uint16_t)port);
+        *len = sizeof *in4;
+        return 0;
+    }
+    if (inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons((uint16_t)port);
+        *len = sizeof *in6;
+        return 0;
+    }
+    return WEFT_EINVAL;
+}
+
+static WEFT_NOINLINE int sys_listen_socket(const struct sockaddr_storage *ss, socklen_t len,
+                                           int backlog)
+{
+    int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(fd, (const struct sockaddr *)ss, len) != 0 || listen(fd, backlog) != 0) {
+        int e = -errno;
+        close(fd);
+        return e;
+    }
+    return fd;
+}
+
+int weft_tcp_listen(const char *host, int port, int backlog)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    int r = make_addr(host, port, &ss, &len);
+    if (r < 0)
+        return r;
+    r = sys_listen_socket(&ss, len, backlog > 0 ? backlog : 1024);
+    if (r >= 0)
+        weft_fd_nonblock(r);
+    return r;
+}
+
+static WEFT_NOINLINE int sys_stream_socket(int family)
+{
+    int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    return fd;
+}
+
+int weft_tcp_connect(const char *host, int port, int64_t deadline)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    int r = make_addr(host ? host : "127.0.0.1", port, &ss, &len);
+    if (r < 0)
+        return r;
+    int fd = sys_stream_socket(ss.ss_family);
+    if (fd < 0)
+        return fd;
+    weft_fd_nonblock(fd);
+    r = weft_connect(fd, (struct sockaddr *)&ss, len, deadline);
+    if (r < 0) {
+        weft_close(fd);
+        return r;
+    }
+    return fd;
+}
+
+/* ---- buffered reader --------------------------------------------------------------------- */
+
+int weft_reader_init(weft_reader *r, int fd, size_t bufsize)
+{
+    if (!r || fd < 0)
+        return WEFT_EINVAL;
+    if (!bufsize)
+        bufsize = 16384;
+    r->buf = malloc(bufsize);
+    if (!r->buf)
+        return WEFT_ENOMEM;
+    r->fd = fd;
+    r->start = r->end = 0;
+    r->cap = bufsize;
+    return 0;
+}
+
+void weft_reader_free(weft_reader *r)
+{
+    if (r) {
+        free(r->buf);
+        r->buf = NULL;
+    }
+}
+
+static ssize_t fill(weft_reader *r, int64_t deadline)
+{
+    if (r->start > 0 && r->start == r->end)
+        r->start = r->end = 0;
+    if (r->end == r->cap && r->start > 0) {
+        memmove(r->buf, r->buf + r->start, r->end - r->start);
+        r->end -= r->start;
+        r->start = 0;
+    }
+    if (r->end == r->cap)
+        return WEFT_EINVAL; /* full buffer without what the caller needs */
+    ssize_t n = weft_read(r->fd, r->buf + r->end, r->cap - r->end, deadline);
+    if (n > 0)
+        r->end += (size_t)n;
+    return n;
+}
+
+ssize_t weft_reader_line(weft_reader *r, char *line, size_t cap, int64_t deadline)
+{
+    if (!r || !line || cap == 0)
+        return WEFT_EINVAL;
+    size_t scanned = 0;
+    for (;;) {
+        char *nl = memchr(r->buf + r->start + scanned, '\n', r->end - r->start - scanned);
+        if (nl) {
+            size_t n = (size_t)(nl - (r->buf + r->start)) + 1;
+            if (n >= cap)
+                return WEFT_EINVAL;
+            memcpy(line, r->buf + r->start, n);
+            line[n] = 0;
+            r->start += n;
+            return (ssize_t)n;
+        }
+        scanned = r->end - r->start;
+        if (scanned >= cap - 1)
+            return WEFT_EINVAL;
+        ssize_t n = fill(r, deadline);
+        if (n < 0)
+            return n;
+        if (n == 0) { /* end of stream: hand out a last unterminated line */
+            size_t left = r->end - r->start;
+            if (left == 0)
+                return 0;
+            memcpy(line, r->buf + r->start, left);
+            line[left] = 0;
+            r->start = r->end;
+            return (ssize_t)left;
+        }
+    }
+}
+
+ssize_t weft_reader_read(weft_reader *r, void *buf, size_t len, int64_t deadline)
+{
+    if (!r || (!buf && len))
+        return WEFT_EINVAL;
+    if (r->end == r->start) {
+        if (len >= r->cap) /* large read: bypass the buffer */
+            return weft_read(r->fd, buf, len, deadline);
+        ssize_t n = fill(r, deadline);
+        if (n <= 0)
+            return n;
+    }
+    size_t n = r->end - r->start;
+    if (n > len)
+        n = len;
+    memcpy(buf, r->buf + r->start, n);
+    r->start += n;
+    return (ssize_t)n;
+}
