@@ -43,4 +43,16 @@ WEFT_NORETURN void weft__panic(const char *fmt, ...) __attribute__((format(print
 #define WEFT_TSAN 1
 #endif
 
+/* A full (seq_cst) fence. TSan does not model atomic_thread_fence (gcc warns -Wtsan and the
+ * pairing is invisible to it), so under TSan the fence is a seq_cst read-modify-write on a
+ * global word, which TSan understands and which is an equally strong barrier here: every
+ * fence weft issues pairs with another fence (or RMW) of the same kind. */
+#if WEFT_TSAN
+extern _Atomic int weft__fence_word;
+#define weft__fence_seq_cst()                                                                \
+    ((void)atomic_fetch_add_explicit(&weft__fence_word, 0, memory_order_seq_cst))
+#else
+#define weft__fence_seq_cst() atomic_thread_fence(memory_order_seq_cst)
+#endif
+
 #endif

@@ -293,6 +293,7 @@ void weft__coro_exit(struct weft__coro *co, void *result)
     co->result = result;
     weft__lock_acquire(&co->lock);
     co->finished = 1;
+    bool is_main = co->flags & WEFT_CF_MAIN; /* flags change under the lock (detach/join) */
     struct weft__waker k = {0};
     bool have = co->joiner != NULL;
     if (have) {
@@ -302,7 +303,7 @@ void weft__coro_exit(struct weft__coro *co, void *result)
     weft__lock_release(&co->lock);
     if (have)
         weft__waker_wake(&k, 0, true);
-    if (co->flags & WEFT_CF_MAIN) {
+    if (is_main) {
         atomic_store_explicit(&weft__rt->stopping, 1, memory_order_release);
         weft__wake_all();
     }
@@ -446,7 +447,7 @@ int weft_cancel(weft_task t)
         return WEFT_ESTATE;
     /* Dekker with weft__park: store the request, fence, then look for an armed wait. */
     atomic_store_explicit(&co->cancel, 1, memory_order_relaxed);
-    atomic_thread_fence(memory_order_seq_cst);
+    weft__fence_seq_cst();
     uint64_t tok = atomic_load_explicit(&co->wait, memory_order_relaxed);
     if (tok & WEFT_WAIT_ARMED) {
         struct weft__waker k = {.co = co, .token = tok, .tp = NULL};

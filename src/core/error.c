@@ -6,6 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#if WEFT_TSAN
+_Atomic int weft__fence_word;
+#endif
+
 const char *weft_strerror(int code)
 {
     switch (code) {

@@ -388,7 +388,7 @@ int weft__park(void (*unlock)(void *), void *arg)
     struct weft__coro *co = w->current;
     /* Dekker with weft_cancel: the caller armed co->wait (a store); fence; read cancel.
      * weft_cancel stores cancel; fence; reads co->wait. One of us sees the other. */
-    atomic_thread_fence(memory_order_seq_cst);
+    weft__fence_seq_cst();
     if (atomic_load_explicit(&co->cancel, memory_order_relaxed)) {
         uint64_t tok = atomic_load_explicit(&co->wait, memory_order_relaxed);
         if ((tok & WEFT_WAIT_ARMED) &&
@@ -453,7 +453,7 @@ static void wakep(void)
 {
     struct weft__runtime *rt = weft__rt;
     /* The caller just published work; order that store before our loads (see the essay). */
-    atomic_thread_fence(memory_order_seq_cst);
+    weft__fence_seq_cst();
     if (atomic_load_explicit(&rt->nidle, memory_order_relaxed) == 0)
         return;
     int zero = 0;
@@ -529,7 +529,7 @@ static void go_idle(struct weft__worker *w)
         w->spinning = false;
         atomic_fetch_sub_explicit(&rt->nspinning, 1, memory_order_seq_cst);
     }
-    atomic_thread_fence(memory_order_seq_cst);
+    weft__fence_seq_cst();
     /* The re-check that prevents the lost wake-up (Go's "delicate dance"). */
     bool found = work_anywhere(w) || atomic_load(&rt->stopping);
     if (!found)

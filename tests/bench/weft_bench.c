@@ -34,12 +34,17 @@ static int workers(void)
 
 /* ---- switch: raw weft asm vs Boost.Context in one process, plus weft_yield ------------- */
 
+#if defined(WEFT_CONTEXT_BOOST)
+/* context.h already maps weft__*_fcontext onto Boost's: compare the same code twice. */
+typedef weft__transfer_t boost_transfer;
+#else
 typedef struct {
     void *fctx;
     void *data;
 } boost_transfer;
 boost_transfer jump_fcontext(void *const to, void *vp);
 void *make_fcontext(void *sp, size_t size, void (*fn)(boost_transfer));
+#endif
 
 static void weft_pong(weft__transfer_t t)
 {

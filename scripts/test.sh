@@ -1,0 +1,421 @@
+#!/usr/bin/env bash
+# test.sh — install what is missing, then build and run weft's whole test suite, in stages.
+#
+#   ./scripts/test.sh                  # every stage (CI runs this through .ci/run)
+#   ./scripts/test.sh --quick          # release + asan only, for local iteration
+#   ./scripts/test.sh --only tsan,install
+#   ./scripts/test.sh --skip valgrind,aarch64
+#   ./scripts/test.sh --list           # the stages, one a line
+#
+# Stages (each builds in its own tree under build/; a tree is reused and rebuilt incrementally):
+#   release   Release, -DWEFT_WERROR=ON, asm context switch: ctest            (build/release)
+#   migrate   the release tree again, ctest with WEFT_DEBUG_MIGRATE=1 (coroutines move to
+#             another worker at every yield and park)                        (build/release)
+#   boost     -DWEFT_CONTEXT=boost (Boost.Context's switch): ctest             (build/boost)
+#   ucontext  -DWEFT_CONTEXT=ucontext: ctest                                   (build/ucontext)
+#   asan      Debug, -DWEFT_SANITIZE=address,undefined: ctest                  (build/asan)
+#   tsan      RelWithDebInfo, -DWEFT_SANITIZE=thread: ctest                    (build/tsan)
+#   valgrind  RelWithDebInfo; the tests in $VALGRIND_TESTS run under memcheck   (build/valgrind)
+#   install   `cmake --install` of build/release into a temporary prefix, then tests/install/
+#             built against it with find_package(weft) and with pkg-config, shared and static
+#   aarch64   scripts/test-aarch64.sh: the AArch64 switch under qemu-user (skipped, not failed,
+#             when the cross packages cannot be installed)
+#
+# Ends with the line "N passed, N failed" (", N skipped" follows when a stage was skipped),
+# counting stages; exits non-zero when a stage failed.
+#
+# Environment:
+#   WEFT_TEST_JOBS      parallel build and ctest jobs (default 2)
+#   VALGRIND_TESTS      test executables for the valgrind stage
+#                       (default "test_fcontext test_coro test_chan"; ones not built are skipped)
+#   WEFT_STAGE_TIMEOUT  seconds one ctest / valgrind / test-aarch64 run may take (default 1800)
+#   WEFT_NO_INSTALL=1   never run apt-get (a missing package then fails the run)
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+# shellcheck source=scripts/deps.sh
+. scripts/deps.sh
+
+ALL_STAGES=(release migrate boost ucontext asan tsan valgrind install aarch64)
+QUICK_STAGES=(release asan)
+JOBS=${WEFT_TEST_JOBS:-2}
+VALGRIND_TESTS=${VALGRIND_TESTS:-"test_coro test_chan test_select test_sync test_cancel"}
+STAGE_TIMEOUT=${WEFT_STAGE_TIMEOUT:-1800}
+
+log() { echo "weft: $*"; }
+die() {
+    echo "weft: $*" >&2
+    exit 2
+}
+usage() {
+    sed -n '2,/^set -euo/{/^#/s/^# \{0,1\}//p}' "${BASH_SOURCE[0]}"
+}
+fmt_secs() { printf '%dm%02ds' $(($1 / 60)) $(($1 % 60)); }
+
+# ---- options ----------------------------------------------------------------------------------
+is_stage() {
+    local s
+    for s in "${ALL_STAGES[@]}"; do [ "$s" = "$1" ] && return 0; done
+    return 1
+}
+split_stages() { # "a,b": the checked names into the array `parsed`
+    local s
+    parsed=()
+    for s in ${1//,/ }; do
+        is_stage "$s" || die "unknown stage '$s' (stages: ${ALL_STAGES[*]})"
+        parsed+=("$s")
+    done
+}
+
+selected=("${ALL_STAGES[@]}")
+skip=()
+while [ $# -gt 0 ]; do
+    case $1 in
+    --quick) selected=("${QUICK_STAGES[@]}") ;;
+    --only)
+        [ $# -ge 2 ] || die "--only needs a list of stages"
+        split_stages "$2"
+        selected=(${parsed[@]+"${parsed[@]}"})
+        shift
+        ;;
+    --only=*)
+        split_stages "${1#--only=}"
+        selected=(${parsed[@]+"${parsed[@]}"})
+        ;;
+    --skip)
+        [ $# -ge 2 ] || die "--skip needs a list of stages"
+        split_stages "$2"
+        skip+=(${parsed[@]+"${parsed[@]}"})
+        shift
+        ;;
+    --skip=*)
+        split_stages "${1#--skip=}"
+        skip+=(${parsed[@]+"${parsed[@]}"})
+        ;;
+    --no-install) export WEFT_NO_INSTALL=1 ;;
+    --list)
+        printf '%s\n' "${ALL_STAGES[@]}"
+        exit 0
+        ;;
+    -h | --help)
+        usage
+        exit 0
+        ;;
+    *) die "unknown option '$1' (see --help)" ;;
+    esac
+    shift
+done
+# Keep the canonical order whatever order --only named them in.
+stages=()
+for s in "${ALL_STAGES[@]}"; do
+    want=0
+    for x in "${selected[@]}"; do [ "$x" = "$s" ] && want=1; done
+    for x in ${skip[@]+"${skip[@]}"}; do [ "$x" = "$s" ] && want=0; done
+    if [ $want = 1 ]; then stages+=("$s"); fi
+done
+[ ${#stages[@]} -gt 0 ] || die "no stage selected"
+
+# ---- helpers ----------------------------------------------------------------------------------
+# Options every tree gets. While a part of the tree is still being written (no CMakeLists.txt
+# yet), configure without it rather than fail; always explicit, since the options are cached.
+common_opts=(-DWEFT_BUILD_TESTS=ON -DWEFT_BUILD_SAMPLES=ON -DWEFT_BUILD_BENCH=ON)
+if [ ! -f samples/CMakeLists.txt ]; then
+    log "note: samples/CMakeLists.txt does not exist yet: building without the samples"
+    common_opts[1]=-DWEFT_BUILD_SAMPLES=OFF
+fi
+if [ ! -f tests/bench/CMakeLists.txt ]; then
+    log "note: tests/bench/CMakeLists.txt does not exist yet: building without the benchmark"
+    common_opts[2]=-DWEFT_BUILD_BENCH=OFF
+fi
+
+RELEASE_OPTS=(-DCMAKE_BUILD_TYPE=Release -DWEFT_WERROR=ON -DWEFT_CONTEXT=asm -DWEFT_SANITIZE=)
+
+build_tree() { # NAME CMAKE-ARGS...: configure and build build/NAME
+    local dir=build/$1
+    shift
+    log "configuring $dir: $*"
+    cmake -S . -B "$dir" "${common_opts[@]}" "$@"
+    log "building $dir (-j$JOBS)"
+    cmake --build "$dir" -j"$JOBS"
+}
+
+run_ctest() { # NAME [WRAPPER...]: ctest in build/NAME, optionally under a wrapper command
+    local dir=build/$1
+    shift
+    log "ctest in $dir${*:+ under $*}"
+    (cd "$dir" && "$@" timeout -k 30 "$STAGE_TIMEOUT" \
+        ctest --output-on-failure --no-tests=error --timeout "$STAGE_TIMEOUT" -j"$JOBS")
+}
+
+# ---- stages -----------------------------------------------------------------------------------
+# Each runs in a subshell with `set -e`: 0 passed, 77 skipped, anything else failed.
+
+stage_release() {
+    build_tree release "${RELEASE_OPTS[@]}"
+    run_ctest release
+}
+
+stage_migrate() {
+    build_tree release "${RELEASE_OPTS[@]}" # up to date after the release stage
+    export WEFT_DEBUG_MIGRATE=1
+    log "WEFT_DEBUG_MIGRATE=1"
+    run_ctest release
+}
+
+stage_boost() {
+    build_tree boost -DCMAKE_BUILD_TYPE=Release -DWEFT_WERROR=ON -DWEFT_CONTEXT=boost -DWEFT_SANITIZE=
+    run_ctest boost
+}
+
+stage_ucontext() {
+    build_tree ucontext -DCMAKE_BUILD_TYPE=Release -DWEFT_WERROR=ON -DWEFT_CONTEXT=ucontext \
+        -DWEFT_SANITIZE=
+    run_ctest ucontext
+}
+
+stage_asan() {
+    build_tree asan -DCMAKE_BUILD_TYPE=Debug -DWEFT_WERROR=OFF -DWEFT_CONTEXT=asm \
+        -DWEFT_SANITIZE=address,undefined
+    export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
+    export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+    log "ASAN_OPTIONS=$ASAN_OPTIONS UBSAN_OPTIONS=$UBSAN_OPTIONS"
+    run_ctest asan
+}
+
+# gcc 12's TSan runtime aborts with "unexpected memory mapping" (or a failed shadow mapping) on
+# kernels that place mmaps with more entropy than it expects (vm.mmap_rnd_bits > 28). Try a
+# trivial TSan program first; only if it fails, and passes with ASLR off, run under setarch -R.
+tsan_wrapper=()
+tsan_probe() {
+    local dir=build/tsan-probe out
+    mkdir -p "$dir"
+    cat >"$dir/probe.c" <<'EOF'
+#include <pthread.h>
+static int shared;
+static void *run(void *p) { __atomic_fetch_add(&shared, 1, __ATOMIC_RELAXED); return p; }
+int main(void)
+{
+    pthread_t t;
+    if (pthread_create(&t, 0, run, 0)) return 1;
+    __atomic_fetch_add(&shared, 1, __ATOMIC_RELAXED);
+    pthread_join(t, 0);
+    return __atomic_load_n(&shared, __ATOMIC_RELAXED) == 2 ? 0 : 1;
+}
+EOF
+    cc -fsanitize=thread -g -O1 "$dir/probe.c" -o "$dir/probe" -pthread
+    if out=$("$dir/probe" 2>&1); then
+        log "TSan probe runs as is (vm.mmap_rnd_bits=$(cat /proc/sys/vm/mmap_rnd_bits 2>/dev/null || echo '?')): no workaround"
+        return 0
+    fi
+    log "TSan probe FAILED as is (vm.mmap_rnd_bits=$(cat /proc/sys/vm/mmap_rnd_bits 2>/dev/null || echo '?')):"
+    printf '%s\n' "$out" | head -5 | sed 's/^/    /'
+    local arch
+    arch=$(uname -m)
+    if out=$(setarch "$arch" -R "$dir/probe" 2>&1); then
+        log "TSan probe passes with ASLR off: running the TSan tests under 'setarch $arch -R'"
+        tsan_wrapper=(setarch "$arch" -R)
+        return 0
+    fi
+    log "TSan probe fails with ASLR off too:"
+    printf '%s\n' "$out" | head -5 | sed 's/^/    /'
+    return 1
+}
+
+stage_tsan() {
+    tsan_probe
+    build_tree tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DWEFT_WERROR=OFF -DWEFT_CONTEXT=asm \
+        -DWEFT_SANITIZE=thread
+    export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
+    log "TSAN_OPTIONS=$TSAN_OPTIONS"
+    run_ctest tsan ${tsan_wrapper[@]+"${tsan_wrapper[@]}"}
+}
+
+stage_valgrind() {
+    build_tree valgrind -DCMAKE_BUILD_TYPE=RelWithDebInfo -DWEFT_WERROR=OFF -DWEFT_CONTEXT=asm \
+        -DWEFT_SANITIZE= -DWEFT_VALGRIND=ON -DWEFT_BUILD_SAMPLES=OFF -DWEFT_BUILD_BENCH=OFF
+    local vg=(valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite
+        --track-origins=no -q)
+    if [ -s scripts/valgrind.supp ]; then
+        vg+=(--suppressions="$root/scripts/valgrind.supp")
+    fi
+    export WEFT_TEST_SCALE=100 WEFT_THREADS=2
+    log "WEFT_TEST_SCALE=$WEFT_TEST_SCALE WEFT_THREADS=$WEFT_THREADS ${vg[*]}"
+    local t ran=0 failed=() rc
+    for t in $VALGRIND_TESTS; do
+        if [ ! -x "build/valgrind/tests/$t" ]; then
+            log "valgrind: $t is not built (no such test yet): skipped"
+            continue
+        fi
+        log "valgrind: $t"
+        ran=$((ran + 1))
+        rc=0
+        timeout -k 30 "$STAGE_TIMEOUT" "${vg[@]}" "build/valgrind/tests/$t" || rc=$?
+        if [ $rc -ne 0 ]; then
+            log "valgrind: $t FAILED (exit $rc$([ $rc = 99 ] && echo ': memcheck errors'))"
+            failed+=("$t")
+        fi
+    done
+    if [ $ran -eq 0 ]; then
+        log "valgrind: none of VALGRIND_TESTS ($VALGRIND_TESTS) is built"
+        return 1
+    fi
+    if [ ${#failed[@]} -gt 0 ]; then
+        log "valgrind: failed: ${failed[*]}"
+        return 1
+    fi
+    log "valgrind: $ran test(s) clean"
+}
+
+check_needed() { # EXE yes|no: whether EXE's dynamic section needs libweft.so
+    local needed
+    needed=$(readelf -d "$1" | grep NEEDED || true)
+    if [ "$2" = yes ] && ! grep -q 'libweft\.so' <<<"$needed"; then
+        log "install: $1 does not link libweft.so dynamically:"
+        printf '%s\n' "$needed"
+        return 1
+    fi
+    if [ "$2" = no ] && grep -q 'libweft\.so' <<<"$needed"; then
+        log "install: $1 should link weft statically but needs libweft.so"
+        return 1
+    fi
+}
+
+run_install_exe() { # EXE [ENV=VALUE...]: run, and check it says ok
+    local exe=$1 out
+    shift
+    log "install: running ${*:+$* }$exe"
+    out=$(env "$@" timeout 120 "$exe")
+    printf '%s\n' "$out"
+    grep -qx 'install-test: ok' <<<"$out"
+}
+
+stage_install() {
+    build_tree release "${RELEASE_OPTS[@]}"
+    local tmp
+    tmp=$(mktemp -d "${TMPDIR:-/tmp}/weft-install.XXXXXX")
+    # shellcheck disable=SC2064  # expand now
+    trap "rm -rf '$tmp'" EXIT
+    local prefix=$tmp/prefix
+    log "install: cmake --install build/release --prefix $prefix"
+    cmake --install build/release --prefix "$prefix" >"$tmp/install.log" ||
+        { cat "$tmp/install.log"; return 1; }
+    (cd "$prefix" && find . -type f -o -type l | sort | sed 's|^\./|    |')
+
+    # (a) CMake: find_package(weft), weft::weft and weft::weft_static
+    log "install: (a) find_package(weft) via CMAKE_PREFIX_PATH"
+    cmake -S tests/install -B "$tmp/b1" -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_BUILD_TYPE=Release
+    local found
+    found=$(sed -n 's/^weft_DIR:PATH=//p' "$tmp/b1/CMakeCache.txt")
+    case $found in
+    "$prefix"/*) log "install: found weft at $found" ;;
+    *)
+        log "install: find_package(weft) found '$found', not the one in $prefix"
+        return 1
+        ;;
+    esac
+    cmake --build "$tmp/b1" -j"$JOBS"
+    check_needed "$tmp/b1/use_shared" yes
+    check_needed "$tmp/b1/use_static" no
+    run_install_exe "$tmp/b1/use_shared"
+    run_install_exe "$tmp/b1/use_static"
+
+    # (b) pkg-config, shared and static
+    local pc
+    pc=$(find "$prefix" -name weft.pc -path '*/pkgconfig/*' | head -1)
+    [ -n "$pc" ] || { log "install: no weft.pc installed under $prefix"; return 1; }
+    export PKG_CONFIG_PATH=${pc%/weft.pc}
+    log "install: (b) pkg-config with PKG_CONFIG_PATH=$PKG_CONFIG_PATH"
+    local pcflags=() pcprefix
+    pcprefix=$(pkg-config --variable=prefix weft)
+    if [ "$pcprefix" != "$prefix" ]; then
+        log "install: WARNING: the installed weft.pc says prefix=$pcprefix, not $prefix: it is fixed"
+        log "install:   at configure time (CMAKE_INSTALL_PREFIX) and not relocated by"
+        log "install:   'cmake --install --prefix'; testing with --define-variable=prefix=$prefix"
+        pcflags=(--define-variable=prefix="$prefix")
+    fi
+    local cflags libs slibs libdir
+    cflags=$(pkg-config "${pcflags[@]}" --cflags weft)
+    libs=$(pkg-config "${pcflags[@]}" --libs weft)
+    slibs=$(pkg-config "${pcflags[@]}" --static --libs weft)
+    libdir=$(pkg-config "${pcflags[@]}" --variable=libdir weft)
+    log "install: cflags: $cflags"
+    log "install: libs: $libs"
+    log "install: libs --static: $slibs"
+    if [ ! -e "$libdir/libweft.so" ] || [ ! -e "$libdir/libweft.a" ]; then
+        log "install: libdir=$libdir has no libweft.so / libweft.a"
+        return 1
+    fi
+    # Only the ordinary flags of the .pc; the static link asks for libweft.a explicitly.
+    # shellcheck disable=SC2086
+    cc -Wall -Wextra -Werror tests/install/main.c $cflags $libs -o "$tmp/pc_shared"
+    # shellcheck disable=SC2086
+    cc -Wall -Wextra -Werror tests/install/main.c $cflags \
+        ${slibs/-lweft/-Wl,-Bstatic -lweft -Wl,-Bdynamic} -o "$tmp/pc_static"
+    check_needed "$tmp/pc_shared" yes
+    check_needed "$tmp/pc_static" no
+    run_install_exe "$tmp/pc_shared" LD_LIBRARY_PATH="$libdir"
+    run_install_exe "$tmp/pc_static"
+}
+
+stage_aarch64() {
+    if ! weft_deps aarch64; then
+        log "aarch64: the cross packages (${WEFT_DEPS_AARCH64[*]}) could not be installed: skipping"
+        return 77
+    fi
+    [ -f scripts/test-aarch64.sh ] || { log "aarch64: scripts/test-aarch64.sh is missing"; return 1; }
+    timeout -k 30 "$STAGE_TIMEOUT" bash scripts/test-aarch64.sh
+}
+
+# ---- main -------------------------------------------------------------------------------------
+t0=$(date +%s)
+log "test.sh: stages ${stages[*]} (jobs $JOBS) in $root"
+weft_deps base || {
+    echo "weft: could not install the packages weft needs (see above)" >&2
+    exit 1
+}
+
+results=()
+n_pass=0 n_fail=0 n_skip=0
+i=0
+for s in "${stages[@]}"; do
+    i=$((i + 1))
+    echo
+    echo "==================== weft: stage $i/${#stages[@]}: $s ===================="
+    st=$(date +%s)
+    set +e
+    (
+        set -euo pipefail
+        "stage_$s"
+    )
+    rc=$?
+    set -e
+    dur=$(($(date +%s) - st))
+    case $rc in
+    0)
+        res=passed
+        n_pass=$((n_pass + 1))
+        ;;
+    77)
+        res=skipped
+        n_skip=$((n_skip + 1))
+        ;;
+    *)
+        res="FAILED (exit $rc)"
+        n_fail=$((n_fail + 1))
+        ;;
+    esac
+    echo "==================== weft: stage $s: $res in $(fmt_secs $dur) ===================="
+    results+=("$(printf '%-9s %-16s %s' "$s" "$res" "$(fmt_secs $dur)")")
+done
+
+echo
+echo "==================== weft: summary ===================="
+printf '  %s\n' "${results[@]}"
+echo "  total $(fmt_secs $(($(date +%s) - t0)))"
+if [ $n_skip -gt 0 ]; then
+    echo "$n_pass passed, $n_fail failed, $n_skip skipped"
+else
+    echo "$n_pass passed, $n_fail failed"
+fi
+[ $n_fail -eq 0 ]
