@@ -101,7 +101,7 @@ int weft__chan_try_send_locked(struct weft_chan *ch, const void *elem,
         return WEFT_ECLOSED;
     struct weft__waiter *r = waitq_claim(&ch->recvq);
     if (r) {
-        if (ch->elem_size)
+        if (ch->elem_size && r->elem) /* a select may receive into NULL: discard */
             memcpy(r->elem, elem, ch->elem_size);
         mark_selected(r);
         *wake = r;

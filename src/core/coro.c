@@ -178,6 +178,18 @@ void weft__wait_arm(struct weft__coro *co, struct weft__waker *k, const char *wh
     k->tp = NULL;
 }
 
+void weft__wait_disarm(struct weft__coro *co)
+{
+    uint64_t tok = atomic_load_explicit(&co->wait, memory_order_relaxed);
+    if ((tok & WEFT_WAIT_ARMED) &&
+        atomic_compare_exchange_strong_explicit(&co->wait, &tok, tok & ~WEFT_WAIT_ARMED,
+                                                memory_order_acq_rel, memory_order_relaxed))
+        return;
+    /* A waker (weft_cancel) won the wait and is making us runnable: park to absorb that
+     * wake-up, or it would end our next, unrelated wait early. */
+    weft__park(NULL, NULL);
+}
+
 bool weft__waker_claim(struct weft__waker *k)
 {
     if (k->co) {

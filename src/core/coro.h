@@ -114,8 +114,11 @@ void weft__waker_complete(struct weft__waker *k, int result, bool handoff);
 /* Claim and complete in one go; returns whether we won. */
 bool weft__waker_wake(struct weft__waker *k, int result, bool handoff);
 
-/* Arm a new wait for the calling coroutine and fill a waker for it. */
+/* Arm a new wait for the calling coroutine and fill a waker for it. Invariant: an armed
+ * wait is always ended by weft__park (or weft__wait_disarm on an error path), because a
+ * waker may already have won it and be making the coroutine runnable. */
 void weft__wait_arm(struct weft__coro *co, struct weft__waker *k, const char *what);
+void weft__wait_disarm(struct weft__coro *co);
 /* Plain-thread side: arm, then block until completed or the deadline. On timeout, tries to
  * give up; if a waker already claimed it, waits for the completion (which then wins). */
 void weft__tparker_arm(struct weft__thread_parker *tp, struct weft__waker *k);

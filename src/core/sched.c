@@ -351,11 +351,18 @@ static struct weft__coro *pick_local(struct weft__worker *w)
 }
 
 /* Leave the running coroutine `co`: to the next local coroutine, or to the scheduler. */
+/* Stacks without a guard page carry a canary at their limit, checked whenever the
+ * coroutine gives up the CPU (yield, park, exit): an overflow is reported, not silent. */
+static inline void canary_check(struct weft__coro *co)
+{
+    if (WEFT_UNLIKELY(co->stack->guard == WEFT_GUARD_CANARY))
+        weft__stack_check(co->stack, __builtin_frame_address(0), co->id, co->name);
+}
+
 static void switch_away(struct weft__worker *w, struct weft__coro *co, struct weft__switch *s,
                         bool dying)
 {
-    if (co->stack->guard == WEFT_GUARD_CANARY)
-        weft__stack_check(co->stack, co->id, co->name);
+    canary_check(co);
     struct weft__coro *next = pick_local(w);
     switch_to(w, next, s, dying);
 }
@@ -369,6 +376,7 @@ int weft_yield(void)
     struct weft__coro *co = w ? w->current : NULL;
     if (!co)
         return WEFT_ENOTCORO;
+    canary_check(co);
     struct weft__switch s = {.save = &co->ctx, .after = after_yield, .from = co};
     if (!weft__rt->debug_migrate) {
         struct weft__coro *next = pick_local(w);

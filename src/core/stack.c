@@ -31,6 +31,8 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -81,6 +83,23 @@ static struct size_class *class_for(size_t size)
     return NULL; /* more than 16 distinct sizes: not cached globally */
 }
 
+/* $WEFT_STACK_GUARD forces a guard kind (tests, and systems where the probe misleads):
+ * "madvise", "mprotect" or "canary". Read once, with pool_mu held. */
+static void choose_guard_mode(void)
+{
+    const char *v = getenv("WEFT_STACK_GUARD");
+    if (!v || !*v)
+        return;
+    if (strcmp(v, "mprotect") == 0)
+        guard_mode = WEFT_GUARD_MPROTECT;
+    else if (strcmp(v, "canary") == 0)
+        guard_mode = WEFT_GUARD_CANARY;
+    else if (strcmp(v, "madvise") == 0)
+        guard_mode = -1;
+    else
+        fprintf(stderr, "weft: ignoring WEFT_STACK_GUARD=%s (madvise, mprotect or canary)\n", v);
+}
+
 /* Called with pool_mu held. Carves a slab into stacks of `size` and links them on cls. */
 static int carve(struct size_class *cls, size_t size)
 {
@@ -104,6 +123,11 @@ static int carve(struct size_class *cls, size_t size)
     slabs = sl;
     atomic_fetch_add_explicit(&reserved_bytes, len, memory_order_relaxed);
 
+    static bool chosen;
+    if (!chosen) {
+        chosen = true;
+        choose_guard_mode();
+    }
     for (size_t i = 0; i < n; i++) {
         char *guard = base + i * stride;
         char *lo = guard + WEFT_PAGE;
@@ -116,7 +140,8 @@ static int carve(struct size_class *cls, size_t size)
                 guard_mode = WEFT_GUARD_MPROTECT;
             }
         }
-        if (kind == WEFT_GUARD_CANARY && mprotect_used < WEFT_MPROTECT_BUDGET &&
+        if (kind == WEFT_GUARD_CANARY && guard_mode == WEFT_GUARD_MPROTECT &&
+            mprotect_used < WEFT_MPROTECT_BUDGET &&
             mprotect(guard, WEFT_PAGE, PROT_NONE) == 0) {
             kind = WEFT_GUARD_MPROTECT;
             mprotect_used++;
@@ -133,7 +158,8 @@ static int carve(struct size_class *cls, size_t size)
         s->valgrind_id = weft__valgrind_stack_register(lo, lo + size);
         s->tsan_fiber = NULL;
         if (kind == WEFT_GUARD_CANARY)
-            *(uint64_t *)lo = WEFT_STACK_CANARY;
+            for (int w = 0; w < WEFT_CANARY_WORDS; w++)
+                ((uint64_t *)lo)[w] = WEFT_STACK_CANARY;
         s->next = cls->free;
         cls->free = s;
         cls->count++;
@@ -244,9 +270,17 @@ struct weft__stack *weft__stack_guard_hit(const void *addr)
     return NULL;
 }
 
-void weft__stack_check(const struct weft__stack *s, uint64_t coro_id, const char *name)
+void weft__stack_check(const struct weft__stack *s, const void *sp, uint64_t coro_id,
+                       const char *name)
 {
-    if (s->guard == WEFT_GUARD_CANARY && *(const uint64_t *)s->lo != WEFT_STACK_CANARY)
+    /* Two checks: the stack pointer itself (exact, when the overflow is still going on:
+     * sp within the lowest 256 bytes or below), and the canary words (an overflow that
+     * returned before this switch; a frame may skip a word, so several are checked). */
+    const uint64_t *c = s->lo;
+    bool smashed = (const char *)sp < (const char *)s->lo + 256;
+    for (int i = 0; i < WEFT_CANARY_WORDS; i++)
+        smashed |= c[i] != WEFT_STACK_CANARY;
+    if (s->guard == WEFT_GUARD_CANARY && smashed)
         weft__panic("weft: stack overflow in coroutine %llu \"%s\" (stack %zu bytes)",
                     (unsigned long long)coro_id, name ? name : "", s->size);
 }

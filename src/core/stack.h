@@ -12,6 +12,7 @@ enum weft__guard_kind {
 };
 
 #define WEFT_STACK_CANARY 0x5745465453544b21ull /* "WEFTSTK!" */
+#define WEFT_CANARY_WORDS 32                    /* 256 bytes of canary at the limit */
 
 /* One stack. The descriptor lives at the top of its own memory (the top page is touched by
  * the first frame anyway), so a stack costs no separate allocation. Usable bytes are
@@ -46,8 +47,10 @@ static inline void *weft__stack_top(const struct weft__stack *s)
 }
 /* Is addr within the guard page (or canary zone) below some stack? Returns that stack. */
 struct weft__stack *weft__stack_guard_hit(const void *addr);
-/* Check the canary of a canary-guarded stack; aborts with a report when smashed. */
-void weft__stack_check(const struct weft__stack *s, uint64_t coro_id, const char *name);
+/* Check a canary-guarded stack (its canary words, and the current stack pointer `sp`);
+ * aborts with the overflow report when either shows an overflow. */
+void weft__stack_check(const struct weft__stack *s, const void *sp, uint64_t coro_id,
+                       const char *name);
 /* Release every slab (runtime shutdown: every coroutine is gone or abandoned). */
 void weft__stack_release_all(void);
 /* Counters for weft_stats. */

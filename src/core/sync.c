@@ -119,6 +119,7 @@ int weft_cond_wait_until(weft_cond *c, weft_mutex *m, int64_t deadline)
     if (r != 0) {
         waitq_unlink(waitq_of(&c->waiters), &w);
         weft__lock_release(LOCK(c));
+        weft__waiter_abandon(&w);
         return r; /* WEFT_ESTATE: m was not locked */
     }
     r = weft__waitq_block(waitq_of(&c->waiters), &w, LOCK(c), deadline);
@@ -391,6 +392,7 @@ int weft_group_wait_until(weft_group *g, int64_t deadline)
             /* The deadline passed (or we were cancelled): bound the children's lifetime —
              * cancel them all, then wait for every one to finish. */
             ret = r;
+            weft_cancel(t); /* already taken off the list */
             weft_group_cancel(g);
             bool again = true;
             while (again)

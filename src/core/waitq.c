@@ -22,6 +22,12 @@ void weft__waiter_init(struct weft__waiter *w, struct weft__waker *k,
     w->linked = false;
 }
 
+void weft__waiter_abandon(struct weft__waiter *w)
+{
+    if (w->k->co)
+        weft__wait_disarm(w->k->co);
+}
+
 int weft__waitq_block(struct weft__wq *q, struct weft__waiter *w, weft__lock *lock,
                       int64_t deadline)
 {

@@ -97,5 +97,7 @@ int weft__waitq_block(struct weft__wq *q, struct weft__waiter *w, weft__lock *lo
 /* Set up w (and its waker storage k / thread parker tp) for the calling party. */
 void weft__waiter_init(struct weft__waiter *w, struct weft__waker *k,
                        struct weft__thread_parker *tp, const char *what);
+/* Undo weft__waiter_init on an error path that will not block (see weft__wait_disarm). */
+void weft__waiter_abandon(struct weft__waiter *w);
 
 #endif

@@ -1,0 +1,704 @@
+/* test_chan.c — channels (Go's semantics): rendezvous, buffering and FIFO order, capacity,
+ * close-and-drain, close waking blocked receivers and senders, error codes, zero-size and
+ * large elements, deadlines, reference counting, and a multi-producer/multi-consumer stress
+ * across workers that checks every element arrives exactly once and in order per sender. */
+#include "harness.h"
+#include <weft.h>
+
+#include <stdatomic.h>
+#include <stdbool.h>
+
+static _Atomic long checks;
+#define CHECK(c)                                                                            \
+    do {                                                                                    \
+        ASSERT(c);                                                                          \
+        checks++;                                                                           \
+    } while (0)
+#define CHECK_EQ(a, b)                                                                      \
+    do {                                                                                    \
+        ASSERT_EQ(a, b);                                                                    \
+        checks++;                                                                           \
+    } while (0)
+#define CHECK_GE(a, b)                                                                      \
+    do {                                                                                    \
+        ASSERT_GE(a, b);                                                                    \
+        checks++;                                                                           \
+    } while (0)
+#define CHECK_LT(a, b)                                                                      \
+    do {                                                                                    \
+        ASSERT_LT(a, b);                                                                    \
+        checks++;                                                                           \
+    } while (0)
+
+#define LATE_NS WEFT_SEC(2) /* "not absurdly late" */
+
+/* Operation counts (not live coroutines): the sanitizers' slowdown is ~10x, not TEST_SCALE,
+ * so scale these less and keep the races exercised there too. */
+static long ops_scaled(long n)
+{
+    return test_scaled(TEST_SCALE > 1 ? n * 10 : n);
+}
+
+/* Poll (sleeping) until cond holds; fail after 5 s. */
+#define WAIT_FOR(cond)                                                                      \
+    do {                                                                                    \
+        int64_t _dl = weft_now() + WEFT_SEC(5);                                             \
+        while (!(cond)) {                                                                   \
+            ASSERT(weft_now() < _dl);                                                       \
+            weft_sleep(WEFT_MSEC(1));                                                       \
+        }                                                                                   \
+    } while (0)
+
+/* ------------------------------------------------------------------------------------------
+ * Rendezvous. */
+
+struct rv {
+    weft_chan *ch;
+    _Atomic int stage; /* 1: about to block in its operation, 2: operation returned */
+    int value;
+    int r;
+};
+
+static void *rv_recv_late(void *arg)
+{
+    struct rv *s = arg;
+    weft_sleep(WEFT_MSEC(20));
+    atomic_store(&s->stage, 1);
+    s->r = weft_chan_recv(s->ch, &s->value);
+    atomic_store(&s->stage, 2);
+    return NULL;
+}
+
+static void *rv_send_late(void *arg)
+{
+    struct rv *s = arg;
+    weft_sleep(WEFT_MSEC(20));
+    atomic_store(&s->stage, 1);
+    s->r = weft_chan_send(s->ch, &s->value);
+    atomic_store(&s->stage, 2);
+    return NULL;
+}
+
+static void *rv_recv_now(void *arg)
+{
+    struct rv *s = arg;
+    atomic_store(&s->stage, 1);
+    s->r = weft_chan_recv(s->ch, &s->value);
+    atomic_store(&s->stage, 2);
+    return NULL;
+}
+
+static void test_rendezvous(void)
+{
+    weft_chan *ch;
+    CHECK_EQ(weft_chan_create(&ch, sizeof(int), 0), 0);
+    CHECK_EQ(weft_chan_cap(ch), 0);
+    CHECK_EQ(weft_chan_len(ch), 0);
+
+    /* Nobody on the other side: the non-blocking forms fail. */
+    int v = 5;
+    CHECK_EQ(weft_chan_try_send(ch, &v), WEFT_EAGAIN);
+    CHECK_EQ(weft_chan_try_recv(ch, &v), WEFT_EAGAIN);
+    CHECK_EQ(v, 5);
+
+    /* send blocks until a receiver takes the element. */
+    struct rv s = {.ch = ch};
+    weft_task t;
+    int64_t t0 = weft_now();
+    CHECK_EQ(weft_spawn(&t, rv_recv_late, &s), 0);
+    v = 1234;
+    CHECK_EQ(weft_chan_send(ch, &v), 0);
+    CHECK_GE(weft_now() - t0, WEFT_MSEC(20));
+    CHECK_EQ(atomic_load(&s.stage) >= 1, 1); /* the receiver had started receiving */
+    CHECK_EQ(weft_join(t, NULL), 0);
+    CHECK_EQ(s.r, 0);
+    CHECK_EQ(s.value, 1234);
+    CHECK_EQ(weft_chan_len(ch), 0);
+
+    /* recv blocks until a sender comes. */
+    s = (struct rv){.ch = ch, .value = 4321};
+    t0 = weft_now();
+    CHECK_EQ(weft_spawn(&t, rv_send_late, &s), 0);
+    v = 0;
+    CHECK_EQ(weft_chan_recv(ch, &v), 0);
+    CHECK_GE(weft_now() - t0, WEFT_MSEC(20));
+    CHECK_EQ(v, 4321);
+    CHECK_EQ(weft_join(t, NULL), 0);
+    CHECK_EQ(s.r, 0);
+
+    /* try_send succeeds only once a receiver waits. */
+    s = (struct rv){.ch = ch};
+    CHECK_EQ(weft_spawn(&t, rv_recv_now, &s), 0);
+    v = 77;
+    int r, tries = 0;
+    int64_t dl = weft_now() + WEFT_SEC(5);
+    while ((r = weft_chan_try_send(ch, &v)) == WEFT_EAGAIN && weft_now() < dl) {
+        weft_sleep(WEFT_MSEC(1));
+        tries++;
+    }
+    CHECK_EQ(r, 0);
+    CHECK_EQ(weft_join(t, NULL), 0);
+    CHECK_EQ(s.r, 0);
+    CHECK_EQ(s.value, 77);
+    /* and try_recv once a sender waits */
+    s = (struct rv){.ch = ch, .value = 88};
+    CHECK_EQ(weft_spawn(&t, rv_send_late, &s), 0);
+    dl = weft_now() + WEFT_SEC(5);
+    v = 0;
+    while ((r = weft_chan_try_recv(ch, &v)) == WEFT_EAGAIN && weft_now() < dl)
+        weft_sleep(WEFT_MSEC(1));
+    CHECK_EQ(r, 0);
+    CHECK_EQ(v, 88);
+    CHECK_EQ(weft_join(t, NULL), 0);
+    CHECK_EQ(s.r, 0);
+    weft_chan_unref(ch);
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Buffered: capacity, FIFO, wrap-around, blocked sender moves into the freed slot. */
+
+static void *send_one(void *arg)
+{
+    struct rv *s = arg;
+    atomic_store(&s->stage, 1);
+    s->r = weft_chan_send(s->ch, &s->value);
+    atomic_store(&s->stage, 2);
+    return NULL;
+}
+
+static void test_buffered(void)
+{
+    weft_chan *ch;
+    CHECK_EQ(weft_chan_create(&ch, sizeof(int), 4), 0);
+    CHECK_EQ(weft_chan_cap(ch), 4);
+    int v;
+    CHECK_EQ(weft_chan_try_recv(ch, &v), WEFT_EAGAIN);
+    for (int i = 1; i <= 4; i++) {
+        CHECK_EQ(weft_chan_try_send(ch, &i), 0);
+        CHECK_EQ(weft_chan_len(ch), i);
+    }
+    v = 5;
+    CHECK_EQ(weft_chan_try_send(ch, &v), WEFT_EAGAIN);
+    CHECK_EQ(weft_chan_len(ch), 4);
+    /* A blocking send on a full channel waits for a free slot. */
+    struct rv s = {.ch = ch, .value = 5};
+    weft_task t;
+    CHECK_EQ(weft_spawn(&t, send_one, &s), 0);
+    WAIT_FOR(atomic_load(&s.stage) >= 1);
+    weft_sleep(WEFT_MSEC(10));
+    CHECK_EQ(atomic_load(&s.stage), 1); /* still blocked: the buffer is full */
+    CHECK_EQ(weft_chan_len(ch), 4);
+    CHECK_EQ(weft_chan_recv(ch, &v), 0);
+    CHECK_EQ(v, 1);
+    CHECK_EQ(weft_join(t, NULL), 0);
+    CHECK_EQ(s.r, 0);
+    CHECK_EQ(weft_chan_len(ch), 4); /* the blocked element moved into the freed slot */
+    for (int i = 2; i <= 5; i++) {
+        CHECK_EQ(weft_chan_try_recv(ch, &v), 0);
+        CHECK_EQ(v, i);
+    }
+    CHECK_EQ(weft_chan_try_recv(ch, &v), WEFT_EAGAIN);
+    CHECK_EQ(weft_chan_len(ch), 0);
+
+    /* FIFO across many wrap-arounds of the ring, at every fill level. */
+    int next_in = 0, next_out = 0;
+    bool ok = true;
+    for (int round = 0; round < 200; round++) {
+        int fill = round % 5;
+        for (int i = 0; i < fill; i++) {
+            if (weft_chan_try_send(ch, &next_in) != 0)
+                ok = false;
+            next_in++;
+        }
+        if ((int)weft_chan_len(ch) != fill)
+            ok = false;
+        for (int i = 0; i < fill; i++) {
+            if (weft_chan_try_recv(ch, &v) != 0 || v != next_out)
+                ok = false;
+            next_out++;
+        }
+    }
+    CHECK(ok);
+    CHECK_EQ(next_in, next_out);
+    weft_chan_unref(ch);
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Close. */
+
+static void *recv_one(void *arg)
+{
+    struct rv *s = arg;
+    atomic_store(&s->stage, 1);
+    s->value = -1;
+    s->r = weft_chan_recv(s->ch, &s->value);
+    atomic_store(&s->stage, 2);
+    return NULL;
+}
+
+static void test_close(void)
+{
+    weft_chan *ch;
+    int v;
+    /* close-and-drain */
+    CHECK_EQ(weft_chan_create(&ch, sizeof(int), 3), 0);
+    for (int i = 1; i <= 3; i++)
+        CHECK_EQ(weft_chan_send(ch, &i), 0);
+    CHECK_EQ(weft_chan_close(ch), 0);
+    CHECK_EQ(weft_chan_len(ch), 3);
+    v = 9;
+    CHECK_EQ(weft_chan_send(ch, &v), WEFT_ECLOSED);
+    CHECK_EQ(weft_chan_try_send(ch, &v), WEFT_ECLOSED);
+    CHECK_EQ(weft_chan_send_until(ch, &v, weft_after(WEFT_MSEC(1))), WEFT_ECLOSED);
+    CHECK_EQ(weft_chan_len(ch), 3); /* the refused element was not taken */
+    CHECK_EQ(weft_chan_recv(ch, &v), 0);
+    CHECK_EQ(v, 1);
+    CHECK_EQ(weft_chan_try_recv(ch, &v), 0);
+    CHECK_EQ(v, 2);
+    CHECK_EQ(weft_chan_recv_until(ch, &v, weft_after(WEFT_MSEC(1))), 0);
+    CHECK_EQ(v, 3);
+    for (int i = 0; i < 3; i++) {
+        v = 42;
+        CHECK_EQ(weft_chan_recv(ch, &v), WEFT_ECLOSED);
+        CHECK_EQ(weft_chan_try_recv(ch, &v), WEFT_ECLOSED);
+        CHECK_EQ(weft_chan_recv_until(ch, &v, weft_after(WEFT_MSEC(1))), WEFT_ECLOSED);
+        CHECK_EQ(v, 42); /* nothing written */
+    }
+    CHECK_EQ(weft_chan_close(ch), WEFT_ECLOSED); /* double close */
+    CHECK_EQ(weft_chan_close(ch), WEFT_ECLOSED);
+    weft_chan_unref(ch);
+
+    /* unbuffered: send on closed, the value is received by nobody */
+    CHECK_EQ(weft_chan_create(&ch, sizeof(int), 0), 0);
+    CHECK_EQ(weft_chan_close(ch), 0);
+    v = 1;
+    CHECK_EQ(weft_chan_send(ch, &v), WEFT_ECLOSED);
+    CHECK_EQ(weft_chan_recv(ch, &v), WEFT_ECLOSED);
+    weft_chan_unref(ch);
+
+    /* buffered: a value sent before close is received, the one after is not */
+    CHECK_EQ(weft_chan_create(&ch, sizeof(int), 2), 0);
+    v = 10;
+    CHECK_EQ(weft_chan_send(ch, &v), 0);
+    CHECK_EQ(weft_chan_close(ch), 0);
+    v = 11;
+    CHECK_EQ(weft_chan_send(ch, &v), WEFT_ECLOSED);
+    CHECK_EQ(weft_chan_recv(ch, &v), 0);
+    CHECK_EQ(v, 10);
+    CHECK_EQ(weft_chan_recv(ch, &v), WEFT_ECLOSED);
+    weft_chan_unref(ch);
+
+    /* close wakes blocked receivers (cap 0) */
+    enum { NB = 4 };
+    struct rv rs[NB];
+    weft_task ts[NB];
+    CHECK_EQ(weft_chan_create(&ch, sizeof(int), 0), 0);
+    for (int i = 0; i < NB; i++) {
+        rs[i] = (struct rv){.ch = ch};
+        CHECK_EQ(weft_spawn(&ts[i], recv_one, &rs[i]), 0);
+    }
+    for (int i = 0; i < NB; i++)
+        WAIT_FOR(atomic_load(&rs[i].stage) >= 1);
+    weft_sleep(WEFT_MSEC(10));
+    for (int i = 0; i < NB; i++)
+        CHECK_EQ(atomic_load(&rs[i].stage), 1);
+    CHECK_EQ(weft_chan_close(ch), 0);
+    for (int i = 0; i < NB; i++) {
+        CHECK_EQ(weft_join(ts[i], NULL), 0);
+        CHECK_EQ(rs[i].r, WEFT_ECLOSED);
+        CHECK_EQ(rs[i].value, -1);
+    }
+    weft_chan_unref(ch);
+
+    /* close wakes blocked senders: on a full buffered channel and on a rendezvous one */
+    for (int cap = 0; cap <= 1; cap++) {
+        CHECK_EQ(weft_chan_create(&ch, sizeof(int), (size_t)cap), 0);
+        if (cap) {
+            v = 100;
+            CHECK_EQ(weft_chan_send(ch, &v), 0);
+        }
+        for (int i = 0; i < NB; i++) {
+            rs[i] = (struct rv){.ch = ch, .value = 200 + i};
+            CHECK_EQ(weft_spawn(&ts[i], send_one, &rs[i]), 0);
+        }
+        for (int i = 0; i < NB; i++)
+            WAIT_FOR(atomic_load(&rs[i].stage) >= 1);
+        weft_sleep(WEFT_MSEC(10));
+        for (int i = 0; i < NB; i++)
+            CHECK_EQ(atomic_load(&rs[i].stage), 1);
+        CHECK_EQ(weft_chan_close(ch), 0);
+        for (int i = 0; i < NB; i++) {
+            CHECK_EQ(weft_join(ts[i], NULL), 0);
+            CHECK_EQ(rs[i].r, WEFT_ECLOSED);
+        }
+        if (cap) {
+            CHECK_EQ(weft_chan_recv(ch, &v), 0);
+            CHECK_EQ(v, 100);
+        }
+        CHECK_EQ(weft_chan_recv(ch, &v), WEFT_ECLOSED); /* no blocked sender's value */
+        weft_chan_unref(ch);
+    }
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Arguments. */
+
+static void test_args(void)
+{
+    weft_chan *ch = (weft_chan *)1;
+    int v = 0;
+    CHECK_EQ(weft_chan_create(NULL, 4, 0), WEFT_EINVAL);
+    CHECK_EQ(weft_chan_create(&ch, (size_t)1 << 30, 1), WEFT_EINVAL);
+    CHECK(ch == NULL);
+    CHECK_EQ(weft_chan_send(NULL, &v), WEFT_EINVAL);
+    CHECK_EQ(weft_chan_recv(NULL, &v), WEFT_EINVAL);
+    CHECK_EQ(weft_chan_try_send(NULL, &v), WEFT_EINVAL);
+    CHECK_EQ(weft_chan_try_recv(NULL, &v), WEFT_EINVAL);
+    CHECK_EQ(weft_chan_send_until(NULL, &v, weft_after(WEFT_MSEC(1))), WEFT_EINVAL);
+    CHECK_EQ(weft_chan_recv_until(NULL, &v, weft_after(WEFT_MSEC(1))), WEFT_EINVAL);
+    CHECK_EQ(weft_chan_close(NULL), WEFT_EINVAL);
+    CHECK_EQ(weft_chan_len(NULL), 0);
+    CHECK_EQ(weft_chan_cap(NULL), 0);
+    weft_chan_ref(NULL);   /* no-ops */
+    weft_chan_unref(NULL);
+
+    CHECK_EQ(weft_chan_create(&ch, sizeof(int), 2), 0);
+    CHECK_EQ(weft_chan_send(ch, NULL), WEFT_EINVAL);
+    CHECK_EQ(weft_chan_try_send(ch, NULL), WEFT_EINVAL);
+    CHECK_EQ(weft_chan_send_until(ch, NULL, WEFT_FOREVER), WEFT_EINVAL);
+    CHECK_EQ(weft_chan_len(ch), 0); /* nothing was sent */
+    v = 3;
+    CHECK_EQ(weft_chan_send(ch, &v), 0);
+    CHECK_EQ(weft_chan_recv(ch, NULL), WEFT_EINVAL);
+    CHECK_EQ(weft_chan_try_recv(ch, NULL), WEFT_EINVAL);
+    CHECK_EQ(weft_chan_recv_until(ch, NULL, WEFT_FOREVER), WEFT_EINVAL);
+    CHECK_EQ(weft_chan_len(ch), 1); /* nothing was taken */
+    weft_chan_unref(ch);
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Zero-size elements: channels as signals. */
+
+static weft_chan *sig_done;
+static _Atomic int sig_count;
+static void *signal_done(void *arg)
+{
+    weft_sleep(WEFT_MSEC((intptr_t)arg % 5));
+    atomic_fetch_add(&sig_count, 1);
+    ASSERT_EQ(weft_chan_send(sig_done, NULL), 0);
+    return NULL;
+}
+
+static void test_zero_size(void)
+{
+    weft_chan *ch;
+    CHECK_EQ(weft_chan_create(&ch, 0, 3), 0);
+    for (int i = 0; i < 3; i++)
+        CHECK_EQ(weft_chan_try_send(ch, NULL), 0);
+    CHECK_EQ(weft_chan_try_send(ch, NULL), WEFT_EAGAIN);
+    CHECK_EQ(weft_chan_len(ch), 3);
+    int dummy = 5;
+    CHECK_EQ(weft_chan_recv(ch, &dummy), 0); /* a non-NULL elem is fine and untouched */
+    CHECK_EQ(dummy, 5);
+    CHECK_EQ(weft_chan_recv(ch, NULL), 0);
+    CHECK_EQ(weft_chan_try_recv(ch, NULL), 0);
+    CHECK_EQ(weft_chan_try_recv(ch, NULL), WEFT_EAGAIN);
+    CHECK_EQ(weft_chan_close(ch), 0);
+    CHECK_EQ(weft_chan_recv(ch, NULL), WEFT_ECLOSED);
+    weft_chan_unref(ch);
+
+    /* unbuffered done-signals from N coroutines */
+    int n = (int)test_scaled(1000);
+    CHECK_EQ(weft_chan_create(&sig_done, 0, 0), 0);
+    atomic_store(&sig_count, 0);
+    for (int i = 0; i < n; i++)
+        CHECK_EQ(weft_spawn(NULL, signal_done, (void *)(intptr_t)i), 0);
+    for (int i = 0; i < n; i++)
+        ASSERT_EQ(weft_chan_recv(sig_done, NULL), 0);
+    CHECK_EQ(atomic_load(&sig_count), n);
+    CHECK_EQ(weft_chan_try_recv(sig_done, NULL), WEFT_EAGAIN);
+    weft_chan_unref(sig_done);
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Large elements. */
+
+struct big {
+    uint32_t seq;
+    uint8_t bytes[4096 - 8];
+    uint32_t tail;
+};
+
+static void big_fill(struct big *b, uint32_t seq)
+{
+    b->seq = seq;
+    for (size_t i = 0; i < sizeof b->bytes; i++)
+        b->bytes[i] = (uint8_t)(seq * 31 + i * 7);
+    b->tail = ~seq;
+}
+
+static bool big_ok(const struct big *b, uint32_t seq)
+{
+    if (b->seq != seq || b->tail != ~seq)
+        return false;
+    for (size_t i = 0; i < sizeof b->bytes; i++)
+        if (b->bytes[i] != (uint8_t)(seq * 31 + i * 7))
+            return false;
+    return true;
+}
+
+#define BIG_N 200
+static void *big_producer(void *arg)
+{
+    weft_chan *ch = arg;
+    struct big b;
+    for (uint32_t i = 0; i < BIG_N; i++) {
+        big_fill(&b, i);
+        ASSERT_EQ(weft_chan_send(ch, &b), 0);
+        memset(&b, 0xEE, sizeof b); /* the channel must have copied it */
+        if (i % 7 == 0)
+            weft_yield();
+    }
+    weft_chan_close(ch);
+    return NULL;
+}
+
+static void test_large(void)
+{
+    for (size_t cap = 0; cap <= 4; cap += 4) {
+        weft_chan *ch;
+        CHECK_EQ(weft_chan_create(&ch, sizeof(struct big), cap), 0);
+        weft_task t;
+        CHECK_EQ(weft_spawn(&t, big_producer, ch), 0);
+        static struct big b;
+        uint32_t n = 0;
+        bool ok = true;
+        int r;
+        while ((r = weft_chan_recv(ch, &b)) == 0) {
+            if (!big_ok(&b, n))
+                ok = false;
+            n++;
+            if (n % 5 == 0)
+                weft_sleep(WEFT_USEC(100));
+        }
+        CHECK_EQ(r, WEFT_ECLOSED);
+        CHECK(ok);
+        CHECK_EQ(n, BIG_N);
+        CHECK_EQ(weft_join(t, NULL), 0);
+        weft_chan_unref(ch);
+    }
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Deadlines. */
+
+static void test_deadlines(void)
+{
+    weft_chan *ch0, *ch1;
+    CHECK_EQ(weft_chan_create(&ch0, sizeof(int), 0), 0);
+    CHECK_EQ(weft_chan_create(&ch1, sizeof(int), 1), 0);
+    int v = 1;
+    int64_t durations[] = {WEFT_MSEC(1), WEFT_MSEC(15), WEFT_MSEC(30)};
+    for (int i = 0; i < 3; i++) {
+        int64_t d = durations[i];
+        int64_t t0 = weft_now();
+        CHECK_EQ(weft_chan_recv_until(ch0, &v, t0 + d), WEFT_ETIMEDOUT);
+        int64_t el = weft_now() - t0;
+        CHECK_GE(el, d);
+        CHECK_LT(el, d + LATE_NS);
+
+        t0 = weft_now();
+        CHECK_EQ(weft_chan_send_until(ch0, &v, t0 + d), WEFT_ETIMEDOUT);
+        el = weft_now() - t0;
+        CHECK_GE(el, d);
+        CHECK_LT(el, d + LATE_NS);
+        /* the timed-out sender's element is not delivered to a later receiver */
+        CHECK_EQ(weft_chan_try_recv(ch0, &v), WEFT_EAGAIN);
+
+        /* buffered: empty recv and full send time out */
+        t0 = weft_now();
+        CHECK_EQ(weft_chan_recv_until(ch1, &v, t0 + d), WEFT_ETIMEDOUT);
+        CHECK_GE(weft_now() - t0, d);
+        v = 50 + i;
+        CHECK_EQ(weft_chan_send_until(ch1, &v, t0 + d), 0); /* free slot: immediate */
+        int w = 99;
+        t0 = weft_now();
+        CHECK_EQ(weft_chan_send_until(ch1, &w, t0 + d), WEFT_ETIMEDOUT);
+        CHECK_GE(weft_now() - t0, d);
+        CHECK_EQ(weft_chan_len(ch1), 1);
+        CHECK_EQ(weft_chan_recv_until(ch1, &w, t0 + d), 0);
+        CHECK_EQ(w, 50 + i); /* the timed-out element never entered */
+    }
+    /* A deadline already past: ready operations still complete; others time out at once. */
+    int64_t past = weft_now() - WEFT_MSEC(10);
+    CHECK_EQ(weft_chan_recv_until(ch0, &v, past), WEFT_ETIMEDOUT);
+    CHECK_EQ(weft_chan_send_until(ch0, &v, past), WEFT_ETIMEDOUT);
+    v = 7;
+    CHECK_EQ(weft_chan_send_until(ch1, &v, past), 0);
+    CHECK_EQ(weft_chan_send_until(ch1, &v, past), WEFT_ETIMEDOUT);
+    v = 0;
+    CHECK_EQ(weft_chan_recv_until(ch1, &v, past), 0);
+    CHECK_EQ(v, 7);
+    CHECK_EQ(weft_chan_recv_until(ch1, &v, 0), WEFT_ETIMEDOUT);
+
+    /* A receive with a deadline completed by a sender before it. */
+    struct rv s = {.ch = ch0, .value = 31};
+    weft_task t;
+    CHECK_EQ(weft_spawn(&t, rv_send_late, &s), 0); /* sends after 20 ms */
+    v = 0;
+    CHECK_EQ(weft_chan_recv_until(ch0, &v, weft_after(WEFT_SEC(10))), 0);
+    CHECK_EQ(v, 31);
+    CHECK_EQ(weft_join(t, NULL), 0);
+    weft_chan_unref(ch0);
+    weft_chan_unref(ch1);
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Reference counting. */
+
+static void *ref_user(void *arg)
+{
+    weft_chan *ch = arg; /* owns one reference */
+    int v;
+    weft_sleep(WEFT_MSEC(10));
+    for (int i = 0; i < 3; i++) {
+        ASSERT_EQ(weft_chan_recv(ch, &v), 0);
+        ASSERT_EQ(v, i);
+    }
+    weft_chan_unref(ch);
+    return NULL;
+}
+
+static void test_refs(void)
+{
+    weft_chan *ch;
+    CHECK_EQ(weft_chan_create(&ch, sizeof(int), 4), 0);
+    weft_chan_ref(ch);
+    weft_chan_ref(ch);
+    weft_chan_unref(ch);
+    weft_chan_unref(ch);
+    int v = 8;
+    CHECK_EQ(weft_chan_send(ch, &v), 0); /* still alive (ASan would catch a free) */
+    CHECK_EQ(weft_chan_recv(ch, &v), 0);
+    CHECK_EQ(v, 8);
+
+    /* A coroutine's reference keeps it alive after the creator dropped its own. */
+    weft_chan_ref(ch);
+    for (int i = 0; i < 3; i++)
+        CHECK_EQ(weft_chan_send(ch, &i), 0);
+    weft_task t;
+    CHECK_EQ(weft_spawn(&t, ref_user, ch), 0);
+    weft_chan_unref(ch);
+    CHECK_EQ(weft_join(t, NULL), 0);
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Multi-producer / multi-consumer stress. */
+
+#define MP_P 6
+#define MP_C 6
+struct msg {
+    int id;
+    int seq;
+};
+static weft_chan *mp_ch;
+static long mp_k;
+static _Atomic unsigned char *mp_seen; /* [MP_P * mp_k] */
+static _Atomic long mp_order_errors;
+
+static void *mp_producer(void *arg)
+{
+    int id = (int)(intptr_t)arg;
+    for (int s = 0; s < mp_k; s++) {
+        struct msg m = {id, s};
+        ASSERT_EQ(weft_chan_send(mp_ch, &m), 0);
+        if ((s & 63) == id)
+            weft_yield();
+    }
+    return NULL;
+}
+
+static void *mp_consumer(void *arg)
+{
+    (void)arg;
+    int last[MP_P];
+    for (int i = 0; i < MP_P; i++)
+        last[i] = -1;
+    long n = 0;
+    struct msg m;
+    int r;
+    while ((r = weft_chan_recv(mp_ch, &m)) == 0) {
+        ASSERT(m.id >= 0 && m.id < MP_P && m.seq >= 0 && m.seq < mp_k);
+        if (m.seq <= last[m.id])
+            atomic_fetch_add(&mp_order_errors, 1);
+        last[m.id] = m.seq;
+        atomic_fetch_add(&mp_seen[(long)m.id * mp_k + m.seq], 1);
+        n++;
+        if ((n & 31) == 0)
+            weft_yield();
+    }
+    ASSERT_EQ(r, WEFT_ECLOSED);
+    return (void *)n;
+}
+
+static void test_mpmc(void)
+{
+    mp_k = ops_scaled(20000);
+    mp_seen = calloc((size_t)(MP_P * mp_k), sizeof *mp_seen);
+    ASSERT(mp_seen);
+    size_t caps[] = {0, 16};
+    for (int ci = 0; ci < 2; ci++) {
+        memset((void *)mp_seen, 0, (size_t)(MP_P * mp_k));
+        atomic_store(&mp_order_errors, 0);
+        CHECK_EQ(weft_chan_create(&mp_ch, sizeof(struct msg), caps[ci]), 0);
+        weft_task prod[MP_P], cons[MP_C];
+        for (int i = 0; i < MP_C; i++)
+            CHECK_EQ(weft_spawn(&cons[i], mp_consumer, NULL), 0);
+        for (int i = 0; i < MP_P; i++)
+            CHECK_EQ(weft_spawn(&prod[i], mp_producer, (void *)(intptr_t)i), 0);
+        for (int i = 0; i < MP_P; i++)
+            CHECK_EQ(weft_join(prod[i], NULL), 0);
+        CHECK_EQ(weft_chan_close(mp_ch), 0);
+        long total = 0;
+        for (int i = 0; i < MP_C; i++) {
+            void *r;
+            CHECK_EQ(weft_join(cons[i], &r), 0);
+            total += (long)r;
+        }
+        CHECK_EQ(total, MP_P * mp_k);
+        long bad = 0;
+        for (long i = 0; i < MP_P * mp_k; i++)
+            if (atomic_load(&mp_seen[i]) != 1)
+                bad++;
+        CHECK_EQ(bad, 0);
+        CHECK_EQ(atomic_load(&mp_order_errors), 0);
+        weft_chan_unref(mp_ch);
+    }
+    free((void *)mp_seen);
+}
+
+static int app(void *arg)
+{
+    (void)arg;
+    test_rendezvous();
+    test_buffered();
+    test_close();
+    test_args();
+    test_zero_size();
+    test_large();
+    test_deadlines();
+    test_refs();
+    test_mpmc();
+    return 0;
+}
+
+int main(void)
+{
+    int threads[] = {0, 1, 2};
+    for (int i = 0; i < 3; i++) {
+        weft_config cfg = {.threads = threads[i]};
+        ASSERT_EQ(weft_run(app, NULL, &cfg), 0);
+    }
+    TEST_PASS("test_chan", checks);
+    return 0;
+}

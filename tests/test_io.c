@@ -1,0 +1,939 @@
+/* test_io.c — blocking-style I/O: echo with many concurrent clients, partial reads and writes
+ * of large payloads, the buffered reader, peer reset, deadlines, cancellation, accept bursts,
+ * connection refused, argument errors, plain-thread callers (poll), and no descriptor or
+ * coroutine left behind by any scenario. The whole suite runs three times: with the default
+ * configuration (so $WEFT_THREADS / $WEFT_DEBUG_MIGRATE apply), with one worker, and with two
+ * workers migrating coroutines at every park. Behaviour only: no timing assertions beyond
+ * "a deadline never fires early". */
+#define _GNU_SOURCE
+#include "harness.h"
+#include <weft.h>
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static _Atomic long checks;
+#define CHECK(c)                                                                            \
+    do {                                                                                    \
+        ASSERT(c);                                                                          \
+        atomic_fetch_add_explicit(&checks, 1, memory_order_relaxed);                        \
+    } while (0)
+#define CHECK_EQ(a, b)                                                                      \
+    do {                                                                                    \
+        ASSERT_EQ(a, b);                                                                    \
+        atomic_fetch_add_explicit(&checks, 1, memory_order_relaxed);                        \
+    } while (0)
+
+static long fd_limit; /* RLIMIT_NOFILE after raising it */
+
+/* ---- helpers ------------------------------------------------------------------------------ */
+
+/* Open descriptors of the process (the directory's own descriptor excluded). */
+static void list_fds(const char *tag)
+{
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *e;
+    fprintf(stderr, "%s:", tag);
+    while ((e = readdir(d))) {
+        char path[300], target[256];
+        if (e->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof path, "/proc/self/fd/%s", e->d_name);
+        ssize_t n = readlink(path, target, sizeof target - 1);
+        target[n > 0 ? n : 0] = 0;
+        fprintf(stderr, " %s=%s", e->d_name, target);
+    }
+    fprintf(stderr, "\n");
+    closedir(d);
+}
+
+static int count_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    ASSERT(d != NULL);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (e->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n - 1;
+}
+
+/* The count once it is steady: the runtime opens /proc/self/maps for a moment while its
+ * threads start (pthread_getattr_np), so a single look may catch a transient descriptor. */
+static int count_fds_steady(int expect)
+{
+    int n = count_fds(), same = 0;
+    for (int i = 0; i < 2000 && (n != expect || same < 2); i++) {
+        weft_sleep(WEFT_MSEC(1));
+        int m = count_fds();
+        same = m == n ? same + 1 : 0;
+        n = m;
+        if (n == expect && same >= 2)
+            break;
+    }
+    return n;
+}
+
+/* Wait until only `n` coroutines are alive (the counters are updated by the worker that
+ * finishes a coroutine, a moment after its joiner may have been woken). */
+static void expect_alive(uint64_t n)
+{
+    weft_stats st;
+    for (int i = 0; i < 5000; i++) {
+        ASSERT_EQ(weft_stats_get(&st), 0);
+        if (st.alive == n)
+            break;
+        weft_sleep(WEFT_MSEC(1));
+    }
+    CHECK_EQ(st.alive, n);
+}
+
+static uint64_t rng_next(uint64_t *s)
+{
+    uint64_t x = *s;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return *s = x;
+}
+
+static unsigned char pattern(size_t i, unsigned seed)
+{
+    return (unsigned char)((i * 131u) ^ (i >> 11) ^ seed);
+}
+
+static int listen_any(int *port, int backlog)
+{
+    int lfd = weft_tcp_listen("127.0.0.1", 0, backlog);
+    ASSERT(lfd >= 0);
+    struct sockaddr_in a;
+    socklen_t l = sizeof a;
+    ASSERT_EQ(getsockname(lfd, (struct sockaddr *)&a, &l), 0);
+    *port = ntohs(a.sin_port);
+    return lfd;
+}
+
+static void make_pair(int sv[2])
+{
+    ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+}
+
+static void close_pair(int sv[2])
+{
+    CHECK_EQ(weft_close(sv[0]), 0);
+    CHECK_EQ(weft_close(sv[1]), 0);
+}
+
+/* Read exactly len bytes (or fail). */
+static ssize_t read_full(int fd, void *buf, size_t len, int64_t deadline)
+{
+    size_t got = 0;
+    while (got < len) {
+        ssize_t n = weft_read(fd, (char *)buf + got, len - got, deadline);
+        if (n <= 0)
+            return n == 0 ? WEFT_EEOF : n;
+        got += (size_t)n;
+    }
+    return (ssize_t)got;
+}
+
+/* ---- an in-process echo server ------------------------------------------------------------ */
+
+struct echo_srv {
+    int lfd, port;
+    weft_task acceptor;
+    weft_task *conns;
+    size_t n, cap;
+};
+
+static void *echo_conn(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    char buf[4096];
+    ssize_t n;
+    for (;;) {
+        n = weft_read(fd, buf, sizeof buf, WEFT_FOREVER);
+        if (n <= 0)
+            break;
+        ssize_t w = weft_write_all(fd, buf, (size_t)n, WEFT_FOREVER);
+        if (w < 0) {
+            n = w;
+            break;
+        }
+        ASSERT_EQ(w, n);
+    }
+    weft_close(fd);
+    return (void *)(intptr_t)n; /* 0: the client closed */
+}
+
+static void *echo_accept(void *arg)
+{
+    struct echo_srv *s = arg;
+    for (;;) {
+        int fd = weft_accept(s->lfd, NULL, NULL, WEFT_FOREVER);
+        if (fd == WEFT_ECANCELED)
+            return NULL;
+        ASSERT(fd >= 0);
+        if (s->n == s->cap) {
+            s->cap = s->cap ? s->cap * 2 : 64;
+            s->conns = realloc(s->conns, s->cap * sizeof *s->conns);
+            ASSERT(s->conns != NULL);
+        }
+        ASSERT_EQ(weft_spawn(&s->conns[s->n++], echo_conn, (void *)(intptr_t)fd), 0);
+    }
+}
+
+static void echo_start(struct echo_srv *s)
+{
+    memset(s, 0, sizeof *s);
+    s->lfd = listen_any(&s->port, 4096);
+    ASSERT_EQ(weft_spawn(&s->acceptor, echo_accept, s), 0);
+}
+
+/* Stop accepting and join every connection (they end when their clients close). */
+static size_t echo_stop(struct echo_srv *s)
+{
+    CHECK_EQ(weft_cancel(s->acceptor), 0);
+    CHECK_EQ(weft_join(s->acceptor, NULL), 0);
+    for (size_t i = 0; i < s->n; i++) {
+        void *r;
+        ASSERT_EQ(weft_join(s->conns[i], &r), 0);
+        ASSERT_EQ((intptr_t)r, 0);
+    }
+    CHECK_EQ(weft_close(s->lfd), 0);
+    free(s->conns);
+    return s->n;
+}
+
+/* ---- 1. echo with many concurrent clients ----------------------------------------------- */
+
+struct client_arg {
+    int port, id;
+};
+
+static void *echo_client(void *arg)
+{
+    struct client_arg *a = arg;
+    int fd = weft_tcp_connect("127.0.0.1", a->port, WEFT_FOREVER);
+    if (fd < 0)
+        return (void *)(intptr_t)fd;
+    unsigned char *out = malloc(6000), *in = malloc(6000);
+    ASSERT(out && in);
+    intptr_t rc = 0;
+    for (int round = 0; round < 3 && rc == 0; round++) {
+        size_t len = 1 + ((size_t)a->id * 7919u + (size_t)round * 104729u) % 5999u;
+        for (size_t i = 0; i < len; i++)
+            out[i] = pattern(i, (unsigned)(a->id * 3 + round));
+        memcpy(out, &a->id, sizeof a->id < len ? sizeof a->id : len); /* distinct payloads */
+        ssize_t w = weft_write_all(fd, out, len, WEFT_FOREVER);
+        if (w != (ssize_t)len) {
+            rc = w < 0 ? w : -1;
+            break;
+        }
+        ssize_t r = read_full(fd, in, len, WEFT_FOREVER);
+        if (r != (ssize_t)len)
+            rc = r < 0 ? r : -1;
+        else if (memcmp(in, out, len) != 0)
+            rc = -2;
+    }
+    free(out);
+    free(in);
+    weft_close(fd);
+    return (void *)rc;
+}
+
+static void scenario_echo_many(void)
+{
+    long n = TEST_TSAN ? 200 : 1000;
+    n = n / (getenv("WEFT_TEST_SCALE") ? atol(getenv("WEFT_TEST_SCALE")) : 1);
+    if (n > (fd_limit - 64) / 2)
+        n = (fd_limit - 64) / 2;
+    if (n < 1)
+        n = 1;
+    struct echo_srv s;
+    echo_start(&s);
+    weft_task *t = malloc((size_t)n * sizeof *t);
+    struct client_arg *args = malloc((size_t)n * sizeof *args);
+    for (long i = 0; i < n; i++) {
+        args[i] = (struct client_arg){s.port, (int)i};
+        ASSERT_EQ(weft_spawn(&t[i], echo_client, &args[i]), 0);
+    }
+    long ok = 0;
+    for (long i = 0; i < n; i++) {
+        void *r;
+        ASSERT_EQ(weft_join(t[i], &r), 0);
+        if ((intptr_t)r != 0)
+            fprintf(stderr, "echo client %ld: %s\n", i, weft_strerror((int)(intptr_t)r));
+        ok += (intptr_t)r == 0;
+    }
+    CHECK_EQ(ok, n);
+    CHECK_EQ(echo_stop(&s), n);
+    free(t);
+    free(args);
+}
+
+/* ---- 2. partial reads and writes of a large payload -------------------------------------- */
+
+#define BIG (8u << 20)
+
+struct big_arg {
+    int fd;
+    unsigned seed;
+    long partial;      /* writes that took less than asked */
+    int use_reader;
+};
+
+static void *big_writer(void *arg)
+{
+    struct big_arg *a = arg;
+    unsigned char *buf = malloc(BIG);
+    ASSERT(buf);
+    for (size_t i = 0; i < BIG; i++)
+        buf[i] = pattern(i, a->seed);
+    size_t done = 0;
+    while (done < BIG) {
+        ssize_t n = weft_write(a->fd, buf + done, BIG - done, WEFT_FOREVER);
+        ASSERT(n > 0 && (size_t)n <= BIG - done);
+        if ((size_t)n < BIG - done)
+            a->partial++;
+        done += (size_t)n;
+    }
+    free(buf);
+    ASSERT_EQ(shutdown(a->fd, SHUT_WR), 0);
+    return NULL;
+}
+
+/* Reads in random small chunks (1..7000 bytes, sometimes larger than the reader's buffer)
+ * and checks every byte; returns the byte count. */
+static void *big_reader(void *arg)
+{
+    struct big_arg *a = arg;
+    unsigned char *chunk = malloc(40000);
+    uint64_t rng = 0x9e3779b97f4a7c15ull ^ a->seed;
+    weft_reader r;
+    if (a->use_reader)
+        ASSERT_EQ(weft_reader_init(&r, a->fd, 4096), 0);
+    size_t total = 0;
+    for (;;) {
+        size_t want = 1 + rng_next(&rng) % (rng_next(&rng) % 8 == 0 ? 40000 : 7000);
+        ssize_t n = a->use_reader ? weft_reader_read(&r, chunk, want, WEFT_FOREVER)
+                                  : weft_read(a->fd, chunk, want, WEFT_FOREVER);
+        ASSERT(n >= 0 && (size_t)n <= want);
+        if (n == 0)
+            break;
+        for (ssize_t i = 0; i < n; i++)
+            if (chunk[i] != pattern(total + (size_t)i, a->seed)) {
+                fprintf(stderr, "byte %zu: %u != %u\n", total + (size_t)i, chunk[i],
+                        pattern(total + (size_t)i, a->seed));
+                abort();
+            }
+        total += (size_t)n;
+    }
+    if (a->use_reader)
+        weft_reader_free(&r);
+    free(chunk);
+    return (void *)total;
+}
+
+static void big_transfer(int wfd, int rfd, int use_reader, unsigned seed)
+{
+    struct big_arg w = {wfd, seed, 0, 0}, rd = {rfd, seed, 0, use_reader};
+    weft_task tw, tr;
+    void *got;
+    ASSERT_EQ(weft_spawn(&tr, big_reader, &rd), 0);
+    ASSERT_EQ(weft_spawn(&tw, big_writer, &w), 0);
+    CHECK_EQ(weft_join(tw, NULL), 0);
+    CHECK_EQ(weft_join(tr, &got), 0);
+    CHECK_EQ((size_t)got, BIG);
+    CHECK(w.partial > 0); /* the socket buffer is far smaller than 8 MiB */
+}
+
+static void scenario_big(void)
+{
+    /* Through a socketpair, plain weft_read. */
+    int sv[2];
+    make_pair(sv);
+    big_transfer(sv[0], sv[1], 0, 1);
+    close_pair(sv);
+
+    /* Through TCP with small socket buffers, via a weft_reader. */
+    int port, lfd = listen_any(&port, 16);
+    int c = weft_tcp_connect("127.0.0.1", port, WEFT_FOREVER);
+    CHECK(c >= 0);
+    int s = weft_accept(lfd, NULL, NULL, WEFT_FOREVER);
+    CHECK(s >= 0);
+    int small = 16384;
+    setsockopt(c, SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+    setsockopt(s, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    big_transfer(c, s, 1, 2);
+    CHECK_EQ(weft_close(c), 0);
+    CHECK_EQ(weft_close(s), 0);
+    CHECK_EQ(weft_close(lfd), 0);
+}
+
+/* ---- 3. the buffered reader: lines split across writes, too long, last line at EOF ------- */
+
+static void *slow_lines(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    static const char *parts[] = {"alpha\nbe", "ta\r\n", "", "gam", "ma\n", NULL};
+    for (int i = 0; parts[i]; i++) {
+        ASSERT_EQ(weft_write_all(fd, parts[i], strlen(parts[i]), WEFT_FOREVER),
+                  (ssize_t)strlen(parts[i]));
+        weft_sleep(WEFT_MSEC(1));
+    }
+    char longline[200];
+    memset(longline, 'x', sizeof longline);
+    longline[sizeof longline - 1] = '\n';
+    ASSERT_EQ(weft_write_all(fd, longline, sizeof longline, WEFT_FOREVER), (ssize_t)sizeof longline);
+    ASSERT_EQ(weft_write_all(fd, "tail", 4, WEFT_FOREVER), 4);
+    ASSERT_EQ(shutdown(fd, SHUT_WR), 0);
+    return NULL;
+}
+
+static void scenario_reader(void)
+{
+    int sv[2];
+    make_pair(sv);
+    weft_task t;
+    ASSERT_EQ(weft_spawn(&t, slow_lines, (void *)(intptr_t)sv[1]), 0);
+    weft_reader r;
+    CHECK_EQ(weft_reader_init(&r, sv[0], 64), 0);
+    char line[128];
+    CHECK_EQ(weft_reader_line(&r, line, sizeof line, WEFT_FOREVER), 6);
+    CHECK(strcmp(line, "alpha\n") == 0);
+    CHECK_EQ(weft_reader_line(&r, line, sizeof line, WEFT_FOREVER), 6);
+    CHECK(strcmp(line, "beta\r\n") == 0);
+    CHECK_EQ(weft_reader_line(&r, line, sizeof line, WEFT_FOREVER), 6);
+    CHECK(strcmp(line, "gamma\n") == 0);
+    /* 200 bytes: longer than both the line buffer and the reader's 64-byte buffer. */
+    CHECK_EQ(weft_reader_line(&r, line, sizeof line, WEFT_FOREVER), WEFT_EINVAL);
+    /* Drain the long line with reads, then the unterminated last line at end of stream. */
+    size_t skipped = 0;
+    while (skipped < 200) {
+        ssize_t n = weft_reader_read(&r, line, 200 - skipped < 50 ? 200 - skipped : 50, WEFT_FOREVER);
+        ASSERT(n > 0);
+        skipped += (size_t)n;
+    }
+    CHECK_EQ(line[0], 'x');
+    CHECK_EQ(weft_reader_line(&r, line, sizeof line, WEFT_FOREVER), 4);
+    CHECK(strcmp(line, "tail") == 0);
+    CHECK_EQ(weft_reader_line(&r, line, sizeof line, WEFT_FOREVER), 0);
+    CHECK_EQ(weft_reader_read(&r, line, sizeof line, WEFT_FOREVER), 0);
+    weft_reader_free(&r);
+    CHECK_EQ(weft_join(t, NULL), 0);
+    close_pair(sv);
+}
+
+/* ---- 4. peer reset ------------------------------------------------------------------------- */
+
+static void reset_close(int fd)
+{
+    struct linger lg = {1, 0};
+    ASSERT_EQ(setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg), 0);
+    ASSERT_EQ(weft_close(fd), 0);
+}
+
+static void *read_one(void *arg)
+{
+    char b[16];
+    return (void *)(intptr_t)weft_read((int)(intptr_t)arg, b, sizeof b, WEFT_FOREVER);
+}
+
+static void *write_forever(void *arg)
+{
+    static char junk[65536];
+    for (;;) {
+        ssize_t n = weft_write_all((int)(intptr_t)arg, junk, sizeof junk, WEFT_FOREVER);
+        if (n < 0)
+            return (void *)(intptr_t)n;
+    }
+}
+
+static void scenario_reset(void)
+{
+    int port, lfd = listen_any(&port, 16);
+
+    /* A reader parked in weft_read sees the reset as -ECONNRESET; a write afterwards
+     * fails with -EPIPE (or -ECONNRESET if the error had not been reported yet). */
+    int c = weft_tcp_connect("127.0.0.1", port, WEFT_FOREVER);
+    CHECK(c >= 0);
+    int s = weft_accept(lfd, NULL, NULL, WEFT_FOREVER);
+    CHECK(s >= 0);
+    weft_task t;
+    void *r;
+    ASSERT_EQ(weft_spawn(&t, read_one, (void *)(intptr_t)s), 0);
+    weft_sleep(WEFT_MSEC(5)); /* most likely parked by now; correct either way */
+    reset_close(c);
+    CHECK_EQ(weft_join(t, &r), 0);
+    CHECK_EQ((intptr_t)r, -ECONNRESET);
+    ssize_t w = weft_write(s, "x", 1, WEFT_FOREVER);
+    CHECK(w == -EPIPE || w == -ECONNRESET);
+    CHECK_EQ(weft_write(s, "x", 1, WEFT_FOREVER), -EPIPE);
+    CHECK_EQ(weft_close(s), 0);
+
+    /* A writer parked on a full socket buffer sees -ECONNRESET or -EPIPE (no SIGPIPE). */
+    c = weft_tcp_connect("127.0.0.1", port, WEFT_FOREVER);
+    CHECK(c >= 0);
+    s = weft_accept(lfd, NULL, NULL, WEFT_FOREVER);
+    CHECK(s >= 0);
+    ASSERT_EQ(weft_spawn(&t, write_forever, (void *)(intptr_t)s), 0);
+    weft_sleep(WEFT_MSEC(5));
+    reset_close(c);
+    CHECK_EQ(weft_join(t, &r), 0);
+    CHECK((intptr_t)r == -ECONNRESET || (intptr_t)r == -EPIPE);
+    CHECK_EQ(weft_close(s), 0);
+
+    /* An orderly close is end of stream (0), then writes fail with -EPIPE/-ECONNRESET. */
+    c = weft_tcp_connect("127.0.0.1", port, WEFT_FOREVER);
+    s = weft_accept(lfd, NULL, NULL, WEFT_FOREVER);
+    CHECK(c >= 0 && s >= 0);
+    CHECK_EQ(weft_close(c), 0);
+    char b[8];
+    CHECK_EQ(weft_read(s, b, sizeof b, WEFT_FOREVER), 0);
+    CHECK_EQ(weft_close(s), 0);
+    CHECK_EQ(weft_close(lfd), 0);
+}
+
+/* ---- 5. deadlines -------------------------------------------------------------------------- */
+
+static void *timed_read(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    int64_t deadline = weft_after(WEFT_MSEC(1 + weft_self_id() % 20));
+    char b[4];
+    ssize_t n = weft_read(fd, b, sizeof b, deadline);
+    ASSERT_EQ(n, WEFT_ETIMEDOUT);
+    ASSERT(weft_now() >= deadline); /* never early */
+    return NULL;
+}
+
+static void scenario_deadlines(void)
+{
+    int sv[2];
+    make_pair(sv);
+    char b[64];
+
+    int64_t deadline = weft_after(WEFT_MSEC(30));
+    CHECK_EQ(weft_read(sv[0], b, sizeof b, deadline), WEFT_ETIMEDOUT);
+    CHECK(weft_now() >= deadline);
+    deadline = weft_after(WEFT_MSEC(10));
+    CHECK_EQ(weft_wait_fd(sv[0], WEFT_READABLE, deadline), WEFT_ETIMEDOUT);
+    CHECK(weft_now() >= deadline);
+    /* A deadline already past: a "try" — data available is still returned. */
+    CHECK_EQ(weft_read(sv[0], b, sizeof b, 0), WEFT_ETIMEDOUT);
+    CHECK_EQ(weft_write(sv[1], "hello", 5, 0), 5);
+    CHECK_EQ(weft_read(sv[0], b, sizeof b, 0), 5);
+    CHECK_EQ(weft_wait_fd(sv[1], WEFT_WRITABLE, 0), WEFT_ETIMEDOUT); /* past: no wait at all */
+    CHECK_EQ(weft_wait_fd(sv[1], WEFT_WRITABLE, WEFT_FOREVER), WEFT_WRITABLE);
+    /* After a timeout the descriptor still works: data written later wakes a new wait. */
+    CHECK_EQ(weft_read(sv[0], b, sizeof b, weft_after(WEFT_MSEC(1))), WEFT_ETIMEDOUT);
+    CHECK_EQ(weft_write(sv[1], "again", 5, WEFT_FOREVER), 5);
+    CHECK_EQ(weft_wait_fd(sv[0], WEFT_READABLE | WEFT_WRITABLE, WEFT_FOREVER) & WEFT_READABLE,
+             WEFT_READABLE);
+    CHECK_EQ(weft_read(sv[0], b, sizeof b, weft_after(WEFT_SEC(10))), 5);
+
+    /* A full send buffer: a write with a deadline times out, then the wait for writable. */
+    static char fill[65536];
+    ssize_t n;
+    long total = 0;
+    while ((n = weft_write(sv[1], fill, sizeof fill, 0)) > 0)
+        total += n;
+    CHECK_EQ(n, WEFT_ETIMEDOUT);
+    CHECK(total > 0);
+    deadline = weft_after(WEFT_MSEC(10));
+    CHECK_EQ(weft_write(sv[1], fill, sizeof fill, deadline), WEFT_ETIMEDOUT);
+    CHECK(weft_now() >= deadline);
+    deadline = weft_after(WEFT_MSEC(10));
+    CHECK_EQ(weft_write_all(sv[1], fill, sizeof fill, deadline), WEFT_ETIMEDOUT);
+    CHECK(weft_now() >= deadline);
+
+    /* Many concurrent timed reads on one descriptor. */
+    int m = (int)test_scaled(100);
+    weft_task *t = malloc((size_t)m * sizeof *t);
+    int sv2[2];
+    make_pair(sv2);
+    for (int i = 0; i < m; i++)
+        ASSERT_EQ(weft_spawn(&t[i], timed_read, (void *)(intptr_t)sv2[0]), 0);
+    for (int i = 0; i < m; i++)
+        CHECK_EQ(weft_join(t[i], NULL), 0);
+    free(t);
+    close_pair(sv2);
+    close_pair(sv);
+
+    /* A closed descriptor's number reused at once: a new wait is not woken by the old one. */
+    make_pair(sv);
+    int old = sv[0];
+    CHECK_EQ(weft_wait_fd(sv[0], WEFT_READABLE, weft_after(WEFT_MSEC(2))), WEFT_ETIMEDOUT);
+    close_pair(sv);
+    make_pair(sv);
+    CHECK(sv[0] == old || sv[1] == old); /* lowest free numbers */
+    deadline = weft_after(WEFT_MSEC(5));
+    CHECK_EQ(weft_wait_fd(sv[0], WEFT_READABLE, deadline), WEFT_ETIMEDOUT);
+    CHECK_EQ(weft_wait_fd(sv[1], WEFT_READABLE, weft_after(WEFT_MSEC(5))), WEFT_ETIMEDOUT);
+    CHECK_EQ(weft_write(sv[1], "z", 1, WEFT_FOREVER), 1);
+    CHECK_EQ(weft_wait_fd(sv[0], WEFT_READABLE, WEFT_FOREVER), WEFT_READABLE);
+    close_pair(sv);
+}
+
+/* ---- 6. cancellation ----------------------------------------------------------------------- */
+
+static atomic_int gate;
+
+static void *gated_read(void *arg)
+{
+    while (!atomic_load(&gate))
+        weft_yield();
+    char b[8];
+    ssize_t n = weft_read((int)(intptr_t)arg, b, sizeof b, WEFT_FOREVER);
+    /* Return the first result and, when data came first, what the next read reports. */
+    if (n > 0) {
+        ASSERT_EQ(weft_cancelled(), 1); /* still pending: not reported yet */
+        n = 1000 + weft_read((int)(intptr_t)arg, b, sizeof b, WEFT_FOREVER);
+    }
+    return (void *)(intptr_t)n;
+}
+
+static void *accept_one(void *arg)
+{
+    return (void *)(intptr_t)weft_accept((int)(intptr_t)arg, NULL, NULL, WEFT_FOREVER);
+}
+
+struct cancel_arg {
+    weft_task t;
+};
+static void *cancel_from_thread(void *arg)
+{
+    usleep(2000);
+    ASSERT_EQ(weft_cancel(((struct cancel_arg *)arg)->t), 0);
+    return NULL;
+}
+
+static void *join_thread(void *arg)
+{
+    return (void *)(intptr_t)pthread_join(*(pthread_t *)arg, NULL);
+}
+
+static void scenario_cancel(void)
+{
+    int sv[2];
+    make_pair(sv);
+    weft_task t;
+    void *r;
+    char b[8];
+
+    /* Parked in weft_read, cancelled by another coroutine. */
+    ASSERT_EQ(weft_spawn(&t, read_one, (void *)(intptr_t)sv[0]), 0);
+    weft_sleep(WEFT_MSEC(2));
+    CHECK_EQ(weft_cancel(t), 0);
+    CHECK_EQ(weft_join(t, &r), 0);
+    CHECK_EQ((intptr_t)r, WEFT_ECANCELED);
+    /* The descriptor is still usable and no stale wait consumes its data. */
+    CHECK_EQ(weft_write(sv[1], "abc", 3, WEFT_FOREVER), 3);
+    CHECK_EQ(weft_read(sv[0], b, sizeof b, WEFT_FOREVER), 3);
+
+    /* Cancelled from a plain OS thread. */
+    ASSERT_EQ(weft_spawn(&t, read_one, (void *)(intptr_t)sv[0]), 0);
+    struct cancel_arg ca = {t};
+    pthread_t th;
+    ASSERT_EQ(pthread_create(&th, NULL, cancel_from_thread, &ca), 0);
+    CHECK_EQ(weft_join(t, &r), 0);
+    CHECK_EQ((intptr_t)r, WEFT_ECANCELED);
+    CHECK_EQ(weft_blocking(join_thread, &th, &r), 0);
+    CHECK_EQ((intptr_t)r, 0);
+
+    /* Cancelled before it blocks: the read that would wait reports it. */
+    atomic_store(&gate, 0);
+    ASSERT_EQ(weft_spawn(&t, gated_read, (void *)(intptr_t)sv[0]), 0);
+    CHECK_EQ(weft_cancel(t), 0);
+    atomic_store(&gate, 1);
+    CHECK_EQ(weft_join(t, &r), 0);
+    CHECK_EQ((intptr_t)r, WEFT_ECANCELED);
+
+    /* Data already there: the read succeeds, the request stays for the next wait. */
+    atomic_store(&gate, 0);
+    ASSERT_EQ(weft_spawn(&t, gated_read, (void *)(intptr_t)sv[0]), 0);
+    CHECK_EQ(weft_write(sv[1], "d", 1, WEFT_FOREVER), 1);
+    CHECK_EQ(weft_cancel(t), 0);
+    atomic_store(&gate, 1);
+    CHECK_EQ(weft_join(t, &r), 0);
+    CHECK_EQ((intptr_t)r, 1000 + WEFT_ECANCELED);
+
+    /* Parked in weft_accept and in weft_wait_fd for writing. */
+    int port, lfd = listen_any(&port, 16);
+    ASSERT_EQ(weft_spawn(&t, accept_one, (void *)(intptr_t)lfd), 0);
+    weft_sleep(WEFT_MSEC(2));
+    CHECK_EQ(weft_cancel(t), 0);
+    CHECK_EQ(weft_join(t, &r), 0);
+    CHECK_EQ((intptr_t)r, WEFT_ECANCELED);
+    CHECK_EQ(weft_close(lfd), 0);
+    ASSERT_EQ(weft_spawn(&t, write_forever, (void *)(intptr_t)sv[1]), 0);
+    weft_sleep(WEFT_MSEC(2));
+    CHECK_EQ(weft_cancel(t), 0);
+    CHECK_EQ(weft_join(t, &r), 0);
+    CHECK_EQ((intptr_t)r, WEFT_ECANCELED);
+    close_pair(sv);
+}
+
+/* ---- 7. a burst of connections ----------------------------------------------------------- */
+
+static void *burst_client(void *arg)
+{
+    int fd = weft_tcp_connect("127.0.0.1", (int)(intptr_t)arg, WEFT_FOREVER);
+    if (fd < 0)
+        return (void *)(intptr_t)fd;
+    char b;
+    ssize_t n = weft_read(fd, &b, 1, WEFT_FOREVER); /* the server closes: end of stream */
+    weft_close(fd);
+    return (void *)(intptr_t)(n == 0 ? 0 : n < 0 ? n : -1);
+}
+
+static void scenario_burst(void)
+{
+    long n = test_scaled(500) < 100 ? 100 : 500;
+    if (n > (fd_limit - 64) / 2)
+        n = (fd_limit - 64) / 2;
+    int port, lfd = listen_any(&port, 1024);
+    weft_task *t = malloc((size_t)n * sizeof *t);
+    int *fds = malloc((size_t)n * sizeof *fds);
+    for (long i = 0; i < n; i++)
+        ASSERT_EQ(weft_spawn(&t[i], burst_client, (void *)(intptr_t)port), 0);
+    for (long i = 0; i < n; i++) { /* every one accepted, while all are still connected */
+        fds[i] = weft_accept(lfd, NULL, NULL, weft_after(WEFT_SEC(60)));
+        ASSERT(fds[i] >= 0);
+    }
+    CHECK(1);
+    for (long i = 0; i < n; i++)
+        CHECK_EQ(weft_close(fds[i]), 0);
+    for (long i = 0; i < n; i++) {
+        void *r;
+        CHECK_EQ(weft_join(t[i], &r), 0);
+        CHECK_EQ((intptr_t)r, 0);
+    }
+    free(t);
+    free(fds);
+    CHECK_EQ(weft_close(lfd), 0);
+}
+
+/* ---- 8. connection refused, argument errors ---------------------------------------------- */
+
+static void scenario_errors(void)
+{
+    /* A port bound but not listening refuses connections. */
+    int b = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ASSERT(b >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t l = sizeof a;
+    ASSERT_EQ(bind(b, (struct sockaddr *)&a, sizeof a), 0);
+    ASSERT_EQ(getsockname(b, (struct sockaddr *)&a, &l), 0);
+    CHECK_EQ(weft_tcp_connect("127.0.0.1", ntohs(a.sin_port), WEFT_FOREVER), -ECONNREFUSED);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    CHECK_EQ(weft_connect(fd, (struct sockaddr *)&a, sizeof a, WEFT_FOREVER), -ECONNREFUSED);
+    CHECK_EQ(weft_close(fd), 0);
+    CHECK_EQ(weft_close(b), 0);
+
+    int sv[2];
+    make_pair(sv);
+    char buf[4];
+    CHECK_EQ(weft_wait_fd(-1, WEFT_READABLE, WEFT_FOREVER), WEFT_EINVAL);
+    CHECK_EQ(weft_wait_fd(sv[0], 0, WEFT_FOREVER), WEFT_EINVAL);
+    CHECK_EQ(weft_wait_fd(sv[0], 4, WEFT_FOREVER), WEFT_EINVAL);
+    CHECK_EQ(weft_wait_fd(sv[0], WEFT_READABLE | 8, WEFT_FOREVER), WEFT_EINVAL);
+    CHECK_EQ(weft_read(-1, buf, 1, WEFT_FOREVER), WEFT_EINVAL);
+    CHECK_EQ(weft_read(sv[0], NULL, 1, WEFT_FOREVER), WEFT_EINVAL);
+    CHECK_EQ(weft_write(-1, buf, 1, WEFT_FOREVER), WEFT_EINVAL);
+    CHECK_EQ(weft_write(sv[0], NULL, 1, WEFT_FOREVER), WEFT_EINVAL);
+    CHECK_EQ(weft_write_all(-1, buf, 1, WEFT_FOREVER), WEFT_EINVAL);
+    CHECK_EQ(weft_write_all(sv[0], buf, 0, WEFT_FOREVER), 0);
+    CHECK_EQ(weft_read(sv[0], buf, 0, WEFT_FOREVER), 0);
+    CHECK_EQ(weft_accept(-1, NULL, NULL, WEFT_FOREVER), WEFT_EINVAL);
+    CHECK_EQ(weft_connect(-1, (struct sockaddr *)&a, sizeof a, WEFT_FOREVER), WEFT_EINVAL);
+    CHECK_EQ(weft_connect(sv[0], NULL, 0, WEFT_FOREVER), WEFT_EINVAL);
+    CHECK_EQ(weft_tcp_listen("127.0.0.1", 70000, 0), WEFT_EINVAL);
+    CHECK_EQ(weft_tcp_listen("not-an-address", 0, 0), WEFT_EINVAL);
+    CHECK_EQ(weft_tcp_connect("127.0.0.1", -1, WEFT_FOREVER), WEFT_EINVAL);
+    CHECK_EQ(weft_tcp_connect("no.such.host", 80, WEFT_FOREVER), WEFT_EINVAL);
+    CHECK_EQ(weft_fd_nonblock(-1), WEFT_EINVAL);
+    CHECK_EQ(weft_fd_forget(-1), WEFT_EINVAL);
+    CHECK_EQ(weft_close(-1), WEFT_EINVAL);
+    weft_reader r;
+    CHECK_EQ(weft_reader_init(NULL, sv[0], 0), WEFT_EINVAL);
+    CHECK_EQ(weft_reader_init(&r, -1, 0), WEFT_EINVAL);
+    CHECK_EQ(weft_reader_init(&r, sv[0], 0), 0);
+    CHECK_EQ(weft_reader_line(&r, NULL, 10, WEFT_FOREVER), WEFT_EINVAL);
+    CHECK_EQ(weft_reader_line(&r, buf, 0, WEFT_FOREVER), WEFT_EINVAL);
+    CHECK_EQ(weft_reader_line(NULL, buf, 4, WEFT_FOREVER), WEFT_EINVAL);
+    CHECK_EQ(weft_reader_read(&r, NULL, 4, WEFT_FOREVER), WEFT_EINVAL);
+    weft_reader_free(&r);
+    weft_reader_free(NULL);
+    /* Not a socket: writes fall back to write(2); a bad descriptor is -EBADF at once. */
+    int p[2];
+    ASSERT_EQ(pipe2(p, O_CLOEXEC), 0);
+    CHECK_EQ(weft_write(p[1], "pipe", 4, WEFT_FOREVER), 4);
+    CHECK_EQ(weft_read(p[0], buf, sizeof buf, WEFT_FOREVER), 4);
+    CHECK(memcmp(buf, "pipe", 4) == 0);
+    CHECK_EQ(weft_close(p[1]), 0);
+    CHECK_EQ(weft_read(p[0], buf, sizeof buf, WEFT_FOREVER), 0);
+    CHECK_EQ(weft_close(p[0]), 0);
+    CHECK_EQ(weft_read(p[0], buf, sizeof buf, WEFT_FOREVER), -EBADF);
+    CHECK_EQ(weft_write(p[0], buf, 1, WEFT_FOREVER), -EBADF);
+    close_pair(sv);
+}
+
+/* ---- 9. plain threads: the same calls block in poll --------------------------------------- */
+
+static void *thread_echo(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    char b[64];
+    /* A wait with a deadline never returns early. */
+    int64_t deadline = weft_now() + WEFT_MSEC(10);
+    int w = weft_wait_fd(fd, WEFT_READABLE, deadline);
+    ASSERT(w == WEFT_ETIMEDOUT || w == WEFT_READABLE);
+    if (w == WEFT_ETIMEDOUT)
+        ASSERT(weft_now() >= deadline);
+    for (int i = 0; i < 100; i++) { /* echo 100 messages, then report */
+        ssize_t n = weft_read(fd, b, sizeof b, WEFT_FOREVER);
+        ASSERT(n > 0);
+        ASSERT_EQ(weft_write_all(fd, b, (size_t)n, WEFT_FOREVER), n);
+    }
+    weft_reader r;
+    ASSERT_EQ(weft_reader_init(&r, fd, 16), 0);
+    ASSERT_EQ(weft_reader_line(&r, b, sizeof b, WEFT_FOREVER), 4);
+    ASSERT(strcmp(b, "end\n") == 0);
+    weft_reader_free(&r);
+    return NULL;
+}
+
+static void scenario_threads(void)
+{
+    int sv[2];
+    make_pair(sv);
+    pthread_t th;
+    ASSERT_EQ(pthread_create(&th, NULL, thread_echo, (void *)(intptr_t)sv[1]), 0);
+    for (int i = 0; i < 100; i++) {
+        char msg[32], back[32];
+        int len = snprintf(msg, sizeof msg, "message %d", i);
+        CHECK_EQ(weft_write_all(sv[0], msg, (size_t)len, WEFT_FOREVER), len);
+        CHECK_EQ(read_full(sv[0], back, (size_t)len, WEFT_FOREVER), len);
+        CHECK(memcmp(msg, back, (size_t)len) == 0);
+    }
+    CHECK_EQ(weft_write_all(sv[0], "end\n", 4, WEFT_FOREVER), 4);
+    void *r;
+    CHECK_EQ(weft_blocking(join_thread, &th, &r), 0);
+    CHECK_EQ((intptr_t)r, 0);
+    close_pair(sv);
+}
+
+/* No runtime at all: the calls still work (poll). */
+static void no_runtime(void)
+{
+    int sv[2];
+    make_pair(sv);
+    char b[16];
+    int64_t deadline = weft_now() + WEFT_MSEC(5);
+    ASSERT_EQ(weft_read(sv[0], b, sizeof b, deadline), WEFT_ETIMEDOUT);
+    ASSERT(weft_now() >= deadline);
+    ASSERT_EQ(weft_wait_fd(sv[1], WEFT_WRITABLE, WEFT_FOREVER), WEFT_WRITABLE);
+    ASSERT_EQ(weft_write(sv[1], "ab\ncd", 5, WEFT_FOREVER), 5);
+    ASSERT_EQ(weft_wait_fd(sv[0], WEFT_READABLE, WEFT_FOREVER), WEFT_READABLE);
+    weft_reader r;
+    ASSERT_EQ(weft_reader_init(&r, sv[0], 0), 0);
+    ASSERT_EQ(weft_reader_line(&r, b, sizeof b, WEFT_FOREVER), 3);
+    ASSERT_EQ(weft_reader_read(&r, b, sizeof b, WEFT_FOREVER), 2);
+    weft_reader_free(&r);
+    ASSERT_EQ(weft_wait_fd(-1, WEFT_READABLE, 0), WEFT_EINVAL);
+    ASSERT_EQ(weft_close(sv[0]), 0);
+    ASSERT_EQ(weft_close(sv[1]), 0);
+    checks += 9;
+}
+
+/* ---- the suite ------------------------------------------------------------------------------ */
+
+static const struct {
+    const char *name;
+    void (*fn)(void);
+} scenarios[] = {
+    {"echo_many", scenario_echo_many}, {"big", scenario_big},
+    {"reader", scenario_reader},       {"reset", scenario_reset},
+    {"deadlines", scenario_deadlines}, {"cancel", scenario_cancel},
+    {"burst", scenario_burst},         {"errors", scenario_errors},
+    {"threads", scenario_threads},
+};
+
+static int app(void *arg)
+{
+    const char *label = arg;
+    int base = count_fds_steady(-1); /* the runtime's own descriptors included */
+    if (getenv("TEST_IO_VERBOSE"))
+        list_fds("base");
+    for (size_t i = 0; i < sizeof scenarios / sizeof scenarios[0]; i++) {
+        int64_t t0 = weft_now();
+        scenarios[i].fn();
+        expect_alive(1);
+        int now = count_fds_steady(base);
+        if (now != base)
+        {
+            fprintf(stderr, "%s/%s: %d descriptors open, %d before\n", label, scenarios[i].name,
+                    now, base);
+            list_fds("now");
+        }
+        CHECK_EQ(now, base);
+        if (getenv("TEST_IO_VERBOSE"))
+            fprintf(stderr, "%s/%s: %.1f ms\n", label, scenarios[i].name,
+                    (double)(weft_now() - t0) / 1e6);
+    }
+    return 0;
+}
+
+int main(void)
+{
+    /* 1,000 clients and their server ends need ~2,000 descriptors. */
+    struct rlimit rl;
+    ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &rl), 0);
+    if (rl.rlim_cur < 65536 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max < 65536 ? rl.rlim_max : 65536;
+        setrlimit(RLIMIT_NOFILE, &rl);
+        getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    fd_limit = rl.rlim_cur == RLIM_INFINITY ? 65536 : (long)rl.rlim_cur;
+
+    int outside = count_fds();
+    no_runtime();
+    CHECK_EQ(count_fds(), outside);
+
+    ASSERT_EQ(weft_run(app, "default", NULL), 0);
+    CHECK_EQ(count_fds(), outside); /* the runtime's descriptors are gone with it */
+    weft_config one = {.threads = 1};
+    ASSERT_EQ(weft_run(app, "threads=1", &one), 0);
+    CHECK_EQ(count_fds(), outside);
+    weft_config migrate = {.threads = 2, .debug_migrate = 1};
+    ASSERT_EQ(weft_run(app, "migrate", &migrate), 0);
+    CHECK_EQ(count_fds(), outside);
+    TEST_PASS("test_io", atomic_load(&checks));
+    return 0;
+}
+
+#if defined(__SANITIZE_THREAD__)
+/* TSan models a descriptor as a memory location: close(2) writes it, epoll_ctl(2) reads it.
+ * libev drops an fd from a loop's epoll set lazily, from that loop's thread, when a stale
+ * event arrives — possibly while a coroutine on another worker closes the descriptor. The
+ * kernel makes that harmless (an epoll_ctl on a closed or reused number only fails with
+ * ENOENT/EBADF, which libev expects), so ignore the descriptor accesses libev makes. */
+const char *__tsan_default_suppressions(void);
+const char *__tsan_default_suppressions(void)
+{
+    return "called_from_lib:libev.so\n";
+}
+#endif
