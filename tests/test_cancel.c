@@ -101,7 +101,7 @@ static void *long_sleep(void *arg)
 static void *blocking_fn(void *arg)
 {
     (void)arg;
-    struct timespec ts = {0, 100 * 1000 * 1000};
+    struct timespec ts = {0, 200 * 1000 * 1000};
     nanosleep(&ts, NULL); /* a plain blocking call on the pool thread */
     atomic_store(&blocking_done, 1);
     return (void *)77;

@@ -74,8 +74,42 @@ static void test_migration(void)
         ASSERT_EQ(weft_join(t[i], NULL), 0);
     for (int i = 0; i < RING; i++)
         weft_chan_unref(ring[i]);
-    if (nworkers > 1)
-        CHECK(atomic_load(&max_seen_workers) >= 2); /* some coroutine ran on two threads */
+}
+
+/* Migration under load: CPU-bound coroutines of unequal length that yield often. The worker
+ * whose share finishes first steals from the other, so coroutines that already ran on one
+ * worker continue on the other. */
+static _Atomic unsigned migrated;
+static void *unequal_work(void *arg)
+{
+    long rounds = (long)arg;
+    unsigned seen = 0;
+    for (long r = 0; r < rounds; r++) {
+        seen |= 1u << weft_worker_index();
+        volatile unsigned long spin = 0;
+        for (int i = 0; i < 20000; i++)
+            spin += (unsigned long)i;
+        weft_yield();
+    }
+    seen |= 1u << weft_worker_index();
+    if (__builtin_popcount(seen) >= 2)
+        atomic_fetch_add(&migrated, 1);
+    return NULL;
+}
+
+static void test_migration_under_load(void)
+{
+    if (nworkers < 2)
+        return;
+    /* A few attempts, each normally enough on its own: scheduling is not deterministic. */
+    for (int attempt = 0; attempt < 10 && atomic_load(&migrated) == 0; attempt++) {
+        weft_task t[16];
+        for (int i = 0; i < 16; i++)
+            ASSERT_EQ(weft_spawn(&t[i], unequal_work, (void *)(long)(20 + 15 * i)), 0);
+        for (int i = 0; i < 16; i++)
+            ASSERT_EQ(weft_join(t[i], NULL), 0);
+    }
+    CHECK(atomic_load(&migrated) > 0); /* some coroutine ran on two worker threads */
 }
 
 /* ---- a million coroutines over all workers, each run exactly once ---------------------- */
@@ -267,6 +301,7 @@ static int app(void *arg)
     ASSERT_EQ(weft_stats_get(&st), 0);
     nworkers = st.workers;
     test_migration();
+    test_migration_under_load();
     test_million();
     test_steal_stress();
     test_foreign_threads();

@@ -137,11 +137,13 @@ static void *mx_thread(void *arg)
 struct holder {
     weft_mutex *m;
     int64_t hold;
-    _Atomic int stage;
+    _Atomic int stage; /* 1 holding, 2 released */
+    _Atomic int trying;
 };
 static void *hold_mutex(void *arg)
 {
     struct holder *h = arg;
+    atomic_store(&h->trying, 1);
     ASSERT_EQ(weft_mutex_lock(h->m), 0);
     atomic_store(&h->stage, 1);
     weft_sleep(h->hold);
@@ -205,7 +207,7 @@ static void test_mutex(void)
     /* contention across workers: coroutines only, then coroutines and plain threads */
     for (int with_threads = 0; with_threads <= 1; with_threads++) {
         enum { NC = 8, NT = 2 };
-        mx_m = ops_scaled(10000);
+        mx_m = ops_scaled(6000);
         mx_counter = 0;
         atomic_store(&mx_violations, 0);
         weft_task ts[NC];
@@ -329,6 +331,7 @@ static void test_cond(void)
     struct holder h = {.m = &m, .hold = WEFT_MSEC(40)};
     weft_task t;
     CHECK_EQ(weft_spawn(&t, hold_mutex, &h), 0); /* blocks on m until our wait releases it */
+    WAIT_FOR(atomic_load(&h.trying));
     weft_sleep(WEFT_MSEC(5)); /* let it queue on m: our wait hands m over to it (FIFO) */
     t0 = weft_now();
     CHECK_EQ(weft_cond_wait_until(&c, &m, t0 + WEFT_MSEC(10)), WEFT_ETIMEDOUT);

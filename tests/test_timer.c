@@ -204,6 +204,25 @@ static void *drain_ticks(void *arg)
     return NULL;
 }
 
+static _Atomic int thread_ticker_done;
+static void *thread_ticker(void *arg)
+{
+    (void)arg;
+    long bad = 0;
+    weft_ticker *tk;
+    int64_t t0 = weft_now();
+    if (weft_ticker_start(&tk, WEFT_MSEC(5)) != 0)
+        return (void *)1;
+    int64_t v;
+    for (int k = 1; k <= 3; k++)
+        if (weft_chan_recv(weft_ticker_chan(tk), &v) != 0 || v < t0 + k * WEFT_MSEC(5))
+            bad++;
+    if (weft_ticker_stop(tk) != 0)
+        bad++;
+    atomic_store(&thread_ticker_done, 1);
+    return (void *)bad;
+}
+
 static void test_ticker(void)
 {
     weft_ticker *tk;
@@ -269,6 +288,16 @@ static void test_ticker(void)
     CHECK_GE(got, 1);
     for (int i = 0; i < NT; i++)
         CHECK_EQ(weft_ticker_stop(many[i]), 0);
+    /* started, read and stopped from a plain thread */
+    pthread_t th;
+    CHECK_EQ(pthread_create(&th, NULL, thread_ticker, NULL), 0);
+    int64_t dl = weft_now() + WEFT_SEC(10);
+    while (!atomic_load(&thread_ticker_done) && weft_now() < dl)
+        weft_sleep(WEFT_MSEC(1)); /* keep the worker free while the thread blocks */
+    void *tr;
+    CHECK_EQ(pthread_join(th, &tr), 0);
+    CHECK_EQ((long)tr, 0);
+
     /* a ticker stopped right after it started */
     CHECK_EQ(weft_ticker_start(&tk, WEFT_SEC(1)), 0);
     CHECK_EQ(weft_ticker_stop(tk), 0);
