@@ -11,7 +11,8 @@ extern "C" {
  *
  * Lifetime: weft_chan_create returns a channel holding one reference; weft_chan_ref adds
  * one, weft_chan_unref drops one and frees the channel with the last. Dropping the last
- * reference while coroutines still wait on it is a programming error (abort with message).
+ * reference while coroutines still wait on it is a programming error (abort with message);
+ * after weft_run has returned, waiters of coroutines abandoned at shutdown do not count.
  * Close (Go's rule): receivers first drain buffered elements, then get WEFT_ECLOSED; a send
  * on a closed channel returns WEFT_ECLOSED and the element is not taken; a closing channel
  * wakes every waiter. Closing twice returns WEFT_ECLOSED. */

@@ -59,7 +59,10 @@ void weft_chan_unref(weft_chan *ch)
         weft__panic("weft: weft_chan_unref on a freed channel %p", (void *)ch);
     if (old != 1)
         return;
-    if (ch->sendq.head || ch->recvq.head)
+    /* Waiters of an earlier run were abandoned at its shutdown (their stacks are gone): the
+     * channel may be freed. Waiters of the current run are a use-after-free in waiting. */
+    if ((ch->sendq.head || ch->recvq.head) && weft__rt &&
+        ch->epoch == atomic_load(&weft__run_epoch))
         weft__panic("weft: channel %p freed while coroutines or threads wait on it", (void *)ch);
     free(ch->buf);
     free(ch);
@@ -182,6 +185,7 @@ static int chan_op(struct weft_chan *ch, void *elem, int64_t deadline, bool send
     weft__waiter_init(&w, &k, &tp, send ? "chan send" : "chan recv");
     w.elem = elem;
     struct weft__wq *q = send ? &ch->sendq : &ch->recvq;
+    ch->epoch = atomic_load_explicit(&weft__run_epoch, memory_order_relaxed);
     waitq_push(q, &w);
     return weft__waitq_block(q, &w, &ch->lock, deadline);
 }

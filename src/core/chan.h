@@ -13,6 +13,7 @@ struct weft_chan {
     struct weft__wq sendq;  /* blocked senders (their element is in waiter.elem) */
     struct weft__wq recvq;  /* blocked receivers (waiter.elem is where to put one) */
     _Atomic int refs;
+    uint64_t epoch;         /* weft__run_epoch when a waiter was last queued */
 };
 
 /* Under ch->lock. Try to complete a send/receive now. Returns 0 (done), WEFT_ECLOSED, or

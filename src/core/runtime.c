@@ -16,6 +16,7 @@
 
 
 static _Atomic int running;
+_Atomic uint64_t weft__run_epoch;
 
 struct main_arg {
     int (*main)(void *);
@@ -90,6 +91,7 @@ int weft_run(int (*main)(void *), void *arg, const weft_config *config)
     for (int i = 0; i < nthreads; i++)
         if (!(rt->workers[i] = weft__worker_create(i)))
             goto out;
+    atomic_fetch_add(&weft__run_epoch, 1);
     weft__rt = rt;
     weft__guard_install();
     if (cfg.dump_signal > 0)

@@ -68,6 +68,9 @@ struct weft__runtime {
 };
 
 extern struct weft__runtime *weft__rt;
+/* Counts weft_run calls: objects remember the run whose waiters they hold, so waiters left
+ * by coroutines abandoned at shutdown (on stacks since unmapped) are never touched later. */
+extern _Atomic uint64_t weft__run_epoch;
 
 /* Statistics counters have one writer (the owning worker): a relaxed load and store, not a
  * locked read-modify-write (which costs ~5 ns on every switch and park here). Readers

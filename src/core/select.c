@@ -137,6 +137,7 @@ int weft_select(weft_case *cases, int n, int64_t deadline)
         w->elem = c->elem;
         w->sel = &sel;
         w->index = order[i];
+        c->ch->epoch = atomic_load_explicit(&weft__run_epoch, memory_order_relaxed);
         waitq_push(c->op == WEFT_OP_SEND ? &c->ch->sendq : &c->ch->recvq, w);
     }
     int r;
