@@ -37,7 +37,7 @@ static bool put_slow(struct weft__runq *q, struct weft__coro *co, uint32_t h, ui
     return true;
 }
 
-void weft__runq_put(struct weft__runq *q, struct weft__coro *co, struct weft__globalq *g)
+void weft__runq_put_slow(struct weft__runq *q, struct weft__coro *co, struct weft__globalq *g)
 {
     for (;;) {
         uint32_t h = load_head(q);

@@ -29,7 +29,21 @@ struct weft__globalq {
 };
 
 /* Owner only. Put co at the tail; on overflow, move half of the ring plus co to g. */
-void weft__runq_put(struct weft__runq *q, struct weft__coro *co, struct weft__globalq *g);
+void weft__runq_put_slow(struct weft__runq *q, struct weft__coro *co, struct weft__globalq *g);
+static inline void weft__runq_put(struct weft__runq *q, struct weft__coro *co,
+                                  struct weft__globalq *g)
+{
+    /* acquire on head: a consumer's read of the slot we are about to reuse happened before
+     * its CAS moved head past it; release on tail publishes the slot and the coroutine. */
+    uint32_t h = atomic_load_explicit(&q->head, memory_order_acquire);
+    uint32_t t = atomic_load_explicit(&q->tail, memory_order_relaxed);
+    if (__builtin_expect(t - h < WEFT_RUNQ_SIZE, 1)) {
+        atomic_store_explicit(&q->buf[t % WEFT_RUNQ_SIZE], co, memory_order_relaxed);
+        atomic_store_explicit(&q->tail, t + 1, memory_order_release);
+        return;
+    }
+    weft__runq_put_slow(q, co, g);
+}
 /* Owner only. Put co in runnext; the previous occupant goes to the tail. */
 void weft__runq_put_next(struct weft__runq *q, struct weft__coro *co, struct weft__globalq *g);
 /* Owner only. Take runnext (if use_next) else the head. NULL if empty. */

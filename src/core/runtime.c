@@ -81,6 +81,8 @@ int weft_run(int (*main)(void *), void *arg, const weft_config *config)
     rt->nworkers = nthreads;
     rt->stack_size = cfg.stack_size ? weft__stack_round(cfg.stack_size) : WEFT_STACK_DEFAULT;
     rt->debug_migrate = cfg.debug_migrate || env_int("WEFT_DEBUG_MIGRATE", 0) > 0;
+    if (nthreads == 1)
+        rt->debug_migrate = false; /* nowhere to migrate to */
     rt->blocking_threads = cfg.blocking_threads ? cfg.blocking_threads : 64;
     pthread_mutex_init(&rt->idle_mu, NULL);
     rt->workers = calloc((size_t)nthreads, sizeof *rt->workers);
@@ -88,9 +90,12 @@ int weft_run(int (*main)(void *), void *arg, const weft_config *config)
     int ret = WEFT_ENOMEM;
     if (!rt->workers || !rt->idle_list)
         goto out;
-    for (int i = 0; i < nthreads; i++)
+    for (int i = 0; i < nthreads; i++) {
         if (!(rt->workers[i] = weft__worker_create(i)))
             goto out;
+        rt->workers[i]->solo = nthreads == 1;
+        rt->workers[i]->debug_migrate = rt->debug_migrate;
+    }
     atomic_fetch_add(&weft__run_epoch, 1);
     weft__rt = rt;
     weft__guard_install();

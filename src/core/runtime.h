@@ -41,6 +41,8 @@ struct weft__worker {
     bool tick_due;                 /* the 61st dispatch came: check the global queue first */
     uint32_t next_streak;          /* consecutive runnext dispatches (bounded to 3) */
     int64_t last_poll;             /* weft_now() of the last ev_run */
+    bool solo;                     /* the runtime has one worker: no thieves */
+    bool debug_migrate;            /* copy of runtime.debug_migrate, read on hot paths */
     bool spinning;                 /* holds one of runtime.nspinning */
     bool in_poll;                  /* inside ev_run: readied coroutines stay local */
     bool idle;                     /* on the idle list (guarded by runtime.idle_mu) */

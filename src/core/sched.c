@@ -91,13 +91,17 @@ struct weft__switch {
     struct weft__coro *from;   /* the coroutine we leave, NULL for the scheduler */
     void (*unlock)(void *);
     void *unlock_arg;
+#if WEFT_ASAN
     void *dest_fake;           /* ASan: the destination's fake-stack save */
+#endif
 };
 
 static weft__transfer_t switch_done(weft__transfer_t t)
 {
     struct weft__switch *s = t.data;
+#if WEFT_ASAN
     weft__asan_finish(s->dest_fake);
+#endif
     *s->save = t.fctx;
     if (s->after)
         s->after(s, s->w);
@@ -138,13 +142,17 @@ static void switch_to(struct weft__worker *w, struct weft__coro *to, struct weft
         atomic_store_explicit(&to->state, WEFT_CO_RUNNING, memory_order_relaxed);
         to->last_worker = w->index;
         w->current = to;
+#if WEFT_ASAN
         s->dest_fake = to->asan_fake;
+#endif
         ctx = to->ctx;
         weft__asan_start(fake_save, to->stack->lo, to->stack->size);
         weft__tsan_switch(to->stack->tsan_fiber);
     } else {
         w->current = NULL;
+#if WEFT_ASAN
         s->dest_fake = w->sched_asan_fake;
+#endif
         ctx = w->sched_ctx;
         weft__asan_start(fake_save, w->sched_stack_lo, w->sched_stack_size);
         weft__tsan_switch(w->sched_tsan_fiber);
@@ -196,7 +204,7 @@ static struct weft__coro *local_get(struct weft__worker *w)
         }
     }
     w->next_streak = 0;
-    if (weft__rt->nworkers == 1) { /* no thieves: no CAS needed */
+    if (w->solo) { /* no thieves: no CAS needed */
         co = weft__runq_get_solo(&w->rq);
         return co ? co : weft__runq_get(&w->rq, false);
     }
@@ -307,7 +315,10 @@ static void after_yield(struct weft__switch *s, struct weft__worker *w)
 {
     struct weft__coro *co = s->from;
     atomic_store_explicit(&co->state, WEFT_CO_RUNNABLE, memory_order_relaxed);
-    enqueue(w, co, Q_REQUEUE);
+    if (WEFT_LIKELY(!co->pin && !w->debug_migrate))
+        weft__runq_put(&w->rq, co, &weft__rt->global); /* Q_REQUEUE, inlined */
+    else
+        enqueue(w, co, Q_REQUEUE);
 }
 
 static void after_park(struct weft__switch *s, struct weft__worker *w)
@@ -377,8 +388,11 @@ int weft_yield(void)
     if (!co)
         return WEFT_ENOTCORO;
     canary_check(co);
-    struct weft__switch s = {.save = &co->ctx, .after = after_yield, .from = co};
-    if (!weft__rt->debug_migrate) {
+    struct weft__switch s;
+    s.save = &co->ctx;
+    s.after = after_yield;
+    s.from = co;
+    if (!w->debug_migrate) {
         struct weft__coro *next = pick_local(w);
         if (!next && !weft__runq_nonempty(&w->rq) && !w->tick_due &&
             !weft__globalq_nonempty(&weft__rt->global))
