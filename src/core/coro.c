@@ -198,9 +198,13 @@ bool weft__waker_claim(struct weft__waker *k)
                                                        memory_order_acq_rel,
                                                        memory_order_relaxed);
     }
-    uint32_t zero = 0;
-    return atomic_compare_exchange_strong_explicit(&k->tp->word, &zero, 1, memory_order_acq_rel,
-                                                   memory_order_relaxed);
+    /* A plain thread's wait: armed (0) → claimed (1), keeping the SLEEPING bit. */
+    uint32_t v = atomic_load_explicit(&k->tp->word, memory_order_relaxed);
+    while ((v & TP_STATE) == TP_ARMED)
+        if (atomic_compare_exchange_weak_explicit(&k->tp->word, &v, (v & TP_SLEEPING) | TP_CLAIMED,
+                                                  memory_order_acq_rel, memory_order_relaxed))
+            return true;
+    return false;
 }
 
 void weft__waker_complete(struct weft__waker *k, int result, bool handoff)
@@ -215,8 +219,11 @@ void weft__waker_complete(struct weft__waker *k, int result, bool handoff)
      * wake — FUTEX_WAKE on an address no longer waited on is harmless. */
     struct weft__thread_parker *tp = k->tp;
     tp->result = result;
-    atomic_store_explicit(&tp->word, 2, memory_order_release);
-    weft__futex_wake(&tp->word, 1);
+    /* The futex system call only if the thread went to sleep: a waiter still spinning sees
+     * DONE by itself. The exchange orders against its CAS that sets SLEEPING. */
+    uint32_t old = atomic_exchange_explicit(&tp->word, TP_DONE, memory_order_acq_rel);
+    if (old & TP_SLEEPING)
+        weft__futex_wake(&tp->word, 1);
 }
 
 bool weft__waker_wake(struct weft__waker *k, int result, bool handoff)
@@ -238,12 +245,27 @@ void weft__tparker_arm(struct weft__thread_parker *tp, struct weft__waker *k)
 
 int weft__tparker_wait(struct weft__thread_parker *tp, int64_t deadline)
 {
+    /* Spin briefly first (~10-20 us): a coroutine on another core often answers within
+     * that, and then neither side makes a system call. Bounded, so a blocked thread does
+     * not burn a core. */
+    for (int i = 0; i < 2000; i++) {
+        if ((atomic_load_explicit(&tp->word, memory_order_acquire) & TP_STATE) == TP_DONE)
+            return tp->result;
+        __builtin_ia32_pause_or_nothing();
+    }
     for (;;) {
         uint32_t v = atomic_load_explicit(&tp->word, memory_order_acquire);
-        if (v == 2)
+        if ((v & TP_STATE) == TP_DONE)
             return tp->result;
+        if (!(v & TP_SLEEPING)) {
+            if (!atomic_compare_exchange_weak_explicit(&tp->word, &v, v | TP_SLEEPING,
+                                                       memory_order_acq_rel,
+                                                       memory_order_acquire))
+                continue;
+            v |= TP_SLEEPING;
+        }
         if (weft__futex_wait(&tp->word, v, deadline) == -ETIMEDOUT &&
-            atomic_load_explicit(&tp->word, memory_order_acquire) != 2)
+            (atomic_load_explicit(&tp->word, memory_order_acquire) & TP_STATE) != TP_DONE)
             return WEFT_ETIMEDOUT;
     }
 }

@@ -97,8 +97,15 @@ struct weft__coro {
 /* A token that can complete one wait, of a coroutine or of a plain thread. Lives in the
  * waiter's own frame (channel waiter nodes, join) or in a timer record. */
 struct weft__thread_parker {
-    _Atomic uint32_t word; /* 0 armed, 1 claimed by a waker, 2 completed, 3 given up */
+    _Atomic uint32_t word; /* TP_ARMED → TP_CLAIMED (a waker won) → TP_DONE, | TP_SLEEPING */
     int result;
+};
+enum {
+    TP_ARMED = 0,
+    TP_CLAIMED = 1,
+    TP_DONE = 2,
+    TP_STATE = 3,
+    TP_SLEEPING = 4, /* the thread is (about to be) in futex_wait: the completer must wake it */
 };
 struct weft__waker {
     struct weft__coro *co;             /* NULL: a plain thread */

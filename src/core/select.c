@@ -160,7 +160,7 @@ int weft_select(weft_case *cases, int n, int64_t deadline)
     }
     unlock_all(&ls);
     if (!co && r == WEFT_ETIMEDOUT && popped &&
-        atomic_load_explicit(&tp.word, memory_order_acquire) != 0)
+        (atomic_load_explicit(&tp.word, memory_order_acquire) & TP_STATE) != TP_ARMED)
         r = weft__tparker_wait(&tp, WEFT_FOREVER);
     if (r == WEFT_ETIMEDOUT || r == WEFT_ECANCELED)
         return r;

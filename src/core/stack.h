@@ -25,6 +25,7 @@ struct weft__stack {
     unsigned guard;            /* enum weft__guard_kind */
     unsigned valgrind_id;      /* VALGRIND_STACK_REGISTER id, or 0 */
     void *tsan_fiber;          /* one TSan fiber per stack, reused across coroutines */
+    unsigned tsan_uses;        /* coroutines run on tsan_fiber so far (see prepare) */
 };
 
 /* Per-worker cache: single-threaded, owned by the worker. */
