@@ -474,16 +474,20 @@ int weft_cancel(weft_task t)
     struct weft__coro *co = weft__coro_from_handle(t);
     if (!co)
         return WEFT_ESTATE;
+    /* Under co->lock the coroutine cannot finish (exit sets `finished` under it), so the
+     * request and the wait token we read belong to this task, not to a later coroutine that
+     * reuses the control block (which starts with cancel = 0 and a new wait sequence). */
     weft__lock_acquire(&co->lock);
-    bool gone = co->finished || atomic_load_explicit(&co->id, memory_order_relaxed) != t.id;
-    weft__lock_release(&co->lock);
-    if (gone)
+    if (co->finished || atomic_load_explicit(&co->id, memory_order_relaxed) != t.id) {
+        weft__lock_release(&co->lock);
         return WEFT_ESTATE;
+    }
     /* Dekker with weft__park: store the request, fence, then look for an armed wait. */
     atomic_store_explicit(&co->cancel, 1, memory_order_relaxed);
     weft__fence_seq_cst();
     uint64_t tok = atomic_load_explicit(&co->wait, memory_order_relaxed);
-    if (tok & WEFT_WAIT_ARMED) {
+    weft__lock_release(&co->lock);
+    if (tok & WEFT_WAIT_ARMED) { /* a stale token (the wait moved on) fails the CAS */
         struct weft__waker k = {.co = co, .token = tok, .tp = NULL};
         weft__waker_wake(&k, WEFT_ECANCELED, false);
     }
