@@ -123,10 +123,11 @@ static int server(void *arg)
         c->prev = conns.prev;
         conns.prev->next = c;
         conns.prev = c;
-        weft_mutex_unlock(&conns_mu);
-        /* Nobody joins connections: detach. The handle still names the task while it is on
-         * the list (it unlinks itself before it finishes), which is when we may cancel it. */
+        /* Nobody joins connections: detach (before unlocking: once we unlock, the task may
+         * finish and free c). The handle still names the task while it is on the list (it
+         * unlinks itself before it finishes), which is when shutdown may cancel it. */
         weft_detach(c->task);
+        weft_mutex_unlock(&conns_mu);
     }
 
     /* Shut down: stop accepting, cancel the connections, wait for them. */
@@ -151,7 +152,11 @@ int main(int argc, char **argv)
         port = atoi(argv[1]);
     if (argc > 2)
         idle_timeout = WEFT_SEC(atoi(argv[2]));
-    /* Block the signals in every thread (workers inherit the mask); one thread waits. */
+    /* Block the signals in every thread (workers inherit the mask); one thread waits.
+     * A shell starts background jobs with SIGINT ignored, and an ignored signal never
+     * reaches sigwait: restore the default disposition first (Go's signal.Notify does too). */
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGINT);

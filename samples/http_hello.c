@@ -26,6 +26,13 @@ static int port = 8080;
 
 static const char RESP_OK[] = "HTTP/1.1 200 OK\r\nContent-Length: 14\r\n"
                               "Content-Type: text/plain\r\n\r\nHello, World!\n";
+/* The same when the connection closes after it, and for an HTTP/1.0 keep-alive client. */
+static const char RESP_OK_CLOSE[] = "HTTP/1.1 200 OK\r\nContent-Length: 14\r\n"
+                                    "Content-Type: text/plain\r\nConnection: close\r\n\r\n"
+                                    "Hello, World!\n";
+static const char RESP_OK_KEEP[] = "HTTP/1.1 200 OK\r\nContent-Length: 14\r\n"
+                                   "Content-Type: text/plain\r\nConnection: keep-alive\r\n\r\n"
+                                   "Hello, World!\n";
 static const char RESP_BAD[] = "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n"
                                "Connection: close\r\n\r\n";
 static const char RESP_BIG[] = "HTTP/1.1 431 Request Header Fields Too Large\r\n"
@@ -150,12 +157,14 @@ static void http_session(int fd)
             respond(fd, &out, RESP_BAD, sizeof RESP_BAD - 1);
             break;
         }
-        int keep_alive = sp2[8] != '0'; /* HTTP/1.1 keeps alive by default, 1.0 does not */
+        int http10 = sp2[8] == '0', keep_alive = !http10; /* 1.1 keeps alive by default */
         long long body = 0;
         int chunked = 0;
         /* Headers until the empty line. */
         for (;;) {
             n = weft_reader_line(&r, line, sizeof line, WEFT_FOREVER);
+            if (n == WEFT_EINVAL)
+                respond(fd, &out, RESP_BIG, sizeof RESP_BIG - 1);
             if (n <= 0)
                 goto done; /* end of stream, error, or a header line too long */
             if (line[0] == '\r' || line[0] == '\n')
@@ -188,7 +197,12 @@ static void http_session(int fd)
                 goto done;
             body -= n;
         }
-        if (respond(fd, &out, RESP_OK, sizeof RESP_OK - 1) < 0 || !keep_alive)
+        if (!keep_alive) {
+            respond(fd, &out, RESP_OK_CLOSE, sizeof RESP_OK_CLOSE - 1);
+            break;
+        }
+        if (http10 ? respond(fd, &out, RESP_OK_KEEP, sizeof RESP_OK_KEEP - 1) < 0
+                   : respond(fd, &out, RESP_OK, sizeof RESP_OK - 1) < 0)
             break;
     }
 done:
@@ -254,8 +268,8 @@ static int server(void *arg)
         c->prev = conns.prev;
         conns.prev->next = c;
         conns.prev = c;
-        weft_mutex_unlock(&conns_mu);
         weft_detach(c->task); /* cancellable while on the list: it unlinks itself last */
+        weft_mutex_unlock(&conns_mu);
     }
 
     pthread_mutex_lock(&acceptor_mu);
@@ -277,6 +291,8 @@ int main(int argc, char **argv)
 {
     if (argc > 1)
         port = atoi(argv[1]);
+    signal(SIGINT, SIG_DFL); /* not ignored (background jobs), blocked everywhere, waited for */
+    signal(SIGTERM, SIG_DFL);
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGINT);

@@ -172,20 +172,41 @@ static void reply(struct client *c, const char *s, size_t n)
 }
 #define REPLY(c, lit) reply(c, lit, sizeof lit - 1)
 
+/* "<type><v>\r\n" at p (room for 24 bytes); the length. No printf on the hot path. */
+static size_t format_header(char *p, char type, long long v)
+{
+    char digits[20];
+    int n = 0;
+    unsigned long long u = v < 0 ? 0 - (unsigned long long)v : (unsigned long long)v;
+    do
+        digits[n++] = (char)('0' + u % 10);
+    while ((u /= 10) != 0);
+    size_t len = 0;
+    p[len++] = type;
+    if (v < 0)
+        p[len++] = '-';
+    while (n > 0)
+        p[len++] = digits[--n];
+    p[len++] = '\r';
+    p[len++] = '\n';
+    return len;
+}
+
 static void reply_int(struct client *c, char type, long long v)
 {
-    char tmp[32];
-    reply(c, tmp, (size_t)snprintf(tmp, sizeof tmp, "%c%lld\r\n", type, v));
+    char *p = reserve(c, 24);
+    if (p)
+        c->out_len += format_header(p, type, v);
 }
 
 static void reply_bulk(struct client *c, const char *s, size_t n)
 {
-    char *p = reserve(c, n + 32);
+    char *p = reserve(c, n + 26);
     if (p) {
-        int h = snprintf(p, 32, "$%zu\r\n", n);
+        size_t h = format_header(p, '$', (long long)n);
         memcpy(p + h, s, n);
         memcpy(p + h + n, "\r\n", 2);
-        c->out_len += (size_t)h + n + 2;
+        c->out_len += h + n + 2;
     }
 }
 
@@ -609,8 +630,8 @@ static int server(void *arg)
         cn->prev = conns.prev;
         conns.prev->next = cn;
         conns.prev = cn;
-        weft_mutex_unlock(&conns_mu);
         weft_detach(cn->task); /* cancellable while on the list: it unlinks itself last */
+        weft_mutex_unlock(&conns_mu);
     }
 
     pthread_mutex_lock(&acceptor_mu);
@@ -632,6 +653,8 @@ int main(int argc, char **argv)
 {
     if (argc > 1)
         port = atoi(argv[1]);
+    signal(SIGINT, SIG_DFL); /* not ignored (background jobs), blocked everywhere, waited for */
+    signal(SIGTERM, SIG_DFL);
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGINT);

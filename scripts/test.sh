@@ -20,6 +20,9 @@
 #             built against it with find_package(weft) and with pkg-config, shared and static
 #   aarch64   scripts/test-aarch64.sh: the AArch64 switch under qemu-user (skipped, not failed,
 #             when the cross packages cannot be installed)
+#   fuzz      scripts/fuzz.sh --smoke --seconds 45: libFuzzer + ASan/UBSan on the scheduler and
+#             channels (tests/fuzz/fuzz_sched.c)                        (build/fuzz-libfuzzer)
+#             (skipped, not failed, when clang with libFuzzer cannot be installed)
 #
 # Ends with the line "N passed, N failed" (", N skipped" follows when a stage was skipped),
 # counting stages; exits non-zero when a stage failed.
@@ -37,7 +40,7 @@ cd "$root"
 # shellcheck source=scripts/deps.sh
 . scripts/deps.sh
 
-ALL_STAGES=(release migrate boost ucontext asan tsan valgrind install aarch64)
+ALL_STAGES=(release migrate boost ucontext asan tsan valgrind install aarch64 fuzz)
 QUICK_STAGES=(release asan)
 JOBS=${WEFT_TEST_JOBS:-2}
 VALGRIND_TESTS=${VALGRIND_TESTS:-"test_coro test_chan test_select test_sync test_cancel"}
@@ -365,6 +368,11 @@ stage_aarch64() {
     fi
     [ -f scripts/test-aarch64.sh ] || { log "aarch64: scripts/test-aarch64.sh is missing"; return 1; }
     timeout -k 30 "$STAGE_TIMEOUT" bash scripts/test-aarch64.sh
+}
+
+stage_fuzz() {
+    [ -f scripts/fuzz.sh ] || { log "fuzz: scripts/fuzz.sh is missing"; return 1; }
+    WEFT_TEST_JOBS=$JOBS timeout -k 30 "$STAGE_TIMEOUT" bash scripts/fuzz.sh --smoke --seconds 45
 }
 
 # ---- main -------------------------------------------------------------------------------------

@@ -534,6 +534,68 @@ static void test_races(void)
 }
 
 /* ------------------------------------------------------------------------------------------
+ * A cancellation reaches only the task it names: a plain thread keeps cancelling handles of
+ * short tasks that finish, are joined, and whose control blocks are then reused by new
+ * (pinned, so the same worker's cache hands the block straight back) coroutines; those must
+ * never see a request. */
+
+static pthread_mutex_t cur_mu = PTHREAD_MUTEX_INITIALIZER;
+static weft_task cur_task;
+static _Atomic int reuse_stop;
+static _Atomic long spurious;
+
+static void *do_nothing(void *arg)
+{
+    return arg;
+}
+static void *victim(void *arg)
+{
+    (void)arg;
+    if (weft_cancelled())
+        atomic_fetch_add(&spurious, 1);
+    return NULL;
+}
+static void *busy_canceller(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&reuse_stop)) {
+        pthread_mutex_lock(&cur_mu);
+        weft_task t = cur_task;
+        pthread_mutex_unlock(&cur_mu);
+        if (t.id) {
+            int r = weft_cancel(t);
+            ASSERT(r == 0 || r == WEFT_ESTATE);
+        }
+    }
+    return NULL;
+}
+
+static void test_cancel_reuse(void)
+{
+    long rounds = ops_scaled(1000000);
+    atomic_store(&reuse_stop, 0);
+    atomic_store(&spurious, 0);
+    cur_task = (weft_task){NULL, 0};
+    pthread_t th;
+    CHECK_EQ(pthread_create(&th, NULL, busy_canceller, NULL), 0);
+    CHECK_EQ(weft_pin(), 0);
+    for (long i = 0; i < rounds; i++) {
+        weft_task t, v;
+        ASSERT_EQ(weft_spawn(&t, do_nothing, NULL), 0);
+        pthread_mutex_lock(&cur_mu);
+        cur_task = t;
+        pthread_mutex_unlock(&cur_mu);
+        ASSERT_EQ(weft_join(t, NULL), 0);
+        ASSERT_EQ(weft_spawn(&v, victim, NULL), 0);
+        ASSERT_EQ(weft_join(v, NULL), 0);
+    }
+    CHECK_EQ(weft_unpin(), 0);
+    atomic_store(&reuse_stop, 1);
+    CHECK_EQ(pthread_join(th, NULL), 0); /* it never blocks: a quick join */
+    CHECK_EQ(atomic_load(&spurious), 0);
+}
+
+/* ------------------------------------------------------------------------------------------
  * A failed call leaves no armed wait behind: a condition wait refused because the mutex is
  * not locked must not let a later cancellation disturb the waits after it. */
 
@@ -568,12 +630,13 @@ static void test_failed_call_leaves_no_wait(void)
 
 static int app(void *arg)
 {
-    (void)arg;
     test_points();
     test_sticky();
     test_handles_threads();
     test_races();
     test_failed_call_leaves_no_wait();
+    if ((intptr_t)arg == 1)
+        test_cancel_reuse(); /* a CPU-bound stress: in the one-worker run only */
     return 0;
 }
 
@@ -582,7 +645,7 @@ int main(void)
     int threads[] = {0, 1, 2};
     for (int i = 0; i < 3; i++) {
         weft_config cfg = {.threads = threads[i]};
-        ASSERT_EQ(weft_run(app, NULL, &cfg), 0);
+        ASSERT_EQ(weft_run(app, (void *)(intptr_t)threads[i], &cfg), 0);
     }
     TEST_PASS("test_cancel", checks);
     return 0;

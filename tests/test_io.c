@@ -74,13 +74,11 @@ static int count_fds(void)
 static int count_fds_steady(int expect)
 {
     int n = count_fds(), same = 0;
-    for (int i = 0; i < 2000 && (n != expect || same < 2); i++) {
+    for (int i = 0; i < 2000 && ((expect >= 0 && n != expect) || same < 2); i++) {
         weft_sleep(WEFT_MSEC(1));
         int m = count_fds();
         same = m == n ? same + 1 : 0;
         n = m;
-        if (n == expect && same >= 2)
-            break;
     }
     return n;
 }
@@ -855,8 +853,12 @@ static void no_runtime(void)
     weft_reader_free(&r);
     ASSERT_EQ(weft_wait_fd(-1, WEFT_READABLE, 0), WEFT_EINVAL);
     ASSERT_EQ(weft_close(sv[0]), 0);
+    /* A descriptor that is not open: -EBADF, no wait. (From a coroutine, weft_wait_fd on a
+     * closed descriptor currently aborts inside libev; not exercised here.) */
+    ASSERT_EQ(weft_wait_fd(sv[0], WEFT_READABLE, WEFT_FOREVER), -EBADF);
+    ASSERT_EQ(weft_read(sv[0], b, sizeof b, WEFT_FOREVER), -EBADF);
     ASSERT_EQ(weft_close(sv[1]), 0);
-    checks += 9;
+    checks += 11;
 }
 
 /* ---- the suite ------------------------------------------------------------------------------ */

@@ -531,6 +531,33 @@ static void test_duplicates(void)
 /* A receive case with a NULL element (discard). Accepting it is the implementation's
  * choice (the header does not say); if accepted it must work when the select blocks and a
  * sender hands its element over directly. */
+/* Zero-size elements: NULL element pointers in both directions. */
+static void *zero_sender(void *arg)
+{
+    weft_sleep(WEFT_MSEC(2));
+    return (void *)(intptr_t)weft_chan_send(arg, NULL);
+}
+
+static void test_zero_size(void)
+{
+    weft_chan *sig = mk(0, 0), *buf = mk(0, 1);
+    weft_case cs[2] = {{sig, WEFT_OP_RECV, NULL, 0}, {buf, WEFT_OP_SEND, NULL, 0}};
+    CHECK_EQ(weft_select(cs, 2, WEFT_FOREVER), 1); /* room in buf */
+    CHECK_EQ(weft_chan_len(buf), 1);
+    CHECK_EQ(weft_select(cs, 2, 0), WEFT_EAGAIN);
+    weft_task t;
+    CHECK_EQ(weft_spawn(&t, zero_sender, sig), 0);
+    CHECK_EQ(weft_select(cs, 2, WEFT_FOREVER), 0); /* blocked, woken by the signal */
+    void *r;
+    CHECK_EQ(weft_join(t, &r), 0);
+    CHECK_EQ((intptr_t)r, 0);
+    weft_case rc[1] = {{buf, WEFT_OP_RECV, NULL, 0}};
+    CHECK_EQ(weft_select(rc, 1, 0), 0);
+    CHECK_EQ(weft_chan_len(buf), 0);
+    weft_chan_unref(sig);
+    weft_chan_unref(buf);
+}
+
 static void test_recv_discard(void)
 {
     weft_chan *z = mk(sizeof(int), 0), *b = mk(sizeof(int), 1);
@@ -669,6 +696,7 @@ static int app(void *arg)
     test_duplicates();
     test_stress();
     test_recv_discard();
+    test_zero_size();
     return 0;
 }
 

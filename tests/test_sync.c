@@ -326,6 +326,8 @@ static void test_cond(void)
     CHECK_GE(el, WEFT_MSEC(20));
     CHECK_LT(el, WEFT_MSEC(20) + LATE_NS);
     CHECK_EQ(weft_mutex_trylock(&m), WEFT_EAGAIN); /* still (again) locked */
+    CHECK_EQ(weft_cond_wait_until(&c, &m, weft_now() - 1), WEFT_ETIMEDOUT);
+    CHECK_EQ(weft_mutex_trylock(&m), WEFT_EAGAIN);
     /* ... even when someone else holds the mutex at the deadline: the wait returns only
      * once it has the mutex back */
     struct holder h = {.m = &m, .hold = WEFT_MSEC(40)};
@@ -412,8 +414,8 @@ static void *sem_user(void *arg)
     for (int i = 0; i < 20; i++) {
         ASSERT_EQ(weft_sem_wait(&sem), 0);
         int now = atomic_fetch_add(&sem_inside, 1) + 1;
-        int mx = atomic_load(&sem_max);
-        while (now > mx && !atomic_compare_exchange_weak(&sem_max, &mx, now))
+        int seen = atomic_load(&sem_max);
+        while (now > seen && !atomic_compare_exchange_weak(&sem_max, &seen, now))
             ;
         if (i & 1)
             weft_sleep(WEFT_USEC(200));
@@ -711,6 +713,98 @@ static void test_group(void)
     free(grp_results);
 }
 
+/* ------------------------------------------------------------------------------------------
+ * Plain threads on every primitive: timeouts (a thread's wait gives up on its own) and
+ * wake-ups by coroutines. */
+
+static struct {
+    weft_mutex m, held;
+    weft_cond c;
+    weft_sem s;
+    weft_wg wg;
+    bool flag;
+    _Atomic int timeouts_done;
+} th_obj = {WEFT_MUTEX_INIT, WEFT_MUTEX_INIT, WEFT_COND_INIT, {0, 0, {0, 0}}, WEFT_WG_INIT, false, 0};
+
+static bool th_timed_out(int r, int64_t t0, int64_t d)
+{
+    int64_t el = weft_now() - t0;
+    return r == WEFT_ETIMEDOUT && el >= d && el < d + LATE_NS;
+}
+
+static void *thread_timeouts(void *arg)
+{
+    (void)arg;
+    long bad = 0;
+    const int64_t d = WEFT_MSEC(15);
+    int64_t t0 = weft_now();
+    if (!th_timed_out(weft_mutex_lock_until(&th_obj.held, t0 + d), t0, d))
+        bad |= 1;
+    if (weft_mutex_trylock(&th_obj.held) != WEFT_EAGAIN)
+        bad |= 2;
+    t0 = weft_now();
+    if (!th_timed_out(weft_sem_wait_until(&th_obj.s, t0 + d), t0, d))
+        bad |= 4;
+    t0 = weft_now();
+    if (!th_timed_out(weft_wg_wait_until(&th_obj.wg, t0 + d), t0, d))
+        bad |= 8;
+    /* a timed condition wait on a thread returns with the mutex held */
+    if (weft_mutex_lock(&th_obj.m) != 0)
+        bad |= 16;
+    t0 = weft_now();
+    if (!th_timed_out(weft_cond_wait_until(&th_obj.c, &th_obj.m, t0 + d), t0, d))
+        bad |= 32;
+    if (weft_mutex_trylock(&th_obj.m) != WEFT_EAGAIN || weft_mutex_unlock(&th_obj.m) != 0)
+        bad |= 64;
+    atomic_store(&th_obj.timeouts_done, 1);
+    /* then a real wait, ended by a coroutine's signal */
+    if (weft_mutex_lock(&th_obj.m) != 0)
+        bad |= 128;
+    while (!th_obj.flag)
+        if (weft_cond_wait(&th_obj.c, &th_obj.m) != 0)
+            bad |= 256;
+    if (weft_mutex_unlock(&th_obj.m) != 0)
+        bad |= 512;
+    /* and a semaphore unit posted by a coroutine */
+    if (weft_sem_wait(&th_obj.s) != 0)
+        bad |= 1024;
+    return (void *)bad;
+}
+
+struct ret_thr {
+    void *ret;
+};
+static void *thread_timeouts_wrap(void *arg)
+{
+    ((struct ret_thr *)arg)->ret = thread_timeouts(NULL);
+    return NULL;
+}
+
+static void test_threads(void)
+{
+    CHECK_EQ(weft_sem_init(&th_obj.s, 0), 0);
+    CHECK_EQ(weft_wg_add(&th_obj.wg, 1), 0);
+    th_obj.flag = false;
+    atomic_store(&th_obj.timeouts_done, 0);
+    CHECK_EQ(weft_mutex_lock(&th_obj.held), 0);
+    weft_wg wg = WEFT_WG_INIT;
+    struct thr th;
+    struct ret_thr rt = {(void *)-1};
+    thr_start(&th, thread_timeouts_wrap, &rt, &wg);
+    WAIT_FOR(atomic_load(&th_obj.timeouts_done));
+    weft_sleep(WEFT_MSEC(5)); /* most likely waiting on the condition by now */
+    CHECK_EQ(weft_mutex_lock(&th_obj.m), 0);
+    th_obj.flag = true;
+    CHECK_EQ(weft_cond_signal(&th_obj.c), 0);
+    CHECK_EQ(weft_mutex_unlock(&th_obj.m), 0);
+    CHECK_EQ(weft_sem_post(&th_obj.s), 0);
+    thr_join_all(&th, 1, &wg);
+    CHECK_EQ((long)rt.ret, 0);
+    CHECK_EQ(weft_mutex_unlock(&th_obj.held), 0);
+    CHECK_EQ(weft_wg_done(&th_obj.wg), 0);
+    CHECK_EQ(weft_sem_trywait(&th_obj.s), WEFT_EAGAIN);
+}
+
 static int app(void *arg)
 {
     (void)arg;
@@ -720,6 +814,7 @@ static int app(void *arg)
     test_wg();
     test_once();
     test_group();
+    test_threads();
     return 0;
 }
 

@@ -131,7 +131,7 @@ static void *thread_pinger(void *arg)
 
 static void test_streams(void)
 {
-    long n = ops_scaled(20000);
+    long n = ops_scaled(5000);
     size_t caps[] = {0, 8};
     for (int ci = 0; ci < 2; ci++) {
         /* thread -> coroutine */
@@ -154,7 +154,7 @@ static void test_streams(void)
     }
 
     /* ping-pong: every exchange wakes the other side */
-    struct pingpong pp = {.n = ops_scaled(5000)};
+    struct pingpong pp = {.n = ops_scaled(2000)};
     ASSERT_EQ(weft_chan_create(&pp.ping, sizeof(long), 0), 0);
     ASSERT_EQ(weft_chan_create(&pp.pong, sizeof(long), 0), 0);
     struct thr th;
@@ -338,7 +338,7 @@ static void *send_seq_slow(void *arg)
 static void test_thread_timeout_races(void)
 {
     for (size_t cap = 0; cap <= 2; cap += 2) {
-        struct stream s = {.n = ops_scaled(5000)};
+        struct stream s = {.n = ops_scaled(3000)};
         ASSERT_EQ(weft_chan_create(&s.ch, sizeof(long), cap), 0);
         struct thr th;
         thr_start(&th, thread_recv_tiny, &s);
@@ -348,7 +348,7 @@ static void test_thread_timeout_races(void)
         CHECK_EQ((long)thr_join(&th), 0);
         weft_chan_unref(s.ch);
 
-        struct stream ss[2] = {{.n = ops_scaled(5000)}, {.n = ops_scaled(3000)}};
+        struct stream ss[2] = {{.n = ops_scaled(3000)}, {.n = ops_scaled(2000)}};
         ASSERT_EQ(weft_chan_create(&ss[0].ch, sizeof(long), cap), 0);
         ASSERT_EQ(weft_chan_create(&ss[1].ch, sizeof(long), 0), 0);
         thr_start(&th, thread_select_tiny, ss);
@@ -385,11 +385,11 @@ static void *thread_spawner(void *arg)
     long bad = 0;
     /* spawn + join (the thread blocks until the coroutine returns) */
     weft_task t;
+    int64_t t0 = weft_now();
     if (weft_spawn(&t, nap_and_return, (void *)11) != 0 || t.id == 0)
         bad++;
-    int64_t t0 = weft_now();
     void *r = NULL;
-    if (weft_join(t, &r) != 0 || (intptr_t)r != 11 || weft_now() - t0 < WEFT_MSEC(15))
+    if (weft_join(t, &r) != 0 || (intptr_t)r != 11 || weft_now() - t0 < WEFT_MSEC(20))
         bad++;
     if (weft_join(t, &r) != WEFT_ESTATE) /* already joined */
         bad++;
@@ -546,7 +546,7 @@ static void *mx_consumer(void *arg)
 
 static void test_mixed(void)
 {
-    mx_k = ops_scaled(10000);
+    mx_k = ops_scaled(5000);
     mx_seen = calloc((size_t)(MX_P * mx_k), 1);
     ASSERT(mx_seen);
     size_t caps[] = {0, 4};

@@ -290,10 +290,12 @@ static void test_ticker(void)
         CHECK_EQ(weft_ticker_stop(many[i]), 0);
     /* started, read and stopped from a plain thread */
     pthread_t th;
+    atomic_store(&thread_ticker_done, 0);
     CHECK_EQ(pthread_create(&th, NULL, thread_ticker, NULL), 0);
     int64_t dl = weft_now() + WEFT_SEC(10);
     while (!atomic_load(&thread_ticker_done) && weft_now() < dl)
         weft_sleep(WEFT_MSEC(1)); /* keep the worker free while the thread blocks */
+    CHECK(atomic_load(&thread_ticker_done));
     void *tr;
     CHECK_EQ(pthread_join(th, &tr), 0);
     CHECK_EQ((long)tr, 0);
@@ -335,6 +337,29 @@ static void *thread_sleeps_flag(void *arg)
     return r;
 }
 
+/* Far deadlines: a sleep until just before WEFT_FOREVER, and WEFT_FOREVER itself, park until
+ * cancelled (no overflow turning them into immediate wake-ups). */
+static void *sleep_until_arg(void *arg)
+{
+    int64_t dl = *(int64_t *)arg;
+    return (void *)(intptr_t)weft_sleep_until(dl);
+}
+
+static void test_far_deadlines(void)
+{
+    int64_t dls[] = {WEFT_FOREVER - 1, WEFT_FOREVER, weft_after(WEFT_SEC(1000000))};
+    for (int i = 0; i < 3; i++) {
+        weft_task t;
+        CHECK_EQ(weft_spawn(&t, sleep_until_arg, &dls[i]), 0);
+        weft_sleep(WEFT_MSEC(10));
+        void *r;
+        CHECK_EQ(weft_join_until(t, &r, weft_now() - 1), WEFT_ETIMEDOUT); /* still asleep */
+        CHECK_EQ(weft_cancel(t), 0);
+        CHECK_EQ(weft_join(t, &r), 0);
+        CHECK_EQ((intptr_t)r, WEFT_ECANCELED);
+    }
+}
+
 static void test_thread_sleep(void)
 {
     atomic_store(&thread_done, 0);
@@ -361,6 +386,7 @@ static int app(void *arg)
     test_now_after();
     test_ticker();
     test_thread_sleep();
+    test_far_deadlines();
     test_many_sleepers();
     return 0;
 }

@@ -63,15 +63,18 @@ struct weft__coro *weft__coro_alloc(void)
     co->stack = NULL;
     atomic_store_explicit(&co->wait, seq + 2, memory_order_relaxed);
     co->wait_result = 0;
-    atomic_store_explicit(&co->cancel, 0, memory_order_relaxed);
     co->pin = 0;
     co->home = NULL;
     co->result = NULL;
     atomic_store_explicit(&co->refs, 2, memory_order_relaxed);
-    co->lock = (weft__lock)WEFT__LOCK_INIT;
+    /* A holder of a stale handle (weft_cancel/join/detach) may be inside co->lock right now,
+     * checking the old id: reset the lock-guarded fields under the lock, never overwrite it. */
+    weft__lock_acquire(&co->lock);
+    atomic_store_explicit(&co->cancel, 0, memory_order_relaxed);
     co->finished = 0;
     co->flags = 0;
     co->joiner = NULL;
+    weft__lock_release(&co->lock);
     co->locals = NULL;
     co->wait_what = NULL;
     co->last_worker = -1;
@@ -169,9 +172,10 @@ void weft__wait_arm(struct weft__coro *co, struct weft__waker *k, const char *wh
 {
     uint64_t w = atomic_load_explicit(&co->wait, memory_order_relaxed);
     uint64_t armed = ((w | WEFT_WAIT_ARMED) + 2) | WEFT_WAIT_ARMED;
-    /* Relaxed: only co writes an armed value; the lock or fence that publishes the waker
-     * (a channel lock release, the park's seq_cst fence) orders it for the wakers. */
-    atomic_store_explicit(&co->wait, armed, memory_order_relaxed);
+    /* Release: a waker that reads this token (weft_cancel loads co->wait) and wins the CAS
+     * then writes co->wait_result; the release/acquire pair orders our earlier reads of the
+     * result slot before its write (TSan, and weakly ordered CPUs). */
+    atomic_store_explicit(&co->wait, armed, memory_order_release);
     co->wait_what = what;
     k->co = co;
     k->token = armed;
@@ -194,6 +198,8 @@ bool weft__waker_claim(struct weft__waker *k)
 {
     if (k->co) {
         uint64_t tok = k->token;
+        if (!(tok & WEFT_WAIT_ARMED))
+            return false; /* not a live wait's token: nothing to claim */
         return atomic_compare_exchange_strong_explicit(&k->co->wait, &tok, tok & ~WEFT_WAIT_ARMED,
                                                        memory_order_acq_rel,
                                                        memory_order_relaxed);

@@ -51,7 +51,8 @@ static const char *state_name(uint32_t s)
 static void *resume_pc(const struct weft__coro *co)
 {
 #if defined(WEFT_CONTEXT_ASM) && defined(__x86_64__)
-    return co->ctx ? ((void **)co->ctx)[7] : NULL;
+    void **ctx = *(void **volatile *)&co->ctx; /* read once: it may change meanwhile */
+    return ctx ? ctx[7] : NULL;
 #else
     (void)co;
     return NULL;
@@ -61,7 +62,8 @@ static void *resume_pc(const struct weft__coro *co)
 static void *saved_fp(const struct weft__coro *co)
 {
 #if defined(WEFT_CONTEXT_ASM) && defined(__x86_64__)
-    return co->ctx ? ((void **)co->ctx)[6] : NULL;
+    void **ctx = *(void **volatile *)&co->ctx;
+    return ctx ? ctx[6] : NULL;
 #else
     (void)co;
     return NULL;
@@ -82,11 +84,14 @@ static void print_frame(FILE *out, int n, void *pc)
  * pointers; frames of code built without them end the walk early). */
 static void backtrace_parked(FILE *out, const struct weft__coro *co)
 {
+    /* The coroutine may finish while we look (weft_dump runs without stopping the world):
+     * read its stack pointer once; stacks stay mapped, so stale reads are harmless. */
+    struct weft__stack *st = *(struct weft__stack *volatile *)&co->stack;
     void *pc = resume_pc(co);
-    if (!pc || !co->stack)
+    if (!pc || !st)
         return;
     print_frame(out, 0, pc);
-    char *lo = co->stack->lo, *hi = weft__stack_top(co->stack);
+    char *lo = st->lo, *hi = weft__stack_top(st);
     void **fp = saved_fp(co);
     for (int n = 1; n < 32 && (char *)fp >= lo && (char *)fp + 16 <= hi; n++) {
         void *ret = fp[1];
@@ -126,8 +131,9 @@ int weft_dump(FILE *out)
             if (co->wait_since)
                 fprintf(out, " for=%.3fs", (double)(now - co->wait_since) / 1e9);
         }
-        if (co->stack)
-            fprintf(out, " stack=%zu", co->stack->size);
+        struct weft__stack *st = *(struct weft__stack *volatile *)&co->stack;
+        if (st)
+            fprintf(out, " stack=%zu", st->size);
         fputc('\n', out);
         if ((s & ~(uint32_t)WEFT_CO_NOTIFIED) == WEFT_CO_WAITING)
             backtrace_parked(out, co);

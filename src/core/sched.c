@@ -455,7 +455,10 @@ int weft__park_until(int64_t deadline, void (*unlock)(void *), void *arg)
         struct weft__coro *co = w->current;
         struct weft__waker k = {.co = co,
                                 .token = atomic_load_explicit(&co->wait, memory_order_relaxed)};
-        t = weft__timer_start(w, &k, deadline);
+        /* An unarmed token means a waker (weft_cancel) already won this wait: no timer
+         * (its CAS could never succeed, and must not be tried with a stale value). */
+        if (k.token & WEFT_WAIT_ARMED)
+            t = weft__timer_start(w, &k, deadline);
     }
     int r = weft__park(unlock, arg);
     if (t)
