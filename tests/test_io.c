@@ -786,6 +786,9 @@ static void scenario_errors(void)
     CHECK_EQ(weft_close(p[0]), 0);
     CHECK_EQ(weft_read(p[0], buf, sizeof buf, WEFT_FOREVER), -EBADF);
     CHECK_EQ(weft_write(p[0], buf, 1, WEFT_FOREVER), -EBADF);
+    /* From a coroutine too: waiting on a closed descriptor is -EBADF, not a libev abort. */
+    CHECK_EQ(weft_wait_fd(p[0], WEFT_READABLE, weft_after(WEFT_SEC(2))), -EBADF);
+    CHECK_EQ(weft_wait_fd(p[0], WEFT_WRITABLE, WEFT_FOREVER), -EBADF);
     close_pair(sv);
 }
 

@@ -66,6 +66,7 @@ static struct weft__iow *iow_get(struct weft__worker *w)
 static void iow_put(struct weft__worker *w, struct weft__iow *r)
 {
     ev_io_stop(w->loop, &r->io);
+    w->io_waits--;
     r->next_free = w->iow_free;
     w->iow_free = r;
 }
@@ -100,6 +101,11 @@ static void on_io(struct ev_loop *loop, ev_io *io, int revents)
 }
 
 /* ---- waiting ----------------------------------------------------------------------------- */
+
+static WEFT_NOINLINE int sys_fd_check(int fd)
+{
+    return fcntl(fd, F_GETFD) < 0 ? -errno : 0;
+}
 
 static int poll_thread(int fd, int events, int64_t deadline)
 {
@@ -136,6 +142,10 @@ int weft_wait_fd(int fd, int events, int64_t deadline)
         return poll_thread(fd, events, deadline);
     if (deadline != WEFT_FOREVER && deadline <= weft_now())
         return WEFT_ETIMEDOUT;
+    /* libev aborts the process on a watcher for a closed descriptor (at its next poll):
+     * refuse it here with the kernel's answer instead. */
+    if (sys_fd_check(fd) < 0)
+        return -EBADF;
     struct weft__iow *r = iow_get(w);
     if (!r)
         return WEFT_ENOMEM;
@@ -145,6 +155,7 @@ int weft_wait_fd(int fd, int events, int64_t deadline)
     ev_io_init(&r->io, on_io, fd,
                (events & WEFT_READABLE ? EV_READ : 0) | (events & WEFT_WRITABLE ? EV_WRITE : 0));
     ev_io_start(w->loop, &r->io);
+    w->io_waits++;
     int res = weft__park_until(deadline, NULL, NULL);
     /* Wherever we resumed, the record goes back to its owner. */
     if (weft__worker_self() == r->owner)

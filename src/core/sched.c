@@ -649,6 +649,11 @@ static struct weft__coro *steal_work(struct weft__worker *w)
 static bool spin_for_work(struct weft__worker *w)
 {
     struct weft__runtime *rt = weft__rt;
+    /* Work arriving through this worker's descriptors shows up in epoll, not in the
+     * queues: a worker with fd waits goes straight to its loop (spinning would only take
+     * the CPU from whoever is about to write to those descriptors). */
+    if (w->io_waits > 0)
+        return false;
     int64_t until = weft_now() + WEFT_USEC(20);
     for (int i = 1;; i++) {
         if (weft__globalq_nonempty(&rt->global) ||
