@@ -43,7 +43,7 @@ cd "$root"
 ALL_STAGES=(release migrate boost ucontext asan tsan valgrind install aarch64 fuzz)
 QUICK_STAGES=(release asan)
 JOBS=${WEFT_TEST_JOBS:-2}
-VALGRIND_TESTS=${VALGRIND_TESTS:-"test_coro test_chan test_select test_sync test_cancel"}
+VALGRIND_TESTS=${VALGRIND_TESTS:-"test_coro test_chan test_select test_sync test_cancel test_io"}
 STAGE_TIMEOUT=${WEFT_STAGE_TIMEOUT:-1800}
 
 log() { echo "weft: $*"; }
