@@ -534,6 +534,82 @@ static void test_races(void)
 }
 
 /* ------------------------------------------------------------------------------------------
+ * Calls that are not cancellation points but wait internally (stopping a ticker, once) must
+ * finish their job and leave a pending request pending for the caller's next blocking call. */
+
+static weft_once slow_once = WEFT_ONCE_INIT;
+static _Atomic int slow_once_value;
+static void slow_once_fn(void)
+{
+    weft_sleep(WEFT_MSEC(30));
+    atomic_store(&slow_once_value, 7);
+}
+
+struct survive {
+    _Atomic int waiting;
+    int r_stop, c_after, r_sleep;
+    int r_once, once_seen;
+};
+
+static void *survive_ticker(void *arg)
+{
+    struct survive *s = arg;
+    weft_ticker *tk;
+    ASSERT_EQ(weft_ticker_start(&tk, WEFT_SEC(1)), 0);
+    ASSERT_EQ(weft_cancel(weft_self()), 0);
+    s->r_stop = weft_ticker_stop(tk); /* joins the ticker: must still stop it */
+    s->c_after = weft_cancelled();
+    s->r_sleep = weft_sleep(WEFT_SEC(10));
+    return NULL;
+}
+
+static void *once_runner(void *arg)
+{
+    (void)arg;
+    ASSERT_EQ(weft_once_call(&slow_once, slow_once_fn), 0);
+    return NULL;
+}
+
+static void *survive_once(void *arg)
+{
+    struct survive *s = arg;
+    atomic_store(&s->waiting, 1);
+    s->r_once = weft_once_call(&slow_once, slow_once_fn); /* cancelled while waiting */
+    s->once_seen = atomic_load(&slow_once_value);
+    s->c_after = weft_cancelled();
+    s->r_sleep = weft_sleep(WEFT_SEC(10));
+    return NULL;
+}
+
+static void test_request_survives(void)
+{
+    struct survive s = {0};
+    weft_task t;
+    CHECK_EQ(weft_spawn(&t, survive_ticker, &s), 0);
+    CHECK_EQ(weft_join(t, NULL), 0);
+    CHECK_EQ(s.r_stop, 0);
+    CHECK_EQ(s.c_after, 1);
+    CHECK_EQ(s.r_sleep, WEFT_ECANCELED);
+
+    slow_once = (weft_once)WEFT_ONCE_INIT;
+    atomic_store(&slow_once_value, 0);
+    s = (struct survive){0};
+    weft_task runner;
+    CHECK_EQ(weft_spawn(&runner, once_runner, NULL), 0);
+    weft_sleep(WEFT_MSEC(5)); /* the runner is inside fn (30 ms) */
+    CHECK_EQ(weft_spawn(&t, survive_once, &s), 0);
+    WAIT_FOR(atomic_load(&s.waiting));
+    weft_sleep(WEFT_MSEC(5));
+    CHECK_EQ(weft_cancel(t), 0);
+    CHECK_EQ(weft_join(t, NULL), 0);
+    CHECK_EQ(weft_join(runner, NULL), 0);
+    CHECK_EQ(s.r_once, 0);
+    CHECK_EQ(s.once_seen, 7); /* fn's effect is visible on return */
+    CHECK_EQ(s.c_after, 1);
+    CHECK_EQ(s.r_sleep, WEFT_ECANCELED);
+}
+
+/* ------------------------------------------------------------------------------------------
  * A cancellation reaches only the task it names: a plain thread keeps cancelling handles of
  * short tasks that finish, are joined, and whose control blocks are then reused by new
  * (pinned, so the same worker's cache hands the block straight back) coroutines; those must
@@ -635,6 +711,7 @@ static int app(void *arg)
     test_handles_threads();
     test_races();
     test_failed_call_leaves_no_wait();
+    test_request_survives();
     if ((intptr_t)arg == 1)
         test_cancel_reuse(); /* a CPU-bound stress: in the one-worker run only */
     return 0;

@@ -639,6 +639,49 @@ static void *grp_sleeper(void *arg)
     return NULL;
 }
 
+/* Children of a group spawn into it while the group is being cancelled: the group's own
+ * bookkeeping must stay exact although those children have cancellations pending (every
+ * spawned task is joined by the wait: all have finished when it returns). */
+static weft_group *grp_self;
+static _Atomic long grp_spawned, grp_leaves_done;
+static void *grp_leaf(void *arg)
+{
+    (void)arg;
+    weft_sleep(WEFT_MSEC(1)); /* cancelled or not */
+    atomic_fetch_add(&grp_leaves_done, 1);
+    return NULL;
+}
+static void *grp_spawner(void *arg)
+{
+    (void)arg;
+    int n = TEST_TSAN ? 60 : 200; /* live coroutines stay under ~500 under TSan */
+    for (int i = 0; i < n; i++) {
+        if (weft_group_spawn(grp_self, grp_leaf, NULL) == 0)
+            atomic_fetch_add(&grp_spawned, 1);
+        if (i % 8 == 0)
+            weft_yield();
+    }
+    atomic_fetch_add(&grp_leaves_done, 1); /* spawners count as leaves too */
+    return NULL;
+}
+
+static void test_group_cancel_spawning(void)
+{
+    atomic_store(&grp_spawned, 0);
+    atomic_store(&grp_leaves_done, 0);
+    CHECK_EQ(weft_group_create(&grp_self), 0);
+    enum { NS = 8 };
+    for (int i = 0; i < NS; i++)
+        CHECK_EQ(weft_group_spawn(grp_self, grp_spawner, NULL), 0);
+    for (int i = 0; i < 200; i++) {
+        ASSERT_EQ(weft_group_cancel(grp_self), 0);
+        weft_yield();
+    }
+    CHECK_EQ(weft_group_wait(grp_self), 0);
+    CHECK_EQ(atomic_load(&grp_leaves_done), atomic_load(&grp_spawned) + NS);
+    weft_group_free(grp_self);
+}
+
 static void test_group(void)
 {
     weft_group *g;
@@ -814,6 +857,7 @@ static int app(void *arg)
     test_wg();
     test_once();
     test_group();
+    test_group_cancel_spawning();
     test_threads();
     return 0;
 }

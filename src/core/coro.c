@@ -500,6 +500,13 @@ int weft_cancel(weft_task t)
     return 0;
 }
 
+void weft__cancel_repost(void)
+{
+    struct weft__coro *co = weft__coro_self();
+    if (co)
+        atomic_store_explicit(&co->cancel, 1, memory_order_relaxed);
+}
+
 int weft_cancelled(void)
 {
     struct weft__coro *co = weft__coro_self();

@@ -144,6 +144,9 @@ void weft__guard_thread_init(struct weft__worker *w);
 void weft__guard_thread_fini(struct weft__worker *w);
 void weft__guard_install(void);
 void weft__guard_uninstall(void);
+/* Put back a cancellation that an uninterruptible internal wait had to absorb (it stays
+ * pending for the caller's next blocking call: "sticky until observed"). */
+void weft__cancel_repost(void);
 /* Shutdown helpers (runtime.c calls these). */
 void weft__coro_reset_all(void);
 uint64_t weft__coro_alive(void);

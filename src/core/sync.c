@@ -87,10 +87,8 @@ static void mutex_relock(weft_mutex *m)
     while ((r = weft_mutex_lock(m)) == WEFT_ECANCELED)
         cancelled = true;
     WEFT_ASSERT(r == 0);
-    if (cancelled) {
-        struct weft__coro *co = weft__coro_self();
-        atomic_store_explicit(&co->cancel, 1, memory_order_relaxed);
-    }
+    if (cancelled)
+        weft__cancel_repost();
 }
 
 /* ---- condition variable --------------------------------------------------------------- */
@@ -306,22 +304,12 @@ int weft_once_call(weft_once *o, void (*fn)(void))
     /* acquire: pairs with the release below, so fn's effects are visible. */
     if (atomic_load_explicit(state, memory_order_acquire) == 2)
         return 0;
-    bool cancelled = false;
-    int r;
-    while ((r = weft_mutex_lock(&o->m)) == WEFT_ECANCELED)
-        cancelled = true; /* fn's effects must be visible on return: keep waiting */
-    if (r != 0)
-        return r;
+    mutex_relock(&o->m); /* fn's effects must be visible on return: not interruptible */
     if (atomic_load_explicit(state, memory_order_relaxed) != 2) {
         fn();
         atomic_store_explicit(state, 2, memory_order_release);
     }
     weft_mutex_unlock(&o->m);
-    if (cancelled) {
-        struct weft__coro *co = weft__coro_self();
-        if (co)
-            atomic_store_explicit(&co->cancel, 1, memory_order_relaxed);
-    }
     return 0;
 }
 
@@ -345,7 +333,7 @@ int weft_group_spawn(weft_group *g, weft_fn fn, void *arg)
 {
     if (!g || !fn)
         return WEFT_EINVAL;
-    weft_mutex_lock(&g->m);
+    mutex_relock(&g->m); /* a few instructions: not a cancellation point */
     if (g->n == g->cap) {
         size_t cap = g->cap ? g->cap * 2 : 8;
         weft_task *t = realloc(g->tasks, cap * sizeof *t);
@@ -367,7 +355,7 @@ int weft_group_cancel(weft_group *g)
 {
     if (!g)
         return WEFT_EINVAL;
-    weft_mutex_lock(&g->m);
+    mutex_relock(&g->m); /* a few instructions: not a cancellation point */
     for (size_t i = 0; i < g->n; i++)
         weft_cancel(g->tasks[i]); /* WEFT_ESTATE for the finished ones: fine */
     weft_mutex_unlock(&g->m);
@@ -380,7 +368,7 @@ int weft_group_wait_until(weft_group *g, int64_t deadline)
         return WEFT_EINVAL;
     int ret = 0;
     for (;;) {
-        weft_mutex_lock(&g->m);
+        mutex_relock(&g->m); /* a few instructions: not a cancellation point */
         if (g->n == 0) {
             weft_mutex_unlock(&g->m);
             return ret;

@@ -67,8 +67,11 @@ int weft_ticker_stop(weft_ticker *t)
     if (!t)
         return WEFT_EINVAL;
     weft_cancel(t->task);
+    bool cancelled = false;
     while (weft_join(t->task, NULL) == WEFT_ECANCELED)
-        ; /* we were cancelled ourselves: the ticker must still be reaped */
+        cancelled = true; /* we were cancelled ourselves: the ticker must still be reaped */
+    if (cancelled)
+        weft__cancel_repost(); /* and our request stays pending for our next call */
     weft_chan_close(t->ch);
     weft_chan_unref(t->ch);
     free(t);
