@@ -113,7 +113,8 @@ typedef struct weft_spawn_opts {
 
 /* Create a coroutine running fn(arg). With out == NULL it is detached (its resources are
  * released when it returns); otherwise *out must be joined or detached exactly once.
- * Callable from a coroutine or from any plain OS thread while the runtime runs.
+ * Callable from a coroutine or from any plain OS thread while the runtime runs. When the
+ * calling worker's run queue is full, the spawning coroutine yields (back-pressure).
  * 0, WEFT_EINVAL (fn NULL), WEFT_ESTACK (size < WEFT_STACK_MIN or > WEFT_STACK_MAX),
  * WEFT_ENOMEM, WEFT_ENORUNTIME. */
 WEFT_EXTERN int weft_spawn(weft_task *out, weft_fn fn, void *arg);

@@ -15,6 +15,7 @@
 
 #define CORO_SLAB 256
 #define CORO_CACHE_HIGH 1024
+#define CORO_BATCH 256
 
 static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct weft__coro *pool_free;
@@ -22,26 +23,55 @@ static struct weft__coro *all_coros; /* every control block ever made (weft_dump
 static _Atomic uint64_t next_id = 1;
 static _Atomic uint64_t alive;
 
-static struct weft__coro *pool_take(void)
+/* Called with pool_mu held: make sure the pool has at least one block. */
+static bool pool_fill_locked(void)
+{
+    if (pool_free)
+        return true;
+    struct weft__coro *slab = calloc(CORO_SLAB, sizeof *slab);
+    if (!slab)
+        return false;
+    for (int i = 0; i < CORO_SLAB; i++) {
+        slab[i].next = pool_free;
+        pool_free = &slab[i];
+        slab[i].all_next = all_coros;
+        all_coros = &slab[i];
+    }
+    return true;
+}
+
+/* One block for a plain thread, or a batch into a worker's cache: one lock per batch, so
+ * blocks that drift between workers (spawned on one, finished on another) cost little. */
+static struct weft__coro *pool_take(struct weft__worker *w)
 {
     pthread_mutex_lock(&pool_mu);
-    if (!pool_free) {
-        struct weft__coro *slab = calloc(CORO_SLAB, sizeof *slab);
-        if (!slab) {
-            pthread_mutex_unlock(&pool_mu);
-            return NULL;
-        }
-        for (int i = 0; i < CORO_SLAB; i++) {
-            slab[i].next = pool_free;
-            pool_free = &slab[i];
-            slab[i].all_next = all_coros;
-            all_coros = &slab[i];
-        }
+    if (!pool_fill_locked()) {
+        pthread_mutex_unlock(&pool_mu);
+        return NULL;
     }
     struct weft__coro *co = pool_free;
     pool_free = co->next;
+    for (int i = 0; w && i < CORO_BATCH && (pool_free || pool_fill_locked()); i++) {
+        struct weft__coro *c = pool_free;
+        pool_free = c->next;
+        c->next = w->coro_cache;
+        w->coro_cache = c;
+        w->coro_cache_n++;
+    }
     pthread_mutex_unlock(&pool_mu);
     return co;
+}
+
+/* Ids: unique for the process; workers take them in blocks (no shared counter per spawn). */
+static uint64_t new_id(struct weft__worker *w)
+{
+    if (!w)
+        return atomic_fetch_add_explicit(&next_id, 1, memory_order_relaxed);
+    if (w->id_next == w->id_end) {
+        w->id_next = atomic_fetch_add_explicit(&next_id, 1024, memory_order_relaxed);
+        w->id_end = w->id_next + 1024;
+    }
+    return w->id_next++;
 }
 
 struct weft__coro *weft__coro_alloc(void)
@@ -52,7 +82,7 @@ struct weft__coro *weft__coro_alloc(void)
         co = w->coro_cache;
         w->coro_cache = co->next;
         w->coro_cache_n--;
-    } else if (!(co = pool_take())) {
+    } else if (!(co = pool_take(w))) {
         return NULL;
     }
     /* co->wait keeps its sequence across reuse (stale wakers must never match). */
@@ -79,9 +109,11 @@ struct weft__coro *weft__coro_alloc(void)
     co->wait_what = NULL;
     co->last_worker = -1;
     co->name[0] = 0;
-    atomic_store_explicit(&co->id, atomic_fetch_add_explicit(&next_id, 1, memory_order_relaxed),
-                          memory_order_release);
-    atomic_fetch_add_explicit(&alive, 1, memory_order_relaxed);
+    atomic_store_explicit(&co->id, new_id(w), memory_order_release);
+    if (w)
+        weft__stat_inc(&w->n_alloc);
+    else
+        atomic_fetch_add_explicit(&alive, 1, memory_order_relaxed);
     return co;
 }
 
@@ -89,17 +121,29 @@ static void coro_free(struct weft__coro *co)
 {
     atomic_store_explicit(&co->id, 0, memory_order_release);
     atomic_store_explicit(&co->state, WEFT_CO_FREE, memory_order_release);
-    atomic_fetch_sub_explicit(&alive, 1, memory_order_relaxed);
     struct weft__worker *w = weft__worker_self();
-    if (w && w->coro_cache_n < CORO_CACHE_HIGH) {
-        co->next = w->coro_cache;
-        w->coro_cache = co;
-        w->coro_cache_n++;
+    if (!w) {
+        atomic_fetch_sub_explicit(&alive, 1, memory_order_relaxed);
+        pthread_mutex_lock(&pool_mu);
+        co->next = pool_free;
+        pool_free = co;
+        pthread_mutex_unlock(&pool_mu);
         return;
     }
+    weft__stat_inc(&w->n_free);
+    co->next = w->coro_cache;
+    w->coro_cache = co;
+    if (++w->coro_cache_n <= CORO_CACHE_HIGH)
+        return;
+    /* Too many here (they drifted from the worker that spawns): a batch to the pool. */
+    struct weft__coro *first = w->coro_cache, *last = first;
+    for (int i = 1; i < CORO_BATCH; i++)
+        last = last->next;
+    w->coro_cache = last->next;
+    w->coro_cache_n -= CORO_BATCH;
     pthread_mutex_lock(&pool_mu);
-    co->next = pool_free;
-    pool_free = co;
+    last->next = pool_free;
+    pool_free = first;
     pthread_mutex_unlock(&pool_mu);
 }
 
@@ -130,7 +174,13 @@ struct weft__coro *weft__coro_first(void)
 
 uint64_t weft__coro_alive(void)
 {
-    return atomic_load_explicit(&alive, memory_order_relaxed);
+    /* Plain-thread allocations are counted globally, workers' on their own counters. */
+    int64_t n = (int64_t)atomic_load_explicit(&alive, memory_order_relaxed);
+    struct weft__runtime *rt = weft__rt;
+    for (int i = 0; rt && i < rt->nworkers; i++)
+        n += (int64_t)(atomic_load_explicit(&rt->workers[i]->n_alloc, memory_order_relaxed) -
+                       atomic_load_explicit(&rt->workers[i]->n_free, memory_order_relaxed));
+    return n > 0 ? (uint64_t)n : 0;
 }
 
 /* Runtime shutdown: every control block that still holds a coroutine is abandoned (Go's
@@ -324,6 +374,12 @@ int weft_spawn_ex(weft_task *out, weft_fn fn, void *arg, const weft_spawn_opts *
         co->home = w;
     }
     weft__schedule(co, false);
+    /* Back-pressure: a coroutine spawning faster than the workers drain (a loop of a
+     * million spawns) would park every child in the queues, each with a control block of
+     * fresh memory (a page fault per 14 children here). When this worker's ring is full,
+     * the spawner yields and its children run first: memory stays flat and warm. */
+    if (w && w->current && weft__runq_len(&w->rq) >= WEFT_RUNQ_SIZE - 1)
+        weft_yield();
     return 0;
 }
 

@@ -27,6 +27,9 @@ int weft_stats_get(weft_stats *out)
     }
     out->alive = weft__coro_alive();
     weft__stack_stats(&out->stack_bytes, &out->stacks_cached);
+    for (int i = 0; i < rt->nworkers; i++)
+        out->stacks_cached += atomic_load_explicit(&rt->workers[i]->stacks.count,
+                                                   memory_order_relaxed);
     return 0;
 }
 

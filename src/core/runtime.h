@@ -51,7 +51,8 @@ struct weft__worker {
     uint64_t rng;
     void *altstack;                /* sigaltstack for overflow reports */
     /* statistics (owner writes, weft_stats reads relaxed) */
-    _Atomic uint64_t n_switches, n_parks, n_steals, n_spawned, n_finished;
+    _Atomic uint64_t n_switches, n_parks, n_steals, n_spawned, n_finished, n_alloc, n_free;
+    uint64_t id_next, id_end;      /* a block of coroutine ids (coro.c) */
 };
 
 struct weft__runtime {

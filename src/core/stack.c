@@ -65,6 +65,16 @@ static int guard_mode = -1; /* -1 unknown, else the best kind the kernel support
 static size_t mprotect_used;
 static _Atomic uint64_t reserved_bytes, cached_stacks;
 
+/* A worker cache's count has one writer (its worker) and racy readers (weft_stats_get). */
+static inline size_t cache_count(struct weft__stack_cache *c)
+{
+    return atomic_load_explicit(&c->count, memory_order_relaxed);
+}
+static inline void cache_count_add(struct weft__stack_cache *c, long d)
+{
+    atomic_store_explicit(&c->count, cache_count(c) + (size_t)d, memory_order_relaxed);
+}
+
 size_t weft__stack_round(size_t size)
 {
     return (size + WEFT_PAGE - 1) & ~(size_t)(WEFT_PAGE - 1);
@@ -171,10 +181,10 @@ static int carve(struct size_class *cls, size_t size)
 struct weft__stack *weft__stack_get(struct weft__stack_cache *cache, size_t size)
 {
     if (cache && size == WEFT_STACK_DEFAULT && cache->head) {
+        /* The hot path touches only this worker's cache: no shared counter here. */
         struct weft__stack *s = cache->head;
         cache->head = s->next;
-        cache->count--;
-        atomic_fetch_sub_explicit(&cached_stacks, 1, memory_order_relaxed);
+        cache_count_add(cache, -1);
         return s;
     }
     pthread_mutex_lock(&pool_mu);
@@ -198,7 +208,8 @@ struct weft__stack *weft__stack_get(struct weft__stack_cache *cache, size_t size
                 cls->count--;
                 t->next = cache->head;
                 cache->head = t;
-                cache->count++;
+                cache_count_add(cache, 1);
+                atomic_fetch_sub_explicit(&cached_stacks, 1, memory_order_relaxed);
             }
         }
     }
@@ -208,19 +219,20 @@ struct weft__stack *weft__stack_get(struct weft__stack_cache *cache, size_t size
 
 void weft__stack_put(struct weft__stack_cache *cache, struct weft__stack *s)
 {
-    atomic_fetch_add_explicit(&cached_stacks, 1, memory_order_relaxed);
     if (cache && s->size == WEFT_STACK_DEFAULT) {
         s->next = cache->head;
         cache->head = s;
-        if (++cache->count <= WEFT_CACHE_HIGH)
+        cache_count_add(cache, 1);
+        if (cache_count(cache) <= WEFT_CACHE_HIGH)
             return;
         /* Too many warm stacks here: hand the coldest batch (the list's tail) to the pool. */
         struct weft__stack *keep = cache->head;
-        for (size_t i = 1; i < cache->count - WEFT_CACHE_BATCH; i++)
+        for (size_t i = 1; i < cache_count(cache) - WEFT_CACHE_BATCH; i++)
             keep = keep->next;
         struct weft__stack *batch = keep->next;
         keep->next = NULL;
-        cache->count -= WEFT_CACHE_BATCH;
+        cache_count_add(cache, -WEFT_CACHE_BATCH);
+        atomic_fetch_add_explicit(&cached_stacks, WEFT_CACHE_BATCH, memory_order_relaxed);
         pthread_mutex_lock(&pool_mu);
         struct size_class *cls = class_for(WEFT_STACK_DEFAULT);
         while (batch) {
@@ -233,6 +245,7 @@ void weft__stack_put(struct weft__stack_cache *cache, struct weft__stack *s)
         pthread_mutex_unlock(&pool_mu);
         return;
     }
+    atomic_fetch_add_explicit(&cached_stacks, 1, memory_order_relaxed);
     pthread_mutex_lock(&pool_mu);
     struct size_class *cls = class_for(s->size);
     WEFT_ASSERT(cls != NULL);
@@ -252,8 +265,9 @@ void weft__stack_cache_drain(struct weft__stack_cache *cache)
         s->next = cls->free;
         cls->free = s;
         cls->count++;
+        atomic_fetch_add_explicit(&cached_stacks, 1, memory_order_relaxed);
     }
-    cache->count = 0;
+    atomic_store_explicit(&cache->count, 0, memory_order_relaxed);
     pthread_mutex_unlock(&pool_mu);
 }
 

@@ -31,7 +31,7 @@ struct weft__stack {
 /* Per-worker cache: single-threaded, owned by the worker. */
 struct weft__stack_cache {
     struct weft__stack *head;
-    size_t count;
+    _Atomic size_t count; /* owner writes (load + store), stats read */
 };
 
 /* Take a stack of at least `size` usable bytes (size already validated and page-rounded by
@@ -54,7 +54,8 @@ void weft__stack_check(const struct weft__stack *s, const void *sp, uint64_t cor
                        const char *name);
 /* Release every slab (runtime shutdown: every coroutine is gone or abandoned). */
 void weft__stack_release_all(void);
-/* Counters for weft_stats. */
+/* Counters for weft_stats: address space reserved, free stacks in the global pool (the
+ * caller adds the workers' caches). */
 void weft__stack_stats(uint64_t *reserved, uint64_t *cached);
 
 #endif

@@ -242,14 +242,20 @@ int weft_wg_add(weft_wg *wg, int64_t delta)
 {
     if (!wg)
         return WEFT_EINVAL;
-    struct weft__waiter *done = NULL, *w;
-    weft__lock_acquire(LOCK(wg));
-    if (wg->count + delta < 0) {
-        weft__lock_release(LOCK(wg));
+    /* The counter is atomic, so Add/Done take no lock unless the count reaches zero (many
+     * finishing tasks on several workers would otherwise contend on the lock). seq_cst:
+     * a waiter reads the count under the lock after queueing itself; a Done that reaches
+     * zero takes the lock after its decrement — so one of them sees the other. */
+    int64_t now = __atomic_add_fetch(&wg->count, delta, __ATOMIC_SEQ_CST);
+    if (now < 0) {
+        __atomic_sub_fetch(&wg->count, delta, __ATOMIC_SEQ_CST);
         return WEFT_EINVAL;
     }
-    wg->count += delta;
-    if (wg->count == 0)
+    if (now != 0)
+        return 0;
+    struct weft__waiter *done = NULL, *w;
+    weft__lock_acquire(LOCK(wg));
+    if (__atomic_load_n(&wg->count, __ATOMIC_SEQ_CST) == 0)
         while ((w = waitq_claim(waitq_of(&wg->waiters)))) {
             w->done_next = done;
             done = w;
@@ -272,8 +278,10 @@ int weft_wg_wait_until(weft_wg *wg, int64_t deadline)
 {
     if (!wg)
         return WEFT_EINVAL;
+    if (__atomic_load_n(&wg->count, __ATOMIC_SEQ_CST) == 0)
+        return 0;
     weft__lock_acquire(LOCK(wg));
-    if (wg->count == 0) {
+    if (__atomic_load_n(&wg->count, __ATOMIC_SEQ_CST) == 0) {
         weft__lock_release(LOCK(wg));
         return 0;
     }
