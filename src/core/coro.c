@@ -301,14 +301,9 @@ void weft__tparker_arm(struct weft__thread_parker *tp, struct weft__waker *k)
 
 int weft__tparker_wait(struct weft__thread_parker *tp, int64_t deadline)
 {
-    /* Spin briefly first (~10-20 us): a coroutine on another core often answers within
-     * that, and then neither side makes a system call. Bounded, so a blocked thread does
-     * not burn a core. */
-    for (int i = 0; i < 2000; i++) {
-        if ((atomic_load_explicit(&tp->word, memory_order_acquire) & TP_STATE) == TP_DONE)
-            return tp->result;
-        __builtin_ia32_pause_or_nothing();
-    }
+    /* No spinning before the futex: measured on 2 cores, a spinning blocked thread takes the
+     * CPU from the coroutine that would unblock it (threadsend: 6.7 M msgs/s with a 2,000-
+     * pause spin, 17-24 M without). */
     for (;;) {
         uint32_t v = atomic_load_explicit(&tp->word, memory_order_acquire);
         if ((v & TP_STATE) == TP_DONE)
