@@ -70,7 +70,9 @@ WEFT_EXTERN int64_t weft_now(void);
 WEFT_EXTERN int64_t weft_after(int64_t ns);
 
 /* Park the calling coroutine (or block the calling plain thread) for at least `ns`, or until
- * `deadline`. Never returns early. 0, or WEFT_ECANCELED if the coroutine was cancelled. */
+ * `deadline`. Never returns early. 0, or WEFT_ECANCELED if the coroutine was cancelled;
+ * WEFT_EINVAL for WEFT_FOREVER on a plain thread (nothing could ever wake it). A deadline
+ * in the past (any negative one too) returns at once. */
 WEFT_EXTERN int weft_sleep(int64_t ns);
 WEFT_EXTERN int weft_sleep_until(int64_t deadline);
 
@@ -139,11 +141,13 @@ WEFT_EXTERN uint64_t weft_self_id(void);
 WEFT_EXTERN int weft_set_name(weft_task t, const char *name);
 /* The worker index (0..threads-1) running the caller, or -1 on a plain thread. */
 WEFT_EXTERN int weft_worker_index(void);
-/* Keep the calling coroutine on its current worker until weft_unpin() (nests). */
+/* Keep the calling coroutine on its current worker until weft_unpin() (nests).
+ * 0; WEFT_ENOTCORO from a plain thread; weft_unpin without weft_pin: WEFT_ESTATE. */
 WEFT_EXTERN int weft_pin(void);
 WEFT_EXTERN int weft_unpin(void);
 
-/* Request cancellation: the task's current or next blocking call (sleep, channel send/recv,
+/* Request cancellation of a live task (a detached one too, e.g. through a handle kept when
+ * it was detached, or weft_self()): the task's current or next blocking call (sleep, channel send/recv,
  * select, join, mutex lock, cond wait, wait group wait, fd wait, blocking offload) returns
  * WEFT_ECANCELED. The request stays until one blocking call has reported it.
  * 0, or WEFT_ESTATE for a finished / stale handle. */

@@ -12,12 +12,14 @@ extern "C" {
  * Lifetime: weft_chan_create returns a channel holding one reference; weft_chan_ref adds
  * one, weft_chan_unref drops one and frees the channel with the last. Dropping the last
  * reference while coroutines still wait on it is a programming error (abort with message);
- * after weft_run has returned, waiters of coroutines abandoned at shutdown do not count.
+ * after weft_run has returned, waiters of coroutines abandoned at shutdown do not count
+ * (they are forgotten, never touched, by the next operation on the channel).
  * Close (Go's rule): receivers first drain buffered elements, then get WEFT_ECLOSED; a send
  * on a closed channel returns WEFT_ECLOSED and the element is not taken; a closing channel
  * wakes every waiter. Closing twice returns WEFT_ECLOSED. */
 typedef struct weft_chan weft_chan;
 
+/* 0; WEFT_EINVAL (out NULL, elem_size > 1 MiB, capacity > 2^30), WEFT_ENOMEM. */
 WEFT_EXTERN int weft_chan_create(weft_chan **out, size_t elem_size, size_t capacity);
 WEFT_EXTERN void weft_chan_ref(weft_chan *ch);
 WEFT_EXTERN void weft_chan_unref(weft_chan *ch);

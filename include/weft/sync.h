@@ -1,7 +1,9 @@
 /* weft/sync.h — coroutine-aware synchronisation (included by weft.h).
  * They park coroutines instead of blocking the worker, work across workers, and block plain
  * OS threads on a futex where noted. A weft_mutex may be unlocked by another coroutine or
- * thread than the one that locked it (it is a binary semaphore with FIFO hand-off). */
+ * thread than the one that locked it (it is a binary semaphore with FIFO hand-off).
+ * An object that still had waiting coroutines when weft_run returned (they were abandoned
+ * at shutdown) must be re-initialised with its weft_*_init before it is used again. */
 #ifndef WEFT_SYNC_H
 #define WEFT_SYNC_H
 #ifdef __cplusplus
@@ -46,7 +48,7 @@ WEFT_EXTERN int weft_sem_init(weft_sem *s, int64_t count);
 WEFT_EXTERN int weft_sem_wait(weft_sem *s);
 WEFT_EXTERN int weft_sem_wait_until(weft_sem *s, int64_t deadline);
 WEFT_EXTERN int weft_sem_trywait(weft_sem *s);
-WEFT_EXTERN int weft_sem_post(weft_sem *s);
+WEFT_EXTERN int weft_sem_post(weft_sem *s); /* WEFT_EINVAL at INT64_MAX units */
 
 /* Go's sync.WaitGroup. */
 typedef struct weft_wg {

@@ -83,6 +83,18 @@ size_t weft_chan_cap(weft_chan *ch)
     return ch ? ch->cap : 0;
 }
 
+/* Under ch->lock. Waiters queued during an earlier weft_run belonged to coroutines that
+ * were abandoned at its shutdown (their stacks are unmapped): forget them, never touch
+ * them. (A plain thread left blocked across a shutdown is the caller's bug: documented.) */
+static inline void reap_stale(struct weft_chan *ch)
+{
+    if (WEFT_UNLIKELY(ch->epoch != atomic_load_explicit(&weft__run_epoch, memory_order_relaxed)) &&
+        (ch->sendq.head || ch->recvq.head)) {
+        ch->sendq = (struct weft__wq){NULL, NULL};
+        ch->recvq = (struct weft__wq){NULL, NULL};
+    }
+}
+
 static inline void *slot(struct weft_chan *ch, size_t i)
 {
     return ch->buf + ((ch->head + i) % ch->cap) * ch->elem_size;
@@ -100,6 +112,7 @@ int weft__chan_try_send_locked(struct weft_chan *ch, const void *elem,
                                struct weft__waiter **wake)
 {
     *wake = NULL;
+    reap_stale(ch);
     if (ch->closed)
         return WEFT_ECLOSED;
     struct weft__waiter *r = waitq_claim(&ch->recvq);
@@ -122,6 +135,7 @@ int weft__chan_try_send_locked(struct weft_chan *ch, const void *elem,
 int weft__chan_try_recv_locked(struct weft_chan *ch, void *elem, struct weft__waiter **wake)
 {
     *wake = NULL;
+    reap_stale(ch);
     if (ch->len) {
         if (ch->elem_size && elem)
             memcpy(elem, slot(ch, 0), ch->elem_size);
@@ -231,6 +245,7 @@ int weft_chan_close(weft_chan *ch)
         return WEFT_ECLOSED;
     }
     ch->closed = 1;
+    reap_stale(ch);
     /* Every waiter ends with WEFT_ECLOSED: receivers (there are none while elements are
      * buffered) and senders (their element is not taken: they learn it from the code). */
     while ((w = waitq_claim(&ch->recvq))) {

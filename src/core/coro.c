@@ -409,7 +409,7 @@ static void unlock_coro(void *arg)
 /* Called with co->lock held and co finished: hand out the result and drop the handle. */
 static int take_result(struct weft__coro *co, void **result)
 {
-    co->flags |= WEFT_CF_DETACHED; /* the handle is consumed */
+    co->flags |= WEFT_CF_DETACHED | WEFT_CF_JOINED; /* the handle is consumed */
     void *r = co->result;
     weft__lock_release(&co->lock);
     if (result)
@@ -517,10 +517,17 @@ int weft_set_name(weft_task t, const char *name)
     struct weft__coro *co = weft__coro_from_handle(t);
     if (!co)
         return WEFT_ESTATE;
-    /* Names are debug aids: a racing reader may see a torn name, never overflow. */
+    weft__lock_acquire(&co->lock);
+    if ((co->flags & WEFT_CF_JOINED) ||
+        atomic_load_explicit(&co->id, memory_order_relaxed) != t.id) {
+        weft__lock_release(&co->lock);
+        return WEFT_ESTATE; /* joined: the handle is dead */
+    }
+    /* Names are debug aids: a racing reader (weft_dump) may see a torn name, never overflow. */
     size_t n = strnlen(name, sizeof co->name - 1);
     memcpy(co->name, name, n);
     co->name[n] = 0;
+    weft__lock_release(&co->lock);
     return 0;
 }
 
@@ -535,9 +542,10 @@ int weft_cancel(weft_task t)
      * request and the wait token we read belong to this task, not to a later coroutine that
      * reuses the control block (which starts with cancel = 0 and a new wait sequence). */
     weft__lock_acquire(&co->lock);
-    if (co->finished || atomic_load_explicit(&co->id, memory_order_relaxed) != t.id) {
+    if (co->finished || (co->flags & WEFT_CF_JOINED) ||
+        atomic_load_explicit(&co->id, memory_order_relaxed) != t.id) {
         weft__lock_release(&co->lock);
-        return WEFT_ESTATE;
+        return WEFT_ESTATE; /* finished, or joined (a detached task can still be cancelled) */
     }
     /* Dekker with weft__park: store the request, fence, then look for an armed wait. */
     atomic_store_explicit(&co->cancel, 1, memory_order_relaxed);

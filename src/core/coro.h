@@ -50,7 +50,8 @@ enum weft__state {
 
 enum weft__coflags {
     WEFT_CF_MAIN = 1,     /* the coroutine weft_run started */
-    WEFT_CF_DETACHED = 2, /* handle given up */
+    WEFT_CF_DETACHED = 2, /* handle given up (detached, or consumed by a join) */
+    WEFT_CF_JOINED = 4,   /* a join took its result: the handle is dead */
 };
 
 #define WEFT_WAIT_ARMED 1ull

@@ -11,7 +11,9 @@
 int weft__futex_wait(_Atomic uint32_t *word, uint32_t val, int64_t deadline)
 {
     struct timespec ts, *tsp = NULL;
-    if (deadline >= 0 && deadline != INT64_MAX) {
+    if (deadline < 0)
+        return -ETIMEDOUT; /* long past (callers pass INT64_MAX for "no deadline") */
+    if (deadline != INT64_MAX) {
         ts.tv_sec = deadline / 1000000000;
         ts.tv_nsec = deadline % 1000000000;
         tsp = &ts;

@@ -15,7 +15,8 @@
 #endif
 
 /* Sleep while *word == val, until woken or until the absolute CLOCK_MONOTONIC deadline (ns,
- * -1 or INT64_MAX for none). Returns 0 when woken or the value differed, -ETIMEDOUT. */
+ * INT64_MAX for none; a negative one is long past). Returns 0 when woken or the value
+ * differed, -ETIMEDOUT. */
 int weft__futex_wait(_Atomic uint32_t *word, uint32_t val, int64_t deadline);
 void weft__futex_wake(_Atomic uint32_t *word, int n);
 

@@ -22,6 +22,8 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -114,9 +116,10 @@ static int poll_thread(int fd, int events, int64_t deadline)
     for (;;) {
         int timeout = -1;
         if (deadline != WEFT_FOREVER) {
-            int64_t left = deadline - weft_now();
-            if (left <= 0)
+            int64_t now = weft_now();
+            if (deadline <= now)
                 return WEFT_ETIMEDOUT;
+            int64_t left = deadline - now;
             timeout = (int)((left + 999999) / 1000000);
         }
         int n = poll(&p, 1, timeout);
@@ -251,8 +254,23 @@ static WEFT_NOINLINE ssize_t sys_write(int fd, const void *buf, size_t len)
         return n;
     if (errno != ENOTSOCK)
         return -errno;
+    /* Not a socket (a pipe): write(2) would raise SIGPIPE on a closed reader. Block it for
+     * the call and consume the one this write raised, so the caller just sees -EPIPE. */
+    sigset_t pipe_set, old;
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+    sigset_t pending;
+    sigpending(&pending);
+    bool was_pending = sigismember(&pending, SIGPIPE);
     n = write(fd, buf, len);
-    return n >= 0 ? n : -errno;
+    int err = n >= 0 ? 0 : errno;
+    if (err == EPIPE && !was_pending) {
+        struct timespec zero = {0, 0};
+        sigtimedwait(&pipe_set, NULL, &zero);
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return n >= 0 ? n : -err;
 }
 
 ssize_t weft_read(int fd, void *buf, size_t len, int64_t deadline)
@@ -297,6 +315,8 @@ ssize_t weft_write(int fd, const void *buf, size_t len, int64_t deadline)
 
 ssize_t weft_write_all(int fd, const void *buf, size_t len, int64_t deadline)
 {
+    if (fd < 0 || (!buf && len))
+        return WEFT_EINVAL;
     size_t done = 0;
     while (done < len) {
         ssize_t n = weft_write(fd, (const char *)buf + done, len - done, deadline);
@@ -502,7 +522,7 @@ static ssize_t fill(weft_reader *r, int64_t deadline)
 
 ssize_t weft_reader_line(weft_reader *r, char *line, size_t cap, int64_t deadline)
 {
-    if (!r || !line || cap == 0)
+    if (!r || !r->buf || !line || cap == 0)
         return WEFT_EINVAL;
     size_t scanned = 0;
     for (;;) {
@@ -536,8 +556,10 @@ ssize_t weft_reader_line(weft_reader *r, char *line, size_t cap, int64_t deadlin
 
 ssize_t weft_reader_read(weft_reader *r, void *buf, size_t len, int64_t deadline)
 {
-    if (!r || (!buf && len))
+    if (!r || !r->buf || (!buf && len))
         return WEFT_EINVAL;
+    if (len == 0)
+        return 0; /* like weft_read: nothing asked, nothing waited for */
     if (r->end == r->start) {
         if (len >= r->cap) /* large read: bypass the buffer */
             return weft_read(r->fd, buf, len, deadline);

@@ -18,7 +18,7 @@ void weft__lock_slow(_Atomic uint32_t *word)
     }
     /* Then sleep: mark the word contended (2) so the unlocker knows to wake us. */
     while (atomic_exchange_explicit(word, 2, memory_order_acquire) != 0)
-        weft__futex_wait(word, 2, -1);
+        weft__futex_wait(word, 2, INT64_MAX);
 }
 
 void weft__unlock_slow(_Atomic uint32_t *word)

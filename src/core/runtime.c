@@ -9,6 +9,7 @@
 #include "runtime.h"
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,6 +60,9 @@ int weft_run(int (*main)(void *), void *arg, const weft_config *config)
     if (config)
         cfg = *config;
     if (cfg.threads < 0 || cfg.threads > 4096 || cfg.blocking_threads < 0)
+        return WEFT_EINVAL;
+    if (cfg.dump_signal != 0 && (cfg.dump_signal < 1 || cfg.dump_signal >= NSIG ||
+                                 cfg.dump_signal == SIGKILL || cfg.dump_signal == SIGSTOP))
         return WEFT_EINVAL;
     if (cfg.stack_size && (cfg.stack_size < WEFT_STACK_MIN || cfg.stack_size > WEFT_STACK_MAX))
         return WEFT_ESTACK;
@@ -146,6 +150,9 @@ out:
             if (rt->workers[i])
                 weft__worker_destroy(rt->workers[i]);
     weft__coro_reset_all();
+    /* A new epoch: waiters queued during this run (on stacks about to be unmapped) are now
+     * recognisably stale (chan.c forgets them; see runtime.h). */
+    atomic_fetch_add(&weft__run_epoch, 1);
     weft__stack_release_all();
     free(rt->workers);
     free(rt->idle_list);

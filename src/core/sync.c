@@ -246,11 +246,13 @@ int weft_wg_add(weft_wg *wg, int64_t delta)
      * finishing tasks on several workers would otherwise contend on the lock). seq_cst:
      * a waiter reads the count under the lock after queueing itself; a Done that reaches
      * zero takes the lock after its decrement — so one of them sees the other. */
-    int64_t now = __atomic_add_fetch(&wg->count, delta, __ATOMIC_SEQ_CST);
-    if (now < 0) {
-        __atomic_sub_fetch(&wg->count, delta, __ATOMIC_SEQ_CST);
-        return WEFT_EINVAL;
-    }
+    int64_t old = __atomic_load_n(&wg->count, __ATOMIC_SEQ_CST), now;
+    do {
+        if ((delta < 0 && old + delta < 0) || (delta > 0 && old > INT64_MAX - delta))
+            return WEFT_EINVAL; /* refused without ever publishing a bad count */
+        now = old + delta;
+    } while (!__atomic_compare_exchange_n(&wg->count, &old, now, true, __ATOMIC_SEQ_CST,
+                                          __ATOMIC_SEQ_CST));
     if (now != 0)
         return 0;
     struct weft__waiter *done = NULL, *w;

@@ -19,15 +19,15 @@ struct weft_ticker {
 static void *tick_loop(void *arg)
 {
     struct weft_ticker *t = arg;
-    int64_t next = weft_now() + t->period;
+    int64_t next = weft_after(t->period);
     for (;;) {
         if (weft_sleep_until(next) != 0)
             return NULL; /* cancelled: stop */
         int64_t now = weft_now();
         weft_chan_try_send(t->ch, &now);
-        next += t->period;
+        next = next > WEFT_FOREVER - t->period ? WEFT_FOREVER : next + t->period;
         if (next < now) /* fell behind (a long pause): skip the missed ticks */
-            next = now + t->period;
+            next = weft_after(t->period);
     }
 }
 

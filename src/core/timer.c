@@ -55,7 +55,9 @@ int64_t weft_after(int64_t ns)
 static void arm(struct weft__worker *w, struct weft__timer *t)
 {
     double lag = ev_time() - ev_now(w->loop);
-    double delay = (double)(t->deadline - weft_now()) / 1e9 + lag;
+    int64_t now = weft_now();
+    /* Any deadline at or before now (even INT64_MIN) is due: no overflowing subtraction. */
+    double delay = (t->deadline <= now ? 0.0 : (double)(t->deadline - now) / 1e9) + lag;
     ev_timer_set(&t->ev, delay > 0 ? delay : 0, 0.);
     ev_timer_start(w->loop, &t->ev);
 }
@@ -141,9 +143,11 @@ int weft_sleep_until(int64_t deadline)
     if (!co) {
         /* A plain thread just sleeps (absolute, so signals cannot make it early). */
         if (deadline == WEFT_FOREVER)
-            return WEFT_EINVAL;
+            return WEFT_EINVAL; /* a plain thread cannot be woken: it would sleep forever */
+        if (deadline <= weft_now())
+            return 0;
         struct timespec ts = {deadline / 1000000000, deadline % 1000000000};
-        while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) != 0)
+        while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
             ;
         return 0;
     }
