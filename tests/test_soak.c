@@ -16,7 +16,7 @@
  *     return early, and at the end weft_stats_get says only main is alive.
  *
  * Environment:
- *   WEFT_SOAK_SECONDS  how long to run (default 20; 6 under the sanitizers; divided by
+ *   WEFT_SOAK_SECONDS  how long to run (default 20, 60 when $CI is set; 6 under the sanitizers; divided by
  *                      $WEFT_TEST_SCALE when set, e.g. under valgrind). At least one epoch.
  *   WEFT_SOAK_SEED     the seed (default: time-based). It is printed first; each coroutine's
  *                      choices come from it, so a failure can be replayed (the interleaving
@@ -928,7 +928,9 @@ int main(void)
     if (secs && *secs) {
         soak_seconds = atof(secs);
     } else {
-        soak_seconds = TEST_SCALE > 1 ? 6 : 20;
+        /* CI (CI=true) soaks for about a minute in the plain build; local runs are shorter. */
+        const char *ci = getenv("CI");
+        soak_seconds = TEST_SCALE > 1 ? 6 : (ci && *ci ? 60 : 20);
         const char *sc = getenv("WEFT_TEST_SCALE");
         if (sc && atol(sc) > 1)
             soak_seconds /= (double)atol(sc);
