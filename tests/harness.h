@@ -35,6 +35,25 @@
 #define ASSERT_GT(a, b) ASSERT_OP(a, >, b)
 #define ASSERT_GE(a, b) ASSERT_OP(a, >=, b)
 
+/* Counting checks: the test defines `checks` (a long or an _Atomic long); each CHECK is an
+ * ASSERT that also counts, so TEST_PASS can report how much was verified. */
+#define CHECK(c)                                                                            \
+    do {                                                                                    \
+        ASSERT(c);                                                                          \
+        checks++;                                                                           \
+    } while (0)
+#define WEFT__CHECK_OP(a, op, b)                                                            \
+    do {                                                                                    \
+        ASSERT_OP(a, op, b);                                                                \
+        checks++;                                                                           \
+    } while (0)
+#define CHECK_EQ(a, b) WEFT__CHECK_OP(a, ==, b)
+#define CHECK_NE(a, b) WEFT__CHECK_OP(a, !=, b)
+#define CHECK_LT(a, b) WEFT__CHECK_OP(a, <, b)
+#define CHECK_LE(a, b) WEFT__CHECK_OP(a, <=, b)
+#define CHECK_GT(a, b) WEFT__CHECK_OP(a, >, b)
+#define CHECK_GE(a, b) WEFT__CHECK_OP(a, >=, b)
+
 /* Sizes scale down under the sanitizers (TSan: at most ~8,000 live fibers; ASan: slow). */
 #if defined(__SANITIZE_THREAD__)
 #define TEST_SCALE 100

@@ -45,21 +45,6 @@
 #include <unistd.h>
 
 static _Atomic long checks;
-#define CHECK(c)                                                                            \
-    do {                                                                                    \
-        ASSERT(c);                                                                          \
-        checks++;                                                                           \
-    } while (0)
-#define CHECK_EQ(a, b)                                                                      \
-    do {                                                                                    \
-        ASSERT_EQ(a, b);                                                                    \
-        checks++;                                                                           \
-    } while (0)
-#define CHECK_GE(a, b)                                                                      \
-    do {                                                                                    \
-        ASSERT_GE(a, b);                                                                    \
-        checks++;                                                                           \
-    } while (0)
 #define CHECK_NULL_TASK(t) CHECK((t).co == NULL && (t).id == 0)
 
 /* Poll for a condition for up to 10 s (a coroutine parks, a thread sleeps, between tries). */

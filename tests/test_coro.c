@@ -7,16 +7,6 @@
 #include <stdatomic.h>
 
 static long checks;
-#define CHECK(c)                                                                            \
-    do {                                                                                    \
-        ASSERT(c);                                                                          \
-        checks++;                                                                           \
-    } while (0)
-#define CHECK_EQ(a, b)                                                                      \
-    do {                                                                                    \
-        ASSERT_EQ(a, b);                                                                    \
-        checks++;                                                                           \
-    } while (0)
 
 static void *ret_arg(void *arg)
 {

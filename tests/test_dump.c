@@ -22,26 +22,6 @@
 #include <unistd.h>
 
 static _Atomic long checks;
-#define CHECK(c)                                                                            \
-    do {                                                                                    \
-        ASSERT(c);                                                                          \
-        checks++;                                                                           \
-    } while (0)
-#define CHECK_EQ(a, b)                                                                      \
-    do {                                                                                    \
-        ASSERT_EQ(a, b);                                                                    \
-        checks++;                                                                           \
-    } while (0)
-#define CHECK_GE(a, b)                                                                      \
-    do {                                                                                    \
-        ASSERT_GE(a, b);                                                                    \
-        checks++;                                                                           \
-    } while (0)
-#define CHECK_GT(a, b)                                                                      \
-    do {                                                                                    \
-        ASSERT_GT(a, b);                                                                    \
-        checks++;                                                                           \
-    } while (0)
 
 /* ------------------------------------------------------------------------------------------
  * Capturing a dump. */

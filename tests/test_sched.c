@@ -10,16 +10,6 @@
 #include <unistd.h>
 
 static long checks;
-#define CHECK(c)                                                                            \
-    do {                                                                                    \
-        ASSERT(c);                                                                          \
-        checks++;                                                                           \
-    } while (0)
-#define CHECK_EQ(a, b)                                                                      \
-    do {                                                                                    \
-        ASSERT_EQ(a, b);                                                                    \
-        checks++;                                                                           \
-    } while (0)
 
 static int nworkers;
 

@@ -12,31 +12,6 @@
 #include <stdbool.h>
 
 static _Atomic long checks;
-#define CHECK(c)                                                                            \
-    do {                                                                                    \
-        ASSERT(c);                                                                          \
-        checks++;                                                                           \
-    } while (0)
-#define CHECK_EQ(a, b)                                                                      \
-    do {                                                                                    \
-        ASSERT_EQ(a, b);                                                                    \
-        checks++;                                                                           \
-    } while (0)
-#define CHECK_GE(a, b)                                                                      \
-    do {                                                                                    \
-        ASSERT_GE(a, b);                                                                    \
-        checks++;                                                                           \
-    } while (0)
-#define CHECK_LE(a, b)                                                                      \
-    do {                                                                                    \
-        ASSERT_LE(a, b);                                                                    \
-        checks++;                                                                           \
-    } while (0)
-#define CHECK_LT(a, b)                                                                      \
-    do {                                                                                    \
-        ASSERT_LT(a, b);                                                                    \
-        checks++;                                                                           \
-    } while (0)
 
 #define LATE_NS WEFT_SEC(2)
 
