@@ -310,7 +310,9 @@ static WEFT_NOINLINE ssize_t sys_write(int fd, const void *buf, size_t len)
     return n >= 0 ? n : -err;
 }
 
-ssize_t weft_read(int fd, void *buf, size_t len, int64_t deadline)
+/* The blocking-style loop of every transfer: try the call; on EAGAIN park until the
+ * descriptor is ready (or the deadline/cancellation ends the wait); retry on EINTR. */
+static ssize_t transfer(int fd, void *buf, size_t len, int64_t deadline, bool writing)
 {
     if (fd < 0 || (!buf && len))
         return WEFT_EINVAL;
@@ -318,36 +320,26 @@ ssize_t weft_read(int fd, void *buf, size_t len, int64_t deadline)
     if (r < 0)
         return r;
     for (;;) {
-        ssize_t n = sys_read(fd, buf, len);
+        ssize_t n = writing ? sys_write(fd, buf, len) : sys_read(fd, buf, len);
         if (n >= 0)
             return n;
         if (n == -EINTR)
             continue;
         if (n != -EAGAIN && n != -EWOULDBLOCK)
             return n;
-        if ((r = weft_wait_fd(fd, WEFT_READABLE, deadline)) < 0)
+        if ((r = weft_wait_fd(fd, writing ? WEFT_WRITABLE : WEFT_READABLE, deadline)) < 0)
             return r;
     }
 }
 
+ssize_t weft_read(int fd, void *buf, size_t len, int64_t deadline)
+{
+    return transfer(fd, buf, len, deadline, false);
+}
+
 ssize_t weft_write(int fd, const void *buf, size_t len, int64_t deadline)
 {
-    if (fd < 0 || (!buf && len))
-        return WEFT_EINVAL;
-    int r = weft_fd_nonblock(fd);
-    if (r < 0)
-        return r;
-    for (;;) {
-        ssize_t n = sys_write(fd, buf, len);
-        if (n >= 0)
-            return n;
-        if (n == -EINTR)
-            continue;
-        if (n != -EAGAIN && n != -EWOULDBLOCK)
-            return n;
-        if ((r = weft_wait_fd(fd, WEFT_WRITABLE, deadline)) < 0)
-            return r;
-    }
+    return transfer(fd, (void *)buf, len, deadline, true);
 }
 
 ssize_t weft_write_all(int fd, const void *buf, size_t len, int64_t deadline)
