@@ -75,6 +75,23 @@ static inline long test_scaled(long n)
     return n > 0 ? n : 1;
 }
 
+/* Operation counts (not live coroutines): the sanitizers' slowdown is ~10x, not TEST_SCALE,
+ * so scale these less and keep the races exercised there too. */
+static inline long ops_scaled(long n)
+{
+    return test_scaled(TEST_SCALE > 1 ? n * 10 : n);
+}
+
+/* Wait (in a coroutine) until cond holds; fails after 10 s. */
+#define WAIT_FOR(cond)                                                                      \
+    do {                                                                                    \
+        int64_t _dl = weft_now() + WEFT_SEC(10);                                            \
+        while (!(cond)) {                                                                   \
+            ASSERT(weft_now() < _dl);                                                       \
+            weft_sleep(WEFT_MSEC(1));                                                       \
+        }                                                                                   \
+    } while (0)
+
 #define TEST_PASS(name, checks)                                                             \
     do {                                                                                    \
         printf("%s: passed (%ld checks)\n", name, (long)(checks));                          \

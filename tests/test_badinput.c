@@ -48,15 +48,6 @@ static _Atomic long checks;
 #define CHECK_NULL_TASK(t) CHECK((t).co == NULL && (t).id == 0)
 
 /* Poll for a condition for up to 10 s (a coroutine parks, a thread sleeps, between tries). */
-#define WAIT_FOR(cond)                                                                      \
-    do {                                                                                    \
-        int64_t _dl = weft_now() + WEFT_SEC(10);                                            \
-        while (!(cond)) {                                                                   \
-            ASSERT(weft_now() < _dl);                                                       \
-            weft_sleep(WEFT_MSEC(1));                                                       \
-        }                                                                                   \
-    } while (0)
-
 /* Huge allocations must come back as WEFT_ENOMEM: let the sanitizers' allocators return NULL
  * instead of reporting (an environment ASAN_OPTIONS / TSAN_OPTIONS adds to this). */
 #if defined(__SANITIZE_ADDRESS__)

@@ -12,23 +12,7 @@ static _Atomic long checks;
 
 #define LATE_NS WEFT_SEC(2) /* "not absurdly late" */
 
-/* Operation counts (not live coroutines): the sanitizers' slowdown is ~10x, not TEST_SCALE,
- * so scale these less and keep the races exercised there too. */
-static long ops_scaled(long n)
-{
-    return test_scaled(TEST_SCALE > 1 ? n * 10 : n);
-}
-
 /* Poll (sleeping) until cond holds; fail after 5 s. */
-#define WAIT_FOR(cond)                                                                      \
-    do {                                                                                    \
-        int64_t _dl = weft_now() + WEFT_SEC(5);                                             \
-        while (!(cond)) {                                                                   \
-            ASSERT(weft_now() < _dl);                                                       \
-            weft_sleep(WEFT_MSEC(1));                                                       \
-        }                                                                                   \
-    } while (0)
-
 /* ------------------------------------------------------------------------------------------
  * Rendezvous. */
 

@@ -15,22 +15,6 @@ static _Atomic long checks;
 
 #define LATE_NS WEFT_SEC(2)
 
-/* Operation counts (not live coroutines): the sanitizers' slowdown is ~10x, not TEST_SCALE,
- * so scale these less and keep the races exercised there too. */
-static long ops_scaled(long n)
-{
-    return test_scaled(TEST_SCALE > 1 ? n * 10 : n);
-}
-
-#define WAIT_FOR(cond)                                                                      \
-    do {                                                                                    \
-        int64_t _dl = weft_now() + WEFT_SEC(10);                                            \
-        while (!(cond)) {                                                                   \
-            ASSERT(weft_now() < _dl);                                                       \
-            weft_sleep(WEFT_MSEC(1));                                                       \
-        }                                                                                   \
-    } while (0)
-
 /* Start a plain thread; it reports its end on `wg` (so a coroutine can park, not block the
  * worker, while waiting for it). */
 struct thr {

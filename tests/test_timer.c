@@ -13,13 +13,6 @@ static _Atomic long checks;
 
 #define LATE_NS WEFT_SEC(2)
 
-/* Operation counts (not live coroutines): the sanitizers' slowdown is ~10x, not TEST_SCALE,
- * so scale these less and keep the races exercised there too. */
-static long ops_scaled(long n)
-{
-    return test_scaled(TEST_SCALE > 1 ? n * 10 : n);
-}
-
 /* ------------------------------------------------------------------------------------------
  * Sleeps are never early. */
 
