@@ -79,16 +79,36 @@ WEFT_EXTERN int weft_sleep_until(int64_t deadline);
 /* ===================================== Runtime =========================================== */
 typedef struct weft_config {
     int threads;           /* worker threads; 0: $WEFT_THREADS, else the number of CPUs */
-    size_t stack_size;     /* default coroutine stack size in bytes; 0: WEFT_STACK_DEFAULT */
+    size_t stack_size;     /* default coroutine stack size in bytes; 0: $WEFT_STACK_SIZE,
+                              else WEFT_STACK_DEFAULT (see "Stack sizes" below) */
     int debug_migrate;     /* 1: move coroutines to another worker at every yield and park
                               where possible (also $WEFT_DEBUG_MIGRATE=1) */
     int blocking_threads;  /* max threads of the blocking-offload pool; 0: 64 */
     int dump_signal;       /* a signal (e.g. SIGQUIT) that prints weft_dump() to stderr; 0: none */
 } weft_config;
 
+/* Stack sizes. Stacks are reserved address space, committed page by page as they are
+ * touched, with a guard page below: the default 64 KiB costs one resident page for a
+ * coroutine that only calls weft, and room for ordinary C libraries (printf needs ~8 KiB).
+ * Sizes below WEFT_STACK_SMALL (4 KiB) make SUB-PAGE stacks: rounded up to 256 bytes and
+ * packed several to a page, so a million parked coroutines fit in ~1.5 KB each. They have no
+ * guard page: an overflow is detected by a canary and a stack-pointer check at every switch
+ * away from the coroutine (then the process aborts with the overflow report), i.e. after
+ * the fact — use them for coroutines whose code is shallow (weft calls, small frames; the
+ * runtime's own work runs on the worker's stack). With -DWEFT_SEGMENTED_STACKS=ON (gcc
+ * split stacks) a small stack grows in segments instead (README "Stacks"). */
 #define WEFT_STACK_DEFAULT ((size_t)64 * 1024)
-#define WEFT_STACK_MIN ((size_t)8 * 1024)
+#define WEFT_STACK_MIN ((size_t)1024)
+#define WEFT_STACK_SMALL ((size_t)4096)
 #define WEFT_STACK_MAX ((size_t)1024 * 1024 * 1024)
+/* The runtime's default when neither the config nor $WEFT_STACK_SIZE sets one: with
+ * segmented stacks a coroutine starts on 2 KiB and grows; otherwise WEFT_STACK_DEFAULT. */
+#define WEFT_STACK_SEGMENTED_DEFAULT ((size_t)2048)
+#if defined(WEFT_SEGMENTED_STACKS)
+#define WEFT_STACK_DEFAULT_BUILD WEFT_STACK_SEGMENTED_DEFAULT
+#else
+#define WEFT_STACK_DEFAULT_BUILD WEFT_STACK_DEFAULT
+#endif
 
 /* Start the runtime, run main(arg) as the first coroutine, and return when it has returned:
  * its return value, or a negative WEFT_E* code if the runtime could not start (WEFT_EBUSY

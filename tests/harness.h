@@ -92,6 +92,34 @@ static inline long ops_scaled(long n)
         }                                                                                   \
     } while (0)
 
+/* Run fn(arg) in a child process with its stderr captured into buf (NUL-terminated);
+ * returns the child's wait status. For tests of fatal reports (stack overflows). */
+#include <sys/wait.h>
+#include <unistd.h>
+static inline int test_child_stderr(void (*fn)(void *), void *arg, char *buf, size_t cap)
+{
+    int fds[2];
+    ASSERT(pipe(fds) == 0);
+    pid_t pid = fork();
+    ASSERT(pid >= 0);
+    if (pid == 0) {
+        dup2(fds[1], 2);
+        close(fds[0]);
+        fn(arg);
+        _exit(0);
+    }
+    close(fds[1]);
+    size_t len = 0;
+    ssize_t n;
+    while (len + 1 < cap && (n = read(fds[0], buf + len, cap - 1 - len)) > 0)
+        len += (size_t)n;
+    buf[len] = 0;
+    close(fds[0]);
+    int status;
+    ASSERT(waitpid(pid, &status, 0) == pid);
+    return status;
+}
+
 #define TEST_PASS(name, checks)                                                             \
     do {                                                                                    \
         printf("%s: passed (%ld checks)\n", name, (long)(checks));                          \

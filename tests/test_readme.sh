@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # test_readme.sh README LIBWEFT_A INCLUDE_DIR [EXTRA_LIBS...] — every ```c block of the README compiles
 # against the public header; a block with main() is linked and run (and must exit 0).
+# $WEFT_README_CFLAGS / $WEFT_README_LDFLAGS: extra flags a build needs (segmented stacks:
+# -fsplit-stack, -fuse-ld=gold), as pkg-config would give them.
 set -euo pipefail
 readme=$1 lib=$2 inc=$3
 shift 3
@@ -15,11 +17,14 @@ count=0 failed=0
 for f in "$tmp"/snippet*.c; do
   [ -e "$f" ] || continue
   count=$((count + 1))
-  if ! cc -std=gnu11 -Wall -Wextra -Werror -I"$inc" -c "$f" -o "${f%.c}.o"; then
+  # shellcheck disable=SC2086 # word splitting of the flag lists is intended
+  if ! cc -std=gnu11 -Wall -Wextra -Werror ${WEFT_README_CFLAGS:-} -I"$inc" -c "$f" -o "${f%.c}.o"; then
     echo "test_readme: $(basename "$f") does not compile:"; cat -n "$f"; failed=$((failed + 1)); continue
   fi
   if grep -q 'int main' "$f"; then
-    cc "${f%.c}.o" "$lib" -lev -lpthread "$@" -o "${f%.c}" || { failed=$((failed + 1)); continue; }
+    # shellcheck disable=SC2086
+    cc ${WEFT_README_LDFLAGS:-} -Wl,-z,now "${f%.c}.o" "$lib" -lev -lpthread "$@" -o "${f%.c}" ||
+      { failed=$((failed + 1)); continue; }
     if ! timeout 60 "${f%.c}" > "${f%.c}.out"; then
       echo "test_readme: $(basename "$f") failed when run"; failed=$((failed + 1))
     fi

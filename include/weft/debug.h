@@ -14,6 +14,7 @@ typedef struct weft_stats {
     uint64_t steals;       /* coroutines taken from another worker's queue */
     uint64_t stack_bytes;  /* address space reserved for stacks */
     uint64_t stacks_cached;/* free stacks kept warm */
+    uint64_t stacks_grown; /* finished coroutines whose stack grew a segment (segmented builds) */
     int workers;
 } weft_stats;
 /* Cheap counters, summed over workers (approximate while running). */

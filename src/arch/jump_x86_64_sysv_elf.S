@@ -186,3 +186,10 @@ weft__fcontext_start:
     .size   weft__fcontext_start, .-weft__fcontext_start
 
     .section .note.GNU-stack,"",%progbits
+
+#if defined(WEFT_SEGMENTED_STACKS)
+/* These functions are fit for split-stack code (src/core/segstack.h): they use 0x48 bytes
+ * of stack, well inside the slack below the limit, so gold must not treat calls to them as
+ * calls into unsplit code (which would make every switch ask for a 16 KiB frame). */
+    .section .note.GNU-split-stack,"",%progbits
+#endif

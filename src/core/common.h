@@ -43,6 +43,19 @@ WEFT_NORETURN void weft__panic(const char *fmt, ...) __attribute__((format(print
 #define WEFT_TSAN 1
 #endif
 
+#ifndef WEFT_ASAN
+#define WEFT_ASAN 0
+#endif
+#ifndef WEFT_TSAN
+#define WEFT_TSAN 0
+#endif
+/* For code that inspects raw stack memory on purpose (canaries). */
+#if WEFT_ASAN
+#define WEFT_NO_ASAN __attribute__((no_sanitize_address))
+#else
+#define WEFT_NO_ASAN
+#endif
+
 /* A full (seq_cst) fence. TSan does not model atomic_thread_fence (gcc warns -Wtsan and the
  * pairing is invisible to it), so under TSan the fence is a seq_cst read-modify-write on a
  * global word, which TSan understands and which is an equally strong barrier here: every

@@ -197,6 +197,7 @@ void weft__coro_reset_all(void)
         /* Retire any armed wait: a late waker (a blocking job finishing) must fail its CAS. */
         uint64_t w = atomic_load_explicit(&co->wait, memory_order_relaxed) & ~WEFT_WAIT_ARMED;
         atomic_store_explicit(&co->wait, w + 2, memory_order_relaxed);
+        weft__seg_release(&co->seg); /* an abandoned coroutine's extra segments */
         co->stack = NULL;
         co->ctx = NULL;
         co->next = pool_free;

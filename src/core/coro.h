@@ -37,6 +37,7 @@
 #include "common.h"
 #include "context.h"
 #include "lock.h"
+#include "segstack.h"
 #include "stack.h"
 
 enum weft__state {
@@ -87,6 +88,7 @@ struct weft__coro {
     int finished;             /* fn returned (under lock) */
     struct weft__waker *joiner;/* the one waiting weft_join, under lock */
     void *asan_fake;          /* ASan fake-stack save slot */
+    weft__seg seg;            /* split-stack context (segmented builds; else empty) */
     void **locals;            /* coroutine-local values, WEFT_LOCAL_MAX, lazily allocated */
     struct weft__coro *all_next;/* slab walk for weft_dump (never unlinked) */
     const char *wait_what;    /* what it waits on, for weft_dump */

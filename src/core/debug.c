@@ -24,6 +24,7 @@ int weft_stats_get(weft_stats *out)
         out->parks += atomic_load_explicit(&w->n_parks, memory_order_relaxed);
         out->steals += atomic_load_explicit(&w->n_steals, memory_order_relaxed);
         out->spawned += atomic_load_explicit(&w->n_spawned, memory_order_relaxed);
+        out->stacks_grown += atomic_load_explicit(&w->n_grown, memory_order_relaxed);
     }
     out->alive = weft__coro_alive();
     weft__stack_stats(&out->stack_bytes, &out->stacks_cached);

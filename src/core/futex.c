@@ -1,5 +1,6 @@
 /* futex.c — futex(2) wrappers (see futex.h). */
 #include "futex.h"
+#include "segstack.h"
 
 #include <errno.h>
 #include <linux/futex.h>
@@ -8,7 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
-int weft__futex_wait(_Atomic uint32_t *word, uint32_t val, int64_t deadline)
+WEFT_NOSPLIT int weft__futex_wait(_Atomic uint32_t *word, uint32_t val, int64_t deadline)
 {
     struct timespec ts, *tsp = NULL;
     if (deadline < 0)
@@ -27,7 +28,7 @@ int weft__futex_wait(_Atomic uint32_t *word, uint32_t val, int64_t deadline)
     return 0;
 }
 
-void weft__futex_wake(_Atomic uint32_t *word, int n)
+WEFT_NOSPLIT void weft__futex_wake(_Atomic uint32_t *word, int n)
 {
     syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, n, NULL, NULL, 0);
 }

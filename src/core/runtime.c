@@ -52,6 +52,27 @@ static int env_int(const char *name, int dflt)
     return (int)n;
 }
 
+/* $WEFT_STACK_SIZE: the default stack size when the config leaves it 0 (bytes, or with a K
+ * or M suffix). A value out of range is reported and ignored, not fatal. */
+static size_t env_stack_size(void)
+{
+    const char *v = getenv("WEFT_STACK_SIZE");
+    if (!v || !*v)
+        return WEFT_STACK_DEFAULT_BUILD;
+    char *end;
+    unsigned long long n = strtoull(v, &end, 10);
+    if (*end == 'k' || *end == 'K')
+        n <<= 10, end++;
+    else if (*end == 'm' || *end == 'M')
+        n <<= 20, end++;
+    if (*end || n < WEFT_STACK_MIN || n > WEFT_STACK_MAX) {
+        fprintf(stderr, "weft: ignoring WEFT_STACK_SIZE=%s (bytes, K or M; %zu..%zu)\n", v,
+                WEFT_STACK_MIN, WEFT_STACK_MAX);
+        return WEFT_STACK_DEFAULT_BUILD;
+    }
+    return weft__stack_round((size_t)n);
+}
+
 int weft_run(int (*main)(void *), void *arg, const weft_config *config)
 {
     if (!main)
@@ -83,7 +104,7 @@ int weft_run(int (*main)(void *), void *arg, const weft_config *config)
         return WEFT_ENOMEM;
     }
     rt->nworkers = nthreads;
-    rt->stack_size = cfg.stack_size ? weft__stack_round(cfg.stack_size) : WEFT_STACK_DEFAULT;
+    rt->stack_size = cfg.stack_size ? weft__stack_round(cfg.stack_size) : env_stack_size();
     rt->debug_migrate = cfg.debug_migrate || env_int("WEFT_DEBUG_MIGRATE", 0) > 0;
     if (nthreads == 1)
         rt->debug_migrate = false; /* nowhere to migrate to */
@@ -99,6 +120,7 @@ int weft_run(int (*main)(void *), void *arg, const weft_config *config)
             goto out;
         rt->workers[i]->solo = nthreads == 1;
         rt->workers[i]->debug_migrate = rt->debug_migrate;
+        rt->workers[i]->stacks.size = rt->stack_size; /* its cache keeps the default size */
     }
     atomic_fetch_add(&weft__run_epoch, 1);
     weft__rt = rt;
@@ -116,7 +138,8 @@ int weft_run(int (*main)(void *), void *arg, const weft_config *config)
             goto out;
         co->fn = main_trampoline;
         co->arg = &m;
-        co->stack_size = rt->stack_size;
+        /* main is the program's own code (printf, libraries): never a sub-page stack. */
+        co->stack_size = rt->stack_size < WEFT_STACK_SMALL ? WEFT_STACK_DEFAULT : rt->stack_size;
         co->flags = WEFT_CF_MAIN | WEFT_CF_DETACHED;
         atomic_fetch_sub_explicit(&co->refs, 1, memory_order_relaxed);
         strcpy(co->name, "main");

@@ -25,11 +25,13 @@ struct weft__worker {
     ev_async wake;
     weft__fctx_t sched_ctx;        /* the scheduler loop's context while a coroutine runs */
     void *sched_asan_fake;
+    weft__seg sched_seg;           /* the scheduler's split-stack context (segmented builds) */
     void *sched_tsan_fiber;
     struct weft__coro *current;    /* the coroutine running now, NULL in the scheduler */
     struct weft__coro *pinned_head, *pinned_tail; /* pinned FIFO: owner only, never stolen */
     void *sched_stack_lo;          /* the worker thread's own stack, for ASan */
     size_t sched_stack_size;
+    struct weft__coro *direct_next; /* owner only: run next (see switch_to) */
     struct weft__stack_cache stacks;
     struct weft__coro *coro_cache; /* free control blocks */
     size_t coro_cache_n;
@@ -53,6 +55,7 @@ struct weft__worker {
     void *altstack;                /* sigaltstack for overflow reports */
     /* statistics (owner writes, weft_stats reads relaxed) */
     _Atomic uint64_t n_switches, n_parks, n_steals, n_spawned, n_finished, n_alloc, n_free;
+    _Atomic uint64_t n_grown; /* finished coroutines whose stack had grown (segmented) */
     uint64_t id_next, id_end;      /* a block of coroutine ids (coro.c) */
 };
 

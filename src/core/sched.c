@@ -92,6 +92,8 @@ struct weft__switch {
     struct weft__coro *from;   /* the coroutine we leave, NULL for the scheduler */
     void (*unlock)(void *);
     void *unlock_arg;
+    int64_t deadline;          /* park: arm a timer for it (WEFT_FOREVER: none) */
+    struct weft__timer *timer; /* park: the timer armed, for the coroutine to cancel */
 #if WEFT_ASAN
     void *dest_fake;           /* ASan: the destination's fake-stack save */
 #endif
@@ -136,6 +138,7 @@ static void prepare(struct weft__worker *w, struct weft__coro *co)
     co->asan_fake = NULL;
     weft__asan_fresh_stack(st->lo, (size_t)((char *)weft__stack_top(st) - (char *)st->lo));
     co->ctx = weft__make_fcontext(weft__stack_top(st), st->size, coro_entry);
+    weft__seg_init(&co->seg, st->lo, weft__stack_top(st));
 }
 
 /* Switch from the current context (coroutine `from` or the scheduler) to coroutine `to`
@@ -147,6 +150,14 @@ static void switch_to(struct weft__worker *w, struct weft__coro *to, struct weft
     s->w = w;
     void **fake_save = s->from ? (dying ? NULL : &s->from->asan_fake) : &w->sched_asan_fake;
     (void)fake_save;
+    if (to && s->after && WEFT_UNLIKELY(to->stack_size < WEFT_STACK_SMALL)) {
+        /* The after-step runs on the destination's stack, and it may go deep (libev, the
+         * allocator, futexes): a sub-page stack has no room for it. Go through the
+         * scheduler's stack instead; worker_loop runs `to` right after (we own it: it was
+         * taken from our queues). One extra switch, for small-stack coroutines only. */
+        w->direct_next = to;
+        to = NULL;
+    }
     if (to) {
         if (!to->ctx)
             prepare(w, to);
@@ -169,6 +180,9 @@ static void switch_to(struct weft__worker *w, struct weft__coro *to, struct weft
         weft__tsan_switch(w->sched_tsan_fiber);
     }
     weft__stat_inc(&w->n_switches);
+    /* Segmented builds: the thread's split-stack state follows the context. Nothing that
+     * checks the stack limit may run between this and the jump (the asm is unchecked). */
+    weft__seg_switch(s->from ? &s->from->seg : &w->sched_seg, to ? &to->seg : &w->sched_seg);
     weft__ontop_fcontext(ctx, s, switch_done);
 }
 
@@ -176,6 +190,13 @@ static void switch_to(struct weft__worker *w, struct weft__coro *to, struct weft
  * Queues. */
 
 static void wakep(void);
+
+/* Wake a worker's loop (an eventfd write). Unchecked in segmented builds: a shallow leaf,
+ * called from coroutines that must not grow a segment for it. */
+static WEFT_NOSPLIT void async_send(struct weft__worker *w)
+{
+    ev_async_send(w->loop, &w->wake);
+}
 
 /* Owner only: pinned coroutines wait in a private FIFO that thieves never see. */
 static void pinned_push(struct weft__worker *w, struct weft__coro *co)
@@ -230,7 +251,7 @@ void weft__worker_post(struct weft__worker *w, struct weft__msg *m)
         m->next = old;
     while (!atomic_compare_exchange_weak_explicit(&w->inbox, &old, m, memory_order_release,
                                                   memory_order_relaxed));
-    ev_async_send(w->loop, &w->wake);
+    async_send(w);
 }
 
 static struct weft__worker *other_worker(struct weft__worker *w)
@@ -335,6 +356,16 @@ static void after_yield(struct weft__switch *s, struct weft__worker *w)
 static void after_park(struct weft__switch *s, struct weft__worker *w)
 {
     struct weft__coro *co = s->from;
+    if (s->deadline != WEFT_FOREVER) {
+        /* Armed here, not on the coroutine's stack (libev's heap may grow, a timer chunk
+         * may be allocated: too deep for a sub-page stack), and before the CAS below, so
+         * nobody can resume co yet: s->timer is read by co after it resumes. A token that
+         * is no longer armed means a waker (weft_cancel, a value) already won: no timer. */
+        struct weft__waker k = {.co = co,
+                                .token = atomic_load_explicit(&co->wait, memory_order_relaxed)};
+        if (k.token & WEFT_WAIT_ARMED)
+            s->timer = weft__timer_start(w, &k, s->deadline);
+    }
     if (s->unlock)
         s->unlock(s->unlock_arg);
     uint32_t expected = WEFT_CO_RUNNING;
@@ -352,6 +383,9 @@ static void after_exit(struct weft__switch *s, struct weft__worker *w)
 {
     struct weft__coro *co = s->from;
     weft__stack_put(&w->stacks, co->stack);
+    if (weft__seg_grown(&co->seg))
+        weft__stat_inc(&w->n_grown);
+    weft__seg_release(&co->seg); /* segments libgcc added (we are off them: on-top) */
     co->stack = NULL;
     co->ctx = NULL;
     atomic_store_explicit(&co->state, WEFT_CO_DEAD, memory_order_release);
@@ -415,7 +449,7 @@ int weft_yield(void)
     return 0;
 }
 
-int weft__park(void (*unlock)(void *), void *arg)
+static int park(int64_t deadline, void (*unlock)(void *), void *arg)
 {
     struct weft__worker *w = weft__worker_self();
     struct weft__coro *co = w->current;
@@ -437,9 +471,11 @@ int weft__park(void (*unlock)(void *), void *arg)
     co->wait_since = w->last_poll; /* coarse, free: the last loop poll */
     weft__stat_inc(&w->n_parks);
     struct weft__switch s = {.save = &co->ctx, .after = after_park, .from = co,
-                             .unlock = unlock, .unlock_arg = arg};
+                             .unlock = unlock, .unlock_arg = arg, .deadline = deadline};
     switch_away(w, co, &s, false);
     /* Resumed — possibly on another worker: re-read nothing cached from before. */
+    if (s.timer)
+        weft__timer_cancel(s.timer); /* stops it on its owner's loop (inbox if not here) */
     int r = co->wait_result;
     if (r == WEFT_ECANCELED)
         atomic_store_explicit(&co->cancel, 0, memory_order_relaxed);
@@ -447,23 +483,14 @@ int weft__park(void (*unlock)(void *), void *arg)
     return r;
 }
 
+int weft__park(void (*unlock)(void *), void *arg)
+{
+    return park(WEFT_FOREVER, unlock, arg);
+}
+
 int weft__park_until(int64_t deadline, void (*unlock)(void *), void *arg)
 {
-    struct weft__worker *w = weft__worker_self();
-    struct weft__timer *t = NULL;
-    if (deadline != WEFT_FOREVER) {
-        struct weft__coro *co = w->current;
-        struct weft__waker k = {.co = co,
-                                .token = atomic_load_explicit(&co->wait, memory_order_relaxed)};
-        /* An unarmed token means a waker (weft_cancel) already won this wait: no timer
-         * (its CAS could never succeed, and must not be tried with a stale value). */
-        if (k.token & WEFT_WAIT_ARMED)
-            t = weft__timer_start(w, &k, deadline);
-    }
-    int r = weft__park(unlock, arg);
-    if (t)
-        weft__timer_cancel(t);
-    return r;
+    return park(deadline, unlock, arg);
 }
 
 void weft__sched_exit(struct weft__coro *co)
@@ -507,7 +534,7 @@ static void wakep(void)
     }
     pthread_mutex_unlock(&rt->idle_mu);
     if (v)
-        ev_async_send(v->loop, &v->wake);
+        async_send(v);
     else
         atomic_fetch_sub_explicit(&rt->nspinning, 1, memory_order_seq_cst);
 }
@@ -699,7 +726,11 @@ static void on_wake(struct ev_loop *loop, ev_async *a, int revents)
 static void worker_loop(struct weft__worker *w)
 {
     struct weft__coro *co;
-    while ((co = find_work(w))) {
+    for (;;) {
+        if ((co = w->direct_next))
+            w->direct_next = NULL; /* a small-stack coroutine routed through us (switch_to) */
+        else if (!(co = find_work(w)))
+            break;
         struct weft__switch s = {.save = &w->sched_ctx, .after = NULL, .from = NULL};
         switch_to(w, co, &s, false);
         /* A coroutine switched back to us; its after-step already ran. */

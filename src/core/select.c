@@ -27,13 +27,19 @@ void weft__select_mark(struct weft__waiter *w)
 
 struct lockset {
     int n;
-    struct weft_chan *ch[WEFT_SELECT_MAX];
+    struct weft_chan **ch; /* distinct channels, in address order */
 };
 
-static int cmp_ptr(const void *a, const void *b)
+/* Insertion sort by address: n <= WEFT_SELECT_MAX and usually 2-4; no libc on the stack. */
+static void sort_chans(struct weft_chan **ch, int n)
 {
-    uintptr_t x = (uintptr_t) * (void *const *)a, y = (uintptr_t) * (void *const *)b;
-    return x < y ? -1 : x > y;
+    for (int i = 1; i < n; i++) {
+        struct weft_chan *c = ch[i];
+        int j = i;
+        for (; j > 0 && (uintptr_t)ch[j - 1] > (uintptr_t)c; j--)
+            ch[j] = ch[j - 1];
+        ch[j] = c;
+    }
 }
 
 static void lock_all(struct lockset *ls)
@@ -67,8 +73,11 @@ int weft_select(weft_case *cases, int n, int64_t deadline)
         return WEFT_EINVAL;
     if (!weft__rt)
         return WEFT_ENORUNTIME;
-    struct lockset ls = {0};
-    int order[WEFT_SELECT_MAX];
+    /* Arrays sized by n, not WEFT_SELECT_MAX: the frame of a two-case select must fit a
+     * sub-page stack (64 waiters would be 4 KiB). */
+    struct weft_chan *chs[n];
+    struct lockset ls = {0, chs};
+    int order[n];
     int nact = 0;
     for (int i = 0; i < n; i++) {
         weft_case *c = &cases[i];
@@ -88,7 +97,7 @@ int weft_select(weft_case *cases, int n, int64_t deadline)
         order[i] = order[j];
         order[j] = t;
     }
-    qsort(ls.ch, (size_t)ls.n, sizeof ls.ch[0], cmp_ptr);
+    sort_chans(ls.ch, ls.n);
     int m = 0;
     for (int i = 0; i < ls.n; i++)
         if (i == 0 || ls.ch[i] != ls.ch[m - 1])
@@ -122,7 +131,7 @@ int weft_select(weft_case *cases, int n, int64_t deadline)
     }
 
     struct weft__sel sel = {-1};
-    struct weft__waiter ws[WEFT_SELECT_MAX];
+    struct weft__waiter ws[nact > 0 ? nact : 1];
     struct weft__waker k;
     struct weft__thread_parker tp;
     struct weft__coro *co = weft__coro_self();

@@ -21,6 +21,14 @@
  * touches one or two pages of it; printf-family calls need ~8-12 KiB; 64 KiB leaves room
  * for ordinary C libraries without the 8 MiB of a thread. Reserve is free, touch is not.
  *
+ * Sub-page stacks (sizes below WEFT_STACK_SMALL): packed back to back, `size` bytes apart,
+ * no guard page (protection is page-granular), a 64-byte canary at the limit and the
+ * stack-pointer check at every switch away. A parked coroutine that only called weft uses
+ * a few hundred bytes of stack (the runtime's own work runs on the worker's stack through
+ * on-top switches), so a 1 KiB stack is a quarter page instead of a whole one. An overflow
+ * may scribble on the stack below (another coroutine's top frames) before the next switch
+ * reports it and aborts: hence opt-in, for shallow code.
+ *
  * Threads: the global pool is guarded by a mutex (batches only, off the hot path); a worker
  * cache is touched only by its own worker thread. */
 #define _GNU_SOURCE
@@ -63,6 +71,15 @@ static struct slab {
 } *slabs;
 static int guard_mode = -1; /* -1 unknown, else the best kind the kernel supports */
 static size_t mprotect_used;
+
+static inline bool is_small(size_t size)
+{
+    return size < WEFT_STACK_SMALL;
+}
+static inline int canary_words(size_t size)
+{
+    return is_small(size) ? 8 : WEFT_CANARY_WORDS;
+}
 static _Atomic uint64_t reserved_bytes, cached_stacks;
 
 /* A worker cache's count has one writer (its worker) and racy readers (weft_stats_get). */
@@ -77,6 +94,14 @@ static inline void cache_count_add(struct weft__stack_cache *c, long d)
 
 size_t weft__stack_round(size_t size)
 {
+#if WEFT_ASAN || WEFT_TSAN
+    /* Instrumented code needs several times the stack (ASan's redzones at -O0, TSan's
+     * runtime running on the caller's stack): sub-page sizes become 16 KiB, guarded. */
+    if (is_small(size))
+        size = 16384;
+#endif
+    if (is_small(size))
+        return (size + 255) & ~(size_t)255; /* may round up to a whole page: fine */
     return (size + WEFT_PAGE - 1) & ~(size_t)(WEFT_PAGE - 1);
 }
 
@@ -113,12 +138,13 @@ static void choose_guard_mode(void)
 /* Called with pool_mu held. Carves a slab into stacks of `size` and links them on cls. */
 static int carve(struct size_class *cls, size_t size)
 {
-    size_t stride = size + WEFT_PAGE;
+    bool small = is_small(size);
+    size_t stride = small ? size : size + WEFT_PAGE; /* sub-page stacks: no guard page */
     size_t n = WEFT_SLAB_BYTES / stride;
     if (n < 1)
         n = 1;
-    if (n > 64)
-        n = 64;
+    if (n > (small ? 2048u : 64u)) /* a small slab is at most 2 MiB, committed as used */
+        n = small ? 2048 : 64;
     size_t len = n * stride;
     char *base = mmap(NULL, len, PROT_READ | PROT_WRITE,
                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -140,9 +166,11 @@ static int carve(struct size_class *cls, size_t size)
     }
     for (size_t i = 0; i < n; i++) {
         char *guard = base + i * stride;
-        char *lo = guard + WEFT_PAGE;
+        char *lo = small ? guard : guard + WEFT_PAGE;
         unsigned kind = WEFT_GUARD_CANARY;
-        if (guard_mode == -1 || guard_mode == WEFT_GUARD_MADVISE) {
+        if (small) {
+            /* no guard page */
+        } else if (guard_mode == -1 || guard_mode == WEFT_GUARD_MADVISE) {
             if (madvise(guard, WEFT_PAGE, MADV_GUARD_INSTALL) == 0) {
                 kind = WEFT_GUARD_MADVISE;
                 guard_mode = WEFT_GUARD_MADVISE;
@@ -168,7 +196,7 @@ static int carve(struct size_class *cls, size_t size)
         s->valgrind_id = weft__valgrind_stack_register(lo, lo + size);
         s->tsan_fiber = NULL;
         if (kind == WEFT_GUARD_CANARY)
-            for (int w = 0; w < WEFT_CANARY_WORDS; w++)
+            for (int w = 0; w < canary_words(size); w++)
                 ((uint64_t *)lo)[w] = WEFT_STACK_CANARY;
         s->next = cls->free;
         cls->free = s;
@@ -180,7 +208,7 @@ static int carve(struct size_class *cls, size_t size)
 
 struct weft__stack *weft__stack_get(struct weft__stack_cache *cache, size_t size)
 {
-    if (cache && size == WEFT_STACK_DEFAULT && cache->head) {
+    if (cache && size == cache->size && cache->head) {
         /* The hot path touches only this worker's cache: no shared counter here. */
         struct weft__stack *s = cache->head;
         cache->head = s->next;
@@ -200,7 +228,7 @@ struct weft__stack *weft__stack_get(struct weft__stack_cache *cache, size_t size
         cls->count--;
         atomic_fetch_sub_explicit(&cached_stacks, 1, memory_order_relaxed);
         /* Refill the worker cache with a batch for the default size. */
-        if (cache && size == WEFT_STACK_DEFAULT) {
+        if (cache && size == cache->size) {
             size_t want = WEFT_CACHE_BATCH / 4;
             while (want-- && (cls->free || carve(cls, size) == 0)) {
                 struct weft__stack *t = cls->free;
@@ -219,7 +247,7 @@ struct weft__stack *weft__stack_get(struct weft__stack_cache *cache, size_t size
 
 void weft__stack_put(struct weft__stack_cache *cache, struct weft__stack *s)
 {
-    if (cache && s->size == WEFT_STACK_DEFAULT) {
+    if (cache && s->size == cache->size) {
         s->next = cache->head;
         cache->head = s;
         cache_count_add(cache, 1);
@@ -234,7 +262,7 @@ void weft__stack_put(struct weft__stack_cache *cache, struct weft__stack *s)
         cache_count_add(cache, -WEFT_CACHE_BATCH);
         atomic_fetch_add_explicit(&cached_stacks, WEFT_CACHE_BATCH, memory_order_relaxed);
         pthread_mutex_lock(&pool_mu);
-        struct size_class *cls = class_for(WEFT_STACK_DEFAULT);
+        struct size_class *cls = class_for(cache->size);
         while (batch) {
             struct weft__stack *n = batch->next;
             batch->next = cls->free;
@@ -257,8 +285,11 @@ void weft__stack_put(struct weft__stack_cache *cache, struct weft__stack *s)
 
 void weft__stack_cache_drain(struct weft__stack_cache *cache)
 {
+    if (!cache->head)
+        return;
     pthread_mutex_lock(&pool_mu);
-    struct size_class *cls = class_for(WEFT_STACK_DEFAULT);
+    struct size_class *cls = class_for(cache->size);
+    WEFT_ASSERT(cls != NULL);
     while (cache->head) {
         struct weft__stack *s = cache->head;
         cache->head = s->next;
@@ -278,21 +309,30 @@ struct weft__stack *weft__stack_guard_hit(const void *addr)
      * first; this walk is the fallback. */
     for (struct weft__stack *s = all_stacks; s; s = s->all) {
         const char *lo = s->lo;
+        if (is_small(s->size))
+            continue; /* below it is another stack, not a guard */
         if ((const char *)addr >= lo - WEFT_PAGE && (const char *)addr < lo + 256)
             return s;
     }
     return NULL;
 }
 
-void weft__stack_check(const struct weft__stack *s, const void *sp, uint64_t coro_id,
-                       const char *name)
+WEFT_NO_ASAN void weft__stack_check(const struct weft__stack *s, const void *sp,
+                                   uint64_t coro_id, const char *name)
 {
     /* Two checks: the stack pointer itself (exact, when the overflow is still going on:
      * sp within the lowest 256 bytes or below), and the canary words (an overflow that
      * returned before this switch; a frame may skip a word, so several are checked). */
     const uint64_t *c = s->lo;
     bool smashed = (const char *)sp < (const char *)s->lo + 256;
-    for (int i = 0; i < WEFT_CANARY_WORDS; i++)
+#if defined(WEFT_SEGMENTED_STACKS)
+    /* Running on a segment libgcc added (anywhere in the address space): the stack pointer
+     * says nothing about this stack; its canary still does. */
+    if ((const char *)sp >= (const char *)weft__stack_top(s) ||
+        (const char *)sp < (const char *)s->lo - 4096)
+        smashed = false;
+#endif
+    for (int i = 0; i < canary_words(s->size); i++)
         smashed |= c[i] != WEFT_STACK_CANARY;
     if (s->guard == WEFT_GUARD_CANARY && smashed)
         weft__panic("weft: stack overflow in coroutine %llu \"%s\" (stack %zu bytes)",

@@ -30,6 +30,7 @@ struct weft__stack {
 
 /* Per-worker cache: single-threaded, owned by the worker. */
 struct weft__stack_cache {
+    size_t size;          /* the one size it holds (the runtime's default), set at creation */
     struct weft__stack *head;
     _Atomic size_t count; /* owner writes (load + store), stats read */
 };
