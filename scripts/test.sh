@@ -11,6 +11,9 @@
 #   release   Release, -DWEFT_WERROR=ON, asm context switch: ctest            (build/release)
 #   migrate   the release tree again, ctest with WEFT_DEBUG_MIGRATE=1 (coroutines move to
 #             another worker at every yield and park)                        (build/release)
+#   segmented -DWEFT_SEGMENTED_STACKS=ON (gcc split stacks + gold, 2 KiB first segments, the
+#             whole suite incl. test_segstack; run once more with WEFT_DEBUG_MIGRATE=1)
+#                                                                        (build/segmented)
 #   boost     -DWEFT_CONTEXT=boost (Boost.Context's switch): ctest             (build/boost)
 #   ucontext  -DWEFT_CONTEXT=ucontext: ctest                                   (build/ucontext)
 #   asan      Debug, -DWEFT_SANITIZE=address,undefined: ctest                  (build/asan)
@@ -40,7 +43,7 @@ cd "$root"
 # shellcheck source=scripts/deps.sh
 . scripts/deps.sh
 
-ALL_STAGES=(release migrate boost ucontext asan tsan valgrind install aarch64 fuzz)
+ALL_STAGES=(release migrate segmented boost ucontext asan tsan valgrind install aarch64 fuzz)
 QUICK_STAGES=(release asan)
 JOBS=${WEFT_TEST_JOBS:-2}
 VALGRIND_TESTS=${VALGRIND_TESTS:-"test_coro test_chan test_select test_sync test_cancel test_io"}
@@ -164,6 +167,14 @@ stage_migrate() {
     export WEFT_DEBUG_MIGRATE=1
     log "WEFT_DEBUG_MIGRATE=1"
     run_ctest release
+}
+
+stage_segmented() {
+    build_tree segmented -DCMAKE_BUILD_TYPE=Release -DWEFT_WERROR=ON -DWEFT_CONTEXT=asm \
+        -DWEFT_SANITIZE= -DWEFT_SEGMENTED_STACKS=ON
+    run_ctest segmented
+    log "segmented, again with WEFT_DEBUG_MIGRATE=1 (switches on added segments across workers)"
+    WEFT_DEBUG_MIGRATE=1 run_ctest segmented
 }
 
 stage_boost() {

@@ -22,6 +22,30 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The allocator runs through weft__offstack: it may go deeper than a small stack allows. */
+struct chan_new {
+    size_t elem_size, cap;
+    struct weft_chan *ch;
+};
+
+static void chan_alloc(void *p)
+{
+    struct chan_new *n = p;
+    struct weft_chan *ch = calloc(1, sizeof *ch);
+    if (ch && n->cap && n->elem_size && !(ch->buf = malloc(n->cap * n->elem_size))) {
+        free(ch);
+        ch = NULL;
+    }
+    n->ch = ch;
+}
+
+static void chan_free(void *p)
+{
+    struct weft_chan *ch = p;
+    free(ch->buf);
+    free(ch);
+}
+
 int weft_chan_create(weft_chan **out, size_t elem_size, size_t capacity)
 {
     if (!out)
@@ -30,15 +54,13 @@ int weft_chan_create(weft_chan **out, size_t elem_size, size_t capacity)
     if (elem_size > ((size_t)1 << 20) || capacity > ((size_t)1 << 30) ||
         (capacity && elem_size && capacity > SIZE_MAX / elem_size))
         return WEFT_EINVAL;
-    struct weft_chan *ch = calloc(1, sizeof *ch);
+    struct chan_new n = {elem_size, capacity, NULL};
+    weft__offstack(chan_alloc, &n);
+    struct weft_chan *ch = n.ch;
     if (!ch)
         return WEFT_ENOMEM;
     ch->elem_size = elem_size;
     ch->cap = capacity;
-    if (capacity && elem_size && !(ch->buf = malloc(capacity * elem_size))) {
-        free(ch);
-        return WEFT_ENOMEM;
-    }
     atomic_init(&ch->refs, 1);
     *out = ch;
     return 0;
@@ -64,8 +86,7 @@ void weft_chan_unref(weft_chan *ch)
     if ((ch->sendq.head || ch->recvq.head) && weft__rt &&
         ch->epoch == atomic_load(&weft__run_epoch))
         weft__panic("weft: channel %p freed while coroutines or threads wait on it", (void *)ch);
-    free(ch->buf);
-    free(ch);
+    weft__offstack(chan_free, ch);
 }
 
 size_t weft_chan_len(weft_chan *ch)
@@ -95,6 +116,13 @@ static inline void reap_stale(struct weft_chan *ch)
     }
 }
 
+/* Element copies. Unchecked in segmented builds: memcpy is a leaf that fits in the slack,
+ * and a channel operation must not ask for a large frame (segstack.h). */
+static WEFT_NOSPLIT void elem_copy(void *dst, const void *src, size_t n)
+{
+    memcpy(dst, src, n);
+}
+
 static inline void *slot(struct weft_chan *ch, size_t i)
 {
     return ch->buf + ((ch->head + i) % ch->cap) * ch->elem_size;
@@ -118,14 +146,14 @@ int weft__chan_try_send_locked(struct weft_chan *ch, const void *elem,
     struct weft__waiter *r = waitq_claim(&ch->recvq);
     if (r) {
         if (ch->elem_size && r->elem) /* a select may receive into NULL: discard */
-            memcpy(r->elem, elem, ch->elem_size);
+            elem_copy(r->elem, elem, ch->elem_size);
         mark_selected(r);
         *wake = r;
         return 0;
     }
     if (ch->len < ch->cap) {
         if (ch->elem_size)
-            memcpy(slot(ch, ch->len), elem, ch->elem_size);
+            elem_copy(slot(ch, ch->len), elem, ch->elem_size);
         ch->len++;
         return 0;
     }
@@ -138,14 +166,14 @@ int weft__chan_try_recv_locked(struct weft_chan *ch, void *elem, struct weft__wa
     reap_stale(ch);
     if (ch->len) {
         if (ch->elem_size && elem)
-            memcpy(elem, slot(ch, 0), ch->elem_size);
+            elem_copy(elem, slot(ch, 0), ch->elem_size);
         ch->head = (ch->head + 1) % ch->cap;
         ch->len--;
         /* A slot is free: the first blocked sender's element moves into the buffer. */
         struct weft__waiter *s = waitq_claim(&ch->sendq);
         if (s) {
             if (ch->elem_size)
-                memcpy(slot(ch, ch->len), s->elem, ch->elem_size);
+                elem_copy(slot(ch, ch->len), s->elem, ch->elem_size);
             ch->len++;
             mark_selected(s);
             *wake = s;
@@ -155,7 +183,7 @@ int weft__chan_try_recv_locked(struct weft_chan *ch, void *elem, struct weft__wa
     struct weft__waiter *s = waitq_claim(&ch->sendq);
     if (s) {
         if (ch->elem_size && elem)
-            memcpy(elem, s->elem, ch->elem_size);
+            elem_copy(elem, s->elem, ch->elem_size);
         mark_selected(s);
         *wake = s;
         return 0;

@@ -49,6 +49,11 @@ WEFT_NORETURN void weft__panic(const char *fmt, ...) __attribute__((format(print
 #ifndef WEFT_TSAN
 #define WEFT_TSAN 0
 #endif
+/* weft's thread-locals use the initial-exec model: a fixed offset from the thread pointer, no
+ * __tls_get_addr call in libweft.so (a call into ld.so, which in segmented builds would also
+ * make every caller ask for a large stack frame). A few words of static TLS. */
+#define WEFT_TLS __thread __attribute__((tls_model("initial-exec")))
+
 /* For code that inspects raw stack memory on purpose (canaries). */
 #if WEFT_ASAN
 #define WEFT_NO_ASAN __attribute__((no_sanitize_address))

@@ -41,8 +41,10 @@ static bool pool_fill_locked(void)
 }
 
 /* One block for a plain thread, or a batch into a worker's cache: one lock per batch, so
- * blocks that drift between workers (spawned on one, finished on another) cost little. */
-static struct weft__coro *pool_take(struct weft__worker *w)
+ * blocks that drift between workers (spawned on one, finished on another) cost little.
+ * Slow paths that call libc are kept out of line here and below: in segmented builds a
+ * function that calls unsplit code asks for a large frame at every call (segstack.h). */
+static WEFT_NOINLINE struct weft__coro *pool_take(struct weft__worker *w)
 {
     pthread_mutex_lock(&pool_mu);
     if (!pool_fill_locked()) {
@@ -60,6 +62,16 @@ static struct weft__coro *pool_take(struct weft__worker *w)
     }
     pthread_mutex_unlock(&pool_mu);
     return co;
+}
+
+struct take {
+    struct weft__worker *w;
+    struct weft__coro *co;
+};
+static void pool_take_call(void *p)
+{
+    struct take *t = p;
+    t->co = pool_take(t->w);
 }
 
 /* Ids: unique for the process; workers take them in blocks (no shared counter per spawn). */
@@ -82,8 +94,11 @@ struct weft__coro *weft__coro_alloc(void)
         co = w->coro_cache;
         w->coro_cache = co->next;
         w->coro_cache_n--;
-    } else if (!(co = pool_take(w))) {
-        return NULL;
+    } else {
+        struct take t = {w, NULL};
+        weft__offstack(pool_take_call, &t); /* calloc: too deep for a small stack */
+        if (!(co = t.co))
+            return NULL;
     }
     /* co->wait keeps its sequence across reuse (stale wakers must never match). */
     uint64_t seq = atomic_load_explicit(&co->wait, memory_order_relaxed) & ~WEFT_WAIT_ARMED;
@@ -117,6 +132,16 @@ struct weft__coro *weft__coro_alloc(void)
     return co;
 }
 
+/* Unchecked in segmented builds (a mutex and two stores): it runs in after-steps on small
+ * stacks, which must not grow for it. */
+static WEFT_NOSPLIT WEFT_NOINLINE void pool_put(struct weft__coro *first, struct weft__coro *last)
+{
+    pthread_mutex_lock(&pool_mu);
+    last->next = pool_free;
+    pool_free = first;
+    pthread_mutex_unlock(&pool_mu);
+}
+
 static void coro_free(struct weft__coro *co)
 {
     atomic_store_explicit(&co->id, 0, memory_order_release);
@@ -124,10 +149,7 @@ static void coro_free(struct weft__coro *co)
     struct weft__worker *w = weft__worker_self();
     if (!w) {
         atomic_fetch_sub_explicit(&alive, 1, memory_order_relaxed);
-        pthread_mutex_lock(&pool_mu);
-        co->next = pool_free;
-        pool_free = co;
-        pthread_mutex_unlock(&pool_mu);
+        pool_put(co, co);
         return;
     }
     weft__stat_inc(&w->n_free);
@@ -141,10 +163,7 @@ static void coro_free(struct weft__coro *co)
         last = last->next;
     w->coro_cache = last->next;
     w->coro_cache_n -= CORO_BATCH;
-    pthread_mutex_lock(&pool_mu);
-    last->next = pool_free;
-    pool_free = first;
-    pthread_mutex_unlock(&pool_mu);
+    pool_put(first, last);
 }
 
 void weft__coro_release(struct weft__coro *co)
@@ -330,6 +349,12 @@ int weft_spawn(weft_task *out, weft_fn fn, void *arg)
     return weft_spawn_ex(out, fn, arg, NULL);
 }
 
+static WEFT_NOINLINE void copy_name(struct weft__coro *co, const char *name)
+{
+    strncpy(co->name, name, sizeof co->name - 1);
+    co->name[sizeof co->name - 1] = 0;
+}
+
 int weft_spawn_ex(weft_task *out, weft_fn fn, void *arg, const weft_spawn_opts *opts)
 {
     if (out)
@@ -352,8 +377,7 @@ int weft_spawn_ex(weft_task *out, weft_fn fn, void *arg, const weft_spawn_opts *
     co->arg = arg;
     co->stack_size = size;
     if (opts && opts->name) {
-        strncpy(co->name, opts->name, sizeof co->name - 1);
-        co->name[sizeof co->name - 1] = 0;
+        copy_name(co, opts->name);
     }
     if (!out) {
         co->flags |= WEFT_CF_DETACHED;
@@ -381,7 +405,8 @@ int weft_spawn_ex(weft_task *out, weft_fn fn, void *arg, const weft_spawn_opts *
 
 void weft__coro_exit(struct weft__coro *co, void *result)
 {
-    weft__coro_locals_free(co);
+    if (co->locals)
+        weft__coro_locals_free(co);
     co->result = result;
     weft__lock_acquire(&co->lock);
     co->finished = 1;
@@ -616,7 +641,7 @@ int weft_local_set(weft_local key, void *value)
     return 0;
 }
 
-void weft__coro_locals_free(struct weft__coro *co)
+WEFT_NOINLINE void weft__coro_locals_free(struct weft__coro *co)
 {
     if (!co->locals)
         return;

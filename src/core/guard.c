@@ -103,7 +103,7 @@ void weft__guard_uninstall(void)
 
 /* Called on the worker's own thread when it starts and when it stops. The previous
  * alternate stack (a sanitizer's, or the application's) is put back at the end. */
-static __thread stack_t old_altstack;
+static WEFT_TLS stack_t old_altstack;
 
 void weft__guard_thread_init(struct weft__worker *w)
 {

@@ -93,7 +93,7 @@ static inline void weft__stat_inc(_Atomic uint64_t *c)
  * every switch: a coroutine that parked on one worker may resume on another, and a cached
  * thread-local address would then point at the first worker's state. */
 struct weft__worker *weft__worker_self(void);
-extern __thread struct weft__worker *weft__tls_worker;
+extern WEFT_TLS struct weft__worker *weft__tls_worker;
 /* The same, inlined: ONLY for the entry of a public function, before its first switch
  * (nothing can be cached from before the call); after a switch use weft__worker_self(). */
 static inline struct weft__worker *weft__worker_entry(void)
@@ -102,6 +102,10 @@ static inline struct weft__worker *weft__worker_entry(void)
 }
 /* The calling coroutine, or NULL. */
 struct weft__coro *weft__coro_self(void);
+/* Run fn(arg) on the calling worker's scheduler stack when the caller's own stack is small
+ * (sub-page or segmented): for the deep paths of the runtime (malloc, libc) that a small
+ * stack has no room for. Otherwise, or on a plain thread, a plain call. */
+void weft__offstack(void (*fn)(void *), void *arg);
 
 /* Park the calling coroutine until its armed wait is completed. `unlock(arg)` runs after
  * the coroutine is off its stack (in the on-top function of the switch) — the lock a waker

@@ -66,7 +66,7 @@
 #include <unistd.h>
 
 struct weft__runtime *weft__rt;
-__thread struct weft__worker *weft__tls_worker;
+WEFT_TLS struct weft__worker *weft__tls_worker;
 
 WEFT_NOINLINE struct weft__worker *weft__worker_self(void)
 {
@@ -82,6 +82,42 @@ struct weft__coro *weft__coro_self(void)
     return w ? w->current : NULL;
 }
 
+/* weft__offstack: run fn(arg) on the worker's scheduler stack, below the scheduler's saved
+ * context. While a coroutine runs on a worker, that worker's scheduler is suspended (in
+ * worker_loop's switch) and nothing else uses its stack, and the area below a suspended
+ * context is dead (no red zone survives a call). The coroutine cannot move meanwhile: this
+ * is a plain call as far as it is concerned, with no switch to another coroutine. */
+struct offstack_call {
+    void (*fn)(void *);
+    void *arg;
+};
+
+static void offstack_entry(weft__transfer_t t)
+{
+    struct offstack_call *c = t.data;
+    c->fn(c->arg);
+    weft__jump_fcontext(t.fctx, NULL); /* never resumed: the context is thrown away */
+}
+
+void weft__offstack(void (*fn)(void *), void *arg)
+{
+    struct weft__worker *w = weft__worker_self();
+    struct weft__coro *co = w ? w->current : NULL;
+    /* Only worth it (and only done) from a small or segmented stack; sanitizer builds have
+     * no small stacks and their fiber bookkeeping would not follow this borrowed stack. */
+    if (WEFT_ASAN || WEFT_TSAN || !co ||
+        (!WEFT_SEGMENTED && co->stack_size >= WEFT_STACK_SMALL)) {
+        fn(arg);
+        return;
+    }
+    struct offstack_call c = {fn, arg};
+    char *top = (char *)((uintptr_t)((char *)w->sched_ctx - 256) & ~(uintptr_t)15);
+    weft__fctx_t ctx = weft__make_fcontext(top, 65536, offstack_entry);
+    weft__seg_switch(&co->seg, &w->sched_seg);
+    weft__jump_fcontext(ctx, &c);
+    weft__seg_switch(&w->sched_seg, &co->seg);
+}
+
 /* ------------------------------------------------------------------------------------------
  * The switch. */
 
@@ -94,6 +130,7 @@ struct weft__switch {
     void *unlock_arg;
     int64_t deadline;          /* park: arm a timer for it (WEFT_FOREVER: none) */
     struct weft__timer *timer; /* park: the timer armed, for the coroutine to cancel */
+    bool deep;                 /* the after-step may go deep (arms a timer): see switch_to */
 #if WEFT_ASAN
     void *dest_fake;           /* ASan: the destination's fake-stack save */
 #endif
@@ -150,11 +187,17 @@ static void switch_to(struct weft__worker *w, struct weft__coro *to, struct weft
     s->w = w;
     void **fake_save = s->from ? (dying ? NULL : &s->from->asan_fake) : &w->sched_asan_fake;
     (void)fake_save;
-    if (to && s->after && WEFT_UNLIKELY(to->stack_size < WEFT_STACK_SMALL)) {
-        /* The after-step runs on the destination's stack, and it may go deep (libev, the
-         * allocator, futexes): a sub-page stack has no room for it. Go through the
-         * scheduler's stack instead; worker_loop runs `to` right after (we own it: it was
-         * taken from our queues). One extra switch, for small-stack coroutines only. */
+    /* Detours through the scheduler's stack (worker_loop then runs `to` at once: we own it,
+     * it was taken from our queues). Only coroutine-to-coroutine switches (s->after set):
+     *  - the after-step runs on the destination's stack and may go deep (libev, malloc,
+     *    futexes): a sub-page destination has no room for it. Segmented builds detour only
+     *    for the one deep step (arming a timer); a shallow one that ran short would grow;
+     *  - a fresh coroutine whose stack must come from the global pool (a mutex, maybe a new
+     *    mapping): done on the scheduler's stack, not on the small one we are leaving.
+     * One extra switch, in those cases only. */
+    if (to && s->after &&
+        ((WEFT_UNLIKELY(to->stack_size < WEFT_STACK_SMALL) && (!WEFT_SEGMENTED || s->deep)) ||
+         (!to->ctx && !weft__stack_cached(&w->stacks, to->stack_size)))) {
         w->direct_next = to;
         to = NULL;
     }
@@ -437,6 +480,7 @@ int weft_yield(void)
     s.save = &co->ctx;
     s.after = after_yield;
     s.from = co;
+    s.deep = false;
     if (!w->debug_migrate) {
         struct weft__coro *next = pick_local(w);
         if (!next && !weft__runq_nonempty(&w->rq) && !w->tick_due &&
@@ -471,7 +515,8 @@ static int park(int64_t deadline, void (*unlock)(void *), void *arg)
     co->wait_since = w->last_poll; /* coarse, free: the last loop poll */
     weft__stat_inc(&w->n_parks);
     struct weft__switch s = {.save = &co->ctx, .after = after_park, .from = co,
-                             .unlock = unlock, .unlock_arg = arg, .deadline = deadline};
+                             .unlock = unlock, .unlock_arg = arg, .deadline = deadline,
+                             .deep = deadline != WEFT_FOREVER};
     switch_away(w, co, &s, false);
     /* Resumed — possibly on another worker: re-read nothing cached from before. */
     if (s.timer)
@@ -512,18 +557,10 @@ static void coro_entry(weft__transfer_t t)
 /* ------------------------------------------------------------------------------------------
  * Idle workers and wake-ups. */
 
-static void wakep(void)
+/* wakep's slow half: we hold the spinning token; hand it to an idle worker. Out of line and
+ * unchecked in segmented builds (a mutex and an eventfd write: shallow; see segstack.h). */
+static WEFT_NOSPLIT void wake_idle(struct weft__runtime *rt)
 {
-    struct weft__runtime *rt = weft__rt;
-    /* The caller just published work; order that store before our loads (see the essay). */
-    weft__fence_seq_cst();
-    if (atomic_load_explicit(&rt->nidle, memory_order_relaxed) == 0)
-        return;
-    int zero = 0;
-    if (atomic_load_explicit(&rt->nspinning, memory_order_relaxed) != 0 ||
-        !atomic_compare_exchange_strong_explicit(&rt->nspinning, &zero, 1, memory_order_seq_cst,
-                                                 memory_order_relaxed))
-        return;
     struct weft__worker *v = NULL;
     pthread_mutex_lock(&rt->idle_mu);
     if (rt->idle_top > 0) {
@@ -537,6 +574,21 @@ static void wakep(void)
         async_send(v);
     else
         atomic_fetch_sub_explicit(&rt->nspinning, 1, memory_order_seq_cst);
+}
+
+static void wakep(void)
+{
+    struct weft__runtime *rt = weft__rt;
+    /* The caller just published work; order that store before our loads (see the essay). */
+    weft__fence_seq_cst();
+    if (atomic_load_explicit(&rt->nidle, memory_order_relaxed) == 0)
+        return;
+    int zero = 0;
+    if (atomic_load_explicit(&rt->nspinning, memory_order_relaxed) != 0 ||
+        !atomic_compare_exchange_strong_explicit(&rt->nspinning, &zero, 1, memory_order_seq_cst,
+                                                 memory_order_relaxed))
+        return;
+    wake_idle(rt);
 }
 
 static void idle_remove(struct weft__runtime *rt, struct weft__worker *w)

@@ -36,6 +36,7 @@
 #error "WEFT_SEGMENTED_STACKS needs gcc on x86-64 (gcc's -fsplit-stack and the gold linker)"
 #endif
 
+#define WEFT_SEGMENTED 1
 #define WEFT_SEG_SLACK 768 /* see above: 256 for small frames + __morestack's own frames */
 
 void __splitstack_getcontext(void *context[10]);
@@ -58,21 +59,13 @@ static inline void weft__seg_init(weft__seg *s, void *lo, void *top)
 
 /* Leave `from` for `to`: the thread's split-stack state becomes `to`'s. Called as the last
  * thing before the jump (from here to the jump, split functions would compare our stack
- * pointer with the destination's limit) — weft__ontop_fcontext is assembly, unchecked. */
-__attribute__((no_split_stack)) static inline void weft__seg_switch(weft__seg *from,
-                                                                    weft__seg *to)
-{
-    __splitstack_getcontext(from->ctx);
-    __splitstack_setcontext(to->ctx);
-}
+ * pointer with the destination's limit) — weft__ontop_fcontext is assembly, unchecked.
+ * Out of line and unchecked itself (segstack.c): libgcc's two calls are shallow. */
+void weft__seg_switch(weft__seg *from, weft__seg *to);
 
-/* Unmap the segments libgcc allocated for a finished coroutine (we are off its stack). */
-static inline void weft__seg_release(weft__seg *s)
-{
-    if (s->ctx[0])
-        __splitstack_releasecontext(s->ctx);
-    memset(s, 0, sizeof *s);
-}
+/* Unmap the segments libgcc allocated for a finished coroutine (we are off its stack).
+ * Out of line and unchecked (segstack.c): it runs in the after-exit step on small stacks. */
+void weft__seg_release(weft__seg *s);
 
 /* Segments libgcc added to this context so far (0: it never grew). For tests and weft_dump. */
 static inline int weft__seg_grown(const weft__seg *s)
@@ -80,9 +73,11 @@ static inline int weft__seg_grown(const weft__seg *s)
     return s->ctx[0] != NULL;
 }
 
-#define WEFT_NOSPLIT __attribute__((no_split_stack))
+#define WEFT_NOSPLIT __attribute__((no_split_stack, noinline))
 
 #else /* !WEFT_SEGMENTED_STACKS */
+
+#define WEFT_SEGMENTED 0
 
 typedef struct weft__seg {
     char unused;

@@ -58,7 +58,7 @@ static void unlock_all(void *p)
 static uint32_t rand32(void)
 {
     /* Per-thread xorshift; fairness needs spread, not cryptographic quality. */
-    static __thread uint32_t s;
+    static WEFT_TLS uint32_t s;
     if (!s)
         s = (uint32_t)(uintptr_t)&s ^ (uint32_t)weft_now() ^ 0x9e3779b9u;
     s ^= s << 13;

@@ -35,6 +35,7 @@
 #include "stack.h"
 #include "common.h"
 #include "sanitizer.h"
+#include "segstack.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -94,9 +95,10 @@ static inline void cache_count_add(struct weft__stack_cache *c, long d)
 
 size_t weft__stack_round(size_t size)
 {
-#if WEFT_ASAN || WEFT_TSAN
+#if WEFT_ASAN || WEFT_TSAN || defined(WEFT_CONTEXT_UCONTEXT)
     /* Instrumented code needs several times the stack (ASan's redzones at -O0, TSan's
-     * runtime running on the caller's stack): sub-page sizes become 16 KiB, guarded. */
+     * runtime running on the caller's stack), and the ucontext backend keeps a ~1 KB
+     * ucontext_t at the top of each stack: sub-page sizes become 16 KiB, guarded. */
     if (is_small(size))
         size = 16384;
 #endif
@@ -206,15 +208,10 @@ static int carve(struct size_class *cls, size_t size)
     return 0;
 }
 
-struct weft__stack *weft__stack_get(struct weft__stack_cache *cache, size_t size)
+/* The pool halves of get and put are out of line: they take a mutex, and in segmented
+ * builds a function that calls libc asks for a large frame at every call (segstack.h). */
+static WEFT_NOINLINE struct weft__stack *pool_get(struct weft__stack_cache *cache, size_t size)
 {
-    if (cache && size == cache->size && cache->head) {
-        /* The hot path touches only this worker's cache: no shared counter here. */
-        struct weft__stack *s = cache->head;
-        cache->head = s->next;
-        cache_count_add(cache, -1);
-        return s;
-    }
     pthread_mutex_lock(&pool_mu);
     struct size_class *cls = class_for(size);
     struct weft__stack *s = NULL;
@@ -245,6 +242,36 @@ struct weft__stack *weft__stack_get(struct weft__stack_cache *cache, size_t size
     return s;
 }
 
+/* A NULL-terminated list of free stacks of one size goes to the global pool. Unchecked in
+ * segmented builds (a mutex and a list walk), like pool_put in coro.c. */
+static WEFT_NOSPLIT WEFT_NOINLINE void pool_put_list(size_t size, struct weft__stack *list)
+{
+    pthread_mutex_lock(&pool_mu);
+    struct size_class *cls = class_for(size);
+    WEFT_ASSERT(cls != NULL);
+    while (list) {
+        struct weft__stack *n = list->next;
+        list->next = cls->free;
+        cls->free = list;
+        cls->count++;
+        atomic_fetch_add_explicit(&cached_stacks, 1, memory_order_relaxed);
+        list = n;
+    }
+    pthread_mutex_unlock(&pool_mu);
+}
+
+struct weft__stack *weft__stack_get(struct weft__stack_cache *cache, size_t size)
+{
+    if (cache && size == cache->size && cache->head) {
+        /* The hot path touches only this worker's cache: no shared counter here. */
+        struct weft__stack *s = cache->head;
+        cache->head = s->next;
+        cache_count_add(cache, -1);
+        return s;
+    }
+    return pool_get(cache, size);
+}
+
 void weft__stack_put(struct weft__stack_cache *cache, struct weft__stack *s)
 {
     if (cache && s->size == cache->size) {
@@ -260,46 +287,20 @@ void weft__stack_put(struct weft__stack_cache *cache, struct weft__stack *s)
         struct weft__stack *batch = keep->next;
         keep->next = NULL;
         cache_count_add(cache, -WEFT_CACHE_BATCH);
-        atomic_fetch_add_explicit(&cached_stacks, WEFT_CACHE_BATCH, memory_order_relaxed);
-        pthread_mutex_lock(&pool_mu);
-        struct size_class *cls = class_for(cache->size);
-        while (batch) {
-            struct weft__stack *n = batch->next;
-            batch->next = cls->free;
-            cls->free = batch;
-            cls->count++;
-            batch = n;
-        }
-        pthread_mutex_unlock(&pool_mu);
+        pool_put_list(cache->size, batch);
         return;
     }
-    atomic_fetch_add_explicit(&cached_stacks, 1, memory_order_relaxed);
-    pthread_mutex_lock(&pool_mu);
-    struct size_class *cls = class_for(s->size);
-    WEFT_ASSERT(cls != NULL);
-    s->next = cls->free;
-    cls->free = s;
-    cls->count++;
-    pthread_mutex_unlock(&pool_mu);
+    s->next = NULL;
+    pool_put_list(s->size, s);
 }
 
 void weft__stack_cache_drain(struct weft__stack_cache *cache)
 {
     if (!cache->head)
         return;
-    pthread_mutex_lock(&pool_mu);
-    struct size_class *cls = class_for(cache->size);
-    WEFT_ASSERT(cls != NULL);
-    while (cache->head) {
-        struct weft__stack *s = cache->head;
-        cache->head = s->next;
-        s->next = cls->free;
-        cls->free = s;
-        cls->count++;
-        atomic_fetch_add_explicit(&cached_stacks, 1, memory_order_relaxed);
-    }
+    pool_put_list(cache->size, cache->head);
+    cache->head = NULL;
     atomic_store_explicit(&cache->count, 0, memory_order_relaxed);
-    pthread_mutex_unlock(&pool_mu);
 }
 
 struct weft__stack *weft__stack_guard_hit(const void *addr)

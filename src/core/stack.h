@@ -38,6 +38,11 @@ struct weft__stack_cache {
 /* Take a stack of at least `size` usable bytes (size already validated and page-rounded by
  * weft__stack_round). NULL only on out-of-memory. cache may be NULL (plain thread). */
 struct weft__stack *weft__stack_get(struct weft__stack_cache *cache, size_t size);
+/* Would weft__stack_get be served from the cache (no lock, no mapping)? */
+static inline int weft__stack_cached(const struct weft__stack_cache *cache, size_t size)
+{
+    return cache->size == size && cache->head != NULL;
+}
 /* Give a stack back; the caller must be off it. */
 void weft__stack_put(struct weft__stack_cache *cache, struct weft__stack *s);
 /* Move a worker cache's stacks to the global pool (worker exit). */

@@ -100,7 +100,9 @@ struct weft__timer *weft__timer_start(struct weft__worker *w, struct weft__waker
     return t;
 }
 
-static void timer_free(struct weft__worker *w, struct weft__timer *t)
+/* Unchecked in segmented builds: it runs on coroutine stacks (weft__timer_cancel after a
+ * wake-up) and libev's stop is a shallow heap removal that fits in the slack. */
+static WEFT_NOSPLIT void timer_free(struct weft__worker *w, struct weft__timer *t)
 {
     ev_timer_stop(w->loop, &t->ev);
     t->next_free = w->timer_free;
@@ -138,20 +140,24 @@ void weft__timer_cache_free(struct weft__worker *w)
     w->timer_free = NULL;
 }
 
+/* A plain thread just sleeps (absolute, so signals cannot make it early). */
+static WEFT_NOINLINE int thread_sleep_until(int64_t deadline)
+{
+    if (deadline == WEFT_FOREVER)
+        return WEFT_EINVAL; /* a plain thread cannot be woken: it would sleep forever */
+    if (deadline <= weft_now())
+        return 0;
+    struct timespec ts = {deadline / 1000000000, deadline % 1000000000};
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
+        ;
+    return 0;
+}
+
 int weft_sleep_until(int64_t deadline)
 {
     struct weft__coro *co = weft__coro_self();
-    if (!co) {
-        /* A plain thread just sleeps (absolute, so signals cannot make it early). */
-        if (deadline == WEFT_FOREVER)
-            return WEFT_EINVAL; /* a plain thread cannot be woken: it would sleep forever */
-        if (deadline <= weft_now())
-            return 0;
-        struct timespec ts = {deadline / 1000000000, deadline % 1000000000};
-        while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
-            ;
-        return 0;
-    }
+    if (!co)
+        return thread_sleep_until(deadline);
     struct weft__waker k;
     weft__wait_arm(co, &k, "sleep");
     int r = weft__park_until(deadline, NULL, NULL);

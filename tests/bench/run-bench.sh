@@ -46,6 +46,8 @@
 #   --skip-slow     skip the slow, memory-hungry peers: Boost.Fiber with its default
 #                   128 KiB stacks (spawn, park, skynet: ~10 GB and ~15-75 s each)
 #                   and the pthread park/spawn runs
+#   --no-segmented  skip the weft-segmented rows (they need a second build, build/bench-seg,
+#                   with -DWEFT_SEGMENTED_STACKS=ON: gcc split stacks + gold)
 #   --out DIR       output directory (default bench-results)
 #   --peers-dir DIR where the peers are built (default build/bench-peers)
 #   --timeout S     per-run time limit in seconds (default 900)
@@ -54,6 +56,7 @@
 #
 # Environment
 #   WEFT_BENCH   weft benchmark binary      (default build/bench/weft-bench)
+#   WEFT_BENCH_SEG  the segmented build's   (default build/bench-seg/tests/bench/weft-bench)
 #   WEFT_HTTP    weft HTTP hello server     (default build/bench/samples/http_hello)
 #   WEFT_REDIS   weft RESP server           (default build/bench/samples/resp_server)
 #   WEFT_THREADS passed through to weft (number of workers)
@@ -79,6 +82,7 @@ ONLY=""
 SERVERS=0
 SCALING=0
 SKIP_SLOW=0
+SEGMENTED=1
 OUT=bench-results
 PEERS_DIR=build/bench-peers
 RUN_TIMEOUT=900
@@ -93,6 +97,7 @@ while [[ $# -gt 0 ]]; do
         --servers) SERVERS=1; shift ;;
         --scaling) SCALING=1; shift ;;
         --skip-slow) SKIP_SLOW=1; shift ;;
+        --no-segmented) SEGMENTED=0; shift ;;
         --out) OUT="$2"; shift 2 ;;
         --out=*) OUT="${1#*=}"; shift ;;
         --peers-dir) PEERS_DIR="$2"; shift 2 ;;
@@ -240,6 +245,15 @@ if [[ -x "$WEFT_BENCH" ]]; then
 else
     warn "no weft benchmark binary ($WEFT_BENCH): measuring the peers only"
 fi
+# The segmented-stack build of weft-bench (its own tree; skipped if it cannot be built).
+WEFT_BENCH_SEG=${WEFT_BENCH_SEG:-build/bench-seg/tests/bench/weft-bench}
+if [[ $SEGMENTED == 1 ]] && { selected switch || selected spawn || selected park || selected skynet; }; then
+    log "cmake -S . -B build/bench-seg -DWEFT_SEGMENTED_STACKS=ON (weft-segmented rows)"
+    { cmake -S . -B build/bench-seg -DCMAKE_BUILD_TYPE=Release -DWEFT_SEGMENTED_STACKS=ON &&
+      cmake --build build/bench-seg --target weft-bench -j2; } >"$OUT/logs/cmake-seg.log" 2>&1 ||
+        warn "segmented build failed (see $OUT/logs/cmake-seg.log): no weft-segmented rows"
+fi
+[[ $SEGMENTED == 1 && -x "$WEFT_BENCH_SEG" ]] || WEFT_BENCH_SEG=""
 if selected http; then
     locate WEFT_HTTP http_hello
     if [[ ! -x "$WEFT_HTTP" && -z "$WEFT_HTTP_GIVEN" && -f build/bench/CMakeCache.txt ]]; then
@@ -347,7 +361,7 @@ run_cmd() {
 # plan WORKLOAD: fill PLAN with entries "FROM_WEFT<TAB>command words" (no spaces in paths).
 plan() {
     PLAN=()
-    local w=$1 W=""
+    local w=$1 W="" WS=$WEFT_BENCH_SEG
     have "$WEFT_BENCH" && W=$WEFT_BENCH
     add() { PLAN+=("$1"$'\t'"$2"); }
     local G1="env GOMAXPROCS=1 $GO_BIN" GD="env -u GOMAXPROCS $GO_BIN"
@@ -355,22 +369,27 @@ plan() {
     case $w in
         switch)
             [[ -n $W ]] && add 1 "$W switch $N_SWITCH"
+            [[ -n $WS ]] && add 1 "$WS switch $N_SWITCH"
             have "$BC_BIN" && add 0 "$BC_BIN switch $N_SWITCH"
             have "$GO_BIN" && add 0 "$G1 switch $N_SWITCH"
             have "$BF_BIN" && add 0 "$BF_BIN switch $N_SWITCH" ;;
         spawn)
             [[ -n $W ]] && add 1 "$W spawn $N_SPAWN"
+            [[ -n $WS ]] && add 1 "$WS spawn $N_SPAWN"
             have "$GO_BIN" && add 0 "$G1 spawn $N_SPAWN" && add 0 "$GD spawn $N_SPAWN"
             have "$BF_BIN" && [[ $SKIP_SLOW == 0 ]] && add 0 "$BF_BIN spawn $N_SPAWN"
             have "$PT_BIN" && [[ $SKIP_SLOW == 0 ]] && add 0 "$PT_BIN spawn $N_PTHREAD" ;;
         park)
             [[ -n $W ]] && add 1 "$W park $N_PARK"
+            [[ -n $W ]] && add 1 "env WEFT_STACK_SIZE=1k $W park $N_PARK"
+            [[ -n $WS ]] && add 1 "$WS park $N_PARK"
             have "$GO_BIN" && add 0 "$GD parkgated $N_PARK" && add 0 "$GD park $N_PARK"
             have "$BF_BIN" && add 0 "$BF_BIN park8k $N_PARK"
             have "$BF_BIN" && [[ $SKIP_SLOW == 0 ]] && add 0 "$BF_BIN park $N_PARK"
             have "$PT_BIN" && [[ $SKIP_SLOW == 0 ]] && add 0 "$PT_BIN park $N_PTHREAD" ;;
         skynet)
             [[ -n $W ]] && add 1 "$W skynet $N_SKYNET"
+            [[ -n $WS ]] && add 1 "$WS skynet $N_SKYNET"
             have "$GO_BIN" && add 0 "$G1 skynet $N_SKYNET" && add 0 "$GD skynet $N_SKYNET"
             have "$BF_BIN" && [[ $SKIP_SLOW == 0 ]] && add 0 "$BF_BIN skynet $N_SKYNET" ;;
         pingpong)
@@ -623,10 +642,20 @@ awk -F, -v orient="$ORIENT" '
             if (o == "") { o = "-"; mn = 0 }
             ori[g] = o; mai[g] = mn
             if (P[g] == "weft") wmed[W[g] SUBSEP M[g]] = med[g]
+            # the best real peer per workload x metric, for weft's variant rows below
+            wk = W[g] SUBSEP M[g]
+            if (P[g] !~ /^weft/ && o != "-" && med[g] + 0 > 0 &&
+                (!(wk in best) || (o == "high" ? med[g] + 0 > best[wk] + 0 : med[g] + 0 < best[wk] + 0)))
+                best[wk] = med[g]
         }
         for (g = 1; g <= ng; g++) {
             r = "-"; wk = W[g] SUBSEP M[g]
-            if (P[g] != "weft" && (wk in wmed) && ori[g] != "-" && med[g] + 0 > 0 && wmed[wk] + 0 > 0)
+            # weft variants (weft-stack1k: sub-page stacks; weft-segmented: the split-stack
+            # build) are compared with the best peer; weft-yield stays relative to weft.
+            if (P[g] ~ /^weft-/ && P[g] != "weft-yield") {
+                if ((wk in best) && med[g] + 0 > 0)
+                    r = (ori[g] == "high") ? med[g] / best[wk] : best[wk] / med[g]
+            } else if (P[g] != "weft" && (wk in wmed) && ori[g] != "-" && med[g] + 0 > 0 && wmed[wk] + 0 > 0)
                 r = (ori[g] == "high") ? wmed[wk] / med[g] : med[g] / wmed[wk]
             # order: workload, metric (first seen), weft first, then peers as first seen
             wr = (W[g] in WRANK) ? WRANK[W[g]] : 99
@@ -769,7 +798,9 @@ SUM="$OUT/summary.md"
     echo "> 1 means weft is better: peer/weft for times and bytes, weft/peer for rates and speedup"
     echo "(bold: weft ahead). Runs were interleaved (A B C, A B C, …) in one session: compare ratios,"
     echo "never absolute figures across runs or machines. \`-inproc\` rows are references timed"
-    echo "inside weft-bench; \`-gated\` is Go's valid park row (see README.md)."
+    echo "inside weft-bench; \`-gated\` is Go's valid park row (see README.md). weft's variant rows —"
+    echo "\`weft-stack1k\` (WEFT_STACK_SIZE=1K: sub-page stacks) and \`weft-segmented\` (the"
+    echo "-DWEFT_SEGMENTED_STACKS=ON build, default configuration) — are compared with the best peer."
     echo
     echo "| workload | metric | peer | n | median | min–max | runs | peak RSS | weft vs peer |"
     echo "|---|---|---|---:|---:|---:|---:|---:|---:|"
@@ -781,6 +812,7 @@ SUM="$OUT/summary.md"
             rtxt=$(awk -v r="$ratio" 'BEGIN { printf (r >= 1 ? "**%.2f×**" : "%.2f×"), r }')
         elif [[ "$peer" == weft ]]; then rtxt="(ref)"; fi
         pname=$peer; [[ "$peer" == weft ]] && pname="**weft**"
+        [[ "$peer" == weft-* && "$peer" != weft-yield && "$ratio" != "-" ]] && pname="$peer (vs best peer)"
         echo "| $wl | $metric | $pname | $(fmt_num "$n") | $(fmt_num "$medv") | $(fmt_num "$minv")–$(fmt_num "$maxv") | $cnt | $rsstxt | $rtxt |"
     done <"$AGG"
     [[ -s "$AGG" ]] || echo "| (no results) | | | | | | | | |"

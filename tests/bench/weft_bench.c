@@ -32,6 +32,20 @@ static int workers(void)
     return weft_stats_get(&st) == 0 ? st.workers : 0;
 }
 
+/* The peer name: "weft", or the variant being measured (weft-segmented: the split-stack
+ * build; -stack<size>: $WEFT_STACK_SIZE set), so run-bench.sh keeps them apart. */
+static void head(const char *workload, const char *suffix)
+{
+    const char *ss = getenv("WEFT_STACK_SIZE");
+#if defined(WEFT_SEGMENTED_STACKS)
+    const char *build = "-segmented";
+#else
+    const char *build = "";
+#endif
+    printf("workload=%s peer=weft%s%s%s%s", workload, build, ss && *ss ? "-stack" : "",
+           ss && *ss ? ss : "", suffix);
+}
+
 /* ---- switch: raw weft asm vs Boost.Context in one process, plus weft_yield ------------- */
 
 #if defined(WEFT_CONTEXT_BOOST)
@@ -127,11 +141,13 @@ static void bench_switch(void)
         y[r] = yield_ns;
     }
     long rss = peak_rss_kb();
-    printf("workload=switch peer=weft n=%ld ns_per_switch=%.2f peak_rss_kb=%ld\n", N,
+    head("switch", "");
+    printf(" n=%ld ns_per_switch=%.2f peak_rss_kb=%ld\n", N,
            median3(w[0], w[1], w[2]), rss);
     printf("workload=switch peer=boost-fcontext n=%ld ns_per_switch=%.2f peak_rss_kb=%ld\n", N,
            median3(b[0], b[1], b[2]), rss);
-    printf("workload=switch peer=weft-yield n=%ld ns_per_switch=%.2f peak_rss_kb=%ld\n", N,
+    head("switch", "-yield");
+    printf(" n=%ld ns_per_switch=%.2f peak_rss_kb=%ld\n", N,
            median3(y[0], y[1], y[2]), rss);
 }
 
@@ -156,7 +172,8 @@ static int spawn_main(void *arg)
             abort();
     weft_wg_wait(&wg);
     double s = (double)(weft_now() - t0) / 1e9;
-    printf("workload=spawn peer=weft n=%ld tasks_per_s=%.0f workers=%d peak_rss_kb=%ld\n", N,
+    head("spawn", "");
+    printf(" n=%ld tasks_per_s=%.0f workers=%d peak_rss_kb=%ld\n", N,
            N / s, workers(), peak_rss_kb());
     return 0;
 }
@@ -188,7 +205,8 @@ static int park_main(void *arg)
     weft_wg_wait(&wg);
     double s = (double)(weft_now() - t0) / 1e9;
     long rss = peak_rss_kb();
-    printf("workload=park peer=weft n=%ld bytes_per_task=%.0f elapsed_s=%.2f spawn_s=%.2f "
+    head("park", "");
+    printf(" n=%ld bytes_per_task=%.0f elapsed_s=%.2f spawn_s=%.2f "
            "workers=%d peak_rss_kb=%ld\n",
            N, rss * 1024.0 / N, s, spawn_s, workers(), rss);
     weft_chan_unref(gate);
@@ -241,7 +259,8 @@ static int skynet_main(void *arg)
     weft_chan_recv(out, &v);
     double ms = (double)(weft_now() - t0) / 1e6;
     int64_t want = (int64_t)N * (N - 1) / 2;
-    printf("workload=skynet peer=weft n=%ld wall_ms=%.0f workers=%d check=%s peak_rss_kb=%ld\n",
+    head("skynet", "");
+    printf(" n=%ld wall_ms=%.0f workers=%d check=%s peak_rss_kb=%ld\n",
            N, ms, workers(), v == want ? "ok" : "FAIL", peak_rss_kb());
     weft_chan_unref(out);
     return v == want ? 0 : 1;
@@ -276,7 +295,8 @@ static int pingpong_main(void *arg)
     }
     weft_join(b, NULL);
     double ns = (double)(weft_now() - t0) / N;
-    printf("workload=pingpong peer=weft n=%ld ns_per_roundtrip=%.1f workers=%d peak_rss_kb=%ld\n",
+    head("pingpong", "");
+    printf(" n=%ld ns_per_roundtrip=%.1f workers=%d peak_rss_kb=%ld\n",
            N, ns, workers(), peak_rss_kb());
     weft_chan_unref(ping);
     weft_chan_unref(pong);
@@ -308,7 +328,8 @@ static int threadsend_main(void *arg)
     double s = (double)(weft_now() - t0) / 1e9;
     pthread_join(th, NULL);
     int64_t want = (int64_t)N * (N - 1) / 2;
-    printf("workload=threadsend peer=weft n=%ld msgs_per_s=%.0f workers=%d check=%s "
+    head("threadsend", "");
+    printf(" n=%ld msgs_per_s=%.0f workers=%d check=%s "
            "peak_rss_kb=%ld\n",
            N, N / s, workers(), sum == want ? "ok" : "FAIL", peak_rss_kb());
     weft_chan_unref(tch);
@@ -365,7 +386,8 @@ static void bench_parallel(void)
         tw[r] = par_s;
     }
     double m1 = median3(t1[0], t1[1], t1[2]), mw = median3(tw[0], tw[1], tw[2]);
-    printf("workload=parallel peer=weft n=%d workers=%ld t1_s=%.3f tw_s=%.3f speedup=%.2f "
+    head("parallel", "");
+    printf(" n=%d workers=%ld t1_s=%.3f tw_s=%.3f speedup=%.2f "
            "peak_rss_kb=%ld\n",
            ntasks, nw, m1, mw, m1 / mw, peak_rss_kb());
 }
@@ -385,7 +407,8 @@ static int idle_main(void *arg)
                           a.ru_stime.tv_sec) +
                  (double)(b.ru_utime.tv_usec - a.ru_utime.tv_usec + b.ru_stime.tv_usec -
                           a.ru_stime.tv_usec) / 1e6;
-    printf("workload=idle peer=weft n=%ld cpu_percent=%.3f workers=%d peak_rss_kb=%ld\n", N,
+    head("idle", "");
+    printf(" n=%ld cpu_percent=%.3f workers=%d peak_rss_kb=%ld\n", N,
            100.0 * cpu / wall, workers(), peak_rss_kb());
     return 0;
 }
