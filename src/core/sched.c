@@ -794,6 +794,7 @@ static void worker_loop(struct weft__worker *w)
 
 static void worker_init_thread(struct weft__worker *w)
 {
+    weft__seg_thread_init(&w->sched_seg); /* segmented builds: this thread's stack state */
     weft__tls_worker = w;
     w->sched_tsan_fiber = weft__tsan_current();
     pthread_attr_t attr;

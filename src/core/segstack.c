@@ -4,9 +4,17 @@
 #if defined(WEFT_SEGMENTED_STACKS)
 /* no_split_stack: this runs while the thread's limit may already be the destination's, and
  * a checked prologue calling into libgcc would make every switch ask for a large frame. */
+/* libgcc's per-thread list of segments added to the running context (NULL until it grows
+ * for the first time; the context keeps its list until released). */
+extern __thread void *__morestack_segments;
+
 WEFT_NOSPLIT void weft__seg_switch(weft__seg *from, weft__seg *to)
 {
-    __splitstack_getcontext(from->ctx);
+    /* A context that never grew still has exactly the state weft__seg_init gave it (libgcc
+     * changes the limit and the lists only when it adds or leaves a segment): saving it
+     * again would copy the same words. */
+    if (__morestack_segments || from->ctx[0])
+        __splitstack_getcontext(from->ctx);
     __splitstack_setcontext(to->ctx);
 }
 

@@ -63,6 +63,12 @@ static inline void weft__seg_init(weft__seg *s, void *lo, void *top)
  * Out of line and unchecked itself (segstack.c): libgcc's two calls are shallow. */
 void weft__seg_switch(weft__seg *from, weft__seg *to);
 
+/* The calling thread's own context, as the scheduler's (once, when a worker starts). */
+static inline void weft__seg_thread_init(weft__seg *s)
+{
+    __splitstack_getcontext(s->ctx);
+}
+
 /* Unmap the segments libgcc allocated for a finished coroutine (we are off its stack).
  * Out of line and unchecked (segstack.c): it runs in the after-exit step on small stacks. */
 void weft__seg_release(weft__seg *s);
@@ -91,6 +97,10 @@ static inline void weft__seg_switch(weft__seg *from, weft__seg *to)
     (void)from, (void)to;
 }
 static inline void weft__seg_release(weft__seg *s)
+{
+    (void)s;
+}
+static inline void weft__seg_thread_init(weft__seg *s)
 {
     (void)s;
 }
