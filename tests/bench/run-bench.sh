@@ -48,6 +48,8 @@
 #                   and the pthread park/spawn runs
 #   --no-segmented  skip the weft-segmented rows (they need a second build, build/bench-seg,
 #                   with -DWEFT_SEGMENTED_STACKS=ON: gcc split stacks + gold)
+#   --report-only   run nothing: redraw summary.md and the charts from --out's raw.csv
+#                   (and scaling.csv) of an earlier run
 #   --out DIR       output directory (default bench-results)
 #   --peers-dir DIR where the peers are built (default build/bench-peers)
 #   --timeout S     per-run time limit in seconds (default 900)
@@ -83,6 +85,7 @@ SERVERS=0
 SCALING=0
 SKIP_SLOW=0
 SEGMENTED=1
+REPORT_ONLY=0
 OUT=bench-results
 PEERS_DIR=build/bench-peers
 RUN_TIMEOUT=900
@@ -98,6 +101,7 @@ while [[ $# -gt 0 ]]; do
         --scaling) SCALING=1; shift ;;
         --skip-slow) SKIP_SLOW=1; shift ;;
         --no-segmented) SEGMENTED=0; shift ;;
+        --report-only) REPORT_ONLY=1; INSTALL=0; shift ;;
         --out) OUT="$2"; shift 2 ;;
         --out=*) OUT="${1#*=}"; shift ;;
         --peers-dir) PEERS_DIR="$2"; shift 2 ;;
@@ -170,7 +174,7 @@ ensure_pkgs() {   # ensure_pkgs PKG...: apt-get install the ones not installed
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" \
         || warn "apt-get install failed for: ${missing[*]}"
 }
-ensure_pkgs golang-go libboost-fiber-dev libboost-context-dev gnuplot-nox g++ gcc wrk \
+[[ $REPORT_ONLY == 1 ]] || ensure_pkgs golang-go libboost-fiber-dev libboost-context-dev gnuplot-nox g++ gcc wrk \
     redis-server redis-tools time
 GNU_TIME=""
 [[ -x /usr/bin/time ]] && GNU_TIME=/usr/bin/time
@@ -185,6 +189,7 @@ PT_BIN="$PEERS_DIR/pthread"
 
 stale() { [[ ! -x "$1" || "$2" -nt "$1" ]]; }   # stale BIN SRC
 build_peer() {   # build_peer BIN SRC CMD...
+    [[ $REPORT_ONLY == 1 ]] && return 0
     local bin=$1 src=$2; shift 2
     if stale "$bin" "$src"; then
         log "building $(basename "$bin"): $*"
@@ -231,6 +236,7 @@ cmake_weft() {   # cmake_weft TARGET...: (re)configure build/bench, build the ta
 }
 mkdir -p "$OUT/logs"
 OUT=$(cd "$OUT" && pwd)
+if [[ $REPORT_ONLY == 0 ]]; then
 locate WEFT_BENCH weft-bench
 if [[ ! -x "$WEFT_BENCH" ]]; then
     log "$WEFT_BENCH not found: building it"
@@ -266,13 +272,19 @@ if selected redis; then
         cmake_weft resp_server || true; locate WEFT_REDIS resp_server
     fi
 fi
+fi # REPORT_ONLY
 
 # ------------------------------------------------------------------ results files
 RAW="$OUT/raw.csv"
 LINES="$OUT/lines.txt"
 SCAL="$OUT/scaling.csv"
-echo "workload,peer,n,metric,value,peak_rss_kb,rep" >"$RAW"
-: >"$LINES"
+if [[ $REPORT_ONLY == 1 ]]; then
+    [[ -s "$RAW" ]] || { echo "run-bench: --report-only: no $RAW" >&2; exit 2; }
+    [[ -s "$SCAL" ]] && SELECTED+=" scaling"
+else
+    echo "workload,peer,n,metric,value,peak_rss_kb,rep" >"$RAW"
+    : >"$LINES"
+fi
 TMP=$(mktemp -d)
 
 # ------------------------------------------------------------------ servers bookkeeping
@@ -583,12 +595,16 @@ run_scaling() {
 # ------------------------------------------------------------------ run
 START=$(date +%s)
 LOADAVG=$(cut -d' ' -f1-3 /proc/loadavg)
-for w in switch spawn park skynet pingpong threadsend parallel; do
-    selected "$w" && run_workload "$w"
-done
-selected http && run_http
-selected redis && run_redis
-selected scaling && run_scaling
+if [[ $REPORT_ONLY == 0 ]]; then
+    for w in switch spawn park skynet pingpong threadsend parallel; do
+        selected "$w" && run_workload "$w"
+    done
+    selected http && run_http
+    selected redis && run_redis
+    selected scaling && run_scaling
+else
+    LOADAVG="(not recorded: --report-only)"
+fi
 ELAPSED=$(( $(date +%s) - START ))
 
 # ------------------------------------------------------------------ aggregate
@@ -642,7 +658,7 @@ awk -F, -v orient="$ORIENT" '
             if (o == "") { o = "-"; mn = 0 }
             ori[g] = o; mai[g] = mn
             if (P[g] == "weft") wmed[W[g] SUBSEP M[g]] = med[g]
-            # the best real peer per workload x metric, for weft's variant rows below
+            # the best real peer per workload x metric, for the weft variant rows below
             wk = W[g] SUBSEP M[g]
             if (P[g] !~ /^weft/ && o != "-" && med[g] + 0 > 0 &&
                 (!(wk in best) || (o == "high" ? med[g] + 0 > best[wk] + 0 : med[g] + 0 < best[wk] + 0)))
@@ -652,7 +668,7 @@ awk -F, -v orient="$ORIENT" '
             r = "-"; wk = W[g] SUBSEP M[g]
             # weft variants (weft-stack1k: sub-page stacks; weft-segmented: the split-stack
             # build) are compared with the best peer; weft-yield stays relative to weft.
-            if (P[g] ~ /^weft-/ && P[g] != "weft-yield") {
+            if (P[g] ~ /^weft-/ && P[g] !~ /-yield$/) {
                 if ((wk in best) && med[g] + 0 > 0)
                     r = (ori[g] == "high") ? med[g] / best[wk] : best[wk] / med[g]
             } else if (P[g] != "weft" && (wk in wmed) && ori[g] != "-" && med[g] + 0 > 0 && wmed[wk] + 0 > 0)
@@ -812,7 +828,7 @@ SUM="$OUT/summary.md"
             rtxt=$(awk -v r="$ratio" 'BEGIN { printf (r >= 1 ? "**%.2f×**" : "%.2f×"), r }')
         elif [[ "$peer" == weft ]]; then rtxt="(ref)"; fi
         pname=$peer; [[ "$peer" == weft ]] && pname="**weft**"
-        [[ "$peer" == weft-* && "$peer" != weft-yield && "$ratio" != "-" ]] && pname="$peer (vs best peer)"
+        [[ "$peer" == weft-* && "$peer" != *-yield && "$ratio" != "-" ]] && pname="$peer (vs best peer)"
         echo "| $wl | $metric | $pname | $(fmt_num "$n") | $(fmt_num "$medv") | $(fmt_num "$minv")–$(fmt_num "$maxv") | $cnt | $rsstxt | $rtxt |"
     done <"$AGG"
     [[ -s "$AGG" ]] || echo "| (no results) | | | | | | | | |"
