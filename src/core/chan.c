@@ -1,19 +1,64 @@
 /* chan.c — channels: buffered and rendezvous, coroutines and plain threads on either end.
  *
- * Invariants (under ch->lock):
- *   - at least one of sendq and recvq is empty, except transiently inside an operation;
- *     more precisely: if recvq holds a live receiver then len == 0, and if sendq holds a
- *     live sender then len == cap (waiters whose wait already ended elsewhere may linger
- *     until a waker pops and skips them, or their owner unlinks them);
- *   - closed channels have empty queues once close() has returned (close completes every
- *     waiter with WEFT_ECLOSED); buffered elements stay and are still received.
- *   - FIFO per sender: a sender's elements enter the buffer or a receiver in the order it
- *     sent them, because one sender has at most one operation in flight and blocked senders
- *     are served from the queue's head.
- * Direct hand-off: a sender that finds a waiting receiver copies straight into the
- * receiver's element and makes it runnable (into the sender's runnext when the sender is a
- * coroutine), with no trip through the buffer; a receiver that frees a buffer slot moves
- * the first blocked sender's element into it.
+ * Two designs share the waiter queues (waitq.h) and the lock:
+ *
+ * Rendezvous channels (cap 0) are entirely under ch->lock: a sender that finds a waiting
+ * receiver copies straight into the receiver's element and makes it runnable (into the
+ * sender's runnext when the sender is a coroutine), and vice versa; otherwise it queues.
+ * Invariant (under the lock): a live receiver waits only if no live sender does, and the
+ * reverse.
+ *
+ * Buffered channels (cap > 0) keep their elements in a lock-free bounded ring of `cap`
+ * slots, each a sequence word followed by the element (Vyukov's bounded MPMC queue):
+ *   - positions grow forever (64 bits); position p lives in slot p % cap. The slot's
+ *     sequence word says what the slot holds: 2p (free, for the sender of p), 2p + 1
+ *     (holds the element of p), 2(p + cap) (emptied: free for the sender of p + cap).
+ *     (Doubled so that "holds p" and "free for p + 1" differ even when cap is 1.) The word
+ *     is stored minus twice the slot's index so that a zeroed ring is the initial state.
+ *   - a sender claims position tail by CAS(tail → tail + 1) once the slot says "free for
+ *     tail", copies its element in, then publishes with a release store of "holds tail"; a
+ *     receiver claims head by CAS once the slot says "holds head", copies out, then frees
+ *     the slot with a release store of "free for head + cap". The release/acquire pairs on the slot
+ *     word order every element copy (the CASes only arbitrate; they are relaxed).
+ *   - FIFO per sender: one sender has at most one operation in flight, and positions are
+ *     taken in order, so its elements occupy increasing positions, which receivers claim
+ *     in increasing order.
+ *   - close sets tail's low bit (WEFT__CHAN_CLOSED) under the lock: from then on every
+ *     sender's CAS fails and it returns WEFT_ECLOSED without taking its element. A
+ *     receiver reports WEFT_ECLOSED only when the slot at head is empty, tail has the bit,
+ *     and tail's position equals head: a tail with the bit never changes again, so every
+ *     element sent before the close has been claimed by a receiver. A receiver that finds
+ *     head's slot empty while tail is further on (its sender claimed it and is still
+ *     copying) treats it as "not yet": it waits, and that sender's publish wakes it.
+ *
+ * The wake-up handshake (a Dekker pattern between the lock-free paths and the waiters):
+ *   - A party about to wait, under the lock: stores 1 into recv_waiting (send_waiting);
+ *     weft__fence_seq_cst(); makes its last attempt on the ring; if that fails, links its
+ *     waiter and blocks (the lock is released only once it is linked).
+ *   - A party that published an element (freed a slot) without the lock: its release store
+ *     of the slot word; weft__fence_seq_cst(); loads recv_waiting (send_waiting); if set,
+ *     takes the lock and pumps (below).
+ *   By the two fences, either the waiter's last attempt sees the publish, or the publisher
+ *     sees the flag and, taking the lock after the waiter released it, finds it linked. A
+ *     waiter can only have failed at the slot of head (tail): the very slot whose publisher
+ *     (emptier) then sees the flag. The flag is cleared (0) only under the lock when its
+ *     queue is empty, so a flag still needed is never cleared; a stale 1 costs one
+ *     lock acquisition by the next lock-free operation, which clears it.
+ *   - Pumping (under the lock): while a receiver waits and head's slot holds an element,
+ *     claim the receiver, then take the element into it; while a sender waits and tail's
+ *     slot is free, claim the sender, then put its element. A lock-free operation may take
+ *     the element (slot) between the look and the take (put): the claimed waiter is then
+ *     completed with WEFT__ERETRY and runs its operation again (nothing was transferred,
+ *     and nothing is left behind: the element went to someone). Closed and drained:
+ *     every waiting receiver gets WEFT_ECLOSED.
+ *   - Fairness: a lock-free operation first looks at its own kind's flag; if parties of
+ *     its kind wait, it takes the locked path, which pumps them before trying itself, so a
+ *     newcomer does not overtake a blocked sender for a slot that was freed for it.
+ *
+ * Select (select.c) and the locked fallback use weft__chan_try_*_locked, which operate on
+ * the same ring (and pump) under the lock; waiters announce themselves with
+ * weft__chan_announce_wait before their last attempt, exactly as above.
+ *
  * Wakers copy into and out of a parked coroutine's stack: that coroutine cannot run (or
  * move) until the copy is done and its wait is completed (see waitq.h). */
 #include "chan.h"
@@ -22,20 +67,34 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define SLOT_HDR sizeof(uint64_t) /* the sequence word before each slot's element */
+/* Slot states (sequence values), see the top. */
+#define SEQ_FREE(pos) (2 * (pos))     /* free for the sender of pos */
+#define SEQ_FULL(pos) (2 * (pos) + 1) /* holds the element of pos */
+
 int weft_chan_create(weft_chan **out, size_t elem_size, size_t capacity)
 {
     if (!out)
         return WEFT_EINVAL;
     *out = NULL;
-    if (elem_size > ((size_t)1 << 20) || capacity > ((size_t)1 << 30) ||
-        (capacity && elem_size && capacity > SIZE_MAX / elem_size))
+    if (elem_size > ((size_t)1 << 20) || capacity > ((size_t)1 << 30))
         return WEFT_EINVAL;
-    struct weft_chan *ch = calloc(1, sizeof *ch);
-    if (!ch)
+    size_t stride = SLOT_HDR + ((elem_size + 7) & ~(size_t)7);
+    if (capacity > SIZE_MAX / stride)
+        return WEFT_EINVAL;
+    struct weft_chan *ch;
+    size_t size = (sizeof *ch + 63) & ~(size_t)63;
+    if (posix_memalign((void **)&ch, 64, size))
         return WEFT_ENOMEM;
+    memset(ch, 0, size);
     ch->elem_size = elem_size;
     ch->cap = capacity;
-    if (capacity && elem_size && !(ch->buf = malloc(capacity * elem_size))) {
+    ch->stride = stride;
+    ch->pow2 = capacity && (capacity & (capacity - 1)) == 0;
+    ch->mask = ch->pow2 ? capacity - 1 : 0;
+    /* calloc: the zeroed ring is the initial state (slot i free for position i), and a big
+     * one costs no memory until used. */
+    if (capacity && !(ch->ring = calloc(capacity, stride))) {
         free(ch);
         return WEFT_ENOMEM;
     }
@@ -64,18 +123,21 @@ void weft_chan_unref(weft_chan *ch)
     if ((ch->sendq.head || ch->recvq.head) && weft__rt &&
         ch->epoch == atomic_load(&weft__run_epoch))
         weft__panic("weft: channel %p freed while coroutines or threads wait on it", (void *)ch);
-    free(ch->buf);
+    free(ch->ring);
     free(ch);
 }
 
 size_t weft_chan_len(weft_chan *ch)
 {
-    if (!ch)
+    if (!ch || !ch->cap)
         return 0;
-    weft__lock_acquire(&ch->lock);
-    size_t n = ch->len;
-    weft__lock_release(&ch->lock);
-    return n;
+    /* A snapshot: head first, so that tail (read later, only ever larger) is not behind it
+     * in the common case; clamp what a race can still produce. Counts elements whose
+     * senders are still copying them in. */
+    uint64_t h = atomic_load_explicit(&ch->head, memory_order_acquire);
+    uint64_t t = atomic_load_explicit(&ch->tail, memory_order_acquire) >> 1;
+    uint64_t n = t > h ? t - h : 0;
+    return n < ch->cap ? (size_t)n : ch->cap;
 }
 
 size_t weft_chan_cap(weft_chan *ch)
@@ -95,104 +157,279 @@ static inline void reap_stale(struct weft_chan *ch)
     }
 }
 
-static inline void *slot(struct weft_chan *ch, size_t i)
+/* ------------------------------------------------------------------------------------------
+ * The ring (buffered channels). */
+
+static inline uint64_t slot_index(const struct weft_chan *ch, uint64_t pos)
 {
-    return ch->buf + ((ch->head + i) % ch->cap) * ch->elem_size;
+    return ch->pow2 ? pos & ch->mask : pos % ch->cap;
 }
 
-void weft__chan_complete(struct weft__waiter *w, int result)
+static inline _Atomic uint64_t *slot_word(const struct weft_chan *ch, uint64_t idx)
 {
-    /* A coroutine completing another hands it the CPU next (runnext), see runtime.h. */
-    weft__waker_complete(w->k, result, weft__coro_self() != NULL);
+    return (_Atomic uint64_t *)(void *)(ch->ring + idx * ch->stride);
 }
 
-static void mark_selected(struct weft__waiter *w);
-
-int weft__chan_try_send_locked(struct weft_chan *ch, const void *elem,
-                               struct weft__waiter **wake)
+/* The slot's sequence minus `seq`: 0 when the slot is in that state, negative when it is
+ * behind it (stored words are relative to the slot index, see the top). acquire: pairs with
+ * the release store that put the slot in its state, so that party's copy is finished. */
+static inline int64_t slot_diff(_Atomic uint64_t *w, uint64_t idx, uint64_t seq)
 {
-    *wake = NULL;
-    reap_stale(ch);
-    if (ch->closed)
-        return WEFT_ECLOSED;
-    struct weft__waiter *r = waitq_claim(&ch->recvq);
-    if (r) {
-        if (ch->elem_size && r->elem) /* a select may receive into NULL: discard */
-            memcpy(r->elem, elem, ch->elem_size);
-        mark_selected(r);
-        *wake = r;
-        return 0;
-    }
-    if (ch->len < ch->cap) {
-        if (ch->elem_size)
-            memcpy(slot(ch, ch->len), elem, ch->elem_size);
-        ch->len++;
-        return 0;
-    }
-    return WEFT_EAGAIN;
+    return (int64_t)(atomic_load_explicit(w, memory_order_acquire) + 2 * idx - seq);
 }
 
-int weft__chan_try_recv_locked(struct weft_chan *ch, void *elem, struct weft__waiter **wake)
+/* Store the slot's new state `seq`. release: our copy (in or out) is finished before the
+ * next party sees the state. */
+static inline void slot_set(_Atomic uint64_t *w, uint64_t idx, uint64_t seq)
 {
-    *wake = NULL;
-    reap_stale(ch);
-    if (ch->len) {
-        if (ch->elem_size && elem)
-            memcpy(elem, slot(ch, 0), ch->elem_size);
-        ch->head = (ch->head + 1) % ch->cap;
-        ch->len--;
-        /* A slot is free: the first blocked sender's element moves into the buffer. */
-        struct weft__waiter *s = waitq_claim(&ch->sendq);
-        if (s) {
-            if (ch->elem_size)
-                memcpy(slot(ch, ch->len), s->elem, ch->elem_size);
-            ch->len++;
-            mark_selected(s);
-            *wake = s;
+    atomic_store_explicit(w, seq - 2 * idx, memory_order_release);
+}
+
+/* Put elem at tail: 0, WEFT_EAGAIN (full), WEFT_ECLOSED. Lock-free. */
+static int ring_put(struct weft_chan *ch, const void *elem)
+{
+    uint64_t t = atomic_load_explicit(&ch->tail, memory_order_relaxed);
+    for (;;) {
+        if (t & WEFT__CHAN_CLOSED)
+            return WEFT_ECLOSED;
+        uint64_t pos = t >> 1, idx = slot_index(ch, pos);
+        _Atomic uint64_t *w = slot_word(ch, idx);
+        int64_t d = slot_diff(w, idx, SEQ_FREE(pos));
+        if (d == 0) {
+            /* Free for pos: claim it. relaxed: the CAS only arbitrates between senders and
+             * close (whose bit makes it fail); the slot word's release store publishes. */
+            if (atomic_compare_exchange_weak_explicit(&ch->tail, &t, t + 2, memory_order_relaxed,
+                                                      memory_order_relaxed)) {
+                if (ch->elem_size)
+                    memcpy((char *)w + SLOT_HDR, elem, ch->elem_size);
+                slot_set(w, idx, SEQ_FULL(pos));
+                return 0;
+            }
+        } else if (d < 0) {
+            /* The slot still holds pos - cap (or its receiver is copying it out): full,
+             * unless tail moved on meanwhile. */
+            uint64_t t2 = atomic_load_explicit(&ch->tail, memory_order_relaxed);
+            if (t2 == t)
+                return WEFT_EAGAIN;
+            t = t2;
+        } else {
+            /* Another sender already filled pos: our tail was stale. */
+            t = atomic_load_explicit(&ch->tail, memory_order_relaxed);
         }
-        return 0;
     }
-    struct weft__waiter *s = waitq_claim(&ch->sendq);
-    if (s) {
-        if (ch->elem_size && elem)
-            memcpy(elem, s->elem, ch->elem_size);
-        mark_selected(s);
-        *wake = s;
-        return 0;
-    }
-    return ch->closed ? WEFT_ECLOSED : WEFT_EAGAIN;
 }
 
-static void mark_selected(struct weft__waiter *w)
+/* Take the element at head into elem (NULL: discard): 0, WEFT_EAGAIN (nothing ready: empty,
+ * or head's sender is still copying in), WEFT_ECLOSED (closed and drained). Lock-free. */
+static int ring_take(struct weft_chan *ch, void *elem)
+{
+    uint64_t pos = atomic_load_explicit(&ch->head, memory_order_relaxed);
+    for (;;) {
+        uint64_t idx = slot_index(ch, pos);
+        _Atomic uint64_t *w = slot_word(ch, idx);
+        int64_t d = slot_diff(w, idx, SEQ_FULL(pos));
+        if (d == 0) {
+            if (atomic_compare_exchange_weak_explicit(&ch->head, &pos, pos + 1,
+                                                      memory_order_relaxed,
+                                                      memory_order_relaxed)) {
+                if (ch->elem_size && elem)
+                    memcpy(elem, (char *)w + SLOT_HDR, ch->elem_size);
+                slot_set(w, idx, SEQ_FREE(pos + ch->cap));
+                return 0;
+            }
+        } else if (d < 0) {
+            /* pos is not filled yet. A tail with the closed bit is final (no CAS succeeds
+             * on it): if it equals head, every element sent was claimed. Re-read head after
+             * tail: if head did not move, it is not ahead of this final tail. acquire on
+             * tail: a receive that reports the close happens after the close. */
+            uint64_t t = atomic_load_explicit(&ch->tail, memory_order_acquire);
+            uint64_t p2 = atomic_load_explicit(&ch->head, memory_order_relaxed);
+            if (p2 != pos) {
+                pos = p2;
+                continue;
+            }
+            return (t & WEFT__CHAN_CLOSED) && (t >> 1) == pos ? WEFT_ECLOSED : WEFT_EAGAIN;
+        } else {
+            /* Another receiver took pos: our head was stale. */
+            pos = atomic_load_explicit(&ch->head, memory_order_relaxed);
+        }
+    }
+}
+
+/* Looks for the pump (under the lock; racy against lock-free parties, hence only hints). */
+enum { PEEK_NONE, PEEK_READY, PEEK_DRAINED };
+
+static int peek_take(const struct weft_chan *ch)
+{
+    if (!ch->ring)
+        return weft__chan_closed((struct weft_chan *)ch) ? PEEK_DRAINED : PEEK_NONE;
+    uint64_t pos = atomic_load_explicit(&ch->head, memory_order_relaxed);
+    uint64_t idx = slot_index(ch, pos);
+    if (slot_diff(slot_word(ch, idx), idx, SEQ_FULL(pos)) >= 0)
+        return PEEK_READY; /* holds pos (or head moved: try anyway) */
+    uint64_t t = atomic_load_explicit(&ch->tail, memory_order_acquire);
+    return (t & WEFT__CHAN_CLOSED) && (t >> 1) == pos ? PEEK_DRAINED : PEEK_NONE;
+}
+
+static bool peek_put(const struct weft_chan *ch)
+{
+    uint64_t t = atomic_load_explicit(&ch->tail, memory_order_relaxed);
+    if (!ch->ring || (t & WEFT__CHAN_CLOSED))
+        return false;
+    uint64_t pos = t >> 1, idx = slot_index(ch, pos);
+    return slot_diff(slot_word(ch, idx), idx, SEQ_FREE(pos)) >= 0;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Waiters. */
+
+static inline void push_done(struct weft__waiter **done, struct weft__waiter *w, int result)
 {
     if (w->sel)
         weft__select_mark(w);
+    w->result = result;
+    w->done_next = *done;
+    *done = w;
 }
 
-static int chan_op(struct weft_chan *ch, void *elem, int64_t deadline, bool send, bool block)
+void weft__chan_complete_all(struct weft__waiter *done, bool handoff)
 {
-    if (!ch || (!elem && ch->elem_size))
-        return WEFT_EINVAL;
-    if (!weft__rt)
-        return WEFT_ENORUNTIME;
-    struct weft__waiter *wake;
+    while (done) {
+        struct weft__waiter *w = done;
+        done = w->done_next; /* read before completing: the waiter's frame may then go */
+        weft__waker_complete(w->k, w->result, handoff);
+    }
+}
+
+/* Under ch->lock: serve the waiters the ring can serve now (see "Pumping" at the top). */
+static void pump(struct weft_chan *ch, struct weft__waiter **done)
+{
+    bool moved;
+    do {
+        moved = false;
+        while (ch->recvq.head) {
+            int st = peek_take(ch);
+            if (st == PEEK_NONE)
+                break;
+            struct weft__waiter *w = waitq_claim(&ch->recvq);
+            if (!w)
+                break;
+            int r = st == PEEK_DRAINED ? WEFT_ECLOSED : ring_take(ch, w->elem);
+            if (r == WEFT_EAGAIN)
+                r = WEFT__ERETRY; /* a lock-free receiver took it: w must try again */
+            push_done(done, w, r);
+            if (r == WEFT__ERETRY)
+                break;
+            moved |= r == 0; /* a slot is free: a waiting sender may fit */
+        }
+        while (ch->sendq.head && peek_put(ch)) {
+            struct weft__waiter *w = waitq_claim(&ch->sendq);
+            if (!w)
+                break;
+            int r = ring_put(ch, w->elem);
+            if (r == WEFT_EAGAIN)
+                r = WEFT__ERETRY; /* a lock-free sender took the slot */
+            push_done(done, w, r);
+            if (r != 0)
+                break;
+            moved = true; /* an element: a waiting receiver may take it */
+        }
+    } while (moved && ch->recvq.head);
+}
+
+/* Under ch->lock, just before releasing it when the caller will not wait: clear the flag of
+ * each empty queue. (Never between a waiter's announcement and its linking: both happen in
+ * one critical section, so an empty queue here has nobody relying on its flag.) */
+static void settle_flags(struct weft_chan *ch)
+{
+    if (!ch->recvq.head && atomic_load_explicit(&ch->recv_waiting, memory_order_relaxed))
+        atomic_store_explicit(&ch->recv_waiting, 0, memory_order_relaxed);
+    if (!ch->sendq.head && atomic_load_explicit(&ch->send_waiting, memory_order_relaxed))
+        atomic_store_explicit(&ch->send_waiting, 0, memory_order_relaxed);
+}
+
+void weft__chan_announce_wait(struct weft_chan *ch, bool send)
+{
+    /* Unconditional store (not "if 0"): every modification of the flag is then under the
+     * lock and the handshake's store is our own, sequenced before the caller's fence. */
+    if (ch->ring)
+        atomic_store_explicit(send ? &ch->send_waiting : &ch->recv_waiting, 1,
+                              memory_order_relaxed);
+}
+
+int weft__chan_try_send_locked(struct weft_chan *ch, const void *elem,
+                               struct weft__waiter **done)
+{
+    reap_stale(ch);
+    if (weft__chan_closed(ch))
+        return WEFT_ECLOSED;
+    if (!ch->ring) {
+        struct weft__waiter *r = waitq_claim(&ch->recvq);
+        if (!r)
+            return WEFT_EAGAIN;
+        if (ch->elem_size && r->elem) /* a select may receive into NULL: discard */
+            memcpy(r->elem, elem, ch->elem_size);
+        push_done(done, r, 0);
+        return 0;
+    }
+    pump(ch, done); /* waiting senders first */
+    int r = ring_put(ch, elem);
+    if (r == 0 && ch->recvq.head)
+        pump(ch, done);
+    return r;
+}
+
+int weft__chan_try_recv_locked(struct weft_chan *ch, void *elem, struct weft__waiter **done)
+{
+    reap_stale(ch);
+    if (!ch->ring) {
+        struct weft__waiter *s = waitq_claim(&ch->sendq);
+        if (!s)
+            return weft__chan_closed(ch) ? WEFT_ECLOSED : WEFT_EAGAIN;
+        if (ch->elem_size && elem)
+            memcpy(elem, s->elem, ch->elem_size);
+        push_done(done, s, 0);
+        return 0;
+    }
+    pump(ch, done); /* waiting receivers first; waiting senders into free slots */
+    int r = ring_take(ch, elem);
+    if (r == 0 && ch->sendq.head)
+        pump(ch, done);
+    return r;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Operations. */
+
+static inline bool self_is_coro(void)
+{
+    return weft__coro_self() != NULL;
+}
+
+/* The locked path: try under the lock, else (block) queue and wait. Returns WEFT__ERETRY
+ * when a waker claimed us without completing the operation. */
+static int chan_locked_op(struct weft_chan *ch, void *elem, int64_t deadline, bool send,
+                          bool block)
+{
+    struct weft__waiter *done = NULL;
     weft__lock_acquire(&ch->lock);
-    int r = send ? weft__chan_try_send_locked(ch, elem, &wake)
-                 : weft__chan_try_recv_locked(ch, elem, &wake);
-    if (r != WEFT_EAGAIN) {
-        weft__lock_release(&ch->lock);
-        if (wake)
-            weft__chan_complete(wake, 0);
-        return r;
+    if (block && ch->ring) {
+        /* The handshake: announce before the last attempt (see the top). */
+        weft__chan_announce_wait(ch, send);
+        weft__fence_seq_cst();
     }
-    if (!block) {
+    int r = send ? weft__chan_try_send_locked(ch, elem, &done)
+                 : weft__chan_try_recv_locked(ch, elem, &done);
+    if (r != WEFT_EAGAIN || !block ||
+        (deadline != WEFT_FOREVER && deadline <= weft_now())) {
+        settle_flags(ch);
         weft__lock_release(&ch->lock);
-        return WEFT_EAGAIN;
+        weft__chan_complete_all(done, self_is_coro());
+        return r != WEFT_EAGAIN || !block ? r : WEFT_ETIMEDOUT;
     }
-    if (deadline != WEFT_FOREVER && deadline <= weft_now()) {
-        weft__lock_release(&ch->lock);
-        return WEFT_ETIMEDOUT;
-    }
+    /* Waiters we served are completed before we block (still under the lock: harmless,
+     * completing takes no channel lock). A coroutine hands them its worker (runnext). */
+    weft__chan_complete_all(done, self_is_coro());
     struct weft__waiter w;
     struct weft__waker k;
     struct weft__thread_parker tp;
@@ -202,6 +439,53 @@ static int chan_op(struct weft_chan *ch, void *elem, int64_t deadline, bool send
     ch->epoch = atomic_load_explicit(&weft__run_epoch, memory_order_relaxed);
     waitq_push(q, &w);
     return weft__waitq_block(q, &w, &ch->lock, deadline);
+}
+
+/* After a lock-free put (take): the publishing side of the handshake. */
+static void notify(struct weft_chan *ch, _Atomic uint32_t *flag)
+{
+    /* seq_cst fence: our release store of the slot word is ordered before the flag load
+     * (pairs with the waiter's fence between its flag store and its last attempt). */
+    weft__fence_seq_cst();
+    if (WEFT_LIKELY(!atomic_load_explicit(flag, memory_order_relaxed)))
+        return;
+    struct weft__waiter *done = NULL;
+    weft__lock_acquire(&ch->lock);
+    reap_stale(ch);
+    pump(ch, &done);
+    settle_flags(ch);
+    weft__lock_release(&ch->lock);
+    weft__chan_complete_all(done, self_is_coro());
+}
+
+static int chan_op(struct weft_chan *ch, void *elem, int64_t deadline, bool send, bool block)
+{
+    if (!ch || (!elem && ch->elem_size))
+        return WEFT_EINVAL;
+    if (!weft__rt)
+        return WEFT_ENORUNTIME;
+    int r;
+    if (!ch->ring) {
+        while ((r = chan_locked_op(ch, elem, deadline, send, block)) == WEFT__ERETRY)
+            ;
+        return r;
+    }
+    for (;;) {
+        /* Lock-free unless parties of our kind wait (they go first, see "Fairness"). */
+        if (!atomic_load_explicit(send ? &ch->send_waiting : &ch->recv_waiting,
+                                  memory_order_relaxed)) {
+            r = send ? ring_put(ch, elem) : ring_take(ch, elem);
+            if (r == 0) {
+                notify(ch, send ? &ch->recv_waiting : &ch->send_waiting);
+                return 0;
+            }
+            if (r == WEFT_ECLOSED || !block)
+                return r;
+        }
+        r = chan_locked_op(ch, elem, deadline, send, block);
+        if (r != WEFT__ERETRY)
+            return r;
+    }
 }
 
 int weft_chan_send_until(weft_chan *ch, const void *elem, int64_t deadline)
@@ -240,29 +524,22 @@ int weft_chan_close(weft_chan *ch)
         return WEFT_EINVAL;
     struct weft__waiter *done = NULL, *w;
     weft__lock_acquire(&ch->lock);
-    if (ch->closed) {
+    if (weft__chan_closed(ch)) {
         weft__lock_release(&ch->lock);
         return WEFT_ECLOSED;
     }
-    ch->closed = 1;
+    /* release: pairs with the acquire loads of tail that report the close. From here no
+     * sender's CAS on tail succeeds. */
+    atomic_fetch_or_explicit(&ch->tail, WEFT__CHAN_CLOSED, memory_order_release);
     reap_stale(ch);
-    /* Every waiter ends with WEFT_ECLOSED: receivers (there are none while elements are
-     * buffered) and senders (their element is not taken: they learn it from the code). */
-    while ((w = waitq_claim(&ch->recvq))) {
-        mark_selected(w);
-        w->done_next = done;
-        done = w;
-    }
-    while ((w = waitq_claim(&ch->sendq))) {
-        mark_selected(w);
-        w->done_next = done;
-        done = w;
-    }
+    /* Waiting receivers: what is buffered, then WEFT_ECLOSED once drained (those waiting on
+     * an element whose sender is still copying it in stay: that sender's publish pumps). */
+    pump(ch, &done);
+    /* Waiting senders: WEFT_ECLOSED, their element not taken. */
+    while ((w = waitq_claim(&ch->sendq)))
+        push_done(&done, w, WEFT_ECLOSED);
+    settle_flags(ch);
     weft__lock_release(&ch->lock);
-    while (done) {
-        w = done;
-        done = w->done_next; /* read before completing: the waiter's frame may then go */
-        weft__waker_complete(w->k, WEFT_ECLOSED, false);
-    }
+    weft__chan_complete_all(done, false);
     return 0;
 }
