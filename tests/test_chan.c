@@ -657,14 +657,28 @@ static void test_mpmc(void)
 #define RG_S 8 /* senders: even ones plain threads, odd ones coroutines */
 #define RG_R 8 /* receivers: likewise */
 
+/* An element: the message, then `payload` bytes derived from it (large elements keep a
+ * party between its claim and its publish for a while: the ring's busy path). */
+#define RG_PAYLOAD_MAX 8192
+struct rg_elem {
+    struct msg m;
+    uint8_t payload[RG_PAYLOAD_MAX];
+};
+
+static uint8_t rg_byte(const struct msg *m, size_t i)
+{
+    return (uint8_t)(m->id * 131 + m->seq * 7 + i);
+}
+
 struct rg {
     weft_chan *ch;
+    size_t payload;    /* bytes of payload per element */
     weft_chan *never;  /* nothing is ever sent on it: select's other case */
     long k;            /* elements per sender at most */
     _Atomic unsigned char *seen; /* [RG_S * k] */
     _Atomic long sent[RG_S];     /* successful sends per sender */
     _Atomic long received;
-    _Atomic long order_errors, range_errors;
+    _Atomic long order_errors, range_errors, content_errors;
 };
 
 struct rg_party {
@@ -683,7 +697,7 @@ static void rg_pause(void)
 /* One send (receive) of m in the party's style: blocking, with a short deadline (retried),
  * try (retried), or select against `never` with a short deadline (retried). Returns 0 or
  * WEFT_ECLOSED. */
-static int rg_op(struct rg *g, int style, struct msg *m, bool send)
+static int rg_op(struct rg *g, int style, struct rg_elem *m, bool send)
 {
     for (;;) {
         int r;
@@ -725,8 +739,11 @@ static void *rg_sender(void *arg)
     int style = (p->id / 2) % 4; /* threads and coroutines each get every style */
     long s;
     for (s = 0; s < g->k; s++) {
-        struct msg m = {p->id, (int)s};
-        if (rg_op(g, style, &m, true) == WEFT_ECLOSED)
+        struct rg_elem e;
+        e.m = (struct msg){p->id, (int)s};
+        for (size_t i = 0; i < g->payload; i++)
+            e.payload[i] = rg_byte(&e.m, i);
+        if (rg_op(g, style, &e, true) == WEFT_ECLOSED)
             break;
         atomic_store(&g->sent[p->id], s + 1);
     }
@@ -741,13 +758,19 @@ static void *rg_receiver(void *arg)
     int last[RG_S];
     for (int i = 0; i < RG_S; i++)
         last[i] = -1;
-    struct msg m;
+    struct rg_elem e;
     long n = 0;
-    while (rg_op(g, style, &m, false) == 0) {
+    while (rg_op(g, style, &e, false) == 0) {
+        struct msg m = e.m;
         if (m.id < 0 || m.id >= RG_S || m.seq < 0 || m.seq >= g->k) {
             atomic_fetch_add(&g->range_errors, 1);
             continue;
         }
+        for (size_t i = 0; i < g->payload; i++)
+            if (e.payload[i] != rg_byte(&m, i)) {
+                atomic_fetch_add(&g->content_errors, 1);
+                break;
+            }
         if (m.seq <= last[m.id])
             atomic_fetch_add(&g->order_errors, 1);
         last[m.id] = m.seq;
@@ -781,14 +804,15 @@ static long rg_join(struct rg_party *p, weft_task t)
 
 /* cap: the capacity; close_at < 0: close once every sender is done; else close as soon as
  * that many elements were received, while the senders are still going. */
-static void rg_run(size_t cap, long k, long close_at)
+static void rg_run(size_t cap, size_t payload, long k, long close_at)
 {
     struct rg *g = calloc(1, sizeof *g);
     ASSERT(g);
     g->k = k;
+    g->payload = payload;
     g->seen = calloc((size_t)(RG_S * k), 1);
     ASSERT(g->seen);
-    CHECK_EQ(weft_chan_create(&g->ch, sizeof(struct msg), cap), 0);
+    CHECK_EQ(weft_chan_create(&g->ch, sizeof(struct msg) + payload, cap), 0);
     CHECK_EQ(weft_chan_create(&g->never, sizeof(struct msg), 1), 0);
     struct rg_party sp[RG_S], rp[RG_R];
     weft_task st[RG_S], rt[RG_R];
@@ -814,6 +838,7 @@ static void rg_run(size_t cap, long k, long close_at)
         total += rg_join(&rp[i], rt[i]);
     CHECK_EQ(atomic_load(&g->range_errors), 0);
     CHECK_EQ(atomic_load(&g->order_errors), 0);
+    CHECK_EQ(atomic_load(&g->content_errors), 0);
     /* Exactly what was sent arrived, once: each sender's successes are a prefix. */
     long want = 0, wrong = 0;
     for (int i = 0; i < RG_S; i++) {
@@ -829,10 +854,10 @@ static void rg_run(size_t cap, long k, long close_at)
     CHECK_EQ(total, want);
     CHECK_EQ(atomic_load(&g->received), want);
     /* After the close and the drain, both ends say closed. */
-    struct msg m = {0, 0};
-    CHECK_EQ(weft_chan_try_recv(g->ch, &m), WEFT_ECLOSED);
-    CHECK_EQ(weft_chan_try_send(g->ch, &m), WEFT_ECLOSED);
-    CHECK_EQ(weft_chan_send(g->ch, &m), WEFT_ECLOSED);
+    static struct rg_elem e; /* large: not on this coroutine's stack */
+    CHECK_EQ(weft_chan_try_recv(g->ch, &e), WEFT_ECLOSED);
+    CHECK_EQ(weft_chan_try_send(g->ch, &e), WEFT_ECLOSED);
+    CHECK_EQ(weft_chan_send(g->ch, &e), WEFT_ECLOSED);
     CHECK_EQ(weft_chan_len(g->ch), 0);
     weft_chan_unref(g->ch);
     weft_chan_unref(g->never);
@@ -845,7 +870,10 @@ static void test_ring_stress(void)
     long k = ops_scaled(4000);
     size_t caps[] = {1, 3, 64};
     for (int i = 0; i < 3; i++)
-        rg_run(caps[i], k, -1);
+        rg_run(caps[i], 0, k, -1);
+    /* Large elements: copies long enough to be caught mid-way (the busy path). */
+    rg_run(2, RG_PAYLOAD_MAX, k / 8, -1);
+    rg_run(16, RG_PAYLOAD_MAX, k / 8, -1);
 }
 
 static void test_ring_close_race(void)
@@ -854,7 +882,7 @@ static void test_ring_close_race(void)
     size_t caps[] = {1, 7, 64};
     for (int i = 0; i < 3; i++)
         for (int rep = 0; rep < 3; rep++) /* close early, midway, late */
-            rg_run(caps[i], k, (long)RG_S * k * (rep + 1) / 8);
+            rg_run(caps[i], rep == 1 ? 1024 : 0, k, (long)RG_S * k * (rep + 1) / 8);
 }
 
 /* A plain thread: a blocking send into a full channel, then a send whose deadline expires
@@ -869,12 +897,14 @@ static void *ring_thread_sender(void *arg)
     return NULL;
 }
 
+static _Atomic int ring_rx_stage;
 static void *ring_thread_receiver(void *arg)
 {
     weft_chan *ch = arg;
     int v = -1;
     ASSERT_EQ(weft_chan_recv_until(ch, &v, weft_after(WEFT_MSEC(5))), WEFT_ETIMEDOUT);
     ASSERT_EQ(v, -1);
+    atomic_store(&ring_rx_stage, 1);
     ASSERT_EQ(weft_chan_recv(ch, &v), 0); /* blocks until the coroutine's send */
     return (void *)(intptr_t)v;
 }
@@ -912,8 +942,9 @@ static void test_ring_transitions(void)
     /* A plain thread receives: its deadline on the empty channel, then a blocking receive
      * served by this coroutine's send. */
     void *got;
+    atomic_store(&ring_rx_stage, 0);
     CHECK_EQ(pthread_create(&th, NULL, ring_thread_receiver, ch), 0);
-    weft_sleep(WEFT_MSEC(10));
+    WAIT_FOR(atomic_load(&ring_rx_stage) == 1);
     v = 42;
     CHECK_EQ(weft_chan_send(ch, &v), 0);
     WAIT_FOR(pthread_tryjoin_np(th, &got) == 0);

@@ -18,8 +18,9 @@
  *   - a sender claims position tail by CAS(tail → tail + 1) once the slot says "free for
  *     tail", copies its element in, then publishes with a release store of "holds tail"; a
  *     receiver claims head by CAS once the slot says "holds head", copies out, then frees
- *     the slot with a release store of "free for head + cap". The release/acquire pairs on the slot
- *     word order every element copy (the CASes only arbitrate; they are relaxed).
+ *     the slot with a release store of "free for head + cap". The release/acquire pairs on
+ *     the slot word order every element copy (the CASes arbitrate; they are seq_cst only
+ *     for the wake-up handshake below).
  *   - FIFO per sender: one sender has at most one operation in flight, and positions are
  *     taken in order, so its elements occupy increasing positions, which receivers claim
  *     in increasing order.
@@ -29,21 +30,32 @@
  *     and tail's position equals head: a tail with the bit never changes again, so every
  *     element sent before the close has been claimed by a receiver. A receiver that finds
  *     head's slot empty while tail is further on (its sender claimed it and is still
- *     copying) treats it as "not yet": it waits, and that sender's publish wakes it.
+ *     copying) treats it as "not yet" (WEFT__EBUSY, below).
  *
  * The wake-up handshake (a Dekker pattern between the lock-free paths and the waiters):
  *   - A party about to wait, under the lock: stores 1 into recv_waiting (send_waiting);
- *     weft__fence_seq_cst(); makes its last attempt on the ring; if that fails, links its
- *     waiter and blocks (the lock is released only once it is linked).
- *   - A party that published an element (freed a slot) without the lock: its release store
- *     of the slot word; weft__fence_seq_cst(); loads recv_waiting (send_waiting); if set,
- *     takes the lock and pumps (below).
- *   By the two fences, either the waiter's last attempt sees the publish, or the publisher
- *     sees the flag and, taking the lock after the waiter released it, finds it linked. A
- *     waiter can only have failed at the slot of head (tail): the very slot whose publisher
- *     (emptier) then sees the flag. The flag is cleared (0) only under the lock when its
- *     queue is empty, so a flag still needed is never cleared; a stale 1 costs one
- *     lock acquisition by the next lock-free operation, which clears it.
+ *     weft__fence_seq_cst(); makes its last attempt on the ring. It waits (links its waiter
+ *     and blocks; the lock is released only once it is linked) only if the ring is at the
+ *     boundary: empty, tail == head (full: the slot at tail holds an element no receiver
+ *     has claimed, tail - head == cap).
+ *   - A lock-free party claims its position with a seq_cst CAS on tail (head), publishes
+ *     (frees) the slot with a release store, then loads recv_waiting (send_waiting),
+ *     seq_cst; if set, it takes the lock and pumps (below). No fence: if its claim preceded
+ *     the waiter's fence in the seq_cst order, the waiter's read of tail (head) saw it and
+ *     the ring was not empty (full) for it; otherwise its flag load, after its claim,
+ *     follows that fence and sees the flag (C11 7.17.3's rules for seq_cst fences: a load
+ *     after such a fence sees at least the last seq_cst modification before it in the
+ *     order; a seq_cst load after the fence sees what was stored before the fence). Either way no waiter sleeps on an element (slot) nobody
+ *     reports. On x86 the CAS was a locked instruction anyway and the load is a plain one.
+ *   - Between a claim and its publish (a copy of elem_size bytes) the ring is neither: a
+ *     receiver sees head's slot unfilled with tail past it (a sender sees tail's slot not
+ *     yet freed by the receiver that claimed it): WEFT__EBUSY. That party's flag load may
+ *     predate the waiter's flag, so nobody would wake a waiter: instead the party spins
+ *     briefly (BUSY_SPIN pauses, bounded: the copy is nanoseconds) and tries again, and if
+ *     the other party was preempted mid-copy, polls with a short bounded wait.
+ *   The flag is cleared (0) only under the lock when its queue is empty, so a flag still
+ *     needed is never cleared; a stale 1 costs one lock acquisition by the next lock-free
+ *     operation, which clears it.
  *   - Pumping (under the lock): while a receiver waits and head's slot holds an element,
  *     claim the receiver, then take the element into it; while a sender waits and tail's
  *     slot is free, claim the sender, then put its element. A lock-free operation may take
@@ -62,6 +74,7 @@
  * Wakers copy into and out of a parked coroutine's stack: that coroutine cannot run (or
  * move) until the copy is done and its wait is completed (see waitq.h). */
 #include "chan.h"
+#include "futex.h"
 #include "runtime.h"
 
 #include <stdlib.h>
@@ -185,7 +198,9 @@ static inline void slot_set(_Atomic uint64_t *w, uint64_t idx, uint64_t seq)
     atomic_store_explicit(w, seq - 2 * idx, memory_order_release);
 }
 
-/* Put elem at tail: 0, WEFT_EAGAIN (full), WEFT_ECLOSED. Lock-free. */
+/* Put elem at tail: 0, WEFT_EAGAIN (full: the slot holds an element no receiver claimed),
+ * WEFT__EBUSY (the slot's receiver claimed it and is still copying out), WEFT_ECLOSED.
+ * Lock-free. */
 static int ring_put(struct weft_chan *ch, const void *elem)
 {
     uint64_t t = atomic_load_explicit(&ch->tail, memory_order_relaxed);
@@ -196,9 +211,10 @@ static int ring_put(struct weft_chan *ch, const void *elem)
         _Atomic uint64_t *w = slot_word(ch, idx);
         int64_t d = slot_diff(w, idx, SEQ_FREE(pos));
         if (d == 0) {
-            /* Free for pos: claim it. relaxed: the CAS only arbitrates between senders and
-             * close (whose bit makes it fail); the slot word's release store publishes. */
-            if (atomic_compare_exchange_weak_explicit(&ch->tail, &t, t + 2, memory_order_relaxed,
+            /* Free for pos: claim it. seq_cst: the claim is what a waiting receiver's
+             * "empty" check reads (see "The wake-up handshake"); the element itself is
+             * published by the slot word's release store. */
+            if (atomic_compare_exchange_weak_explicit(&ch->tail, &t, t + 2, memory_order_seq_cst,
                                                       memory_order_relaxed)) {
                 if (ch->elem_size)
                     memcpy((char *)w + SLOT_HDR, elem, ch->elem_size);
@@ -206,12 +222,15 @@ static int ring_put(struct weft_chan *ch, const void *elem)
                 return 0;
             }
         } else if (d < 0) {
-            /* The slot still holds pos - cap (or its receiver is copying it out): full,
-             * unless tail moved on meanwhile. */
+            /* The slot still holds pos - cap, unless tail moved on meanwhile: full if no
+             * receiver claimed pos - cap yet, else its receiver is copying it out. */
             uint64_t t2 = atomic_load_explicit(&ch->tail, memory_order_relaxed);
-            if (t2 == t)
-                return WEFT_EAGAIN;
-            t = t2;
+            if (t2 != t) {
+                t = t2;
+                continue;
+            }
+            uint64_t h = atomic_load_explicit(&ch->head, memory_order_relaxed);
+            return pos - h >= ch->cap ? WEFT_EAGAIN : WEFT__EBUSY;
         } else {
             /* Another sender already filled pos: our tail was stale. */
             t = atomic_load_explicit(&ch->tail, memory_order_relaxed);
@@ -219,8 +238,9 @@ static int ring_put(struct weft_chan *ch, const void *elem)
     }
 }
 
-/* Take the element at head into elem (NULL: discard): 0, WEFT_EAGAIN (nothing ready: empty,
- * or head's sender is still copying in), WEFT_ECLOSED (closed and drained). Lock-free. */
+/* Take the element at head into elem (NULL: discard): 0, WEFT_EAGAIN (empty: no sender
+ * claimed head), WEFT__EBUSY (head's sender claimed it and is still copying in),
+ * WEFT_ECLOSED (closed and drained). Lock-free. */
 static int ring_take(struct weft_chan *ch, void *elem)
 {
     uint64_t pos = atomic_load_explicit(&ch->head, memory_order_relaxed);
@@ -229,8 +249,9 @@ static int ring_take(struct weft_chan *ch, void *elem)
         _Atomic uint64_t *w = slot_word(ch, idx);
         int64_t d = slot_diff(w, idx, SEQ_FULL(pos));
         if (d == 0) {
+            /* seq_cst: the claim is what a waiting sender's "full" check reads. */
             if (atomic_compare_exchange_weak_explicit(&ch->head, &pos, pos + 1,
-                                                      memory_order_relaxed,
+                                                      memory_order_seq_cst,
                                                       memory_order_relaxed)) {
                 if (ch->elem_size && elem)
                     memcpy(elem, (char *)w + SLOT_HDR, ch->elem_size);
@@ -238,17 +259,20 @@ static int ring_take(struct weft_chan *ch, void *elem)
                 return 0;
             }
         } else if (d < 0) {
-            /* pos is not filled yet. A tail with the closed bit is final (no CAS succeeds
-             * on it): if it equals head, every element sent was claimed. Re-read head after
-             * tail: if head did not move, it is not ahead of this final tail. acquire on
-             * tail: a receive that reports the close happens after the close. */
+            /* pos is not filled yet. tail == head: empty (closed and drained if tail has the
+             * bit: such a tail is final, no CAS succeeds on it). tail elsewhere: pos's sender
+             * is copying in (or our tail is stale): busy. Re-read head after tail: if head
+             * did not move, it is not ahead of tail. acquire on tail: a receive that reports
+             * the close happens after the close. */
             uint64_t t = atomic_load_explicit(&ch->tail, memory_order_acquire);
             uint64_t p2 = atomic_load_explicit(&ch->head, memory_order_relaxed);
             if (p2 != pos) {
                 pos = p2;
                 continue;
             }
-            return (t & WEFT__CHAN_CLOSED) && (t >> 1) == pos ? WEFT_ECLOSED : WEFT_EAGAIN;
+            if ((t >> 1) != pos)
+                return WEFT__EBUSY;
+            return t & WEFT__CHAN_CLOSED ? WEFT_ECLOSED : WEFT_EAGAIN;
         } else {
             /* Another receiver took pos: our head was stale. */
             pos = atomic_load_explicit(&ch->head, memory_order_relaxed);
@@ -315,7 +339,7 @@ static void pump(struct weft_chan *ch, struct weft__waiter **done)
             if (!w)
                 break;
             int r = st == PEEK_DRAINED ? WEFT_ECLOSED : ring_take(ch, w->elem);
-            if (r == WEFT_EAGAIN)
+            if (r == WEFT_EAGAIN || r == WEFT__EBUSY)
                 r = WEFT__ERETRY; /* a lock-free receiver took it: w must try again */
             push_done(done, w, r);
             if (r == WEFT__ERETRY)
@@ -327,7 +351,7 @@ static void pump(struct weft_chan *ch, struct weft__waiter **done)
             if (!w)
                 break;
             int r = ring_put(ch, w->elem);
-            if (r == WEFT_EAGAIN)
+            if (r == WEFT_EAGAIN || r == WEFT__EBUSY)
                 r = WEFT__ERETRY; /* a lock-free sender took the slot */
             push_done(done, w, r);
             if (r != 0)
@@ -406,10 +430,34 @@ static inline bool self_is_coro(void)
     return weft__coro_self() != NULL;
 }
 
+/* After WEFT__EBUSY the other party is between two adjacent steps of its operation (its
+ * claim and its publish: a copy of elem_size bytes): watch the slot for a moment before
+ * trying again. Bounded; a party still busy after it (preempted by the kernel mid-copy) is
+ * waited for by polling (BUSY_POLL_NS), never by spinning on. */
+#define BUSY_SPIN 128
+#define BUSY_POLL_NS WEFT_USEC(20)
+
+int64_t weft__chan_poll_until(int64_t deadline)
+{
+    int64_t t = weft_now() + BUSY_POLL_NS;
+    return deadline == WEFT_FOREVER || t < deadline ? t : deadline;
+}
+
+static void busy_spin(struct weft_chan *ch, bool send)
+{
+    for (int i = 0; i < BUSY_SPIN; i++) {
+        __builtin_ia32_pause_or_nothing();
+        if (send ? peek_put(ch) || weft__chan_closed(ch) : peek_take(ch) != PEEK_NONE)
+            return;
+    }
+}
+
 /* The locked path: try under the lock, else (block) queue and wait. Returns WEFT__ERETRY
- * when a waker claimed us without completing the operation. */
+ * when a waker claimed us without completing the operation, WEFT__EBUSY when the ring was
+ * busy (see ring_put/ring_take) and `poll` is false: the caller spins and tries again.
+ * With `poll`, a busy ring is waited on for at most BUSY_POLL_NS (then WEFT__ERETRY). */
 static int chan_locked_op(struct weft_chan *ch, void *elem, int64_t deadline, bool send,
-                          bool block)
+                          bool block, bool poll)
 {
     struct weft__waiter *done = NULL;
     weft__lock_acquire(&ch->lock);
@@ -420,16 +468,23 @@ static int chan_locked_op(struct weft_chan *ch, void *elem, int64_t deadline, bo
     }
     int r = send ? weft__chan_try_send_locked(ch, elem, &done)
                  : weft__chan_try_recv_locked(ch, elem, &done);
-    if (r != WEFT_EAGAIN || !block ||
-        (deadline != WEFT_FOREVER && deadline <= weft_now())) {
+    if (r == WEFT__EBUSY && !block)
+        r = WEFT_EAGAIN;
+    if (block && (r == WEFT_EAGAIN || r == WEFT__EBUSY) && deadline != WEFT_FOREVER &&
+        deadline <= weft_now())
+        r = WEFT_ETIMEDOUT;
+    /* Wait only when the ring is full (empty): a busy one has a lock-free party whose
+     * notification may not see our flag (see "The wake-up handshake"); poll it instead. */
+    if (!block || !(r == WEFT_EAGAIN || (r == WEFT__EBUSY && poll))) {
         settle_flags(ch);
         weft__lock_release(&ch->lock);
         weft__chan_complete_all(done, self_is_coro());
-        return r != WEFT_EAGAIN || !block ? r : WEFT_ETIMEDOUT;
+        return r;
     }
     /* Waiters we served are completed before we block (still under the lock: harmless,
      * completing takes no channel lock). A coroutine hands them its worker (runnext). */
     weft__chan_complete_all(done, self_is_coro());
+    int64_t until = r == WEFT__EBUSY ? weft__chan_poll_until(deadline) : deadline;
     struct weft__waiter w;
     struct weft__waker k;
     struct weft__thread_parker tp;
@@ -438,16 +493,17 @@ static int chan_locked_op(struct weft_chan *ch, void *elem, int64_t deadline, bo
     struct weft__wq *q = send ? &ch->sendq : &ch->recvq;
     ch->epoch = atomic_load_explicit(&weft__run_epoch, memory_order_relaxed);
     waitq_push(q, &w);
-    return weft__waitq_block(q, &w, &ch->lock, deadline);
+    r = weft__waitq_block(q, &w, &ch->lock, until);
+    return r == WEFT_ETIMEDOUT && until != deadline ? WEFT__ERETRY : r;
 }
 
-/* After a lock-free put (take): the publishing side of the handshake. */
+/* After a lock-free put (take): the publishing side of the handshake. The flag load is
+ * seq_cst and sequenced after our seq_cst claim of the position (the CAS on tail / head),
+ * which needs no fence: a waiter that read tail (head) after its own fence and did not see
+ * our claim waits only on "empty" ("full"), and then our load sees its flag. */
 static void notify(struct weft_chan *ch, _Atomic uint32_t *flag)
 {
-    /* seq_cst fence: our release store of the slot word is ordered before the flag load
-     * (pairs with the waiter's fence between its flag store and its last attempt). */
-    weft__fence_seq_cst();
-    if (WEFT_LIKELY(!atomic_load_explicit(flag, memory_order_relaxed)))
+    if (WEFT_LIKELY(!atomic_load_explicit(flag, memory_order_seq_cst)))
         return;
     struct weft__waiter *done = NULL;
     weft__lock_acquire(&ch->lock);
@@ -466,10 +522,11 @@ static int chan_op(struct weft_chan *ch, void *elem, int64_t deadline, bool send
         return WEFT_ENORUNTIME;
     int r;
     if (!ch->ring) {
-        while ((r = chan_locked_op(ch, elem, deadline, send, block)) == WEFT__ERETRY)
+        while ((r = chan_locked_op(ch, elem, deadline, send, block, false)) == WEFT__ERETRY)
             ;
         return r;
     }
+    bool spun = false;
     for (;;) {
         /* Lock-free unless parties of our kind wait (they go first, see "Fairness"). */
         if (!atomic_load_explicit(send ? &ch->send_waiting : &ch->recv_waiting,
@@ -479,10 +536,17 @@ static int chan_op(struct weft_chan *ch, void *elem, int64_t deadline, bool send
                 notify(ch, send ? &ch->recv_waiting : &ch->send_waiting);
                 return 0;
             }
-            if (r == WEFT_ECLOSED || !block)
+            if (r == WEFT_ECLOSED)
                 return r;
+            if (!block)
+                return WEFT_EAGAIN;
         }
-        r = chan_locked_op(ch, elem, deadline, send, block);
+        r = chan_locked_op(ch, elem, deadline, send, block, spun);
+        if (r == WEFT__EBUSY) {
+            busy_spin(ch, send);
+            spun = true;
+            continue;
+        }
         if (r != WEFT__ERETRY)
             return r;
     }
@@ -528,9 +592,10 @@ int weft_chan_close(weft_chan *ch)
         weft__lock_release(&ch->lock);
         return WEFT_ECLOSED;
     }
-    /* release: pairs with the acquire loads of tail that report the close. From here no
-     * sender's CAS on tail succeeds. */
-    atomic_fetch_or_explicit(&ch->tail, WEFT__CHAN_CLOSED, memory_order_release);
+    /* seq_cst (release would do: pairs with the acquire loads of tail that report the
+     * close; seq_cst keeps every modification of tail in the handshake's order). From here
+     * no sender's CAS on tail succeeds. */
+    atomic_fetch_or_explicit(&ch->tail, WEFT__CHAN_CLOSED, memory_order_seq_cst);
     reap_stale(ch);
     /* Waiting receivers: what is buffered, then WEFT_ECLOSED once drained (those waiting on
      * an element whose sender is still copying it in stay: that sender's publish pumps). */

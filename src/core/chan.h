@@ -9,6 +9,10 @@
  * could not complete its operation (a lock-free operation took the element or the slot it
  * meant to use): the waiter runs its operation again from the start. */
 #define WEFT__ERETRY (-4900)
+/* Internal result of a buffered channel's attempt: no progress, but the ring is not at its
+ * boundary either: a lock-free party is between its claim and its publish of the slot we
+ * need. Not a state to wait on indefinitely (chan.c, "The wake-up handshake"). */
+#define WEFT__EBUSY (-4901)
 
 /* tail's low bit: the channel is closed (set once, under the lock, never cleared). */
 #define WEFT__CHAN_CLOSED 1ull
@@ -43,8 +47,9 @@ static inline bool weft__chan_closed(struct weft_chan *ch)
     return atomic_load_explicit(&ch->tail, memory_order_acquire) & WEFT__CHAN_CLOSED;
 }
 
-/* Under ch->lock. Try to complete a send/receive now. Returns 0 (done), WEFT_ECLOSED, or
- * WEFT_EAGAIN (would block). Waiters that the attempt claimed (other parties whose
+/* Under ch->lock. Try to complete a send/receive now. Returns 0 (done), WEFT_ECLOSED,
+ * WEFT_EAGAIN (would block: full / empty), or WEFT__EBUSY (would block, but a party that is
+ * mid-operation may not notify: wait only with a bounded deadline). Waiters that the attempt claimed (other parties whose
  * operations it completed) are pushed onto *done, each with its waiter.result set; the
  * caller must finish them with weft__chan_complete_all, after unlocking or, if it is about
  * to block, before. Neither function blocks or looks at the calling party's own waiters. */
@@ -55,6 +60,9 @@ int weft__chan_try_recv_locked(struct weft_chan *ch, void *elem, struct weft__wa
  * "a receiver (send=false) / sender (send=true) may wait" (see chan.c). The caller issues
  * weft__fence_seq_cst() between this and that attempt. */
 void weft__chan_announce_wait(struct weft_chan *ch, bool send);
+/* The deadline for a wait after WEFT__EBUSY: a short poll, or `deadline` if sooner. A wait
+ * that ends at it (and not at `deadline`) means "try again". */
+int64_t weft__chan_poll_until(int64_t deadline);
 /* select.c: record in the selecting party's state which case a claimed waiter won. */
 void weft__select_mark(struct weft__waiter *w);
 /* Complete every waiter of a done list (handoff: see weft__waker_complete). */

@@ -13,7 +13,8 @@
  * Buffered channels (chan.c) keep their elements in a lock-free ring: before the attempts
  * of a select that may wait, each case announces the wait on its channel (the waiting side
  * of chan.c's wake-up handshake), and a waker that claimed the select but then found the
- * element or slot gone completes it with WEFT__ERETRY: the select runs another round. */
+ * element or slot gone completes it with WEFT__ERETRY: the select runs another round. A
+ * case whose ring was mid-operation (WEFT__EBUSY) makes the wait a short poll. */
 #include "chan.h"
 #include "runtime.h"
 
@@ -93,11 +94,13 @@ static int select_round(weft_case *cases, const int *active, int nact, struct lo
     /* Waiters of other parties that our attempts served (completed after unlocking, or
      * before we park). */
     struct weft__waiter *done = NULL;
+    bool busy = false; /* a buffered channel was mid-operation: wait a bounded time only */
     for (int i = 0; i < nact; i++) {
         weft_case *c = &cases[order[i]];
         int r = c->op == WEFT_OP_SEND ? weft__chan_try_send_locked(c->ch, c->elem, &done)
                                       : weft__chan_try_recv_locked(c->ch, c->elem, &done);
-        if (r == WEFT_EAGAIN)
+        busy |= r == WEFT__EBUSY;
+        if (r == WEFT_EAGAIN || r == WEFT__EBUSY)
             continue;
         unlock_all(ls);
         weft__chan_complete_all(done, self_coro);
@@ -110,6 +113,8 @@ static int select_round(weft_case *cases, const int *active, int nact, struct lo
         return deadline == 0 ? WEFT_EAGAIN : WEFT_ETIMEDOUT;
     }
     weft__chan_complete_all(done, self_coro);
+    /* busy: poll (see chan.c, "The wake-up handshake") */
+    int64_t until = busy ? weft__chan_poll_until(deadline) : deadline;
 
     struct weft__sel sel = {-1};
     struct weft__waiter ws[WEFT_SELECT_MAX];
@@ -132,10 +137,10 @@ static int select_round(weft_case *cases, const int *active, int nact, struct lo
     }
     int r;
     if (co) {
-        r = weft__park_until(deadline, unlock_all, ls);
+        r = weft__park_until(until, unlock_all, ls);
     } else {
         unlock_all(ls);
-        r = weft__tparker_wait(&tp, deadline);
+        r = weft__tparker_wait(&tp, until);
     }
     /* Unlink what is still linked. A thread that timed out and finds one of its waiters
      * popped by a waker must wait for that completion, which then wins. */
@@ -152,6 +157,8 @@ static int select_round(weft_case *cases, const int *active, int nact, struct lo
     if (!co && r == WEFT_ETIMEDOUT && popped &&
         (atomic_load_explicit(&tp.word, memory_order_acquire) & TP_STATE) != TP_ARMED)
         r = weft__tparker_wait(&tp, WEFT_FOREVER);
+    if (r == WEFT_ETIMEDOUT && until != deadline)
+        return WEFT__ERETRY; /* the poll ended, not the caller's deadline */
     if (r == WEFT_ETIMEDOUT || r == WEFT_ECANCELED || r == WEFT__ERETRY)
         return r;
     WEFT_ASSERT(sel.chosen >= 0);
