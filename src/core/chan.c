@@ -229,8 +229,10 @@ static int ring_put(struct weft_chan *ch, const void *elem)
                 t = t2;
                 continue;
             }
+            /* Signed: a head read after tail may already be past pos (the ring moved on
+             * meanwhile): busy, try again. */
             uint64_t h = atomic_load_explicit(&ch->head, memory_order_relaxed);
-            return pos - h >= ch->cap ? WEFT_EAGAIN : WEFT__EBUSY;
+            return (int64_t)(pos - h) >= (int64_t)ch->cap ? WEFT_EAGAIN : WEFT__EBUSY;
         } else {
             /* Another sender already filled pos: our tail was stale. */
             t = atomic_load_explicit(&ch->tail, memory_order_relaxed);
