@@ -93,23 +93,27 @@ int weft_chan_create(weft_chan **out, size_t elem_size, size_t capacity)
     if (elem_size > ((size_t)1 << 20) || capacity > ((size_t)1 << 30))
         return WEFT_EINVAL;
     size_t stride = SLOT_HDR + ((elem_size + 7) & ~(size_t)7);
-    if (capacity > SIZE_MAX / stride)
+    size_t extra = sizeof(struct weft__ring) + 63; /* the positions, and room to align */
+    if (capacity > (SIZE_MAX - extra) / stride)
         return WEFT_EINVAL;
-    struct weft_chan *ch;
-    size_t size = (sizeof *ch + 63) & ~(size_t)63;
-    if (posix_memalign((void **)&ch, 64, size))
+    /* The channel itself is small and unaligned (rendezvous channels are created by the
+     * million: skynet); a buffered channel's positions and slots are a second block. */
+    struct weft_chan *ch = calloc(1, sizeof *ch);
+    if (!ch)
         return WEFT_ENOMEM;
-    memset(ch, 0, size);
     ch->elem_size = elem_size;
     ch->cap = capacity;
     ch->stride = stride;
     ch->pow2 = capacity && (capacity & (capacity - 1)) == 0;
     ch->mask = ch->pow2 ? capacity - 1 : 0;
-    /* calloc: the zeroed ring is the initial state (slot i free for position i), and a big
-     * one costs no memory until used. */
-    if (capacity && !(ch->ring = calloc(capacity, stride))) {
-        free(ch);
-        return WEFT_ENOMEM;
+    /* calloc: the zeroed ring is the initial state (positions 0, slot i free for position
+     * i), and a big one costs no memory until used. Aligned by hand to a cache line. */
+    if (capacity) {
+        if (!(ch->ring_mem = calloc(1, extra + capacity * stride))) {
+            free(ch);
+            return WEFT_ENOMEM;
+        }
+        ch->ring = (struct weft__ring *)(((uintptr_t)ch->ring_mem + 63) & ~(uintptr_t)63);
     }
     atomic_init(&ch->refs, 1);
     *out = ch;
@@ -136,7 +140,7 @@ void weft_chan_unref(weft_chan *ch)
     if ((ch->sendq.head || ch->recvq.head) && weft__rt &&
         ch->epoch == atomic_load(&weft__run_epoch))
         weft__panic("weft: channel %p freed while coroutines or threads wait on it", (void *)ch);
-    free(ch->ring);
+    free(ch->ring_mem);
     free(ch);
 }
 
@@ -147,8 +151,8 @@ size_t weft_chan_len(weft_chan *ch)
     /* A snapshot: head first, so that tail (read later, only ever larger) is not behind it
      * in the common case; clamp what a race can still produce. Counts elements whose
      * senders are still copying them in. */
-    uint64_t h = atomic_load_explicit(&ch->head, memory_order_acquire);
-    uint64_t t = atomic_load_explicit(&ch->tail, memory_order_acquire) >> 1;
+    uint64_t h = atomic_load_explicit(&ch->ring->head, memory_order_acquire);
+    uint64_t t = atomic_load_explicit(&ch->ring->tail, memory_order_acquire) >> 1;
     uint64_t n = t > h ? t - h : 0;
     return n < ch->cap ? (size_t)n : ch->cap;
 }
@@ -180,7 +184,7 @@ static inline uint64_t slot_index(const struct weft_chan *ch, uint64_t pos)
 
 static inline _Atomic uint64_t *slot_word(const struct weft_chan *ch, uint64_t idx)
 {
-    return (_Atomic uint64_t *)(void *)(ch->ring + idx * ch->stride);
+    return (_Atomic uint64_t *)(void *)(ch->ring->slots + idx * ch->stride);
 }
 
 /* The slot's sequence minus `seq`: 0 when the slot is in that state, negative when it is
@@ -203,7 +207,7 @@ static inline void slot_set(_Atomic uint64_t *w, uint64_t idx, uint64_t seq)
  * Lock-free. */
 static int ring_put(struct weft_chan *ch, const void *elem)
 {
-    uint64_t t = atomic_load_explicit(&ch->tail, memory_order_relaxed);
+    uint64_t t = atomic_load_explicit(&ch->ring->tail, memory_order_relaxed);
     for (;;) {
         if (t & WEFT__CHAN_CLOSED)
             return WEFT_ECLOSED;
@@ -214,7 +218,7 @@ static int ring_put(struct weft_chan *ch, const void *elem)
             /* Free for pos: claim it. seq_cst: the claim is what a waiting receiver's
              * "empty" check reads (see "The wake-up handshake"); the element itself is
              * published by the slot word's release store. */
-            if (atomic_compare_exchange_weak_explicit(&ch->tail, &t, t + 2, memory_order_seq_cst,
+            if (atomic_compare_exchange_weak_explicit(&ch->ring->tail, &t, t + 2, memory_order_seq_cst,
                                                       memory_order_relaxed)) {
                 if (ch->elem_size)
                     memcpy((char *)w + SLOT_HDR, elem, ch->elem_size);
@@ -224,18 +228,18 @@ static int ring_put(struct weft_chan *ch, const void *elem)
         } else if (d < 0) {
             /* The slot still holds pos - cap, unless tail moved on meanwhile: full if no
              * receiver claimed pos - cap yet, else its receiver is copying it out. */
-            uint64_t t2 = atomic_load_explicit(&ch->tail, memory_order_relaxed);
+            uint64_t t2 = atomic_load_explicit(&ch->ring->tail, memory_order_relaxed);
             if (t2 != t) {
                 t = t2;
                 continue;
             }
             /* Signed: a head read after tail may already be past pos (the ring moved on
              * meanwhile): busy, try again. */
-            uint64_t h = atomic_load_explicit(&ch->head, memory_order_relaxed);
+            uint64_t h = atomic_load_explicit(&ch->ring->head, memory_order_relaxed);
             return (int64_t)(pos - h) >= (int64_t)ch->cap ? WEFT_EAGAIN : WEFT__EBUSY;
         } else {
             /* Another sender already filled pos: our tail was stale. */
-            t = atomic_load_explicit(&ch->tail, memory_order_relaxed);
+            t = atomic_load_explicit(&ch->ring->tail, memory_order_relaxed);
         }
     }
 }
@@ -245,14 +249,14 @@ static int ring_put(struct weft_chan *ch, const void *elem)
  * WEFT_ECLOSED (closed and drained). Lock-free. */
 static int ring_take(struct weft_chan *ch, void *elem)
 {
-    uint64_t pos = atomic_load_explicit(&ch->head, memory_order_relaxed);
+    uint64_t pos = atomic_load_explicit(&ch->ring->head, memory_order_relaxed);
     for (;;) {
         uint64_t idx = slot_index(ch, pos);
         _Atomic uint64_t *w = slot_word(ch, idx);
         int64_t d = slot_diff(w, idx, SEQ_FULL(pos));
         if (d == 0) {
             /* seq_cst: the claim is what a waiting sender's "full" check reads. */
-            if (atomic_compare_exchange_weak_explicit(&ch->head, &pos, pos + 1,
+            if (atomic_compare_exchange_weak_explicit(&ch->ring->head, &pos, pos + 1,
                                                       memory_order_seq_cst,
                                                       memory_order_relaxed)) {
                 if (ch->elem_size && elem)
@@ -266,8 +270,8 @@ static int ring_take(struct weft_chan *ch, void *elem)
              * is copying in (or our tail is stale): busy. Re-read head after tail: if head
              * did not move, it is not ahead of tail. acquire on tail: a receive that reports
              * the close happens after the close. */
-            uint64_t t = atomic_load_explicit(&ch->tail, memory_order_acquire);
-            uint64_t p2 = atomic_load_explicit(&ch->head, memory_order_relaxed);
+            uint64_t t = atomic_load_explicit(&ch->ring->tail, memory_order_acquire);
+            uint64_t p2 = atomic_load_explicit(&ch->ring->head, memory_order_relaxed);
             if (p2 != pos) {
                 pos = p2;
                 continue;
@@ -277,7 +281,7 @@ static int ring_take(struct weft_chan *ch, void *elem)
             return t & WEFT__CHAN_CLOSED ? WEFT_ECLOSED : WEFT_EAGAIN;
         } else {
             /* Another receiver took pos: our head was stale. */
-            pos = atomic_load_explicit(&ch->head, memory_order_relaxed);
+            pos = atomic_load_explicit(&ch->ring->head, memory_order_relaxed);
         }
     }
 }
@@ -289,18 +293,20 @@ static int peek_take(const struct weft_chan *ch)
 {
     if (!ch->ring)
         return weft__chan_closed((struct weft_chan *)ch) ? PEEK_DRAINED : PEEK_NONE;
-    uint64_t pos = atomic_load_explicit(&ch->head, memory_order_relaxed);
+    uint64_t pos = atomic_load_explicit(&ch->ring->head, memory_order_relaxed);
     uint64_t idx = slot_index(ch, pos);
     if (slot_diff(slot_word(ch, idx), idx, SEQ_FULL(pos)) >= 0)
         return PEEK_READY; /* holds pos (or head moved: try anyway) */
-    uint64_t t = atomic_load_explicit(&ch->tail, memory_order_acquire);
+    uint64_t t = atomic_load_explicit(&ch->ring->tail, memory_order_acquire);
     return (t & WEFT__CHAN_CLOSED) && (t >> 1) == pos ? PEEK_DRAINED : PEEK_NONE;
 }
 
 static bool peek_put(const struct weft_chan *ch)
 {
-    uint64_t t = atomic_load_explicit(&ch->tail, memory_order_relaxed);
-    if (!ch->ring || (t & WEFT__CHAN_CLOSED))
+    if (!ch->ring)
+        return false;
+    uint64_t t = atomic_load_explicit(&ch->ring->tail, memory_order_relaxed);
+    if (t & WEFT__CHAN_CLOSED)
         return false;
     uint64_t pos = t >> 1, idx = slot_index(ch, pos);
     return slot_diff(slot_word(ch, idx), idx, SEQ_FREE(pos)) >= 0;
@@ -471,8 +477,8 @@ static bool thread_spin(struct weft_chan *ch, bool send)
 {
     for (int i = 0; i < THREAD_SPIN; i++) {
         __builtin_ia32_pause_or_nothing();
-        uint64_t t = atomic_load_explicit(&ch->tail, memory_order_relaxed);
-        uint64_t h = atomic_load_explicit(&ch->head, memory_order_relaxed);
+        uint64_t t = atomic_load_explicit(&ch->ring->tail, memory_order_relaxed);
+        uint64_t h = atomic_load_explicit(&ch->ring->head, memory_order_relaxed);
         int64_t n = (int64_t)((t >> 1) - h); /* racy snapshot: only a hint */
         if ((t & WEFT__CHAN_CLOSED) || (send ? n <= (int64_t)(ch->cap / 2) : n > 0))
             return true;
@@ -632,7 +638,10 @@ int weft_chan_close(weft_chan *ch)
     /* seq_cst (release would do: pairs with the acquire loads of tail that report the
      * close; seq_cst keeps every modification of tail in the handshake's order). From here
      * no sender's CAS on tail succeeds. */
-    atomic_fetch_or_explicit(&ch->tail, WEFT__CHAN_CLOSED, memory_order_seq_cst);
+    if (ch->ring)
+        atomic_fetch_or_explicit(&ch->ring->tail, WEFT__CHAN_CLOSED, memory_order_seq_cst);
+    else
+        ch->closed = 1;
     reap_stale(ch);
     /* Waiting receivers: what is buffered, then WEFT_ECLOSED once drained (those waiting on
      * an element whose sender is still copying it in stay: that sender's publish pumps). */

@@ -14,37 +14,45 @@
  * need. Not a state to wait on indefinitely (chan.c, "The wake-up handshake"). */
 #define WEFT__EBUSY (-4901)
 
-/* tail's low bit: the channel is closed (set once, under the lock, never cleared). */
+/* ring->tail's low bit: the channel is closed (set once, under the lock, never cleared). */
 #define WEFT__CHAN_CLOSED 1ull
 
-struct weft_chan {
-    /* Fixed at creation. */
-    size_t elem_size, cap;
-    size_t stride;        /* bytes per ring slot: its sequence word, then the element */
-    bool pow2;            /* cap is a power of two: index by mask, else by % */
-    uint64_t mask;        /* cap - 1 when pow2 */
-    char *ring;           /* cap slots; NULL for a rendezvous channel (cap 0) */
-    _Atomic int refs;
+/* A buffered channel's ring: its positions, one cache line each (senders write tail,
+ * receivers head), then the slots. */
+struct weft__ring {
+    _Alignas(64) _Atomic uint64_t tail; /* (next position to fill << 1) | WEFT__CHAN_CLOSED */
+    _Alignas(64) _Atomic uint64_t head; /* next position to take */
+    _Alignas(64) char slots[];          /* cap slots of `stride` bytes */
+};
 
-    /* The slow path. */
-    _Alignas(64) weft__lock lock; /* guards sendq, recvq, epoch; serialises close */
+struct weft_chan {
+    /* Fixed at creation: with the flags below, all a lock-free operation reads here. */
+    size_t elem_size, cap;
+    size_t stride;            /* bytes per ring slot: its sequence word, then the element */
+    uint64_t mask;            /* cap - 1 when pow2 */
+    bool pow2;                /* cap is a power of two: index by mask, else by % */
+    struct weft__ring *ring;  /* NULL for a rendezvous channel (cap 0) */
     /* "recvq / sendq may hold a waiter": stored 1 under the lock by a party about to wait,
      * before its last look at the ring (a seq_cst fence between); stored 0 only under the
      * lock, when that queue is seen empty. Read without the lock by the lock-free paths
-     * (chan.c: "The wake-up handshake"). */
+     * (chan.c: "The wake-up handshake"). Buffered channels only. */
     _Atomic uint32_t recv_waiting, send_waiting;
+
+    /* The slow path. */
+    weft__lock lock;       /* guards what follows; serialises close */
+    int closed;            /* rendezvous channels (a buffered one's is in ring->tail) */
     struct weft__wq sendq; /* blocked senders (their element is in waiter.elem) */
     struct weft__wq recvq; /* blocked receivers (waiter.elem is where to put one) */
     uint64_t epoch;        /* weft__run_epoch when a waiter was last queued */
-
-    /* The ring's positions, one cache line each (senders write tail, receivers head). */
-    _Alignas(64) _Atomic uint64_t tail; /* (next position to fill << 1) | WEFT__CHAN_CLOSED */
-    _Alignas(64) _Atomic uint64_t head; /* next position to take (buffered channels only) */
+    _Atomic int refs;
+    void *ring_mem;        /* the allocation holding *ring */
 };
 
 static inline bool weft__chan_closed(struct weft_chan *ch)
 {
-    return atomic_load_explicit(&ch->tail, memory_order_acquire) & WEFT__CHAN_CLOSED;
+    if (!ch->ring)
+        return ch->closed; /* under ch->lock */
+    return atomic_load_explicit(&ch->ring->tail, memory_order_acquire) & WEFT__CHAN_CLOSED;
 }
 
 /* Under ch->lock. Try to complete a send/receive now. Returns 0 (done), WEFT_ECLOSED,
