@@ -91,7 +91,8 @@ typedef struct weft_config {
  * touched, with a guard page below: the default 64 KiB costs one resident page for a
  * coroutine that only calls weft, and room for ordinary C libraries (printf needs ~8 KiB).
  * Sizes below WEFT_STACK_SMALL (4 KiB) make SUB-PAGE stacks: rounded up to 256 bytes and
- * packed several to a page, so a million parked coroutines fit in ~1.5 KB each. They have no
+ * packed several to a page, so a million parked coroutines fit in ~1.5 KB each (a wait on a
+ * channel or a timer needs ~600 bytes of stack, a select ~800). They have no
  * guard page: an overflow is detected by a canary and a stack-pointer check at every switch
  * away from the coroutine (then the process aborts with the overflow report), i.e. after
  * the fact — use them for coroutines whose code is shallow (weft calls, small frames; the

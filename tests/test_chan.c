@@ -1,10 +1,16 @@
 /* test_chan.c — channels (Go's semantics): rendezvous, buffering and FIFO order, capacity,
  * close-and-drain, close waking blocked receivers and senders, error codes, zero-size and
  * large elements, deadlines, reference counting, and a multi-producer/multi-consumer stress
- * across workers that checks every element arrives exactly once and in order per sender. */
+ * across workers that checks every element arrives exactly once and in order per sender;
+ * then the buffered channels' lock-free ring: a stress mixing plain threads and coroutines
+ * on both ends with every kind of operation, close racing with sends, and full/empty
+ * transitions with deadlines. */
+#define _GNU_SOURCE /* pthread_tryjoin_np */
 #include "harness.h"
 #include <weft.h>
 
+#include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 
@@ -642,6 +648,325 @@ static void test_mpmc(void)
     free((void *)mp_seen);
 }
 
+/* ------------------------------------------------------------------------------------------
+ * The buffered channels' lock-free ring (chan.c): many senders and receivers, coroutines and
+ * plain threads on both ends, every kind of operation (blocking, with a deadline, try,
+ * select), checked for exactly-once delivery, per-sender FIFO and totals; close racing with
+ * lock-free sends; full/empty transitions with deadlines and plain threads. */
+
+#define RG_S 8 /* senders: even ones plain threads, odd ones coroutines */
+#define RG_R 8 /* receivers: likewise */
+
+/* An element: the message, then `payload` bytes derived from it (large elements keep a
+ * party between its claim and its publish for a while: the ring's busy path). */
+#define RG_PAYLOAD_MAX 8192
+struct rg_elem {
+    struct msg m;
+    uint8_t payload[RG_PAYLOAD_MAX];
+};
+
+static uint8_t rg_byte(const struct msg *m, size_t i)
+{
+    return (uint8_t)(m->id * 131 + m->seq * 7 + i);
+}
+
+struct rg {
+    weft_chan *ch;
+    size_t payload;    /* bytes of payload per element */
+    weft_chan *never;  /* nothing is ever sent on it: select's other case */
+    long k;            /* elements per sender at most */
+    _Atomic unsigned char *seen; /* [RG_S * k] */
+    _Atomic long sent[RG_S];     /* successful sends per sender */
+    _Atomic long received;
+    _Atomic long order_errors, range_errors, content_errors;
+};
+
+struct rg_party {
+    struct rg *g;
+    int id;
+    pthread_t th;
+};
+
+/* Give the other side a chance: weft_yield in a coroutine, sched_yield on a plain thread. */
+static void rg_pause(void)
+{
+    if (weft_yield() == WEFT_ENOTCORO)
+        sched_yield();
+}
+
+/* One send (receive) of m in the party's style: blocking, with a short deadline (retried),
+ * try (retried), or select against `never` with a short deadline (retried). Returns 0 or
+ * WEFT_ECLOSED. */
+static int rg_op(struct rg *g, int style, struct rg_elem *m, bool send)
+{
+    for (;;) {
+        int r;
+        switch (style) {
+        case 0:
+            r = send ? weft_chan_send(g->ch, m) : weft_chan_recv(g->ch, m);
+            break;
+        case 1: {
+            int64_t dl = weft_after(WEFT_USEC(50));
+            r = send ? weft_chan_send_until(g->ch, m, dl) : weft_chan_recv_until(g->ch, m, dl);
+            break;
+        }
+        case 2:
+            r = send ? weft_chan_try_send(g->ch, m) : weft_chan_try_recv(g->ch, m);
+            if (r == WEFT_EAGAIN)
+                rg_pause();
+            break;
+        default: {
+            struct msg dummy;
+            weft_case c[2] = {{g->never, WEFT_OP_RECV, &dummy, 0},
+                              {g->ch, send ? WEFT_OP_SEND : WEFT_OP_RECV, m, 0}};
+            r = weft_select(c, 2, weft_after(WEFT_USEC(50)));
+            ASSERT(r == 1 || r == WEFT_ETIMEDOUT);
+            if (r == 1)
+                r = c[1].result;
+            break;
+        }
+        }
+        if (r == 0 || r == WEFT_ECLOSED)
+            return r;
+        ASSERT(r == WEFT_ETIMEDOUT || r == WEFT_EAGAIN);
+    }
+}
+
+static void *rg_sender(void *arg)
+{
+    struct rg_party *p = arg;
+    struct rg *g = p->g;
+    int style = (p->id / 2) % 4; /* threads and coroutines each get every style */
+    long s;
+    for (s = 0; s < g->k; s++) {
+        struct rg_elem e;
+        e.m = (struct msg){p->id, (int)s};
+        for (size_t i = 0; i < g->payload; i++)
+            e.payload[i] = rg_byte(&e.m, i);
+        if (rg_op(g, style, &e, true) == WEFT_ECLOSED)
+            break;
+        atomic_store(&g->sent[p->id], s + 1);
+    }
+    return NULL;
+}
+
+static void *rg_receiver(void *arg)
+{
+    struct rg_party *p = arg;
+    struct rg *g = p->g;
+    int style = (p->id / 2) % 4;
+    int last[RG_S];
+    for (int i = 0; i < RG_S; i++)
+        last[i] = -1;
+    struct rg_elem e;
+    long n = 0;
+    while (rg_op(g, style, &e, false) == 0) {
+        struct msg m = e.m;
+        if (m.id < 0 || m.id >= RG_S || m.seq < 0 || m.seq >= g->k) {
+            atomic_fetch_add(&g->range_errors, 1);
+            continue;
+        }
+        for (size_t i = 0; i < g->payload; i++)
+            if (e.payload[i] != rg_byte(&m, i)) {
+                atomic_fetch_add(&g->content_errors, 1);
+                break;
+            }
+        if (m.seq <= last[m.id])
+            atomic_fetch_add(&g->order_errors, 1);
+        last[m.id] = m.seq;
+        atomic_fetch_add(&g->seen[(long)m.id * g->k + m.seq], 1);
+        atomic_fetch_add(&g->received, 1);
+        if ((++n & 15) == 0)
+            rg_pause();
+    }
+    return (void *)n;
+}
+
+static void rg_start(struct rg_party *p, void *(*fn)(void *), weft_task *t)
+{
+    if (p->id % 2 == 0)
+        ASSERT_EQ(pthread_create(&p->th, NULL, fn, p), 0);
+    else
+        ASSERT_EQ(weft_spawn(t, fn, p), 0);
+}
+
+/* Join a party; a plain thread is polled (weft_sleep between) rather than pthread_join'ed,
+ * so this worker keeps running the coroutines the thread may be waiting for. */
+static long rg_join(struct rg_party *p, weft_task t)
+{
+    void *r = NULL;
+    if (p->id % 2 == 0)
+        WAIT_FOR(pthread_tryjoin_np(p->th, &r) == 0);
+    else
+        ASSERT_EQ(weft_join(t, &r), 0);
+    return (long)r;
+}
+
+/* cap: the capacity; close_at < 0: close once every sender is done; else close as soon as
+ * that many elements were received, while the senders are still going. */
+static void rg_run(size_t cap, size_t payload, long k, long close_at)
+{
+    struct rg *g = calloc(1, sizeof *g);
+    ASSERT(g);
+    g->k = k;
+    g->payload = payload;
+    g->seen = calloc((size_t)(RG_S * k), 1);
+    ASSERT(g->seen);
+    CHECK_EQ(weft_chan_create(&g->ch, sizeof(struct msg) + payload, cap), 0);
+    CHECK_EQ(weft_chan_create(&g->never, sizeof(struct msg), 1), 0);
+    struct rg_party sp[RG_S], rp[RG_R];
+    weft_task st[RG_S], rt[RG_R];
+    for (int i = 0; i < RG_R; i++) {
+        rp[i] = (struct rg_party){g, i, 0};
+        rg_start(&rp[i], rg_receiver, &rt[i]);
+    }
+    for (int i = 0; i < RG_S; i++) {
+        sp[i] = (struct rg_party){g, i, 0};
+        rg_start(&sp[i], rg_sender, &st[i]);
+    }
+    if (close_at >= 0) {
+        WAIT_FOR(atomic_load(&g->received) >= close_at);
+        CHECK_EQ(weft_chan_close(g->ch), 0);
+    }
+    /* Senders end by themselves: all sent, or the close. */
+    for (int i = 0; i < RG_S; i++)
+        rg_join(&sp[i], st[i]);
+    if (close_at < 0)
+        CHECK_EQ(weft_chan_close(g->ch), 0);
+    long total = 0;
+    for (int i = 0; i < RG_R; i++)
+        total += rg_join(&rp[i], rt[i]);
+    CHECK_EQ(atomic_load(&g->range_errors), 0);
+    CHECK_EQ(atomic_load(&g->order_errors), 0);
+    CHECK_EQ(atomic_load(&g->content_errors), 0);
+    /* Exactly what was sent arrived, once: each sender's successes are a prefix. */
+    long want = 0, wrong = 0;
+    for (int i = 0; i < RG_S; i++) {
+        long n = atomic_load(&g->sent[i]);
+        if (close_at < 0)
+            CHECK_EQ(n, k);
+        want += n;
+        for (long s = 0; s < k; s++)
+            if (atomic_load(&g->seen[(long)i * k + s]) != (s < n))
+                wrong++;
+    }
+    CHECK_EQ(wrong, 0);
+    CHECK_EQ(total, want);
+    CHECK_EQ(atomic_load(&g->received), want);
+    /* After the close and the drain, both ends say closed. */
+    static struct rg_elem e; /* large: not on this coroutine's stack */
+    CHECK_EQ(weft_chan_try_recv(g->ch, &e), WEFT_ECLOSED);
+    CHECK_EQ(weft_chan_try_send(g->ch, &e), WEFT_ECLOSED);
+    CHECK_EQ(weft_chan_send(g->ch, &e), WEFT_ECLOSED);
+    CHECK_EQ(weft_chan_len(g->ch), 0);
+    weft_chan_unref(g->ch);
+    weft_chan_unref(g->never);
+    free((void *)g->seen);
+    free(g);
+}
+
+static void test_ring_stress(void)
+{
+    long k = ops_scaled(4000);
+    size_t caps[] = {1, 3, 64};
+    for (int i = 0; i < 3; i++)
+        rg_run(caps[i], 0, k, -1);
+    /* Large elements: copies long enough to be caught mid-way (the busy path). */
+    rg_run(2, RG_PAYLOAD_MAX, k / 8, -1);
+    rg_run(16, RG_PAYLOAD_MAX, k / 8, -1);
+}
+
+static void test_ring_close_race(void)
+{
+    long k = ops_scaled(20000);
+    size_t caps[] = {1, 7, 64};
+    for (int i = 0; i < 3; i++)
+        for (int rep = 0; rep < 3; rep++) /* close early, midway, late */
+            rg_run(caps[i], rep == 1 ? 1024 : 0, k, (long)RG_S * k * (rep + 1) / 8);
+}
+
+/* A plain thread: a blocking send into a full channel, then a send whose deadline expires
+ * on the full channel (99 must never arrive). */
+static void *ring_thread_sender(void *arg)
+{
+    weft_chan *ch = arg;
+    int v = 3;
+    ASSERT_EQ(weft_chan_send(ch, &v), 0);
+    v = 99;
+    ASSERT_EQ(weft_chan_send_until(ch, &v, weft_after(WEFT_MSEC(5))), WEFT_ETIMEDOUT);
+    return NULL;
+}
+
+static _Atomic int ring_rx_stage;
+static void *ring_thread_receiver(void *arg)
+{
+    weft_chan *ch = arg;
+    int v = -1;
+    ASSERT_EQ(weft_chan_recv_until(ch, &v, weft_after(WEFT_MSEC(5))), WEFT_ETIMEDOUT);
+    ASSERT_EQ(v, -1);
+    atomic_store(&ring_rx_stage, 1);
+    ASSERT_EQ(weft_chan_recv(ch, &v), 0); /* blocks until the coroutine's send */
+    return (void *)(intptr_t)v;
+}
+
+static void test_ring_transitions(void)
+{
+    weft_chan *ch;
+    CHECK_EQ(weft_chan_create(&ch, sizeof(int), 2), 0);
+    int v = 0;
+    /* Empty: the deadline expires, nothing is made up. */
+    CHECK_EQ(weft_chan_recv_until(ch, &v, weft_after(WEFT_MSEC(1))), WEFT_ETIMEDOUT);
+    CHECK_EQ(weft_chan_try_recv(ch, &v), WEFT_EAGAIN);
+    /* Full: the deadline expires, the element is not taken. */
+    for (v = 1; v <= 2; v++)
+        CHECK_EQ(weft_chan_send_until(ch, &v, weft_after(WEFT_MSEC(1))), 0);
+    v = 77;
+    CHECK_EQ(weft_chan_send_until(ch, &v, weft_after(WEFT_MSEC(1))), WEFT_ETIMEDOUT);
+    CHECK_EQ(weft_chan_len(ch), 2);
+    /* A plain thread blocks on the full channel; a receive lets its element in, after
+     * which the channel is full again and its next send (99) times out. */
+    pthread_t th;
+    CHECK_EQ(pthread_create(&th, NULL, ring_thread_sender, ch), 0);
+    CHECK_EQ(weft_chan_recv(ch, &v), 0);
+    CHECK_EQ(v, 1);
+    WAIT_FOR(pthread_tryjoin_np(th, NULL) == 0);
+    CHECK_EQ(weft_chan_len(ch), 2);
+    for (int want = 2; want <= 3; want++) {
+        CHECK_EQ(weft_chan_recv(ch, &v), 0);
+        CHECK_EQ(v, want);
+    }
+    /* The thread's timed-out 99 never entered: the channel is empty. */
+    CHECK_EQ(weft_chan_try_recv(ch, &v), WEFT_EAGAIN);
+    CHECK_EQ(weft_chan_len(ch), 0);
+
+    /* A plain thread receives: its deadline on the empty channel, then a blocking receive
+     * served by this coroutine's send. */
+    void *got;
+    atomic_store(&ring_rx_stage, 0);
+    CHECK_EQ(pthread_create(&th, NULL, ring_thread_receiver, ch), 0);
+    WAIT_FOR(atomic_load(&ring_rx_stage) == 1);
+    v = 42;
+    CHECK_EQ(weft_chan_send(ch, &v), 0);
+    WAIT_FOR(pthread_tryjoin_np(th, &got) == 0);
+    CHECK_EQ((intptr_t)got, 42);
+
+    /* Close with elements buffered: sends fail at once, receives drain, then closed. */
+    for (v = 10; v <= 20; v += 10)
+        CHECK_EQ(weft_chan_try_send(ch, &v), 0);
+    CHECK_EQ(weft_chan_close(ch), 0);
+    CHECK_EQ(weft_chan_send(ch, &v), WEFT_ECLOSED);
+    CHECK_EQ(weft_chan_try_send(ch, &v), WEFT_ECLOSED);
+    CHECK_EQ(weft_chan_send_until(ch, &v, weft_after(WEFT_MSEC(1))), WEFT_ECLOSED);
+    CHECK_EQ(weft_chan_recv(ch, &v), 0);
+    CHECK_EQ(v, 10);
+    CHECK_EQ(weft_chan_recv_until(ch, &v, weft_after(WEFT_MSEC(1))), 0);
+    CHECK_EQ(v, 20);
+    CHECK_EQ(weft_chan_recv(ch, &v), WEFT_ECLOSED);
+    CHECK_EQ(weft_chan_try_recv(ch, &v), WEFT_ECLOSED);
+    CHECK_EQ(weft_chan_recv_until(ch, &v, weft_after(WEFT_MSEC(1))), WEFT_ECLOSED);
+    weft_chan_unref(ch);
+}
+
 static int app(void *arg)
 {
     (void)arg;
@@ -654,6 +979,9 @@ static int app(void *arg)
     test_deadlines();
     test_refs();
     test_mpmc();
+    test_ring_transitions();
+    test_ring_stress();
+    test_ring_close_race();
     return 0;
 }
 

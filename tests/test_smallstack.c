@@ -181,7 +181,9 @@ static int waits_main(void *arg)
     ASSERT_EQ(weft_spawn_ex(&te, echo, (void *)rounds, &small), 0);
     for (int i = 0; i < 4; i++)
         ASSERT_EQ(weft_spawn_ex(&tl[i], locker, (void *)(rounds / 10), &small), 0);
-    ASSERT_EQ(weft_spawn_ex(&tt, timeouts, NULL, &small), 0);
+    /* A select with a deadline goes ~800 bytes deep (a channel wait ~600): 1.5 KiB. */
+    weft_spawn_opts sel_size = {.stack_size = 1536, .name = "small-select"};
+    ASSERT_EQ(weft_spawn_ex(&tt, timeouts, NULL, &sel_size), 0);
     ASSERT_EQ(weft_spawn_ex(&tf, sleep_forever, NULL, &small), 0);
     for (int i = 0; i < 8; i++)
         ASSERT_EQ(weft_spawn_ex(&to[i], owner, NULL, &small), 0);

@@ -349,10 +349,13 @@ int weft_spawn(weft_task *out, weft_fn fn, void *arg)
     return weft_spawn_ex(out, fn, arg, NULL);
 }
 
-static WEFT_NOINLINE void copy_name(struct weft__coro *co, const char *name)
+/* A loop rather than strncpy: no libc call on a coroutine's stack (see segstack.h). */
+static void copy_name(struct weft__coro *co, const char *name)
 {
-    strncpy(co->name, name, sizeof co->name - 1);
-    co->name[sizeof co->name - 1] = 0;
+    size_t i = 0;
+    for (; i < sizeof co->name - 1 && name[i]; i++)
+        co->name[i] = name[i];
+    co->name[i] = 0;
 }
 
 int weft_spawn_ex(weft_task *out, weft_fn fn, void *arg, const weft_spawn_opts *opts)

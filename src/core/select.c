@@ -9,7 +9,12 @@
  *    unlocked in the on-top step, once we are off our stack). The first waker to claim the
  *    shared waker completes its case and records which (weft__select_mark, under that
  *    channel's lock); the others find the waker claimed and skip our waiters.
- * 4. On wake-up, relock and unlink the waiters still linked. */
+ * 4. On wake-up, relock and unlink the waiters still linked.
+ * Buffered channels (chan.c) keep their elements in a lock-free ring: before the attempts
+ * of a select that may wait, each case announces the wait on its channel (the waiting side
+ * of chan.c's wake-up handshake), and a waker that claimed the select but then found the
+ * element or slot gone completes it with WEFT__ERETRY: the select runs another round. A
+ * case whose ring was mid-operation (WEFT__EBUSY) makes the wait a short poll. */
 #include "chan.h"
 #include "runtime.h"
 
@@ -67,29 +72,14 @@ static uint32_t rand32(void)
     return s;
 }
 
-int weft_select(weft_case *cases, int n, int64_t deadline)
+/* One round of a select: try the cases, else wait. Returns the completed case's index, an
+ * error, or WEFT__ERETRY when a waker claimed us without completing a case (a buffered
+ * channel's element or slot was taken first, see chan.c): the caller runs another round. */
+static int select_round(weft_case *cases, const int *active, int nact, struct lockset *ls,
+                        int64_t deadline, int *order, struct weft__waiter *ws)
 {
-    if (!cases || n <= 0 || n > WEFT_SELECT_MAX)
-        return WEFT_EINVAL;
-    if (!weft__rt)
-        return WEFT_ENORUNTIME;
-    /* Arrays sized by n, not WEFT_SELECT_MAX: the frame of a two-case select must fit a
-     * sub-page stack (64 waiters would be 4 KiB). */
-    struct weft_chan *chs[n];
-    struct lockset ls = {0, chs};
-    int order[n];
-    int nact = 0;
-    for (int i = 0; i < n; i++) {
-        weft_case *c = &cases[i];
-        c->result = 0;
-        if (c->op == WEFT_OP_NONE)
-            continue;
-        if ((c->op != WEFT_OP_SEND && c->op != WEFT_OP_RECV) || !c->ch ||
-            (!c->elem && c->ch->elem_size && c->op == WEFT_OP_SEND))
-            return WEFT_EINVAL;
-        order[nact++] = i;
-        ls.ch[ls.n++] = c->ch;
-    }
+    for (int i = 0; i < nact; i++) /* a loop, not memcpy: no libc call (segstack.h) */
+        order[i] = active[i];
     /* Random visiting order (Fisher-Yates). */
     for (int i = nact - 1; i > 0; i--) {
         int j = (int)(rand32() % (uint32_t)(i + 1));
@@ -97,41 +87,42 @@ int weft_select(weft_case *cases, int n, int64_t deadline)
         order[i] = order[j];
         order[j] = t;
     }
-    sort_chans(ls.ch, ls.n);
-    int m = 0;
-    for (int i = 0; i < ls.n; i++)
-        if (i == 0 || ls.ch[i] != ls.ch[m - 1])
-            ls.ch[m++] = ls.ch[i];
-    ls.n = m;
-
-    if (nact == 0 && deadline == WEFT_FOREVER)
-        return WEFT_EINVAL; /* would block forever: only nil cases */
-
-    lock_all(&ls);
+    bool self_coro = weft__coro_self() != NULL;
+    lock_all(ls);
+    if (deadline != 0) {
+        /* We may wait: announce it on every buffered channel before the attempts, the
+         * waiting side of chan.c's wake-up handshake (a lock-free party that publishes after
+         * our attempt then sees the flag and pumps our waiter, once we unlock). */
+        for (int i = 0; i < nact; i++)
+            weft__chan_announce_wait(cases[order[i]].ch, cases[order[i]].op == WEFT_OP_SEND);
+        weft__fence_seq_cst();
+    }
+    /* Waiters of other parties that our attempts served (completed after unlocking, or
+     * before we park). */
+    struct weft__waiter *done = NULL;
+    bool busy = false; /* a buffered channel was mid-operation: wait a bounded time only */
     for (int i = 0; i < nact; i++) {
         weft_case *c = &cases[order[i]];
-        struct weft__waiter *wake;
-        int r = c->op == WEFT_OP_SEND ? weft__chan_try_send_locked(c->ch, c->elem, &wake)
-                                      : weft__chan_try_recv_locked(c->ch, c->elem, &wake);
-        if (r == WEFT_EAGAIN)
+        int r = c->op == WEFT_OP_SEND ? weft__chan_try_send_locked(c->ch, c->elem, &done)
+                                      : weft__chan_try_recv_locked(c->ch, c->elem, &done);
+        busy |= r == WEFT__EBUSY;
+        if (r == WEFT_EAGAIN || r == WEFT__EBUSY)
             continue;
-        unlock_all(&ls);
-        if (wake)
-            weft__chan_complete(wake, 0);
+        unlock_all(ls);
+        weft__chan_complete_all(done, self_coro);
         c->result = r;
         return order[i];
     }
-    if (deadline == 0) {
-        unlock_all(&ls);
-        return WEFT_EAGAIN;
+    if (deadline == 0 || (deadline != WEFT_FOREVER && deadline <= weft_now())) {
+        unlock_all(ls);
+        weft__chan_complete_all(done, self_coro);
+        return deadline == 0 ? WEFT_EAGAIN : WEFT_ETIMEDOUT;
     }
-    if (deadline != WEFT_FOREVER && deadline <= weft_now()) {
-        unlock_all(&ls);
-        return WEFT_ETIMEDOUT;
-    }
+    weft__chan_complete_all(done, self_coro);
+    /* busy: poll (see chan.c, "The wake-up handshake") */
+    int64_t until = busy ? weft__chan_poll_until(deadline) : deadline;
 
     struct weft__sel sel = {-1};
-    struct weft__waiter ws[nact > 0 ? nact : 1];
     struct weft__waker k;
     struct weft__thread_parker tp;
     struct weft__coro *co = weft__coro_self();
@@ -151,14 +142,14 @@ int weft_select(weft_case *cases, int n, int64_t deadline)
     }
     int r;
     if (co) {
-        r = weft__park_until(deadline, unlock_all, &ls);
+        r = weft__park_until(until, unlock_all, ls);
     } else {
-        unlock_all(&ls);
-        r = weft__tparker_wait(&tp, deadline);
+        unlock_all(ls);
+        r = weft__tparker_wait(&tp, until);
     }
     /* Unlink what is still linked. A thread that timed out and finds one of its waiters
      * popped by a waker must wait for that completion, which then wins. */
-    lock_all(&ls);
+    lock_all(ls);
     bool popped = false;
     for (int i = 0; i < nact; i++) {
         weft_case *c = &cases[order[i]];
@@ -167,13 +158,83 @@ int weft_select(weft_case *cases, int n, int64_t deadline)
         else
             popped = true;
     }
-    unlock_all(&ls);
+    unlock_all(ls);
     if (!co && r == WEFT_ETIMEDOUT && popped &&
         (atomic_load_explicit(&tp.word, memory_order_acquire) & TP_STATE) != TP_ARMED)
         r = weft__tparker_wait(&tp, WEFT_FOREVER);
-    if (r == WEFT_ETIMEDOUT || r == WEFT_ECANCELED)
+    if (r == WEFT_ETIMEDOUT && until != deadline)
+        return WEFT__ERETRY; /* the poll ended, not the caller's deadline */
+    if (r == WEFT_ETIMEDOUT || r == WEFT_ECANCELED || r == WEFT__ERETRY)
         return r;
     WEFT_ASSERT(sel.chosen >= 0);
     cases[sel.chosen].result = r; /* 0 or WEFT_ECLOSED */
     return sel.chosen;
+}
+
+/* The arrays a select needs, sized by its number of cases (`n` of each). */
+struct sel_mem {
+    struct weft_chan **chs;
+    int *active, *order;
+    struct weft__waiter *ws;
+};
+
+static int select_run(weft_case *cases, int n, int64_t deadline, struct sel_mem *m)
+{
+    struct lockset ls = {0, m->chs};
+    int *active = m->active;
+    int nact = 0;
+    for (int i = 0; i < n; i++) {
+        weft_case *c = &cases[i];
+        c->result = 0;
+        if (c->op == WEFT_OP_NONE)
+            continue;
+        if ((c->op != WEFT_OP_SEND && c->op != WEFT_OP_RECV) || !c->ch ||
+            (!c->elem && c->ch->elem_size && c->op == WEFT_OP_SEND))
+            return WEFT_EINVAL;
+        active[nact++] = i;
+        ls.ch[ls.n++] = c->ch;
+    }
+    sort_chans(ls.ch, ls.n);
+    int k = 0;
+    for (int i = 0; i < ls.n; i++)
+        if (i == 0 || ls.ch[i] != ls.ch[k - 1])
+            ls.ch[k++] = ls.ch[i];
+    ls.n = k;
+
+    if (nact == 0 && deadline == WEFT_FOREVER)
+        return WEFT_EINVAL; /* would block forever: only nil cases */
+    int r;
+    while ((r = select_round(cases, active, nact, &ls, deadline, m->order, m->ws)) ==
+           WEFT__ERETRY)
+        ;
+    return r;
+}
+
+/* More than SEL_SMALL cases: arrays sized by n, out of line (a variable-length frame in a
+ * split-stack build calls libgcc, which would make every select ask for a large frame). */
+#define SEL_SMALL 2
+static WEFT_NOINLINE int select_big(weft_case *cases, int n, int64_t deadline)
+{
+    struct weft_chan *chs[n];
+    int active[n], order[n];
+    struct weft__waiter ws[n];
+    struct sel_mem m = {chs, active, order, ws};
+    return select_run(cases, n, deadline, &m);
+}
+
+int weft_select(weft_case *cases, int n, int64_t deadline)
+{
+    if (!cases || n <= 0 || n > WEFT_SELECT_MAX)
+        return WEFT_EINVAL;
+    if (!weft__rt)
+        return WEFT_ENORUNTIME;
+    if (n > SEL_SMALL)
+        return select_big(cases, n, deadline);
+    /* Up to two cases, fixed arrays: the frame stays small for sub-page stacks (64 waiters
+     * would be 4 KiB). */
+    struct weft_chan *chs[SEL_SMALL];
+    int active[SEL_SMALL], order[SEL_SMALL];
+    struct weft__waiter ws[SEL_SMALL];
+    struct sel_mem m = {chs, active, order, ws};
+    return select_run(cases, n, deadline, &m);
 }

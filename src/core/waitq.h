@@ -31,7 +31,8 @@ struct weft__waiter {
     struct weft__sel *sel; /* select state, NULL for a plain operation */
     int index;             /* select case index */
     bool linked;
-    struct weft__waiter *done_next; /* a closer's list of claimed waiters */
+    int result;                     /* with done_next: set by the waker that claimed it */
+    struct weft__waiter *done_next; /* a waker's list of claimed waiters to complete */
 };
 
 struct weft__wq {
