@@ -96,7 +96,9 @@ static int main_co(void *arg)
     ASSERT_EQ(weft_spawn(&t, one_deep, (void *)20000L), 0);
     CHECK_EQ(weft_join(t, &r), 0);
     CHECK_EQ((long)r, 20000L * 20001 / 2);
-    ASSERT_EQ(weft_stats_get(&s1), 0);
+    /* Counted in the finished coroutine's after-exit step, which may run a moment after
+     * its joiner was woken (on another worker): wait for it, bounded. */
+    WAIT_FOR(weft_stats_get(&s1) == 0 && s1.stacks_grown - s0.stacks_grown >= 1);
     CHECK_GE(s1.stacks_grown - s0.stacks_grown, 1);
 
     /* 2. Many at once, growing and shrinking, switching on their segments. */
@@ -112,7 +114,8 @@ static int main_co(void *arg)
 
     /* 3. Coroutines that only wait in weft stay in their first 2 KiB: nothing grows. */
     long m = test_scaled(2000);
-    ASSERT_EQ(weft_stats_get(&s0), 0);
+    /* Part 2's coroutines are counted in their after-exit steps: let them all finish first. */
+    WAIT_FOR(weft_stats_get(&s0) == 0 && s0.alive <= 1);
     ASSERT_EQ(weft_chan_create(&gate, 0, 0), 0);
     weft_wg_init(&wg);
     weft_wg_add(&wg, m);
