@@ -128,9 +128,8 @@ struct weft__switch {
     struct weft__coro *from;   /* the coroutine we leave, NULL for the scheduler */
     void (*unlock)(void *);
     void *unlock_arg;
-    int64_t deadline;          /* park: arm a timer for it (WEFT_FOREVER: none) */
+    int64_t deadline;          /* park (after_park only): arm a timer for it (WEFT_FOREVER: none) */
     struct weft__timer *timer; /* park: the timer armed, for the coroutine to cancel */
-    bool deep;                 /* the after-step may go deep (arms a timer): see switch_to */
 #if WEFT_ASAN
     void *dest_fake;           /* ASan: the destination's fake-stack save */
 #endif
@@ -178,6 +177,8 @@ static void prepare(struct weft__worker *w, struct weft__coro *co)
     weft__seg_init(&co->seg, st->lo, weft__stack_top(st));
 }
 
+static void after_park(struct weft__switch *s, struct weft__worker *w);
+
 /* Switch from the current context (coroutine `from` or the scheduler) to coroutine `to`
  * (to == NULL: to w's scheduler context). `s` describes what to do once we are off. */
 static void switch_to(struct weft__worker *w, struct weft__coro *to, struct weft__switch *s,
@@ -196,7 +197,8 @@ static void switch_to(struct weft__worker *w, struct weft__coro *to, struct weft
      *    mapping): done on the scheduler's stack, not on the small one we are leaving.
      * One extra switch, in those cases only. */
     if (to && s->after &&
-        ((WEFT_UNLIKELY(to->stack_size < WEFT_STACK_SMALL) && (!WEFT_SEGMENTED || s->deep)) ||
+        ((WEFT_UNLIKELY(to->stack_size < WEFT_STACK_SMALL) &&
+          (!WEFT_SEGMENTED || (s->after == after_park && s->deadline != WEFT_FOREVER))) ||
          (!to->ctx && !weft__stack_cached(&w->stacks, to->stack_size)))) {
         w->direct_next = to;
         to = NULL;
@@ -480,7 +482,6 @@ int weft_yield(void)
     s.save = &co->ctx;
     s.after = after_yield;
     s.from = co;
-    s.deep = false;
     if (!w->debug_migrate) {
         struct weft__coro *next = pick_local(w);
         if (!next && !weft__runq_nonempty(&w->rq) && !w->tick_due &&
@@ -515,8 +516,7 @@ static int park(int64_t deadline, void (*unlock)(void *), void *arg)
     co->wait_since = w->last_poll; /* coarse, free: the last loop poll */
     weft__stat_inc(&w->n_parks);
     struct weft__switch s = {.save = &co->ctx, .after = after_park, .from = co,
-                             .unlock = unlock, .unlock_arg = arg, .deadline = deadline,
-                             .deep = deadline != WEFT_FOREVER};
+                             .unlock = unlock, .unlock_arg = arg, .deadline = deadline};
     switch_away(w, co, &s, false);
     /* Resumed — possibly on another worker: re-read nothing cached from before. */
     if (s.timer)
