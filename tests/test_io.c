@@ -17,6 +17,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -25,6 +26,7 @@ static _Atomic long checks;
 /* CHECK* from harness.h: `checks++` on an _Atomic long is an atomic increment. */
 
 static long fd_limit; /* RLIMIT_NOFILE after raising it */
+static bool migrate_run; /* the runtime being tested was started with debug_migrate */
 
 /* ---- helpers ------------------------------------------------------------------------------ */
 
@@ -859,6 +861,176 @@ static void scenario_same_fd(void)
     CHECK_EQ(weft_close(sv[1]), 0);
 }
 
+/* ---- 8c. narrow and wide: fd waits gather on worker 0 while the runtime is lightly loaded -- */
+
+static atomic_int hog_stop;
+static _Atomic unsigned hog_workers; /* bit i: a hog ran on worker i */
+static _Atomic long narrow_checked;  /* waits that ended on worker 0 while narrow throughout */
+
+static void *hog(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&hog_stop)) {
+        volatile unsigned long spin = 0;
+        for (int i = 0; i < 20000; i++)
+            spin += (unsigned long)i;
+        atomic_fetch_or(&hog_workers, 1u << weft_worker_index());
+        weft_yield();
+    }
+    return NULL;
+}
+
+/* Waits for and reads a byte at a time, 1 ms apart (the writer sleeps). After each wait, if
+ * the runtime was narrow before it and still is, with no change in between (`narrowed`
+ * unchanged), the coroutine must be on worker 0: it moved there to wait, and the home's
+ * loop made it runnable in the home's queue, which nobody steals from while narrow. Not
+ * in migrate runs: there every wake-up is sent to the other worker on purpose. */
+static void *narrow_reader(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    for (;;) {
+        weft_stats a, b;
+        ASSERT_EQ(weft_stats_get(&a), 0);
+        if (weft_wait_fd(fd, WEFT_READABLE, weft_after(WEFT_SEC(30))) != WEFT_READABLE)
+            return (void *)(intptr_t)-1;
+        int at = weft_worker_index();
+        ASSERT_EQ(weft_stats_get(&b), 0);
+        if (a.narrow && b.narrow && a.narrowed == b.narrowed && !migrate_run) {
+            CHECK_EQ(at, 0);
+            atomic_fetch_add(&narrow_checked, 1);
+        }
+        char c;
+        if (weft_read(fd, &c, 1, WEFT_FOREVER) != 1)
+            return (void *)(intptr_t)-1;
+        if (c == 'q')
+            return NULL;
+    }
+}
+
+static void *narrow_writer(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    for (int i = 0; i < 100; i++) {
+        weft_sleep(WEFT_MSEC(1));
+        if (weft_write(fd, "x", 1, WEFT_FOREVER) != 1)
+            return (void *)(intptr_t)-1;
+    }
+    return weft_write(fd, "q", 1, WEFT_FOREVER) == 1 ? NULL : (void *)(intptr_t)-2;
+}
+
+/* Light fd traffic (8 pairs, one byte per ms each) for one round of 100 bytes. */
+static void light_traffic(void)
+{
+    enum { PAIRS = 8 };
+    int sv[PAIRS][2];
+    weft_task r[PAIRS], w[PAIRS];
+    for (int i = 0; i < PAIRS; i++) {
+        make_pair(sv[i]);
+        ASSERT_EQ(weft_spawn(&r[i], narrow_reader, (void *)(intptr_t)sv[i][0]), 0);
+        ASSERT_EQ(weft_spawn(&w[i], narrow_writer, (void *)(intptr_t)sv[i][1]), 0);
+    }
+    for (int i = 0; i < PAIRS; i++) {
+        void *res;
+        CHECK_EQ(weft_join(r[i], &res), 0);
+        CHECK(res == NULL);
+        CHECK_EQ(weft_join(w[i], &res), 0);
+        CHECK(res == NULL);
+        close_pair(sv[i]);
+    }
+}
+
+/* A long computation on the home while narrow: the coroutine queued behind it must still
+ * run (the watcher sees the home busy and widens the runtime; another worker takes it).
+ * The computation ends when that happened — it has no time limit of its own but 60 s. */
+static atomic_int queued_ran;
+static void *queued(void *arg)
+{
+    (void)arg;
+    atomic_store(&queued_ran, 1);
+    return NULL;
+}
+
+static void *computes_on_home(void *arg)
+{
+    int *sv = arg;
+    weft_write(sv[1], "x", 1, WEFT_FOREVER);
+    char c;
+    if (weft_read(sv[0], &c, 1, WEFT_FOREVER) != 1) /* waits on the home when narrow */
+        return (void *)(intptr_t)-1;
+    weft_task t;
+    if (weft_spawn(&t, queued, NULL) != 0) /* queued on this worker, nobody woken if narrow */
+        return (void *)(intptr_t)-2;
+    int64_t until = weft_after(WEFT_SEC(60));
+    while (!atomic_load(&queued_ran) && weft_now() < until)
+        ; /* never yields */
+    weft_join(t, NULL);
+    return atomic_load(&queued_ran) ? NULL : (void *)(intptr_t)-3;
+}
+
+static int stats_narrow(void)
+{
+    weft_stats st;
+    ASSERT_EQ(weft_stats_get(&st), 0);
+    return st.narrow;
+}
+
+static void scenario_narrow(void)
+{
+    weft_stats st;
+    ASSERT_EQ(weft_stats_get(&st), 0);
+    const char *env = getenv("WEFT_NARROW");
+    bool forced = env && (!strcmp(env, "0") || !strcmp(env, "1"));
+    bool automatic = st.workers > 1 && !forced && !migrate_run;
+    atomic_store(&narrow_checked, 0);
+    if (automatic) {
+        /* Load: CPU-bound coroutines. The runtime is (or goes) wide and spreads them. */
+        atomic_store(&hog_stop, 0);
+        atomic_store(&hog_workers, 0);
+        weft_task h[8];
+        for (int i = 0; i < 8; i++)
+            ASSERT_EQ(weft_spawn(&h[i], hog, NULL), 0);
+        int64_t until = weft_after(WEFT_SEC(30));
+        while ((stats_narrow() || __builtin_popcount(atomic_load(&hog_workers)) < 2) &&
+               weft_now() < until)
+            weft_sleep(WEFT_MSEC(5));
+        CHECK_EQ(stats_narrow(), 0);
+        CHECK_GE(__builtin_popcount(atomic_load(&hog_workers)), 2);
+        atomic_store(&hog_stop, 1);
+        for (int i = 0; i < 8; i++)
+            CHECK_EQ(weft_join(h[i], NULL), 0);
+        /* Light fd traffic: the runtime needs far less than a CPU and goes narrow; while
+         * it is, every wait ends on worker 0 (narrow_reader). */
+        until = weft_after(WEFT_SEC(30));
+        while (atomic_load(&narrow_checked) < 200 && weft_now() < until)
+            light_traffic();
+        CHECK_GE(atomic_load(&narrow_checked), 200);
+        ASSERT_EQ(weft_stats_get(&st), 0);
+        CHECK_GE(st.narrowed, 1);
+        /* Narrow again (light traffic until it is), then a computation on the home. */
+        until = weft_after(WEFT_SEC(30));
+        while (!stats_narrow() && weft_now() < until)
+            light_traffic();
+        CHECK_EQ(stats_narrow(), 1);
+        int sv[2];
+        make_pair(sv);
+        atomic_store(&queued_ran, 0);
+        weft_task t;
+        void *res;
+        ASSERT_EQ(weft_spawn(&t, computes_on_home, sv), 0);
+        CHECK_EQ(weft_join(t, &res), 0);
+        CHECK(res == NULL);
+        close_pair(sv);
+    } else {
+        light_traffic();
+        ASSERT_EQ(weft_stats_get(&st), 0);
+        bool always = forced && env[0] == '1' && st.workers > 1;
+        CHECK_EQ(st.narrow, always);
+        CHECK_EQ(st.narrowed, 0);
+        if (always && !migrate_run)
+            CHECK_EQ(atomic_load(&narrow_checked), 8 * 101); /* every wait, on worker 0 */
+    }
+}
+
 /* ---- 9. plain threads: the same calls block in poll --------------------------------------- */
 
 static void *thread_echo(void *arg)
@@ -942,6 +1114,7 @@ static const struct {
     {"deadlines", scenario_deadlines}, {"cancel", scenario_cancel},
     {"burst", scenario_burst},         {"errors", scenario_errors},
     {"same_fd", scenario_same_fd},     {"threads", scenario_threads},
+    {"narrow", scenario_narrow},
 };
 
 static int app(void *arg)
@@ -987,12 +1160,31 @@ int main(void)
 
     ASSERT_EQ(weft_run(app, "default", NULL), 0);
     CHECK_EQ(count_fds(), outside); /* the runtime's descriptors are gone with it */
+    migrate_run = getenv("WEFT_DEBUG_MIGRATE") && atoi(getenv("WEFT_DEBUG_MIGRATE")) > 0;
     weft_config one = {.threads = 1};
     ASSERT_EQ(weft_run(app, "threads=1", &one), 0);
     CHECK_EQ(count_fds(), outside);
     weft_config migrate = {.threads = 2, .debug_migrate = 1};
+    migrate_run = true;
     ASSERT_EQ(weft_run(app, "migrate", &migrate), 0);
     CHECK_EQ(count_fds(), outside);
+    /* Narrow throughout (load.c): every fd wait moves to worker 0 first — with coroutines
+     * sent to the other worker at every yield and wake-up (migrate), each wait is a move. */
+    const char *was = getenv("WEFT_NARROW");
+    char *saved = was ? strdup(was) : NULL;
+    setenv("WEFT_NARROW", "1", 1);
+    weft_config two = {.threads = 2};
+    migrate_run = false;
+    ASSERT_EQ(weft_run(app, "narrow", &two), 0);
+    CHECK_EQ(count_fds(), outside);
+    migrate_run = true;
+    ASSERT_EQ(weft_run(app, "narrow+migrate", &migrate), 0);
+    CHECK_EQ(count_fds(), outside);
+    if (saved)
+        setenv("WEFT_NARROW", saved, 1);
+    else
+        unsetenv("WEFT_NARROW");
+    free(saved);
     TEST_PASS("test_io", atomic_load(&checks));
     return 0;
 }

@@ -16,6 +16,9 @@ typedef struct weft_stats {
     uint64_t stacks_cached;/* free stacks kept warm */
     uint64_t stacks_grown; /* finished coroutines whose stack grew a segment (segmented builds) */
     int workers;
+    int narrow;            /* 1: the runtime is narrow — it needed less than one CPU, so fd
+                              waits gather on worker 0 (README "Narrow and wide") */
+    uint64_t narrowed;     /* times it went narrow since weft_run started */
 } weft_stats;
 /* Cheap counters, summed over workers (approximate while running). */
 WEFT_EXTERN int weft_stats_get(weft_stats *out);

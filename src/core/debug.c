@@ -26,6 +26,8 @@ int weft_stats_get(weft_stats *out)
         out->spawned += atomic_load_explicit(&w->n_spawned, memory_order_relaxed);
         out->stacks_grown += atomic_load_explicit(&w->n_grown, memory_order_relaxed);
     }
+    out->narrow = weft__narrow(rt);
+    out->narrowed = atomic_load_explicit(&rt->narrow_count, memory_order_relaxed);
     out->alive = weft__coro_alive();
     weft__stack_stats(&out->stack_bytes, &out->stacks_cached);
     for (int i = 0; i < rt->nworkers; i++)

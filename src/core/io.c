@@ -168,6 +168,13 @@ int weft_wait_fd(int fd, int events, int64_t deadline)
         return poll_thread(fd, events, deadline);
     if (deadline != WEFT_FOREVER && deadline <= weft_now())
         return WEFT_ETIMEDOUT;
+    /* Narrow mode (load.c): wait in the home worker's loop, so that at low load every
+     * descriptor is in one epoll set and a peer's send wakes one thread. */
+    struct weft__worker *home = weft__io_home(w, co);
+    if (home) {
+        weft__hop(home);
+        w = weft__worker_self(); /* resumed on the home (re-read: we moved) */
+    }
     /* libev aborts the process on a watcher for a closed descriptor (at its next poll):
      * refuse it here with the kernel's answer instead. */
     if (sys_fd_check(fd) < 0)

@@ -8,6 +8,8 @@
 #define _GNU_SOURCE
 #include "runtime.h"
 
+#include <sched.h>
+
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -36,6 +38,21 @@ static void *worker_thread(void *p)
 {
     weft__worker_run(p);
     return NULL;
+}
+
+/* $WEFT_NARROW: unset or "auto" — the runtime narrows and widens with its load (load.c);
+ * "0" — never narrow; "1" — always narrow (for tests of the gathered fd waits). */
+static void narrow_mode_init(struct weft__runtime *rt)
+{
+    const char *v = getenv("WEFT_NARROW");
+    bool forced = v && (!strcmp(v, "0") || !strcmp(v, "1"));
+    if (v && *v && !forced && strcmp(v, "auto"))
+        fprintf(stderr, "weft: ignoring WEFT_NARROW=%s (expected auto, 0 or 1)\n", v);
+    /* Debug migration sends coroutines away at every switch: no load signal survives it,
+     * so only a forced narrow mode applies there (a test of every fd wait moving). */
+    rt->narrow_allowed = rt->nworkers > 1 && !rt->debug_migrate && !forced;
+    atomic_store(&rt->narrow, rt->nworkers > 1 && forced && v[0] == '1');
+    rt->load_debug = getenv("WEFT_LOAD_DEBUG") != NULL;
 }
 
 static int env_int(const char *name, int dflt)
@@ -104,16 +121,21 @@ int weft_run(int (*main)(void *), void *arg, const weft_config *config)
         return WEFT_ENOMEM;
     }
     rt->nworkers = nthreads;
+    cpu_set_t cpus;
+    rt->ncpus = sched_getaffinity(0, sizeof cpus, &cpus) == 0 ? CPU_COUNT(&cpus) : 1;
     rt->stack_size = cfg.stack_size ? weft__stack_round(cfg.stack_size) : env_stack_size();
     rt->debug_migrate = cfg.debug_migrate || env_int("WEFT_DEBUG_MIGRATE", 0) > 0;
     if (nthreads == 1)
         rt->debug_migrate = false; /* nowhere to migrate to */
     rt->blocking_threads = cfg.blocking_threads ? cfg.blocking_threads : 64;
+    narrow_mode_init(rt);
     pthread_mutex_init(&rt->idle_mu, NULL);
+    pthread_mutex_init(&rt->load_mu, NULL);
     rt->workers = calloc((size_t)nthreads, sizeof *rt->workers);
     rt->idle_list = calloc((size_t)nthreads, sizeof *rt->idle_list);
     int ret = WEFT_ENOMEM;
-    if (!rt->workers || !rt->idle_list)
+    rt->load_idle = calloc((size_t)nthreads, sizeof *rt->load_idle);
+    if (!rt->workers || !rt->idle_list || !rt->load_idle)
         goto out;
     for (int i = 0; i < nthreads; i++) {
         if (!(rt->workers[i] = weft__worker_create(i)))
@@ -179,7 +201,9 @@ out:
     weft__stack_release_all();
     free(rt->workers);
     free(rt->idle_list);
+    free(rt->load_idle);
     pthread_mutex_destroy(&rt->idle_mu);
+    pthread_mutex_destroy(&rt->load_mu);
     free(rt);
     atomic_store(&running, 0);
     return ret;

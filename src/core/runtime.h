@@ -45,6 +45,14 @@ struct weft__worker {
     bool tick_due;                 /* the 61st dispatch came: check the global queue first */
     uint32_t next_streak;          /* consecutive runnext dispatches (bounded to 3) */
     int64_t last_poll;             /* weft_now() of the last ev_run */
+    /* load.c: poll-spinning and idle accounting (owner only, but idle_mark: see load.c) */
+    int64_t poll_spin_start;       /* poll-spinning since (0: not) */
+    int64_t poll_last_sleep;       /* how long the last blocking poll slept */
+    int64_t poll_probe_at;         /* the last look at the system's runnable threads */
+    bool poll_contended;           /* its verdict: other threads want the CPUs */
+    int64_t idle_acc, idle_from;   /* idle time so far; idle since (while idle) */
+    _Atomic int64_t idle_mark;     /* published idle time (load.c encoding) */
+    ev_timer watch;                /* worker 1's bounded sleep while narrow (sched.c go_idle) */
     bool solo;                     /* the runtime has one worker: no thieves */
     bool debug_migrate;            /* copy of runtime.debug_migrate, read on hot paths */
     bool spinning;                 /* holds one of runtime.nspinning */
@@ -61,10 +69,22 @@ struct weft__worker {
 
 struct weft__runtime {
     int nworkers;
+    int ncpus;                     /* CPUs this process may run on (sched.c poll-spinning) */
     struct weft__worker **workers;
     struct weft__globalq global;
     _Atomic int nspinning;         /* workers looking for work */
     _Atomic int nidle;             /* workers on the idle list */
+    _Atomic int npollspin;         /* workers poll-spinning before sleep (0 or 1, load.c) */
+    /* load.c: narrow mode (fd waits gather on worker 0 while the runtime needs < 1 CPU) */
+    _Atomic bool narrow;           /* a hint, read relaxed (see load.c) */
+    bool narrow_allowed;           /* false: never changes (1 worker, WEFT_NARROW=0|1, migrate) */
+    bool load_debug;               /* $WEFT_LOAD_DEBUG: print each window's verdict */
+    bool watcher_parked;           /* worker 1 sleeps untimed while narrow (idle_mu; sched.c) */
+    pthread_mutex_t load_mu;       /* the decider of a window (trylock) */
+    _Atomic int64_t load_next;     /* when the next window ends */
+    int64_t load_at;               /* the window's start (load_mu) */
+    int64_t *load_idle;            /* per worker: idle time at load_at (load_mu) */
+    _Atomic uint64_t narrow_count; /* times the runtime went narrow (written under load_mu) */
     pthread_mutex_t idle_mu;       /* guards the idle list and worker.idle/woken */
     struct weft__worker **idle_list;
     int idle_top;
@@ -137,6 +157,21 @@ void weft__timer_arm_pending(struct weft__worker *w);
 int weft__park_until(int64_t deadline, void (*unlock)(void *), void *arg);
 
 /* I/O stop message handler and record pool teardown (io.c). */
+/* load.c: the idle policy (see there). Scheduler context of the worker unless noted. */
+bool weft__pollspin(struct weft__worker *w);       /* true: look for work once more first */
+void weft__pollspin_end(struct weft__worker *w);
+void weft__idle_begin(struct weft__worker *w, int64_t now);
+void weft__idle_end(struct weft__worker *w, int64_t now);
+bool weft__load_update(int64_t now);               /* true: went wide (wake someone) */
+/* Any context: the worker the calling coroutine should wait for fds on, NULL for its own. */
+struct weft__worker *weft__io_home(struct weft__worker *w, struct weft__coro *co);
+#define LOAD_WATCH_NS WEFT_MSEC(10) /* the watcher's sleep while narrow and the home awake */
+static inline bool weft__narrow(const struct weft__runtime *rt)
+{
+    return atomic_load_explicit(&rt->narrow, memory_order_relaxed);
+}
+/* sched.c: move the calling coroutine to worker `to` (it resumes there). */
+void weft__hop(struct weft__worker *to);
 void weft__io_stop_msg(struct weft__worker *w, struct weft__msg *m);
 void weft__io_cache_free(struct weft__worker *w);
 

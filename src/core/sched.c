@@ -65,6 +65,7 @@
 #include <time.h>
 #include <unistd.h>
 
+
 struct weft__runtime *weft__rt;
 WEFT_TLS struct weft__worker *weft__tls_worker;
 
@@ -130,6 +131,7 @@ struct weft__switch {
     void *unlock_arg;
     int64_t deadline;          /* park (after_park only): arm a timer for it (WEFT_FOREVER: none) */
     struct weft__timer *timer; /* park: the timer armed, for the coroutine to cancel */
+    struct weft__worker *hop_to; /* hop: the worker to move to */
 #if WEFT_ASAN
     void *dest_fake;           /* ASan: the destination's fake-stack save */
 #endif
@@ -350,7 +352,8 @@ static void enqueue(struct weft__worker *w, struct weft__coro *co, int how)
         else if (how == Q_HANDOFF)
             return;
     }
-    if (!w->in_poll && rt->nworkers > 1)
+    /* Narrow (load.c): the work stays with its owner, which is awake; nobody is woken. */
+    if (!w->in_poll && rt->nworkers > 1 && !weft__narrow(rt))
         wakep();
 }
 
@@ -424,6 +427,16 @@ static void after_park(struct weft__switch *s, struct weft__worker *w)
     }
 }
 
+/* The coroutine left is RUNNABLE and belongs to `hop_to` from the post on: the release in
+ * weft__worker_post publishes its saved context (as for any inbox hand-over). */
+static void after_hop(struct weft__switch *s, struct weft__worker *w)
+{
+    (void)w;
+    struct weft__coro *co = s->from;
+    atomic_store_explicit(&co->state, WEFT_CO_RUNNABLE, memory_order_relaxed);
+    weft__worker_post(s->hop_to, &co->msg);
+}
+
 static void after_exit(struct weft__switch *s, struct weft__worker *w)
 {
     struct weft__coro *co = s->from;
@@ -494,6 +507,16 @@ int weft_yield(void)
     return 0;
 }
 
+void weft__hop(struct weft__worker *to)
+{
+    struct weft__worker *w = weft__worker_self();
+    struct weft__coro *co = w->current;
+    if (to == w || co->pin)
+        return;
+    struct weft__switch s = {.save = &co->ctx, .after = after_hop, .from = co, .hop_to = to};
+    switch_away(w, co, &s, false);
+}
+
 static int park(int64_t deadline, void (*unlock)(void *), void *arg)
 {
     struct weft__worker *w = weft__worker_self();
@@ -557,13 +580,32 @@ static void coro_entry(weft__transfer_t t)
 /* ------------------------------------------------------------------------------------------
  * Idle workers and wake-ups. */
 
+static void idle_remove(struct weft__runtime *rt, struct weft__worker *w)
+{
+    for (int i = 0; i < rt->idle_top; i++)
+        if (rt->idle_list[i] == w) {
+            rt->idle_list[i] = rt->idle_list[--rt->idle_top];
+            break;
+        }
+    w->idle = false;
+    atomic_fetch_sub_explicit(&rt->nidle, 1, memory_order_seq_cst);
+}
+
 /* wakep's slow half: we hold the spinning token; hand it to an idle worker. Out of line and
  * unchecked in segmented builds (a mutex and an eventfd write: shallow; see segstack.h). */
 static WEFT_NOSPLIT void wake_idle(struct weft__runtime *rt)
 {
     struct weft__worker *v = NULL;
     pthread_mutex_lock(&rt->idle_mu);
-    if (rt->idle_top > 0) {
+    if (weft__narrow(rt)) {
+        /* Narrow (load.c): only the home is ever woken; the work that needs a waker is in
+         * the global queue, and the home takes it. */
+        if (rt->workers[0]->idle) {
+            v = rt->workers[0];
+            idle_remove(rt, v);
+            v->woken = true;
+        }
+    } else if (rt->idle_top > 0) {
         v = rt->idle_list[--rt->idle_top];
         v->idle = false;
         v->woken = true; /* it now owns the spinning token we took */
@@ -591,17 +633,6 @@ static void wakep(void)
     wake_idle(rt);
 }
 
-static void idle_remove(struct weft__runtime *rt, struct weft__worker *w)
-{
-    for (int i = 0; i < rt->idle_top; i++)
-        if (rt->idle_list[i] == w) {
-            rt->idle_list[i] = rt->idle_list[--rt->idle_top];
-            break;
-        }
-    w->idle = false;
-    atomic_fetch_sub_explicit(&rt->nidle, 1, memory_order_seq_cst);
-}
-
 /* A spinning worker that found work stops spinning; the last spinner wakes another. */
 static void reset_spinning(struct weft__worker *w)
 {
@@ -617,6 +648,10 @@ static bool work_anywhere(struct weft__worker *w)
     struct weft__runtime *rt = weft__rt;
     if (weft__globalq_nonempty(&rt->global) || atomic_load(&w->inbox) || w->pinned_head)
         return true;
+    /* Narrow (load.c): a worker other than the home leaves other rings to their owners,
+     * which are awake (only an owner fills its ring, and it sleeps only once it is empty). */
+    if (weft__narrow(rt) && w != rt->workers[0])
+        return weft__runq_nonempty(&w->rq);
     for (int i = 0; i < rt->nworkers; i++)
         if (weft__runq_nonempty(&rt->workers[i]->rq))
             return true;
@@ -631,14 +666,32 @@ static void poll_loop(struct weft__worker *w, int flags)
     w->last_poll = weft_now();
 }
 
+static void on_watch(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop, (void)t, (void)revents; /* ev_run returns; find_work looks at the load */
+}
+
 static void go_idle(struct weft__worker *w)
 {
     struct weft__runtime *rt = weft__rt;
+    /* The watcher (load.c "Narrow mode"): while narrow, worker 1 sleeps at most
+     * LOAD_WATCH_NS when the home is awake, so that a home stuck in a long computation is
+     * seen (find_work's load update widens the runtime) and the work queued behind it is
+     * taken. When the home is idle too, the watcher sleeps like anyone, and the home wakes
+     * it when it wakes itself (below): an idle runtime has no periodic wake-up. */
+    bool watch = false;
+    struct weft__worker *watcher = rt->nworkers > 1 ? rt->workers[1] : NULL;
     pthread_mutex_lock(&rt->idle_mu);
     w->idle = true;
     w->woken = false;
     rt->idle_list[rt->idle_top++] = w;
     atomic_fetch_add_explicit(&rt->nidle, 1, memory_order_seq_cst);
+    if (w == watcher && rt->narrow_allowed && weft__narrow(rt)) {
+        if (rt->workers[0]->idle)
+            rt->watcher_parked = true;
+        else
+            watch = true;
+    }
     pthread_mutex_unlock(&rt->idle_mu);
     if (w->spinning) {
         w->spinning = false;
@@ -647,15 +700,38 @@ static void go_idle(struct weft__worker *w)
     weft__fence_seq_cst();
     /* The re-check that prevents the lost wake-up (Go's "delicate dance"). */
     bool found = work_anywhere(w) || atomic_load(&rt->stopping);
-    if (!found)
+    if (!found) {
+        int64_t before = weft_now();
+        weft__idle_begin(w, before);
+        if (watch) {
+            ev_timer_init(&w->watch, on_watch, (double)LOAD_WATCH_NS / 1e9, 0.);
+            ev_timer_start(w->loop, &w->watch);
+        }
         poll_loop(w, EVRUN_ONCE);
+        if (watch)
+            ev_timer_stop(w->loop, &w->watch);
+        weft__idle_end(w, w->last_poll);
+        w->poll_last_sleep = w->last_poll - before;
+    }
+    bool wake_watcher = false;
     pthread_mutex_lock(&rt->idle_mu);
     if (w->idle)
         idle_remove(rt, w); /* woke by itself (timer, fd, inbox) or found work */
     else if (w->woken)
         w->spinning = true; /* a waker popped us and gave us its spinning token */
     w->woken = false;
+    if (w == watcher)
+        rt->watcher_parked = false;
+    else if (w == rt->workers[0] && rt->watcher_parked) {
+        rt->watcher_parked = false; /* the home is awake again: so is the watcher */
+        if (watcher->idle) {
+            idle_remove(rt, watcher);
+            wake_watcher = true;
+        }
+    }
     pthread_mutex_unlock(&rt->idle_mu);
+    if (wake_watcher)
+        async_send(watcher);
     if (found && !w->spinning) {
         /* Look as a spinner: others' rings may hold the work. */
         w->spinning = true;
@@ -726,8 +802,10 @@ static struct weft__coro *find_work(struct weft__worker *w)
 {
     struct weft__runtime *rt = weft__rt;
     for (;;) {
-        if (atomic_load_explicit(&rt->stopping, memory_order_acquire))
+        if (atomic_load_explicit(&rt->stopping, memory_order_acquire)) {
+            weft__pollspin_end(w);
             return NULL;
+        }
         if (atomic_load_explicit(&w->inbox, memory_order_relaxed))
             drain_inbox(w);
         struct weft__coro *co;
@@ -736,7 +814,10 @@ static struct weft__coro *find_work(struct weft__worker *w)
             if ((co = weft__globalq_get(&rt->global, &w->rq, 64)))
                 goto found;
         }
-        if (weft_now() - w->last_poll >= WEFT_MSEC(1))
+        int64_t now = weft_now();
+        if (weft__load_update(now))
+            wakep(); /* went wide: a worker for the surplus */
+        if (now - w->last_poll >= WEFT_MSEC(1))
             poll_loop(w, EVRUN_NOWAIT);
         if ((co = local_get(w)))
             goto found;
@@ -748,7 +829,7 @@ static struct weft__coro *find_work(struct weft__worker *w)
         if ((co = local_get(w)))
             goto found;
         /* Steal, as a spinner, if not too many already are (Go: at most half the busy). */
-        if (rt->nworkers > 1 &&
+        if (rt->nworkers > 1 && (!weft__narrow(rt) || w == rt->workers[0]) &&
             (w->spinning || 2 * atomic_load_explicit(&rt->nspinning, memory_order_relaxed) <
                                 rt->nworkers - atomic_load_explicit(&rt->nidle, memory_order_relaxed))) {
             if (!w->spinning) {
@@ -758,12 +839,12 @@ static struct weft__coro *find_work(struct weft__worker *w)
             if ((co = steal_work(w)))
                 goto found;
         }
-        /* No spin-before-sleep: measured, an idle worker spinning for 20 us on a 2-core
-         * machine took the CPU from the threads doing the work (threadsend 3x slower, http
-         * 10-20% slower); Go-style stealing rounds above are the only spinning. */
+        if (weft__pollspin(w))
+            continue;
         go_idle(w);
         continue;
     found:
+        weft__pollspin_end(w);
         reset_spinning(w);
         return co;
     }
