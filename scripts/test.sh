@@ -11,6 +11,8 @@
 #   release   Release, -DWEFT_WERROR=ON, asm context switch: ctest            (build/release)
 #   migrate   the release tree again, ctest with WEFT_DEBUG_MIGRATE=1 (coroutines move to
 #             another worker at every yield and park)                        (build/release)
+#   narrow    the release tree again, ctest with WEFT_NARROW=1 (the runtime never widens:
+#             fd waits gather on worker 0, idle workers are not woken for local work)
 #   segmented -DWEFT_SEGMENTED_STACKS=ON (gcc split stacks + gold, 2 KiB first segments, the
 #             whole suite incl. test_segstack; run once more with WEFT_DEBUG_MIGRATE=1)
 #                                                                        (build/segmented)
@@ -43,7 +45,7 @@ cd "$root"
 # shellcheck source=scripts/deps.sh
 . scripts/deps.sh
 
-ALL_STAGES=(release migrate segmented boost ucontext asan tsan valgrind install aarch64 fuzz)
+ALL_STAGES=(release migrate narrow segmented boost ucontext asan tsan valgrind install aarch64 fuzz)
 QUICK_STAGES=(release asan)
 JOBS=${WEFT_TEST_JOBS:-2}
 VALGRIND_TESTS=${VALGRIND_TESTS:-"test_coro test_chan test_select test_sync test_cancel test_io"}
@@ -166,6 +168,13 @@ stage_migrate() {
     build_tree release "${RELEASE_OPTS[@]}" # up to date after the release stage
     export WEFT_DEBUG_MIGRATE=1
     log "WEFT_DEBUG_MIGRATE=1"
+    run_ctest release
+}
+
+stage_narrow() {
+    build_tree release "${RELEASE_OPTS[@]}" # up to date after the release stage
+    export WEFT_NARROW=1
+    log "WEFT_NARROW=1"
     run_ctest release
 }
 

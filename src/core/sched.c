@@ -40,7 +40,14 @@
  *
  * libev callbacks (timers, fds, the async wake-up) run inside ev_run while the worker
  * counts as idle; a coroutine they make runnable goes to this worker's ring with no wake-up
- * (in_poll), and after ev_run one wakep() spreads any surplus.
+ * (in_poll): spinners and the next wakep() spread any surplus.
+ *
+ * Load (load.c): before sleeping, a worker with fd waits may poll-spin up to 20 us (one at
+ * a time, only when events are dense and no other thread wants the CPUs); and when the
+ * whole runtime was busy less than 3/4 of one CPU over a 10 ms window it goes "narrow":
+ * fd waits move to worker 0 first, wakep() wakes only worker 0 (and only for global-queue
+ * work), the others do not steal; worker 1 watches with bounded sleeps while worker 0 is
+ * awake, so a home stuck in a long computation widens the runtime within ~10 ms.
  *
  * Fairness: yield puts the caller at the ring's tail (never in runnext). runnext (a woken or
  * spawned coroutine runs next, for message passing with warm caches) is bounded: after 3
