@@ -439,7 +439,9 @@ run_workload() {   # interleaved: rep 1: A B C ..., rep 2: A B C ..., ...
 free_port() {
     local p
     for _ in $(seq 1 200); do
-        p=$((20000 + RANDOM % 40000))
+        # Below Linux's ephemeral range (32768-60999 by default): a port there may be the
+        # local end of a client connection (bind then fails, even with SO_REUSEADDR).
+        p=$((10000 + RANDOM % 22000))
         if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
             if ! command -v ss >/dev/null || ! ss -Htln "sport = :$p" 2>/dev/null | grep -q .; then
                 echo "$p"; return 0
