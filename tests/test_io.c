@@ -1158,9 +1158,11 @@ int main(void)
     no_runtime();
     CHECK_EQ(count_fds(), outside);
 
+    /* $WEFT_DEBUG_MIGRATE applies to every multi-worker run (the CI's migrate stage). */
+    bool env_migrate = getenv("WEFT_DEBUG_MIGRATE") && atoi(getenv("WEFT_DEBUG_MIGRATE")) > 0;
+    migrate_run = env_migrate;
     ASSERT_EQ(weft_run(app, "default", NULL), 0);
     CHECK_EQ(count_fds(), outside); /* the runtime's descriptors are gone with it */
-    migrate_run = getenv("WEFT_DEBUG_MIGRATE") && atoi(getenv("WEFT_DEBUG_MIGRATE")) > 0;
     weft_config one = {.threads = 1};
     ASSERT_EQ(weft_run(app, "threads=1", &one), 0);
     CHECK_EQ(count_fds(), outside);
@@ -1174,7 +1176,7 @@ int main(void)
     char *saved = was ? strdup(was) : NULL;
     setenv("WEFT_NARROW", "1", 1);
     weft_config two = {.threads = 2};
-    migrate_run = false;
+    migrate_run = env_migrate;
     ASSERT_EQ(weft_run(app, "narrow", &two), 0);
     CHECK_EQ(count_fds(), outside);
     migrate_run = true;

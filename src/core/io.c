@@ -173,7 +173,7 @@ int weft_wait_fd(int fd, int events, int64_t deadline)
     struct weft__worker *home = weft__io_home(w, co);
     if (home) {
         weft__hop(home);
-        w = weft__worker_self(); /* resumed on the home (re-read: we moved) */
+        w = weft__worker_self(); /* moved (re-read): normally the home, unless stolen since */
     }
     /* libev aborts the process on a watcher for a closed descriptor (at its next poll):
      * refuse it here with the kernel's answer instead. */

@@ -33,11 +33,20 @@
  *    gets there: a trylock) adds up the idle time of all workers over the window. When the
  *    workers together were busy less than LOAD_NARROW_PCT of one CPU, the runtime goes
  *    narrow: a coroutine about to wait on a descriptor first moves to the home worker
- *    (worker 0) and waits in its loop (io.c), idle workers are no longer woken to share out
- *    local work (sched.c wakep), and the others stop stealing — so within one request cycle
- *    every connection waits in one epoll set, one thread serves them, and a peer's send
- *    wakes at most one thread. When the home worker is busy more than LOAD_WIDE_PCT of the
- *    window, the runtime goes wide again at once and wakes a worker to take the surplus.
+ *    (worker 0) and waits in its loop (io.c); work the home queues for itself wakes nobody
+ *    and a spinner that found work does not ramp up another (sched.c enqueue,
+ *    reset_spinning); a wake-up that is needed (work queued off the home, or in the global
+ *    queue) goes to the home first, another idle worker only if the home is awake; the
+ *    others stop stealing. So within one request cycle every connection waits in one epoll
+ *    set, one thread serves them, and a peer's send wakes at most one thread. When the home
+ *    worker is busy more than LOAD_WIDE_PCT of a window, the runtime goes wide again and
+ *    wakes a worker to take the surplus; a window is judged whenever any worker passes
+ *    through find_work, and the watcher (worker 1; sched.c go_idle, kicked when the runtime
+ *    turns narrow) sleeps at most LOAD_WATCH_NS while the home is awake, so a home stuck in
+ *    a long computation is seen within one or two windows. What widening cannot rescue:
+ *    coroutines that moved to the home sit in its inbox and its loop, which only the home
+ *    serves — while it computes without yielding they wait, as they would for any worker
+ *    of a wide runtime whose loop holds their waits.
  *    This is weft's answer to Go's single netpoller (weft keeps one libev loop per worker):
  *    at low load the waits gather; under load they spread. Pinned coroutines never move.
  *    rt->narrow is a hint read relaxed: in either mode every queued coroutine has an awake
@@ -150,13 +159,13 @@ void weft__pollspin_end(struct weft__worker *w)
 
 /* ---- narrow mode ------------------------------------------------------------------------- */
 
-bool weft__load_update(int64_t now)
+int weft__load_update(int64_t now)
 {
     struct weft__runtime *rt = weft__rt;
     if (now < atomic_load_explicit(&rt->load_next, memory_order_relaxed) ||
         pthread_mutex_trylock(&rt->load_mu) != 0)
-        return false;
-    bool widened = false;
+        return 0;
+    int turned = 0;
     if (now >= atomic_load_explicit(&rt->load_next, memory_order_relaxed)) {
         int64_t dt = now - rt->load_at, idle = 0;
         for (int i = 0; i < rt->nworkers; i++) {
@@ -170,9 +179,10 @@ bool weft__load_update(int64_t now)
             if (!narrow && busy * 100 < dt * LOAD_NARROW_PCT) {
                 atomic_store_explicit(&rt->narrow, true, memory_order_relaxed);
                 atomic_fetch_add_explicit(&rt->narrow_count, 1, memory_order_relaxed);
+                turned = WEFT_LOAD_NARROWED;
             } else if (narrow && busy * 100 > dt * LOAD_WIDE_PCT) {
                 atomic_store_explicit(&rt->narrow, false, memory_order_relaxed);
-                widened = true;
+                turned = WEFT_LOAD_WIDENED;
             }
         }
         if (rt->load_debug)
@@ -183,7 +193,7 @@ bool weft__load_update(int64_t now)
         atomic_store_explicit(&rt->load_next, now + LOAD_WINDOW_NS, memory_order_relaxed);
     }
     pthread_mutex_unlock(&rt->load_mu);
-    return widened;
+    return turned;
 }
 
 struct weft__worker *weft__io_home(struct weft__worker *w, struct weft__coro *co)

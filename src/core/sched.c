@@ -359,8 +359,10 @@ static void enqueue(struct weft__worker *w, struct weft__coro *co, int how)
         else if (how == Q_HANDOFF)
             return;
     }
-    /* Narrow (load.c): the work stays with its owner, which is awake; nobody is woken. */
-    if (!w->in_poll && rt->nworkers > 1 && !weft__narrow(rt))
+    /* Narrow (load.c): work queued on the home stays there (the home is awake and runs it);
+     * work queued elsewhere wakes the home if it sleeps (it may steal), in case its owner
+     * stays busy — there is no preemption. */
+    if (!w->in_poll && rt->nworkers > 1 && (!weft__narrow(rt) || w != rt->workers[0]))
         wakep();
 }
 
@@ -598,20 +600,36 @@ static void idle_remove(struct weft__runtime *rt, struct weft__worker *w)
     atomic_fetch_sub_explicit(&rt->nidle, 1, memory_order_seq_cst);
 }
 
+/* The runtime just went narrow: the watcher (worker 1), if it sleeps untimed since it went
+ * idle while wide, must come round go_idle again to sleep bounded (see go_idle). */
+static void kick_watcher(struct weft__runtime *rt)
+{
+    struct weft__worker *v = rt->nworkers > 1 ? rt->workers[1] : NULL;
+    bool wake = false;
+    pthread_mutex_lock(&rt->idle_mu);
+    if (v && v->idle) {
+        idle_remove(rt, v);
+        rt->watcher_parked = false;
+        wake = true;
+    }
+    pthread_mutex_unlock(&rt->idle_mu);
+    if (wake)
+        async_send(v);
+}
+
 /* wakep's slow half: we hold the spinning token; hand it to an idle worker. Out of line and
  * unchecked in segmented builds (a mutex and an eventfd write: shallow; see segstack.h). */
 static WEFT_NOSPLIT void wake_idle(struct weft__runtime *rt)
 {
     struct weft__worker *v = NULL;
     pthread_mutex_lock(&rt->idle_mu);
-    if (weft__narrow(rt)) {
-        /* Narrow (load.c): only the home is ever woken; the work that needs a waker is in
-         * the global queue, and the home takes it. */
-        if (rt->workers[0]->idle) {
-            v = rt->workers[0];
-            idle_remove(rt, v);
-            v->woken = true;
-        }
+    if (weft__narrow(rt) && rt->workers[0]->idle) {
+        /* Narrow (load.c): the home first. When it is awake (maybe busy for long: no
+         * preemption), another idle worker, as in wide mode: every worker takes from the
+         * global queue, and work queued off the home is taken by its awake owner. */
+        v = rt->workers[0];
+        idle_remove(rt, v);
+        v->woken = true;
     } else if (rt->idle_top > 0) {
         v = rt->idle_list[--rt->idle_top];
         v->idle = false;
@@ -646,7 +664,9 @@ static void reset_spinning(struct weft__worker *w)
     if (!w->spinning)
         return;
     w->spinning = false;
-    if (atomic_fetch_sub_explicit(&weft__rt->nspinning, 1, memory_order_seq_cst) == 1)
+    /* Narrow (load.c): no ramp-up — the spinner found the work and runs it. */
+    if (atomic_fetch_sub_explicit(&weft__rt->nspinning, 1, memory_order_seq_cst) == 1 &&
+        !weft__narrow(weft__rt))
         wakep();
 }
 
@@ -822,8 +842,11 @@ static struct weft__coro *find_work(struct weft__worker *w)
                 goto found;
         }
         int64_t now = weft_now();
-        if (weft__load_update(now))
-            wakep(); /* went wide: a worker for the surplus */
+        int turned = weft__load_update(now);
+        if (turned == WEFT_LOAD_WIDENED)
+            wakep(); /* a worker for the surplus */
+        else if (turned == WEFT_LOAD_NARROWED)
+            kick_watcher(rt); /* it re-enters go_idle and sleeps bounded */
         if (now - w->last_poll >= WEFT_MSEC(1))
             poll_loop(w, EVRUN_NOWAIT);
         if ((co = local_get(w)))
