@@ -30,8 +30,12 @@
  *    Spin time counts as idle time in the accounting below.
  *
  * 2. Narrow mode (weft__load_update, rt->narrow). Every LOAD_WINDOW_NS one worker (whoever
- *    gets there: a trylock) adds up the idle time of all workers over the window. When the
- *    workers together were busy less than LOAD_NARROW_PCT of one CPU, the runtime goes
+ *    gets there: a trylock) adds up the idle time and the sleeps of all workers over the
+ *    window. When the workers together were busy less than LOAD_NARROW_PCT of one CPU and
+ *    went to sleep at least LOAD_NARROW_SLEEPS times (wake-ups are frequent enough to be
+ *    worth saving: a sparse load — one request every 20 ms — gains nothing from gathering
+ *    and would pay the watcher's wake-ups below, measured 2.6 wakes per request against 1),
+ *    the runtime goes
  *    narrow: a coroutine about to wait on a descriptor first moves to the home worker
  *    (worker 0) and waits in its loop (io.c); work the home queues for itself wakes nobody
  *    and a spinner that found work does not ramp up another (sched.c enqueue,
@@ -72,6 +76,7 @@
 #define POLL_PROBE_NS WEFT_MSEC(1)
 #define LOAD_WINDOW_NS WEFT_MSEC(10)
 #define LOAD_NARROW_PCT 75
+#define LOAD_NARROW_SLEEPS 10 /* per window: workers went to sleep >= 1,000 times a second */
 #define LOAD_WIDE_PCT 90
 
 /* ---- idle accounting --------------------------------------------------------------------- */
@@ -168,15 +173,21 @@ int weft__load_update(int64_t now)
     int turned = 0;
     if (now >= atomic_load_explicit(&rt->load_next, memory_order_relaxed)) {
         int64_t dt = now - rt->load_at, idle = 0;
+        uint64_t sleeps = 0;
         for (int i = 0; i < rt->nworkers; i++) {
-            int64_t t = idle_until(rt->workers[i], now);
+            struct weft__worker *v = rt->workers[i];
+            int64_t t = idle_until(v, now);
             idle += t - rt->load_idle[i];
             rt->load_idle[i] = t;
+            uint64_t n = atomic_load_explicit(&v->n_sleeps, memory_order_relaxed);
+            sleeps += n - rt->load_sleeps[i];
+            rt->load_sleeps[i] = n;
         }
         int64_t busy = (int64_t)rt->nworkers * dt - idle;
         bool narrow = atomic_load_explicit(&rt->narrow, memory_order_relaxed);
         if (rt->load_at && rt->narrow_allowed) {
-            if (!narrow && busy * 100 < dt * LOAD_NARROW_PCT) {
+            if (!narrow && busy * 100 < dt * LOAD_NARROW_PCT &&
+                (int64_t)sleeps * LOAD_WINDOW_NS >= LOAD_NARROW_SLEEPS * dt) {
                 atomic_store_explicit(&rt->narrow, true, memory_order_relaxed);
                 atomic_fetch_add_explicit(&rt->narrow_count, 1, memory_order_relaxed);
                 turned = WEFT_LOAD_NARROWED;
@@ -186,8 +197,9 @@ int weft__load_update(int64_t now)
             }
         }
         if (rt->load_debug)
-            fprintf(stderr, "weft load: busy %3lld%% of one CPU over %lld us -> %s\n",
-                    (long long)(dt ? busy * 100 / dt : 0), (long long)(dt / 1000),
+            fprintf(stderr, "weft load: busy %3lld%% of one CPU, %llu sleeps over %lld us -> %s\n",
+                    (long long)(dt ? busy * 100 / dt : 0), (unsigned long long)sleeps,
+                    (long long)(dt / 1000),
                     atomic_load_explicit(&rt->narrow, memory_order_relaxed) ? "narrow" : "wide");
         rt->load_at = now;
         atomic_store_explicit(&rt->load_next, now + LOAD_WINDOW_NS, memory_order_relaxed);

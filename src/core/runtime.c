@@ -135,7 +135,8 @@ int weft_run(int (*main)(void *), void *arg, const weft_config *config)
     rt->idle_list = calloc((size_t)nthreads, sizeof *rt->idle_list);
     int ret = WEFT_ENOMEM;
     rt->load_idle = calloc((size_t)nthreads, sizeof *rt->load_idle);
-    if (!rt->workers || !rt->idle_list || !rt->load_idle)
+    rt->load_sleeps = calloc((size_t)nthreads, sizeof *rt->load_sleeps);
+    if (!rt->workers || !rt->idle_list || !rt->load_idle || !rt->load_sleeps)
         goto out;
     for (int i = 0; i < nthreads; i++) {
         if (!(rt->workers[i] = weft__worker_create(i)))
@@ -202,6 +203,7 @@ out:
     free(rt->workers);
     free(rt->idle_list);
     free(rt->load_idle);
+    free(rt->load_sleeps);
     pthread_mutex_destroy(&rt->idle_mu);
     pthread_mutex_destroy(&rt->load_mu);
     free(rt);

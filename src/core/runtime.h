@@ -64,6 +64,7 @@ struct weft__worker {
     /* statistics (owner writes, weft_stats reads relaxed) */
     _Atomic uint64_t n_switches, n_parks, n_steals, n_spawned, n_finished, n_alloc, n_free;
     _Atomic uint64_t n_grown; /* finished coroutines whose stack had grown (segmented) */
+    _Atomic uint64_t n_sleeps; /* blocking polls (go_idle), for load.c */
     uint64_t id_next, id_end;      /* a block of coroutine ids (coro.c) */
 };
 
@@ -84,6 +85,7 @@ struct weft__runtime {
     _Atomic int64_t load_next;     /* when the next window ends */
     int64_t load_at;               /* the window's start (load_mu) */
     int64_t *load_idle;            /* per worker: idle time at load_at (load_mu) */
+    uint64_t *load_sleeps;         /* per worker: n_sleeps at load_at (load_mu) */
     _Atomic uint64_t narrow_count; /* times the runtime went narrow (written under load_mu) */
     pthread_mutex_t idle_mu;       /* guards the idle list and worker.idle/woken */
     struct weft__worker **idle_list;

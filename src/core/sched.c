@@ -730,6 +730,7 @@ static void go_idle(struct weft__worker *w)
     if (!found) {
         int64_t before = weft_now();
         weft__idle_begin(w, before);
+        weft__stat_inc(&w->n_sleeps);
         if (watch) {
             ev_timer_init(&w->watch, on_watch, (double)LOAD_WATCH_NS / 1e9, 0.);
             ev_timer_start(w->loop, &w->watch);
