@@ -35,8 +35,7 @@
  *    went to sleep at least LOAD_NARROW_SLEEPS times (wake-ups are frequent enough to be
  *    worth saving: a sparse load — one request every 20 ms — gains nothing from gathering
  *    and would pay the watcher's wake-ups below, measured 2.6 wakes per request against 1),
- *    the runtime goes
- *    narrow: a coroutine about to wait on a descriptor first moves to the home worker
+ *    the runtime goes narrow: a coroutine about to wait on a descriptor first moves to the home worker
  *    (worker 0) and waits in its loop (io.c); work the home queues for itself wakes nobody
  *    and a spinner that found work does not ramp up another (sched.c enqueue,
  *    reset_spinning); a wake-up that is needed (work queued off the home, or in the global
@@ -54,8 +53,9 @@
  *    This is weft's answer to Go's single netpoller (weft keeps one libev loop per worker):
  *    at low load the waits gather; under load they spread. Pinned coroutines never move.
  *    rt->narrow is a hint read relaxed: in either mode every queued coroutine has an awake
- *    owner or is in the global queue, whose waker wakes the home (sched.c), so a stale
- *    read costs at most a hop or a missed wake-up of a worker that was not needed.
+ *    owner, or its queuer wakes a sleeping worker (the home first, sched.c wake_idle), with
+ *    the same fences as in wide mode; so a stale read costs at most a hop, or a wake-up of
+ *    a worker that was not needed.
  *
  * Idle accounting: each worker publishes `idle_mark`, one atomic word that the decider can
  * read at any time: >= 0 is the idle time accumulated so far (awake); < 0 means asleep
