@@ -120,6 +120,44 @@ static inline int test_child_stderr(void (*fn)(void *), void *arg, char *buf, si
     return status;
 }
 
+/* A stack overflow in a child process: `fn` runs on a coroutine named `name` with a
+ * `stack_size` stack in a fresh 2-worker runtime of a forked child (after `setup(arg)` there,
+ * if given), whose death by the overflow report is what the caller checks: returns the wait
+ * status, the child's stderr in buf. */
+#include <weft.h>
+struct test_overflow {
+    void *(*fn)(void *);
+    size_t stack_size;
+    const char *name;
+    void (*setup)(void *);
+    void *arg;
+};
+
+static inline int test_overflow_main(void *arg)
+{
+    const struct test_overflow *o = arg;
+    weft_spawn_opts opts = {.stack_size = o->stack_size, .name = o->name};
+    weft_task t;
+    if (weft_spawn_ex(&t, o->fn, NULL, &opts) != 0)
+        return 1;
+    weft_join(t, NULL);
+    return 0; /* not reached: the overflow aborts */
+}
+
+static inline void test_overflow_child(void *arg)
+{
+    const struct test_overflow *o = arg;
+    if (o->setup)
+        o->setup(o->arg);
+    weft_config cfg = {.threads = 2};
+    _exit(weft_run(test_overflow_main, arg, &cfg) == 0 ? 0 : 3);
+}
+
+static inline int test_overflow_in_child(const struct test_overflow *o, char *buf, size_t cap)
+{
+    return test_child_stderr(test_overflow_child, (void *)o, buf, cap);
+}
+
 #define TEST_PASS(name, checks)                                                             \
     do {                                                                                    \
         printf("%s: passed (%ld checks)\n", name, (long)(checks));                          \

@@ -280,26 +280,11 @@ static void *recurse(void *arg)
     return (void *)(long)pad[0];
 }
 
-static int overflow_main(void *arg)
-{
-    (void)arg;
-    weft_spawn_opts o = {.stack_size = 1024, .name = "tiny"};
-    weft_task t;
-    ASSERT_EQ(weft_spawn_ex(&t, recurse, NULL, &o), 0);
-    weft_join(t, NULL);
-    return 0; /* not reached */
-}
-
-static void overflow_child(void *arg)
-{
-    weft_config cfg = {.threads = 2};
-    _exit(weft_run(overflow_main, arg, &cfg) == 0 ? 0 : 3);
-}
-
 static void expect_small_overflow(void)
 {
     char buf[4096];
-    int status = test_child_stderr(overflow_child, NULL, buf, sizeof buf);
+    struct test_overflow o = {recurse, 1024, "tiny", NULL, NULL};
+    int status = test_overflow_in_child(&o, buf, sizeof buf);
     if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGABRT || !strstr(buf, "\"tiny\""))
         fprintf(stderr, "child status %#x, output:\n%s\n", status, buf);
     CHECK(WIFSIGNALED(status));

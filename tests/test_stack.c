@@ -34,31 +34,19 @@ static void *recurse(void *arg)
     return (void *)(long)pad[0];
 }
 
-static int overflow_main(void *arg)
-{
-    (void)arg;
-    weft_spawn_opts o = {.stack_size = 16384, .name = "deep-one"};
-    weft_task t;
-    if (weft_spawn_ex(&t, recurse, NULL, &o) != 0)
-        return 1;
-    weft_join(t, NULL);
-    return 0; /* not reached: the overflow aborts */
-}
-
-/* Run the overflow in a child with WEFT_STACK_GUARD=mode; return what it printed. */
-static void overflow_child(void *arg)
+/* In the child, before its runtime starts: the guard mode under test. */
+static void guard_mode(void *arg)
 {
     const char *mode = arg;
     setenv("WEFT_STACK_GUARD", mode, 1);
     depth_yield = strcmp(mode, "canary") == 0;
-    weft_config cfg = {.threads = 2};
-    _exit(weft_run(overflow_main, NULL, &cfg) == 0 ? 0 : 3);
 }
 
 static void expect_overflow(const char *mode)
 {
     char buf[4096];
-    int status = test_child_stderr(overflow_child, (void *)mode, buf, sizeof buf);
+    struct test_overflow o = {recurse, 16384, "deep-one", guard_mode, (void *)mode};
+    int status = test_overflow_in_child(&o, buf, sizeof buf);
     if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGABRT)
         fprintf(stderr, "mode %s: child status %#x, output:\n%s\n", mode, status, buf);
     ASSERT(WIFSIGNALED(status));
