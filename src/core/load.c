@@ -131,9 +131,8 @@ static bool cpus_wanted(struct weft__worker *w, int64_t now)
     return w->poll_contended;
 }
 
-bool weft__pollspin(struct weft__worker *w)
+bool weft__pollspin(struct weft__worker *w, int64_t now)
 {
-    int64_t now = weft_now();
     if (!w->poll_spin_start) {
         if (w->io_waits == 0 || w->poll_last_sleep >= POLL_DENSE_NS || cpus_wanted(w, now))
             return false;

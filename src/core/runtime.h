@@ -160,7 +160,8 @@ int weft__park_until(int64_t deadline, void (*unlock)(void *), void *arg);
 
 /* I/O stop message handler and record pool teardown (io.c). */
 /* load.c: the idle policy (see there). Scheduler context of the worker unless noted. */
-bool weft__pollspin(struct weft__worker *w);       /* true: look for work once more first */
+/* true: look for work once more first; `now`: the caller's weft_now() of this round */
+bool weft__pollspin(struct weft__worker *w, int64_t now);
 void weft__pollspin_end(struct weft__worker *w);
 void weft__idle_begin(struct weft__worker *w, int64_t now);
 void weft__idle_end(struct weft__worker *w, int64_t now);

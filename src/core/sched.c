@@ -328,6 +328,14 @@ static struct weft__worker *other_worker(struct weft__worker *w)
  *              coroutine about to block or finish, so its worker is about to run it. */
 enum { Q_TAIL, Q_REQUEUE, Q_NEXT, Q_HANDOFF };
 
+/* Narrow (load.c): a worker other than the home keeps out of others' work — it neither
+ * steals nor stays awake for their rings. A relaxed read of a hint: see load.c for why a
+ * stale value is safe. */
+static inline bool narrow_outsider(const struct weft__runtime *rt, const struct weft__worker *w)
+{
+    return weft__narrow(rt) && w != rt->workers[0];
+}
+
 static void enqueue(struct weft__worker *w, struct weft__coro *co, int how)
 {
     struct weft__runtime *rt = weft__rt;
@@ -362,7 +370,7 @@ static void enqueue(struct weft__worker *w, struct weft__coro *co, int how)
     /* Narrow (load.c): work queued on the home stays there (the home is awake and runs it);
      * work queued elsewhere wakes the home if it sleeps (it may steal), in case its owner
      * stays busy — there is no preemption. */
-    if (!w->in_poll && rt->nworkers > 1 && (!weft__narrow(rt) || w != rt->workers[0]))
+    if (!w->in_poll && rt->nworkers > 1 && (w != rt->workers[0] || !weft__narrow(rt)))
         wakep();
 }
 
@@ -600,21 +608,33 @@ static void idle_remove(struct weft__runtime *rt, struct weft__worker *w)
     atomic_fetch_sub_explicit(&rt->nidle, 1, memory_order_seq_cst);
 }
 
-/* The runtime just went narrow: the watcher (worker 1), if it sleeps untimed since it went
- * idle while wide, must come round go_idle again to sleep bounded (see go_idle). */
+/* The watcher (worker 1), or NULL with one worker (load.c "Narrow mode", go_idle). */
+static inline struct weft__worker *watcher_of(struct weft__runtime *rt)
+{
+    return rt->nworkers > 1 ? rt->workers[1] : NULL;
+}
+
+/* Under idle_mu: take the watcher off the idle list if it is on it; true = the caller must
+ * async_send it (after unlocking). It comes round go_idle again and picks its sleep. */
+static bool watcher_unidle_locked(struct weft__runtime *rt)
+{
+    struct weft__worker *v = watcher_of(rt);
+    rt->watcher_parked = false;
+    if (!v || !v->idle)
+        return false;
+    idle_remove(rt, v);
+    return true;
+}
+
+/* The runtime just went narrow: the watcher, if it sleeps untimed since it went idle while
+ * wide, must come round go_idle again to sleep bounded. */
 static void kick_watcher(struct weft__runtime *rt)
 {
-    struct weft__worker *v = rt->nworkers > 1 ? rt->workers[1] : NULL;
-    bool wake = false;
     pthread_mutex_lock(&rt->idle_mu);
-    if (v && v->idle) {
-        idle_remove(rt, v);
-        rt->watcher_parked = false;
-        wake = true;
-    }
+    bool wake = watcher_unidle_locked(rt);
     pthread_mutex_unlock(&rt->idle_mu);
     if (wake)
-        async_send(v);
+        async_send(watcher_of(rt));
 }
 
 /* wakep's slow half: we hold the spinning token; hand it to an idle worker. Out of line and
@@ -677,7 +697,7 @@ static bool work_anywhere(struct weft__worker *w)
         return true;
     /* Narrow (load.c): a worker other than the home leaves other rings to their owners,
      * which are awake (only an owner fills its ring, and it sleeps only once it is empty). */
-    if (weft__narrow(rt) && w != rt->workers[0])
+    if (narrow_outsider(rt, w))
         return weft__runq_nonempty(&w->rq);
     for (int i = 0; i < rt->nworkers; i++)
         if (weft__runq_nonempty(&rt->workers[i]->rq))
@@ -707,7 +727,7 @@ static void go_idle(struct weft__worker *w)
      * taken. When the home is idle too, the watcher sleeps like anyone, and the home wakes
      * it when it wakes itself (below): an idle runtime has no periodic wake-up. */
     bool watch = false;
-    struct weft__worker *watcher = rt->nworkers > 1 ? rt->workers[1] : NULL;
+    struct weft__worker *watcher = watcher_of(rt);
     pthread_mutex_lock(&rt->idle_mu);
     w->idle = true;
     w->woken = false;
@@ -750,13 +770,8 @@ static void go_idle(struct weft__worker *w)
     w->woken = false;
     if (w == watcher)
         rt->watcher_parked = false;
-    else if (w == rt->workers[0] && rt->watcher_parked) {
-        rt->watcher_parked = false; /* the home is awake again: so is the watcher */
-        if (watcher->idle) {
-            idle_remove(rt, watcher);
-            wake_watcher = true;
-        }
-    }
+    else if (w == rt->workers[0] && rt->watcher_parked)
+        wake_watcher = watcher_unidle_locked(rt); /* the home is awake again: so is it */
     pthread_mutex_unlock(&rt->idle_mu);
     if (wake_watcher)
         async_send(watcher);
@@ -860,7 +875,7 @@ static struct weft__coro *find_work(struct weft__worker *w)
         if ((co = local_get(w)))
             goto found;
         /* Steal, as a spinner, if not too many already are (Go: at most half the busy). */
-        if (rt->nworkers > 1 && (!weft__narrow(rt) || w == rt->workers[0]) &&
+        if (rt->nworkers > 1 && !narrow_outsider(rt, w) &&
             (w->spinning || 2 * atomic_load_explicit(&rt->nspinning, memory_order_relaxed) <
                                 rt->nworkers - atomic_load_explicit(&rt->nidle, memory_order_relaxed))) {
             if (!w->spinning) {
@@ -870,7 +885,7 @@ static struct weft__coro *find_work(struct weft__worker *w)
             if ((co = steal_work(w)))
                 goto found;
         }
-        if (weft__pollspin(w))
+        if (weft__pollspin(w, now))
             continue;
         go_idle(w);
         continue;
