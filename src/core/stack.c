@@ -249,15 +249,17 @@ static WEFT_NOSPLIT WEFT_NOINLINE void pool_put_list(size_t size, struct weft__s
     pthread_mutex_lock(&pool_mu);
     struct size_class *cls = class_for(size);
     WEFT_ASSERT(cls != NULL);
+    uint64_t added = 0;
     while (list) {
         struct weft__stack *n = list->next;
         list->next = cls->free;
         cls->free = list;
         cls->count++;
-        atomic_fetch_add_explicit(&cached_stacks, 1, memory_order_relaxed);
+        added++;
         list = n;
     }
     pthread_mutex_unlock(&pool_mu);
+    atomic_fetch_add_explicit(&cached_stacks, added, memory_order_relaxed); /* one RMW */
 }
 
 struct weft__stack *weft__stack_get(struct weft__stack_cache *cache, size_t size)
