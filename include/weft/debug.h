@@ -19,6 +19,7 @@ typedef struct weft_stats {
     int narrow;            /* 1: the runtime is narrow — it needed less than one CPU, so fd
                               waits gather on worker 0 (README "Narrow and wide") */
     uint64_t narrowed;     /* times it went narrow since weft_run started */
+    uint64_t reserved[6];  /* zero; later versions' counters (the struct keeps its size) */
 } weft_stats;
 /* Cheap counters, summed over workers (approximate while running). */
 WEFT_EXTERN int weft_stats_get(weft_stats *out);

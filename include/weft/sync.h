@@ -25,7 +25,7 @@ WEFT_EXTERN int weft_mutex_init(weft_mutex *m);
 WEFT_EXTERN int weft_mutex_lock(weft_mutex *m);
 WEFT_EXTERN int weft_mutex_lock_until(weft_mutex *m, int64_t deadline);
 WEFT_EXTERN int weft_mutex_trylock(weft_mutex *m); /* 0 or WEFT_EAGAIN */
-WEFT_EXTERN int weft_mutex_unlock(weft_mutex *m);  /* 0 or WEFT_ESTATE if not locked */
+WEFT_EXTERN int weft_mutex_unlock(weft_mutex *m);  /* 0, or WEFT_ESTATE if not locked */
 
 typedef struct weft_cond {
     uint32_t lock;
