@@ -172,7 +172,8 @@ WEFT_EXTERN int weft_detach(weft_task t);
 /* Let other coroutines run; the caller goes to the back of its worker's queue.
  * 0, or WEFT_ENOTCORO from a plain thread. */
 WEFT_EXTERN int weft_yield(void);
-/* The calling coroutine's handle ({NULL, 0} outside a coroutine). */
+/* The calling coroutine's handle ({NULL, 0} outside a coroutine), and its id (0 outside).
+ * The handle may be passed to weft_cancel or weft_set_name; joining yourself is refused. */
 WEFT_EXTERN weft_task weft_self(void);
 WEFT_EXTERN uint64_t weft_self_id(void);
 /* Name a task for debugging (copied, truncated to 31 bytes). 0, WEFT_EINVAL, WEFT_ESTATE. */
@@ -195,13 +196,18 @@ WEFT_EXTERN int weft_cancelled(void);
 
 /* ============================== Coroutine-local storage ================================== */
 /* Keys are process-wide (at most WEFT_LOCAL_MAX); values are per coroutine and follow it
- * across workers, unlike __thread variables. The destructor runs when the coroutine ends. */
+ * across workers, unlike __thread variables. */
 #define WEFT_LOCAL_MAX 64
 typedef struct weft_local {
     int index;
 } weft_local;
+/* Create a coroutine-local key; destructor (or NULL) runs on a coroutine's non-NULL value
+ * when that coroutine ends. 0, WEFT_EINVAL (key NULL), WEFT_ENOMEM (WEFT_LOCAL_MAX keys). */
 WEFT_EXTERN int weft_local_create(weft_local *key, void (*destructor)(void *));
+/* Get the calling coroutine's value for key: NULL if unset, on a plain thread, or a bad key. */
 WEFT_EXTERN void *weft_local_get(weft_local key);
+/* Set the calling coroutine's value for key. 0, WEFT_ENOTCORO from a plain thread,
+ * WEFT_EINVAL (a key weft_local_create did not make), WEFT_ENOMEM. */
 WEFT_EXTERN int weft_local_set(weft_local key, void *value);
 
 #ifdef __cplusplus
