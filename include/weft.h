@@ -110,7 +110,7 @@ typedef struct weft_config {
  * away from the coroutine (then the process aborts with the overflow report), i.e. after
  * the fact — use them for coroutines whose code is shallow (weft calls, small frames; the
  * runtime's own work runs on the worker's stack). With -DWEFT_SEGMENTED_STACKS=ON (gcc
- * split stacks) a small stack grows in segments instead (README "Stacks"). */
+ * split stacks) a small stack grows in segments instead (docs/design.md "Stacks"). */
 #define WEFT_STACK_DEFAULT ((size_t)64 * 1024)
 #define WEFT_STACK_MIN ((size_t)1024)
 #define WEFT_STACK_SMALL ((size_t)4096)
