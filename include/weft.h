@@ -1,8 +1,8 @@
 /* weft.h — stackful coroutines (green threads) for C on an M:N work-stealing scheduler.
  *
  * One header is the whole API, read top to bottom: errors, time, runtime, coroutines,
- * coroutine-local storage, channels, select, synchronisation, blocking offload, I/O,
- * debugging. Every function that can fail returns an int: 0 (or a count) on success, a
+ * coroutine-local storage, channels, select, synchronisation, blocking offload, task groups,
+ * I/O, debugging. Every function that can fail returns an int: 0 (or a count) on success, a
  * negative WEFT_E* code on failure. weft never reports through errno: a coroutine may move
  * between OS threads, and errno belongs to the thread.
  *
@@ -193,6 +193,7 @@ WEFT_EXTERN int weft_local_set(weft_local key, void *value);
 
 #include "weft/chan.h"
 #include "weft/sync.h"
+#include "weft/group.h"
 #include "weft/io.h"
 #include "weft/debug.h"
 
