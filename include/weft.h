@@ -135,7 +135,8 @@ typedef struct weft_spawn_opts {
 } weft_spawn_opts;
 
 /* Create a coroutine running fn(arg). With out == NULL it is detached (its resources are
- * released when it returns); otherwise *out must be joined or detached exactly once.
+ * released when it returns); otherwise *out must be joined or detached exactly once (until
+ * then a finished task is a zombie: weft_stats counts them, debug builds list them at exit).
  * Callable from a coroutine or from any plain OS thread while the runtime runs. When the
  * calling worker's run queue is full, the spawning coroutine yields (back-pressure).
  * 0, WEFT_EINVAL (fn NULL), WEFT_ESTACK (size < WEFT_STACK_MIN or > WEFT_STACK_MAX),
