@@ -9,6 +9,8 @@
  *                outcomes, ECLOSED when empty, a timeout, two takers for one outcome
  *   limit        never more than max_running members at once (an atomic max), spawn parks;
  *                its deadline and cancellation
+ *   stress       coroutines and a thread spawn into a limited collecting group while three
+ *                takers take: each outcome exactly once, the limit holds
  *   free         of a live group cancels and waits for every member (coroutine and plain
  *                thread); from a member: EDEADLK; after weft_run, abandoned members are
  *                forgotten
@@ -577,6 +579,90 @@ static void test_limit(void)
 }
 
 /* ------------------------------------------------------------------------------------------
+ * Everything at once: coroutines and a plain thread spawn into one limited, collecting group
+ * while several takers take outcomes; every member's outcome is taken exactly once and the
+ * limit holds throughout. */
+
+enum { ST_LIMIT = 8, ST_SPAWNERS = 4 };
+static weft_group *st_g;
+static long st_per; /* members per spawner */
+static _Atomic int st_running, st_max;
+static _Atomic char *st_taken;
+static _Atomic long st_ntaken, st_bad;
+
+static void *st_member(void *arg)
+{
+    int n = atomic_fetch_add(&st_running, 1) + 1;
+    int m = atomic_load(&st_max);
+    while (n > m && !atomic_compare_exchange_weak(&st_max, &m, n))
+        ;
+    if ((intptr_t)arg % 3 == 0)
+        weft_yield();
+    atomic_fetch_sub(&st_running, 1);
+    return arg;
+}
+
+static void *st_spawner(void *arg)
+{
+    long base = (long)(intptr_t)arg * st_per;
+    for (long i = 0; i < st_per; i++)
+        ASSERT_EQ(weft_group_spawn(st_g, st_member, (void *)(intptr_t)(base + i)), 0);
+    return NULL;
+}
+
+static void *st_taker(void *arg)
+{
+    long total = (long)(intptr_t)arg;
+    while (atomic_load(&st_ntaken) < total) {
+        weft_group_outcome o;
+        int r = weft_group_next_until(st_g, &o, weft_after(WEFT_MSEC(1)));
+        if (r == WEFT_ECLOSED || r == WEFT_ETIMEDOUT) {
+            weft_yield(); /* empty for now: the spawners are behind */
+            continue;
+        }
+        ASSERT_EQ(r, 0);
+        long i = (long)(intptr_t)o.arg;
+        if (i < 0 || i >= total || o.result != o.arg || !o.id || atomic_exchange(&st_taken[i], 1))
+            atomic_fetch_add(&st_bad, 1);
+        atomic_fetch_add(&st_ntaken, 1);
+    }
+    return NULL;
+}
+
+static void test_stress(void)
+{
+    st_per = ops_scaled(2000);
+    long total = st_per * (ST_SPAWNERS + 1);
+    weft_group_opts o = {.max_running = ST_LIMIT, .collect = 1};
+    CHECK_EQ(weft_group_create_ex(&st_g, &o), 0);
+    st_taken = calloc((size_t)total, 1);
+    ASSERT(st_taken);
+    atomic_store(&st_running, 0);
+    atomic_store(&st_max, 0);
+    atomic_store(&st_ntaken, 0);
+    atomic_store(&st_bad, 0);
+    weft_task sp[ST_SPAWNERS], tk[3];
+    for (int i = 0; i < 3; i++)
+        CHECK_EQ(weft_spawn(&tk[i], st_taker, (void *)(intptr_t)total), 0);
+    for (int i = 0; i < ST_SPAWNERS; i++)
+        CHECK_EQ(weft_spawn(&sp[i], st_spawner, (void *)(intptr_t)i), 0);
+    void *r;
+    CHECK_EQ(weft_blocking(st_spawner, (void *)(intptr_t)ST_SPAWNERS, &r), 0); /* a thread */
+    for (int i = 0; i < ST_SPAWNERS; i++)
+        CHECK_EQ(weft_join(sp[i], NULL), 0);
+    for (int i = 0; i < 3; i++)
+        CHECK_EQ(weft_join(tk[i], NULL), 0);
+    CHECK_EQ(atomic_load(&st_ntaken), total);
+    CHECK_EQ(atomic_load(&st_bad), 0);
+    CHECK_LE(atomic_load(&st_max), ST_LIMIT);
+    CHECK_EQ(weft_group_wait(st_g), 0);
+    weft_group_outcome out;
+    CHECK_EQ(weft_group_next(st_g, &out), WEFT_ECLOSED);
+    CHECK_EQ(weft_group_free(st_g), 0);
+    free((void *)st_taken);
+}
+
+/* ------------------------------------------------------------------------------------------
  * Freeing a live group; a group spawned into after its cancellation. */
 
 static _Atomic long free_done;
@@ -833,6 +919,7 @@ static int app(void *arg)
     test_failure();
     test_next();
     test_limit();
+    test_stress();
     test_free();
     test_spawn_cancelled();
     test_zombies();
