@@ -253,13 +253,16 @@ static void *gated_fn(void *arg)
 }
 
 static _Atomic int sleeper_res[64];
+static _Atomic long sleepers_done;
 static void *sleeper(void *arg)
 {
     sleeper_res[(intptr_t)arg] = weft_sleep(WEFT_SEC(30));
+    atomic_fetch_add(&sleepers_done, 1);
     return NULL;
 }
 static void sleepers(weft_group *g, int n)
 {
+    atomic_store(&sleepers_done, 0);
     for (int i = 0; i < n; i++) {
         sleeper_res[i] = 1;
         ASSERT_EQ(weft_group_spawn(g, sleeper, (void *)(intptr_t)i), 0);
@@ -665,14 +668,6 @@ static void test_stress(void)
 /* ------------------------------------------------------------------------------------------
  * Freeing a live group; a group spawned into after its cancellation. */
 
-static _Atomic long free_done;
-static void *free_sleeper(void *arg)
-{
-    sleeper_res[(intptr_t)arg] = weft_sleep(WEFT_SEC(30));
-    atomic_fetch_add(&free_done, 1);
-    return NULL;
-}
-
 static _Atomic int member_free_res, member_wait_res;
 static void *self_freer(void *arg)
 {
@@ -700,13 +695,9 @@ static void test_free(void)
 
     /* From a coroutine: cancels and waits; every member has finished when it returns. */
     CHECK_EQ(weft_group_create(&g), 0);
-    atomic_store(&free_done, 0);
-    for (int i = 0; i < N; i++) {
-        sleeper_res[i] = 1;
-        CHECK_EQ(weft_group_spawn(g, free_sleeper, (void *)(intptr_t)i), 0);
-    }
+    sleepers(g, N);
     CHECK_EQ(weft_group_free(g), 0);
-    CHECK_EQ(atomic_load(&free_done), N);
+    CHECK_EQ(atomic_load(&sleepers_done), N);
     CHECK_EQ(sleepers_cancelled(N), N);
 
     /* From a member of the group: refused (it would wait for itself); wait likewise. */
@@ -720,16 +711,12 @@ static void test_free(void)
 
     /* From a plain thread: it blocks until the members have finished. */
     CHECK_EQ(weft_group_create(&g), 0);
-    atomic_store(&free_done, 0);
-    for (int i = 0; i < N; i++) {
-        sleeper_res[i] = 1;
-        CHECK_EQ(weft_group_spawn(g, free_sleeper, (void *)(intptr_t)i), 0);
-    }
+    sleepers(g, N);
     struct thread_free tf = {g, 1};
     void *r;
     CHECK_EQ(weft_blocking(thread_free_main, &tf, &r), 0); /* runs on a pool thread */
     CHECK_EQ(tf.res, 0);
-    CHECK_EQ(atomic_load(&free_done), N);
+    CHECK_EQ(atomic_load(&sleepers_done), N);
     CHECK_EQ(sleepers_cancelled(N), N);
 }
 

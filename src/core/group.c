@@ -392,7 +392,9 @@ int weft_group_cancel(weft_group *g)
 
 /* Wait until no member runs, whatever happens: the cancel-and-wait of a deadline or of a
  * cancelled caller, and weft_group_free. A cancellation of the caller seen meanwhile is put
- * back for its next blocking call (it is not lost, and it cannot cut this wait short). */
+ * back for its next blocking call (it is not lost, and it cannot cut this wait short).
+ * This relies on a park reporting a cancellation once (then parking normally): if
+ * cancellation becomes sticky, this loop must run shielded from it, or it would spin. */
 static void wait_empty(weft_group *g)
 {
     bool cancelled = false;
