@@ -19,9 +19,9 @@
  *     (weft_cancel also rejects a stale id).
  *   - g->live counts the slots taken: members linked, plus a slot handed to a spawner
  *     parked for one (max_running) that has not linked its member yet. wait/next/len see a
- *     spawn in progress as running. live only reaches 0 through slot_release_locked, which
- *     then wakes every waiter of weft_group_wait (result 0) and of weft_group_next
- *     (WEFT_ECLOSED).
+ *     spawn in progress as running. Within a run, live only reaches 0 through
+ *     slot_release_locked, which then wakes every waiter of weft_group_wait (result 0) and
+ *     of weft_group_next (WEFT_ECLOSED).
  *   - Waiter queues follow waitq.h: a waker pops and claims under g->lock, completes after
  *     releasing it (waiters live in the waiting party's frame, valid until completed).
  *   - collect: nextq has a claimable waiter only while g->done is empty (a next caller parks
