@@ -1,8 +1,8 @@
 /* weft.h — stackful coroutines (green threads) for C on an M:N work-stealing scheduler.
  *
  * One header is the whole API, read top to bottom: errors, time, runtime, coroutines,
- * coroutine-local storage, channels, select, synchronisation, blocking offload, I/O,
- * debugging. Every function that can fail returns an int: 0 (or a count) on success, a
+ * coroutine-local storage, channels, select, synchronisation, blocking offload, task groups,
+ * I/O, debugging. Every function that can fail returns an int: 0 (or a count) on success, a
  * negative WEFT_E* code on failure. weft never reports through errno: a coroutine may move
  * between OS threads, and errno belongs to the thread.
  *
@@ -152,7 +152,8 @@ typedef struct weft_spawn_opts {
 } weft_spawn_opts;
 
 /* Create a coroutine running fn(arg). With out == NULL it is detached (its resources are
- * released when it returns); otherwise *out must be joined or detached exactly once.
+ * released when it returns); otherwise *out must be joined or detached exactly once (until
+ * then a finished task is a zombie: weft_stats counts them, debug builds list them at exit).
  * Callable from a coroutine or from any plain OS thread while the runtime runs. When the
  * calling worker's run queue is full, the spawning coroutine yields (back-pressure).
  * 0, WEFT_EINVAL (fn NULL, a non-zero opts->reserved), WEFT_ESTACK (size < WEFT_STACK_MIN or > WEFT_STACK_MAX),
@@ -216,6 +217,7 @@ WEFT_EXTERN int weft_local_set(weft_local key, void *value);
 
 #include "weft/chan.h"
 #include "weft/sync.h"
+#include "weft/group.h"
 #include "weft/io.h"
 #include "weft/debug.h"
 

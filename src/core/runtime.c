@@ -185,6 +185,7 @@ int weft_run(int (*main)(void *), void *arg, const weft_config *config)
         pthread_join(threads[i], NULL);
     free(threads);
     ret = m.ret;
+    weft__zombie_report();
 
     weft__blocking_shutdown();
     if (cfg.dump_signal > 0)
