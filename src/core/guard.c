@@ -175,6 +175,24 @@ static void on_fault(int sig, siginfo_t *si, void *uc)
         report_overflow(co ? co : owner_of(g), g, "a fault in the guard zone of this stack");
     /* Not ours: hand over to the previous handler. */
     struct sigaction *old = sig == SIGBUS ? &old_bus : &old_segv;
+    bool dflt = (old->sa_flags & SA_SIGINFO) ? !old->sa_sigaction
+                                             : old->sa_handler == SIG_DFL ||
+                                                   old->sa_handler == SIG_IGN;
+    if (dflt) {
+        /* The process is about to die without a word. If an overflow left a smashed canary
+         * somewhere, that is the likely cause — the fault can be anywhere: in a coroutine
+         * whose stack it ran over, or in code that followed a pointer into it (a waiter
+         * record on that stack, read by a thread sending to its channel). Name the
+         * coroutine that overflowed. (Skipped when the application has its own handler: it
+         * may expect faults, and gets them untouched.) */
+        const struct weft__stack *hit = weft__stack_any_smashed();
+        if (hit) {
+            const struct weft__stack *culprit = overrun_from_above(hit);
+            report_overflow(owner_of(culprit ? culprit : hit), culprit ? culprit : hit,
+                            "its canary was overwritten (seen at a crash: the overflow ran "
+                            "into the memory below it)");
+        }
+    }
     if (old->sa_flags & SA_SIGINFO) {
         if (old->sa_sigaction) {
             old->sa_sigaction(sig, si, uc);

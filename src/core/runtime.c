@@ -172,8 +172,8 @@ int weft_run(int (*main)(void *), void *arg, const weft_config *config)
             goto out;
         co->fn = main_trampoline;
         co->arg = &m;
-        /* main is the program's own code (printf, libraries): never a sub-page stack. */
-        co->stack_size = rt->stack_size < WEFT_STACK_SMALL ? WEFT_STACK_DEFAULT : rt->stack_size;
+        /* main is the program's own code (printf, libraries): at least WEFT_STACK_DEFAULT. */
+        co->stack_size = rt->stack_size < WEFT_STACK_DEFAULT ? WEFT_STACK_DEFAULT : rt->stack_size;
         co->flags = WEFT_CF_MAIN | WEFT_CF_DETACHED;
         atomic_fetch_sub_explicit(&co->refs, 1, memory_order_relaxed);
         strcpy(co->name, "main");

@@ -52,7 +52,9 @@
  * a few hundred bytes of stack (the runtime's own work runs on the worker's stack through
  * on-top switches), so a 1 KiB stack is a quarter page instead of a whole one. An overflow
  * may scribble on the stack below (another coroutine's top frames) before the next switch
- * reports it and aborts: hence opt-in, for shallow code.
+ * reports it and aborts: hence opt-in per spawn, for shallow code (a sub-page runtime default
+ * is refused: runtime.c). If the coroutine below resumes first and crashes, the canaries
+ * above it name the one that overflowed (guard.c).
  *
  * Threads: the global pool is guarded by a mutex (batches only, off the hot path); a worker
  * cache is touched only by its own worker thread. */
@@ -401,6 +403,17 @@ WEFT_NO_ASAN bool weft__stack_canary_smashed(const struct weft__stack *s)
     for (int i = 0; i < canary_words(s->size); i++)
         smashed |= c[i] != WEFT_STACK_CANARY;
     return smashed;
+}
+
+struct weft__stack *weft__stack_any_smashed(void)
+{
+    /* Canary words were written when the slab was carved: reading them faults in nothing. */
+    for (struct slab *sl = atomic_load_explicit(&slabs, memory_order_acquire); sl;
+         sl = sl->next)
+        for (size_t i = 0; i < sl->n; i++)
+            if (weft__stack_canary_smashed(&sl->desc[i]))
+                return &sl->desc[i];
+    return NULL;
 }
 
 struct weft__stack *weft__stack_above(const struct weft__stack *s)

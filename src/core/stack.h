@@ -69,6 +69,9 @@ bool weft__stack_in_guard(const struct weft__stack *s, const void *addr);
 bool weft__stack_sp_below(const struct weft__stack *s, const void *sp);
 /* Is the canary of a canary-kind stack overwritten (false for guarded stacks)? */
 bool weft__stack_canary_smashed(const struct weft__stack *s);
+/* Any canary-kind stack whose canary is overwritten, or NULL: a scan of every slab (only
+ * for an otherwise unexplained fault, on the way to abort). Signal-safe. */
+struct weft__stack *weft__stack_any_smashed(void);
 /* The stack right above s in its slab (whose overflow runs into s first), or NULL. */
 struct weft__stack *weft__stack_above(const struct weft__stack *s);
 /* Release every slab (runtime shutdown: every coroutine is gone or abandoned). */
