@@ -6,9 +6,16 @@
 #include <string.h>
 #include <weft.h>
 
+/* Segmented builds: unsplit, so the frames overflow instead of growing a segment. */
+#if defined(WEFT_SEGMENTED_STACKS)
+#define NOSPLIT __attribute__((no_split_stack))
+#else
+#define NOSPLIT
+#endif
+
 /* 68 KiB: memset's call pushes its return address at the frame's lowest word first, about
  * 4.5 KiB below a 64 KiB stack (past a one-page guard, inside a 64 KiB guard zone). */
-long frame68_unprobed(void)
+NOSPLIT long frame68_unprobed(void)
 {
     char buf[68 * 1024];
     memset(buf, 1, sizeof buf);
@@ -19,7 +26,7 @@ long frame68_unprobed(void)
 /* 128 KiB: only the lowest byte is touched (about 64.5 KiB below the stack: past the whole
  * guard zone, in the stack below), then a switch: no fault at all, so the switch must see
  * the stack pointer below the stack. */
-long frame128_unprobed(void)
+NOSPLIT long frame128_unprobed(void)
 {
     volatile char buf[128 * 1024];
     buf[0] = 1;

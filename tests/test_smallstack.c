@@ -276,6 +276,7 @@ static int page_main(void *arg)
     return 0;
 }
 
+#if !defined(WEFT_SEGMENTED_STACKS)
 /* A sub-page $WEFT_STACK_SIZE is refused with a message naming the per-spawn option, and
  * the runtime runs with the build's default (an 8 KiB frame works in a spawned coroutine). */
 static void env_refused_child(void *arg)
@@ -296,6 +297,7 @@ static void expect_env_refused(const char *value)
         fprintf(stderr, "WEFT_STACK_SIZE=%s: child status %#x, output:\n%s\n", value, status, buf);
     CHECK(ok);
 }
+#endif
 
 /* ---- overflow of a small stack is reported ------------------------------------------------ */
 
@@ -314,6 +316,15 @@ static void *recurse(void *arg)
     return (void *)(long)pad[0];
 }
 
+/* Segmented builds: these functions must not grow (a function that may call libc asks for a
+ * large frame first and would run on a new segment): they are the unsplit code whose
+ * overflow the checks catch. */
+#if defined(WEFT_SEGMENTED_STACKS)
+#define NOSPLIT __attribute__((no_split_stack))
+#else
+#define NOSPLIT
+#endif
+
 /* The overflow of `over` (a 1 KiB stack) runs over the whole stack of `victim`, the 1 KiB
  * stack right below, parked: its saved context becomes garbage. Then a plain thread wakes the
  * victim while `over` spins without switching (its own check comes only at its next switch):
@@ -323,7 +334,7 @@ static weft_chan *victim_ch, *go_ch;
 static char *victim_at, *over_at;
 static _Atomic int overran;
 
-static void *victim(void *arg)
+NOSPLIT static void *victim(void *arg)
 {
     char here;
     victim_at = &here;
@@ -332,14 +343,14 @@ static void *victim(void *arg)
     return NULL;
 }
 
-static __attribute__((noinline)) void scribble(void)
+NOSPLIT static __attribute__((noinline)) void scribble(void)
 {
     volatile char buf[2560]; /* > 1 KiB: through its own canary, over all of the victim's */
     for (size_t i = 0; i < sizeof buf; i++)
         buf[i] = (char)0xa7;
 }
 
-static void *over(void *arg)
+NOSPLIT static void *over(void *arg)
 {
     char here;
     over_at = &here;
