@@ -64,19 +64,25 @@ static const struct weft__coro *owner_of(const struct weft__stack *s)
     return NULL;
 }
 
+/* `weft: stack overflow in coroutine 17 "name" (stack 65536 bytes)` */
+static void overflow_head(struct weft__text *t, const struct weft__coro *co, size_t size)
+{
+    weft__text_str(t, "weft: stack overflow in ");
+    if (co)
+        weft__text_coro(t, co);
+    else
+        weft__text_str(t, "a coroutine that has finished");
+    weft__text_str(t, " (stack ");
+    weft__text_u64(t, size);
+    weft__text_str(t, " bytes)");
+}
+
 WEFT_NORETURN static void report_overflow(const struct weft__coro *co,
                                           const struct weft__stack *s, const char *how)
 {
     char buf[512];
     struct weft__text t = {buf, buf + sizeof buf - 2};
-    weft__text_str(&t, "weft: stack overflow in ");
-    if (co)
-        weft__text_coro(&t, co);
-    else
-        weft__text_str(&t, "a coroutine that has finished");
-    weft__text_str(&t, " (stack ");
-    weft__text_u64(&t, s->size);
-    weft__text_str(&t, " bytes)");
+    overflow_head(&t, co, s->size);
     if (how) {
         weft__text_str(&t, ": ");
         weft__text_str(&t, how);
@@ -91,15 +97,8 @@ WEFT_NORETURN static void report_overrun(const struct weft__stack *culprit,
 {
     char buf[512];
     struct weft__text t = {buf, buf + sizeof buf - 2};
-    const struct weft__coro *who = owner_of(culprit);
-    weft__text_str(&t, "weft: stack overflow in ");
-    if (who)
-        weft__text_coro(&t, who);
-    else
-        weft__text_str(&t, "a coroutine that has finished");
-    weft__text_str(&t, " (stack ");
-    weft__text_u64(&t, culprit->size);
-    weft__text_str(&t, " bytes): it ran past its stack into the one below, where ");
+    overflow_head(&t, owner_of(culprit), culprit->size);
+    weft__text_str(&t, ": it ran past its stack into the one below, where ");
     weft__text_coro(&t, victim);
     weft__text_str(&t, crashed ? " then crashed" : " found its canary overwritten");
     die(&t, buf);
