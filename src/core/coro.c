@@ -344,6 +344,32 @@ int weft__tparker_wait(struct weft__thread_parker *tp, int64_t deadline)
 /* ------------------------------------------------------------------------------------------
  * Spawn, exit, join, detach. */
 
+struct reserve {
+    struct weft__stack_cache *cache;
+    size_t size;
+    struct weft__stack *st;
+    int r;
+};
+static void reserve_call(void *p)
+{
+    struct reserve *r = p;
+    r->r = weft__stack_reserve(r->cache, r->size, &r->st);
+}
+
+/* Give a new coroutine its stack or the promise of one (co->stack stays NULL). The pool's
+ * half (a mutex, maybe a new mapping) runs off a small stack, like the control-block refill. */
+int weft__stack_spawn(struct weft__worker *w, struct weft__coro *co, size_t size)
+{
+    co->stack_size = size;
+    struct reserve r = {w ? &w->stacks : NULL, size, NULL, 0};
+    if (w && weft__stack_cached(&w->stacks, size))
+        reserve_call(&r);
+    else
+        weft__offstack(reserve_call, &r);
+    co->stack = r.st;
+    return r.r;
+}
+
 int weft_spawn(weft_task *out, weft_fn fn, void *arg)
 {
     return weft_spawn_ex(out, fn, arg, NULL);
@@ -376,9 +402,16 @@ int weft_spawn_ex(weft_task *out, weft_fn fn, void *arg, const weft_spawn_opts *
     struct weft__coro *co = weft__coro_alloc();
     if (!co)
         return WEFT_ENOMEM;
+    /* The stack is decided now, not at the first run (stack.c "Promises"): a warm one from
+     * this worker's cache, or a free one or a promise from the pool. So a coroutine that was
+     * spawned always gets its stack, and running out of memory is this call's WEFT_ENOMEM. */
+    struct weft__worker *w = weft__worker_self();
+    if (weft__stack_spawn(w, co, size) != 0) {
+        coro_free(co);
+        return WEFT_ENOMEM;
+    }
     co->fn = fn;
     co->arg = arg;
-    co->stack_size = size;
     if (opts && opts->name) {
         copy_name(co, opts->name);
     }
@@ -388,7 +421,6 @@ int weft_spawn_ex(weft_task *out, weft_fn fn, void *arg, const weft_spawn_opts *
     } else {
         *out = (weft_task){co, atomic_load_explicit(&co->id, memory_order_relaxed)};
     }
-    struct weft__worker *w = weft__worker_self();
     if (w)
         weft__stat_inc(&w->n_spawned);
     atomic_store_explicit(&co->state, WEFT_CO_RUNNABLE, memory_order_relaxed);

@@ -29,6 +29,21 @@
  * may scribble on the stack below (another coroutine's top frames) before the next switch
  * reports it and aborts: hence opt-in, for shallow code.
  *
+ * Size classes: weft__stack_round maps every size to one of NCLASSES sizes (below), so the
+ * pool's table is fixed, a lookup is arithmetic, and any number of distinct requested sizes
+ * works.
+ *
+ * Promises (what makes out-of-memory an error code, not an abort): a coroutine takes its
+ * stack lazily, at its first run, but weft_spawn already decides that it will get one. Every
+ * spawned coroutine either holds a stack (a free one taken at spawn from the spawner's
+ * cache or the pool: already carved, so no page is touched) or a promise of one: the class
+ * counts its promises (`promised`) and keeps them covered by free stacks and by uncarved
+ * address space (`uncarved`: slab room mapped but not yet touched), mapping a new slab at
+ * spawn when they are not. A failed mapping is WEFT_ENOMEM from weft_spawn; a promise is
+ * kept at first run by weft__stack_take, which cannot fail. Stacks are carved (descriptor
+ * written, guard installed) one by one when taken, so a promise costs address space only:
+ * a million spawned, not yet run coroutines touch no stack page.
+ *
  * Threads: the global pool is guarded by a mutex (batches only, off the hot path); a worker
  * cache is touched only by its own worker thread. */
 #define _GNU_SOURCE
@@ -38,6 +53,7 @@
 #include "segstack.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -53,25 +69,46 @@
 #define WEFT_PAGE 4096
 #define WEFT_CACHE_HIGH 512   /* stacks a worker keeps before returning a batch */
 #define WEFT_CACHE_BATCH 256
-#define WEFT_MPROTECT_BUDGET 20000 /* two VMAs each: stays well below vm.max_map_count */
 #define WEFT_SLAB_BYTES ((size_t)8 << 20)
+#define WEFT_REFILL (WEFT_CACHE_BATCH / 4) /* stacks a pool visit adds to a worker cache */
 
+/* The class table: sub-page sizes in 256-byte steps (1 KiB .. 3.75 KiB), page multiples up
+ * to 64 KiB, then 8 classes per doubling up to WEFT_STACK_MAX (2^16 .. 2^30: 14 doublings).
+ * Above 64 KiB a stack gets less than 12.5 % more address space than asked (no more memory:
+ * pages are committed as touched). */
+#define NSMALL 12          /* 1024, 1280, ..., 3840 */
+#define NPAGED 16          /* 4 KiB, 8 KiB, ..., 64 KiB */
+#define LINEAR_MAX 65536
+#define PER_DOUBLING 8
+#define NCLASSES (NSMALL + NPAGED + 14 * PER_DOUBLING)
+
+/* A slab: n stacks `stride` bytes apart, the first `carved` of them set up. */
+struct slab {
+    void *base;
+    size_t len;
+    struct slab *next;         /* every slab (shutdown) */
+    struct slab *next_partial; /* the class's slabs with stacks not carved yet */
+    size_t n, carved, stride;
+};
+
+/* All fields under pool_mu. Invariant: promised <= count + uncarved (every promise can be
+ * kept without mapping anything). */
 struct size_class {
     size_t size;
     struct weft__stack *free;
-    size_t count;
+    size_t count;          /* stacks on `free` */
+    struct slab *partial;  /* slabs with uncarved room, the one being carved first */
+    size_t uncarved;       /* stacks of room left in `partial` slabs */
+    size_t promised;       /* spawned coroutines that will take a stack at first run */
 };
 
 static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct size_class classes[16]; /* few distinct sizes in practice */
+static struct size_class classes[NCLASSES];
 static struct weft__stack *all_stacks;
-static struct slab {
-    void *base;
-    size_t len;
-    struct slab *next;
-} *slabs;
+static struct slab *slabs;
 static int guard_mode = -1; /* -1 unknown, else the best kind the kernel supports */
 static size_t mprotect_used;
+static size_t mprotect_budget = SIZE_MAX; /* SIZE_MAX: not computed yet (see guard_budget) */
 
 static inline bool is_small(size_t size)
 {
@@ -104,20 +141,30 @@ size_t weft__stack_round(size_t size)
 #endif
     if (is_small(size))
         return (size + 255) & ~(size_t)255; /* may round up to a whole page: fine */
-    return (size + WEFT_PAGE - 1) & ~(size_t)(WEFT_PAGE - 1);
+    if (size <= LINEAR_MAX)
+        return (size + WEFT_PAGE - 1) & ~(size_t)(WEFT_PAGE - 1);
+    /* 2^j < size <= 2^(j+1), j >= 16: round up to a multiple of 2^j / PER_DOUBLING. */
+    int j = 63 - __builtin_clzll((unsigned long long)(size - 1));
+    size_t step = ((size_t)1 << j) / PER_DOUBLING;
+    return (size + step - 1) & ~(step - 1);
 }
 
+/* Called with pool_mu held; size is weft__stack_round's output. */
 static struct size_class *class_for(size_t size)
 {
-    for (size_t i = 0; i < sizeof classes / sizeof classes[0]; i++) {
-        if (classes[i].size == size)
-            return &classes[i];
-        if (classes[i].size == 0) {
-            classes[i].size = size;
-            return &classes[i];
-        }
+    size_t i;
+    if (is_small(size)) {
+        i = size / 256 - WEFT_STACK_MIN / 256;
+    } else if (size <= LINEAR_MAX) {
+        i = NSMALL + size / WEFT_PAGE - 1;
+    } else {
+        int j = 63 - __builtin_clzll((unsigned long long)(size - 1));
+        size_t step = ((size_t)1 << j) / PER_DOUBLING;
+        i = NSMALL + NPAGED + (size_t)(j - 16) * PER_DOUBLING + (size - ((size_t)1 << j)) / step - 1;
     }
-    return NULL; /* more than 16 distinct sizes: not cached globally */
+    WEFT_ASSERT(i < NCLASSES && (classes[i].size == 0 || classes[i].size == size));
+    classes[i].size = size;
+    return &classes[i];
 }
 
 /* $WEFT_STACK_GUARD forces a guard kind (tests, and systems where the probe misleads):
@@ -137,9 +184,68 @@ static void choose_guard_mode(void)
         fprintf(stderr, "weft: ignoring WEFT_STACK_GUARD=%s (madvise, mprotect or canary)\n", v);
 }
 
-/* Called with pool_mu held. Carves a slab into stacks of `size` and links them on cls. */
-static int carve(struct size_class *cls, size_t size)
+/* Reads a small decimal file (raw syscalls: this runs under pool_mu); dflt if unreadable. */
+static long read_long(const char *path, long dflt)
 {
+    char buf[32];
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return dflt;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return dflt;
+    buf[n] = 0;
+    long v = strtol(buf, NULL, 10);
+    return v > 0 ? v : dflt;
+}
+
+/* The process's mappings now: the lines of /proc/self/maps, or -1. */
+static long count_maps(void)
+{
+    char buf[4096];
+    int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    long lines = 0;
+    ssize_t n;
+    while ((n = read(fd, buf, sizeof buf)) > 0)
+        for (ssize_t i = 0; i < n; i++)
+            lines += buf[i] == '\n';
+    close(fd);
+    return lines;
+}
+
+/* How many mprotect guards this run may install (with pool_mu held). Each one splits its
+ * slab's mapping (two more VMAs), and vm.max_map_count is shared with everything else in the
+ * process: the application's own mappings, malloc arenas, thread stacks, libraries. So weft
+ * takes at most half of the mappings still free when it first needs a guard (a quarter of
+ * them in guards) and leaves the other half to the application; past the budget a stack
+ * gets a canary instead (the documented fallback). Computed once per run. */
+static size_t guard_budget(void)
+{
+    if (mprotect_budget == SIZE_MAX) {
+        long max = read_long("/proc/sys/vm/max_map_count", 65530);
+        long used = count_maps();
+        long spare = used < 0 ? max / 2 : max - used;
+        mprotect_budget = spare > 0 ? (size_t)spare / 4 : 0;
+    }
+    return mprotect_budget;
+}
+
+/* Called with pool_mu held: stacks the class can hand out beyond its promises. */
+static inline size_t spare(const struct size_class *cls)
+{
+    return cls->count + cls->uncarved - cls->promised;
+}
+
+/* Called with pool_mu held: map a slab for cls and add its room to cls->uncarved. Address
+ * space only (MAP_NORESERVE; nothing is touched until a stack is carved). A mapping that
+ * fails is retried smaller (under `ulimit -v` the last megabytes still hold a few stacks);
+ * -ENOMEM when not even one stack's worth can be mapped. */
+static int grow(struct size_class *cls)
+{
+    size_t size = cls->size;
     bool small = is_small(size);
     size_t stride = small ? size : size + WEFT_PAGE; /* sub-page stacks: no guard page */
     size_t n = WEFT_SLAB_BYTES / stride;
@@ -147,97 +253,152 @@ static int carve(struct size_class *cls, size_t size)
         n = 1;
     if (n > (small ? 2048u : 64u)) /* a small slab is at most 2 MiB, committed as used */
         n = small ? 2048 : 64;
-    size_t len = n * stride;
-    char *base = mmap(NULL, len, PROT_READ | PROT_WRITE,
-                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (base == MAP_FAILED)
-        return -ENOMEM;
     struct slab *sl = malloc(sizeof *sl);
-    if (!sl) {
-        munmap(base, len);
+    if (!sl)
         return -ENOMEM;
+    char *base;
+    while ((base = mmap(NULL, n * stride, PROT_READ | PROT_WRITE,
+                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)) == MAP_FAILED) {
+        if (n == 1) {
+            free(sl);
+            return -ENOMEM;
+        }
+        n /= 2;
     }
-    *sl = (struct slab){base, len, slabs};
+    *sl = (struct slab){.base = base, .len = n * stride, .next = slabs,
+                        .next_partial = cls->partial, .n = n, .carved = 0, .stride = stride};
     slabs = sl;
-    atomic_fetch_add_explicit(&reserved_bytes, len, memory_order_relaxed);
+    cls->partial = sl;
+    cls->uncarved += n;
+    atomic_fetch_add_explicit(&reserved_bytes, sl->len, memory_order_relaxed);
+    return 0;
+}
+
+/* Called with pool_mu held and cls->uncarved > 0: set up the next stack of the first partial
+ * slab — its guard, and its descriptor at the top (the first touch of that page). From the
+ * slab's top down, as the stacks were always handed out: the overflow report of a canary
+ * stack runs on the overflowed stack and goes on into the (mapped) memory below it. */
+static struct weft__stack *carve_one(struct size_class *cls)
+{
+    size_t size = cls->size;
+    bool small = is_small(size);
+    struct slab *sl = cls->partial;
+    char *guard = (char *)sl->base + (sl->n - 1 - sl->carved) * sl->stride;
+    if (++sl->carved == sl->n)
+        cls->partial = sl->next_partial;
+    cls->uncarved--;
 
     static bool chosen;
     if (!chosen) {
         chosen = true;
         choose_guard_mode();
     }
-    for (size_t i = 0; i < n; i++) {
-        char *guard = base + i * stride;
-        char *lo = small ? guard : guard + WEFT_PAGE;
-        unsigned kind = WEFT_GUARD_CANARY;
-        if (small) {
-            /* no guard page */
-        } else if (guard_mode == -1 || guard_mode == WEFT_GUARD_MADVISE) {
-            if (madvise(guard, WEFT_PAGE, MADV_GUARD_INSTALL) == 0) {
-                kind = WEFT_GUARD_MADVISE;
-                guard_mode = WEFT_GUARD_MADVISE;
-            } else {
-                guard_mode = WEFT_GUARD_MPROTECT;
-            }
+    char *lo = small ? guard : guard + WEFT_PAGE;
+    unsigned kind = WEFT_GUARD_CANARY;
+    if (small) {
+        /* no guard page */
+    } else if (guard_mode == -1 || guard_mode == WEFT_GUARD_MADVISE) {
+        if (madvise(guard, WEFT_PAGE, MADV_GUARD_INSTALL) == 0) {
+            kind = WEFT_GUARD_MADVISE;
+            guard_mode = WEFT_GUARD_MADVISE;
+        } else {
+            guard_mode = WEFT_GUARD_MPROTECT;
         }
-        if (kind == WEFT_GUARD_CANARY && guard_mode == WEFT_GUARD_MPROTECT &&
-            mprotect_used < WEFT_MPROTECT_BUDGET &&
-            mprotect(guard, WEFT_PAGE, PROT_NONE) == 0) {
-            kind = WEFT_GUARD_MPROTECT;
-            mprotect_used++;
-        }
-        /* The descriptor sits at the top of the usable area: lo + size - sizeof. */
-        struct weft__stack *s =
-            (struct weft__stack *)((uintptr_t)(lo + size - sizeof(struct weft__stack)) &
-                                   ~(uintptr_t)63);
-        s->lo = lo;
-        s->size = size;
-        s->guard = kind;
-        s->all = all_stacks;
-        all_stacks = s;
-        s->valgrind_id = weft__valgrind_stack_register(lo, lo + size);
-        s->tsan_fiber = NULL;
-        if (kind == WEFT_GUARD_CANARY)
-            for (int w = 0; w < canary_words(size); w++)
-                ((uint64_t *)lo)[w] = WEFT_STACK_CANARY;
-        s->next = cls->free;
-        cls->free = s;
-        cls->count++;
     }
-    atomic_fetch_add_explicit(&cached_stacks, n, memory_order_relaxed);
-    return 0;
+    if (kind == WEFT_GUARD_CANARY && guard_mode == WEFT_GUARD_MPROTECT &&
+        mprotect_used < guard_budget() && mprotect(guard, WEFT_PAGE, PROT_NONE) == 0) {
+        kind = WEFT_GUARD_MPROTECT;
+        mprotect_used++;
+    }
+    /* The descriptor sits at the top of the usable area: lo + size - sizeof. */
+    struct weft__stack *s =
+        (struct weft__stack *)((uintptr_t)(lo + size - sizeof(struct weft__stack)) &
+                               ~(uintptr_t)63);
+    s->lo = lo;
+    s->size = size;
+    s->guard = kind;
+    s->all = all_stacks;
+    all_stacks = s;
+    s->valgrind_id = weft__valgrind_stack_register(lo, lo + size);
+    s->tsan_fiber = NULL;
+    if (kind == WEFT_GUARD_CANARY)
+        for (int w = 0; w < canary_words(size); w++)
+            ((uint64_t *)lo)[w] = WEFT_STACK_CANARY;
+    return s;
 }
 
-/* The pool halves of get and put are out of line: they take a mutex, and in segmented
- * builds a function that calls libc asks for a large frame at every call (segstack.h). */
-static WEFT_NOINLINE struct weft__stack *pool_get(struct weft__stack_cache *cache, size_t size)
+/* Called with pool_mu held and count + uncarved > 0: a free stack, else a new one carved. */
+static struct weft__stack *take_locked(struct size_class *cls)
+{
+    struct weft__stack *s = cls->free;
+    if (!s)
+        return carve_one(cls);
+    cls->free = s->next;
+    cls->count--;
+    atomic_fetch_sub_explicit(&cached_stacks, 1, memory_order_relaxed);
+    return s;
+}
+
+/* Called with pool_mu held: up to WEFT_REFILL stacks into a worker's cache, never eating
+ * into the promises. `carve`: new ones may be carved (touched); else only free ones move. */
+static void refill_locked(struct size_class *cls, struct weft__stack_cache *cache, bool carve)
+{
+    for (int i = 0; i < WEFT_REFILL && spare(cls) > 0 && (cls->count || carve); i++) {
+        struct weft__stack *t = take_locked(cls);
+        t->next = cache->head;
+        cache->head = t;
+        cache_count_add(cache, 1);
+    }
+}
+
+/* The pool halves of reserve, take and put are out of line: they take a mutex, and in
+ * segmented builds a function that calls libc asks for a large frame at every call
+ * (segstack.h). The spawn half: a free stack if the pool has one (refilling the spawner's
+ * cache with free ones too), else a promise — mapping a slab first if the promises already
+ * use up the class's room. */
+static WEFT_NOINLINE int pool_reserve(struct weft__stack_cache *cache, size_t size,
+                                      struct weft__stack **out)
+{
+    int r = 0;
+    *out = NULL;
+    pthread_mutex_lock(&pool_mu);
+    struct size_class *cls = class_for(size);
+    if (spare(cls) == 0 && (r = grow(cls)) != 0)
+        goto out;
+    if (cls->count) {
+        *out = take_locked(cls);
+        if (cache && size == cache->size)
+            refill_locked(cls, cache, false);
+    } else {
+        cls->promised++; /* room is left in a slab: nothing touched until the first run */
+    }
+out:
+    pthread_mutex_unlock(&pool_mu);
+    return r;
+}
+
+int weft__stack_reserve(struct weft__stack_cache *cache, size_t size, struct weft__stack **out)
+{
+    if (cache && size == cache->size && cache->head) {
+        /* The hot path touches only this worker's cache: no shared counter here. */
+        struct weft__stack *s = cache->head;
+        cache->head = s->next;
+        cache_count_add(cache, -1);
+        *out = s;
+        return 0;
+    }
+    return pool_reserve(cache, size, out);
+}
+
+struct weft__stack *weft__stack_take(struct weft__stack_cache *cache, size_t size)
 {
     pthread_mutex_lock(&pool_mu);
     struct size_class *cls = class_for(size);
-    struct weft__stack *s = NULL;
-    if (cls) {
-        if (!cls->free && carve(cls, size) != 0) {
-            pthread_mutex_unlock(&pool_mu);
-            return NULL;
-        }
-        s = cls->free;
-        cls->free = s->next;
-        cls->count--;
-        atomic_fetch_sub_explicit(&cached_stacks, 1, memory_order_relaxed);
-        /* Refill the worker cache with a batch for the default size. */
-        if (cache && size == cache->size) {
-            size_t want = WEFT_CACHE_BATCH / 4;
-            while (want-- && (cls->free || carve(cls, size) == 0)) {
-                struct weft__stack *t = cls->free;
-                cls->free = t->next;
-                cls->count--;
-                t->next = cache->head;
-                cache->head = t;
-                cache_count_add(cache, 1);
-                atomic_fetch_sub_explicit(&cached_stacks, 1, memory_order_relaxed);
-            }
-        }
-    }
+    WEFT_ASSERT(cls->promised > 0 && cls->count + cls->uncarved >= cls->promised);
+    cls->promised--;
+    struct weft__stack *s = take_locked(cls);
+    if (cache && size == cache->size)
+        refill_locked(cls, cache, true); /* as much as the pool spares, never mapping more */
     pthread_mutex_unlock(&pool_mu);
     return s;
 }
@@ -248,7 +409,6 @@ static WEFT_NOSPLIT WEFT_NOINLINE void pool_put_list(size_t size, struct weft__s
 {
     pthread_mutex_lock(&pool_mu);
     struct size_class *cls = class_for(size);
-    WEFT_ASSERT(cls != NULL);
     uint64_t added = 0;
     while (list) {
         struct weft__stack *n = list->next;
@@ -260,18 +420,6 @@ static WEFT_NOSPLIT WEFT_NOINLINE void pool_put_list(size_t size, struct weft__s
     }
     pthread_mutex_unlock(&pool_mu);
     atomic_fetch_add_explicit(&cached_stacks, added, memory_order_relaxed); /* one RMW */
-}
-
-struct weft__stack *weft__stack_get(struct weft__stack_cache *cache, size_t size)
-{
-    if (cache && size == cache->size && cache->head) {
-        /* The hot path touches only this worker's cache: no shared counter here. */
-        struct weft__stack *s = cache->head;
-        cache->head = s->next;
-        cache_count_add(cache, -1);
-        return s;
-    }
-    return pool_get(cache, size);
 }
 
 void weft__stack_put(struct weft__stack_cache *cache, struct weft__stack *s)
@@ -358,6 +506,7 @@ void weft__stack_release_all(void)
     }
     memset(classes, 0, sizeof classes);
     mprotect_used = 0;
+    mprotect_budget = SIZE_MAX; /* the next run counts the mappings again */
     atomic_store(&reserved_bytes, 0);
     atomic_store(&cached_stacks, 0);
     pthread_mutex_unlock(&pool_mu);

@@ -35,10 +35,17 @@ struct weft__stack_cache {
     _Atomic size_t count; /* owner writes (load + store), stats read */
 };
 
-/* Take a stack of at least `size` usable bytes (size already validated and page-rounded by
- * weft__stack_round). NULL only on out-of-memory. cache may be NULL (plain thread). */
-struct weft__stack *weft__stack_get(struct weft__stack_cache *cache, size_t size);
-/* Would weft__stack_get be served from the cache (no lock, no mapping)? */
+/* Spawn: a stack of `size` usable bytes (size validated and rounded by weft__stack_round)
+ * for a coroutine about to be queued, or a promise of one. *out gets a free stack when one
+ * is at hand (the worker's cache, else the pool's free stacks: already carved, no page is
+ * touched); otherwise *out is NULL and the pool has set one stack's worth of mapped room
+ * aside, so weft__stack_take at the first run cannot fail. 0, or -ENOMEM when no address
+ * space could be mapped for it. cache may be NULL (plain thread). */
+int weft__stack_reserve(struct weft__stack_cache *cache, size_t size, struct weft__stack **out);
+/* First run of a coroutine that got a promise (NULL from weft__stack_reserve): its stack.
+ * Never fails. Also refills the worker's cache from what the pool can spare. */
+struct weft__stack *weft__stack_take(struct weft__stack_cache *cache, size_t size);
+/* Would weft__stack_reserve be served from the cache (no lock, no mapping)? */
 static inline int weft__stack_cached(const struct weft__stack_cache *cache, size_t size)
 {
     return cache->size == size && cache->head != NULL;
@@ -47,6 +54,8 @@ static inline int weft__stack_cached(const struct weft__stack_cache *cache, size
 void weft__stack_put(struct weft__stack_cache *cache, struct weft__stack *s);
 /* Move a worker cache's stacks to the global pool (worker exit). */
 void weft__stack_cache_drain(struct weft__stack_cache *cache);
+/* The size class of a requested size (WEFT_STACK_MIN..WEFT_STACK_MAX): every size maps to
+ * one of a fixed set (stack.c), at least as large. */
 size_t weft__stack_round(size_t size);
 static inline void *weft__stack_top(const struct weft__stack *s)
 {
