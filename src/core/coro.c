@@ -356,13 +356,13 @@ static void reserve_call(void *p)
     r->r = weft__stack_reserve(r->cache, r->size, &r->st);
 }
 
-/* Give a new coroutine its stack or the promise of one (co->stack stays NULL). The pool's
+/* Give a new coroutine the promise of a stack (or, from the pool, a free stack). The pool's
  * half (a mutex, maybe a new mapping) runs off a small stack, like the control-block refill. */
 int weft__stack_spawn(struct weft__worker *w, struct weft__coro *co, size_t size)
 {
     co->stack_size = size;
     struct reserve r = {w ? &w->stacks : NULL, size, NULL, 0};
-    if (w && weft__stack_cached(&w->stacks, size))
+    if (w && weft__stack_credited(&w->stacks, size))
         reserve_call(&r);
     else
         weft__offstack(reserve_call, &r);
@@ -402,9 +402,9 @@ int weft_spawn_ex(weft_task *out, weft_fn fn, void *arg, const weft_spawn_opts *
     struct weft__coro *co = weft__coro_alloc();
     if (!co)
         return WEFT_ENOMEM;
-    /* The stack is decided now, not at the first run (stack.c "Promises"): a warm one from
-     * this worker's cache, or a free one or a promise from the pool. So a coroutine that was
-     * spawned always gets its stack, and running out of memory is this call's WEFT_ENOMEM. */
+    /* The stack is promised now, taken at the first run (stack.c "Promises"): a coroutine
+     * that was spawned always gets its stack, and running out of memory is this call's
+     * WEFT_ENOMEM. */
     struct weft__worker *w = weft__worker_self();
     if (weft__stack_spawn(w, co, size) != 0) {
         coro_free(co);

@@ -158,13 +158,14 @@ static weft__transfer_t switch_done(weft__transfer_t t)
 
 static void coro_entry(weft__transfer_t t);
 
-/* Give a never-run coroutine its initial context (on the worker about to run it), and its
- * stack if the spawn left a promise of one: kept here, it cannot fail (stack.c). */
+/* Give a never-run coroutine its stack and initial context (on the worker about to run it).
+ * It holds the stack its spawn took, or a promise of one: kept here, it cannot fail
+ * (stack.c "Promises"). */
 static void prepare(struct weft__worker *w, struct weft__coro *co)
 {
     struct weft__stack *st = co->stack;
     if (!st)
-        st = weft__stack_take(&w->stacks, co->stack_size);
+        st = weft__stack_get(&w->stacks, co->stack_size);
 #if WEFT_TSAN
     /* A finished coroutine never returns through its first frames (it switches away from
      * inside weft__coro_exit), so TSan's shadow call stack of the fiber keeps a few frames
@@ -202,13 +203,13 @@ static void switch_to(struct weft__worker *w, struct weft__coro *to, struct weft
      *  - the after-step runs on the destination's stack and may go deep (libev, malloc,
      *    futexes): a sub-page destination has no room for it. Segmented builds detour only
      *    for the one deep step (arming a timer); a shallow one that ran short would grow;
-     *  - a fresh coroutine whose stack is a promise kept by the global pool (a mutex, the
+     *  - a fresh coroutine whose stack must come from the global pool (a mutex, maybe the
      *    first touch of a page): done on the scheduler's stack, not on the one we leave.
      * One extra switch, in those cases only. */
     if (to && s->after &&
         ((WEFT_UNLIKELY(to->stack_size < WEFT_STACK_SMALL) &&
           (!WEFT_SEGMENTED || (s->after == after_park && s->deadline != WEFT_FOREVER))) ||
-         (!to->ctx && !to->stack))) {
+         (!to->ctx && !to->stack && !weft__stack_cached(&w->stacks, to->stack_size)))) {
         w->direct_next = to;
         to = NULL;
     }

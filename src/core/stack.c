@@ -34,15 +34,19 @@
  * works.
  *
  * Promises (what makes out-of-memory an error code, not an abort): a coroutine takes its
- * stack lazily, at its first run, but weft_spawn already decides that it will get one. Every
- * spawned coroutine either holds a stack (a free one taken at spawn from the spawner's
- * cache or the pool: already carved, so no page is touched) or a promise of one: the class
- * counts its promises (`promised`) and keeps them covered by free stacks and by uncarved
- * address space (`uncarved`: slab room mapped but not yet touched), mapping a new slab at
- * spawn when they are not. A failed mapping is WEFT_ENOMEM from weft_spawn; a promise is
- * kept at first run by weft__stack_take, which cannot fail. Stacks are carved (descriptor
- * written, guard installed) one by one when taken, so a promise costs address space only:
- * a million spawned, not yet run coroutines touch no stack page.
+ * stack lazily, at its first run, from the cache of the worker running it (warm, and the
+ * same few stacks for a stream of short-lived coroutines), but weft_spawn already decides
+ * that it will get one. The pool counts promises (`promised`) and keeps them covered by its
+ * own free stacks and uncarved room (`uncarved`: slab address space mapped but not touched
+ * yet), mapping a new slab at spawn when they are not: a failed mapping is WEFT_ENOMEM from
+ * weft_spawn. Worker caches are not counted (a worker cannot take another's), so the pool
+ * alone can keep every promise, and a coroutine's first run cannot fail: it takes a stack
+ * from its worker's cache (the promise then moves to that worker's credit) or redeems the
+ * promise from the pool. Each worker holds a credit of promises taken from the pool in
+ * batches, so a spawn costs one owner-only decrement. Stacks are carved (descriptor written,
+ * guard installed) one by one when taken, so a promise costs address space only: a million
+ * spawned, not yet run coroutines touch no stack page. Invariant, under pool_mu:
+ * promised = credits + promises held by not-yet-run coroutines <= count + uncarved.
  *
  * Threads: the global pool is guarded by a mutex (batches only, off the hot path); a worker
  * cache is touched only by its own worker thread. */
@@ -71,6 +75,8 @@
 #define WEFT_CACHE_BATCH 256
 #define WEFT_SLAB_BYTES ((size_t)8 << 20)
 #define WEFT_REFILL (WEFT_CACHE_BATCH / 4) /* stacks a pool visit adds to a worker cache */
+#define WEFT_CREDIT_BATCH 64  /* promises a worker takes from the pool at a time */
+#define WEFT_CREDIT_HIGH 256  /* promises it keeps before returning a batch */
 
 /* The class table: sub-page sizes in 256-byte steps (1 KiB .. 3.75 KiB), page multiples up
  * to 64 KiB, then 8 classes per doubling up to WEFT_STACK_MAX (2^16 .. 2^30: 14 doublings).
@@ -339,11 +345,11 @@ static struct weft__stack *take_locked(struct size_class *cls)
     return s;
 }
 
-/* Called with pool_mu held: up to WEFT_REFILL stacks into a worker's cache, never eating
- * into the promises. `carve`: new ones may be carved (touched); else only free ones move. */
-static void refill_locked(struct size_class *cls, struct weft__stack_cache *cache, bool carve)
+/* Called with pool_mu held: up to WEFT_REFILL stacks into a worker's cache (free ones
+ * first, then newly carved), never eating into the promises. */
+static void refill_locked(struct size_class *cls, struct weft__stack_cache *cache)
 {
-    for (int i = 0; i < WEFT_REFILL && spare(cls) > 0 && (cls->count || carve); i++) {
+    for (int i = 0; i < WEFT_REFILL && spare(cls) > 0; i++) {
         struct weft__stack *t = take_locked(cls);
         t->next = cache->head;
         cache->head = t;
@@ -351,46 +357,69 @@ static void refill_locked(struct size_class *cls, struct weft__stack_cache *cach
     }
 }
 
-/* The pool halves of reserve, take and put are out of line: they take a mutex, and in
+/* The pool halves of reserve, get and put are out of line: they take a mutex, and in
  * segmented builds a function that calls libc asks for a large frame at every call
- * (segstack.h). The spawn half: a free stack if the pool has one (refilling the spawner's
- * cache with free ones too), else a promise — mapping a slab first if the promises already
- * use up the class's room. */
-static WEFT_NOINLINE int pool_reserve(struct weft__stack_cache *cache, size_t size,
-                                      struct weft__stack **out)
+ * (segstack.h). Room for `want` more promises (mapping a slab if needed; fewer if not all
+ * fit, at least one): the number promised, 0 when nothing could be mapped. */
+static size_t promise_locked(struct size_class *cls, size_t want)
+{
+    while (spare(cls) < want && grow(cls) == 0)
+        ;
+    size_t n = spare(cls) < want ? spare(cls) : want;
+    cls->promised += n;
+    return n;
+}
+
+/* A worker's credit ran out: a batch of promises for its default size. */
+static WEFT_NOINLINE int pool_credit(struct weft__stack_cache *cache)
+{
+    pthread_mutex_lock(&pool_mu);
+    cache->credit += promise_locked(class_for(cache->size), WEFT_CREDIT_BATCH);
+    pthread_mutex_unlock(&pool_mu);
+    return cache->credit ? 0 : -ENOMEM;
+}
+
+/* A worker's credit grew past WEFT_CREDIT_HIGH (it runs what others spawned): a batch back.
+ * Unchecked in segmented builds (a mutex and a subtraction), like pool_put_list. */
+static WEFT_NOSPLIT WEFT_NOINLINE void pool_uncredit(struct weft__stack_cache *cache, size_t n)
+{
+    pthread_mutex_lock(&pool_mu);
+    class_for(cache->size)->promised -= n;
+    pthread_mutex_unlock(&pool_mu);
+    cache->credit -= n;
+}
+
+/* A plain thread's spawn, or a size no cache holds: a free stack if the pool can spare one
+ * (the first run then needs no pool visit), else a promise. */
+static WEFT_NOINLINE int pool_reserve(size_t size, struct weft__stack **out)
 {
     int r = 0;
     *out = NULL;
     pthread_mutex_lock(&pool_mu);
     struct size_class *cls = class_for(size);
-    if (spare(cls) == 0 && (r = grow(cls)) != 0)
-        goto out;
-    if (cls->count) {
+    if (cls->count && spare(cls) > 0)
         *out = take_locked(cls);
-        if (cache && size == cache->size)
-            refill_locked(cls, cache, false);
-    } else {
-        cls->promised++; /* room is left in a slab: nothing touched until the first run */
-    }
-out:
+    else if (!promise_locked(cls, 1))
+        r = -ENOMEM;
     pthread_mutex_unlock(&pool_mu);
     return r;
 }
 
 int weft__stack_reserve(struct weft__stack_cache *cache, size_t size, struct weft__stack **out)
 {
-    if (cache && size == cache->size && cache->head) {
-        /* The hot path touches only this worker's cache: no shared counter here. */
-        struct weft__stack *s = cache->head;
-        cache->head = s->next;
-        cache_count_add(cache, -1);
-        *out = s;
+    *out = NULL;
+    if (cache && size == cache->size) {
+        if (WEFT_UNLIKELY(!cache->credit) && pool_credit(cache) != 0)
+            return -ENOMEM;
+        cache->credit--; /* owner only: no shared counter on the hot path */
         return 0;
     }
-    return pool_reserve(cache, size, out);
+    return pool_reserve(size, out);
 }
 
-struct weft__stack *weft__stack_take(struct weft__stack_cache *cache, size_t size)
+/* A promise redeemed from the pool: it can always be kept (the invariant above). Refills
+ * the worker's cache with what the pool can spare, never mapping more for it. */
+static WEFT_NOINLINE struct weft__stack *pool_get(struct weft__stack_cache *cache, size_t size)
 {
     pthread_mutex_lock(&pool_mu);
     struct size_class *cls = class_for(size);
@@ -398,9 +427,24 @@ struct weft__stack *weft__stack_take(struct weft__stack_cache *cache, size_t siz
     cls->promised--;
     struct weft__stack *s = take_locked(cls);
     if (cache && size == cache->size)
-        refill_locked(cls, cache, true); /* as much as the pool spares, never mapping more */
+        refill_locked(cls, cache);
     pthread_mutex_unlock(&pool_mu);
     return s;
+}
+
+struct weft__stack *weft__stack_get(struct weft__stack_cache *cache, size_t size)
+{
+    if (cache && size == cache->size && cache->head) {
+        /* The hot path touches only this worker's cache. The coroutine's promise stays
+         * with the pool's count, as this worker's credit. */
+        struct weft__stack *s = cache->head;
+        cache->head = s->next;
+        cache_count_add(cache, -1);
+        if (WEFT_UNLIKELY(++cache->credit > WEFT_CREDIT_HIGH))
+            pool_uncredit(cache, WEFT_CREDIT_HIGH - WEFT_CREDIT_BATCH);
+        return s;
+    }
+    return pool_get(cache, size);
 }
 
 /* A NULL-terminated list of free stacks of one size goes to the global pool. Unchecked in
@@ -446,6 +490,8 @@ void weft__stack_put(struct weft__stack_cache *cache, struct weft__stack *s)
 
 void weft__stack_cache_drain(struct weft__stack_cache *cache)
 {
+    if (cache->credit)
+        pool_uncredit(cache, cache->credit);
     if (!cache->head)
         return;
     pool_put_list(cache->size, cache->head);

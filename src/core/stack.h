@@ -33,26 +33,31 @@ struct weft__stack_cache {
     size_t size;          /* the one size it holds (the runtime's default), set at creation */
     struct weft__stack *head;
     _Atomic size_t count; /* owner writes (load + store), stats read */
+    size_t credit;        /* promises of the pool's room this worker may hand out (stack.c) */
 };
 
-/* Spawn: a stack of `size` usable bytes (size validated and rounded by weft__stack_round)
- * for a coroutine about to be queued, or a promise of one. *out gets a free stack when one
- * is at hand (the worker's cache, else the pool's free stacks: already carved, no page is
- * touched); otherwise *out is NULL and the pool has set one stack's worth of mapped room
- * aside, so weft__stack_take at the first run cannot fail. 0, or -ENOMEM when no address
+/* Spawn: promise a stack of `size` usable bytes (size validated and rounded by
+ * weft__stack_round) to a coroutine about to be queued, touching no page (stack.c
+ * "Promises"). *out is NULL (a promise, kept by weft__stack_get at the first run) or, from
+ * the pool, a free stack that now belongs to the coroutine. 0, or -ENOMEM when no address
  * space could be mapped for it. cache may be NULL (plain thread). */
 int weft__stack_reserve(struct weft__stack_cache *cache, size_t size, struct weft__stack **out);
-/* First run of a coroutine that got a promise (NULL from weft__stack_reserve): its stack.
- * Never fails. Also refills the worker's cache from what the pool can spare. */
-struct weft__stack *weft__stack_take(struct weft__stack_cache *cache, size_t size);
-/* Would weft__stack_reserve be served from the cache (no lock, no mapping)? */
+/* Would weft__stack_reserve be served by the worker's credit alone (no lock, no mapping)? */
+static inline int weft__stack_credited(const struct weft__stack_cache *cache, size_t size)
+{
+    return cache->size == size && cache->credit != 0;
+}
+/* First run of a coroutine that holds a promise: its stack, from the worker's cache or the
+ * pool. Never fails. */
+struct weft__stack *weft__stack_get(struct weft__stack_cache *cache, size_t size);
+/* Would weft__stack_get be served from the cache (no pool visit)? */
 static inline int weft__stack_cached(const struct weft__stack_cache *cache, size_t size)
 {
     return cache->size == size && cache->head != NULL;
 }
 /* Give a stack back; the caller must be off it. */
 void weft__stack_put(struct weft__stack_cache *cache, struct weft__stack *s);
-/* Move a worker cache's stacks to the global pool (worker exit). */
+/* Move a worker cache's stacks and credit to the global pool (worker exit). */
 void weft__stack_cache_drain(struct weft__stack_cache *cache);
 /* The size class of a requested size (WEFT_STACK_MIN..WEFT_STACK_MAX): every size maps to
  * one of a fixed set (stack.c), at least as large. */
