@@ -367,6 +367,8 @@ int weft__stack_spawn(struct weft__worker *w, struct weft__coro *co, size_t size
     else
         weft__offstack(reserve_call, &r);
     co->stack = r.st;
+    if (r.r != 0)
+        weft__wake_all(); /* running short: idle workers give their cached stacks back */
     return r.r;
 }
 

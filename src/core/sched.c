@@ -867,6 +867,8 @@ static struct weft__coro *find_work(struct weft__worker *w)
         }
         if (atomic_load_explicit(&w->inbox, memory_order_relaxed))
             drain_inbox(w);
+        if (WEFT_UNLIKELY(weft__stack_short()))
+            weft__stack_cache_drain(&w->stacks); /* stack.c "Running short" */
         struct weft__coro *co;
         if (w->tick_due) {
             w->tick_due = false;

@@ -48,6 +48,14 @@
  * spawned, not yet run coroutines touch no stack page. Invariant, under pool_mu:
  * promised = credits + promises held by not-yet-run coroutines <= count + uncarved.
  *
+ * Running short: the stacks and credit a worker keeps are invisible to the pool, so when a
+ * promise cannot be backed (a mapping failed), the spawner first gives its own cache back to
+ * the pool and tries again; failing that, spawn returns WEFT_ENOMEM and weft__stacks_short is
+ * set: every worker then gives its cache and credit back at its next scheduling round (the
+ * spawner wakes them all) and keeps neither while the flag stays, so the stacks of
+ * coroutines that finish go straight to the pool and the next spawn can have them. It is
+ * cleared when a mapping succeeds again, or when the pool has plenty free (SHORT_CLEAR).
+ *
  * Threads: the global pool is guarded by a mutex (batches only, off the hot path); a worker
  * cache is touched only by its own worker thread. */
 #define _GNU_SOURCE
@@ -77,6 +85,7 @@
 #define WEFT_REFILL (WEFT_CACHE_BATCH / 4) /* stacks a pool visit adds to a worker cache */
 #define WEFT_CREDIT_BATCH 64  /* promises a worker takes from the pool at a time */
 #define WEFT_CREDIT_HIGH 256  /* promises it keeps before returning a batch */
+#define SHORT_CLEAR (4 * WEFT_CACHE_HIGH) /* free beyond the promises: no longer short */
 
 /* The class table: sub-page sizes in 256-byte steps (1 KiB .. 3.75 KiB), page multiples up
  * to 64 KiB, then 8 classes per doubling up to WEFT_STACK_MAX (2^16 .. 2^30: 14 doublings).
@@ -115,6 +124,9 @@ static struct slab *slabs;
 static int guard_mode = -1; /* -1 unknown, else the best kind the kernel supports */
 static size_t mprotect_used;
 static size_t mprotect_budget = SIZE_MAX; /* SIZE_MAX: not computed yet (see guard_budget) */
+/* A promise could not be backed ("Running short" above). Written under pool_mu, read relaxed
+ * by workers: a stale read costs one more stack cached, or one flush too many. */
+_Atomic bool weft__stacks_short;
 
 static inline bool is_small(size_t size)
 {
@@ -277,6 +289,7 @@ static int grow(struct size_class *cls)
     cls->partial = sl;
     cls->uncarved += n;
     atomic_fetch_add_explicit(&reserved_bytes, sl->len, memory_order_relaxed);
+    atomic_store_explicit(&weft__stacks_short, false, memory_order_relaxed);
     return 0;
 }
 
@@ -370,13 +383,41 @@ static size_t promise_locked(struct size_class *cls, size_t want)
     return n;
 }
 
-/* A worker's credit ran out: a batch of promises for its default size. */
+/* Called with pool_mu held: a worker cache's stacks join the pool's free list. */
+static void splice_cache_locked(struct weft__stack_cache *cache)
+{
+    if (!cache->head)
+        return;
+    struct size_class *cls = class_for(cache->size);
+    struct weft__stack *last = cache->head;
+    while (last->next)
+        last = last->next;
+    last->next = cls->free;
+    cls->free = cache->head;
+    size_t n = cache_count(cache);
+    cls->count += n;
+    atomic_fetch_add_explicit(&cached_stacks, n, memory_order_relaxed);
+    cache->head = NULL;
+    atomic_store_explicit(&cache->count, 0, memory_order_relaxed);
+}
+
+/* A worker's credit ran out: a batch of promises for its default size (one at a time while
+ * short). Failing that, its own cache goes to the pool and it tries once more. */
 static WEFT_NOINLINE int pool_credit(struct weft__stack_cache *cache)
 {
     pthread_mutex_lock(&pool_mu);
-    cache->credit += promise_locked(class_for(cache->size), WEFT_CREDIT_BATCH);
+    struct size_class *cls = class_for(cache->size);
+    bool short_now = atomic_load_explicit(&weft__stacks_short, memory_order_relaxed);
+    size_t got = promise_locked(cls, short_now ? 1 : WEFT_CREDIT_BATCH);
+    if (!got && cache->head) {
+        splice_cache_locked(cache);
+        got = promise_locked(cls, 1);
+    }
+    if (!got)
+        atomic_store_explicit(&weft__stacks_short, true, memory_order_relaxed);
+    cache->credit += got;
     pthread_mutex_unlock(&pool_mu);
-    return cache->credit ? 0 : -ENOMEM;
+    return got ? 0 : -ENOMEM;
 }
 
 /* A worker's credit grew past WEFT_CREDIT_HIGH (it runs what others spawned): a batch back.
@@ -399,8 +440,10 @@ static WEFT_NOINLINE int pool_reserve(size_t size, struct weft__stack **out)
     struct size_class *cls = class_for(size);
     if (cls->count && spare(cls) > 0)
         *out = take_locked(cls);
-    else if (!promise_locked(cls, 1))
+    else if (!promise_locked(cls, 1)) {
+        atomic_store_explicit(&weft__stacks_short, true, memory_order_relaxed);
         r = -ENOMEM;
+    }
     pthread_mutex_unlock(&pool_mu);
     return r;
 }
@@ -442,6 +485,8 @@ struct weft__stack *weft__stack_get(struct weft__stack_cache *cache, size_t size
         cache_count_add(cache, -1);
         if (WEFT_UNLIKELY(++cache->credit > WEFT_CREDIT_HIGH))
             pool_uncredit(cache, WEFT_CREDIT_HIGH - WEFT_CREDIT_BATCH);
+        else if (WEFT_UNLIKELY(weft__stack_short()))
+            pool_uncredit(cache, cache->credit); /* short: promises go back at once */
         return s;
     }
     return pool_get(cache, size);
@@ -462,13 +507,15 @@ static WEFT_NOSPLIT WEFT_NOINLINE void pool_put_list(size_t size, struct weft__s
         added++;
         list = n;
     }
+    if (spare(cls) >= SHORT_CLEAR)
+        atomic_store_explicit(&weft__stacks_short, false, memory_order_relaxed);
     pthread_mutex_unlock(&pool_mu);
     atomic_fetch_add_explicit(&cached_stacks, added, memory_order_relaxed); /* one RMW */
 }
 
 void weft__stack_put(struct weft__stack_cache *cache, struct weft__stack *s)
 {
-    if (cache && s->size == cache->size) {
+    if (cache && s->size == cache->size && !weft__stack_short()) {
         s->next = cache->head;
         cache->head = s;
         cache_count_add(cache, 1);
@@ -553,6 +600,7 @@ void weft__stack_release_all(void)
     memset(classes, 0, sizeof classes);
     mprotect_used = 0;
     mprotect_budget = SIZE_MAX; /* the next run counts the mappings again */
+    atomic_store(&weft__stacks_short, false);
     atomic_store(&reserved_bytes, 0);
     atomic_store(&cached_stacks, 0);
     pthread_mutex_unlock(&pool_mu);

@@ -2,6 +2,8 @@
 #ifndef WEFT_STACK_H
 #define WEFT_STACK_H
 
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -57,7 +59,14 @@ static inline int weft__stack_cached(const struct weft__stack_cache *cache, size
 }
 /* Give a stack back; the caller must be off it. */
 void weft__stack_put(struct weft__stack_cache *cache, struct weft__stack *s);
-/* Move a worker cache's stacks and credit to the global pool (worker exit). */
+/* Memory ran short (stack.c "Running short"): workers give their caches and credit back
+ * (weft__stack_cache_drain at their next scheduling round) and keep none meanwhile. */
+extern _Atomic bool weft__stacks_short;
+static inline bool weft__stack_short(void)
+{
+    return atomic_load_explicit(&weft__stacks_short, memory_order_relaxed);
+}
+/* Move a worker cache's stacks and credit to the global pool (worker exit, running short). */
 void weft__stack_cache_drain(struct weft__stack_cache *cache);
 /* The size class of a requested size (WEFT_STACK_MIN..WEFT_STACK_MAX): every size maps to
  * one of a fixed set (stack.c), at least as large. */
