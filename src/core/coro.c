@@ -356,20 +356,26 @@ static void reserve_call(void *p)
     r->r = weft__stack_reserve(r->cache, r->size, &r->st);
 }
 
-/* Give a new coroutine the promise of a stack (or, from the pool, a free stack). The pool's
- * half (a mutex, maybe a new mapping) runs off a small stack, like the control-block refill. */
-int weft__stack_spawn(struct weft__worker *w, struct weft__coro *co, size_t size)
+/* The pool's half of weft__stack_spawn (a mutex, maybe a new mapping): off a small stack,
+ * like the control-block refill. */
+static WEFT_NOINLINE int stack_spawn_slow(struct weft__worker *w, struct weft__coro *co,
+                                          size_t size)
 {
-    co->stack_size = size;
     struct reserve r = {w ? &w->stacks : NULL, size, NULL, 0};
-    if (w && weft__stack_credited(&w->stacks, size))
-        reserve_call(&r);
-    else
-        weft__offstack(reserve_call, &r);
+    weft__offstack(reserve_call, &r);
     co->stack = r.st;
     if (r.r != 0)
         weft__wake_all(); /* running short: idle workers give their cached stacks back */
     return r.r;
+}
+
+/* Give a new coroutine the promise of a stack (or, from the pool, a free stack). */
+int weft__stack_spawn(struct weft__worker *w, struct weft__coro *co, size_t size)
+{
+    co->stack_size = size;
+    if (WEFT_LIKELY(w && weft__stack_promise(&w->stacks, size)))
+        return 0; /* co->stack stays NULL (coro_alloc): a promise */
+    return stack_spawn_slow(w, co, size);
 }
 
 int weft_spawn(weft_task *out, weft_fn fn, void *arg)

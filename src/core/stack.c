@@ -51,10 +51,11 @@
  * Running short: the stacks and credit a worker keeps are invisible to the pool, so when a
  * promise cannot be backed (a mapping failed), the spawner first gives its own cache back to
  * the pool and tries again; failing that, spawn returns WEFT_ENOMEM and weft__stacks_short is
- * set: every worker then gives its cache and credit back at its next scheduling round (the
- * spawner wakes them all) and keeps neither while the flag stays, so the stacks of
- * coroutines that finish go straight to the pool and the next spawn can have them. It is
- * cleared when a mapping succeeds again, or when the pool has plenty free (SHORT_CLEAR).
+ * set: every worker then gives its cache and credit back at each scheduling round (the
+ * spawner wakes them all) while the flag stays, and takes promises one at a time, so the
+ * stacks of coroutines that finish reach the pool within a round and the next spawn can
+ * have them. It is cleared when a mapping succeeds again, or when the pool has plenty free
+ * (SHORT_CLEAR). The hot paths (spawn, first run, exit) never look at it.
  *
  * Threads: the global pool is guarded by a mutex (batches only, off the hot path); a worker
  * cache is touched only by its own worker thread. */
@@ -452,9 +453,11 @@ int weft__stack_reserve(struct weft__stack_cache *cache, size_t size, struct wef
 {
     *out = NULL;
     if (cache && size == cache->size) {
-        if (WEFT_UNLIKELY(!cache->credit) && pool_credit(cache) != 0)
-            return -ENOMEM;
-        cache->credit--; /* owner only: no shared counter on the hot path */
+        if (!weft__stack_promise(cache, size)) {
+            if (pool_credit(cache) != 0)
+                return -ENOMEM;
+            cache->credit--;
+        }
         return 0;
     }
     return pool_reserve(size, out);
@@ -485,8 +488,6 @@ struct weft__stack *weft__stack_get(struct weft__stack_cache *cache, size_t size
         cache_count_add(cache, -1);
         if (WEFT_UNLIKELY(++cache->credit > WEFT_CREDIT_HIGH))
             pool_uncredit(cache, WEFT_CREDIT_HIGH - WEFT_CREDIT_BATCH);
-        else if (WEFT_UNLIKELY(weft__stack_short()))
-            pool_uncredit(cache, cache->credit); /* short: promises go back at once */
         return s;
     }
     return pool_get(cache, size);
@@ -515,7 +516,7 @@ static WEFT_NOSPLIT WEFT_NOINLINE void pool_put_list(size_t size, struct weft__s
 
 void weft__stack_put(struct weft__stack_cache *cache, struct weft__stack *s)
 {
-    if (cache && s->size == cache->size && !weft__stack_short()) {
+    if (cache && s->size == cache->size) {
         s->next = cache->head;
         cache->head = s;
         cache_count_add(cache, 1);

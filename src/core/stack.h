@@ -44,10 +44,14 @@ struct weft__stack_cache {
  * the pool, a free stack that now belongs to the coroutine. 0, or -ENOMEM when no address
  * space could be mapped for it. cache may be NULL (plain thread). */
 int weft__stack_reserve(struct weft__stack_cache *cache, size_t size, struct weft__stack **out);
-/* Would weft__stack_reserve be served by the worker's credit alone (no lock, no mapping)? */
-static inline int weft__stack_credited(const struct weft__stack_cache *cache, size_t size)
+/* weft__stack_reserve's hot path (owner only): a promise from the worker's credit, if it
+ * holds the size and has credit left; else false and nothing done. */
+static inline bool weft__stack_promise(struct weft__stack_cache *cache, size_t size)
 {
-    return cache->size == size && cache->credit != 0;
+    if (cache->size != size || cache->credit == 0)
+        return false;
+    cache->credit--; /* owner only: no shared counter on the hot path */
+    return true;
 }
 /* First run of a coroutine that holds a promise: its stack, from the worker's cache or the
  * pool. Never fails. */
