@@ -9,6 +9,7 @@
  *  - with mprotect guards, weft leaves the mappings the application still had free to the
  *    application: a process that has used most of vm.max_map_count can still map after
  *    weft's coroutines took their stacks;
+ *  - sub-page stacks carved while the guard mode is mprotect (kernels before 6.13) work;
  *  - a sleep whose timer record cannot be allocated returns WEFT_ENOMEM.
  * The RLIMIT_AS cases and the allocation-failure case are skipped under ASan/TSan: the
  * sanitizers reserve terabytes of address space up front and interpose calloc; the map-count
@@ -349,6 +350,42 @@ static void maps_child(void *arg)
     _exit(weft_run(maps_main, NULL, &cfg));
 }
 
+/* ---- sub-page stacks next to mprotect guards ---------------------------------------------- */
+
+/* Kernels before 6.13 have no MADV_GUARD_INSTALL: after the first guarded stack the mode is
+ * mprotect, and a sub-page stack carved then must not get a "guard" (its own memory). */
+static void *small_worker(void *arg)
+{
+    weft_sleep(WEFT_USEC(10));
+    return arg;
+}
+
+static int small_main(void *arg)
+{
+    (void)arg;
+    weft_task t[300];
+    for (long round = 0; round < 3; round++) {
+        for (long i = 0; i < 300; i++) {
+            weft_spawn_opts o = {.stack_size = i % 3 ? 1024 : 0};
+            ASSERT_EQ(weft_spawn_ex(&t[i], small_worker, (void *)i, &o), 0);
+        }
+        for (long i = 0; i < 300; i++) {
+            void *r;
+            ASSERT_EQ(weft_join(t[i], &r), 0);
+            ASSERT_EQ((long)r, i);
+        }
+    }
+    return 0;
+}
+
+static void small_child(void *arg)
+{
+    (void)arg;
+    setenv("WEFT_STACK_GUARD", "mprotect", 1);
+    weft_config cfg = {.threads = 2};
+    _exit(weft_run(small_main, NULL, &cfg));
+}
+
 /* ---- a timer record that cannot be allocated --------------------------------------------- */
 
 #if !SANITIZED
@@ -427,6 +464,7 @@ static void timer_child(void *arg)
 int main(void)
 {
     expect_child_ok("twenty distinct stack sizes", sizes_child, NULL);
+    expect_child_ok("sub-page stacks with mprotect guards", small_child, NULL);
 #if SANITIZED
     printf("test_oom: RLIMIT_AS and calloc-failure cases skipped under ASan/TSan (they "
            "reserve huge address space and interpose calloc)\n");

@@ -325,7 +325,9 @@ static struct weft__stack *carve_one(struct size_class *cls)
             guard_mode = WEFT_GUARD_MPROTECT;
         }
     }
-    if (kind == WEFT_GUARD_CANARY && guard_mode == WEFT_GUARD_MPROTECT &&
+    /* Never for a sub-page stack: its "guard" address is the stack itself (and its
+     * neighbours' memory), and mode MPROTECT is what kernels before 6.13 end up in. */
+    if (!small && kind == WEFT_GUARD_CANARY && guard_mode == WEFT_GUARD_MPROTECT &&
         mprotect_used < guard_budget() && mprotect(guard, WEFT_PAGE, PROT_NONE) == 0) {
         kind = WEFT_GUARD_MPROTECT;
         mprotect_used++;

@@ -35,7 +35,7 @@ struct weft__stack_cache {
     size_t size;          /* the one size it holds (the runtime's default), set at creation */
     struct weft__stack *head;
     _Atomic size_t count; /* owner writes (load + store), stats read */
-    size_t credit;        /* promises of the pool's room this worker may hand out (stack.c) */
+    size_t credit;        /* owner only: promises of pool room it may hand out (stack.c) */
 };
 
 /* Spawn: promise a stack of `size` usable bytes (size validated and rounded by
