@@ -535,6 +535,20 @@ void weft__hop(struct weft__worker *to)
     switch_away(w, co, &s, false);
 }
 
+/* End the calling coroutine's armed wait before parking, if no waker has won it yet: true
+ * (and the caller's lock released) if we took it back. */
+static bool wait_give_up(struct weft__coro *co, void (*unlock)(void *), void *arg)
+{
+    uint64_t tok = atomic_load_explicit(&co->wait, memory_order_relaxed);
+    if (!(tok & WEFT_WAIT_ARMED) ||
+        !atomic_compare_exchange_strong_explicit(&co->wait, &tok, tok & ~WEFT_WAIT_ARMED,
+                                                 memory_order_acq_rel, memory_order_relaxed))
+        return false;
+    if (unlock)
+        unlock(arg);
+    return true;
+}
+
 static int park(int64_t deadline, void (*unlock)(void *), void *arg)
 {
     struct weft__worker *w = weft__worker_self();
@@ -543,12 +557,7 @@ static int park(int64_t deadline, void (*unlock)(void *), void *arg)
      * weft_cancel stores cancel; fence; reads co->wait. One of us sees the other. */
     weft__fence_seq_cst();
     if (atomic_load_explicit(&co->cancel, memory_order_relaxed)) {
-        uint64_t tok = atomic_load_explicit(&co->wait, memory_order_relaxed);
-        if ((tok & WEFT_WAIT_ARMED) &&
-            atomic_compare_exchange_strong_explicit(&co->wait, &tok, tok & ~WEFT_WAIT_ARMED,
-                                                    memory_order_acq_rel, memory_order_relaxed)) {
-            if (unlock)
-                unlock(arg);
+        if (wait_give_up(co, unlock, arg)) {
             atomic_store_explicit(&co->cancel, 0, memory_order_relaxed);
             return WEFT_ECANCELED;
         }
@@ -559,14 +568,8 @@ static int park(int64_t deadline, void (*unlock)(void *), void *arg)
      * wait ends now with WEFT_ENOMEM, given up like a cancellation above (the callers unlink
      * their waiters on it) — unless a waker already won it: then it needs no timer. */
     if (deadline != WEFT_FOREVER && !weft__timer_reserve(w)) {
-        uint64_t tok = atomic_load_explicit(&co->wait, memory_order_relaxed);
-        if ((tok & WEFT_WAIT_ARMED) &&
-            atomic_compare_exchange_strong_explicit(&co->wait, &tok, tok & ~WEFT_WAIT_ARMED,
-                                                    memory_order_acq_rel, memory_order_relaxed)) {
-            if (unlock)
-                unlock(arg);
+        if (wait_give_up(co, unlock, arg))
             return WEFT_ENOMEM;
-        }
         deadline = WEFT_FOREVER;
     }
     co->wait_since = w->last_poll; /* coarse, free: the last loop poll */

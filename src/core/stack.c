@@ -179,7 +179,8 @@ static struct size_class *class_for(size_t size)
     } else {
         int j = 63 - __builtin_clzll((unsigned long long)(size - 1));
         size_t step = ((size_t)1 << j) / PER_DOUBLING;
-        i = NSMALL + NPAGED + (size_t)(j - 16) * PER_DOUBLING + (size - ((size_t)1 << j)) / step - 1;
+        i = NSMALL + NPAGED + (size_t)(j - 16) * PER_DOUBLING +
+            (size - ((size_t)1 << j)) / step - 1;
     }
     WEFT_ASSERT(i < NCLASSES && (classes[i].size == 0 || classes[i].size == size));
     classes[i].size = size;
