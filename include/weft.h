@@ -8,6 +8,14 @@
  *
  * Deadlines are absolute times on weft_now()'s clock (CLOCK_MONOTONIC, nanoseconds);
  * WEFT_FOREVER means "no deadline". weft_after(ns) builds one from a duration.
+ *
+ * Out of memory is WEFT_ENOMEM, never an abort: from weft_run (a worker thread, its loop or
+ * main's stack could not be had), weft_spawn / weft_spawn_ex / weft_group_spawn (no stack
+ * could be promised, see weft_spawn), creation calls (channels, readers), and any call of a
+ * coroutine that waits with a deadline other than WEFT_FOREVER (sleep, channel and select,
+ * join, mutex, cond, semaphore, wait group, fd waits) when its timer record cannot be
+ * allocated: then the wait did not happen, as with WEFT_ECANCELED (nothing was sent,
+ * received, locked or joined).
  */
 #ifndef WEFT_H
 #define WEFT_H
@@ -80,6 +88,7 @@ WEFT_EXTERN int64_t weft_after(int64_t ns);
 
 /* Park the calling coroutine (or block the calling plain thread) for at least `ns`, or until
  * `deadline`. Never returns early. 0, or WEFT_ECANCELED if the coroutine was cancelled;
+ * WEFT_ENOMEM (at once) when no timer record could be allocated;
  * WEFT_EINVAL for WEFT_FOREVER on a plain thread (nothing could ever wake it). A deadline
  * in the past (any negative one too) returns at once. */
 WEFT_EXTERN int weft_sleep(int64_t ns);
@@ -123,7 +132,11 @@ typedef struct weft_config {
  * coroutine, printf and all, on a stack ordinary C code cannot live on, so the default is at
  * least WEFT_STACK_DEFAULT_MIN — except with -DWEFT_SEGMENTED_STACKS=ON (gcc split stacks),
  * where a small stack grows in segments (docs/design.md "Stacks") and the build's own default is
- * 2 KiB. */
+ * 2 KiB.
+ * Guard pages: MADV_GUARD_INSTALL (Linux 6.13+), else mprotect, which costs mappings out of
+ * vm.max_map_count: weft then uses at most half of the mappings the process still had free
+ * when it first needed a guard, and gives further stacks a canary (checked at every switch,
+ * like a sub-page stack's) instead. */
 #define WEFT_STACK_DEFAULT ((size_t)64 * 1024)
 #define WEFT_STACK_MIN ((size_t)1024)
 #define WEFT_STACK_SMALL ((size_t)4096)
@@ -146,7 +159,9 @@ typedef struct weft_config {
  * its return value, or a negative WEFT_E* code if the runtime could not start (WEFT_EBUSY
  * when a runtime is already running, WEFT_EINVAL for a bad config — a non-zero reserved
  * field too — or NULL main, WEFT_ESTACK for config.stack_size below WEFT_STACK_DEFAULT_MIN
- * or above WEFT_STACK_MAX).
+ * or above WEFT_STACK_MAX, WEFT_ENOMEM when memory, a worker thread (every one asked for
+ * must start: the run never goes on with fewer) or main's stack could not be had; a failed
+ * start leaves nothing behind and a later weft_run may succeed).
  * Shutdown rule (Go's): when main returns, coroutines still alive are not resumed again;
  * their stacks and control blocks are released and weft_run returns. config may be NULL. */
 WEFT_EXTERN int weft_run(int (*main)(void *), void *arg, const weft_config *config);
@@ -164,7 +179,10 @@ typedef void *(*weft_fn)(void *arg);
 /* Zero-initialise it, as weft_config: zero means "the default", `reserved` must be zero
  * (WEFT_EINVAL otherwise) and holds later versions' fields. */
 typedef struct weft_spawn_opts {
-    size_t stack_size;    /* 0: the runtime's default */
+    size_t stack_size;    /* 0: the runtime's default; rounded up to a size class: 256
+                             bytes below 4 KiB, pages up to 64 KiB, then 8 classes per
+                             doubling (less than 12.5 % more); any number of distinct
+                             sizes works */
     const char *name;     /* copied (up to 31 bytes); NULL: none */
     int pinned;           /* 1: never migrates from the worker that first runs it */
     uint64_t reserved[5]; /* must be zero: room for later fields */
@@ -176,8 +194,14 @@ typedef struct weft_spawn_opts {
  * Callable from a coroutine or from any plain OS thread while the runtime runs. When the
  * calling worker's run queue is full, the spawning coroutine yields (back-pressure).
  * opts->stack_size may be sub-page (WEFT_STACK_MIN..WEFT_STACK_SMALL: see "Stack sizes").
- * 0, WEFT_EINVAL (fn NULL, a non-zero opts->reserved), WEFT_ESTACK (size < WEFT_STACK_MIN or
- * > WEFT_STACK_MAX), WEFT_ENOMEM, WEFT_ENORUNTIME. */
+ * The stack is taken when the coroutine first runs (a spawn touches no stack page), but it
+ * is promised here, against stack address space weft has mapped: a coroutine that was
+ * spawned always runs. WEFT_ENOMEM when no stack (or control block) can be promised — e.g.
+ * under `ulimit -v` or vm.max_map_count — and the runtime goes on: once coroutines finish,
+ * their stacks serve later spawns (weft keeps stack address space for reuse, per size
+ * class: the space of one size does not serve another).
+ * 0, WEFT_EINVAL (fn NULL, a non-zero opts->reserved), WEFT_ESTACK (size < WEFT_STACK_MIN
+ * or > WEFT_STACK_MAX), WEFT_ENOMEM, WEFT_ENORUNTIME. */
 WEFT_EXTERN int weft_spawn(weft_task *out, weft_fn fn, void *arg);
 WEFT_EXTERN int weft_spawn_ex(weft_task *out, weft_fn fn, void *arg, const weft_spawn_opts *opts);
 

@@ -170,34 +170,49 @@ int weft_run(int (*main)(void *), void *arg, const weft_config *config)
     {
         co = weft__coro_alloc();
         if (!co)
-            goto out;
+            goto stop;
         co->fn = main_trampoline;
         co->arg = &m;
-        /* main is the program's own code (printf, libraries): at least WEFT_STACK_DEFAULT. */
-        co->stack_size = rt->stack_size < WEFT_STACK_DEFAULT ? WEFT_STACK_DEFAULT : rt->stack_size;
+        /* main is the program's own code (printf, libraries): at least WEFT_STACK_DEFAULT.
+         * Its stack is promised here like any spawn's: no room for it is WEFT_ENOMEM. */
+        if (weft__stack_spawn(NULL, co,
+                              rt->stack_size < WEFT_STACK_DEFAULT ? WEFT_STACK_DEFAULT
+                                                                  : rt->stack_size) != 0)
+            goto stop;
         co->flags = WEFT_CF_MAIN | WEFT_CF_DETACHED;
         atomic_fetch_sub_explicit(&co->refs, 1, memory_order_relaxed);
         strcpy(co->name, "main");
         atomic_store_explicit(&co->state, WEFT_CO_RUNNABLE, memory_order_relaxed);
         t = (weft_task){co, co->id};
         (void)t;
-        weft__globalq_put(&rt->global, co);
     }
-    pthread_t *threads = calloc((size_t)nthreads, sizeof *threads);
-    if (!threads)
-        goto out;
-    for (int i = 1; i < nthreads; i++)
-        if (pthread_create(&threads[i], NULL, worker_thread, rt->workers[i]) != 0) {
-            fprintf(stderr, "weft: could not start worker thread %d\n", i);
-            abort();
+    /* Every worker thread starts before main is queued. One that cannot be created (no
+     * memory for its stack, a thread limit) fails the whole run with WEFT_ENOMEM, rather
+     * than running with fewer workers than asked: the ones already started find nothing to
+     * do, are stopped and joined, and nothing of the run is left behind. */
+    {
+        pthread_t *threads = calloc((size_t)nthreads, sizeof *threads);
+        if (!threads)
+            goto stop;
+        int started = 1;
+        while (started < nthreads &&
+               pthread_create(&threads[started], NULL, worker_thread, rt->workers[started]) == 0)
+            started++;
+        if (started == nthreads) {
+            weft__globalq_put(&rt->global, co);
+            weft__worker_run(rt->workers[0]);
+            ret = m.ret;
+        } else {
+            atomic_store_explicit(&rt->stopping, 1, memory_order_release);
+            weft__wake_all();
         }
-    weft__worker_run(rt->workers[0]);
-    for (int i = 1; i < nthreads; i++)
-        pthread_join(threads[i], NULL);
-    free(threads);
-    ret = m.ret;
-    weft__zombie_report();
-
+        for (int i = 1; i < started; i++)
+            pthread_join(threads[i], NULL);
+        free(threads);
+        if (started == nthreads)
+            weft__zombie_report();
+    }
+stop:
     weft__blocking_shutdown();
     if (cfg.dump_signal > 0)
         weft__dump_signal_uninstall();

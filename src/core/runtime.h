@@ -145,11 +145,18 @@ void weft__ready(struct weft__coro *co, bool handoff);
 void weft__schedule(struct weft__coro *co, bool handoff);
 /* Finish the calling coroutine: switch away for good; the on-top function frees its stack. */
 WEFT_NORETURN void weft__sched_exit(struct weft__coro *co);
+/* Spawn (coro.c): give a new coroutine of `size` (rounded) its stack, or the promise of one
+ * (stack.c "Promises"). w: the calling worker, NULL on a plain thread. 0 or -ENOMEM. */
+int weft__stack_spawn(struct weft__worker *w, struct weft__coro *co, size_t size);
 /* Post a message to a worker's inbox and wake it. Any thread. */
 void weft__worker_post(struct weft__worker *w, struct weft__msg *m);
 
 /* Timers (timer.c). A deadline timer for the calling coroutine's armed wait, in the loop of
- * the worker it is parking on; weft__timer_cancel after the wait, wherever it resumed. */
+ * the worker it is parking on; weft__timer_cancel after the wait, wherever it resumed.
+ * weft__timer_reserve (the parking coroutine, on w, before it switches away): make sure w
+ * has a free record, so that weft__timer_start, in the switch's after-step, needs no memory;
+ * false when none could be allocated. */
+bool weft__timer_reserve(struct weft__worker *w);
 struct weft__timer *weft__timer_start(struct weft__worker *w, struct weft__waker *k,
                                       int64_t deadline);
 void weft__timer_cancel(struct weft__timer *t);

@@ -2,6 +2,7 @@
 #ifndef WEFT_STACK_H
 #define WEFT_STACK_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -38,20 +39,45 @@ struct weft__stack_cache {
     size_t size;          /* the one size it holds (the runtime's default), set at creation */
     struct weft__stack *head;
     _Atomic size_t count; /* owner writes (load + store), stats read */
+    size_t credit;        /* owner only: promises of pool room it may hand out (stack.c) */
 };
 
-/* Take a stack of at least `size` usable bytes (size already validated and page-rounded by
- * weft__stack_round). NULL only on out-of-memory. cache may be NULL (plain thread). */
+/* Spawn: promise a stack of `size` usable bytes (size validated and rounded by
+ * weft__stack_round) to a coroutine about to be queued, touching no page (stack.c
+ * "Promises"). *out is NULL (a promise, kept by weft__stack_get at the first run) or, from
+ * the pool, a free stack that now belongs to the coroutine. 0, or -ENOMEM when no address
+ * space could be mapped for it. cache may be NULL (plain thread). */
+int weft__stack_reserve(struct weft__stack_cache *cache, size_t size, struct weft__stack **out);
+/* weft__stack_reserve's hot path (owner only): a promise from the worker's credit, if it
+ * holds the size and has credit left; else false and nothing done. */
+static inline bool weft__stack_promise(struct weft__stack_cache *cache, size_t size)
+{
+    if (cache->size != size || cache->credit == 0)
+        return false;
+    cache->credit--; /* owner only: no shared counter on the hot path */
+    return true;
+}
+/* First run of a coroutine that holds a promise: its stack, from the worker's cache or the
+ * pool. Never fails. */
 struct weft__stack *weft__stack_get(struct weft__stack_cache *cache, size_t size);
-/* Would weft__stack_get be served from the cache (no lock, no mapping)? */
+/* Would weft__stack_get be served from the cache (no pool visit)? */
 static inline int weft__stack_cached(const struct weft__stack_cache *cache, size_t size)
 {
     return cache->size == size && cache->head != NULL;
 }
 /* Give a stack back; the caller must be off it. */
 void weft__stack_put(struct weft__stack_cache *cache, struct weft__stack *s);
-/* Move a worker cache's stacks to the global pool (worker exit). */
+/* Memory ran short (stack.c "Running short"): workers give their caches and credit back
+ * (weft__stack_cache_drain at their next scheduling round) and keep none meanwhile. */
+extern _Atomic bool weft__stacks_short;
+static inline bool weft__stack_short(void)
+{
+    return atomic_load_explicit(&weft__stacks_short, memory_order_relaxed);
+}
+/* Move a worker cache's stacks and credit to the global pool (worker exit, running short). */
 void weft__stack_cache_drain(struct weft__stack_cache *cache);
+/* The size class of a requested size (WEFT_STACK_MIN..WEFT_STACK_MAX): every size maps to
+ * one of a fixed set (stack.c), at least as large. */
 size_t weft__stack_round(size_t size);
 static inline void *weft__stack_top(const struct weft__stack *s)
 {
