@@ -501,7 +501,20 @@ static void switch_away(struct weft__worker *w, struct weft__coro *co, struct we
 /* ------------------------------------------------------------------------------------------
  * Public scheduling entry points. */
 
+/* weft_yield is a cancellation point (weft.h): a pending request is reported instead of
+ * yielding. Internal yields (spawn's back-pressure) call weft__yield: not a cancellation
+ * point, the request stays for the caller's next one. */
 int weft_yield(void)
+{
+    struct weft__worker *w = weft__worker_entry();
+    struct weft__coro *co = w ? w->current : NULL;
+    if (!co)
+        return WEFT_ENOTCORO;
+    int r = weft__cancel_point(co);
+    return r < 0 ? r : weft__yield();
+}
+
+int weft__yield(void)
 {
     struct weft__worker *w = weft__worker_entry();
     struct weft__coro *co = w ? w->current : NULL;
@@ -541,14 +554,14 @@ static int park(int64_t deadline, void (*unlock)(void *), void *arg)
     /* Dekker with weft_cancel: the caller armed co->wait (a store); fence; read cancel.
      * weft_cancel stores cancel; fence; reads co->wait. One of us sees the other. */
     weft__fence_seq_cst();
-    if (atomic_load_explicit(&co->cancel, memory_order_relaxed)) {
+    if (weft__cancel_pending(co)) {
         uint64_t tok = atomic_load_explicit(&co->wait, memory_order_relaxed);
         if ((tok & WEFT_WAIT_ARMED) &&
             atomic_compare_exchange_strong_explicit(&co->wait, &tok, tok & ~WEFT_WAIT_ARMED,
                                                     memory_order_acq_rel, memory_order_relaxed)) {
             if (unlock)
                 unlock(arg);
-            atomic_store_explicit(&co->cancel, 0, memory_order_relaxed);
+            weft__cancel_reported(co);
             return WEFT_ECANCELED;
         }
         /* Someone already won the wait: it will make us runnable; park as usual. */
@@ -563,7 +576,7 @@ static int park(int64_t deadline, void (*unlock)(void *), void *arg)
         weft__timer_cancel(s.timer); /* stops it on its owner's loop (inbox if not here) */
     int r = co->wait_result;
     if (r == WEFT_ECANCELED)
-        atomic_store_explicit(&co->cancel, 0, memory_order_relaxed);
+        weft__cancel_reported(co);
     co->wait_what = NULL;
     return r;
 }
