@@ -8,7 +8,7 @@
  * exactly like timer records (timer.c). Records are freed only by their owner, when the stop
  * arrives. libev keeps an fd registered in epoll after a stop and drops it lazily, so a
  * stop and restart on the same worker between two polls costs no epoll_ctl when the wait is
- * for the same socket as before (same inode: see same_file_as_before); any other descriptor,
+ * for the same socket as before (same SO_COOKIE: see same_file_as_before); any other descriptor,
  * or a number closed and reused meanwhile, is re-registered (libev: ENOENT on MOD → ADD).
  * Callers must still not close a descriptor another coroutine is waiting on (as with any
  * event loop).
@@ -17,8 +17,8 @@
  * close(2) (or fclose, or by a library) and reused for another file behind weft's back, so
  * nothing weft remembers about a number is trusted to decide whether a system call may block.
  * Sockets are read and written with MSG_DONTWAIT on every call; other descriptors have
- * O_NONBLOCK checked (fcntl F_GETFL) right before every read/write; accept and connect
- * check it at every call. What weft remembers per number (fd_hints) only saves work: whether
+ * O_NONBLOCK checked (fcntl F_GETFL) at every call, before its first read/write; accept and
+ * connect check it at every call. What weft remembers per number (fd_hints) only saves work: whether
  * it already put the number in non-blocking mode, and whether it was last seen as a
  * non-socket (to skip the recv/send that would fail with ENOTSOCK). A stale hint costs a
  * system call, never a blocked worker.
@@ -44,7 +44,6 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 struct weft__iow {
@@ -123,8 +122,11 @@ static void on_io(struct ev_loop *loop, ev_io *io, int revents)
 
 /* ---- waiting ----------------------------------------------------------------------------- */
 
-static unsigned char *hint_table(void);
-static size_t fd_table_size; /* entries of fd_hints and of every worker's fd_seen */
+struct hint_table {
+    size_t size; /* entries of `hint` and of every worker's fd_seen */
+    _Atomic unsigned char hint[];
+};
+static struct hint_table *hint_table(void);
 
 /* ev_io_init marks the descriptor as possibly reopened (EV__IOFDSET), which makes libev
  * re-register it with epoll at its next poll: one failing epoll_ctl(ADD → EEXIST) per wait
@@ -132,32 +134,40 @@ static size_t fd_table_size; /* entries of fd_hints and of every worker's fd_see
  * socket at this number before, the mark is dropped: a wait that follows the previous one's
  * stop within one loop iteration then costs no epoll_ctl at all.
  *
- * "The same socket" is decided by the kernel's answer (fstat, made by every wait anyway),
- * not by anything weft remembers: a number closed with close(2) and reused between the two
- * waits names a new open file that the epoll set does not hold (the kernel dropped the old
- * one at its last close), and without the mark libev would never register it — the wait
- * would miss every event. A socket's inode is its own (sockfs gives each socket a fresh
- * number, one open file per socket), so an equal inode is the same open file. Other kinds do
- * not have that property — a tty or a FIFO reopened keeps its inode, eventfd/timerfd share
- * one anonymous inode — so their waits always keep the mark. fd_seen stores the low 32 bits
- * of the inode (sockfs numbers are 32-bit; 0: nothing recorded). */
+ * "The same socket" is the kernel's answer, asked at every wait (sys_fd_cookie), not
+ * anything weft remembers: a number closed with close(2) and reused between two waits names
+ * a new open file that the epoll set does not hold (the kernel dropped the old one at its
+ * last close), and without the mark libev would never register it — the wait would miss
+ * every event. A socket's cookie (SO_COOKIE) is unique for the life of the system, so an
+ * equal cookie is the same socket, hence the same open file. Other descriptors have no such
+ * identity (a tty or a FIFO reopened keeps its inode, eventfds share one anonymous inode):
+ * their waits always keep the mark. */
 static void same_file_as_before(struct weft__worker *w, struct weft__iow *r, int fd,
-                                const struct stat *st)
+                                uint64_t cookie)
 {
-    if (!hint_table() || (size_t)fd >= fd_table_size)
+    struct hint_table *t = hint_table();
+    if (!t || (size_t)fd >= t->size)
         return;
-    if (!w->fd_seen && !(w->fd_seen = calloc(fd_table_size, sizeof *w->fd_seen)))
+    if (!w->fd_seen && !(w->fd_seen = calloc(t->size, sizeof *w->fd_seen)))
         return;
-    uint32_t id = S_ISSOCK(st->st_mode) ? (uint32_t)st->st_ino : 0;
-    if (id && w->fd_seen[fd] == id)
+    if (cookie && w->fd_seen[fd] == cookie)
         r->io.events &= ~EV__IOFDSET;
     else
-        w->fd_seen[fd] = id;
+        w->fd_seen[fd] = cookie;
 }
 
-static WEFT_NOINLINE int sys_fstat(int fd, struct stat *st)
+/* Is fd open, and which socket is it: 0 with *cookie set (0: not a socket, or a kernel
+ * without SO_COOKIE, before 4.12), or -errno (-EBADF: closed). One system call per wait,
+ * cheaper than fstat (measured: 200 vs 225 ns; fcntl F_GETFD, which only says "open", 140). */
+static WEFT_NOINLINE int sys_fd_cookie(int fd, uint64_t *cookie)
 {
-    return fstat(fd, st) < 0 ? -errno : 0;
+    socklen_t len = sizeof *cookie;
+    *cookie = 0;
+    if (getsockopt(fd, SOL_SOCKET, SO_COOKIE, cookie, &len) == 0)
+        return 0;
+    int err = errno;
+    *cookie = 0;
+    return err == EBADF ? -EBADF : 0; /* ENOTSOCK, ENOPROTOOPT: open, no identity */
 }
 
 static int poll_thread(int fd, int events, int64_t deadline)
@@ -215,8 +225,8 @@ int weft_wait_fd(int fd, int events, int64_t deadline)
     }
     /* libev aborts the process on a watcher for a closed descriptor (at its next poll):
      * refuse it here with the kernel's answer instead. */
-    struct stat st;
-    if (sys_fstat(fd, &st) < 0)
+    uint64_t cookie;
+    if (sys_fd_cookie(fd, &cookie) < 0)
         return -EBADF;
     struct weft__iow *r = iow_get(w);
     if (!r)
@@ -226,7 +236,7 @@ int weft_wait_fd(int fd, int events, int64_t deadline)
     r->msg.kind = WEFT_MSG_IO_STOP;
     ev_io_init(&r->io, on_io, fd,
                (events & WEFT_READABLE ? EV_READ : 0) | (events & WEFT_WRITABLE ? EV_WRITE : 0));
-    same_file_as_before(w, r, fd, &st);
+    same_file_as_before(w, r, fd, cookie);
     ev_io_start(w->loop, &r->io);
     w->io_waits++;
     int res = weft__park_until(deadline, NULL, NULL);
@@ -241,31 +251,29 @@ int weft_wait_fd(int fd, int events, int64_t deadline)
 /* ---- per-descriptor hints ---------------------------------------------------------------- */
 
 /* Per descriptor number, what weft last saw (never trusted for blocking; see the header).
- * Read and written with relaxed atomics from any thread: a hint torn between two threads
- * costs at most a system call. Allocated once, sized by RLIMIT_NOFILE (numbers beyond it
- * simply have no hints). */
+ * Read and written with relaxed atomics from any thread: a hint lost between two threads
+ * costs at most a system call. Allocated once with its size, published by one pointer
+ * (release CAS / acquire load), sized by RLIMIT_NOFILE (numbers beyond it have no hints). */
 enum {
     HINT_NONBLOCK = 1, /* weft put (or found) this number in non-blocking mode */
     HINT_NOTSOCK = 2,  /* last seen as not a socket: go straight to read/write(2) */
 };
-static _Atomic(unsigned char *) fd_hints;
+static _Atomic(struct hint_table *) fd_hints;
 
-static unsigned char *hint_table(void)
+static struct hint_table *hint_table(void)
 {
-    unsigned char *t = atomic_load_explicit(&fd_hints, memory_order_acquire);
+    struct hint_table *t = atomic_load_explicit(&fd_hints, memory_order_acquire);
     if (t)
         return t;
     struct rlimit rl;
     size_t n = 65536;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < (1u << 22))
         n = rl.rlim_cur > n ? rl.rlim_cur : n;
-    unsigned char *fresh = calloc(n, 1);
+    struct hint_table *fresh = calloc(1, sizeof *fresh + n);
     if (!fresh)
         return NULL;
-    /* fd_table_size is written before the release CAS that publishes the table and read
-     * only after an acquire load found it; a losing thread wrote the same value. */
-    fd_table_size = n;
-    unsigned char *expected = NULL;
+    fresh->size = n;
+    struct hint_table *expected = NULL;
     if (!atomic_compare_exchange_strong_explicit(&fd_hints, &expected, fresh,
                                                  memory_order_acq_rel, memory_order_acquire)) {
         free(fresh);
@@ -277,8 +285,8 @@ static unsigned char *hint_table(void)
 /* The hint byte of fd, or NULL (no table, or a number beyond it). */
 static _Atomic unsigned char *hint_slot(int fd)
 {
-    unsigned char *t = hint_table();
-    return t && (size_t)fd < fd_table_size ? (_Atomic unsigned char *)&t[fd] : NULL;
+    struct hint_table *t = hint_table();
+    return t && (size_t)fd < t->size ? &t->hint[fd] : NULL;
 }
 
 static unsigned hint_get(_Atomic unsigned char *slot)
@@ -402,7 +410,10 @@ static ssize_t transfer(int fd, void *buf, size_t len, int64_t deadline, bool wr
         return r;
     _Atomic unsigned char *slot = hint_slot(fd);
     unsigned h = hint_get(slot);
-    bool checked = false; /* O_NONBLOCK verified since the last wait */
+    /* O_NONBLOCK verified in this call. Once per call is enough: during our waits the number
+     * cannot be closed and reused (the rule above: no close of a descriptor a coroutine is
+     * waiting on), so it names the file we checked until we return. */
+    bool checked = false;
     if (!(h & HINT_NONBLOCK)) {
         /* The contract (io.h): the wrappers put a descriptor in non-blocking mode. */
         if ((r = set_nonblock(fd, slot)) < 0)
@@ -435,7 +446,6 @@ static ssize_t transfer(int fd, void *buf, size_t len, int64_t deadline, bool wr
             return n;
         if ((r = weft_wait_fd(fd, writing ? WEFT_WRITABLE : WEFT_READABLE, deadline)) < 0)
             return r;
-        checked = false;
     }
 }
 

@@ -39,7 +39,7 @@ struct weft__worker {
     void *timer_chunks;            /* every timer record block of this worker (timer.c) */
     struct weft__iow *iow_free;    /* free fd-wait records (io.c) */
     int io_waits;                  /* fd waits registered in this loop (owner only) */
-    uint32_t *fd_seen;             /* per fd: inode of the socket last registered here (io.c) */
+    uint64_t *fd_seen;             /* per fd: cookie of the socket last registered here (io.c) */
     void *iow_chunks;
     uint32_t tick_left;            /* dispatches until the scheduler context runs (61) */
     bool tick_due;                 /* the 61st dispatch came: check the global queue first */
