@@ -1,8 +1,8 @@
 /* test_cancel.c — cancellation: every cancellation point returns WEFT_ECANCELED and leaves
  * its object consistent (nothing sent, received, locked or consumed on the cancelled party's
  * behalf); a request made before the task blocks is sticky until one blocking call reports
- * it, and only one; weft_yield reports it; weft_cancelled() does not consume it; stale handles get WEFT_ESTATE;
- * cancelling from a plain thread; a cancelled coroutine carries on normally; races between
+ * it, and only one; weft_yield reports it (a loop of yields is told); weft_cancelled() does
+ * not consume it; stale handles get WEFT_ESTATE; cancelling from a plain thread; a cancelled coroutine carries on normally; races between
  * cancellation and completion report exactly one of them. */
 #include "harness.h"
 #include <weft.h>

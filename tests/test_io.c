@@ -2,9 +2,10 @@
  * of large payloads, the buffered reader, peer reset, deadlines, cancellation, accept bursts,
  * connection refused, argument errors, plain-thread callers (poll), descriptor numbers closed
  * behind weft's back and reused (never a worker blocked in the kernel), cancellation of
- * calls that need not wait, and no descriptor or coroutine left behind by any scenario. The whole suite runs three times: with the default
- * configuration (so $WEFT_THREADS / $WEFT_DEBUG_MIGRATE apply), with one worker, and with two
- * workers migrating coroutines at every park. Behaviour only: no timing assertions beyond
+ * calls that need not wait, and no descriptor or coroutine left behind by any scenario. The
+ * whole suite runs three times: with the default configuration (so $WEFT_THREADS /
+ * $WEFT_DEBUG_MIGRATE apply), with one worker, and with two workers migrating coroutines at
+ * every park. Behaviour only: no timing assertions beyond
  * "a deadline never fires early". */
 #define _GNU_SOURCE
 #include "harness.h"
@@ -1074,7 +1075,8 @@ static void scenario_cancel_ready(void)
     /* /dev/zero is always readable, /dev/null always writable; a stream of newlines fills
      * the reader's buffer with lines (the loop reads ~1,000 per refill). Cancelled from a
      * plain thread: the loops never park, so on one worker no coroutine could do it. */
-    int zero = open("/dev/zero", O_RDONLY | O_CLOEXEC), null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+    int zero = open("/dev/zero", O_RDONLY | O_CLOEXEC);
+    int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
     int sv[2];
     ASSERT(zero >= 0 && null >= 0);
     make_pair(sv);

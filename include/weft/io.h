@@ -5,14 +5,13 @@
  *
  * No call here ever blocks the thread in the kernel, whatever the descriptor's history — a
  * number closed with close(2), fclose or by a library and reused for another file is fine:
- * sockets are read and written with MSG_DONTWAIT at every call; any other descriptor has
- * O_NONBLOCK checked (and set if off) before every read and write, and weft_accept /
- * weft_connect check (and set) it at every call. Descriptor modes: the wrappers put every
- * descriptor they read or write in non-blocking mode the first time they see its number
- * (and again whenever they find a non-socket's mode off); a socket reused at a number weft
- * has seen may stay in blocking mode — weft does not need it, call weft_fd_nonblock if you
- * do. Every call taking a deadline is a cancellation point even when it need not wait (see
- * weft_cancel). */
+ * sockets are read and written with MSG_DONTWAIT; any other descriptor has O_NONBLOCK
+ * checked (and set if off) at every call, and so do a listener in weft_accept and a socket
+ * in weft_connect. Descriptor modes: the wrappers put every descriptor they read or write in
+ * non-blocking mode the first time they see its number (and again whenever they find a
+ * non-socket's mode off); a socket reused at a number weft has seen may stay in blocking
+ * mode — weft does not need it; call weft_fd_nonblock if you do. Every call taking a deadline
+ * is a cancellation point even when it need not wait (see weft_cancel). */
 #ifndef WEFT_IO_H
 #define WEFT_IO_H
 #include <sys/types.h>

@@ -8,8 +8,9 @@
  * exactly like timer records (timer.c). Records are freed only by their owner, when the stop
  * arrives. libev keeps an fd registered in epoll after a stop and drops it lazily, so a
  * stop and restart on the same worker between two polls costs no epoll_ctl when the wait is
- * for the same socket as before (same SO_COOKIE: see same_file_as_before); any other descriptor,
- * or a number closed and reused meanwhile, is re-registered (libev: ENOENT on MOD → ADD).
+ * for the same socket as before (same SO_COOKIE: see same_file_as_before); any other
+ * descriptor, or a number closed and reused meanwhile, is re-registered (libev: ENOENT on
+ * MOD → ADD).
  * Callers must still not close a descriptor another coroutine is waiting on (as with any
  * event loop).
  *
@@ -18,10 +19,10 @@
  * nothing weft remembers about a number is trusted to decide whether a system call may block.
  * Sockets are read and written with MSG_DONTWAIT on every call; other descriptors have
  * O_NONBLOCK checked (fcntl F_GETFL) at every call, before its first read/write; accept and
- * connect check it at every call. What weft remembers per number (fd_hints) only saves work: whether
- * it already put the number in non-blocking mode, and whether it was last seen as a
- * non-socket (to skip the recv/send that would fail with ENOTSOCK). A stale hint costs a
- * system call, never a blocked worker.
+ * connect check it at every call. What weft remembers per number (fd_hints) only saves
+ * work: whether it already put the number in non-blocking mode, and whether it was last seen
+ * as a non-socket (to skip the recv/send that would fail with ENOTSOCK). A stale hint costs
+ * a system call, never a blocked worker.
  *
  * Cancellation: every call here that takes a deadline is a cancellation point even when it
  * would not have to wait (weft__cancel_point at entry, before any effect), so a loop of reads
