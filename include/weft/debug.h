@@ -17,10 +17,12 @@ typedef struct weft_stats {
     uint64_t stacks_grown; /* finished coroutines whose stack grew a segment (segmented builds) */
     int workers;
     int narrow;            /* 1: the runtime is narrow — it needed less than one CPU, so fd
-                              waits gather on worker 0 (README "Narrow and wide") */
+                              waits gather on worker 0 (docs/design.md "Narrow and wide") */
     uint64_t narrowed;     /* times it went narrow since weft_run started */
+    uint64_t reserved[6];  /* zero; later versions' counters (the struct keeps its size) */
 } weft_stats;
-/* Cheap counters, summed over workers (approximate while running). */
+/* Read the runtime's counters, summed over workers (approximate while running).
+ * 0, WEFT_EINVAL (NULL), WEFT_ENORUNTIME. */
 WEFT_EXTERN int weft_stats_get(weft_stats *out);
 /* Print every coroutine (id, name, state, worker, what it waits on and for how long). */
 WEFT_EXTERN int weft_dump(FILE *out);

@@ -362,7 +362,7 @@ int weft_spawn_ex(weft_task *out, weft_fn fn, void *arg, const weft_spawn_opts *
 {
     if (out)
         *out = (weft_task){NULL, 0};
-    if (!fn)
+    if (!fn || (opts && !WEFT_RESERVED_ZERO(opts)))
         return WEFT_EINVAL;
     struct weft__runtime *rt = weft__rt;
     if (!rt || atomic_load_explicit(&rt->stopping, memory_order_relaxed))
