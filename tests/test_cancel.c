@@ -537,9 +537,13 @@ static void test_races(void)
 
 static weft_once slow_once = WEFT_ONCE_INIT;
 static _Atomic int slow_once_value;
+static _Atomic int slow_once_release; /* fn runs until the test has cancelled the waiter */
+static _Atomic int slow_once_entered;
 static void slow_once_fn(void)
 {
-    weft_sleep(WEFT_MSEC(30));
+    atomic_store(&slow_once_entered, 1);
+    while (!atomic_load(&slow_once_release))
+        weft_sleep(WEFT_MSEC(1));
     atomic_store(&slow_once_value, 7);
 }
 
@@ -591,14 +595,17 @@ static void test_request_survives(void)
 
     slow_once = (weft_once)WEFT_ONCE_INIT;
     atomic_store(&slow_once_value, 0);
+    atomic_store(&slow_once_release, 0);
+    atomic_store(&slow_once_entered, 0);
     s = (struct survive){0};
     weft_task runner;
     CHECK_EQ(weft_spawn(&runner, once_runner, NULL), 0);
-    weft_sleep(WEFT_MSEC(5)); /* the runner is inside fn (30 ms) */
+    WAIT_FOR(atomic_load(&slow_once_entered)); /* the runner is inside fn until released */
     CHECK_EQ(weft_spawn(&t, survive_once, &s), 0);
     WAIT_FOR(atomic_load(&s.waiting));
-    weft_sleep(WEFT_MSEC(5));
+    weft_sleep(WEFT_MSEC(5)); /* parked in the once, most likely (a request before is sticky) */
     CHECK_EQ(weft_cancel(t), 0);
+    atomic_store(&slow_once_release, 1); /* fn ends only now: the once had to be waited for */
     CHECK_EQ(weft_join(t, NULL), 0);
     CHECK_EQ(weft_join(runner, NULL), 0);
     CHECK_EQ(s.r_once, 0);
