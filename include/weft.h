@@ -1,8 +1,8 @@
 /* weft.h — stackful coroutines (green threads) for C on an M:N work-stealing scheduler.
  *
  * One header is the whole API, read top to bottom: errors, time, runtime, coroutines,
- * coroutine-local storage, channels, select, synchronisation, blocking offload, I/O,
- * debugging. Every function that can fail returns an int: 0 (or a count) on success, a
+ * coroutine-local storage, channels, select, synchronisation, blocking offload, task groups,
+ * I/O, debugging. Every function that can fail returns an int: 0 (or a count) on success, a
  * negative WEFT_E* code on failure. weft never reports through errno: a coroutine may move
  * between OS threads, and errno belongs to the thread.
  *
@@ -92,7 +92,8 @@ WEFT_EXTERN int weft_sleep_until(int64_t deadline);
 typedef struct weft_config {
     int threads;           /* worker threads; 0: $WEFT_THREADS, else the number of CPUs */
     size_t stack_size;     /* default coroutine stack size in bytes; 0: $WEFT_STACK_SIZE,
-                              else WEFT_STACK_DEFAULT (see "Stack sizes" below) */
+                              else WEFT_STACK_DEFAULT (see "Stack sizes" below). At least
+                              WEFT_STACK_DEFAULT_MIN (a page): WEFT_ESTACK below it */
     int debug_migrate;     /* 1: move coroutines to another worker at every yield and park
                               where possible (also $WEFT_DEBUG_MIGRATE=1) */
     int blocking_threads;  /* max threads of the blocking-offload pool; 0: 64 */
@@ -101,16 +102,28 @@ typedef struct weft_config {
 } weft_config;
 
 /* Stack sizes. Stacks are reserved address space, committed page by page as they are
- * touched, with a guard page below: the default 64 KiB costs one resident page for a
+ * touched, with a 64 KiB guard zone below: the default 64 KiB costs one resident page for a
  * coroutine that only calls weft, and room for ordinary C libraries (printf needs ~8 KiB).
+ * An overflow is reported (`weft: stack overflow in coroutine 17 "name" (stack 65536
+ * bytes)`, or `(entry fn)` for an unnamed one) and the process aborts: a fault in the guard
+ * zone, or a stack pointer found below the stack at any switch away from the coroutine. A
+ * frame larger than the guard can jump it unless it is compiled with
+ * -fstack-clash-protection, which the CMake targets and `pkg-config --cflags weft` add
+ * where the compiler has it: build coroutine code with them.
  * Sizes below WEFT_STACK_SMALL (4 KiB) make SUB-PAGE stacks: rounded up to 256 bytes and
  * packed several to a page, so a million parked coroutines fit in ~1.5 KB each (a wait on a
  * channel or a timer needs ~600 bytes of stack, a select ~800). They have no
- * guard page: an overflow is detected by a canary and a stack-pointer check at every switch
+ * guard: an overflow is detected by a canary and a stack-pointer check at every switch
  * away from the coroutine (then the process aborts with the overflow report), i.e. after
- * the fact — use them for coroutines whose code is shallow (weft calls, small frames; the
- * runtime's own work runs on the worker's stack). With -DWEFT_SEGMENTED_STACKS=ON (gcc
- * split stacks) a small stack grows in segments instead (docs/design.md "Stacks"). */
+ * the fact, possibly after it ran over the stack below (then the report names the coroutine
+ * that overflowed, also when the one below is the first to crash) — use them for coroutines
+ * whose code is shallow (weft calls, small frames; the runtime's own work runs on the
+ * worker's stack). Sub-page sizes are a per-spawn choice (weft_spawn_opts.stack_size): as
+ * the runtime's default (config.stack_size, $WEFT_STACK_SIZE) they would put every
+ * coroutine, printf and all, on a stack ordinary C code cannot live on, so the default is at
+ * least WEFT_STACK_DEFAULT_MIN — except with -DWEFT_SEGMENTED_STACKS=ON (gcc split stacks),
+ * where a small stack grows in segments (docs/design.md "Stacks") and the build's own default is
+ * 2 KiB. */
 #define WEFT_STACK_DEFAULT ((size_t)64 * 1024)
 #define WEFT_STACK_MIN ((size_t)1024)
 #define WEFT_STACK_SMALL ((size_t)4096)
@@ -120,14 +133,20 @@ typedef struct weft_config {
 #define WEFT_STACK_SEGMENTED_DEFAULT ((size_t)2048)
 #if defined(WEFT_SEGMENTED_STACKS)
 #define WEFT_STACK_DEFAULT_BUILD WEFT_STACK_SEGMENTED_DEFAULT
+#define WEFT_STACK_DEFAULT_MIN WEFT_STACK_MIN
 #else
 #define WEFT_STACK_DEFAULT_BUILD WEFT_STACK_DEFAULT
+/* The smallest runtime default (config.stack_size, $WEFT_STACK_SIZE): a page. A smaller
+ * $WEFT_STACK_SIZE is reported on stderr and ignored; a smaller config.stack_size makes
+ * weft_run return WEFT_ESTACK. */
+#define WEFT_STACK_DEFAULT_MIN WEFT_STACK_SMALL
 #endif
 
 /* Start the runtime, run main(arg) as the first coroutine, and return when it has returned:
  * its return value, or a negative WEFT_E* code if the runtime could not start (WEFT_EBUSY
  * when a runtime is already running, WEFT_EINVAL for a bad config — a non-zero reserved
- * field too — or NULL main).
+ * field too — or NULL main, WEFT_ESTACK for config.stack_size below WEFT_STACK_DEFAULT_MIN
+ * or above WEFT_STACK_MAX).
  * Shutdown rule (Go's): when main returns, coroutines still alive are not resumed again;
  * their stacks and control blocks are released and weft_run returns. config may be NULL. */
 WEFT_EXTERN int weft_run(int (*main)(void *), void *arg, const weft_config *config);
@@ -152,11 +171,13 @@ typedef struct weft_spawn_opts {
 } weft_spawn_opts;
 
 /* Create a coroutine running fn(arg). With out == NULL it is detached (its resources are
- * released when it returns); otherwise *out must be joined or detached exactly once.
+ * released when it returns); otherwise *out must be joined or detached exactly once (until
+ * then a finished task is a zombie: weft_stats counts them, debug builds list them at exit).
  * Callable from a coroutine or from any plain OS thread while the runtime runs. When the
  * calling worker's run queue is full, the spawning coroutine yields (back-pressure).
- * 0, WEFT_EINVAL (fn NULL, a non-zero opts->reserved), WEFT_ESTACK (size < WEFT_STACK_MIN or > WEFT_STACK_MAX),
- * WEFT_ENOMEM, WEFT_ENORUNTIME. */
+ * opts->stack_size may be sub-page (WEFT_STACK_MIN..WEFT_STACK_SMALL: see "Stack sizes").
+ * 0, WEFT_EINVAL (fn NULL, a non-zero opts->reserved), WEFT_ESTACK (size < WEFT_STACK_MIN or
+ * > WEFT_STACK_MAX), WEFT_ENOMEM, WEFT_ENORUNTIME. */
 WEFT_EXTERN int weft_spawn(weft_task *out, weft_fn fn, void *arg);
 WEFT_EXTERN int weft_spawn_ex(weft_task *out, weft_fn fn, void *arg, const weft_spawn_opts *opts);
 
@@ -226,6 +247,7 @@ WEFT_EXTERN int weft_local_set(weft_local key, void *value);
 
 #include "weft/chan.h"
 #include "weft/sync.h"
+#include "weft/group.h"
 #include "weft/io.h"
 #include "weft/debug.h"
 

@@ -107,8 +107,12 @@ class Header:
                 items.append(("comment", para[k : j + 1]))
                 k = j + 1
             else:
-                items.append(("code", [para[k]]))
-                k += 1
+                # A prototype that wraps onto continuation lines is one line here.
+                line, k = para[k], k + 1
+                if "WEFT_EXTERN" in line:
+                    while ";" not in line and k < len(para):
+                        line, k = line.rstrip() + " " + para[k].strip(), k + 1
+                items.append(("code", [line]))
         if any(l.lstrip().startswith("#") for kind, ls in items if kind == "code" for l in ls) and \
                 not any("WEFT_EXTERN" in l or "typedef" in l for _, ls in items for l in ls):
             return  # include guards, includes, macros alone

@@ -89,23 +89,6 @@ typedef struct weft_once {
 #define WEFT_ONCE_INIT {0, WEFT_MUTEX_INIT}
 WEFT_EXTERN int weft_once_call(weft_once *o, void (*fn)(void));
 
-/* Structured concurrency: a group owns the tasks spawned into it; weft_group_wait joins them
- * all; weft_group_cancel cancels them all; weft_group_wait_until cancels the rest at the
- * deadline and joins them (the parent bounds its children's lifetime). */
-typedef struct weft_group weft_group;
-/* Create an empty task group. 0, WEFT_EINVAL (out NULL), WEFT_ENOMEM. */
-WEFT_EXTERN int weft_group_create(weft_group **out);
-/* Spawn fn(arg) as a task of the group (weft_spawn's errors, WEFT_EINVAL for NULL). */
-WEFT_EXTERN int weft_group_spawn(weft_group *g, weft_fn fn, void *arg);
-/* Request cancellation of every task of the group (weft_cancel). 0, WEFT_EINVAL (NULL). */
-WEFT_EXTERN int weft_group_cancel(weft_group *g);
-/* Join every task of the group; wait_until cancels those still running at the deadline and
- * joins them too. 0, WEFT_ETIMEDOUT (the deadline passed), WEFT_ECANCELED, WEFT_EINVAL. */
-WEFT_EXTERN int weft_group_wait(weft_group *g);
-WEFT_EXTERN int weft_group_wait_until(weft_group *g, int64_t deadline);
-/* Free the group; tasks not joined yet are detached (they run on). NULL: no-op. */
-WEFT_EXTERN void weft_group_free(weft_group *g);
-
 /* Run fn(arg) on the blocking-offload thread pool and park until it returns; *result gets
  * its value. WEFT_ECANCELED if the caller is cancelled meanwhile (fn still runs to the end;
  * its result is then discarded). From a plain thread, fn simply runs inline. */

@@ -64,6 +64,9 @@ struct weft__worker {
     /* statistics (owner writes, weft_stats reads relaxed) */
     _Atomic uint64_t n_switches, n_parks, n_steals, n_spawned, n_finished, n_alloc, n_free;
     _Atomic uint64_t n_grown; /* finished coroutines whose stack had grown (segmented) */
+    /* zombies (coro.c): made by coroutines finishing here with a live handle; reaped by
+     * joins and detaches of finished tasks running on this worker's thread */
+    _Atomic uint64_t n_zombied, n_unzombied;
     _Atomic uint64_t n_sleeps; /* blocking polls (go_idle), for load.c */
     uint64_t id_next, id_end;      /* a block of coroutine ids (coro.c) */
 };
@@ -190,6 +193,9 @@ void weft__worker_run(struct weft__worker *w);
 void weft__wake_all(void);
 void weft__coro_cache_drain(struct weft__worker *w);
 /* Overflow detection (guard.c): per-thread alternate signal stack + SIGSEGV handler. */
+/* The check at every switch away from co (sched.c calls it when sp is below co's stack or
+ * the stack is canary-guarded): reports an overflow and aborts, or returns. */
+void weft__guard_check(struct weft__coro *co, const void *sp);
 void weft__guard_thread_init(struct weft__worker *w);
 void weft__guard_thread_fini(struct weft__worker *w);
 void weft__guard_install(void);
@@ -197,9 +203,22 @@ void weft__guard_uninstall(void);
 /* Put back a cancellation that an uninterruptible internal wait had to absorb (it stays
  * pending for the caller's next blocking call: "sticky until observed"). */
 void weft__cancel_repost(void);
+/* Report text (debug.c) built without stdio or malloc, so a signal handler can use it: a
+ * fixed buffer, filled up to `end` (longer text is cut). */
+struct weft__text {
+    char *p, *end;
+};
+void weft__text_str(struct weft__text *t, const char *s);
+void weft__text_u64(struct weft__text *t, uint64_t v);
+void weft__text_hex(struct weft__text *t, uintptr_t v);
+/* `coroutine 17 "name"`, or for an unnamed one `coroutine 17 (entry fn)` (the entry
+ * function by dladdr: its symbol, else module+offset). */
+void weft__text_coro(struct weft__text *t, const struct weft__coro *co);
 /* Shutdown helpers (runtime.c calls these). */
 void weft__coro_reset_all(void);
 uint64_t weft__coro_alive(void);
+/* weft_run's end (debug.c): in debug builds or with $WEFT_DEBUG, print the zombies left. */
+void weft__zombie_report(void);
 void weft__blocking_shutdown(void);
 void weft__dump_signal_install(int sig);
 void weft__dump_signal_uninstall(void);

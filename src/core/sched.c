@@ -482,18 +482,23 @@ static struct weft__coro *pick_local(struct weft__worker *w)
 }
 
 /* Leave the running coroutine `co`: to the next local coroutine, or to the scheduler. */
-/* Stacks without a guard page carry a canary at their limit, checked whenever the
- * coroutine gives up the CPU (yield, park, exit): an overflow is reported, not silent. */
-static inline void canary_check(struct weft__coro *co)
+/* Whenever a coroutine gives up the CPU (yield, park, exit): a stack pointer below its
+ * stack is an overflow whatever the guard kind (a frame that jumped the guard zone into the
+ * stack below without faulting: reported here, before that stack's owner runs again on this
+ * worker), and stacks without a guard zone have their canary checked. One load and two
+ * predictable compares on the switch path; the check itself is out of line (guard.c). */
+static inline void overflow_check(struct weft__coro *co)
 {
-    if (WEFT_UNLIKELY(co->stack->guard == WEFT_GUARD_CANARY))
-        weft__stack_check(co->stack, __builtin_frame_address(0), co->id, co->name);
+    const struct weft__stack *st = co->stack;
+    const char *sp = __builtin_frame_address(0);
+    if (WEFT_UNLIKELY(sp < (const char *)st->lo || st->guard == WEFT_GUARD_CANARY))
+        weft__guard_check(co, sp);
 }
 
 static void switch_away(struct weft__worker *w, struct weft__coro *co, struct weft__switch *s,
                         bool dying)
 {
-    canary_check(co);
+    overflow_check(co);
     struct weft__coro *next = pick_local(w);
     switch_to(w, next, s, dying);
 }
@@ -520,7 +525,7 @@ int weft__yield(void)
     struct weft__coro *co = w ? w->current : NULL;
     if (!co)
         return WEFT_ENOTCORO;
-    canary_check(co);
+    overflow_check(co);
     struct weft__switch s;
     s.save = &co->ctx;
     s.after = after_yield;

@@ -10,12 +10,37 @@
  * first); past WEFT_CACHE_HIGH stacks it moves a batch to the global pool, and takes a batch
  * back from there before carving a new slab.
  *
- * Guards: each stack has a guard page below its lowest usable byte. MADV_GUARD_INSTALL
- * (Linux 6.13+) installs it without splitting the mapping; otherwise mprotect(PROT_NONE)
- * splits it into two VMAs per stack and vm.max_map_count (65530 by default) would stop us
- * near 30,000 stacks, so mprotect guards are budgeted and the rest get a canary word at the
- * limit, checked at every switch away from the coroutine (detects, after the fact, an
- * overflow that did not jump past the canary).
+ * Guards: below each page-granular stack is a guard zone of WEFT_GUARD_BYTES (64 KiB).
+ * MADV_GUARD_INSTALL (Linux 6.13+) installs it without splitting the mapping; otherwise
+ * mprotect(PROT_NONE) splits it into two VMAs per stack and vm.max_map_count (65530 by
+ * default) would stop us near 30,000 stacks, so mprotect guards are budgeted and the rest
+ * get canary words at the limit, checked at every switch away from the coroutine (detects,
+ * after the fact, an overflow that did not jump past the canary).
+ * Why 64 KiB and not one page: a frame larger than the guard jumps it and lands in the
+ * stack below. Code built with -fstack-clash-protection (weft, and its users through the
+ * CMake target and weft.pc) probes every page of a large frame in order, so its first probe
+ * below lo faults in the guard whatever the width — on x86-64. gcc on AArch64 assumes a
+ * 64 KiB guard (stack-clash-protection-guard-size=16) and probes only frames above that, and
+ * code built without the flag touches a large frame wherever it likes (typically its lowest
+ * word first, with a call): with 64 KiB, any frame up to the default stack size that starts
+ * inside the stack faults in the guard. The width is free where it matters: one madvise or
+ * one mprotect per stack either way (the same VMAs), address space is MAP_NORESERVE (a
+ * million default stacks are 128 GB of the 128 TiB user space) and a guard page is never
+ * resident. What it costs is page-table reach: a 4 KiB page table maps 2 MiB, and every
+ * 2 MiB of a slab holds some stack's touched top, so a stack costs stride/512 bytes of page
+ * tables — 256 bytes at a 128 KiB stride instead of 136 at 68 KiB (+120 bytes per parked
+ * default coroutine, ~3% of its ~4.4 KB). The gap is kept when a stack gets a canary instead
+ * of a guard: unprotected, but an overflow of up to 64 KiB still lands in nobody's frames.
+ *
+ * Descriptors: a stack's descriptor (struct weft__stack) lives in an array allocated with
+ * its slab, not in the stack. Inside the stack, at its top, it sat exactly where the
+ * overflow of the stack above lands first (just below that stack's guard, or right below
+ * its limit for packed sub-page stacks): an overflow that jumped a guard, or ran over a
+ * sub-page neighbour, wrote over the neighbour's lo/size, and the neighbour's next check
+ * crashed inside weft or blamed it. At the bottom of the stack it would be the first thing
+ * the stack's own overflow hits, and a bottom page is one more page to touch per stack (a
+ * fresh page costs ~10 us here). The array costs 48 bytes per stack, touched once when the
+ * slab is carved (not per coroutine), and carving no longer touches any stack page.
  *
  * Sizes: WEFT_STACK_DEFAULT is 64 KiB of address space. A coroutine that only calls weft
  * touches one or two pages of it; printf-family calls need ~8-12 KiB; 64 KiB leaves room
@@ -27,7 +52,9 @@
  * a few hundred bytes of stack (the runtime's own work runs on the worker's stack through
  * on-top switches), so a 1 KiB stack is a quarter page instead of a whole one. An overflow
  * may scribble on the stack below (another coroutine's top frames) before the next switch
- * reports it and aborts: hence opt-in, for shallow code.
+ * reports it and aborts: hence opt-in per spawn, for shallow code (a sub-page runtime default
+ * is refused: runtime.c). If the coroutine below resumes first and crashes, the canaries
+ * above it name the one that overflowed (guard.c).
  *
  * Threads: the global pool is guarded by a mutex (batches only, off the hot path); a worker
  * cache is touched only by its own worker thread. */
@@ -62,14 +89,20 @@ struct size_class {
     size_t count;
 };
 
+/* A slab: n stacks of one size, `stride` bytes apart from base (stack i's guard zone, if
+ * any, at base + i * stride, its lo WEFT_GUARD_BYTES above). Published to lock-free readers
+ * (the SIGSEGV handler, weft_dump) by a release store of `slabs`; never changed after. */
+struct slab {
+    char *base;
+    size_t len;
+    size_t n;
+    struct slab *next;
+    struct weft__stack desc[]; /* the n descriptors, in address order */
+};
+
 static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct size_class classes[16]; /* few distinct sizes in practice */
-static struct weft__stack *all_stacks;
-static struct slab {
-    void *base;
-    size_t len;
-    struct slab *next;
-} *slabs;
+static struct slab *_Atomic slabs;    /* written under pool_mu, read anywhere (acquire) */
 static int guard_mode = -1; /* -1 unknown, else the best kind the kernel supports */
 static size_t mprotect_used;
 
@@ -80,6 +113,26 @@ static inline bool is_small(size_t size)
 static inline int canary_words(size_t size)
 {
     return is_small(size) ? 8 : WEFT_CANARY_WORDS;
+}
+/* The layout of a slab of stacks of `size`: guard width, distance between stacks, count. */
+static inline size_t guard_bytes(size_t size)
+{
+    return is_small(size) ? 0 : WEFT_GUARD_BYTES; /* sub-page stacks: packed, no guard */
+}
+static inline size_t stride_of(size_t size)
+{
+    return size + guard_bytes(size);
+}
+static inline size_t slab_count(size_t size)
+{
+    size_t n = WEFT_SLAB_BYTES / stride_of(size);
+    size_t cap = is_small(size) ? 2048 : 64; /* a small slab is at most 2 MiB, committed as used */
+    return n < 1 ? 1 : n > cap ? cap : n;
+}
+/* The lowest address of s's slab (its guard zone for index 0). */
+static inline const char *slab_floor(const struct weft__stack *s)
+{
+    return (const char *)s->lo - guard_bytes(s->size) - (size_t)s->index * stride_of(s->size);
 }
 static _Atomic uint64_t reserved_bytes, cached_stacks;
 
@@ -141,24 +194,21 @@ static void choose_guard_mode(void)
 static int carve(struct size_class *cls, size_t size)
 {
     bool small = is_small(size);
-    size_t stride = small ? size : size + WEFT_PAGE; /* sub-page stacks: no guard page */
-    size_t n = WEFT_SLAB_BYTES / stride;
-    if (n < 1)
-        n = 1;
-    if (n > (small ? 2048u : 64u)) /* a small slab is at most 2 MiB, committed as used */
-        n = small ? 2048 : 64;
+    size_t gap = guard_bytes(size), stride = stride_of(size), n = slab_count(size);
     size_t len = n * stride;
     char *base = mmap(NULL, len, PROT_READ | PROT_WRITE,
                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (base == MAP_FAILED)
         return -ENOMEM;
-    struct slab *sl = malloc(sizeof *sl);
+    struct slab *sl = malloc(sizeof *sl + n * sizeof(struct weft__stack));
     if (!sl) {
         munmap(base, len);
         return -ENOMEM;
     }
-    *sl = (struct slab){base, len, slabs};
-    slabs = sl;
+    sl->base = base;
+    sl->len = len;
+    sl->n = n;
+    sl->next = atomic_load_explicit(&slabs, memory_order_relaxed);
     atomic_fetch_add_explicit(&reserved_bytes, len, memory_order_relaxed);
 
     static bool chosen;
@@ -168,35 +218,31 @@ static int carve(struct size_class *cls, size_t size)
     }
     for (size_t i = 0; i < n; i++) {
         char *guard = base + i * stride;
-        char *lo = small ? guard : guard + WEFT_PAGE;
+        char *lo = guard + gap;
         unsigned kind = WEFT_GUARD_CANARY;
         if (small) {
-            /* no guard page */
+            /* no guard zone */
         } else if (guard_mode == -1 || guard_mode == WEFT_GUARD_MADVISE) {
-            if (madvise(guard, WEFT_PAGE, MADV_GUARD_INSTALL) == 0) {
+            if (madvise(guard, gap, MADV_GUARD_INSTALL) == 0) {
                 kind = WEFT_GUARD_MADVISE;
                 guard_mode = WEFT_GUARD_MADVISE;
             } else {
                 guard_mode = WEFT_GUARD_MPROTECT;
             }
         }
-        if (kind == WEFT_GUARD_CANARY && guard_mode == WEFT_GUARD_MPROTECT &&
-            mprotect_used < WEFT_MPROTECT_BUDGET &&
-            mprotect(guard, WEFT_PAGE, PROT_NONE) == 0) {
+        if (kind == WEFT_GUARD_CANARY && !small && guard_mode == WEFT_GUARD_MPROTECT &&
+            mprotect_used < WEFT_MPROTECT_BUDGET && mprotect(guard, gap, PROT_NONE) == 0) {
             kind = WEFT_GUARD_MPROTECT;
             mprotect_used++;
         }
-        /* The descriptor sits at the top of the usable area: lo + size - sizeof. */
-        struct weft__stack *s =
-            (struct weft__stack *)((uintptr_t)(lo + size - sizeof(struct weft__stack)) &
-                                   ~(uintptr_t)63);
+        struct weft__stack *s = &sl->desc[i];
         s->lo = lo;
         s->size = size;
-        s->guard = kind;
-        s->all = all_stacks;
-        all_stacks = s;
+        s->index = (uint32_t)i;
+        s->guard = (uint16_t)kind;
         s->valgrind_id = weft__valgrind_stack_register(lo, lo + size);
         s->tsan_fiber = NULL;
+        s->tsan_uses = 0;
         if (kind == WEFT_GUARD_CANARY)
             for (int w = 0; w < canary_words(size); w++)
                 ((uint64_t *)lo)[w] = WEFT_STACK_CANARY;
@@ -204,6 +250,8 @@ static int carve(struct size_class *cls, size_t size)
         cls->free = s;
         cls->count++;
     }
+    /* Release: a lock-free reader that finds the slab sees its descriptors initialised. */
+    atomic_store_explicit(&slabs, sl, memory_order_release);
     atomic_fetch_add_explicit(&cached_stacks, n, memory_order_relaxed);
     return 0;
 }
@@ -305,56 +353,88 @@ void weft__stack_cache_drain(struct weft__stack_cache *cache)
     atomic_store_explicit(&cache->count, 0, memory_order_relaxed);
 }
 
+size_t weft__stack_canary_bytes(const struct weft__stack *s)
+{
+    return s->guard == WEFT_GUARD_CANARY ? (size_t)canary_words(s->size) * 8 : 0;
+}
+
+bool weft__stack_in_guard(const struct weft__stack *s, const void *addr)
+{
+    const char *a = addr, *lo = s->lo;
+    return a < lo && a >= lo - guard_bytes(s->size);
+}
+
 struct weft__stack *weft__stack_guard_hit(const void *addr)
 {
-    /* Signal context: no lock (the list is only prepended to; a torn read finds nothing).
-     * The common case — the faulting thread's own current stack — is checked by the caller
-     * first; this walk is the fallback. */
-    for (struct weft__stack *s = all_stacks; s; s = s->all) {
-        const char *lo = s->lo;
-        if (is_small(s->size))
-            continue; /* below it is another stack, not a guard */
-        if ((const char *)addr >= lo - WEFT_PAGE && (const char *)addr < lo + 256)
-            return s;
+    /* Signal context: no lock. The slab list is only prepended to, with a release store;
+     * a slab's layout never changes (release_all runs with no coroutine left). */
+    const char *a = addr;
+    for (struct slab *sl = atomic_load_explicit(&slabs, memory_order_acquire); sl;
+         sl = sl->next) {
+        if (a < sl->base || a >= sl->base + sl->len)
+            continue;
+        struct weft__stack *s = &sl->desc[(size_t)(a - sl->base) / stride_of(sl->desc[0].size)];
+        return weft__stack_in_guard(s, a) ? s : NULL;
     }
     return NULL;
 }
 
-WEFT_NO_ASAN void weft__stack_check(const struct weft__stack *s, const void *sp,
-                                   uint64_t coro_id, const char *name)
+bool weft__stack_sp_below(const struct weft__stack *s, const void *sp)
 {
-    /* Two checks: the stack pointer itself (exact, when the overflow is still going on:
-     * sp within the lowest 256 bytes or below), and the canary words (an overflow that
-     * returned before this switch; a frame may skip a word, so several are checked). */
-    const uint64_t *c = s->lo;
-    bool smashed = (const char *)sp < (const char *)s->lo + 256;
+    const char *p = sp;
+    if (p >= (const char *)s->lo + weft__stack_canary_bytes(s))
+        return false;
 #if defined(WEFT_SEGMENTED_STACKS)
-    /* Running on a segment libgcc added (anywhere in the address space): the stack pointer
-     * says nothing about this stack; its canary still does. */
-    if ((const char *)sp >= (const char *)weft__stack_top(s) ||
-        (const char *)sp < (const char *)s->lo - 4096)
-        smashed = false;
+    /* Below its slab's floor it runs on a segment libgcc mapped (a separate mapping: never
+     * inside a slab). Inside the slab, below lo, it is an overflow. */
+    if (p < slab_floor(s))
+        return false;
 #endif
+    return true;
+}
+
+WEFT_NO_ASAN bool weft__stack_canary_smashed(const struct weft__stack *s)
+{
+    /* A frame may skip a word, so every word is checked. */
+    if (s->guard != WEFT_GUARD_CANARY)
+        return false;
+    const uint64_t *c = s->lo;
+    bool smashed = false;
     for (int i = 0; i < canary_words(s->size); i++)
         smashed |= c[i] != WEFT_STACK_CANARY;
-    if (s->guard == WEFT_GUARD_CANARY && smashed)
-        weft__panic("weft: stack overflow in coroutine %llu \"%s\" (stack %zu bytes)",
-                    (unsigned long long)coro_id, name ? name : "", s->size);
+    return smashed;
+}
+
+struct weft__stack *weft__stack_any_smashed(void)
+{
+    /* Canary words were written when the slab was carved: reading them faults in nothing. */
+    for (struct slab *sl = atomic_load_explicit(&slabs, memory_order_acquire); sl;
+         sl = sl->next)
+        for (size_t i = 0; i < sl->n; i++)
+            if (weft__stack_canary_smashed(&sl->desc[i]))
+                return &sl->desc[i];
+    return NULL;
+}
+
+struct weft__stack *weft__stack_above(const struct weft__stack *s)
+{
+    /* Descriptors are in address order in their slab's array: the next one, if any. */
+    return s->index + 1 < slab_count(s->size) ? (struct weft__stack *)s + 1 : NULL;
 }
 
 void weft__stack_release_all(void)
 {
     pthread_mutex_lock(&pool_mu);
-    for (struct weft__stack *s = all_stacks; s; s = s->all) {
-        weft__valgrind_stack_deregister(s->valgrind_id);
-        weft__tsan_fiber_destroy(s->tsan_fiber);
-    }
-    all_stacks = NULL;
-    while (slabs) {
-        struct slab *n = slabs->next;
-        munmap(slabs->base, slabs->len);
-        free(slabs);
-        slabs = n;
+    struct slab *sl = atomic_exchange_explicit(&slabs, NULL, memory_order_acq_rel);
+    while (sl) {
+        struct slab *n = sl->next;
+        for (size_t i = 0; i < sl->n; i++) {
+            weft__valgrind_stack_deregister(sl->desc[i].valgrind_id);
+            weft__tsan_fiber_destroy(sl->desc[i].tsan_fiber);
+        }
+        munmap(sl->base, sl->len);
+        free(sl);
+        sl = n;
     }
     memset(classes, 0, sizeof classes);
     mprotect_used = 0;
