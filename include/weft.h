@@ -215,7 +215,8 @@ WEFT_EXTERN int weft_join_until(weft_task t, void **result, int64_t deadline);
 WEFT_EXTERN int weft_detach(weft_task t);
 
 /* Let other coroutines run; the caller goes to the back of its worker's queue.
- * 0, or WEFT_ENOTCORO from a plain thread. */
+ * 0; WEFT_ECANCELED (without yielding) when a cancellation is pending — a cancellation point,
+ * so a loop of yields is told (see weft_cancel); WEFT_ENOTCORO from a plain thread. */
 WEFT_EXTERN int weft_yield(void);
 /* The calling coroutine's handle ({NULL, 0} outside a coroutine), and its id (0 outside).
  * The handle may be passed to weft_cancel or weft_set_name; joining yourself is refused. */
@@ -231,10 +232,19 @@ WEFT_EXTERN int weft_pin(void);
 WEFT_EXTERN int weft_unpin(void);
 
 /* Request cancellation of a live task (a detached one too, e.g. through a handle kept when
- * it was detached, or weft_self()): the task's current or next blocking call (sleep, channel send/recv,
- * select, join, mutex lock, cond wait, wait group wait, fd wait, blocking offload) returns
- * WEFT_ECANCELED. The request stays until one blocking call has reported it.
- * 0, or WEFT_ESTATE for a finished / stale handle. */
+ * it was detached, or weft_self()): the task's current or next cancellation point returns
+ * WEFT_ECANCELED. The request stays until one cancellation point has reported it.
+ * Cancellation points:
+ *  - always, even when the call would not have to wait (the request is reported at entry,
+ *    before the call has any effect: nothing read, written, accepted, connected, yielded):
+ *    weft_yield, weft_sleep[_until] (also with a deadline already past), and every I/O call
+ *    of weft/io.h that takes a deadline — weft_wait_fd, weft_read, weft_write,
+ *    weft_write_all, weft_accept, weft_connect, weft_tcp_connect, weft_reader_line,
+ *    weft_reader_read. A loop of reads on a descriptor that is always ready is told.
+ *  - when the call has to wait: channel send/recv, select, join, mutex lock, cond wait,
+ *    semaphore wait, wait group wait, blocking offload. A call that completes without
+ *    waiting (a value already there, a free mutex) leaves the request pending.
+ * Plain threads are never cancelled. 0, or WEFT_ESTATE for a finished / stale handle. */
 WEFT_EXTERN int weft_cancel(weft_task t);
 /* 1 if a cancellation of the calling coroutine is pending, else 0. Does not consume it. */
 WEFT_EXTERN int weft_cancelled(void);

@@ -1,8 +1,8 @@
 /* test_cancel.c — cancellation: every cancellation point returns WEFT_ECANCELED and leaves
  * its object consistent (nothing sent, received, locked or consumed on the cancelled party's
  * behalf); a request made before the task blocks is sticky until one blocking call reports
- * it, and only one; weft_cancelled() does not consume it; stale handles get WEFT_ESTATE;
- * cancelling from a plain thread; a cancelled coroutine carries on normally; races between
+ * it, and only one; weft_yield reports it (a loop of yields is told); weft_cancelled() does
+ * not consume it; stale handles get WEFT_ESTATE; cancelling from a plain thread; a cancelled coroutine carries on normally; races between
  * cancellation and completion report exactly one of them. */
 #include "harness.h"
 #include <weft.h>
@@ -226,7 +226,8 @@ static void test_points(void)
 struct sticky {
     _Atomic int ready, go;
     int c1, c2, c3, c4, c5;
-    int r_try, r_recv, r_lock, r_yield, r_sleep1, r_sleep2;
+    int yield_reports, c0, r_self;
+    int r_try, r_recv, r_lock, r_sleep1, r_sleep2;
     int64_t el2;
 };
 static weft_chan *sticky_buf;
@@ -236,9 +237,14 @@ static void *sticky_child(void *arg)
 {
     struct sticky *s = arg;
     atomic_store(&s->ready, 1);
+    /* weft_yield is a cancellation point: the request made while we spin here is reported
+     * by exactly one yield — in the loop, or the one after it if none came in between. */
     while (!atomic_load(&s->go))
-        weft_yield(); /* not a cancellation point */
-    s->r_yield = weft_yield();
+        s->yield_reports += weft_yield() == WEFT_ECANCELED;
+    s->yield_reports += weft_yield() == WEFT_ECANCELED;
+    s->c0 = weft_cancelled();
+    /* A request of our own, and the calls that do not report it. */
+    s->r_self = weft_cancel(weft_self());
     s->c1 = weft_cancelled();
     s->c2 = weft_cancelled(); /* asking does not consume */
     int v;
@@ -282,11 +288,12 @@ static void test_sticky(void)
     weft_task t;
     CHECK_EQ(weft_spawn(&t, sticky_child, &s), 0);
     WAIT_FOR(atomic_load(&s.ready));
-    CHECK_EQ(weft_cancel(t), 0);
-    CHECK_EQ(weft_cancel(t), 0); /* a second request before it is observed: still one */
+    CHECK_EQ(weft_cancel(t), 0); /* (two requests before one is observed: self_cancel) */
     atomic_store(&s.go, 1);
     CHECK_EQ(weft_join(t, NULL), 0);
-    CHECK_EQ(s.r_yield, 0);
+    CHECK_EQ(s.yield_reports, 1);
+    CHECK_EQ(s.c0, 0);
+    CHECK_EQ(s.r_self, 0);
     CHECK_EQ(s.c1, 1);
     CHECK_EQ(s.c2, 1);
     CHECK_EQ(s.r_try, WEFT_EAGAIN);
@@ -309,6 +316,33 @@ static void test_sticky(void)
     CHECK_EQ(out[3], WEFT_ECANCELED);
     CHECK_EQ(out[4], 0);
     CHECK_EQ(out[5], WEFT_ETIMEDOUT);
+}
+
+/* ------------------------------------------------------------------------------------------
+ * A loop of weft_yield (a call that never has to wait) is told it was cancelled. */
+
+static _Atomic long yield_rounds;
+
+static void *yield_loop(void *arg)
+{
+    (void)arg;
+    int64_t safety = weft_after(WEFT_SEC(20)); /* a failure ends the loop, never hangs */
+    int r;
+    while ((r = weft_yield()) == 0 && weft_now() < safety)
+        atomic_fetch_add(&yield_rounds, 1);
+    return (void *)(intptr_t)r;
+}
+
+static void test_yield_loop(void)
+{
+    weft_task t;
+    void *r;
+    atomic_store(&yield_rounds, 0);
+    CHECK_EQ(weft_spawn(&t, yield_loop, NULL), 0);
+    WAIT_FOR(atomic_load(&yield_rounds) > 0);
+    CHECK_EQ(weft_cancel(t), 0);
+    CHECK_EQ(weft_join(t, &r), 0);
+    CHECK_EQ((intptr_t)r, WEFT_ECANCELED);
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -503,9 +537,13 @@ static void test_races(void)
 
 static weft_once slow_once = WEFT_ONCE_INIT;
 static _Atomic int slow_once_value;
+static _Atomic int slow_once_release; /* fn runs until the test has cancelled the waiter */
+static _Atomic int slow_once_entered;
 static void slow_once_fn(void)
 {
-    weft_sleep(WEFT_MSEC(30));
+    atomic_store(&slow_once_entered, 1);
+    while (!atomic_load(&slow_once_release))
+        weft_sleep(WEFT_MSEC(1));
     atomic_store(&slow_once_value, 7);
 }
 
@@ -557,14 +595,17 @@ static void test_request_survives(void)
 
     slow_once = (weft_once)WEFT_ONCE_INIT;
     atomic_store(&slow_once_value, 0);
+    atomic_store(&slow_once_release, 0);
+    atomic_store(&slow_once_entered, 0);
     s = (struct survive){0};
     weft_task runner;
     CHECK_EQ(weft_spawn(&runner, once_runner, NULL), 0);
-    weft_sleep(WEFT_MSEC(5)); /* the runner is inside fn (30 ms) */
+    WAIT_FOR(atomic_load(&slow_once_entered)); /* the runner is inside fn until released */
     CHECK_EQ(weft_spawn(&t, survive_once, &s), 0);
     WAIT_FOR(atomic_load(&s.waiting));
-    weft_sleep(WEFT_MSEC(5));
+    weft_sleep(WEFT_MSEC(5)); /* parked in the once, most likely (a request before is sticky) */
     CHECK_EQ(weft_cancel(t), 0);
+    atomic_store(&slow_once_release, 1); /* fn ends only now: the once had to be waited for */
     CHECK_EQ(weft_join(t, NULL), 0);
     CHECK_EQ(weft_join(runner, NULL), 0);
     CHECK_EQ(s.r_once, 0);
@@ -672,6 +713,7 @@ static int app(void *arg)
 {
     test_points();
     test_sticky();
+    test_yield_loop();
     test_handles_threads();
     test_races();
     test_failed_call_leaves_no_wait();

@@ -1,9 +1,11 @@
 /* test_io.c — blocking-style I/O: echo with many concurrent clients, partial reads and writes
  * of large payloads, the buffered reader, peer reset, deadlines, cancellation, accept bursts,
- * connection refused, argument errors, plain-thread callers (poll), and no descriptor or
- * coroutine left behind by any scenario. The whole suite runs three times: with the default
- * configuration (so $WEFT_THREADS / $WEFT_DEBUG_MIGRATE apply), with one worker, and with two
- * workers migrating coroutines at every park. Behaviour only: no timing assertions beyond
+ * connection refused, argument errors, plain-thread callers (poll), descriptor numbers closed
+ * behind weft's back and reused (never a worker blocked in the kernel), cancellation of
+ * calls that need not wait, and no descriptor or coroutine left behind by any scenario. The
+ * whole suite runs three times: with the default configuration (so $WEFT_THREADS /
+ * $WEFT_DEBUG_MIGRATE apply), with one worker, and with two workers migrating coroutines at
+ * every park. Behaviour only: no timing assertions beyond
  * "a deadline never fires early". */
 #define _GNU_SOURCE
 #include "harness.h"
@@ -20,6 +22,7 @@
 #include <stdbool.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 static _Atomic long checks;
@@ -582,20 +585,19 @@ static void scenario_deadlines(void)
 
 /* ---- 6. cancellation ----------------------------------------------------------------------- */
 
-static atomic_int gate;
-
-static void *gated_read(void *arg)
+/* Cancels itself, then reads: the read reports the request before touching the descriptor
+ * (a cancellation point even when data is there); the next read gets what the first left,
+ * or times out: returns 1000 + what the second read returned. */
+static void *precancelled_read(void *arg)
 {
-    while (!atomic_load(&gate))
-        weft_yield();
     char b[8];
+    ASSERT_EQ(weft_cancel(weft_self()), 0);
     ssize_t n = weft_read((int)(intptr_t)arg, b, sizeof b, WEFT_FOREVER);
-    /* Return the first result and, when data came first, what the next read reports. */
-    if (n > 0) {
-        ASSERT_EQ(weft_cancelled(), 1); /* still pending: not reported yet */
-        n = 1000 + weft_read((int)(intptr_t)arg, b, sizeof b, WEFT_FOREVER);
-    }
-    return (void *)(intptr_t)n;
+    if (n != WEFT_ECANCELED)
+        return (void *)(intptr_t)n;
+    ASSERT_EQ(weft_cancelled(), 0); /* reported once */
+    return (void *)(intptr_t)(1000 + weft_read((int)(intptr_t)arg, b, sizeof b,
+                                               weft_after(WEFT_MSEC(5))));
 }
 
 static void *accept_one(void *arg)
@@ -646,22 +648,17 @@ static void scenario_cancel(void)
     CHECK_EQ(weft_blocking(join_thread, &th, &r), 0);
     CHECK_EQ((intptr_t)r, 0);
 
-    /* Cancelled before it blocks: the read that would wait reports it. */
-    atomic_store(&gate, 0);
-    ASSERT_EQ(weft_spawn(&t, gated_read, (void *)(intptr_t)sv[0]), 0);
-    CHECK_EQ(weft_cancel(t), 0);
-    atomic_store(&gate, 1);
+    /* Cancelled before it blocks: the read that would wait reports it, once. */
+    ASSERT_EQ(weft_spawn(&t, precancelled_read, (void *)(intptr_t)sv[0]), 0);
     CHECK_EQ(weft_join(t, &r), 0);
-    CHECK_EQ((intptr_t)r, WEFT_ECANCELED);
+    CHECK_EQ((intptr_t)r, 1000 + WEFT_ETIMEDOUT);
 
-    /* Data already there: the read succeeds, the request stays for the next wait. */
-    atomic_store(&gate, 0);
-    ASSERT_EQ(weft_spawn(&t, gated_read, (void *)(intptr_t)sv[0]), 0);
+    /* Data already there: the read reports the request all the same and consumes nothing;
+     * the next read gets the byte. */
     CHECK_EQ(weft_write(sv[1], "d", 1, WEFT_FOREVER), 1);
-    CHECK_EQ(weft_cancel(t), 0);
-    atomic_store(&gate, 1);
+    ASSERT_EQ(weft_spawn(&t, precancelled_read, (void *)(intptr_t)sv[0]), 0);
     CHECK_EQ(weft_join(t, &r), 0);
-    CHECK_EQ((intptr_t)r, 1000 + WEFT_ECANCELED);
+    CHECK_EQ((intptr_t)r, 1000 + 1);
 
     /* Parked in weft_accept and in weft_wait_fd for writing. */
     int port, lfd = listen_any(&port, 16);
@@ -859,6 +856,250 @@ static void scenario_same_fd(void)
         weft_yield();
     }
     CHECK_EQ(weft_close(sv[1]), 0);
+}
+
+/* ---- 8d. numbers closed behind weft's back and reused ------------------------------------ */
+
+/* A safety net against a worker stuck in a blocking system call (which no deadline can end):
+ * a plain thread that aborts the test with a message if not disarmed within a minute. */
+struct watchdog {
+    pthread_t th;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int done;
+    const char *what;
+};
+
+static void *watchdog_main(void *arg)
+{
+    struct watchdog *d = arg;
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += 60;
+    pthread_mutex_lock(&d->mu);
+    while (!d->done && pthread_cond_timedwait(&d->cv, &d->mu, &until) == 0)
+        ;
+    if (!d->done) {
+        fprintf(stderr, "watchdog: %s did not finish in 60 s (a worker blocked in the "
+                        "kernel?)\n", d->what);
+        abort();
+    }
+    pthread_mutex_unlock(&d->mu);
+    return NULL;
+}
+
+static void watchdog_arm(struct watchdog *d, const char *what)
+{
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&d->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_mutex_init(&d->mu, NULL);
+    d->done = 0;
+    d->what = what;
+    ASSERT_EQ(pthread_create(&d->th, NULL, watchdog_main, d), 0);
+}
+
+static void watchdog_disarm(struct watchdog *d)
+{
+    pthread_mutex_lock(&d->mu);
+    d->done = 1;
+    pthread_cond_signal(&d->cv);
+    pthread_mutex_unlock(&d->mu);
+    ASSERT_EQ(pthread_join(d->th, NULL), 0); /* it returns at once */
+    pthread_cond_destroy(&d->cv);
+    pthread_mutex_destroy(&d->mu);
+}
+
+/* Make `number` name `fd`'s file (closing what it named: a close(2) behind weft's back and a
+ * reuse in one step), then close fd. */
+static void reuse_number(int fd, int number)
+{
+    ASSERT_EQ(dup3(fd, number, O_CLOEXEC), number);
+    ASSERT_EQ(close(fd), 0);
+}
+
+static int is_nonblocking(int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+    ASSERT(fl >= 0);
+    return (fl & O_NONBLOCK) != 0;
+}
+
+static _Atomic int reader_in; /* the reader is about to call weft_read */
+
+static void *late_writer(void *arg)
+{
+    WAIT_FOR(atomic_load(&reader_in));
+    return (void *)(intptr_t)weft_write((int)(intptr_t)arg, "late", 4, WEFT_FOREVER);
+}
+
+/* Read the bytes another coroutine writes only once we are reading: on a one-worker runtime
+ * that coroutine runs only if our read parks instead of blocking the worker. */
+static void read_while_other_writes(int rfd, int wfd)
+{
+    weft_task t;
+    void *r;
+    char b[8];
+    atomic_store(&reader_in, 0);
+    ASSERT_EQ(weft_spawn(&t, late_writer, (void *)(intptr_t)wfd), 0);
+    atomic_store(&reader_in, 1);
+    CHECK_EQ(weft_read(rfd, b, sizeof b, weft_after(WEFT_SEC(10))), 4);
+    CHECK(memcmp(b, "late", 4) == 0);
+    CHECK_EQ(weft_join(t, &r), 0);
+    CHECK_EQ((intptr_t)r, 4);
+}
+
+static void scenario_reused(void)
+{
+    struct watchdog wd;
+    watchdog_arm(&wd, "reads and writes on reused descriptor numbers");
+    char b[8], c;
+    int sv[2], n[2], p[2];
+
+    /* A socket weft used (non-blocking, waited on), replaced by a blocking socket. */
+    make_pair(sv);
+    CHECK_EQ(weft_write(sv[1], "a", 1, WEFT_FOREVER), 1);
+    CHECK_EQ(weft_wait_fd(sv[0], WEFT_READABLE, weft_after(WEFT_SEC(10))), WEFT_READABLE);
+    CHECK_EQ(weft_read(sv[0], b, sizeof b, WEFT_FOREVER), 1);
+    make_pair(n); /* blocking */
+    reuse_number(n[0], sv[0]);
+    CHECK_EQ(is_nonblocking(sv[0]), 0);
+    CHECK_EQ(weft_read(sv[0], b, sizeof b, weft_after(WEFT_MSEC(20))), WEFT_ETIMEDOUT);
+    read_while_other_writes(sv[0], n[1]);
+    /* The new socket is in this worker's epoll set: a wait sees data that is already there
+     * (the old socket left the set when its number was reused). */
+    CHECK_EQ(write(n[1], "b", 1), 1);
+    CHECK_EQ(weft_wait_fd(sv[0], WEFT_READABLE, weft_after(WEFT_SEC(10))), WEFT_READABLE);
+    CHECK_EQ(weft_read(sv[0], &c, 1, WEFT_FOREVER), 1);
+    CHECK_EQ(c, 'b');
+    CHECK_EQ(weft_close(n[1]), 0);
+
+    /* The same after fclose of an fdopen'ed stream (the C library's close). */
+    make_pair(n);
+    FILE *f = fdopen(sv[0], "r+");
+    ASSERT(f != NULL);
+    ASSERT_EQ(fclose(f), 0);
+    reuse_number(n[0], sv[0]);
+    CHECK_EQ(weft_read(sv[0], b, sizeof b, weft_after(WEFT_MSEC(20))), WEFT_ETIMEDOUT);
+    read_while_other_writes(sv[0], n[1]);
+    CHECK_EQ(weft_close(n[1]), 0);
+
+    /* A socket number replaced by a blocking pipe: its read end, then its write end (full). */
+    ASSERT_EQ(pipe2(p, O_CLOEXEC), 0);
+    reuse_number(p[0], sv[0]);
+    CHECK_EQ(weft_read(sv[0], b, sizeof b, weft_after(WEFT_MSEC(20))), WEFT_ETIMEDOUT);
+    CHECK_EQ(is_nonblocking(sv[0]), 1);
+    read_while_other_writes(sv[0], p[1]);
+    reuse_number(p[1], sv[1]); /* weft wrote to sv[1] first: it knows it as a socket */
+    static char big[1 << 20];
+    CHECK_EQ(weft_write_all(sv[1], big, sizeof big, weft_after(WEFT_MSEC(20))), WEFT_ETIMEDOUT);
+    CHECK_EQ(is_nonblocking(sv[1]), 1);
+
+    /* A pipe number weft used (a non-socket) replaced by a blocking socket. */
+    make_pair(n);
+    reuse_number(n[0], sv[0]);
+    CHECK_EQ(is_nonblocking(sv[0]), 0);
+    CHECK_EQ(weft_read(sv[0], b, sizeof b, weft_after(WEFT_MSEC(20))), WEFT_ETIMEDOUT);
+    read_while_other_writes(sv[0], n[1]);
+    CHECK_EQ(weft_close(n[1]), 0);
+
+    /* weft_fd_nonblock asks the kernel, not its memory of the number. */
+    make_pair(n);
+    reuse_number(n[0], sv[0]);
+    CHECK_EQ(weft_fd_nonblock(sv[0]), 0);
+    CHECK_EQ(is_nonblocking(sv[0]), 1);
+    CHECK_EQ(weft_close(n[1]), 0);
+
+    /* A listener replaced by a blocking one: accept times out instead of blocking. */
+    int port, lfd = listen_any(&port, 4);
+    int bl = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    ASSERT_EQ(bind(bl, (struct sockaddr *)&a, sizeof a), 0);
+    ASSERT_EQ(listen(bl, 4), 0);
+    reuse_number(bl, lfd);
+    CHECK_EQ(weft_accept(lfd, NULL, NULL, weft_after(WEFT_MSEC(20))), WEFT_ETIMEDOUT);
+    CHECK_EQ(weft_close(lfd), 0);
+
+    CHECK_EQ(weft_close(sv[0]), 0);
+    CHECK_EQ(weft_close(sv[1]), 0);
+    watchdog_disarm(&wd);
+}
+
+/* ---- 8e. cancellation reaches calls that need not wait ------------------------------------ */
+
+struct ready_loop {
+    int fd, op; /* 0: weft_read, 1: weft_write, 2: weft_reader_line */
+    _Atomic int looping;
+    long rounds;
+};
+
+/* Loops on an always-ready descriptor until a call fails: what it failed with, or 1 if a
+ * safety deadline ended the loop first. */
+static void *ready_loop(void *arg)
+{
+    struct ready_loop *l = arg;
+    char buf[64];
+    weft_reader rd;
+    ASSERT_EQ(weft_reader_init(&rd, l->fd, 1 << 16), 0);
+    int64_t safety = weft_after(WEFT_SEC(20));
+    ssize_t n = 0;
+    while (weft_now() < safety) {
+        if (l->op == 0)
+            n = weft_read(l->fd, buf, sizeof buf, WEFT_FOREVER);
+        else if (l->op == 1)
+            n = weft_write(l->fd, buf, sizeof buf, WEFT_FOREVER);
+        else
+            n = weft_reader_line(&rd, buf, sizeof buf, WEFT_FOREVER);
+        if (n <= 0)
+            break;
+        l->rounds++;
+        atomic_store(&l->looping, 1);
+    }
+    weft_reader_free(&rd);
+    return (void *)(intptr_t)(n <= 0 ? n : 1);
+}
+
+static void *cancel_when_looping(void *arg)
+{
+    struct ready_loop *l = ((void **)arg)[0];
+    while (!atomic_load(&l->looping))
+        sched_yield();
+    ASSERT_EQ(weft_cancel(*(weft_task *)((void **)arg)[1]), 0);
+    return NULL;
+}
+
+static void scenario_cancel_ready(void)
+{
+    /* /dev/zero is always readable, /dev/null always writable; a stream of newlines fills
+     * the reader's buffer with lines (the loop reads ~1,000 per refill). Cancelled from a
+     * plain thread: the loops never park, so on one worker no coroutine could do it. */
+    int zero = open("/dev/zero", O_RDONLY | O_CLOEXEC);
+    int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+    int sv[2];
+    ASSERT(zero >= 0 && null >= 0);
+    make_pair(sv);
+    static char nl[1 << 16];
+    memset(nl, '\n', sizeof nl);
+    ASSERT_EQ(weft_write(sv[1], nl, sizeof nl, WEFT_FOREVER), (ssize_t)sizeof nl);
+    int fds[3] = {zero, null, sv[0]};
+    for (int op = 0; op < 3; op++) {
+        struct ready_loop l = {.fd = fds[op], .op = op};
+        weft_task t;
+        void *r;
+        pthread_t th;
+        ASSERT_EQ(weft_spawn(&t, ready_loop, &l), 0);
+        void *args[2] = {&l, &t};
+        ASSERT_EQ(pthread_create(&th, NULL, cancel_when_looping, args), 0);
+        CHECK_EQ(weft_join(t, &r), 0);
+        CHECK_EQ((intptr_t)r, WEFT_ECANCELED);
+        CHECK_GT(l.rounds, 0);
+        CHECK_EQ(weft_blocking(join_thread, &th, &r), 0);
+    }
+    CHECK_EQ(weft_close(zero), 0);
+    CHECK_EQ(weft_close(null), 0);
+    close_pair(sv);
 }
 
 /* ---- 8c. narrow and wide: fd waits gather on worker 0 while the runtime is lightly loaded -- */
@@ -1114,7 +1355,8 @@ static const struct {
     {"deadlines", scenario_deadlines}, {"cancel", scenario_cancel},
     {"burst", scenario_burst},         {"errors", scenario_errors},
     {"same_fd", scenario_same_fd},     {"threads", scenario_threads},
-    {"narrow", scenario_narrow},
+    {"narrow", scenario_narrow},       {"reused", scenario_reused},
+    {"cancel_ready", scenario_cancel_ready},
 };
 
 static int app(void *arg)

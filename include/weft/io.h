@@ -1,7 +1,17 @@
 /* weft/io.h — blocking-style I/O on non-blocking descriptors (included by weft.h).
  * Each call parks the coroutine in its worker's libev loop instead of blocking the thread.
  * Errors are negative errno values (-ECONNRESET, -EPIPE, ...) or WEFT_ETIMEDOUT,
- * WEFT_ECANCELED; 0 from a read means end of stream. */
+ * WEFT_ECANCELED; 0 from a read means end of stream.
+ *
+ * No call here ever blocks the thread in the kernel, whatever the descriptor's history — a
+ * number closed with close(2), fclose or by a library and reused for another file is fine:
+ * sockets are read and written with MSG_DONTWAIT; any other descriptor has O_NONBLOCK
+ * checked (and set if off) at every call, and so do a listener in weft_accept and a socket
+ * in weft_connect. Descriptor modes: the wrappers put every descriptor they read or write in
+ * non-blocking mode the first time they see its number (and again whenever they find a
+ * non-socket's mode off); a socket reused at a number weft has seen may stay in blocking
+ * mode — weft does not need it; call weft_fd_nonblock if you do. Every call taking a deadline
+ * is a cancellation point even when it need not wait (see weft_cancel). */
 #ifndef WEFT_IO_H
 #define WEFT_IO_H
 #include <sys/types.h>
@@ -13,9 +23,11 @@ extern "C" {
 enum { WEFT_READABLE = 1, WEFT_WRITABLE = 2 };
 /* Wait until fd is readable and/or writable (events: WEFT_READABLE | WEFT_WRITABLE): returns the ready events (> 0), or an error code. */
 WEFT_EXTERN int weft_wait_fd(int fd, int events, int64_t deadline);
-/* Put fd in non-blocking mode (the wrappers below do it for you). */
+/* Put fd in non-blocking mode (asks the kernel at every call; the wrappers below do not
+ * need it). 0 or a negative errno. */
 WEFT_EXTERN int weft_fd_nonblock(int fd);
-/* Forget weft's per-fd state; call before close(2) of a descriptor weft waited on. */
+/* Forget what weft remembers about the number (hints that save a system call; correctness
+ * never depends on them). Optional before close(2); weft_close does both. 0 or WEFT_EINVAL. */
 WEFT_EXTERN int weft_fd_forget(int fd);
 /* weft_fd_forget, then close(2): 0 or the negative errno of close. */
 WEFT_EXTERN int weft_close(int fd);

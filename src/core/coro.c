@@ -485,7 +485,7 @@ int weft_spawn_ex(weft_task *out, weft_fn fn, void *arg, const weft_spawn_opts *
      * fresh memory (a page fault per 14 children here). When this worker's ring is full,
      * the spawner yields and its children run first: memory stays flat and warm. */
     if (w && w->current && weft__runq_len(&w->rq) >= WEFT_RUNQ_SIZE - 1)
-        weft_yield();
+        weft__yield(); /* not a cancellation point: spawn reports none */
     return 0;
 }
 
@@ -687,7 +687,7 @@ void weft__cancel_repost(void)
 int weft_cancelled(void)
 {
     struct weft__coro *co = weft__coro_self();
-    return co ? atomic_load_explicit(&co->cancel, memory_order_relaxed) : 0;
+    return co ? weft__cancel_pending(co) : 0;
 }
 
 /* ------------------------------------------------------------------------------------------

@@ -140,6 +140,34 @@ void weft__wait_disarm(struct weft__coro *co);
 void weft__tparker_arm(struct weft__thread_parker *tp, struct weft__waker *k);
 int weft__tparker_wait(struct weft__thread_parker *tp, int64_t deadline);
 
+/* Cancellation as every cancellation point sees it: co->cancel means "requested and not yet
+ * reported". These three are the one place that says what "pending" is and what reporting a
+ * request does (today: reported once, then cleared; weft__cancel_repost puts one back).
+ * Relaxed: weft_cancel stores the request (relaxed, then a seq_cst fence, then looks for an
+ * armed wait); a check at a call's entry is a fast path that may miss a request racing with
+ * it — that request is then reported by the park (whose fence pairs with weft_cancel's) or by
+ * the next call. A request ordered before the call (through any acquire the caller made
+ * after the canceller's weft_cancel) is seen: write-read coherence. */
+static inline bool weft__cancel_pending(struct weft__coro *co)
+{
+    return atomic_load_explicit(&co->cancel, memory_order_relaxed) != 0;
+}
+static inline void weft__cancel_reported(struct weft__coro *co)
+{
+    atomic_store_explicit(&co->cancel, 0, memory_order_relaxed);
+}
+/* A cancellation point that need not wait (weft_yield, the I/O calls at entry): for the
+ * calling coroutine co (NULL: a plain thread, never cancelled), WEFT_ECANCELED — the request
+ * is then reported — if one is pending, else 0. */
+static inline int weft__cancel_point(struct weft__coro *co)
+{
+    if (co && WEFT_UNLIKELY(weft__cancel_pending(co))) {
+        weft__cancel_reported(co);
+        return WEFT_ECANCELED;
+    }
+    return 0;
+}
+
 struct weft__coro *weft__coro_alloc(void);
 void weft__coro_release(struct weft__coro *co); /* drop one ref; frees at 0 */
 WEFT_NORETURN void weft__coro_exit(struct weft__coro *co, void *result);

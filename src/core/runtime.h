@@ -39,7 +39,7 @@ struct weft__worker {
     void *timer_chunks;            /* every timer record block of this worker (timer.c) */
     struct weft__iow *iow_free;    /* free fd-wait records (io.c) */
     int io_waits;                  /* fd waits registered in this loop (owner only) */
-    uint32_t *fd_seen;             /* per fd: generation + 1 last registered here (io.c) */
+    uint64_t *fd_seen;             /* per fd: cookie of the socket last registered here (io.c) */
     void *iow_chunks;
     uint32_t tick_left;            /* dispatches until the scheduler context runs (61) */
     bool tick_due;                 /* the 61st dispatch came: check the global queue first */
@@ -186,6 +186,8 @@ static inline bool weft__narrow(const struct weft__runtime *rt)
 }
 /* sched.c: move the calling coroutine to worker `to` (it resumes there). */
 void weft__hop(struct weft__worker *to);
+/* sched.c: weft_yield without its cancellation point (internal yields). */
+int weft__yield(void);
 void weft__io_stop_msg(struct weft__worker *w, struct weft__msg *m);
 void weft__io_cache_free(struct weft__worker *w);
 

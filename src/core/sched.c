@@ -507,7 +507,20 @@ static void switch_away(struct weft__worker *w, struct weft__coro *co, struct we
 /* ------------------------------------------------------------------------------------------
  * Public scheduling entry points. */
 
+/* weft_yield is a cancellation point (weft.h): a pending request is reported instead of
+ * yielding. Internal yields (spawn's back-pressure) call weft__yield: not a cancellation
+ * point, the request stays for the caller's next one. */
 int weft_yield(void)
+{
+    struct weft__worker *w = weft__worker_entry();
+    struct weft__coro *co = w ? w->current : NULL;
+    if (!co)
+        return WEFT_ENOTCORO;
+    int r = weft__cancel_point(co);
+    return r < 0 ? r : weft__yield();
+}
+
+int weft__yield(void)
 {
     struct weft__worker *w = weft__worker_entry();
     struct weft__coro *co = w ? w->current : NULL;
@@ -561,9 +574,9 @@ static int park(int64_t deadline, void (*unlock)(void *), void *arg)
     /* Dekker with weft_cancel: the caller armed co->wait (a store); fence; read cancel.
      * weft_cancel stores cancel; fence; reads co->wait. One of us sees the other. */
     weft__fence_seq_cst();
-    if (atomic_load_explicit(&co->cancel, memory_order_relaxed)) {
+    if (weft__cancel_pending(co)) {
         if (wait_give_up(co, unlock, arg)) {
-            atomic_store_explicit(&co->cancel, 0, memory_order_relaxed);
+            weft__cancel_reported(co);
             return WEFT_ECANCELED;
         }
         /* Someone already won the wait: it will make us runnable; park as usual. */
@@ -587,7 +600,7 @@ static int park(int64_t deadline, void (*unlock)(void *), void *arg)
         weft__timer_cancel(s.timer); /* stops it on its owner's loop (inbox if not here) */
     int r = co->wait_result;
     if (r == WEFT_ECANCELED)
-        atomic_store_explicit(&co->cancel, 0, memory_order_relaxed);
+        weft__cancel_reported(co);
     co->wait_what = NULL;
     return r;
 }
