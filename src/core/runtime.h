@@ -199,6 +199,15 @@ void weft__cancel_repost(void);
 void weft__coro_reset_all(void);
 uint64_t weft__coro_alive(void);
 void weft__blocking_shutdown(void);
+
+/* fork() (fork.c): pthread_atfork handlers, registered by the first weft_run. PREPARE takes
+ * each module's process-wide locks (so the child's copies of the structures they guard are
+ * consistent), PARENT releases them, CHILD leaves the module fresh and unstarted: the child
+ * has none of the parent's threads, so nothing of the parent's runtime can be used there. */
+int weft__fork_init(void); /* 0, or WEFT_ENOMEM */
+void weft__blocking_atfork(int phase);
+void weft__coro_atfork(int phase);
+void weft__run_atfork_child(bool on_coro_stack);
 void weft__dump_signal_install(int sig);
 void weft__dump_signal_uninstall(void);
 #endif

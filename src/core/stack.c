@@ -342,9 +342,8 @@ WEFT_NO_ASAN void weft__stack_check(const struct weft__stack *s, const void *sp,
                     (unsigned long long)coro_id, name ? name : "", s->size);
 }
 
-void weft__stack_release_all(void)
+static void release_all_locked(void)
 {
-    pthread_mutex_lock(&pool_mu);
     for (struct weft__stack *s = all_stacks; s; s = s->all) {
         weft__valgrind_stack_deregister(s->valgrind_id);
         weft__tsan_fiber_destroy(s->tsan_fiber);
@@ -360,7 +359,43 @@ void weft__stack_release_all(void)
     mprotect_used = 0;
     atomic_store(&reserved_bytes, 0);
     atomic_store(&cached_stacks, 0);
+}
+
+void weft__stack_release_all(void)
+{
+    pthread_mutex_lock(&pool_mu);
+    release_all_locked();
     pthread_mutex_unlock(&pool_mu);
+}
+
+/* The slabs of a parent a child was forked from a coroutine of: still mapped (the child
+ * runs on one of them), never reused, kept reachable here (for leak checkers). */
+static struct slab *forked_slabs;
+
+void weft__stack_atfork(int phase, bool keep)
+{
+    if (phase == WEFT_FORK_PREPARE) {
+        pthread_mutex_lock(&pool_mu);
+        return;
+    }
+    if (phase == WEFT_FORK_PARENT) {
+        pthread_mutex_unlock(&pool_mu);
+        return;
+    }
+    pthread_mutex_init(&pool_mu, NULL);
+    if (keep) {
+        struct slab **tail = &forked_slabs;
+        while (*tail)
+            tail = &(*tail)->next;
+        *tail = slabs;
+        slabs = NULL;
+        all_stacks = NULL;
+        memset(classes, 0, sizeof classes);
+        atomic_store(&reserved_bytes, 0);
+        atomic_store(&cached_stacks, 0);
+    } else {
+        release_all_locked(); /* every stack belonged to the parent's coroutines */
+    }
 }
 
 void weft__stack_stats(uint64_t *reserved, uint64_t *cached)
