@@ -22,10 +22,11 @@
  * it parks again) and read by the pool thread under pool.mu at DONE: the pool wakes the
  * token it copied; a token made stale by a cancellation fails its CAS (coro.h).
  *
- * Shutdown (weft_run, after every worker left): callers still waiting are abandoned (never
- * resumed). Jobs still queued are dropped unrun — their records are in frames of abandoned
- * coroutines, released with the stacks afterwards; jobs running are waited for (joining every
- * pool thread), and their callers are not woken. Nothing is heap-allocated per job. */
+ * Shutdown: once main has returned (runtime.stopping) no caller is resumed again, so pool
+ * threads start no more jobs; weft_run, after every worker left, drops the jobs still queued
+ * unrun — their records are in frames of abandoned coroutines, released with the stacks
+ * afterwards — and waits for the running ones (joining every pool thread), whose callers
+ * are not woken. Nothing is heap-allocated per job, so nothing can leak. */
 #define _GNU_SOURCE
 #include "runtime.h"
 
@@ -56,9 +57,17 @@ static struct {
 static void *pool_thread(void *unused)
 {
     (void)unused;
+    /* Pool threads exist only while weft_run runs (created by its coroutines, joined by
+     * weft__blocking_shutdown before weft__rt is cleared): weft__rt is stable here. */
+    struct weft__runtime *rt = weft__rt;
     pthread_mutex_lock(&pool.mu);
     for (;;) {
-        while (!pool.head && !pool.stopping) {
+        /* Once main has returned no caller will be resumed: start no more jobs (relaxed: a
+         * job started just as the flag is set is merely waited for at shutdown). */
+        bool rt_stopping = atomic_load_explicit(&rt->stopping, memory_order_relaxed);
+        if (!pool.head || rt_stopping) {
+            if (pool.stopping)
+                break;
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
             ts.tv_sec += 10;
@@ -66,10 +75,9 @@ static void *pool_thread(void *unused)
             int r = pthread_cond_timedwait(&pool.cv, &pool.mu, &ts);
             pool.idle--;
             if (r != 0 && !pool.head)
-                goto retire; /* idle for 10 s */
+                break; /* idle for 10 s: retire */
+            continue;
         }
-        if (!pool.head)
-            break; /* stopping and nothing left */
         struct job *j = pool.head;
         pool.head = j->next;
         if (!pool.head)
@@ -87,7 +95,6 @@ static void *pool_thread(void *unused)
             weft__waker_wake(&k, 0, false);
         pthread_mutex_lock(&pool.mu);
     }
-retire:
     pool.threads--;
     pthread_cond_broadcast(&pool.done);
     pthread_mutex_unlock(&pool.mu);

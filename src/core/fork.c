@@ -11,11 +11,12 @@
  * cannot deadlock), which makes the structures they guard consistent in the child; the
  * parent releases them; the child re-initialises them and forgets the parent's runtime:
  * control blocks back to the pool with their ids retired (handles inherited from the parent
- * get WEFT_ESTATE), stacks unmapped, the pool empty, signal handlers restored, no runtime
- * running. The child may then call weft_run afresh.
+ * get WEFT_ESTATE), the parent's stacks forgotten (left mapped: the forking thread may hold
+ * pointers into them), the pool empty, signal handlers restored, no runtime running. The
+ * child may then call weft_run afresh.
  *
  * Forked from a coroutine, the child runs on that coroutine's stack with no scheduler under
- * it: the stacks stay mapped, and the child may exec or _exit (the fork+exec pattern works),
+ * it: the child may exec or _exit (the fork+exec pattern works),
  * but not return from the coroutine's function, and weft_run returns WEFT_ESTATE there.
  * Objects made in the parent (channels, mutexes, groups) must not be used in the child: a
  * lock inside one may have been held by a parent's thread. */
@@ -27,14 +28,14 @@
 static void prepare(void)
 {
     weft__coro_atfork(WEFT_FORK_PREPARE);
-    weft__stack_atfork(WEFT_FORK_PREPARE, false);
+    weft__stack_atfork(WEFT_FORK_PREPARE);
     weft__blocking_atfork(WEFT_FORK_PREPARE);
 }
 
 static void parent(void)
 {
     weft__blocking_atfork(WEFT_FORK_PARENT);
-    weft__stack_atfork(WEFT_FORK_PARENT, false);
+    weft__stack_atfork(WEFT_FORK_PARENT);
     weft__coro_atfork(WEFT_FORK_PARENT);
 }
 
@@ -44,7 +45,7 @@ static void child(void)
      * coroutine's stack. */
     bool on_coro_stack = weft__tls_worker != NULL;
     weft__blocking_atfork(WEFT_FORK_CHILD);
-    weft__stack_atfork(WEFT_FORK_CHILD, on_coro_stack);
+    weft__stack_atfork(WEFT_FORK_CHILD);
     weft__coro_atfork(WEFT_FORK_CHILD);
     weft__run_atfork_child(on_coro_stack);
 }

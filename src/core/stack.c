@@ -342,8 +342,9 @@ WEFT_NO_ASAN void weft__stack_check(const struct weft__stack *s, const void *sp,
                     (unsigned long long)coro_id, name ? name : "", s->size);
 }
 
-static void release_all_locked(void)
+void weft__stack_release_all(void)
 {
+    pthread_mutex_lock(&pool_mu);
     for (struct weft__stack *s = all_stacks; s; s = s->all) {
         weft__valgrind_stack_deregister(s->valgrind_id);
         weft__tsan_fiber_destroy(s->tsan_fiber);
@@ -359,20 +360,16 @@ static void release_all_locked(void)
     mprotect_used = 0;
     atomic_store(&reserved_bytes, 0);
     atomic_store(&cached_stacks, 0);
-}
-
-void weft__stack_release_all(void)
-{
-    pthread_mutex_lock(&pool_mu);
-    release_all_locked();
     pthread_mutex_unlock(&pool_mu);
 }
 
-/* The slabs of a parent a child was forked from a coroutine of: still mapped (the child
- * runs on one of them), never reused, kept reachable here (for leak checkers). */
+/* The slabs of the parent a child was forked from: left mapped in the child (copy-on-write:
+ * untouched pages cost nothing) and never reused — the forking thread may run on one (a
+ * coroutine) or hold pointers into one (a plain thread given a coroutine's local); kept
+ * reachable here (for leak checkers). */
 static struct slab *forked_slabs;
 
-void weft__stack_atfork(int phase, bool keep)
+void weft__stack_atfork(int phase)
 {
     if (phase == WEFT_FORK_PREPARE) {
         pthread_mutex_lock(&pool_mu);
@@ -383,19 +380,15 @@ void weft__stack_atfork(int phase, bool keep)
         return;
     }
     pthread_mutex_init(&pool_mu, NULL);
-    if (keep) {
-        struct slab **tail = &forked_slabs;
-        while (*tail)
-            tail = &(*tail)->next;
-        *tail = slabs;
-        slabs = NULL;
-        all_stacks = NULL;
-        memset(classes, 0, sizeof classes);
-        atomic_store(&reserved_bytes, 0);
-        atomic_store(&cached_stacks, 0);
-    } else {
-        release_all_locked(); /* every stack belonged to the parent's coroutines */
-    }
+    struct slab **tail = &forked_slabs;
+    while (*tail)
+        tail = &(*tail)->next;
+    *tail = slabs;
+    slabs = NULL;
+    all_stacks = NULL;
+    memset(classes, 0, sizeof classes);
+    atomic_store(&reserved_bytes, 0);
+    atomic_store(&cached_stacks, 0);
 }
 
 void weft__stack_stats(uint64_t *reserved, uint64_t *cached)

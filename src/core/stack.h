@@ -2,7 +2,6 @@
 #ifndef WEFT_STACK_H
 #define WEFT_STACK_H
 
-#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -61,9 +60,9 @@ void weft__stack_check(const struct weft__stack *s, const void *sp, uint64_t cor
                        const char *name);
 /* Release every slab (runtime shutdown: every coroutine is gone or abandoned). */
 void weft__stack_release_all(void);
-/* fork.c: PREPARE/PARENT take and drop the pool lock; CHILD forgets the parent's stacks,
- * unmapping them unless `keep` (the child was forked from a coroutine and runs on one). */
-void weft__stack_atfork(int phase, bool keep);
+/* fork.c: PREPARE/PARENT take and drop the pool lock; CHILD forgets the parent's stacks
+ * (left mapped, never reused). */
+void weft__stack_atfork(int phase);
 /* Counters for weft_stats: address space reserved, free stacks in the global pool (the
  * caller adds the workers' caches). */
 void weft__stack_stats(uint64_t *reserved, uint64_t *cached);
