@@ -8,6 +8,9 @@
  *
  * Deadlines are absolute times on weft_now()'s clock (CLOCK_MONOTONIC, nanoseconds);
  * WEFT_FOREVER means "no deadline". weft_after(ns) builds one from a duration.
+ *
+ * No weft function is async-signal-safe: a signal handler must not call any (it could wait
+ * for a lock the interrupted thread holds); write to a pipe there and read it in a coroutine.
  */
 #ifndef WEFT_H
 #define WEFT_H
@@ -115,7 +118,11 @@ typedef struct weft_config {
  * its return value, or a negative WEFT_E* code if the runtime could not start (WEFT_EBUSY
  * when a runtime is already running, WEFT_EINVAL for a bad config or NULL main).
  * Shutdown rule (Go's): when main returns, coroutines still alive are not resumed again;
- * their stacks and control blocks are released and weft_run returns. config may be NULL. */
+ * their stacks and control blocks are released and weft_run returns. config may be NULL.
+ * fork(): a child forked by a plain thread starts with no runtime (whether or not one ran in
+ * the parent) and may call weft_run; nothing made in the parent (tasks, channels, mutexes)
+ * may be used there. A child forked from a coroutine runs on that coroutine's stack: it may
+ * only exec or _exit, and weft_run returns WEFT_ESTATE there. */
 WEFT_EXTERN int weft_run(int (*main)(void *), void *arg, const weft_config *config);
 
 /* ==================================== Coroutines ========================================= */
