@@ -542,6 +542,7 @@ int main(void)
     /* TSan does not support a multi-threaded process that forks and then starts threads in
      * the child (die_after_fork). */
     fprintf(stderr, "test_blocking: fork cases skipped under TSan\n");
+    (void)fork_main;
 #else
     weft_config two = {.threads = 2};
     ASSERT_EQ(weft_run(fork_main, NULL, &two), 0);

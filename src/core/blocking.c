@@ -180,14 +180,13 @@ int weft_blocking_until(weft_fn fn, void *arg, void **result, int64_t deadline)
         return 0;
     }
     struct job j = {.fn = fn, .arg = arg, .state = JOB_QUEUED};
-    weft__wait_arm(co, &j.k, "blocking");
     pthread_mutex_lock(&pool.mu);
     int r = submit_locked(&j);
+    if (r == 0) /* armed before any pool thread can see j (it needs pool.mu) */
+        weft__wait_arm(co, &j.k, "blocking");
     pthread_mutex_unlock(&pool.mu);
-    if (r != 0) {
-        weft__wait_disarm(co);
+    if (r != 0)
         return r;
-    }
     /* The pool mutex is not held across the park (TSan: unlock on a wrong fiber); the job's
      * waker CAS makes an early completion safe: it readies us, we may still be parking. */
     r = weft__park_until(deadline, NULL, NULL);
