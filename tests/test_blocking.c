@@ -465,13 +465,32 @@ static void *churn(void *arg)
     return NULL;
 }
 
-static int fork_main(void *arg)
+static _Atomic int sleeper_started;
+static void *sleeper(void *arg)
 {
     (void)arg;
+    atomic_store(&sleeper_started, 1);
+    weft_sleep(WEFT_SEC(60));
+    return NULL;
+}
+
+/* Not under ASan: gcc 12's ASan allocator takes no lock around fork(), so a child forked
+ * while any other thread allocates can deadlock in its first malloc (seen here: the child's
+ * new threads stuck in the allocator's size-class lock) — a sanitizer limitation; glibc's
+ * malloc is fork-safe. The fork from a coroutine (the child allocates nothing) still runs. */
+#if defined(__SANITIZE_ADDRESS__)
+#define FORK_FROM_THREAD 0
+#else
+#define FORK_FROM_THREAD 1
+#endif
+
+static void fork_from_thread(void)
+{
     weft_task churners[3];
     for (int i = 0; i < 3; i++)
         ASSERT_EQ(weft_spawn(&churners[i], churn, NULL), 0);
-    parent_handle = churners[0];
+    ASSERT_EQ(weft_spawn(&parent_handle, sleeper, NULL), 0);
+    WAIT_FOR(atomic_load(&sleeper_started));
     struct forker f = {0};
     pthread_t th;
     ASSERT_EQ(pthread_create(&th, NULL, fork_thread, &f), 0);
@@ -489,10 +508,21 @@ static int fork_main(void *arg)
     atomic_store(&churn_stop, 1);
     for (int i = 0; i < 3; i++)
         CHECK_EQ(weft_join(churners[i], NULL), 0);
+    CHECK_EQ(weft_cancel(parent_handle), 0);
+    CHECK_EQ(weft_join(parent_handle, NULL), 0);
     weft_task t;
     ASSERT_EQ(weft_spawn(&t, noop, (void *)3), 0);
     CHECK_EQ(weft_join(t, &r), 0);
     CHECK_EQ((intptr_t)r, 3);
+}
+
+static int fork_main(void *arg)
+{
+    (void)arg;
+    if (FORK_FROM_THREAD)
+        fork_from_thread();
+    else
+        fprintf(stderr, "test_blocking: fork from a plain thread skipped under ASan\n");
 
     /* Forked from a coroutine: the child may exec or _exit; weft_run says why it cannot run
      * there, and nothing of the parent's runtime looks alive. */
@@ -520,8 +550,9 @@ static int fork_main(void *arg)
         len += (size_t)n;
     buf[len] = 0;
     close(fds[0]);
+    void *r;
     ASSERT_EQ(weft_blocking(wait_child, (void *)(intptr_t)pid, &r), 0);
-    status = (int)(intptr_t)r;
+    int status = (int)(intptr_t)r;
     CHECK(WIFEXITED(status));
     CHECK_EQ(WEXITSTATUS(status), 0);
     CHECK(strstr(buf, "forked from a coroutine") != NULL);
