@@ -223,11 +223,12 @@ void weft__blocking_atfork(int phase)
     } else if (phase == WEFT_FORK_PARENT) {
         pthread_mutex_unlock(&pool.mu);
     } else {
-        /* The child has none of the parent's pool threads; their jobs belong to the parent. */
-        pthread_mutex_init(&pool.mu, NULL);
+        /* The child has none of the parent's pool threads; their jobs belong to the parent.
+         * Its one thread took pool.mu in PREPARE: it unlocks it. */
         pthread_cond_init(&pool.cv, NULL);
         pthread_cond_init(&pool.done, NULL);
         pool.head = pool.tail = NULL;
         pool.threads = pool.idle = pool.stopping = 0;
+        pthread_mutex_unlock(&pool.mu);
     }
 }

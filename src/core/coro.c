@@ -295,9 +295,10 @@ void weft__coro_atfork(int phase)
         pthread_mutex_unlock(&pool_mu);
         pthread_mutex_unlock(&keys_mu);
     } else {
-        pthread_mutex_init(&keys_mu, NULL);
-        pthread_mutex_init(&pool_mu, NULL);
+        /* The child's one thread is the one that took them in PREPARE: it unlocks them. */
         reset_all_locked(true);
+        pthread_mutex_unlock(&pool_mu);
+        pthread_mutex_unlock(&keys_mu);
     }
 }
 

@@ -9,7 +9,8 @@
  * takes every process-wide lock of weft (coroutine-local keys, control-block pool, stack
  * pool, blocking pool, in that order — no weft code holds two of them at once, so the order
  * cannot deadlock), which makes the structures they guard consistent in the child; the
- * parent releases them; the child re-initialises them and forgets the parent's runtime:
+ * parent releases them; so does the child (its one thread is the one that took them), after
+ * forgetting the parent's runtime:
  * control blocks back to the pool with their ids retired (handles inherited from the parent
  * get WEFT_ESTATE), the parent's stacks forgotten (left mapped: the forking thread may hold
  * pointers into them), the pool empty, signal handlers restored, no runtime running. The

@@ -375,20 +375,18 @@ void weft__stack_atfork(int phase)
         pthread_mutex_lock(&pool_mu);
         return;
     }
-    if (phase == WEFT_FORK_PARENT) {
-        pthread_mutex_unlock(&pool_mu);
-        return;
+    if (phase == WEFT_FORK_CHILD) {
+        struct slab **tail = &forked_slabs;
+        while (*tail)
+            tail = &(*tail)->next;
+        *tail = slabs;
+        slabs = NULL;
+        all_stacks = NULL;
+        memset(classes, 0, sizeof classes);
+        atomic_store(&reserved_bytes, 0);
+        atomic_store(&cached_stacks, 0);
     }
-    pthread_mutex_init(&pool_mu, NULL);
-    struct slab **tail = &forked_slabs;
-    while (*tail)
-        tail = &(*tail)->next;
-    *tail = slabs;
-    slabs = NULL;
-    all_stacks = NULL;
-    memset(classes, 0, sizeof classes);
-    atomic_store(&reserved_bytes, 0);
-    atomic_store(&cached_stacks, 0);
+    pthread_mutex_unlock(&pool_mu); /* in the child too: its thread is the one that took it */
 }
 
 void weft__stack_stats(uint64_t *reserved, uint64_t *cached)
