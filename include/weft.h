@@ -16,6 +16,9 @@
  * join, mutex, cond, semaphore, wait group, fd waits) when its timer record cannot be
  * allocated: then the wait did not happen, as with WEFT_ECANCELED (nothing was sent,
  * received, locked or joined).
+ *
+ * No weft function is async-signal-safe: a signal handler must not call any (it could wait
+ * for a lock the interrupted thread holds); write to a pipe there and read it in a coroutine.
  */
 #ifndef WEFT_H
 #define WEFT_H
@@ -163,7 +166,11 @@ typedef struct weft_config {
  * must start: the run never goes on with fewer) or main's stack could not be had; a failed
  * start leaves nothing behind and a later weft_run may succeed).
  * Shutdown rule (Go's): when main returns, coroutines still alive are not resumed again;
- * their stacks and control blocks are released and weft_run returns. config may be NULL. */
+ * their stacks and control blocks are released and weft_run returns. config may be NULL.
+ * fork(): a child forked by a plain thread starts with no runtime (whether or not one ran in
+ * the parent) and may call weft_run; nothing made in the parent (tasks, channels, mutexes)
+ * may be used there. A child forked from a coroutine runs on that coroutine's stack: it may
+ * only exec or _exit, and weft_run returns WEFT_ESTATE there. */
 WEFT_EXTERN int weft_run(int (*main)(void *), void *arg, const weft_config *config);
 
 /* ==================================== Coroutines ========================================= */

@@ -53,7 +53,7 @@ static weft_mutex cm = WEFT_MUTEX_INIT;
 static weft_cond cv = WEFT_COND_INIT;
 static weft_sem sem0;
 static weft_wg wg1;
-static _Atomic int blocking_done;
+static _Atomic int blocking_started, blocking_done;
 
 static void *long_sleep(void *arg)
 {
@@ -65,6 +65,7 @@ static void *long_sleep(void *arg)
 static void *blocking_fn(void *arg)
 {
     (void)arg;
+    atomic_store(&blocking_started, 1);
     struct timespec ts = {0, 200 * 1000 * 1000};
     nanosleep(&ts, NULL); /* a plain blocking call on the pool thread */
     atomic_store(&blocking_done, 1);
@@ -144,9 +145,12 @@ static void test_points(void)
     for (int k = 0; k < K_COUNT; k++) {
         struct blk b = {.kind = (enum kind)k};
         weft_task t;
+        atomic_store(&blocking_started, 0);
         atomic_store(&blocking_done, 0);
         CHECK_EQ(weft_spawn(&t, blocker, &b), 0);
         WAIT_FOR(atomic_load(&b.stage) >= 1);
+        if (k == K_BLOCKING) /* cancelled once fn runs (a queued job is withdrawn instead) */
+            WAIT_FOR(atomic_load(&blocking_started));
         weft_sleep(WEFT_MSEC(5)); /* let it park (cancelling earlier is fine too: sticky) */
         if (atomic_load(&b.stage) != 1)
             fprintf(stderr, "%s did not block\n", kind_name[k]);
@@ -201,9 +205,9 @@ static void test_points(void)
             CHECK_EQ(weft_sem_trywait(&sem0), WEFT_EAGAIN);
             break;
         case K_BLOCKING:
-            /* fn still ran to completion; its result was discarded */
-            CHECK_EQ(b.result, (void *)-1);
-            WAIT_FOR(atomic_load(&blocking_done) == 1);
+            /* the caller waited for fn to return; fn's result is still handed over */
+            CHECK_EQ(atomic_load(&blocking_done), 1);
+            CHECK_EQ((intptr_t)b.result, 77);
             {
                 void *r = NULL;
                 CHECK_EQ(weft_blocking(blocking_fn, NULL, &r), 0);

@@ -89,10 +89,28 @@ typedef struct weft_once {
 #define WEFT_ONCE_INIT {0, WEFT_MUTEX_INIT}
 WEFT_EXTERN int weft_once_call(weft_once *o, void (*fn)(void));
 
-/* Run fn(arg) on the blocking-offload thread pool and park until it returns; *result gets
- * its value. WEFT_ECANCELED if the caller is cancelled meanwhile (fn still runs to the end;
- * its result is then discarded). From a plain thread, fn simply runs inline. */
+/* Run fn(arg) on the blocking-offload thread pool and park until it returns; *result (if
+ * non-NULL) gets its value. The call never returns while fn may still be running, so arg
+ * may point into the caller's stack frame. From a plain thread, fn simply runs inline.
+ *   0               fn ran; *result is its value.
+ *   WEFT_ECANCELED  the caller was cancelled. If no pool thread had started fn yet, the job
+ *                   is withdrawn and fn never runs; otherwise the caller stays parked (not
+ *                   cancellable again meanwhile: further requests are folded into this one)
+ *                   until fn has returned, and *result still gets its value.
+ *   WEFT_EAGAIN     the pool has no thread and could not start one (pthread_create failed:
+ *                   the process's thread or memory limits); fn did not run.
+ *   WEFT_EINVAL     fn is NULL.
+ * So *result is written exactly when fn ran: preset it (e.g. to NULL) to tell, after
+ * WEFT_ECANCELED, whether fn ran and left something to free. */
 WEFT_EXTERN int weft_blocking(weft_fn fn, void *arg, void **result);
+/* The same with a deadline that bounds the wait for a pool thread to start fn: if none has
+ * started it by then, the job is withdrawn and WEFT_ETIMEDOUT returned — fn never ran and
+ * *result is untouched. Once fn has started, the call waits for it to return whatever the
+ * deadline (weft cannot stop a running C function) and returns 0 with its result: reporting
+ * WEFT_ETIMEDOUT for a call whose effects did happen would leave the caller unable to tell
+ * "not done" from "done late". A cancellation works as in weft_blocking. From a plain
+ * thread, fn runs inline (there is no wait to bound). */
+WEFT_EXTERN int weft_blocking_until(weft_fn fn, void *arg, void **result, int64_t deadline);
 
 #ifdef __cplusplus
 }

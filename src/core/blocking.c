@@ -3,11 +3,30 @@
  * never stalls a worker (the spawn_blocking of other runtimes).
  *
  * Threads are created on demand up to runtime.blocking_threads and retire after 10 s idle.
- * A job is heap-allocated with two references (the caller, the pool): a cancelled caller
- * returns at once while fn runs on; whoever drops the last reference frees the job.
- * Threads: the queue and counters are guarded by pool.mu; a job's result is written by the
- * pool thread before it tries the caller's waker (whose CAS/ready chain publishes it).
- * Shutdown: weft_run waits for jobs in flight (joining every pool thread) before returning. */
+ *
+ * The job record lives in the caller's frame, and the caller never leaves that frame while
+ * a pool thread may still touch the record: fn usually works on the caller's stack too
+ * (`struct req r; weft_blocking(fn, &r, NULL)`), and a job that outlived the frame would
+ * write into a stack another coroutine then uses. So an interrupted caller (cancelled, or
+ * past its deadline) either withdraws a job still QUEUED (fn never runs) or, once fn has
+ * started, parks again — not cancellable meanwhile — until fn has returned (Go and Tokio
+ * cannot abandon a running blocking call either).
+ *
+ * Job states (job.state; every transition and every pool-side access under pool.mu, except
+ * the pool thread's own reads of fn and arg while RUNNING, which nobody else writes):
+ *   QUEUED   In the pool's queue; owned by the queue. The caller may unlink it (withdraw).
+ *   RUNNING  Dequeued by a pool thread, fn running; the caller must wait for DONE.
+ *   DONE     fn returned, result stored. The pool thread copied the caller's waker under
+ *            pool.mu and touches the record no more: the caller may leave its frame.
+ * job.k (the caller's waker) is written by the caller under pool.mu (arming a new wait when
+ * it parks again) and read by the pool thread under pool.mu at DONE: the pool wakes the
+ * token it copied; a token made stale by a cancellation fails its CAS (coro.h).
+ *
+ * Shutdown: once main has returned (runtime.stopping) no caller is resumed again, so pool
+ * threads start no more jobs; weft_run, after every worker left, drops the jobs still queued
+ * unrun — their records are in frames of abandoned coroutines, released with the stacks
+ * afterwards — and waits for the running ones (joining every pool thread), whose callers
+ * are not woken. Nothing is heap-allocated per job, so nothing can leak. */
 #define _GNU_SOURCE
 #include "runtime.h"
 
@@ -15,13 +34,15 @@
 #include <stdlib.h>
 #include <time.h>
 
+enum { JOB_QUEUED, JOB_RUNNING, JOB_DONE };
+
 struct job {
-    struct job *next;
+    struct job *next; /* queue link (pool.mu) */
     weft_fn fn;
     void *arg;
-    void *result;
+    void *result;     /* written by the pool thread before DONE */
     struct weft__waker k;
-    _Atomic int refs;
+    int state;        /* pool.mu */
 };
 
 static struct {
@@ -33,18 +54,20 @@ static struct {
     int stopping;
 } pool = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .done = PTHREAD_COND_INITIALIZER};
 
-static void job_release(struct job *j)
-{
-    if (atomic_fetch_sub_explicit(&j->refs, 1, memory_order_acq_rel) == 1)
-        free(j);
-}
-
 static void *pool_thread(void *unused)
 {
     (void)unused;
+    /* Pool threads exist only while weft_run runs (created by its coroutines, joined by
+     * weft__blocking_shutdown before weft__rt is cleared): weft__rt is stable here. */
+    struct weft__runtime *rt = weft__rt;
     pthread_mutex_lock(&pool.mu);
     for (;;) {
-        while (!pool.head && !pool.stopping) {
+        /* Once main has returned no caller will be resumed: start no more jobs (relaxed: a
+         * job started just as the flag is set is merely waited for at shutdown). */
+        bool rt_stopping = atomic_load_explicit(&rt->stopping, memory_order_relaxed);
+        if (!pool.head || rt_stopping) {
+            if (pool.stopping)
+                break;
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
             ts.tv_sec += 10;
@@ -52,29 +75,100 @@ static void *pool_thread(void *unused)
             int r = pthread_cond_timedwait(&pool.cv, &pool.mu, &ts);
             pool.idle--;
             if (r != 0 && !pool.head)
-                goto retire; /* idle for 10 s */
+                break; /* idle for 10 s: retire */
+            continue;
         }
-        if (!pool.head)
-            break; /* stopping and nothing left */
         struct job *j = pool.head;
         pool.head = j->next;
         if (!pool.head)
             pool.tail = NULL;
+        j->state = JOB_RUNNING;
         pthread_mutex_unlock(&pool.mu);
-        j->result = j->fn(j->arg);
-        weft__waker_wake(&j->k, 0, false);
-        job_release(j);
+        void *res = j->fn(j->arg);
+        pthread_mutex_lock(&pool.mu);
+        j->result = res;
+        j->state = JOB_DONE;
+        struct weft__waker k = j->k; /* j may be gone once we unlock */
+        bool wake = !pool.stopping;  /* stopping: the caller is abandoned, never resumed */
+        pthread_mutex_unlock(&pool.mu);
+        if (wake)
+            weft__waker_wake(&k, 0, false);
         pthread_mutex_lock(&pool.mu);
     }
-retire:
     pool.threads--;
     pthread_cond_broadcast(&pool.done);
     pthread_mutex_unlock(&pool.mu);
     return NULL;
 }
 
+/* Under pool.mu: queue j and make sure a thread will take it. 0, or the error of a pool
+ * that has no thread and could not start one (then j is not queued). */
+static int submit_locked(struct job *j)
+{
+    if (pool.idle == 0 && pool.threads < weft__rt->blocking_threads) {
+        pthread_t t;
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        int e = pthread_create(&t, &attr, pool_thread, NULL);
+        pthread_attr_destroy(&attr);
+        if (e == 0)
+            pool.threads++;
+        else if (pool.threads == 0)
+            return WEFT_EAGAIN; /* nobody would ever take the job */
+        /* else a busy thread takes it when it is done */
+    }
+    if (pool.tail)
+        pool.tail->next = j;
+    else
+        pool.head = j;
+    pool.tail = j;
+    if (pool.idle > 0)
+        pthread_cond_signal(&pool.cv);
+    return 0;
+}
 
-int weft_blocking(weft_fn fn, void *arg, void **result)
+/* Under pool.mu: take a QUEUED job out of the queue. */
+static void withdraw_locked(struct job *j)
+{
+    struct job *prev = NULL;
+    for (struct job *p = pool.head; p != j; prev = p, p = p->next)
+        WEFT_ASSERT(p);
+    if (prev)
+        prev->next = j->next;
+    else
+        pool.head = j->next;
+    if (pool.tail == j)
+        pool.tail = prev;
+}
+
+/* The caller's wait ended with r (WEFT_ECANCELED or WEFT_ETIMEDOUT) before the pool woke
+ * it. Withdraw a job nobody has started: r. Otherwise park again, absorbing any further
+ * cancellation, until fn has returned: then WEFT_ECANCELED if a cancellation was reported
+ * to us (it must not be lost), else 0 — a deadline bounds only the wait for a thread. */
+static int interrupted(struct weft__coro *co, struct job *j, int r)
+{
+    bool cancelled = r == WEFT_ECANCELED;
+    pthread_mutex_lock(&pool.mu);
+    if (j->state == JOB_QUEUED) {
+        withdraw_locked(j);
+        pthread_mutex_unlock(&pool.mu);
+        return r;
+    }
+    while (j->state != JOB_DONE) {
+        /* A new wait, published to the pool under the lock: the pool wakes whatever token
+         * it finds at DONE. Unlocked before the park (see weft_blocking_until). */
+        weft__wait_arm(co, &j->k, "blocking");
+        pthread_mutex_unlock(&pool.mu);
+        if (weft__park(NULL, NULL) == WEFT_ECANCELED)
+            cancelled = true;
+        pthread_mutex_lock(&pool.mu);
+    }
+    pthread_mutex_unlock(&pool.mu);
+    return cancelled ? WEFT_ECANCELED : 0;
+}
+
+int weft_blocking_until(weft_fn fn, void *arg, void **result, int64_t deadline)
 {
     if (!fn)
         return WEFT_EINVAL;
@@ -85,51 +179,56 @@ int weft_blocking(weft_fn fn, void *arg, void **result)
             *result = r;
         return 0;
     }
-    struct job *j = malloc(sizeof *j);
-    if (!j)
-        return WEFT_ENOMEM;
-    j->next = NULL;
-    j->fn = fn;
-    j->arg = arg;
-    j->result = NULL;
-    atomic_init(&j->refs, 2);
-    weft__wait_arm(co, &j->k, "blocking");
-
+    struct job j = {.fn = fn, .arg = arg, .state = JOB_QUEUED};
     pthread_mutex_lock(&pool.mu);
-    if (pool.tail)
-        pool.tail->next = j;
-    else
-        pool.head = j;
-    pool.tail = j;
-    if (pool.idle > 0) {
-        pthread_cond_signal(&pool.cv);
-    } else if (pool.threads < weft__rt->blocking_threads) {
-        pthread_t t;
-        pthread_attr_t attr;
-        pthread_attr_init(&attr);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        if (pthread_create(&t, &attr, pool_thread, NULL) == 0)
-            pool.threads++;
-        pthread_attr_destroy(&attr);
-    }
-    /* If no thread could be started and none exists, the job waits for one that will. */
+    int r = submit_locked(&j);
+    if (r == 0) /* armed before any pool thread can see j (it needs pool.mu) */
+        weft__wait_arm(co, &j.k, "blocking");
     pthread_mutex_unlock(&pool.mu);
+    if (r != 0)
+        return r;
     /* The pool mutex is not held across the park (TSan: unlock on a wrong fiber); the job's
      * waker CAS makes an early completion safe: it readies us, we may still be parking. */
-    int r = weft__park(NULL, NULL);
-    if (r == 0 && result)
-        *result = j->result;
-    job_release(j);
+    r = weft__park_until(deadline, NULL, NULL);
+    if (r != 0)
+        r = interrupted(co, &j, r);
+    /* No pool thread touches j any more: DONE was seen (under pool.mu, or through the wake
+     * that the pool issued after setting it), or j was withdrawn. */
+    if (j.state == JOB_DONE && result)
+        *result = j.result;
     return r;
+}
+
+int weft_blocking(weft_fn fn, void *arg, void **result)
+{
+    return weft_blocking_until(fn, arg, result, WEFT_FOREVER);
 }
 
 void weft__blocking_shutdown(void)
 {
     pthread_mutex_lock(&pool.mu);
     pool.stopping = 1;
+    pool.head = pool.tail = NULL; /* queued jobs of abandoned callers: never run */
     pthread_cond_broadcast(&pool.cv);
     while (pool.threads > 0)
         pthread_cond_wait(&pool.done, &pool.mu);
     pool.stopping = 0;
     pthread_mutex_unlock(&pool.mu);
+}
+
+void weft__blocking_atfork(int phase)
+{
+    if (phase == WEFT_FORK_PREPARE) {
+        pthread_mutex_lock(&pool.mu);
+    } else if (phase == WEFT_FORK_PARENT) {
+        pthread_mutex_unlock(&pool.mu);
+    } else {
+        /* The child has none of the parent's pool threads; their jobs belong to the parent.
+         * Its one thread took pool.mu in PREPARE: it unlocks it. */
+        pthread_cond_init(&pool.cv, NULL);
+        pthread_cond_init(&pool.done, NULL);
+        pool.head = pool.tail = NULL;
+        pool.threads = pool.idle = pool.stopping = 0;
+        pthread_mutex_unlock(&pool.mu);
+    }
 }

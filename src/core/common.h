@@ -77,4 +77,7 @@ extern _Atomic int weft__fence_word;
 #define weft__fence_seq_cst() atomic_thread_fence(memory_order_seq_cst)
 #endif
 
+/* The phases of weft's pthread_atfork handlers (fork.c, runtime.h). */
+enum { WEFT_FORK_PREPARE, WEFT_FORK_PARENT, WEFT_FORK_CHILD };
+
 #endif

@@ -18,6 +18,7 @@
 #define CORO_BATCH 256
 
 static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t keys_mu = PTHREAD_MUTEX_INITIALIZER; /* coroutine-local keys */
 static struct weft__coro *pool_free;
 static struct weft__coro *all_coros; /* every control block ever made (weft_dump walks it) */
 static _Atomic uint64_t next_id = 1;
@@ -247,18 +248,26 @@ static void zombie_reap_locked(struct weft__coro *co)
 /* Runtime shutdown: every control block that still holds a coroutine is abandoned (Go's
  * rule): its stack is unmapped with the slabs; the block returns to the pool and its id is
  * retired, so stale handles get WEFT_ESTATE. */
-void weft__coro_reset_all(void)
+static void reset_all_locked(bool in_child)
 {
-    pthread_mutex_lock(&pool_mu);
     pool_free = NULL;
     for (struct weft__coro *co = all_coros; co; co = co->all_next) {
-        weft__coro_locals_free(co);
+        if (in_child) {
+            /* A thread of the parent may have held the lock. The local values belong to
+             * the parent's coroutines: no destructor runs in the child. */
+            atomic_store_explicit(&co->lock.word, 0, memory_order_relaxed);
+            free(co->locals);
+            co->locals = NULL;
+        } else {
+            weft__coro_locals_free(co);
+        }
         atomic_store_explicit(&co->id, 0, memory_order_relaxed);
         atomic_store_explicit(&co->state, WEFT_CO_FREE, memory_order_relaxed);
         /* Retire any armed wait: a late waker (a blocking job finishing) must fail its CAS. */
         uint64_t w = atomic_load_explicit(&co->wait, memory_order_relaxed) & ~WEFT_WAIT_ARMED;
         atomic_store_explicit(&co->wait, w + 2, memory_order_relaxed);
-        weft__seg_release(&co->seg); /* an abandoned coroutine's extra segments */
+        if (!in_child) /* the child may be running on the segments of one */
+            weft__seg_release(&co->seg); /* an abandoned coroutine's extra segments */
         co->stack = NULL;
         co->ctx = NULL;
         co->next = pool_free;
@@ -266,7 +275,31 @@ void weft__coro_reset_all(void)
     }
     atomic_store(&alive, 0);
     atomic_store(&zombies_plain, 0);
+}
+
+void weft__coro_reset_all(void)
+{
+    pthread_mutex_lock(&pool_mu);
+    reset_all_locked(false);
     pthread_mutex_unlock(&pool_mu);
+}
+
+/* fork: the child's control blocks all return to the pool, as at shutdown (the parent's
+ * coroutines do not exist there); ids are retired, so inherited handles get WEFT_ESTATE. */
+void weft__coro_atfork(int phase)
+{
+    if (phase == WEFT_FORK_PREPARE) {
+        pthread_mutex_lock(&keys_mu);
+        pthread_mutex_lock(&pool_mu);
+    } else if (phase == WEFT_FORK_PARENT) {
+        pthread_mutex_unlock(&pool_mu);
+        pthread_mutex_unlock(&keys_mu);
+    } else {
+        /* The child's one thread is the one that took them in PREPARE: it unlocks them. */
+        reset_all_locked(true);
+        pthread_mutex_unlock(&pool_mu);
+        pthread_mutex_unlock(&keys_mu);
+    }
 }
 
 struct weft__coro *weft__coro_from_handle(weft_task t)
@@ -693,7 +726,6 @@ int weft_cancelled(void)
 /* ------------------------------------------------------------------------------------------
  * Coroutine-local storage. */
 
-static pthread_mutex_t keys_mu = PTHREAD_MUTEX_INITIALIZER;
 static int nkeys;
 static void (*key_dtors[WEFT_LOCAL_MAX])(void *);
 

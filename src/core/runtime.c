@@ -20,6 +20,24 @@
 
 static _Atomic int running;
 _Atomic uint64_t weft__run_epoch;
+/* fork: the runtime of the parent a child was forked from (kept reachable, never used: its
+ * workers do not exist in the child, and its event loops share epoll instances with the
+ * parent), and whether the child runs on a coroutine's stack. */
+static struct weft__runtime *forked_rt;
+static bool forked_on_coro_stack;
+
+void weft__run_atfork_child(bool on_coro_stack)
+{
+    if (weft__rt)
+        forked_rt = weft__rt;
+    weft__rt = NULL;
+    weft__tls_worker = NULL; /* the forking thread is a plain thread in the child */
+    forked_on_coro_stack = forked_on_coro_stack || on_coro_stack;
+    weft__guard_uninstall();
+    weft__dump_signal_uninstall();
+    atomic_fetch_add(&weft__run_epoch, 1); /* objects' waiters from the parent are stale */
+    atomic_store(&running, 0);
+}
 
 struct main_arg {
     int (*main)(void *);
@@ -116,9 +134,19 @@ int weft_run(int (*main)(void *), void *arg, const weft_config *config)
     if (cfg.stack_size &&
         (cfg.stack_size < WEFT_STACK_DEFAULT_MIN || cfg.stack_size > WEFT_STACK_MAX))
         return WEFT_ESTACK;
+    if (forked_on_coro_stack) {
+        fprintf(stderr, "weft: weft_run in a child forked from a coroutine (it runs on that "
+                        "coroutine's stack: exec or _exit there; fork from a plain thread to "
+                        "run weft in the child)\n");
+        return WEFT_ESTATE;
+    }
     int expected = 0;
     if (!atomic_compare_exchange_strong(&running, &expected, 1))
         return WEFT_EBUSY;
+    if (weft__fork_init() != 0) {
+        atomic_store(&running, 0);
+        return WEFT_ENOMEM;
+    }
 
     int nthreads = cfg.threads;
     if (!nthreads)

@@ -227,6 +227,15 @@ uint64_t weft__coro_alive(void);
 /* weft_run's end (debug.c): in debug builds or with $WEFT_DEBUG, print the zombies left. */
 void weft__zombie_report(void);
 void weft__blocking_shutdown(void);
+
+/* fork() (fork.c): pthread_atfork handlers, registered by the first weft_run. PREPARE takes
+ * each module's process-wide locks (so the child's copies of the structures they guard are
+ * consistent), PARENT releases them, CHILD leaves the module fresh and unstarted: the child
+ * has none of the parent's threads, so nothing of the parent's runtime can be used there. */
+int weft__fork_init(void); /* 0, or WEFT_ENOMEM */
+void weft__blocking_atfork(int phase);
+void weft__coro_atfork(int phase);
+void weft__run_atfork_child(bool on_coro_stack);
 void weft__dump_signal_install(int sig);
 void weft__dump_signal_uninstall(void);
 #endif

@@ -711,6 +711,33 @@ void weft__stack_release_all(void)
     pthread_mutex_unlock(&pool_mu);
 }
 
+/* The slabs of the parent a child was forked from: left mapped in the child (copy-on-write:
+ * untouched pages cost nothing) and never reused — the forking thread may run on one (a
+ * coroutine) or hold pointers into one (a plain thread given a coroutine's local); kept
+ * reachable here (for leak checkers). */
+static struct slab *forked_slabs;
+
+void weft__stack_atfork(int phase)
+{
+    if (phase == WEFT_FORK_PREPARE) {
+        pthread_mutex_lock(&pool_mu);
+        return;
+    }
+    if (phase == WEFT_FORK_CHILD) {
+        struct slab **tail = &forked_slabs;
+        while (*tail)
+            tail = &(*tail)->next;
+        *tail = atomic_exchange_explicit(&slabs, NULL, memory_order_relaxed); /* one thread */
+        memset(classes, 0, sizeof classes);
+        mprotect_used = 0;
+        mprotect_budget = SIZE_MAX;
+        atomic_store(&weft__stacks_short, false);
+        atomic_store(&reserved_bytes, 0);
+        atomic_store(&cached_stacks, 0);
+    }
+    pthread_mutex_unlock(&pool_mu); /* in the child too: its thread is the one that took it */
+}
+
 void weft__stack_stats(uint64_t *reserved, uint64_t *cached)
 {
     *reserved = atomic_load_explicit(&reserved_bytes, memory_order_relaxed);

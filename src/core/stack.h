@@ -102,6 +102,9 @@ struct weft__stack *weft__stack_any_smashed(void);
 struct weft__stack *weft__stack_above(const struct weft__stack *s);
 /* Release every slab (runtime shutdown: every coroutine is gone or abandoned). */
 void weft__stack_release_all(void);
+/* fork.c: PREPARE/PARENT take and drop the pool lock; CHILD forgets the parent's stacks
+ * (left mapped, never reused). */
+void weft__stack_atfork(int phase);
 /* Counters for weft_stats: address space reserved, free stacks in the global pool (the
  * caller adds the workers' caches). */
 void weft__stack_stats(uint64_t *reserved, uint64_t *cached);
