@@ -1040,7 +1040,7 @@ struct ready_loop {
 static void *ready_loop(void *arg)
 {
     struct ready_loop *l = arg;
-    char buf[64];
+    char buf[64] = {0};
     weft_reader rd;
     ASSERT_EQ(weft_reader_init(&rd, l->fd, 1 << 16), 0);
     int64_t safety = weft_after(WEFT_SEC(20));
