@@ -46,7 +46,8 @@ extern "C" {
     X(ENOTCORO, -4003, "must be called from a weft coroutine")                                \
     X(ENORUNTIME, -4004, "no weft runtime is running")                                        \
     X(ESTACK, -4005, "stack size out of range")                                               \
-    X(EEOF, -4006, "end of stream")
+    X(EEOF, -4006, "end of stream")                                                          \
+    X(ETOOLONG, -4007, "line too long")
 
 enum {
 #define WEFT__ERRENUM(name, value, text) WEFT_##name = (value),

@@ -143,9 +143,9 @@ static void http_session(int fd)
         }
         /* Request line: METHOD SP TARGET SP HTTP/x.y (blank lines before it are allowed). */
         ssize_t n = weft_reader_line(&r, line, sizeof line, WEFT_FOREVER);
-        if (n == 0 || (n < 0 && n != WEFT_EINVAL))
+        if (n == 0 || (n < 0 && n != WEFT_ETOOLONG))
             break;
-        if (n == WEFT_EINVAL) {
+        if (n == WEFT_ETOOLONG) {
             respond(fd, &out, RESP_BIG, sizeof RESP_BIG - 1);
             break;
         }
@@ -163,7 +163,7 @@ static void http_session(int fd)
         /* Headers until the empty line. */
         for (;;) {
             n = weft_reader_line(&r, line, sizeof line, WEFT_FOREVER);
-            if (n == WEFT_EINVAL)
+            if (n == WEFT_ETOOLONG)
                 respond(fd, &out, RESP_BIG, sizeof RESP_BIG - 1);
             if (n <= 0)
                 goto done; /* end of stream, error, or a header line too long */

@@ -25,7 +25,9 @@ WEFT_EXTERN void weft_chan_ref(weft_chan *ch);
 WEFT_EXTERN void weft_chan_unref(weft_chan *ch);
 WEFT_EXTERN int weft_chan_close(weft_chan *ch);
 
-/* 0 on success; WEFT_ECLOSED, WEFT_ETIMEDOUT, WEFT_ECANCELED, WEFT_EINVAL (NULL). */
+/* 0 on success; WEFT_ECLOSED, WEFT_ETIMEDOUT, WEFT_ECANCELED, WEFT_EINVAL (ch NULL, or a
+ * send's elem NULL with elem_size > 0). A receive's elem may be NULL: the element is taken
+ * and discarded (as in a select's receive case). */
 WEFT_EXTERN int weft_chan_send(weft_chan *ch, const void *elem);
 WEFT_EXTERN int weft_chan_send_until(weft_chan *ch, const void *elem, int64_t deadline);
 WEFT_EXTERN int weft_chan_recv(weft_chan *ch, void *elem);
@@ -42,7 +44,11 @@ WEFT_EXTERN size_t weft_chan_cap(weft_chan *ch);
  * When several are ready, one is picked uniformly at random. deadline 0 makes it a select
  * with a default case (WEFT_EAGAIN if none is ready). Also WEFT_ETIMEDOUT, WEFT_ECANCELED,
  * WEFT_EINVAL (n <= 0, n > WEFT_SELECT_MAX, NULL channel; a NULL channel is allowed only
- * with op WEFT_OP_NONE, which never completes: Go's nil-channel idiom). */
+ * with op WEFT_OP_NONE, which never completes: Go's nil-channel idiom). A receive case's
+ * elem may be NULL: the element is received and discarded.
+ * When every case is WEFT_OP_NONE the select waits for its deadline (WEFT_ETIMEDOUT) or a
+ * cancellation (WEFT_ECANCELED); with WEFT_FOREVER a coroutine waits until cancelled (Go's
+ * `select {}`), and a plain thread, which nothing could wake, gets WEFT_EINVAL. */
 enum { WEFT_OP_NONE = 0, WEFT_OP_SEND = 1, WEFT_OP_RECV = 2 };
 #define WEFT_SELECT_MAX 64
 typedef struct weft_case {
