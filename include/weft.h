@@ -1,8 +1,8 @@
 /* weft.h — stackful coroutines (green threads) for C on an M:N work-stealing scheduler.
  *
  * One header is the whole API, read top to bottom: errors, time, runtime, coroutines,
- * coroutine-local storage, channels, select, synchronisation, blocking offload, I/O,
- * debugging. Every function that can fail returns an int: 0 (or a count) on success, a
+ * coroutine-local storage, channels, select, synchronisation, blocking offload, task groups,
+ * I/O, debugging. Every function that can fail returns an int: 0 (or a count) on success, a
  * negative WEFT_E* code on failure. weft never reports through errno: a coroutine may move
  * between OS threads, and errno belongs to the thread.
  *
@@ -42,12 +42,13 @@ extern "C" {
     X(ECONNRESET, -ECONNRESET, "connection reset by peer")                                    \
     X(EPIPE, -EPIPE, "broken pipe")                                                           \
     X(ECLOSED, -4001, "channel closed")                                                       \
-    X(ESTATE, -4002, "invalid state: task already joined, detached, or finished")            \
+    X(ESTATE, -4002, "wrong state for this call: a task already joined, detached or "        \
+                     "finished; a mutex not locked; weft_unpin without weft_pin")             \
     X(ENOTCORO, -4003, "must be called from a weft coroutine")                                \
     X(ENORUNTIME, -4004, "no weft runtime is running")                                        \
     X(ESTACK, -4005, "stack size out of range")                                               \
-    X(EEOF, -4006, "end of stream")                                                          \
     X(ETOOLONG, -4007, "line too long")
+/* -4006 was WEFT_EEOF (never returned; end of stream is a 0 count); not reused. */
 
 enum {
 #define WEFT__ERRENUM(name, value, text) WEFT_##name = (value),
@@ -57,6 +58,14 @@ enum {
 
 /* A message for any code weft returns (a WEFT_E* code or a negative errno); never NULL. */
 WEFT_EXTERN const char *weft_strerror(int code);
+
+/* ===================================== Version =========================================== */
+/* The version of the libweft the program runs with, which may be newer than the headers it
+ * was compiled with (WEFT_VERSION, WEFT_VERSION_STRING in weft/version.h): weft_version()
+ * is (major << 16) | (minor << 8) | patch, weft_version_string() e.g. "0.2.0".
+ * Binary compatibility: README "Versions and ABI". */
+WEFT_EXTERN unsigned weft_version(void);
+WEFT_EXTERN const char *weft_version_string(void);
 
 /* ====================================== Time ============================================= */
 #define WEFT_FOREVER INT64_MAX
@@ -78,6 +87,9 @@ WEFT_EXTERN int weft_sleep(int64_t ns);
 WEFT_EXTERN int weft_sleep_until(int64_t deadline);
 
 /* ===================================== Runtime =========================================== */
+/* Zero-initialise the whole struct (`weft_config cfg = {.threads = 4};` does): every field's
+ * zero means "the default", and a later version's fields come out of `reserved`, which
+ * weft_run requires to be zero (WEFT_EINVAL otherwise). The struct keeps its size. */
 typedef struct weft_config {
     int threads;           /* worker threads; 0: $WEFT_THREADS, else the number of CPUs */
     size_t stack_size;     /* default coroutine stack size in bytes; 0: $WEFT_STACK_SIZE,
@@ -86,6 +98,7 @@ typedef struct weft_config {
                               where possible (also $WEFT_DEBUG_MIGRATE=1) */
     int blocking_threads;  /* max threads of the blocking-offload pool; 0: 64 */
     int dump_signal;       /* a signal (e.g. SIGQUIT) that prints weft_dump() to stderr; 0: none */
+    uint64_t reserved[12]; /* must be zero: room for later fields (README "Versions and ABI") */
 } weft_config;
 
 /* Stack sizes. Stacks are reserved address space, committed page by page as they are
@@ -98,7 +111,7 @@ typedef struct weft_config {
  * away from the coroutine (then the process aborts with the overflow report), i.e. after
  * the fact — use them for coroutines whose code is shallow (weft calls, small frames; the
  * runtime's own work runs on the worker's stack). With -DWEFT_SEGMENTED_STACKS=ON (gcc
- * split stacks) a small stack grows in segments instead (README "Stacks"). */
+ * split stacks) a small stack grows in segments instead (docs/design.md "Stacks"). */
 #define WEFT_STACK_DEFAULT ((size_t)64 * 1024)
 #define WEFT_STACK_MIN ((size_t)1024)
 #define WEFT_STACK_SMALL ((size_t)4096)
@@ -114,7 +127,8 @@ typedef struct weft_config {
 
 /* Start the runtime, run main(arg) as the first coroutine, and return when it has returned:
  * its return value, or a negative WEFT_E* code if the runtime could not start (WEFT_EBUSY
- * when a runtime is already running, WEFT_EINVAL for a bad config or NULL main).
+ * when a runtime is already running, WEFT_EINVAL for a bad config — a non-zero reserved
+ * field too — or NULL main).
  * Shutdown rule (Go's): when main returns, coroutines still alive are not resumed again;
  * their stacks and control blocks are released and weft_run returns. config may be NULL. */
 WEFT_EXTERN int weft_run(int (*main)(void *), void *arg, const weft_config *config);
@@ -129,17 +143,21 @@ typedef struct weft_task {
 
 typedef void *(*weft_fn)(void *arg);
 
+/* Zero-initialise it, as weft_config: zero means "the default", `reserved` must be zero
+ * (WEFT_EINVAL otherwise) and holds later versions' fields. */
 typedef struct weft_spawn_opts {
-    size_t stack_size; /* 0: the runtime's default */
-    const char *name;  /* copied (up to 31 bytes); NULL: none */
-    int pinned;        /* 1: never migrates from the worker that first runs it */
+    size_t stack_size;    /* 0: the runtime's default */
+    const char *name;     /* copied (up to 31 bytes); NULL: none */
+    int pinned;           /* 1: never migrates from the worker that first runs it */
+    uint64_t reserved[5]; /* must be zero: room for later fields */
 } weft_spawn_opts;
 
 /* Create a coroutine running fn(arg). With out == NULL it is detached (its resources are
- * released when it returns); otherwise *out must be joined or detached exactly once.
+ * released when it returns); otherwise *out must be joined or detached exactly once (until
+ * then a finished task is a zombie: weft_stats counts them, debug builds list them at exit).
  * Callable from a coroutine or from any plain OS thread while the runtime runs. When the
  * calling worker's run queue is full, the spawning coroutine yields (back-pressure).
- * 0, WEFT_EINVAL (fn NULL), WEFT_ESTACK (size < WEFT_STACK_MIN or > WEFT_STACK_MAX),
+ * 0, WEFT_EINVAL (fn NULL, a non-zero opts->reserved), WEFT_ESTACK (size < WEFT_STACK_MIN or > WEFT_STACK_MAX),
  * WEFT_ENOMEM, WEFT_ENORUNTIME. */
 WEFT_EXTERN int weft_spawn(weft_task *out, weft_fn fn, void *arg);
 WEFT_EXTERN int weft_spawn_ex(weft_task *out, weft_fn fn, void *arg, const weft_spawn_opts *opts);
@@ -156,7 +174,8 @@ WEFT_EXTERN int weft_detach(weft_task t);
 /* Let other coroutines run; the caller goes to the back of its worker's queue.
  * 0, or WEFT_ENOTCORO from a plain thread. */
 WEFT_EXTERN int weft_yield(void);
-/* The calling coroutine's handle ({NULL, 0} outside a coroutine). */
+/* The calling coroutine's handle ({NULL, 0} outside a coroutine), and its id (0 outside).
+ * The handle may be passed to weft_cancel or weft_set_name; joining yourself is refused. */
 WEFT_EXTERN weft_task weft_self(void);
 WEFT_EXTERN uint64_t weft_self_id(void);
 /* Name a task for debugging (copied, truncated to 31 bytes). 0, WEFT_EINVAL, WEFT_ESTATE. */
@@ -179,13 +198,18 @@ WEFT_EXTERN int weft_cancelled(void);
 
 /* ============================== Coroutine-local storage ================================== */
 /* Keys are process-wide (at most WEFT_LOCAL_MAX); values are per coroutine and follow it
- * across workers, unlike __thread variables. The destructor runs when the coroutine ends. */
+ * across workers, unlike __thread variables. */
 #define WEFT_LOCAL_MAX 64
 typedef struct weft_local {
     int index;
 } weft_local;
+/* Create a coroutine-local key; destructor (or NULL) runs on a coroutine's non-NULL value
+ * when that coroutine ends. 0, WEFT_EINVAL (key NULL), WEFT_ENOMEM (WEFT_LOCAL_MAX keys). */
 WEFT_EXTERN int weft_local_create(weft_local *key, void (*destructor)(void *));
+/* Get the calling coroutine's value for key: NULL if unset, on a plain thread, or a bad key. */
 WEFT_EXTERN void *weft_local_get(weft_local key);
+/* Set the calling coroutine's value for key. 0, WEFT_ENOTCORO from a plain thread,
+ * WEFT_EINVAL (a key weft_local_create did not make), WEFT_ENOMEM. */
 WEFT_EXTERN int weft_local_set(weft_local key, void *value);
 
 #ifdef __cplusplus
@@ -194,6 +218,7 @@ WEFT_EXTERN int weft_local_set(weft_local key, void *value);
 
 #include "weft/chan.h"
 #include "weft/sync.h"
+#include "weft/group.h"
 #include "weft/io.h"
 #include "weft/debug.h"
 

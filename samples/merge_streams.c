@@ -12,17 +12,18 @@
  *   passes first it sends a "Problem" item and goes on waiting: the stream does not end.
  *   The deadline is re-armed when an item passes, so it bounds each gap between items
  *   (tokio-stream's Timeout: at most one Problem per gap).
- * - throttle passes a count on only if 500 ms have gone by since the last one it passed (or
- *   since it started); the counts in between are dropped.
+ * - throttle delays, it drops nothing: it passes an item on, then waits 500 ms before it
+ *   takes the next one (tokio-stream's Throttle: the first item passes at once). The thread
+ *   sends into a channel of capacity 1, so while the throttle waits the thread's send blocks:
+ *   the producer is held back to the throttle's rate, as the book's lazily polled stream is.
  * - main merges the two with weft_select, prints the first 20 items, then stops everything:
  *   it closes the thread's channel (the thread's next send fails, it returns and is joined),
  *   cancels the coroutines still waiting, joins them, and frees the channels.
  *
- * What to expect: the messages alternate 100 ms and 300 ms gaps, so each 300 ms gap outlasts
- * the 200 ms timeout and a "Problem" line comes before the late message; an "Interval #N"
- * line shows up about every 500 ms, N being the thread's count of 1 ms ticks so far.
- * (tokio's throttle lets the very first interval through at once and delays rather than
- * drops; here the first one waits 500 ms too, so the output starts with Message: 'a'.)
+ * What to expect (the book's output): "Interval #1" at once, then the messages and the
+ * intervals #2, #3, ... every 500 ms, counted one by one; the messages alternate 100 ms and
+ * 300 ms gaps, so each 300 ms gap outlasts the 200 ms timeout and a "Problem" line comes
+ * before the late message.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -63,7 +64,8 @@ static void *send_messages(void *arg)
     return NULL;
 }
 
-/* A plain pthread: nanosleep, and a send that blocks the thread when the channel is full. */
+/* A plain pthread: nanosleep, and a send that blocks the thread while the channel is full
+ * (the throttle has not taken the last count yet). */
 static void *count_intervals(void *ticks)
 {
     const struct timespec one_ms = {0, 1000000};
@@ -82,16 +84,12 @@ static void *count_intervals(void *ticks)
 static void *throttle(void *arg)
 {
     struct stage *s = arg;
-    int64_t next = weft_after(s->period);
     unsigned count;
     while (weft_chan_recv(s->in, &count) == 0) {
-        if (weft_now() < next)
-            continue; /* too soon since the last one: drop it */
         struct item iv = {.ok = 1};
         snprintf(iv.text, sizeof iv.text, "Interval #%u", count);
-        if (weft_chan_send(s->out, &iv) != 0)
-            break;
-        next = weft_after(s->period);
+        if (weft_chan_send(s->out, &iv) != 0 || weft_sleep(s->period) != 0)
+            break; /* main stopped listening, or cancelled us */
     }
     weft_chan_close(s->out);
     return NULL;
@@ -135,7 +133,7 @@ static int merge_main(void *unused)
     (void)unused;
     weft_chan *raw_msgs = new_chan(sizeof(struct item), 0);
     weft_chan *msgs = new_chan(sizeof(struct item), 0);
-    weft_chan *ticks = new_chan(sizeof(unsigned), 64);
+    weft_chan *ticks = new_chan(sizeof(unsigned), 1); /* holds the thread back */
     weft_chan *raw_ivals = new_chan(sizeof(struct item), 0);
     weft_chan *ivals = new_chan(sizeof(struct item), 0);
     weft_group *group = NULL;

@@ -12,6 +12,7 @@
 #
 # Groups:
 #   base     build-essential cmake pkg-config libev-dev libboost-context-dev valgrind gdb python3
+#            dpkg-dev man-db groff-base (the package stage: cpack -G DEB, dpkg-shlibdeps, man -l)
 #   aarch64  the AArch64 cross check (scripts/test-aarch64.sh): cross gcc, its libc, qemu-user
 #   bench    the benchmark peers only (tests/bench/run-bench.sh); scripts/test.sh never needs it
 #   all      all of the above
@@ -21,7 +22,8 @@
 # per script run) and `apt-get install -y --no-install-recommends`, through sudo when not root.
 # WEFT_NO_INSTALL=1 only reports what is missing and fails instead of installing.
 
-WEFT_DEPS_BASE=(build-essential cmake pkg-config libev-dev libboost-context-dev valgrind gdb python3)
+WEFT_DEPS_BASE=(build-essential cmake pkg-config libev-dev libboost-context-dev valgrind gdb python3
+    dpkg-dev man-db groff-base)
 WEFT_DEPS_AARCH64=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user)
 WEFT_DEPS_BENCH=(libboost-fiber-dev golang-go wrk redis-server redis-tools)
 

@@ -25,7 +25,11 @@
 #   tsan      RelWithDebInfo, -DWEFT_SANITIZE=thread: ctest                    (build/tsan)
 #   valgrind  RelWithDebInfo; the tests in $VALGRIND_TESTS run under memcheck   (build/valgrind)
 #   install   `cmake --install` of build/release into a temporary prefix, then tests/install/
-#             built against it with find_package(weft) and with pkg-config, shared and static
+#             built against it with find_package(weft) and with pkg-config, shared and static;
+#             then the Debian package (cpack -G DEB in build/package, default build type,
+#             prefix /usr) unpacked into a scratch root: debug info, the gdb extension where
+#             gdb auto-loads it, man pages (tests/test_man.sh, `man weft_chan_send`), and the
+#             same consumers built against the unpacked root      (build/release, build/package)
 #   aarch64   scripts/test-aarch64.sh: the AArch64 switch under qemu-user (skipped, not failed,
 #             when the cross packages cannot be installed)
 #   fuzz      scripts/fuzz.sh --smoke --seconds 45: libFuzzer + ASan/UBSan on the scheduler and
@@ -335,6 +339,100 @@ run_install_exe() { # EXE [ENV=VALUE...]: run, and check it says ok
     grep -qx 'install-test: ok' <<<"$out"
 }
 
+# check_consumers PREFIX WORKDIR TAG: tests/install/ built against the weft installed in
+# PREFIX, with find_package(weft) and with pkg-config, shared and static, and run.
+check_consumers() {
+    local prefix=$1 work=$2 tag=$3
+    # (a) CMake: find_package(weft), weft::weft and weft::weft_static
+    log "$tag: (a) find_package(weft) via CMAKE_PREFIX_PATH=$prefix"
+    cmake -S tests/install -B "$work/b1" -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_BUILD_TYPE=Release
+    local found
+    found=$(sed -n 's/^weft_DIR:PATH=//p' "$work/b1/CMakeCache.txt")
+    case $found in
+    "$prefix"/*) log "$tag: found weft at $found" ;;
+    *)
+        log "$tag: find_package(weft) found '$found', not the one in $prefix"
+        return 1
+        ;;
+    esac
+    # The exported targets name libev through find_dependency, not the build machine's path.
+    if grep -l 'libev\.so\|libev\.a' "$found"/weftTargets*.cmake; then
+        log "$tag: the exported targets hard-code a libev path (above)"
+        return 1
+    fi
+    cmake --build "$work/b1" -j"$JOBS"
+    check_needed "$work/b1/use_shared" yes
+    check_needed "$work/b1/use_static" no
+    run_install_exe "$work/b1/use_shared"
+    run_install_exe "$work/b1/use_static"
+
+    # (b) pkg-config, shared and static
+    local pc
+    pc=$(find "$prefix" -name weft.pc -path '*/pkgconfig/*' | head -1)
+    [ -n "$pc" ] || { log "$tag: no weft.pc installed under $prefix"; return 1; }
+    export PKG_CONFIG_PATH=${pc%/weft.pc}
+    log "$tag: (b) pkg-config with PKG_CONFIG_PATH=$PKG_CONFIG_PATH"
+    local pcflags=() pcprefix
+    pcprefix=$(pkg-config --variable=prefix weft)
+    if [ "$(realpath -m "$pcprefix")" != "$(realpath -m "$prefix")" ]; then
+        log "$tag: WARNING: the installed weft.pc says prefix=$pcprefix, not $prefix: it is fixed"
+        log "$tag:   at configure time (CMAKE_INSTALL_PREFIX) and not relocated by"
+        log "$tag:   'cmake --install --prefix'; testing with --define-variable=prefix=$prefix"
+        pcflags=(--define-variable=prefix="$prefix")
+    fi
+    local cflags libs slibs libdir
+    cflags=$(pkg-config "${pcflags[@]}" --cflags weft)
+    libs=$(pkg-config "${pcflags[@]}" --libs weft)
+    slibs=$(pkg-config "${pcflags[@]}" --static --libs weft)
+    libdir=$(pkg-config "${pcflags[@]}" --variable=libdir weft)
+    log "$tag: cflags: $cflags"
+    log "$tag: libs: $libs"
+    log "$tag: libs --static: $slibs"
+    if [ ! -e "$libdir/libweft.so" ] || [ ! -e "$libdir/libweft.a" ]; then
+        log "$tag: libdir=$libdir has no libweft.so / libweft.a"
+        return 1
+    fi
+    # Only the ordinary flags of the .pc; the static link asks for libweft.a explicitly.
+    # shellcheck disable=SC2086
+    cc -Wall -Wextra -Werror tests/install/main.c $cflags $libs -o "$work/pc_shared"
+    # shellcheck disable=SC2086
+    cc -Wall -Wextra -Werror tests/install/main.c $cflags \
+        ${slibs/-lweft/-Wl,-Bstatic -lweft -Wl,-Bdynamic} -o "$work/pc_static"
+    check_needed "$work/pc_shared" yes
+    check_needed "$work/pc_static" no
+    run_install_exe "$work/pc_shared" LD_LIBRARY_PATH="$libdir"
+    run_install_exe "$work/pc_static"
+}
+
+# check_package ROOT: what the Debian package adds for a newcomer, in the unpacked ROOT:
+# debug info, the gdb extension where gdb auto-loads it, man pages that man finds and shows.
+check_package() {
+    local root=$1
+    local so real
+    so=$(find "$root" -name libweft.so -path '*/lib*' | head -1)
+    [ -n "$so" ] || { log "package: no libweft.so"; return 1; }
+    real=$(readlink -f "$so")
+    log "package: library ${real#"$root"}, SONAME $(readelf -d "$real" | sed -n 's/.*SONAME.*\[\(.*\)\]/\1/p')"
+    readelf -S "$real" | grep -q '\.debug_info' ||
+        { log "package: ${real#"$root"} has no debug info (the default build is -O2 -g)"; return 1; }
+    # gdb loads <data-directory>/auto-load/<the library's real path>-gdb.py for the library.
+    local py=$root/usr/share/gdb/auto-load${real#"$root"}-gdb.py
+    [ -f "$py" ] || { log "package: no gdb extension at ${py#"$root"}"; return 1; }
+    log "package: gdb extension at ${py#"$root"}"
+    if command -v gdb >/dev/null 2>&1; then
+        gdb -nx -batch -x "$py" -ex 'help weft' 2>&1 | grep -q 'weft workers' ||
+            { log "package: gdb cannot load ${py#"$root"}"; return 1; }
+    fi
+    # man pages: every exported function has one (tests/test_man.sh), and man shows them.
+    bash tests/test_man.sh "$real" "$root/usr/share/man"
+    local page
+    page=$(MANPATH=$root/usr/share/man MANWIDTH=80 man weft_chan_send 2>&1) || true
+    grep -q 'weft_chan_send' <<<"$page" && grep -q 'DESCRIPTION' <<<"$page" ||
+        { log "package: 'man weft_chan_send' does not show the page: $page"; return 1; }
+    log "package: man weft_chan_send, man 7 weft: ok"
+    MANPATH=$root/usr/share/man man 7 weft >/dev/null
+}
+
 stage_install() {
     build_tree release "${RELEASE_OPTS[@]}"
     local tmp
@@ -346,61 +444,24 @@ stage_install() {
     cmake --install build/release --prefix "$prefix" >"$tmp/install.log" ||
         { cat "$tmp/install.log"; return 1; }
     (cd "$prefix" && find . -type f -o -type l | sort | sed 's|^\./|    |')
+    check_consumers "$prefix" "$tmp/c1" install
 
-    # (a) CMake: find_package(weft), weft::weft and weft::weft_static
-    log "install: (a) find_package(weft) via CMAKE_PREFIX_PATH"
-    cmake -S tests/install -B "$tmp/b1" -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_BUILD_TYPE=Release
-    local found
-    found=$(sed -n 's/^weft_DIR:PATH=//p' "$tmp/b1/CMakeCache.txt")
-    case $found in
-    "$prefix"/*) log "install: found weft at $found" ;;
-    *)
-        log "install: find_package(weft) found '$found', not the one in $prefix"
-        return 1
-        ;;
-    esac
-    cmake --build "$tmp/b1" -j"$JOBS"
-    check_needed "$tmp/b1/use_shared" yes
-    check_needed "$tmp/b1/use_static" no
-    run_install_exe "$tmp/b1/use_shared"
-    run_install_exe "$tmp/b1/use_static"
-
-    # (b) pkg-config, shared and static
-    local pc
-    pc=$(find "$prefix" -name weft.pc -path '*/pkgconfig/*' | head -1)
-    [ -n "$pc" ] || { log "install: no weft.pc installed under $prefix"; return 1; }
-    export PKG_CONFIG_PATH=${pc%/weft.pc}
-    log "install: (b) pkg-config with PKG_CONFIG_PATH=$PKG_CONFIG_PATH"
-    local pcflags=() pcprefix
-    pcprefix=$(pkg-config --variable=prefix weft)
-    if [ "$pcprefix" != "$prefix" ]; then
-        log "install: WARNING: the installed weft.pc says prefix=$pcprefix, not $prefix: it is fixed"
-        log "install:   at configure time (CMAKE_INSTALL_PREFIX) and not relocated by"
-        log "install:   'cmake --install --prefix'; testing with --define-variable=prefix=$prefix"
-        pcflags=(--define-variable=prefix="$prefix")
-    fi
-    local cflags libs slibs libdir
-    cflags=$(pkg-config "${pcflags[@]}" --cflags weft)
-    libs=$(pkg-config "${pcflags[@]}" --libs weft)
-    slibs=$(pkg-config "${pcflags[@]}" --static --libs weft)
-    libdir=$(pkg-config "${pcflags[@]}" --variable=libdir weft)
-    log "install: cflags: $cflags"
-    log "install: libs: $libs"
-    log "install: libs --static: $slibs"
-    if [ ! -e "$libdir/libweft.so" ] || [ ! -e "$libdir/libweft.a" ]; then
-        log "install: libdir=$libdir has no libweft.so / libweft.a"
-        return 1
-    fi
-    # Only the ordinary flags of the .pc; the static link asks for libweft.a explicitly.
-    # shellcheck disable=SC2086
-    cc -Wall -Wextra -Werror tests/install/main.c $cflags $libs -o "$tmp/pc_shared"
-    # shellcheck disable=SC2086
-    cc -Wall -Wextra -Werror tests/install/main.c $cflags \
-        ${slibs/-lweft/-Wl,-Bstatic -lweft -Wl,-Bdynamic} -o "$tmp/pc_static"
-    check_needed "$tmp/pc_shared" yes
-    check_needed "$tmp/pc_static" no
-    run_install_exe "$tmp/pc_shared" LD_LIBRARY_PATH="$libdir"
-    run_install_exe "$tmp/pc_static"
+    # The Debian package, from a tree with the default (debuggable) build type and /usr, as a
+    # distribution would build it; unpacked into a scratch root (no root rights, no dpkg -i).
+    build_tree package -DCMAKE_BUILD_TYPE= -DCMAKE_INSTALL_PREFIX=/usr -DWEFT_WERROR=ON \
+        -DWEFT_BUILD_TESTS=OFF -DWEFT_BUILD_SAMPLES=OFF -DWEFT_BUILD_BENCH=OFF
+    grep -q '^CMAKE_BUILD_TYPE:STRING=RelWithDebInfo$' build/package/CMakeCache.txt ||
+        { log "package: the default build type is not RelWithDebInfo"; return 1; }
+    rm -f build/package/weft_*.deb
+    (cd build/package && cpack -G DEB)
+    local deb
+    deb=$(ls build/package/weft_*.deb)
+    log "package: $deb"
+    dpkg-deb --info "$deb"
+    dpkg-deb -x "$deb" "$tmp/root"
+    (cd "$tmp/root" && find . -type f -o -type l | sort | sed 's|^\./|    |') | grep -v '/man3/'
+    check_package "$tmp/root"
+    check_consumers "$tmp/root/usr" "$tmp/c2" package
 }
 
 stage_aarch64() {

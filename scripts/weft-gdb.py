@@ -291,8 +291,13 @@ def thread_of(co, sps):
 
 
 def _runtime_workers():
+    """The running runtime, or None when none runs; an error when weft's debug info is
+    missing (weft__rt unreadable), which must not pass for "no runtime"."""
     rt = _lookup_value("weft__rt")
-    if rt is None or int(rt) == 0:
+    if rt is None:
+        _err("no debug info for weft (cannot read weft__rt): build weft with -g "
+             "(CMAKE_BUILD_TYPE RelWithDebInfo, the default, or Debug)")
+    if int(rt) == 0:
         return None
     return rt.dereference()
 

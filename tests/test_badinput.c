@@ -22,7 +22,8 @@
  *   ticker      NULL, zero and negative periods
  *   sync        mutex / cond / sem / wait group / once: NULL, unlocking an unlocked mutex,
  *               waiting with an unlocked mutex, negative counts, past deadlines, overflow
- *   groups      NULL group / fn, empty groups, past deadlines; weft_blocking with NULL
+ *   groups      NULL group / fn / options, empty groups, past deadlines, a negative limit,
+ *               next on a group that does not collect; weft_blocking with NULL
  *   io          weft_wait_fd (bad fds, event masks, past deadlines), fd helpers, read / write /
  *               write_all (NULL buffers, bad fds), accept / connect, weft_tcp_listen / _connect
  *               (ports -1, 65536, 70000, non-numeric hosts), weft_reader_* (NULL, tiny lines)
@@ -418,7 +419,17 @@ static void no_runtime_calls(void *arg)
     CHECK_EQ(weft_group_wait(g), 0); /* nothing to wait for */
     CHECK_EQ(weft_group_wait_until(g, 0), 0);
     CHECK_EQ(weft_group_cancel(g), 0);
-    weft_group_free(g);
+    CHECK_EQ(weft_group_go(g, trivial, NULL), WEFT_ENORUNTIME);
+    CHECK_EQ(weft_group_spawn_until(g, ret_arg, NULL, 0), WEFT_ENORUNTIME);
+    CHECK_EQ(weft_group_len(g), 0);
+    CHECK_EQ(weft_group_fail(g, -1), 0);
+    CHECK_EQ(weft_group_wait(g), -1); /* the failure recorded */
+    CHECK_EQ(weft_group_free(g), 0);
+    weft_group_opts collect = {.collect = 1};
+    CHECK_EQ(weft_group_create_ex(&g, &collect), 0);
+    weft_group_outcome oc;
+    CHECK_EQ(weft_group_next(g, &oc), WEFT_ECLOSED); /* empty: never blocks */
+    CHECK_EQ(weft_group_free(g), 0);
     void *r = NULL;
     CHECK_EQ(weft_blocking(ret_arg, &v, &r), 0); /* a plain thread runs it inline */
     CHECK(r == &v);
@@ -1036,7 +1047,7 @@ static void section_sync(void)
 }
 
 /* ==========================================================================================
- * weft/sync.h — task groups and the blocking-offload pool. */
+ * weft/group.h — task groups; weft/sync.h — the blocking-offload pool. */
 
 static void section_groups(void)
 {
@@ -1048,17 +1059,37 @@ static void section_groups(void)
     CHECK_EQ(weft_group_wait(NULL), WEFT_EINVAL);
     CHECK_EQ(weft_group_wait_until(NULL, 0), WEFT_EINVAL);
     CHECK_EQ(weft_group_wait_until(NULL, WEFT_FOREVER), WEFT_EINVAL);
-    weft_group_free(NULL);
-    checks++; /* survived */
+    CHECK_EQ(weft_group_free(NULL), 0);
+    CHECK_EQ(weft_group_create_ex(NULL, NULL), WEFT_EINVAL);
+    weft_group_opts neg = {.max_running = -1};
+    CHECK_EQ(weft_group_create_ex(&g, &neg), WEFT_EINVAL);
+    CHECK(g == NULL);
+    CHECK_EQ(weft_group_go(NULL, trivial, NULL), WEFT_EINVAL);
+    CHECK_EQ(weft_group_go_until(NULL, trivial, NULL, 0), WEFT_EINVAL);
+    CHECK_EQ(weft_group_spawn_until(NULL, ret_arg, NULL, 0), WEFT_EINVAL);
+    CHECK_EQ(weft_group_fail(NULL, -1), WEFT_EINVAL);
+    weft_group_outcome oc;
+    CHECK_EQ(weft_group_next(NULL, &oc), WEFT_EINVAL);
+    CHECK_EQ(weft_group_next_until(NULL, &oc, 0), WEFT_EINVAL);
+    CHECK_EQ(weft_group_len(NULL), 0);
 
     CHECK_EQ(weft_group_create(&g), 0);
     CHECK_EQ(weft_group_spawn(g, NULL, NULL), WEFT_EINVAL);
+    CHECK_EQ(weft_group_go(g, NULL, NULL), WEFT_EINVAL);
+    CHECK_EQ(weft_group_go_until(g, NULL, NULL, WEFT_FOREVER), WEFT_EINVAL);
+    CHECK_EQ(weft_group_fail(g, 0), WEFT_EINVAL);
+    CHECK_EQ(weft_group_next(g, &oc), WEFT_EINVAL); /* not collecting */
     /* an empty group */
     CHECK_EQ(weft_group_wait(g), 0);
     CHECK_EQ(weft_group_wait_until(g, 0), 0);
     CHECK_EQ(weft_group_wait_until(g, -1), 0);
     CHECK_EQ(weft_group_cancel(g), 0);
+    /* cancelled for good: a member spawned now starts cancelled, and returns */
+    CHECK_EQ(weft_group_spawn(g, sleep_forever, NULL), 0);
+    CHECK_EQ(weft_group_wait(g), 0);
+    CHECK_EQ(weft_group_free(g), 0);
     /* a past deadline cancels the children and joins them */
+    CHECK_EQ(weft_group_create(&g), 0);
     CHECK_EQ(weft_group_spawn(g, sleep_forever, NULL), 0);
     CHECK_EQ(weft_group_spawn(g, sleep_forever, NULL), 0);
     CHECK_EQ(weft_group_wait_until(g, -1), WEFT_ETIMEDOUT);
@@ -1067,10 +1098,19 @@ static void section_groups(void)
     CHECK_EQ(weft_group_cancel(g), 0);
     CHECK_EQ(weft_group_cancel(g), 0); /* twice */
     CHECK_EQ(weft_group_wait(g), 0);
-    /* freeing a group with a child still running detaches it */
-    CHECK_EQ(weft_group_spawn(g, ret_arg, NULL), 0);
-    weft_group_free(g);
-    checks++;
+    /* freeing a group with a member still running cancels it and waits for it */
+    CHECK_EQ(weft_group_spawn(g, sleep_forever, NULL), 0);
+    CHECK_EQ(weft_group_free(g), 0);
+    /* a limited group: a past deadline does not wait for a slot */
+    weft_group_opts one = {.max_running = 1, .collect = 1};
+    CHECK_EQ(weft_group_create_ex(&g, &one), 0);
+    CHECK_EQ(weft_group_spawn(g, sleep_forever, NULL), 0);
+    CHECK_EQ(weft_group_spawn_until(g, ret_arg, NULL, -1), WEFT_ETIMEDOUT);
+    CHECK_EQ(weft_group_go_until(g, trivial, NULL, 0), WEFT_ETIMEDOUT);
+    CHECK_EQ(weft_group_next_until(g, NULL, 0), WEFT_EINVAL);
+    CHECK_EQ(weft_group_next_until(g, &oc, -1), WEFT_ETIMEDOUT);
+    CHECK_EQ(weft_group_len(g), 1);
+    CHECK_EQ(weft_group_free(g), 0);
 }
 
 static void section_blocking(void)

@@ -134,6 +134,18 @@ section blk-thread | grep -q '^rip' || fail "could not select the gdb-blk thread
 has continue '^gdb-target: done$' "the program finished its work"
 has continue 'exited normally' "the program exited normally"
 
+# Without a running program: with debug info `weft workers` says no runtime runs; with the
+# debug info stripped it says so, rather than claiming that no runtime runs.
+static=$(timeout 120 "$gdb" -nx -batch -x "$script" -ex 'weft workers' "$bin" 2>&1)
+grep -q 'weft: no runtime running' <<<"$static" ||
+    fail "weft workers on the program file: expected 'no runtime running', got: $static"
+if command -v objcopy >/dev/null 2>&1; then
+    objcopy --strip-debug "$bin" "$tmp/stripped"
+    static=$(timeout 120 "$gdb" -nx -batch -x "$script" -ex 'weft workers' "$tmp/stripped" 2>&1)
+    grep -q 'no debug info for weft' <<<"$static" ||
+        fail "weft workers without debug info: expected 'no debug info', got: $static"
+fi
+
 if [ $failures -gt 0 ]; then
     echo "test_gdb: $failures check(s) failed" >&2
     exit 1

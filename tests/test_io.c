@@ -135,7 +135,7 @@ static ssize_t read_full(int fd, void *buf, size_t len, int64_t deadline)
     while (got < len) {
         ssize_t n = weft_read(fd, (char *)buf + got, len - got, deadline);
         if (n <= 0)
-            return n == 0 ? WEFT_EEOF : n;
+            return n == 0 ? -ENODATA : n; /* end of stream before len bytes */
         got += (size_t)n;
     }
     return (ssize_t)got;

@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
-# test_readme.sh README LIBWEFT_A INCLUDE_DIR [EXTRA_LIBS...] — every ```c block of the README compiles
+# test_readme.sh README LIBWEFT_A INCLUDE_DIRS [EXTRA_LIBS...] — every ```c block of the README compiles
 # against the public header; a block with main() is linked and run (and must exit 0).
+# INCLUDE_DIRS: the header directories, separated by ':' (the source include/ and the build
+# tree's generated weft/version.h).
 # $WEFT_README_CFLAGS / $WEFT_README_LDFLAGS: extra flags a build needs (segmented stacks:
 # -fsplit-stack, -fuse-ld=gold), as pkg-config would give them.
 set -euo pipefail
-readme=$1 lib=$2 inc=$3
+readme=$1 lib=$2
+incflags=()
+IFS=: read -ra incdirs <<<"$3"
+for d in "${incdirs[@]}"; do incflags+=(-I"$d"); done
 shift 3
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -18,7 +23,7 @@ for f in "$tmp"/snippet*.c; do
   [ -e "$f" ] || continue
   count=$((count + 1))
   # shellcheck disable=SC2086 # word splitting of the flag lists is intended
-  if ! cc -std=gnu11 -Wall -Wextra -Werror ${WEFT_README_CFLAGS:-} -I"$inc" -c "$f" -o "${f%.c}.o"; then
+  if ! cc -std=gnu11 -Wall -Wextra -Werror ${WEFT_README_CFLAGS:-} "${incflags[@]}" -c "$f" -o "${f%.c}.o"; then
     echo "test_readme: $(basename "$f") does not compile:"; cat -n "$f"; failed=$((failed + 1)); continue
   fi
   if grep -q 'int main' "$f"; then

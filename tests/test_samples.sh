@@ -66,25 +66,32 @@ show_on_failure() {
     fi
 }
 
-# ---- merge_streams: 20 items, messages a..j in order, timeouts and intervals interleaved ----
+# ---- merge_streams: 20 items; messages a, b, c... in order; intervals #1, #2, #3... -------------
+# The source program's throttle delays the intervals, it does not drop them: the counts shown
+# are consecutive from 1 (the thread is held back by the bounded channel). Which of the two
+# streams supplies the 20th item is a race, so the messages are checked as an in-order prefix.
 f0=$failures
 if run merge_streams 30; then
     items=$(grep -Ec "^(Message: '[a-j]'|Interval #[0-9]+|Problem: .+)$" "$out")
     lines=$(wc -l <"$out")
     [ "$items" -eq 20 ] || fail "$items item lines, expected 20"
     [ "$lines" -eq 20 ] || fail "$lines lines in all, expected the 20 items only"
-    [ "$(head -n 1 "$out")" = "Message: 'a'" ] || fail "the first line is not Message: 'a'"
     expect '^Problem: '
-    expect '^Interval #[0-9]+$'
     letters=$(sed -n "s/^Message: '\(.\)'$/\1/p" "$out" | tr -d '\n')
-    [ "$letters" = abcdefghij ] || fail "messages came as '$letters', expected 'abcdefghij'"
+    case abcdefghij in
+    "$letters"*) [ -n "$letters" ] || fail "no Message line" ;;
+    *) fail "messages came as '$letters', expected a, b, c... in order" ;;
+    esac
     # Each message that took 300 ms (b, d, f, h, j) outlasted the 200 ms timeout: a Problem
     # line comes within the two lines before it (an Interval line may come in between).
     late=$(awk '/^Message: .[bdfhj].$/ { if (p1 !~ /^Problem: / && p2 !~ /^Problem: /) print $2 }
                 { p2 = p1; p1 = $0 }' "$out" | tr -d "'\n")
     [ -z "$late" ] || fail "no Problem line just before the late message(s) $late"
-    # Interval numbers grow (the thread counts on, the throttle drops the counts between).
-    sort -c -n <(sed -n 's/^Interval #//p' "$out") 2>/dev/null || fail "interval numbers do not grow"
+    # Intervals count 1, 2, 3...: delayed, none dropped.
+    ivals=$(sed -n 's/^Interval #//p' "$out" | tr '\n' ' ')
+    want=$(seq -s ' ' 1 "$(echo "$ivals" | wc -w)")
+    [ -n "$ivals" ] && [ "$ivals" = "$want " ] ||
+        fail "intervals came as '$ivals', expected 1, 2, 3... (delayed by the throttle, none dropped)"
 fi
 show_on_failure "$f0"
 

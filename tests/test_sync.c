@@ -1,8 +1,7 @@
 /* test_sync.c — mutex (mutual exclusion across workers and with plain threads, trylock,
  * timeouts, errors), condition variables (producer/consumer, signal/broadcast, timed waits
  * that return with the mutex held), semaphores, wait groups (also waited on from a plain
- * thread), once (exactly one run under concurrent callers), and task groups (wait, cancel,
- * and wait_until cancelling and joining sleeping children). */
+ * thread), and once (exactly one run under concurrent callers). Task groups: test_group.c. */
 #include "harness.h"
 #include <weft.h>
 
@@ -580,142 +579,6 @@ static void test_once(void)
 }
 
 /* ------------------------------------------------------------------------------------------
- * Groups. */
-
-static _Atomic int grp_done;
-static void *grp_short(void *arg)
-{
-    weft_sleep(WEFT_MSEC((intptr_t)arg % 10));
-    atomic_fetch_add(&grp_done, 1);
-    return NULL;
-}
-
-static int *grp_results;
-static void *grp_sleeper(void *arg)
-{
-    int i = (int)(intptr_t)arg;
-    grp_results[i] = weft_sleep(WEFT_SEC(10));
-    return NULL;
-}
-
-/* Children of a group spawn into it while the group is being cancelled: the group's own
- * bookkeeping must stay exact although those children have cancellations pending (every
- * spawned task is joined by the wait: all have finished when it returns). */
-static weft_group *grp_self;
-static _Atomic long grp_spawned, grp_leaves_done;
-static void *grp_leaf(void *arg)
-{
-    (void)arg;
-    weft_sleep(WEFT_MSEC(1)); /* cancelled or not */
-    atomic_fetch_add(&grp_leaves_done, 1);
-    return NULL;
-}
-static void *grp_spawner(void *arg)
-{
-    (void)arg;
-    int n = TEST_TSAN ? 60 : 200; /* live coroutines stay under ~500 under TSan */
-    for (int i = 0; i < n; i++) {
-        if (weft_group_spawn(grp_self, grp_leaf, NULL) == 0)
-            atomic_fetch_add(&grp_spawned, 1);
-        if (i % 8 == 0)
-            weft_yield();
-    }
-    atomic_fetch_add(&grp_leaves_done, 1); /* spawners count as leaves too */
-    return NULL;
-}
-
-static void test_group_cancel_spawning(void)
-{
-    atomic_store(&grp_spawned, 0);
-    atomic_store(&grp_leaves_done, 0);
-    CHECK_EQ(weft_group_create(&grp_self), 0);
-    enum { NS = 8 };
-    for (int i = 0; i < NS; i++)
-        CHECK_EQ(weft_group_spawn(grp_self, grp_spawner, NULL), 0);
-    for (int i = 0; i < 200; i++) {
-        ASSERT_EQ(weft_group_cancel(grp_self), 0);
-        weft_yield();
-    }
-    CHECK_EQ(weft_group_wait(grp_self), 0);
-    CHECK_EQ(atomic_load(&grp_leaves_done), atomic_load(&grp_spawned) + NS);
-    weft_group_free(grp_self);
-}
-
-static void test_group(void)
-{
-    weft_group *g;
-    CHECK_EQ(weft_group_create(NULL), WEFT_EINVAL);
-    CHECK_EQ(weft_group_spawn(NULL, grp_short, NULL), WEFT_EINVAL);
-    CHECK_EQ(weft_group_wait(NULL), WEFT_EINVAL);
-    CHECK_EQ(weft_group_cancel(NULL), WEFT_EINVAL);
-    weft_group_free(NULL);
-
-    /* empty group */
-    CHECK_EQ(weft_group_create(&g), 0);
-    CHECK_EQ(weft_group_spawn(g, NULL, NULL), WEFT_EINVAL);
-    CHECK_EQ(weft_group_wait(g), 0);
-    weft_group_free(g);
-
-    /* spawn N, wait: all have finished */
-    int n = (int)test_scaled(1000);
-    atomic_store(&grp_done, 0);
-    CHECK_EQ(weft_group_create(&g), 0);
-    for (int i = 0; i < n; i++)
-        ASSERT_EQ(weft_group_spawn(g, grp_short, (void *)(intptr_t)i), 0);
-    CHECK_EQ(weft_group_wait(g), 0);
-    CHECK_EQ(atomic_load(&grp_done), n);
-    CHECK_EQ(weft_group_wait(g), 0); /* nothing left */
-    /* wait_until whose children all finish in time */
-    atomic_store(&grp_done, 0);
-    for (int i = 0; i < 10; i++)
-        CHECK_EQ(weft_group_spawn(g, grp_short, (void *)(intptr_t)i), 0);
-    CHECK_EQ(weft_group_wait_until(g, weft_after(WEFT_SEC(10))), 0);
-    CHECK_EQ(atomic_load(&grp_done), 10);
-    weft_group_free(g);
-
-    /* wait_until with a deadline: cancels the sleeping children and joins them */
-    int ns = (int)test_scaled(200);
-    grp_results = calloc((size_t)ns, sizeof *grp_results);
-    ASSERT(grp_results);
-    for (int i = 0; i < ns; i++)
-        grp_results[i] = 1;
-    CHECK_EQ(weft_group_create(&g), 0);
-    for (int i = 0; i < ns; i++)
-        ASSERT_EQ(weft_group_spawn(g, grp_sleeper, (void *)(intptr_t)i), 0);
-    int64_t t0 = weft_now();
-    CHECK_EQ(weft_group_wait_until(g, t0 + WEFT_MSEC(50)), WEFT_ETIMEDOUT);
-    int64_t el = weft_now() - t0;
-    CHECK_GE(el, WEFT_MSEC(50));
-    CHECK_LT(el, WEFT_MSEC(50) + LATE_NS);
-    int bad = 0;
-    for (int i = 0; i < ns; i++)
-        if (grp_results[i] != WEFT_ECANCELED)
-            bad++;
-    CHECK_EQ(bad, 0);
-    CHECK_EQ(weft_group_wait(g), 0);
-    weft_group_free(g);
-
-    /* group_cancel then wait */
-    for (int i = 0; i < ns; i++)
-        grp_results[i] = 1;
-    CHECK_EQ(weft_group_create(&g), 0);
-    for (int i = 0; i < ns; i++)
-        ASSERT_EQ(weft_group_spawn(g, grp_sleeper, (void *)(intptr_t)i), 0);
-    weft_sleep(WEFT_MSEC(5));
-    t0 = weft_now();
-    CHECK_EQ(weft_group_cancel(g), 0);
-    CHECK_EQ(weft_group_wait(g), 0);
-    CHECK_LT(weft_now() - t0, LATE_NS);
-    bad = 0;
-    for (int i = 0; i < ns; i++)
-        if (grp_results[i] != WEFT_ECANCELED)
-            bad++;
-    CHECK_EQ(bad, 0);
-    weft_group_free(g);
-    free(grp_results);
-}
-
-/* ------------------------------------------------------------------------------------------
  * Plain threads on every primitive: timeouts (a thread's wait gives up on its own) and
  * wake-ups by coroutines. */
 
@@ -815,8 +678,6 @@ static int app(void *arg)
     test_sem();
     test_wg();
     test_once();
-    test_group();
-    test_group_cancel_spawning();
     test_threads();
     return 0;
 }

@@ -19,27 +19,36 @@ extern "C" {
  * wakes every waiter. Closing twice returns WEFT_ECLOSED. */
 typedef struct weft_chan weft_chan;
 
-/* 0; WEFT_EINVAL (out NULL, elem_size > 1 MiB, capacity > 2^30), WEFT_ENOMEM. */
+/* Create a channel of elements of elem_size bytes with room for capacity of them (0: a
+ * rendezvous channel); *out holds its one reference. 0; WEFT_EINVAL (out NULL,
+ * elem_size > 1 MiB, capacity > 2^30), WEFT_ENOMEM. */
 WEFT_EXTERN int weft_chan_create(weft_chan **out, size_t elem_size, size_t capacity);
+/* Take another reference to ch (for another owner: a coroutine that may outlive yours). */
 WEFT_EXTERN void weft_chan_ref(weft_chan *ch);
+/* Drop a reference; the last one frees the channel (see "Lifetime" above). NULL: no-op. */
 WEFT_EXTERN void weft_chan_unref(weft_chan *ch);
+/* Close the channel (Go's rule, above): waiters wake, later sends fail, receivers drain.
+ * 0, WEFT_ECLOSED if already closed, WEFT_EINVAL (NULL). */
 WEFT_EXTERN int weft_chan_close(weft_chan *ch);
 
-/* 0 on success; WEFT_ECLOSED, WEFT_ETIMEDOUT, WEFT_ECANCELED, WEFT_EINVAL (ch NULL, or a
- * send's elem NULL with elem_size > 0). A receive's elem may be NULL: the element is taken
- * and discarded (as in a select's receive case). */
+/* Send (copy in) or receive (copy out) one element, waiting while the channel is full
+ * (empty): a coroutine parks, a plain thread blocks. The _until variants give up at the
+ * deadline. 0 on success; WEFT_ECLOSED, WEFT_ETIMEDOUT, WEFT_ECANCELED, WEFT_EINVAL (ch
+ * NULL, or a send's elem NULL with elem_size > 0). A receive's elem may be NULL: the element
+ * is taken and discarded (as in a select's receive case). */
 WEFT_EXTERN int weft_chan_send(weft_chan *ch, const void *elem);
 WEFT_EXTERN int weft_chan_send_until(weft_chan *ch, const void *elem, int64_t deadline);
 WEFT_EXTERN int weft_chan_recv(weft_chan *ch, void *elem);
 WEFT_EXTERN int weft_chan_recv_until(weft_chan *ch, void *elem, int64_t deadline);
-/* Never block: WEFT_EAGAIN if the operation cannot complete now. */
+/* Send or receive one element only if that can be done now, never waiting: 0, WEFT_EAGAIN
+ * if the operation cannot complete now, WEFT_ECLOSED, WEFT_EINVAL. */
 WEFT_EXTERN int weft_chan_try_send(weft_chan *ch, const void *elem);
 WEFT_EXTERN int weft_chan_try_recv(weft_chan *ch, void *elem);
-/* Elements buffered now, and the capacity (snapshots). */
+/* The number of elements buffered now, and the capacity (snapshots; 0 for NULL). */
 WEFT_EXTERN size_t weft_chan_len(weft_chan *ch);
 WEFT_EXTERN size_t weft_chan_cap(weft_chan *ch);
 
-/* Select over several cases: returns the index of the case that completed; its `result` is 0
+/* Wait for the first of several channel operations; returns the index of the case that completed; its `result` is 0
  * or WEFT_ECLOSED (a receive from, or a send to, a closed channel completes that way).
  * When several are ready, one is picked uniformly at random. deadline 0 makes it a select
  * with a default case (WEFT_EAGAIN if none is ready). Also WEFT_ETIMEDOUT, WEFT_ECANCELED,
@@ -63,8 +72,12 @@ WEFT_EXTERN int weft_select(weft_case *cases, int n, int64_t deadline);
  * value every `period` ns; ticks are dropped while the previous one is unread (Go's
  * time.Ticker). Stop it with weft_ticker_stop, which closes and releases the channel. */
 typedef struct weft_ticker weft_ticker;
+/* Start a ticker of period ns. 0, WEFT_EINVAL (out NULL, period <= 0), WEFT_ENORUNTIME,
+ * WEFT_ENOMEM. */
 WEFT_EXTERN int weft_ticker_start(weft_ticker **out, int64_t period);
+/* The ticker's channel, to receive ticks from (or select on); owned by the ticker. */
 WEFT_EXTERN weft_chan *weft_ticker_chan(weft_ticker *t);
+/* Stop the ticker, close and release its channel, and free t. 0, WEFT_EINVAL (NULL). */
 WEFT_EXTERN int weft_ticker_stop(weft_ticker *t);
 
 /* Signals as channel values (Go's signal.Notify / signal.Stop): after

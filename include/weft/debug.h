@@ -7,7 +7,7 @@ extern "C" {
 #endif
 
 typedef struct weft_stats {
-    uint64_t alive;        /* coroutines spawned and not yet finished */
+    uint64_t alive;        /* coroutines spawned and not yet finished (zombies not counted) */
     uint64_t spawned;      /* since weft_run started */
     uint64_t switches;     /* context switches */
     uint64_t parks;        /* blocking waits */
@@ -17,10 +17,17 @@ typedef struct weft_stats {
     uint64_t stacks_grown; /* finished coroutines whose stack grew a segment (segmented builds) */
     int workers;
     int narrow;            /* 1: the runtime is narrow — it needed less than one CPU, so fd
-                              waits gather on worker 0 (README "Narrow and wide") */
+                              waits gather on worker 0 (docs/design.md "Narrow and wide") */
     uint64_t narrowed;     /* times it went narrow since weft_run started */
+    uint64_t zombies;      /* finished tasks whose handle was neither joined nor detached: each
+                              keeps its control block (~270 bytes) until it is. In debug
+                              builds (NDEBUG undefined) or with $WEFT_DEBUG=1, weft_run prints
+                              those left at its end ("weft: N finished tasks were never joined
+                              or detached: ids..."); $WEFT_DEBUG=0 silences it. */
+    uint64_t reserved[5];  /* zero; later versions' counters (the struct keeps its size) */
 } weft_stats;
-/* Cheap counters, summed over workers (approximate while running). */
+/* Read the runtime's counters, summed over workers (approximate while running).
+ * 0, WEFT_EINVAL (NULL), WEFT_ENORUNTIME. */
 WEFT_EXTERN int weft_stats_get(weft_stats *out);
 /* Print every coroutine (id, name, state, worker, what it waits on and for how long). */
 WEFT_EXTERN int weft_dump(FILE *out);

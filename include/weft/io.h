@@ -11,22 +11,28 @@ extern "C" {
 #endif
 
 enum { WEFT_READABLE = 1, WEFT_WRITABLE = 2 };
-/* Wait until fd is readable/writable: returns the ready events (> 0), or an error code. */
+/* Wait until fd is readable and/or writable (events: WEFT_READABLE | WEFT_WRITABLE): returns the ready events (> 0), or an error code. */
 WEFT_EXTERN int weft_wait_fd(int fd, int events, int64_t deadline);
 /* Put fd in non-blocking mode (the wrappers below do it for you). */
 WEFT_EXTERN int weft_fd_nonblock(int fd);
-/* Forget weft's per-fd state; call before close(2) (weft_close does both). */
+/* Forget weft's per-fd state; call before close(2) of a descriptor weft waited on. */
 WEFT_EXTERN int weft_fd_forget(int fd);
+/* weft_fd_forget, then close(2): 0 or the negative errno of close. */
 WEFT_EXTERN int weft_close(int fd);
 
+/* read(2) / write(2) that park the coroutine until fd is ready: the bytes moved (> 0; read:
+ * 0 at end of stream), or an error code. A plain thread blocks in poll(2) instead. */
 WEFT_EXTERN ssize_t weft_read(int fd, void *buf, size_t len, int64_t deadline);
 WEFT_EXTERN ssize_t weft_write(int fd, const void *buf, size_t len, int64_t deadline);
 /* Writes all len bytes unless an error or the deadline stops it: len, or an error code. */
 WEFT_EXTERN ssize_t weft_write_all(int fd, const void *buf, size_t len, int64_t deadline);
+/* accept(2) / connect(2) that park until done: the new descriptor / 0, or an error code
+ * (connect: the connection's own error, e.g. -ECONNREFUSED). */
 WEFT_EXTERN int weft_accept(int fd, struct sockaddr *addr, socklen_t *len, int64_t deadline);
 WEFT_EXTERN int weft_connect(int fd, const struct sockaddr *addr, socklen_t len, int64_t deadline);
 /* A TCP listener on host:port (SO_REUSEADDR, non-blocking): the fd, or an error code. */
 WEFT_EXTERN int weft_tcp_listen(const char *host, int port, int backlog);
+/* A TCP connection to host:port (non-blocking socket): the fd, or an error code. */
 WEFT_EXTERN int weft_tcp_connect(const char *host, int port, int64_t deadline);
 
 /* A buffered reader for line- or length-oriented protocols. */
@@ -35,7 +41,9 @@ typedef struct weft_reader {
     size_t start, end, cap;
     char *buf;
 } weft_reader;
+/* Set up r to read fd through a buffer of bufsize bytes. 0, WEFT_EINVAL, WEFT_ENOMEM. */
 WEFT_EXTERN int weft_reader_init(weft_reader *r, int fd, size_t bufsize);
+/* Free r's buffer (the descriptor is not closed). */
 WEFT_EXTERN void weft_reader_free(weft_reader *r);
 /* Reads up to and including '\n' into line (NUL-terminated, at most cap-1 bytes): the length,
  * 0 at end of stream, or an error: WEFT_EINVAL for bad arguments, WEFT_ETOOLONG when no '\n'
@@ -49,7 +57,8 @@ WEFT_EXTERN ssize_t weft_reader_line(weft_reader *r, char *line, size_t cap, int
  * discarded, 0 at end of stream with nothing left, or an error (what was discarded before
  * an error stays discarded). */
 WEFT_EXTERN ssize_t weft_reader_skip_line(weft_reader *r, int64_t deadline);
-/* Buffered bytes first (without reading); when none, one read of up to len bytes. */
+/* Reads up to len bytes, buffered ones first (without reading when some are buffered): the
+ * count, 0 at end of stream, or an error. */
 WEFT_EXTERN ssize_t weft_reader_read(weft_reader *r, void *buf, size_t len, int64_t deadline);
 
 #ifdef __cplusplus

@@ -20,22 +20,30 @@ typedef struct weft_mutex {
     struct weft__waitq waiters;
 } weft_mutex;
 #define WEFT_MUTEX_INIT {0, 0, {0, 0}}
+/* Initialise an unlocked mutex (or use WEFT_MUTEX_INIT). 0, WEFT_EINVAL (NULL). */
 WEFT_EXTERN int weft_mutex_init(weft_mutex *m);
-/* 0, WEFT_ECANCELED, WEFT_ETIMEDOUT (the _until variant), WEFT_EINVAL. */
+/* Lock the mutex, parking (blocking a plain thread) while another holds it; waiters get it
+ * in FIFO order. 0, WEFT_ECANCELED, WEFT_ETIMEDOUT (the _until variant), WEFT_EINVAL. */
 WEFT_EXTERN int weft_mutex_lock(weft_mutex *m);
 WEFT_EXTERN int weft_mutex_lock_until(weft_mutex *m, int64_t deadline);
-WEFT_EXTERN int weft_mutex_trylock(weft_mutex *m); /* 0 or WEFT_EAGAIN */
-WEFT_EXTERN int weft_mutex_unlock(weft_mutex *m);  /* 0 or WEFT_ESTATE if not locked */
+/* Lock the mutex only if it is free now: 0, or WEFT_EAGAIN. */
+WEFT_EXTERN int weft_mutex_trylock(weft_mutex *m);
+/* Unlock the mutex, handing it to the first waiter: 0, or WEFT_ESTATE if it is not locked. */
+WEFT_EXTERN int weft_mutex_unlock(weft_mutex *m);
 
 typedef struct weft_cond {
     uint32_t lock;
     struct weft__waitq waiters;
 } weft_cond;
 #define WEFT_COND_INIT {0, {0, 0}}
+/* Initialise a condition variable (or use WEFT_COND_INIT). 0, WEFT_EINVAL (NULL). */
 WEFT_EXTERN int weft_cond_init(weft_cond *c);
-/* Atomically unlocks m and waits; re-locks m before returning (also on timeout/cancel). */
+/* Wait on a condition variable: atomically unlocks m (which the caller holds) and waits;
+ * re-locks m before returning (also on timeout/cancel). 0, WEFT_ETIMEDOUT, WEFT_ECANCELED,
+ * WEFT_EINVAL. As with pthreads, re-check the condition in a loop. */
 WEFT_EXTERN int weft_cond_wait(weft_cond *c, weft_mutex *m);
 WEFT_EXTERN int weft_cond_wait_until(weft_cond *c, weft_mutex *m, int64_t deadline);
+/* Wake one waiter (signal) or all of them (broadcast). 0, WEFT_EINVAL (NULL). */
 WEFT_EXTERN int weft_cond_signal(weft_cond *c);
 WEFT_EXTERN int weft_cond_broadcast(weft_cond *c);
 
@@ -44,43 +52,42 @@ typedef struct weft_sem {
     int64_t count;
     struct weft__waitq waiters;
 } weft_sem;
+/* Initialise a counting semaphore holding count units. 0, WEFT_EINVAL (NULL, count < 0). */
 WEFT_EXTERN int weft_sem_init(weft_sem *s, int64_t count);
+/* Take one unit, waiting (FIFO) while there is none; trywait never waits (WEFT_EAGAIN).
+ * 0, WEFT_ETIMEDOUT, WEFT_ECANCELED, WEFT_EINVAL. */
 WEFT_EXTERN int weft_sem_wait(weft_sem *s);
 WEFT_EXTERN int weft_sem_wait_until(weft_sem *s, int64_t deadline);
 WEFT_EXTERN int weft_sem_trywait(weft_sem *s);
-WEFT_EXTERN int weft_sem_post(weft_sem *s); /* WEFT_EINVAL at INT64_MAX units */
+/* Give back one unit, waking the first waiter. 0, WEFT_EINVAL (NULL, INT64_MAX units). */
+WEFT_EXTERN int weft_sem_post(weft_sem *s);
 
-/* Go's sync.WaitGroup. */
+/* A wait group (Go's sync.WaitGroup): a counter of outstanding work that one or more parties
+ * wait on to reach zero. */
 typedef struct weft_wg {
     uint32_t lock;
     int64_t count;
     struct weft__waitq waiters;
 } weft_wg;
 #define WEFT_WG_INIT {0, 0, {0, 0}}
+/* Initialise a wait group at zero (or use WEFT_WG_INIT). 0, WEFT_EINVAL (NULL). */
 WEFT_EXTERN int weft_wg_init(weft_wg *wg);
-WEFT_EXTERN int weft_wg_add(weft_wg *wg, int64_t delta); /* WEFT_EINVAL if it goes negative */
+/* Add delta (may be negative) to the counter; done is add -1. Reaching zero wakes the
+ * waiters. 0, WEFT_EINVAL (NULL, or the counter would go negative: it is left unchanged). */
+WEFT_EXTERN int weft_wg_add(weft_wg *wg, int64_t delta);
 WEFT_EXTERN int weft_wg_done(weft_wg *wg);
+/* Wait until the counter is zero. 0, WEFT_ETIMEDOUT, WEFT_ECANCELED, WEFT_EINVAL. */
 WEFT_EXTERN int weft_wg_wait(weft_wg *wg);
 WEFT_EXTERN int weft_wg_wait_until(weft_wg *wg, int64_t deadline);
 
-/* Runs fn exactly once; concurrent callers wait (park) until it has finished. */
+/* Run fn exactly once per weft_once; concurrent callers wait (park) until it has finished.
+ * Not a cancellation point. 0, WEFT_EINVAL (NULL). */
 typedef struct weft_once {
     uint32_t state;
     weft_mutex m;
 } weft_once;
 #define WEFT_ONCE_INIT {0, WEFT_MUTEX_INIT}
 WEFT_EXTERN int weft_once_call(weft_once *o, void (*fn)(void));
-
-/* Structured concurrency: a group owns the tasks spawned into it; weft_group_wait joins them
- * all; weft_group_cancel cancels them all; weft_group_wait_until cancels the rest at the
- * deadline and joins them (the parent bounds its children's lifetime). */
-typedef struct weft_group weft_group;
-WEFT_EXTERN int weft_group_create(weft_group **out);
-WEFT_EXTERN int weft_group_spawn(weft_group *g, weft_fn fn, void *arg);
-WEFT_EXTERN int weft_group_cancel(weft_group *g);
-WEFT_EXTERN int weft_group_wait(weft_group *g);
-WEFT_EXTERN int weft_group_wait_until(weft_group *g, int64_t deadline);
-WEFT_EXTERN void weft_group_free(weft_group *g);
 
 /* Run fn(arg) on the blocking-offload thread pool and park until it returns; *result gets
  * its value. WEFT_ECANCELED if the caller is cancelled meanwhile (fn still runs to the end;

@@ -21,6 +21,10 @@
 /* A programming error that would corrupt state: print and abort, in every build type
  * (libdill's dill_assert). Never compiled out, unlike assert(). */
 WEFT_NORETURN void weft__panic(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The ABI's reserved words (version.c): true when all n are zero, as callers must leave them. */
+bool weft__reserved_zero(const uint64_t *reserved, size_t n);
+#define WEFT_RESERVED_ZERO(s) weft__reserved_zero((s)->reserved, sizeof (s)->reserved / 8)
+
 #define WEFT_ASSERT(cond)                                                                    \
     do {                                                                                     \
         if (WEFT_UNLIKELY(!(cond)))                                                          \

@@ -22,6 +22,8 @@ static struct weft__coro *pool_free;
 static struct weft__coro *all_coros; /* every control block ever made (weft_dump walks it) */
 static _Atomic uint64_t next_id = 1;
 static _Atomic uint64_t alive;
+static _Atomic int64_t zombies_plain; /* zombies made minus reaped by plain threads (workers
+                                         count theirs in n_zombied / n_unzombied) */
 
 /* Called with pool_mu held: make sure the pool has at least one block. */
 static bool pool_fill_locked(void)
@@ -202,6 +204,46 @@ uint64_t weft__coro_alive(void)
     return n > 0 ? (uint64_t)n : 0;
 }
 
+uint64_t weft__coro_zombies(void)
+{
+    /* Made on the worker where the task finished, reaped wherever it is joined/detached:
+     * only the sum means something (and it may lag a little, like every statistic). */
+    int64_t n = atomic_load_explicit(&zombies_plain, memory_order_relaxed);
+    struct weft__runtime *rt = weft__rt;
+    for (int i = 0; rt && i < rt->nworkers; i++)
+        n += (int64_t)(atomic_load_explicit(&rt->workers[i]->n_zombied, memory_order_relaxed) -
+                       atomic_load_explicit(&rt->workers[i]->n_unzombied, memory_order_relaxed));
+    return n > 0 ? (uint64_t)n : 0;
+}
+
+/* Under co->lock, co finished: it becomes a zombie (made) or stops being one (a join or
+ * detach reaps it). The flag, under the lock, makes each happen once; the counters follow
+ * the statistics' single-writer rule: a worker's counter is written only by the thread
+ * running that worker, plain threads share one atomic. */
+static void zombie_make_locked(struct weft__coro *co)
+{
+    if (co->flags & (WEFT_CF_ZOMBIE | WEFT_CF_DETACHED))
+        return;
+    co->flags |= WEFT_CF_ZOMBIE;
+    struct weft__worker *w = weft__worker_self();
+    if (w)
+        weft__stat_inc(&w->n_zombied);
+    else
+        atomic_fetch_add_explicit(&zombies_plain, 1, memory_order_relaxed);
+}
+
+static void zombie_reap_locked(struct weft__coro *co)
+{
+    if (!(co->flags & WEFT_CF_ZOMBIE))
+        return;
+    co->flags &= ~(uint32_t)WEFT_CF_ZOMBIE;
+    struct weft__worker *w = weft__worker_self();
+    if (w)
+        weft__stat_inc(&w->n_unzombied);
+    else
+        atomic_fetch_sub_explicit(&zombies_plain, 1, memory_order_relaxed);
+}
+
 /* Runtime shutdown: every control block that still holds a coroutine is abandoned (Go's
  * rule): its stack is unmapped with the slabs; the block returns to the pool and its id is
  * retired, so stale handles get WEFT_ESTATE. */
@@ -223,6 +265,7 @@ void weft__coro_reset_all(void)
         pool_free = co;
     }
     atomic_store(&alive, 0);
+    atomic_store(&zombies_plain, 0);
     pthread_mutex_unlock(&pool_mu);
 }
 
@@ -362,7 +405,7 @@ int weft_spawn_ex(weft_task *out, weft_fn fn, void *arg, const weft_spawn_opts *
 {
     if (out)
         *out = (weft_task){NULL, 0};
-    if (!fn)
+    if (!fn || (opts && !WEFT_RESERVED_ZERO(opts)))
         return WEFT_EINVAL;
     struct weft__runtime *rt = weft__rt;
     if (!rt || atomic_load_explicit(&rt->stopping, memory_order_relaxed))
@@ -420,6 +463,8 @@ void weft__coro_exit(struct weft__coro *co, void *result)
         k = *co->joiner; /* copy under the lock: the joiner's frame may go once woken */
         co->joiner = NULL;
     }
+    if (!have) /* nobody joins it now: unless detached, a zombie until joined or detached */
+        zombie_make_locked(co);
     weft__lock_release(&co->lock);
     if (have)
         weft__waker_wake(&k, 0, true);
@@ -439,6 +484,7 @@ static void unlock_coro(void *arg)
 static int take_result(struct weft__coro *co, void **result)
 {
     co->flags |= WEFT_CF_DETACHED | WEFT_CF_JOINED; /* the handle is consumed */
+    zombie_reap_locked(co);
     void *r = co->result;
     weft__lock_release(&co->lock);
     if (result)
@@ -492,6 +538,8 @@ int weft_join_until(weft_task t, void **result, int64_t deadline)
     if (r != 0) {
         if (co->joiner == &k)
             co->joiner = NULL;
+        else if (co->finished)
+            zombie_make_locked(co); /* its exit found us joining, but our wait ended first */
         weft__lock_release(&co->lock);
         return r;
     }
@@ -518,6 +566,7 @@ int weft_detach(weft_task t)
         return WEFT_ESTATE;
     }
     co->flags |= WEFT_CF_DETACHED;
+    zombie_reap_locked(co);
     weft__lock_release(&co->lock);
     weft__coro_release(co);
     return 0;

@@ -20,7 +20,8 @@
  *             coroutine, the blocking pool, an fd watcher). Whoever wins the CAS on co->wait
  *             calls weft__ready(), which CASes WAITING→RUNNABLE and queues it.
  *   DEAD      Finished: its stack went back to a cache in the on-top function of its last
- *             switch; the control block lives until the handle is joined or detached.
+ *             switch; the control block lives until the handle is joined or detached
+ *             (until then it is a zombie: flag WEFT_CF_ZOMBIE, counted in weft_stats).
  *
  * The wait word (co->wait): (seq << 1) | ARMED. The coroutine arms a wait by storing a new
  * sequence with ARMED set; a waker holds a token (the armed value) and completes the wait by
@@ -53,6 +54,8 @@ enum weft__coflags {
     WEFT_CF_MAIN = 1,     /* the coroutine weft_run started */
     WEFT_CF_DETACHED = 2, /* handle given up (detached, or consumed by a join) */
     WEFT_CF_JOINED = 4,   /* a join took its result: the handle is dead */
+    WEFT_CF_ZOMBIE = 8,   /* finished with its handle neither joined nor detached (counted in
+                             the workers' n_zombied until a join or detach reaps it) */
 };
 
 #define WEFT_WAIT_ARMED 1ull
@@ -139,6 +142,9 @@ void weft__coro_release(struct weft__coro *co); /* drop one ref; frees at 0 */
 WEFT_NORETURN void weft__coro_exit(struct weft__coro *co, void *result);
 void weft__coro_locals_free(struct weft__coro *co);
 struct weft__coro *weft__coro_first(void); /* slab walk */
+/* Finished coroutines whose handle is neither joined nor detached (approximate while
+ * running, like the other statistics). */
+uint64_t weft__coro_zombies(void);
 /* Validate a handle: the control block if it is live and matches, else NULL. */
 struct weft__coro *weft__coro_from_handle(weft_task t);
 

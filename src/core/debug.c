@@ -5,6 +5,7 @@
 #include <dlfcn.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -28,7 +29,10 @@ int weft_stats_get(weft_stats *out)
     }
     out->narrow = weft__narrow(rt);
     out->narrowed = atomic_load_explicit(&rt->narrow_count, memory_order_relaxed);
-    out->alive = weft__coro_alive();
+    /* Control blocks in use, less the zombies among them (both lag a little). */
+    uint64_t blocks = weft__coro_alive();
+    out->zombies = weft__coro_zombies();
+    out->alive = blocks > out->zombies ? blocks - out->zombies : 0;
     weft__stack_stats(&out->stack_bytes, &out->stacks_cached);
     for (int i = 0; i < rt->nworkers; i++)
         out->stacks_cached += atomic_load_explicit(&rt->workers[i]->stacks.count,
@@ -147,6 +151,54 @@ int weft_dump(FILE *out)
     fprintf(out, "weft: %d coroutines\n", count);
     fflush(out);
     return count;
+}
+
+/* Zombies at weft_run's end: reported in builds without NDEBUG unless $WEFT_DEBUG=0, and in
+ * any build with $WEFT_DEBUG set to anything else. Runs after the workers have stopped
+ * (nothing changes under the walk), before the control blocks are reset. */
+static bool zombie_report_enabled(void)
+{
+    const char *v = getenv("WEFT_DEBUG");
+    if (v && *v)
+        return strcmp(v, "0") != 0;
+#ifdef NDEBUG
+    return false;
+#else
+    return true;
+#endif
+}
+
+void weft__zombie_report(void)
+{
+    if (!zombie_report_enabled())
+        return;
+    enum { SHOW = 5 };
+    struct weft__coro *first[SHOW]; /* the SHOW oldest (lowest ids), sorted */
+    int shown = 0;
+    uint64_t n = 0;
+    for (struct weft__coro *co = weft__coro_first(); co; co = co->all_next) {
+        uint64_t id = atomic_load_explicit(&co->id, memory_order_relaxed);
+        if (!id || !(co->flags & WEFT_CF_ZOMBIE))
+            continue;
+        n++;
+        int i = shown < SHOW ? shown++ : SHOW;
+        for (; i > 0 && atomic_load_explicit(&first[i - 1]->id, memory_order_relaxed) > id; i--)
+            if (i < SHOW)
+                first[i] = first[i - 1];
+        if (i < SHOW)
+            first[i] = co;
+    }
+    if (!n)
+        return;
+    fprintf(stderr, "weft: %llu finished task%s never joined or detached:",
+            (unsigned long long)n, n == 1 ? " was" : "s were");
+    for (int i = 0; i < shown; i++) {
+        fprintf(stderr, "%s %llu", i ? "," : "",
+                (unsigned long long)atomic_load_explicit(&first[i]->id, memory_order_relaxed));
+        if (first[i]->name[0])
+            fprintf(stderr, " \"%s\"", first[i]->name);
+    }
+    fprintf(stderr, "%s\n", n > (uint64_t)shown ? ", ..." : "");
 }
 
 static struct sigaction old_dump;

@@ -97,7 +97,8 @@ int weft_run(int (*main)(void *), void *arg, const weft_config *config)
     weft_config cfg = {0};
     if (config)
         cfg = *config;
-    if (cfg.threads < 0 || cfg.threads > 4096 || cfg.blocking_threads < 0)
+    if (cfg.threads < 0 || cfg.threads > 4096 || cfg.blocking_threads < 0 ||
+        !WEFT_RESERVED_ZERO(&cfg))
         return WEFT_EINVAL;
     if (cfg.dump_signal != 0 && (cfg.dump_signal < 1 || cfg.dump_signal >= NSIG ||
                                  cfg.dump_signal == SIGKILL || cfg.dump_signal == SIGSTOP))
@@ -184,6 +185,7 @@ int weft_run(int (*main)(void *), void *arg, const weft_config *config)
         pthread_join(threads[i], NULL);
     free(threads);
     ret = m.ret;
+    weft__zombie_report();
 
     weft__blocking_shutdown();
     if (cfg.dump_signal > 0)

@@ -64,6 +64,9 @@ struct weft__worker {
     /* statistics (owner writes, weft_stats reads relaxed) */
     _Atomic uint64_t n_switches, n_parks, n_steals, n_spawned, n_finished, n_alloc, n_free;
     _Atomic uint64_t n_grown; /* finished coroutines whose stack had grown (segmented) */
+    /* zombies (coro.c): made by coroutines finishing here with a live handle; reaped by
+     * joins and detaches of finished tasks running on this worker's thread */
+    _Atomic uint64_t n_zombied, n_unzombied;
     _Atomic uint64_t n_sleeps; /* blocking polls (go_idle), for load.c */
     uint64_t id_next, id_end;      /* a block of coroutine ids (coro.c) */
 };
@@ -198,6 +201,8 @@ void weft__cancel_repost(void);
 /* Shutdown helpers (runtime.c calls these). */
 void weft__coro_reset_all(void);
 uint64_t weft__coro_alive(void);
+/* weft_run's end (debug.c): in debug builds or with $WEFT_DEBUG, print the zombies left. */
+void weft__zombie_report(void);
 void weft__blocking_shutdown(void);
 void weft__dump_signal_install(int sig);
 void weft__dump_signal_uninstall(void);

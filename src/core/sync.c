@@ -1,13 +1,12 @@
-/* sync.c — coroutine-aware mutex, condition variable, semaphore, wait group, once, and task
- * groups. Each object has one internal spin-futex lock (its `lock` word) guarding its
- * counters and its wait queue; waiting follows the waiter protocol of waitq.h, so coroutines
- * park, plain threads sleep on a futex, and timeouts/cancellation never lose a hand-off:
- * a mutex is handed directly to the first claimed waiter (FIFO, no barging), a semaphore
- * unit likewise; a waiter whose claim failed (it timed out) is skipped. */
+/* sync.c — coroutine-aware mutex, condition variable, semaphore, wait group and once (task
+ * groups are in group.c). Each object has one internal spin-futex lock (its `lock` word)
+ * guarding its counters and its wait queue; waiting follows the waiter protocol of waitq.h,
+ * so coroutines park, plain threads sleep on a futex, and timeouts/cancellation never lose a
+ * hand-off: a mutex is handed directly to the first claimed waiter (FIFO, no barging), a
+ * semaphore unit likewise; a waiter whose claim failed (it timed out) is skipped. */
 #include "runtime.h"
 #include "waitq.h"
 
-#include <stdlib.h>
 #include <string.h>
 
 #define LOCK(obj) weft__lock_of(&(obj)->lock)
@@ -321,96 +320,4 @@ int weft_once_call(weft_once *o, void (*fn)(void))
     }
     weft_mutex_unlock(&o->m);
     return 0;
-}
-
-/* ---- task groups ---------------------------------------------------------------------- */
-
-struct weft_group {
-    weft_mutex m;
-    weft_task *tasks;
-    size_t n, cap;
-};
-
-int weft_group_create(weft_group **out)
-{
-    if (!out)
-        return WEFT_EINVAL;
-    *out = calloc(1, sizeof **out);
-    return *out ? 0 : WEFT_ENOMEM;
-}
-
-int weft_group_spawn(weft_group *g, weft_fn fn, void *arg)
-{
-    if (!g || !fn)
-        return WEFT_EINVAL;
-    mutex_relock(&g->m); /* a few instructions: not a cancellation point */
-    if (g->n == g->cap) {
-        size_t cap = g->cap ? g->cap * 2 : 8;
-        weft_task *t = realloc(g->tasks, cap * sizeof *t);
-        if (!t) {
-            weft_mutex_unlock(&g->m);
-            return WEFT_ENOMEM;
-        }
-        g->tasks = t;
-        g->cap = cap;
-    }
-    int r = weft_spawn(&g->tasks[g->n], fn, arg);
-    if (r == 0)
-        g->n++;
-    weft_mutex_unlock(&g->m);
-    return r;
-}
-
-int weft_group_cancel(weft_group *g)
-{
-    if (!g)
-        return WEFT_EINVAL;
-    mutex_relock(&g->m); /* a few instructions: not a cancellation point */
-    for (size_t i = 0; i < g->n; i++)
-        weft_cancel(g->tasks[i]); /* WEFT_ESTATE for the finished ones: fine */
-    weft_mutex_unlock(&g->m);
-    return 0;
-}
-
-int weft_group_wait_until(weft_group *g, int64_t deadline)
-{
-    if (!g)
-        return WEFT_EINVAL;
-    int ret = 0;
-    for (;;) {
-        mutex_relock(&g->m); /* a few instructions: not a cancellation point */
-        if (g->n == 0) {
-            weft_mutex_unlock(&g->m);
-            return ret;
-        }
-        weft_task t = g->tasks[--g->n];
-        weft_mutex_unlock(&g->m);
-        int r = weft_join_until(t, NULL, deadline);
-        if (r == WEFT_ETIMEDOUT || r == WEFT_ECANCELED) {
-            /* The deadline passed (or we were cancelled): bound the children's lifetime —
-             * cancel them all, then wait for every one to finish. */
-            ret = r;
-            weft_cancel(t); /* already taken off the list */
-            weft_group_cancel(g);
-            bool again = true;
-            while (again)
-                again = weft_join(t, NULL) == WEFT_ECANCELED;
-            deadline = WEFT_FOREVER;
-        }
-    }
-}
-
-int weft_group_wait(weft_group *g)
-{
-    return weft_group_wait_until(g, WEFT_FOREVER);
-}
-
-void weft_group_free(weft_group *g)
-{
-    if (!g)
-        return;
-    for (size_t i = 0; i < g->n; i++)
-        weft_detach(g->tasks[i]);
-    free(g->tasks);
-    free(g);
 }
