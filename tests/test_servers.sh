@@ -2,7 +2,12 @@
 # test_servers.sh — end-to-end checks of the network samples (echo_server, http_hello,
 # resp_server): start each on a free 127.0.0.1 port, talk to it with a small Python client
 # (pipelining, partial sends, large payloads, protocol corner cases), then SIGTERM it with
-# connections still open and expect its shutdown line and exit status 0.
+# connections still open and expect its shutdown line and exit status 0. Hostile clients:
+# idle and slowloris connections closed by the deadlines (servers started with a 0.3 s
+# TIMEOUT), accept failing with EMFILE (ulimit -n) reported at most once a second, RESP
+# bulk headers beyond the query buffer refused.
+# No check waits for a duration: each waits for an event (a line printed, a reply, a close),
+# with a generous deadline only as a safety net — python3 may be a slow-starting shim.
 #
 #   tests/test_servers.sh [SAMPLES_DIR]      (default: build/samples)
 #
