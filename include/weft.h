@@ -8,6 +8,14 @@
  *
  * Deadlines are absolute times on weft_now()'s clock (CLOCK_MONOTONIC, nanoseconds);
  * WEFT_FOREVER means "no deadline". weft_after(ns) builds one from a duration.
+ *
+ * Out of memory is WEFT_ENOMEM, never an abort: from weft_run (a worker thread, its loop or
+ * main's stack could not be had), weft_spawn / weft_spawn_ex / weft_group_spawn (no stack
+ * could be promised, see weft_spawn), creation calls (channels, readers), and any call of a
+ * coroutine that waits with a deadline other than WEFT_FOREVER (sleep, channel and select,
+ * join, mutex, cond, semaphore, wait group, fd waits) when its timer record cannot be
+ * allocated: then the wait did not happen, as with WEFT_ECANCELED (nothing was sent,
+ * received, locked or joined).
  */
 #ifndef WEFT_H
 #define WEFT_H
@@ -81,6 +89,7 @@ WEFT_EXTERN int64_t weft_after(int64_t ns);
 
 /* Park the calling coroutine (or block the calling plain thread) for at least `ns`, or until
  * `deadline`. Never returns early. 0, or WEFT_ECANCELED if the coroutine was cancelled;
+ * WEFT_ENOMEM (at once) when no timer record could be allocated;
  * WEFT_EINVAL for WEFT_FOREVER on a plain thread (nothing could ever wake it). A deadline
  * in the past (any negative one too) returns at once. */
 WEFT_EXTERN int weft_sleep(int64_t ns);
@@ -93,7 +102,8 @@ WEFT_EXTERN int weft_sleep_until(int64_t deadline);
 typedef struct weft_config {
     int threads;           /* worker threads; 0: $WEFT_THREADS, else the number of CPUs */
     size_t stack_size;     /* default coroutine stack size in bytes; 0: $WEFT_STACK_SIZE,
-                              else WEFT_STACK_DEFAULT (see "Stack sizes" below) */
+                              else WEFT_STACK_DEFAULT (see "Stack sizes" below). At least
+                              WEFT_STACK_DEFAULT_MIN (a page): WEFT_ESTACK below it */
     int debug_migrate;     /* 1: move coroutines to another worker at every yield and park
                               where possible (also $WEFT_DEBUG_MIGRATE=1) */
     int blocking_threads;  /* max threads of the blocking-offload pool; 0: 64 */
@@ -102,16 +112,32 @@ typedef struct weft_config {
 } weft_config;
 
 /* Stack sizes. Stacks are reserved address space, committed page by page as they are
- * touched, with a guard page below: the default 64 KiB costs one resident page for a
+ * touched, with a 64 KiB guard zone below: the default 64 KiB costs one resident page for a
  * coroutine that only calls weft, and room for ordinary C libraries (printf needs ~8 KiB).
+ * An overflow is reported (`weft: stack overflow in coroutine 17 "name" (stack 65536
+ * bytes)`, or `(entry fn)` for an unnamed one) and the process aborts: a fault in the guard
+ * zone, or a stack pointer found below the stack at any switch away from the coroutine. A
+ * frame larger than the guard can jump it unless it is compiled with
+ * -fstack-clash-protection, which the CMake targets and `pkg-config --cflags weft` add
+ * where the compiler has it: build coroutine code with them.
  * Sizes below WEFT_STACK_SMALL (4 KiB) make SUB-PAGE stacks: rounded up to 256 bytes and
  * packed several to a page, so a million parked coroutines fit in ~1.5 KB each (a wait on a
  * channel or a timer needs ~600 bytes of stack, a select ~800). They have no
- * guard page: an overflow is detected by a canary and a stack-pointer check at every switch
+ * guard: an overflow is detected by a canary and a stack-pointer check at every switch
  * away from the coroutine (then the process aborts with the overflow report), i.e. after
- * the fact — use them for coroutines whose code is shallow (weft calls, small frames; the
- * runtime's own work runs on the worker's stack). With -DWEFT_SEGMENTED_STACKS=ON (gcc
- * split stacks) a small stack grows in segments instead (docs/design.md "Stacks"). */
+ * the fact, possibly after it ran over the stack below (then the report names the coroutine
+ * that overflowed, also when the one below is the first to crash) — use them for coroutines
+ * whose code is shallow (weft calls, small frames; the runtime's own work runs on the
+ * worker's stack). Sub-page sizes are a per-spawn choice (weft_spawn_opts.stack_size): as
+ * the runtime's default (config.stack_size, $WEFT_STACK_SIZE) they would put every
+ * coroutine, printf and all, on a stack ordinary C code cannot live on, so the default is at
+ * least WEFT_STACK_DEFAULT_MIN — except with -DWEFT_SEGMENTED_STACKS=ON (gcc split stacks),
+ * where a small stack grows in segments (docs/design.md "Stacks") and the build's own default is
+ * 2 KiB.
+ * Guard pages: MADV_GUARD_INSTALL (Linux 6.13+), else mprotect, which costs mappings out of
+ * vm.max_map_count: weft then uses at most half of the mappings the process still had free
+ * when it first needed a guard, and gives further stacks a canary (checked at every switch,
+ * like a sub-page stack's) instead. */
 #define WEFT_STACK_DEFAULT ((size_t)64 * 1024)
 #define WEFT_STACK_MIN ((size_t)1024)
 #define WEFT_STACK_SMALL ((size_t)4096)
@@ -121,14 +147,22 @@ typedef struct weft_config {
 #define WEFT_STACK_SEGMENTED_DEFAULT ((size_t)2048)
 #if defined(WEFT_SEGMENTED_STACKS)
 #define WEFT_STACK_DEFAULT_BUILD WEFT_STACK_SEGMENTED_DEFAULT
+#define WEFT_STACK_DEFAULT_MIN WEFT_STACK_MIN
 #else
 #define WEFT_STACK_DEFAULT_BUILD WEFT_STACK_DEFAULT
+/* The smallest runtime default (config.stack_size, $WEFT_STACK_SIZE): a page. A smaller
+ * $WEFT_STACK_SIZE is reported on stderr and ignored; a smaller config.stack_size makes
+ * weft_run return WEFT_ESTACK. */
+#define WEFT_STACK_DEFAULT_MIN WEFT_STACK_SMALL
 #endif
 
 /* Start the runtime, run main(arg) as the first coroutine, and return when it has returned:
  * its return value, or a negative WEFT_E* code if the runtime could not start (WEFT_EBUSY
  * when a runtime is already running, WEFT_EINVAL for a bad config — a non-zero reserved
- * field too — or NULL main).
+ * field too — or NULL main, WEFT_ESTACK for config.stack_size below WEFT_STACK_DEFAULT_MIN
+ * or above WEFT_STACK_MAX, WEFT_ENOMEM when memory, a worker thread (every one asked for
+ * must start: the run never goes on with fewer) or main's stack could not be had; a failed
+ * start leaves nothing behind and a later weft_run may succeed).
  * Shutdown rule (Go's): when main returns, coroutines still alive are not resumed again;
  * their stacks and control blocks are released and weft_run returns. config may be NULL. */
 WEFT_EXTERN int weft_run(int (*main)(void *), void *arg, const weft_config *config);
@@ -146,7 +180,10 @@ typedef void *(*weft_fn)(void *arg);
 /* Zero-initialise it, as weft_config: zero means "the default", `reserved` must be zero
  * (WEFT_EINVAL otherwise) and holds later versions' fields. */
 typedef struct weft_spawn_opts {
-    size_t stack_size;    /* 0: the runtime's default */
+    size_t stack_size;    /* 0: the runtime's default; rounded up to a size class: 256
+                             bytes below 4 KiB, pages up to 64 KiB, then 8 classes per
+                             doubling (less than 12.5 % more); any number of distinct
+                             sizes works */
     const char *name;     /* copied (up to 31 bytes); NULL: none */
     int pinned;           /* 1: never migrates from the worker that first runs it */
     uint64_t reserved[5]; /* must be zero: room for later fields */
@@ -157,8 +194,15 @@ typedef struct weft_spawn_opts {
  * then a finished task is a zombie: weft_stats counts them, debug builds list them at exit).
  * Callable from a coroutine or from any plain OS thread while the runtime runs. When the
  * calling worker's run queue is full, the spawning coroutine yields (back-pressure).
- * 0, WEFT_EINVAL (fn NULL, a non-zero opts->reserved), WEFT_ESTACK (size < WEFT_STACK_MIN or > WEFT_STACK_MAX),
- * WEFT_ENOMEM, WEFT_ENORUNTIME. */
+ * opts->stack_size may be sub-page (WEFT_STACK_MIN..WEFT_STACK_SMALL: see "Stack sizes").
+ * The stack is taken when the coroutine first runs (a spawn touches no stack page), but it
+ * is promised here, against stack address space weft has mapped: a coroutine that was
+ * spawned always runs. WEFT_ENOMEM when no stack (or control block) can be promised — e.g.
+ * under `ulimit -v` or vm.max_map_count — and the runtime goes on: once coroutines finish,
+ * their stacks serve later spawns (weft keeps stack address space for reuse, per size
+ * class: the space of one size does not serve another).
+ * 0, WEFT_EINVAL (fn NULL, a non-zero opts->reserved), WEFT_ESTACK (size < WEFT_STACK_MIN
+ * or > WEFT_STACK_MAX), WEFT_ENOMEM, WEFT_ENORUNTIME. */
 WEFT_EXTERN int weft_spawn(weft_task *out, weft_fn fn, void *arg);
 WEFT_EXTERN int weft_spawn_ex(weft_task *out, weft_fn fn, void *arg, const weft_spawn_opts *opts);
 

@@ -185,12 +185,12 @@ class Coro(object):
         self.what = _cstr(int(v["wait_what"])) if self.state == STATE_WAITING else None
         self.lo = self.top = self.size = 0
         if self.stack:
-            self.top = self.stack & ~63  # weft__stack_top: the descriptor, rounded down
-            try:
+            try:  # the descriptor lives beside its slab (malloc'd), not in the stack
                 s = v["stack"].dereference()
                 self.lo = int(s["lo"])
                 self.size = int(s["size"])
-            except gdb.MemoryError:  # e.g. a core file without the stack mappings
+                self.top = self.lo + self.size  # weft__stack_top
+            except gdb.MemoryError:  # e.g. a core file without the heap
                 pass
 
     def state_name(self):
@@ -221,8 +221,7 @@ class Coro(object):
         return self.ctx + FCTX_SP_OFFSET
 
     def contains(self, sp):
-        lo = self.lo if self.lo else self.top - (1 << 20)  # descriptor unreadable: guess
-        return self.stack != 0 and lo <= sp < self.top
+        return self.stack != 0 and self.lo <= sp < self.top  # descriptor unreadable: never
 
 
 def live_coros():

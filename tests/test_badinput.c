@@ -300,14 +300,17 @@ static void section_config(void)
     CHECK_EQ(weft_run(trivial, NULL, &c), WEFT_EINVAL);
     c = (weft_config){.blocking_threads = INT_MIN};
     CHECK_EQ(weft_run(trivial, NULL, &c), WEFT_EINVAL);
-    const size_t bad_stacks[] = {1, WEFT_STACK_MIN - 1, WEFT_STACK_MAX + 1, SIZE_MAX};
+    /* A runtime default below WEFT_STACK_DEFAULT_MIN (a page, outside segmented builds) is
+     * refused: sub-page stacks are a per-spawn choice. */
+    const size_t bad_stacks[] = {1, WEFT_STACK_MIN - 1, WEFT_STACK_DEFAULT_MIN - 1,
+                                 WEFT_STACK_MAX + 1, SIZE_MAX};
     for (size_t i = 0; i < sizeof bad_stacks / sizeof bad_stacks[0]; i++) {
         c = (weft_config){.stack_size = bad_stacks[i]};
         CHECK_EQ(weft_run(trivial, NULL, &c), WEFT_ESTACK);
     }
     CHECK_EQ(atomic_load(&trivial_runs), 0); /* none of them ran main */
     /* The boundaries are valid. */
-    c = (weft_config){.threads = 1, .stack_size = WEFT_STACK_MIN};
+    c = (weft_config){.threads = 1, .stack_size = WEFT_STACK_DEFAULT_MIN};
     CHECK_EQ(weft_run(trivial, NULL, &c), 3);
     CHECK_EQ(weft_run(trivial, NULL, NULL), 3);
     CHECK_EQ(atomic_load(&trivial_runs), 2);

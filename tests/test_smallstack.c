@@ -2,13 +2,17 @@
  * 1 KiB stack reserves 1 KiB, not a page and a guard), every kind of wait works on them
  * across workers (the after-switch work and timer arming must stay off their stacks), a
  * pointer into one stays valid while another coroutine writes through it and the owner
- * migrates, $WEFT_STACK_SIZE sets the default (main keeps a full stack), and an overflow is
- * reported rather than silent. */
+ * migrates, $WEFT_STACK_SIZE sets the default (main keeps a full stack) but refuses a
+ * sub-page one with a message (config.stack_size: WEFT_ESTACK), and an overflow is reported
+ * rather than silent — naming the coroutine that overflowed, also when the parked coroutine
+ * whose stack it ran over is the first to crash. */
 #include "harness.h"
 #include <weft.h>
 #include <weft/debug.h>
 
+#include <pthread.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -247,9 +251,9 @@ static int env_main(void *arg)
     uint64_t reserved = during.stack_bytes - before.stack_bytes;
     if (per < WEFT_STACK_SMALL && PACKED)
         CHECK_LE(reserved, (uint64_t)n * per + (uint64_t)during.workers * (2u << 20));
-    if (per >= WEFT_STACK_SMALL) {
-        /* A full-size default: a coroutine with an 8 KiB frame runs (on 1 KiB it would be
-         * reported as an overflow). */
+    if (per >= 16384) {
+        /* A full-size default: a coroutine with an 8 KiB frame runs (on 1 KiB, or 4 KiB, it
+         * would be reported as an overflow). */
         weft_task t;
         void *len;
         ASSERT_EQ(weft_spawn(&t, deep_printf, NULL), 0);
@@ -262,6 +266,38 @@ static int env_main(void *arg)
     weft_chan_unref(gate);
     return 0;
 }
+
+/* A page-sized default is accepted; main still gets a full stack (an 8 KiB frame). Nothing
+ * else runs on the small default here: instrumented builds need more than a page. */
+static int page_main(void *arg)
+{
+    (void)arg;
+    CHECK_GT((long)deep_printf(NULL), 10);
+    return 0;
+}
+
+#if !defined(WEFT_SEGMENTED_STACKS)
+/* A sub-page $WEFT_STACK_SIZE is refused with a message naming the per-spawn option, and
+ * the runtime runs with the build's default (an 8 KiB frame works in a spawned coroutine). */
+static void env_refused_child(void *arg)
+{
+    setenv("WEFT_STACK_SIZE", arg, 1);
+    weft_config two = {.threads = 2};
+    _exit(weft_run(env_main, (void *)(uintptr_t)WEFT_STACK_DEFAULT, &two));
+}
+
+static void expect_env_refused(const char *value)
+{
+    char buf[4096], want[64];
+    int status = test_child_stderr(env_refused_child, (void *)value, buf, sizeof buf);
+    snprintf(want, sizeof want, "weft: ignoring WEFT_STACK_SIZE=%s: below 4096 bytes", value);
+    bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0 && strstr(buf, want) &&
+              strstr(buf, "weft_spawn_opts.stack_size");
+    if (!ok)
+        fprintf(stderr, "WEFT_STACK_SIZE=%s: child status %#x, output:\n%s\n", value, status, buf);
+    CHECK(ok);
+}
+#endif
 
 /* ---- overflow of a small stack is reported ------------------------------------------------ */
 
@@ -278,6 +314,113 @@ static void *recurse(void *arg)
     if (n < 1000)
         recurse((void *)(n + 1));
     return (void *)(long)pad[0];
+}
+
+/* Segmented builds: these functions must not grow (a function that may call libc asks for a
+ * large frame first and would run on a new segment): they are the unsplit code whose
+ * overflow the checks catch. */
+#if defined(WEFT_SEGMENTED_STACKS)
+#define NOSPLIT __attribute__((no_split_stack))
+#else
+#define NOSPLIT
+#endif
+
+/* The overflow of `over` (a 1 KiB stack) runs over the whole stack of `victim`, the 1 KiB
+ * stack right below, parked: its saved context becomes garbage. Then a plain thread wakes the
+ * victim while `over` spins without switching (its own check comes only at its next switch):
+ * the victim resumes on the other worker onto the garbage and crashes inside weft's switch.
+ * The report must name `over`, not the victim, and the process must not die silently. */
+static weft_chan *victim_ch, *go_ch;
+static char *victim_at, *over_at;
+static _Atomic int overran;
+
+NOSPLIT static void *victim(void *arg)
+{
+    char here;
+    victim_at = &here;
+    long v;
+    weft_chan_recv(victim_ch, &v);
+    return NULL;
+}
+
+NOSPLIT static __attribute__((noinline)) void scribble(void)
+{
+    volatile char buf[2560]; /* > 1 KiB: through its own canary, over all of the victim's */
+    for (size_t i = 0; i < sizeof buf; i++)
+        buf[i] = (char)0xa7;
+}
+
+NOSPLIT static void *over(void *arg)
+{
+    char here;
+    over_at = &here;
+    weft_chan_recv(go_ch, NULL); /* until the victim has its stack and parks */
+    /* Right above the victim: its overflow runs into the victim's stack first. */
+    if (!(victim_at < &here && &here - victim_at < 2048)) {
+        fprintf(stderr, "test: the victim's stack is not right below (%p, %p)\n",
+                (void *)victim_at, (void *)&here);
+        _exit(5);
+    }
+    scribble();
+    atomic_store(&overran, 1);
+    int64_t dl = weft_now() + WEFT_SEC(10); /* safety net only: then its own switch reports */
+    while (weft_now() < dl)
+        ;
+    weft_yield();
+    return NULL;
+}
+
+static void *waker(void *arg)
+{
+    while (!atomic_load(&overran))
+        ;
+    long v = 1;
+    weft_chan_send(victim_ch, &v); /* from a plain thread: the victim goes to an idle worker */
+    return NULL;
+}
+
+static int overrun_main(void *arg)
+{
+    ASSERT_EQ(weft_chan_create(&victim_ch, sizeof(long), 0), 0);
+    ASSERT_EQ(weft_chan_create(&go_ch, 0, 0), 0);
+    pthread_t th;
+    ASSERT_EQ(pthread_create(&th, NULL, waker, NULL), 0);
+    /* Sub-page stacks of one size come from the pool in descending address order: `over`
+     * first, then the victim gets the stack right below it. */
+    weft_spawn_opts vo = {.stack_size = 1024, .name = "victim"};
+    weft_spawn_opts oo = {.stack_size = 1024}; /* unnamed: named by its entry */
+    weft_task tv, to;
+    ASSERT_EQ(weft_spawn_ex(&to, over, NULL, &oo), 0);
+    WAIT_FOR(over_at != NULL);
+    ASSERT_EQ(weft_spawn_ex(&tv, victim, NULL, &vo), 0);
+    WAIT_FOR(victim_at != NULL);
+    weft_sleep(WEFT_MSEC(1)); /* not needed for correctness: the report is right either way */
+    ASSERT_EQ(weft_chan_send(go_ch, NULL), 0);
+    weft_join(to, NULL);
+    weft_join(tv, NULL);
+    return 0;
+}
+
+static void overrun_child(void *arg)
+{
+    weft_config two = {.threads = 2};
+    _exit(weft_run(overrun_main, NULL, &two) == 0 ? 0 : 3);
+}
+
+static void expect_overrun_named(void)
+{
+    char buf[4096];
+    int status = test_child_stderr(overrun_child, NULL, buf, sizeof buf);
+    const char *msg = strstr(buf, "weft: stack overflow in coroutine ");
+    /* `over` is unnamed and static: named by module and offset (test_smallstack+0x...). */
+    bool ok = WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT && msg &&
+              strncmp(strchr(msg + 34, ' ') ? strchr(msg + 34, ' ') : "", " (entry test_smallstack+0x",
+                      26) == 0 &&
+              !strstr(buf, "coroutine 0 ") && strstr(msg, "(stack 1024 bytes)");
+    if (!ok)
+        fprintf(stderr, "overrun: child status %#x, output:\n%s\n", status, buf);
+    CHECK(ok);
+    printf("  overrun of a parked neighbour: %.*s", msg ? (int)strcspn(msg, "\n") + 1 : 0, msg);
 }
 
 static void expect_small_overflow(void)
@@ -302,16 +445,35 @@ int main(void)
     ASSERT_EQ(weft_run(packing_main, &mid, &two), 0);
     ASSERT_EQ(weft_run(waits_main, NULL, &two), 0);
 
+#if defined(WEFT_SEGMENTED_STACKS)
+    /* Segmented builds: a sub-page default grows (the build's own default is 2 KiB). */
     setenv("WEFT_STACK_SIZE", "1K", 1);
     ASSERT_EQ(weft_run(env_main, (void *)(uintptr_t)1024, &two), 0);
+#else
+    expect_env_refused("1K");
+    expect_env_refused("4095");
+#endif
     setenv("WEFT_STACK_SIZE", "12 parsecs", 1); /* reported and ignored: the default */
     ASSERT_EQ(weft_run(env_main, (void *)(uintptr_t)WEFT_STACK_DEFAULT, &two), 0);
+    setenv("WEFT_STACK_SIZE", "4K", 1); /* a page: the smallest default (main keeps 64 KiB) */
+    ASSERT_EQ(weft_run(page_main, NULL, &two), 0);
     unsetenv("WEFT_STACK_SIZE");
+#if defined(WEFT_SEGMENTED_STACKS)
     weft_config explicit_small = {.threads = 2, .stack_size = 1536};
     ASSERT_EQ(weft_run(env_main, (void *)(uintptr_t)1536, &explicit_small), 0);
+#else
+    weft_config explicit_small = {.threads = 2, .stack_size = 1536};
+    CHECK_EQ(weft_run(env_main, (void *)(uintptr_t)1536, &explicit_small), WEFT_ESTACK);
+    explicit_small.stack_size = WEFT_STACK_DEFAULT_MIN - 1;
+    CHECK_EQ(weft_run(env_main, NULL, &explicit_small), WEFT_ESTACK);
+    explicit_small.stack_size = WEFT_STACK_DEFAULT_MIN;
+    ASSERT_EQ(weft_run(page_main, NULL, &explicit_small), 0);
+#endif
 
 #if !defined(__SANITIZE_ADDRESS__)
     expect_small_overflow();
+    if (PACKED)
+        expect_overrun_named();
 #endif
     TEST_PASS("test_smallstack", checks);
     return 0;

@@ -1,13 +1,23 @@
 /* test_stack.c — stack overflow is detected and reported, never silent: in a child process,
  * a coroutine recurses past its stack; the child must die with SIGABRT after printing
  *   weft: stack overflow in coroutine <id> "<name>" (stack <N> bytes)
- * once with each guard kind (MADV_GUARD_INSTALL page, mprotect page, canary checked at
- * every switch). Also: a SIGSEGV that is not a guard hit still reaches the application's
- * own handler (weft passes it on), and stacks are reused (warm) rather than remapped. */
+ * once with each guard kind (MADV_GUARD_INSTALL zone, mprotect zone, canary checked at
+ * every switch). Large frames: a coroutine with a 68 KiB or 128 KiB local array on the
+ * default 64 KiB stack, right above a parked neighbour — built with -fstack-clash-protection
+ * (which the weft target gives this file) it faults in the guard before writing anything,
+ * and the neighbour's locals are intact when the fault arrives; built without it
+ * (stack_frames.c), a 68 KiB frame still faults in the 64 KiB guard zone, and a 128 KiB one
+ * that jumps it is reported at its next switch. An unnamed coroutine is named by its entry
+ * function. Also: a SIGSEGV that is not a guard hit still reaches the application's own
+ * handler (weft passes it on), and stacks are reused (warm) rather than remapped. */
 #include "harness.h"
+#include "stack_frames.h"
 #include <weft.h>
 
 #include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +25,15 @@
 #include <unistd.h>
 
 static long checks;
+
+/* Segmented builds: the frames must not grow onto a new segment (they are the unsplit code
+ * whose overflow the guard must catch). */
+#if defined(WEFT_SEGMENTED_STACKS)
+#define NOSPLIT __attribute__((no_split_stack))
+#else
+#define NOSPLIT
+#endif
+
 
 #if !defined(__SANITIZE_ADDRESS__)
 static int depth_yield;
@@ -67,6 +86,204 @@ static void expect_overflow(const char *mode)
     checks += 6;
     printf("  %s: %.*s", mode, (int)strcspn(msg, "\n") + 1, msg);
     fflush(stdout);
+}
+
+/* ---- large frames ------------------------------------------------------------------------ */
+
+enum frame_kind { PROBED68, PROBED128, UNPROBED68, UNPROBED128 };
+struct big {
+    const char *mode;      /* WEFT_STACK_GUARD */
+    enum frame_kind frame;
+    const char *name;      /* NULL: unnamed, reported by its entry function */
+    int check_neighbours;  /* the fault must come before any neighbour is touched */
+};
+
+#define NEIGHBOURS 4
+#define KEEP 8192
+static volatile unsigned char *nb_keep[NEIGHBOURS]; /* each neighbour's pattern, on its stack */
+static _Atomic int nb_parked;
+static weft_chan *nb_gate, *big_go;
+static _Atomic int big_started;
+static struct sigaction weft_segv; /* weft's handler: ours runs first, then hands over */
+
+static unsigned char pattern(long who, size_t i)
+{
+    return (unsigned char)(0xa5 ^ (i * 7) ^ (size_t)who);
+}
+
+NOSPLIT static void *neighbour(void *arg)
+{
+    long who = (long)arg;
+    volatile unsigned char keep[KEEP];
+    for (size_t i = 0; i < KEEP; i++)
+        keep[i] = pattern(who, i);
+    nb_keep[who] = keep;
+    atomic_fetch_add(&nb_parked, 1);
+    weft_chan_recv(nb_gate, NULL); /* parked until the child dies */
+    return (void *)(long)keep[0];
+}
+
+static void say(const char *s)
+{
+    ssize_t r = write(2, s, strlen(s));
+    (void)r;
+}
+
+/* Runs at the fault, before weft's report: are the neighbours' locals as they left them? */
+static void check_then_weft(int sig, siginfo_t *si, void *uc)
+{
+    int bad = 0;
+    for (long n = 0; n < NEIGHBOURS; n++)
+        for (size_t i = 0; i < KEEP; i++)
+            bad += nb_keep[n][i] != pattern(n, i);
+    say(bad ? "test: a neighbour was corrupted before the fault\n"
+            : "test: neighbours intact at the fault\n");
+    weft_segv.sa_sigaction(sig, si, uc);
+}
+
+NOSPLIT static __attribute__((noinline)) long frame68_probed(void)
+{
+    char buf[68 * 1024];
+    memset(buf, 1, sizeof buf);
+    weft_yield(); /* canary mode: no guard zone, the switch sees it */
+    return buf[0] + buf[sizeof buf - 1];
+}
+
+NOSPLIT static __attribute__((noinline)) long frame128_probed(void)
+{
+    char buf[128 * 1024];
+    memset(buf, 1, sizeof buf);
+    weft_yield();
+    return buf[0] + buf[sizeof buf - 1];
+}
+
+/* The coroutine with the big frame (external and exported with -rdynamic, so the report can
+ * name it when the coroutine has no name). */
+void *big_frame_entry(void *arg);
+NOSPLIT void *big_frame_entry(void *arg)
+{
+    const struct big *b = arg;
+    atomic_store(&big_started, 1);
+    weft_chan_recv(big_go, NULL); /* until every neighbour has its stack and parks */
+    /* The stack right below this one must be a neighbour's: that is where the frame lands. */
+    char here;
+    int below = 0;
+    for (int n = 0; n < NEIGHBOURS; n++)
+        below |= (const char *)nb_keep[n] < &here && &here - (const char *)nb_keep[n] < (256 << 10);
+    if (!below) {
+        say("test: no neighbour right below the big frame's stack\n");
+        _exit(5);
+    }
+    switch (b->frame) {
+    case PROBED68:
+        return (void *)frame68_probed();
+    case PROBED128:
+        return (void *)frame128_probed();
+    case UNPROBED68:
+        return (void *)frame68_unprobed();
+    default:
+        return (void *)frame128_unprobed();
+    }
+}
+
+static int big_main(void *arg)
+{
+    const struct big *b = arg;
+    ASSERT_EQ(weft_chan_create(&nb_gate, 0, 0), 0);
+    ASSERT_EQ(weft_chan_create(&big_go, 0, 0), 0);
+    /* Explicit 64 KiB stacks (segmented builds default to 2 KiB). Half the neighbours take
+     * their stacks before the big frame's coroutine, half after: stacks come in ascending
+     * order from a worker's cache and descending from the pool, and either way one neighbour
+     * is right below it. */
+    weft_spawn_opts no = {.stack_size = WEFT_STACK_DEFAULT};
+    weft_spawn_opts o = {.stack_size = WEFT_STACK_DEFAULT, .name = b->name};
+    weft_task t;
+    for (long n = 0; n < NEIGHBOURS / 2; n++)
+        ASSERT_EQ(weft_spawn_ex(NULL, neighbour, (void *)n, &no), 0);
+    WAIT_FOR(atomic_load(&nb_parked) == NEIGHBOURS / 2);
+    ASSERT_EQ(weft_spawn_ex(&t, big_frame_entry, (void *)b, &o), 0);
+    WAIT_FOR(atomic_load(&big_started));
+    for (long n = NEIGHBOURS / 2; n < NEIGHBOURS; n++)
+        ASSERT_EQ(weft_spawn_ex(NULL, neighbour, (void *)n, &no), 0);
+    WAIT_FOR(atomic_load(&nb_parked) == NEIGHBOURS);
+    if (b->check_neighbours) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_sigaction = check_then_weft;
+        sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+        sigemptyset(&sa.sa_mask);
+        ASSERT_EQ(sigaction(SIGSEGV, &sa, &weft_segv), 0);
+        ASSERT(weft_segv.sa_flags & SA_SIGINFO); /* weft's handler is installed */
+    }
+    ASSERT_EQ(weft_chan_send(big_go, NULL), 0);
+    weft_join(t, NULL);
+    say("test: the big frame returned\n");
+    return 0;
+}
+
+static void big_child(void *arg)
+{
+    const struct big *b = arg;
+    setenv("WEFT_STACK_GUARD", b->mode, 1);
+    weft_config one = {.threads = 1}; /* one worker: the neighbours take consecutive stacks */
+    _exit(weft_run(big_main, arg, &one) == 0 ? 0 : 3);
+}
+
+static void expect_big_frame(const struct big *b, const char *label)
+{
+    char buf[8192];
+    int status = test_child_stderr(big_child, (void *)b, buf, sizeof buf);
+    const char *msg = strstr(buf, "weft: stack overflow in coroutine ");
+    char want[96];
+    if (b->name)
+        snprintf(want, sizeof want, "\"%s\" (stack 65536 bytes)", b->name);
+    else
+        snprintf(want, sizeof want, "(entry big_frame_entry) (stack 65536 bytes)");
+#if defined(WEFT_SEGMENTED_STACKS)
+    /* Segmented builds, no guard zone (canary): after the unsplit frame ran below its first
+     * segment, the switch's split code runs __morestack from there, and libgcc's segment
+     * bookkeeping is what crashes; the smashed canary is then found and reported, but the
+     * coroutine is not always identified (left open: see the commit message). */
+    if (strcmp(b->mode, "canary") == 0) {
+        snprintf(want, sizeof want, "(stack 65536 bytes)");
+        msg = strstr(buf, "weft: stack overflow in ");
+    }
+#endif
+    bool ok = WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT && msg && strstr(msg, want) &&
+              (!b->check_neighbours || strstr(buf, "test: neighbours intact at the fault\n"));
+    if (!ok)
+        fprintf(stderr, "%s (%s): child status %#x, expected a report with '%s'%s; output:\n%s\n",
+                label, b->mode, status, want,
+                b->check_neighbours ? " after intact neighbours" : "", buf);
+    CHECK(ok);
+    printf("  %s, %s: %.*s", label, b->mode, msg ? (int)strcspn(msg, "\n") + 1 : 0, msg);
+    fflush(stdout);
+}
+
+static void expect_big_frames(void)
+{
+    static const char *const modes[] = {"madvise", "mprotect"};
+    for (int m = 0; m < 2; m++) {
+        struct big p68 = {modes[m], PROBED68, "big-68k", 1};
+        struct big p128 = {modes[m], PROBED128, NULL, 1};
+        struct big u68 = {modes[m], UNPROBED68, "unprobed-68k", 1};
+        struct big u128 = {modes[m], UNPROBED128, "unprobed-128k", 0};
+        expect_big_frame(&p68, "68 KiB frame, probed");
+        expect_big_frame(&p128, "128 KiB frame, probed");
+        expect_big_frame(&u68, "68 KiB frame, unprobed");
+#if !defined(WEFT_SEGMENTED_STACKS)
+        /* (Segmented builds: the switch's own split code, called with the stack pointer
+         * below the limit, moves to a new segment first — it looks like growth.) */
+        expect_big_frame(&u128, "128 KiB frame, unprobed");
+#else
+        (void)u128;
+#endif
+    }
+    /* No guard zone at all: the switch inside the frame sees the stack pointer. */
+    struct big c68 = {"canary", PROBED68, "canary-68k", 0};
+    struct big c128 = {"canary", PROBED128, "canary-128k", 0};
+    expect_big_frame(&c68, "68 KiB frame");
+    expect_big_frame(&c128, "128 KiB frame");
 }
 
 /* A fault that is not a guard hit goes to the handler installed before weft. */
@@ -150,6 +367,7 @@ int main(void)
     expect_overflow("madvise");
     expect_overflow("mprotect");
     expect_overflow("canary");
+    expect_big_frames();
     expect_passed_on();
 #endif
     weft_config one = {.threads = 1};

@@ -387,6 +387,40 @@ int weft__tparker_wait(struct weft__thread_parker *tp, int64_t deadline)
 /* ------------------------------------------------------------------------------------------
  * Spawn, exit, join, detach. */
 
+struct reserve {
+    struct weft__stack_cache *cache;
+    size_t size;
+    struct weft__stack *st;
+    int r;
+};
+static void reserve_call(void *p)
+{
+    struct reserve *r = p;
+    r->r = weft__stack_reserve(r->cache, r->size, &r->st);
+}
+
+/* The pool's half of weft__stack_spawn (a mutex, maybe a new mapping): off a small stack,
+ * like the control-block refill. */
+static WEFT_NOINLINE int stack_spawn_slow(struct weft__worker *w, struct weft__coro *co,
+                                          size_t size)
+{
+    struct reserve r = {w ? &w->stacks : NULL, size, NULL, 0};
+    weft__offstack(reserve_call, &r);
+    co->stack = r.st;
+    if (r.r != 0)
+        weft__wake_all(); /* running short: idle workers give their cached stacks back */
+    return r.r;
+}
+
+/* Give a new coroutine the promise of a stack (or, from the pool, a free stack). */
+int weft__stack_spawn(struct weft__worker *w, struct weft__coro *co, size_t size)
+{
+    co->stack_size = size;
+    if (WEFT_LIKELY(w && weft__stack_promise(&w->stacks, size)))
+        return 0; /* co->stack stays NULL (coro_alloc): a promise */
+    return stack_spawn_slow(w, co, size);
+}
+
 int weft_spawn(weft_task *out, weft_fn fn, void *arg)
 {
     return weft_spawn_ex(out, fn, arg, NULL);
@@ -419,9 +453,16 @@ int weft_spawn_ex(weft_task *out, weft_fn fn, void *arg, const weft_spawn_opts *
     struct weft__coro *co = weft__coro_alloc();
     if (!co)
         return WEFT_ENOMEM;
+    /* The stack is promised now, taken at the first run (stack.c "Promises"): a coroutine
+     * that was spawned always gets its stack, and running out of memory is this call's
+     * WEFT_ENOMEM. */
+    struct weft__worker *w = weft__worker_self();
+    if (weft__stack_spawn(w, co, size) != 0) {
+        coro_free(co);
+        return WEFT_ENOMEM;
+    }
     co->fn = fn;
     co->arg = arg;
-    co->stack_size = size;
     if (opts && opts->name) {
         copy_name(co, opts->name);
     }
@@ -431,7 +472,6 @@ int weft_spawn_ex(weft_task *out, weft_fn fn, void *arg, const weft_spawn_opts *
     } else {
         *out = (weft_task){co, atomic_load_explicit(&co->id, memory_order_relaxed)};
     }
-    struct weft__worker *w = weft__worker_self();
     if (w)
         weft__stat_inc(&w->n_spawned);
     atomic_store_explicit(&co->state, WEFT_CO_RUNNABLE, memory_order_relaxed);

@@ -1,19 +1,39 @@
-/* guard.c — stack-overflow reports.
+/* guard.c — stack-overflow reports: the SIGSEGV handler and the check at every switch.
  *
- * A coroutine that runs into the guard page below its stack faults with SIGSEGV. The
- * handler runs on a per-worker alternate signal stack (the coroutine's own stack is the
- * thing that overflowed), recognises an address in the guard page of the running
- * coroutine's stack (or of any weft stack), prints
- *   weft: stack overflow in coroutine <id> "<name>" (stack <N> bytes)
- * and aborts. Any other SIGSEGV is passed to the handler that was installed before weft's,
- * untouched (or, if that was the default, the default action happens). Only
- * async-signal-safe calls are used (write, sigaction, abort). */
+ * Every overflow ends in one line on stderr and abort():
+ *   weft: stack overflow in coroutine <id> "<name>" (stack <N> bytes)[: <how it was seen>]
+ * (an unnamed coroutine is named by its entry function: `coroutine 17 (entry deep_recurse)`).
+ * Three ways to see one:
+ *  - a fault in the guard zone below the running coroutine's stack (stack.c: 64 KiB, which a
+ *    frame built with -fstack-clash-protection cannot jump), or a fault while the running
+ *    coroutine's stack pointer is below its stack (a frame that jumped the guard and then
+ *    touched unmapped memory). The handler runs on a per-worker alternate signal stack (the
+ *    coroutine's own stack is the thing that overflowed);
+ *  - at every switch away from a coroutine (yield, park, exit: sched.c), its stack pointer is
+ *    compared with its stack's limit, for every guard kind — a frame that jumped the guard
+ *    into the stack below without faulting is reported there, before that stack's owner runs
+ *    again on this worker; canary-kind stacks (sub-page, or past the mprotect budget) also
+ *    have their canary words checked;
+ *  - a fault in a coroutine whose own stack was overrun from the stack above it (packed
+ *    sub-page stacks have no guard between them: the overflow of the one above runs straight
+ *    into this one's frames and saved context, and it crashes when it resumes). The canaries
+ *    of the stacks above show whose overflow it was, and that coroutine is named, not the
+ *    victim. An overrun from above that the victim notices first at its own check (its canary
+ *    smashed, the one above smashed too) is reported the same way.
+ * Any other SIGSEGV/SIGBUS is passed to the handler that was installed before weft's,
+ * untouched (or, if that was the default, the default action happens).
+ *
+ * Only async-signal-safe calls are used (write, sigaction, abort), except dladdr for the
+ * entry-function name (debug.c says why that is acceptable on the way to abort). Stack
+ * descriptors live outside the stacks (stack.c), so an overflow never corrupts what this
+ * code reads. */
 #define _GNU_SOURCE
 #include "runtime.h"
 
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 #define ALTSTACK_SIZE (64 * 1024)
@@ -21,35 +41,106 @@
 static struct sigaction old_segv, old_bus;
 static int installed;
 
-static char *fmt_u64(char *p, uint64_t v)
+WEFT_NORETURN static void die(struct weft__text *t, char *buf)
 {
-    char tmp[24];
-    int n = 0;
-    do
-        tmp[n++] = (char)('0' + v % 10);
-    while ((v /= 10));
-    while (n)
-        *p++ = tmp[--n];
-    return p;
-}
-
-WEFT_NORETURN static void report(uint64_t id, const char *name, size_t size)
-{
-    char buf[200], *p = buf;
-    const char *a = "weft: stack overflow in coroutine ";
-    p = stpcpy(p, a);
-    p = fmt_u64(p, id);
-    *p++ = ' ';
-    *p++ = '"';
-    for (int i = 0; name && name[i] && i < 31; i++)
-        *p++ = name[i];
-    p = stpcpy(p, "\" (stack ");
-    p = fmt_u64(p, size);
-    p = stpcpy(p, " bytes)\n");
-    ssize_t r = write(2, buf, (size_t)(p - buf));
+    weft__text_str(t, "\n");
+    ssize_t r = write(2, buf, (size_t)(t->p - buf));
     (void)r;
     signal(SIGABRT, SIG_DFL);
     abort();
+}
+
+/* The coroutine alive on stack s, if any. A walk of every control block (type-stable, never
+ * freed): only on the way to abort. A stale read finds nobody, which the report says. */
+static const struct weft__coro *owner_of(const struct weft__stack *s)
+{
+    for (const struct weft__coro *co = weft__coro_first(); co; co = co->all_next) {
+        uint32_t st = atomic_load_explicit(&co->state, memory_order_relaxed) &
+                      ~(uint32_t)WEFT_CO_NOTIFIED;
+        if (co->stack == s &&
+            (st == WEFT_CO_RUNNING || st == WEFT_CO_RUNNABLE || st == WEFT_CO_WAITING))
+            return co;
+    }
+    return NULL;
+}
+
+/* `weft: stack overflow in coroutine 17 "name" (stack 65536 bytes)` */
+static void overflow_head(struct weft__text *t, const struct weft__coro *co, size_t size)
+{
+    weft__text_str(t, "weft: stack overflow in ");
+    if (co)
+        weft__text_coro(t, co);
+    else
+        weft__text_str(t, "a coroutine that has finished");
+    weft__text_str(t, " (stack ");
+    weft__text_u64(t, size);
+    weft__text_str(t, " bytes)");
+}
+
+WEFT_NORETURN static void report_overflow(const struct weft__coro *co,
+                                          const struct weft__stack *s, const char *how)
+{
+    char buf[512];
+    struct weft__text t = {buf, buf + sizeof buf - 2};
+    overflow_head(&t, co, s->size);
+    if (how) {
+        weft__text_str(&t, ": ");
+        weft__text_str(&t, how);
+    }
+    die(&t, buf);
+}
+
+/* The overflow of the coroutine on `culprit` ran down into the stack below it, where
+ * `victim` (the coroutine running there) noticed: it crashed, or found its canary smashed. */
+WEFT_NORETURN static void report_overrun(const struct weft__stack *culprit,
+                                         const struct weft__coro *victim, bool crashed)
+{
+    char buf[512];
+    struct weft__text t = {buf, buf + sizeof buf - 2};
+    overflow_head(&t, owner_of(culprit), culprit->size);
+    weft__text_str(&t, ": it ran past its stack into the one below, where ");
+    weft__text_coro(&t, victim);
+    weft__text_str(&t, crashed ? " then crashed" : " found its canary overwritten");
+    die(&t, buf);
+}
+
+/* The highest stack in an unbroken run of smashed canaries above s: an overflow runs down
+ * through its own canary first, so that is where it started. NULL: none above is smashed.
+ * (Only canary-kind stacks have canaries; a guarded stack above ends the walk.) */
+static const struct weft__stack *overrun_from_above(const struct weft__stack *s)
+{
+    const struct weft__stack *culprit = NULL;
+    for (const struct weft__stack *a = weft__stack_above(s); a && weft__stack_canary_smashed(a);
+         a = weft__stack_above(a))
+        culprit = a;
+    return culprit;
+}
+
+WEFT_NO_ASAN void weft__guard_check(struct weft__coro *co, const void *sp)
+{
+    const struct weft__stack *s = co->stack;
+    if (weft__stack_sp_below(s, sp))
+        report_overflow(co, s, "its stack pointer was below its stack at a switch");
+    if (weft__stack_canary_smashed(s)) {
+        const struct weft__stack *culprit = overrun_from_above(s);
+        if (culprit)
+            report_overrun(culprit, co, false);
+        report_overflow(co, s, "its canary was overwritten (seen at a switch)");
+    }
+}
+
+/* The interrupted stack pointer, or NULL where we do not know the register. */
+static const char *fault_sp(void *ucv)
+{
+    ucontext_t *uc = ucv;
+    (void)uc;
+#if defined(__x86_64__)
+    return (const char *)uc->uc_mcontext.gregs[REG_RSP];
+#elif defined(__aarch64__)
+    return (const char *)uc->uc_mcontext.sp;
+#else
+    return NULL;
+#endif
 }
 
 static void on_fault(int sig, siginfo_t *si, void *uc)
@@ -57,16 +148,50 @@ static void on_fault(int sig, siginfo_t *si, void *uc)
     const char *addr = si->si_addr;
     struct weft__worker *w = weft__worker_self();
     struct weft__coro *co = w ? w->current : NULL;
-    if (co && co->stack) {
-        const char *lo = co->stack->lo;
-        if (addr >= lo - 4096 && addr < lo)
-            report(co->id, co->name, co->stack->size);
+    const struct weft__stack *s = co ? co->stack : NULL;
+    if (s) {
+        if (weft__stack_in_guard(s, addr))
+            report_overflow(co, s, NULL);
+        /* A frame that jumped the guard: the stack pointer is below the stack and the access
+         * near it, not in weft's scheduler stack (weft__offstack runs code there while
+         * w->current stays set). */
+        const char *sp = fault_sp(uc);
+        const char *sched_lo = w->sched_stack_lo;
+        bool on_sched = sp >= sched_lo && sp < sched_lo + w->sched_stack_size;
+        if (sp && !on_sched && weft__stack_sp_below(s, sp) && addr + 4096 >= sp &&
+            addr < (const char *)s->lo)
+            report_overflow(co, s, "a frame jumped past its stack");
+        const struct weft__stack *culprit = overrun_from_above(s);
+        if (culprit)
+            report_overrun(culprit, co, true);
+        if (weft__stack_canary_smashed(s))
+            report_overflow(co, s, "its canary was overwritten (seen at a fault)");
     }
-    struct weft__stack *s = weft__stack_guard_hit(addr);
-    if (s && addr < (const char *)s->lo)
-        report(co ? co->id : 0, co ? co->name : "?", s->size);
+    /* A fault in another stack's guard zone (a frame that ran past a whole neighbour, or a
+     * wild pointer into one): name the coroutine running here, else that stack's owner. */
+    const struct weft__stack *g = weft__stack_guard_hit(addr);
+    if (g)
+        report_overflow(co ? co : owner_of(g), g, "a fault in the guard zone of this stack");
     /* Not ours: hand over to the previous handler. */
     struct sigaction *old = sig == SIGBUS ? &old_bus : &old_segv;
+    bool dflt = (old->sa_flags & SA_SIGINFO) ? !old->sa_sigaction
+                                             : old->sa_handler == SIG_DFL ||
+                                                   old->sa_handler == SIG_IGN;
+    if (dflt) {
+        /* The process is about to die without a word. If an overflow left a smashed canary
+         * somewhere, that is the likely cause — the fault can be anywhere: in a coroutine
+         * whose stack it ran over, or in code that followed a pointer into it (a waiter
+         * record on that stack, read by a thread sending to its channel). Name the
+         * coroutine that overflowed. (Skipped when the application has its own handler: it
+         * may expect faults, and gets them untouched.) */
+        const struct weft__stack *hit = weft__stack_any_smashed();
+        if (hit) {
+            const struct weft__stack *culprit = overrun_from_above(hit);
+            report_overflow(owner_of(culprit ? culprit : hit), culprit ? culprit : hit,
+                            "its canary was overwritten (seen at a crash: the overflow ran "
+                            "into the memory below it)");
+        }
+    }
     if (old->sa_flags & SA_SIGINFO) {
         if (old->sa_sigaction) {
             old->sa_sigaction(sig, si, uc);

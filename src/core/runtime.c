@@ -70,7 +70,9 @@ static int env_int(const char *name, int dflt)
 }
 
 /* $WEFT_STACK_SIZE: the default stack size when the config leaves it 0 (bytes, or with a K
- * or M suffix). A value out of range is reported and ignored, not fatal. */
+ * or M suffix). A value out of range is reported and ignored, not fatal; that includes
+ * sub-page sizes (below WEFT_STACK_DEFAULT_MIN): every coroutine, printf and all, would get a
+ * stack ordinary C code overflows — sub-page stacks are asked for per spawn. */
 static size_t env_stack_size(void)
 {
     const char *v = getenv("WEFT_STACK_SIZE");
@@ -82,9 +84,17 @@ static size_t env_stack_size(void)
         n <<= 10, end++;
     else if (*end == 'm' || *end == 'M')
         n <<= 20, end++;
-    if (*end || n < WEFT_STACK_MIN || n > WEFT_STACK_MAX) {
+    if (*end || n > WEFT_STACK_MAX) {
         fprintf(stderr, "weft: ignoring WEFT_STACK_SIZE=%s (bytes, K or M; %zu..%zu)\n", v,
-                WEFT_STACK_MIN, WEFT_STACK_MAX);
+                WEFT_STACK_DEFAULT_MIN, WEFT_STACK_MAX);
+        return WEFT_STACK_DEFAULT_BUILD;
+    }
+    if (n < WEFT_STACK_DEFAULT_MIN) {
+        fprintf(stderr,
+                "weft: ignoring WEFT_STACK_SIZE=%s: below %zu bytes, a default stack is too "
+                "small for ordinary C code (printf needs ~8 KiB); ask for sub-page stacks per "
+                "coroutine with weft_spawn_opts.stack_size\n",
+                v, WEFT_STACK_DEFAULT_MIN);
         return WEFT_STACK_DEFAULT_BUILD;
     }
     return weft__stack_round((size_t)n);
@@ -103,7 +113,8 @@ int weft_run(int (*main)(void *), void *arg, const weft_config *config)
     if (cfg.dump_signal != 0 && (cfg.dump_signal < 1 || cfg.dump_signal >= NSIG ||
                                  cfg.dump_signal == SIGKILL || cfg.dump_signal == SIGSTOP))
         return WEFT_EINVAL;
-    if (cfg.stack_size && (cfg.stack_size < WEFT_STACK_MIN || cfg.stack_size > WEFT_STACK_MAX))
+    if (cfg.stack_size &&
+        (cfg.stack_size < WEFT_STACK_DEFAULT_MIN || cfg.stack_size > WEFT_STACK_MAX))
         return WEFT_ESTACK;
     int expected = 0;
     if (!atomic_compare_exchange_strong(&running, &expected, 1))
@@ -159,34 +170,49 @@ int weft_run(int (*main)(void *), void *arg, const weft_config *config)
     {
         co = weft__coro_alloc();
         if (!co)
-            goto out;
+            goto stop;
         co->fn = main_trampoline;
         co->arg = &m;
-        /* main is the program's own code (printf, libraries): never a sub-page stack. */
-        co->stack_size = rt->stack_size < WEFT_STACK_SMALL ? WEFT_STACK_DEFAULT : rt->stack_size;
+        /* main is the program's own code (printf, libraries): at least WEFT_STACK_DEFAULT.
+         * Its stack is promised here like any spawn's: no room for it is WEFT_ENOMEM. */
+        if (weft__stack_spawn(NULL, co,
+                              rt->stack_size < WEFT_STACK_DEFAULT ? WEFT_STACK_DEFAULT
+                                                                  : rt->stack_size) != 0)
+            goto stop;
         co->flags = WEFT_CF_MAIN | WEFT_CF_DETACHED;
         atomic_fetch_sub_explicit(&co->refs, 1, memory_order_relaxed);
         strcpy(co->name, "main");
         atomic_store_explicit(&co->state, WEFT_CO_RUNNABLE, memory_order_relaxed);
         t = (weft_task){co, co->id};
         (void)t;
-        weft__globalq_put(&rt->global, co);
     }
-    pthread_t *threads = calloc((size_t)nthreads, sizeof *threads);
-    if (!threads)
-        goto out;
-    for (int i = 1; i < nthreads; i++)
-        if (pthread_create(&threads[i], NULL, worker_thread, rt->workers[i]) != 0) {
-            fprintf(stderr, "weft: could not start worker thread %d\n", i);
-            abort();
+    /* Every worker thread starts before main is queued. One that cannot be created (no
+     * memory for its stack, a thread limit) fails the whole run with WEFT_ENOMEM, rather
+     * than running with fewer workers than asked: the ones already started find nothing to
+     * do, are stopped and joined, and nothing of the run is left behind. */
+    {
+        pthread_t *threads = calloc((size_t)nthreads, sizeof *threads);
+        if (!threads)
+            goto stop;
+        int started = 1;
+        while (started < nthreads &&
+               pthread_create(&threads[started], NULL, worker_thread, rt->workers[started]) == 0)
+            started++;
+        if (started == nthreads) {
+            weft__globalq_put(&rt->global, co);
+            weft__worker_run(rt->workers[0]);
+            ret = m.ret;
+        } else {
+            atomic_store_explicit(&rt->stopping, 1, memory_order_release);
+            weft__wake_all();
         }
-    weft__worker_run(rt->workers[0]);
-    for (int i = 1; i < nthreads; i++)
-        pthread_join(threads[i], NULL);
-    free(threads);
-    ret = m.ret;
-    weft__zombie_report();
-
+        for (int i = 1; i < started; i++)
+            pthread_join(threads[i], NULL);
+        free(threads);
+        if (started == nthreads)
+            weft__zombie_report();
+    }
+stop:
     weft__blocking_shutdown();
     if (cfg.dump_signal > 0)
         weft__dump_signal_uninstall();

@@ -145,11 +145,18 @@ void weft__ready(struct weft__coro *co, bool handoff);
 void weft__schedule(struct weft__coro *co, bool handoff);
 /* Finish the calling coroutine: switch away for good; the on-top function frees its stack. */
 WEFT_NORETURN void weft__sched_exit(struct weft__coro *co);
+/* Spawn (coro.c): give a new coroutine of `size` (rounded) its stack, or the promise of one
+ * (stack.c "Promises"). w: the calling worker, NULL on a plain thread. 0 or -ENOMEM. */
+int weft__stack_spawn(struct weft__worker *w, struct weft__coro *co, size_t size);
 /* Post a message to a worker's inbox and wake it. Any thread. */
 void weft__worker_post(struct weft__worker *w, struct weft__msg *m);
 
 /* Timers (timer.c). A deadline timer for the calling coroutine's armed wait, in the loop of
- * the worker it is parking on; weft__timer_cancel after the wait, wherever it resumed. */
+ * the worker it is parking on; weft__timer_cancel after the wait, wherever it resumed.
+ * weft__timer_reserve (the parking coroutine, on w, before it switches away): make sure w
+ * has a free record, so that weft__timer_start, in the switch's after-step, needs no memory;
+ * false when none could be allocated. */
+bool weft__timer_reserve(struct weft__worker *w);
 struct weft__timer *weft__timer_start(struct weft__worker *w, struct weft__waker *k,
                                       int64_t deadline);
 void weft__timer_cancel(struct weft__timer *t);
@@ -191,6 +198,9 @@ void weft__worker_run(struct weft__worker *w);
 void weft__wake_all(void);
 void weft__coro_cache_drain(struct weft__worker *w);
 /* Overflow detection (guard.c): per-thread alternate signal stack + SIGSEGV handler. */
+/* The check at every switch away from co (sched.c calls it when sp is below co's stack or
+ * the stack is canary-guarded): reports an overflow and aborts, or returns. */
+void weft__guard_check(struct weft__coro *co, const void *sp);
 void weft__guard_thread_init(struct weft__worker *w);
 void weft__guard_thread_fini(struct weft__worker *w);
 void weft__guard_install(void);
@@ -198,6 +208,17 @@ void weft__guard_uninstall(void);
 /* Put back a cancellation that an uninterruptible internal wait had to absorb (it stays
  * pending for the caller's next blocking call: "sticky until observed"). */
 void weft__cancel_repost(void);
+/* Report text (debug.c) built without stdio or malloc, so a signal handler can use it: a
+ * fixed buffer, filled up to `end` (longer text is cut). */
+struct weft__text {
+    char *p, *end;
+};
+void weft__text_str(struct weft__text *t, const char *s);
+void weft__text_u64(struct weft__text *t, uint64_t v);
+void weft__text_hex(struct weft__text *t, uintptr_t v);
+/* `coroutine 17 "name"`, or for an unnamed one `coroutine 17 (entry fn)` (the entry
+ * function by dladdr: its symbol, else module+offset). */
+void weft__text_coro(struct weft__text *t, const struct weft__coro *co);
 /* Shutdown helpers (runtime.c calls these). */
 void weft__coro_reset_all(void);
 uint64_t weft__coro_alive(void);

@@ -158,13 +158,14 @@ static weft__transfer_t switch_done(weft__transfer_t t)
 
 static void coro_entry(weft__transfer_t t);
 
-/* Give a never-run coroutine its stack and initial context (on the worker about to run it). */
+/* Give a never-run coroutine its stack and initial context (on the worker about to run it).
+ * It holds the stack its spawn took, or a promise of one: kept here, it cannot fail
+ * (stack.c "Promises"). */
 static void prepare(struct weft__worker *w, struct weft__coro *co)
 {
-    struct weft__stack *st = weft__stack_get(&w->stacks, co->stack_size);
+    struct weft__stack *st = co->stack;
     if (!st)
-        weft__panic("weft: out of memory for the stack of coroutine %llu (%zu bytes)",
-                    (unsigned long long)co->id, co->stack_size);
+        st = weft__stack_get(&w->stacks, co->stack_size);
 #if WEFT_TSAN
     /* A finished coroutine never returns through its first frames (it switches away from
      * inside weft__coro_exit), so TSan's shadow call stack of the fiber keeps a few frames
@@ -202,13 +203,13 @@ static void switch_to(struct weft__worker *w, struct weft__coro *to, struct weft
      *  - the after-step runs on the destination's stack and may go deep (libev, malloc,
      *    futexes): a sub-page destination has no room for it. Segmented builds detour only
      *    for the one deep step (arming a timer); a shallow one that ran short would grow;
-     *  - a fresh coroutine whose stack must come from the global pool (a mutex, maybe a new
-     *    mapping): done on the scheduler's stack, not on the small one we are leaving.
+     *  - a fresh coroutine whose stack must come from the global pool (a mutex, maybe the
+     *    first touch of a page): done on the scheduler's stack, not on the one we leave.
      * One extra switch, in those cases only. */
     if (to && s->after &&
         ((WEFT_UNLIKELY(to->stack_size < WEFT_STACK_SMALL) &&
           (!WEFT_SEGMENTED || (s->after == after_park && s->deadline != WEFT_FOREVER))) ||
-         (!to->ctx && !weft__stack_cached(&w->stacks, to->stack_size)))) {
+         (!to->ctx && !to->stack && !weft__stack_cached(&w->stacks, to->stack_size)))) {
         w->direct_next = to;
         to = NULL;
     }
@@ -482,18 +483,23 @@ static struct weft__coro *pick_local(struct weft__worker *w)
 }
 
 /* Leave the running coroutine `co`: to the next local coroutine, or to the scheduler. */
-/* Stacks without a guard page carry a canary at their limit, checked whenever the
- * coroutine gives up the CPU (yield, park, exit): an overflow is reported, not silent. */
-static inline void canary_check(struct weft__coro *co)
+/* Whenever a coroutine gives up the CPU (yield, park, exit): a stack pointer below its
+ * stack is an overflow whatever the guard kind (a frame that jumped the guard zone into the
+ * stack below without faulting: reported here, before that stack's owner runs again on this
+ * worker), and stacks without a guard zone have their canary checked. One load and two
+ * predictable compares on the switch path; the check itself is out of line (guard.c). */
+static inline void overflow_check(struct weft__coro *co)
 {
-    if (WEFT_UNLIKELY(co->stack->guard == WEFT_GUARD_CANARY))
-        weft__stack_check(co->stack, __builtin_frame_address(0), co->id, co->name);
+    const struct weft__stack *st = co->stack;
+    const char *sp = __builtin_frame_address(0);
+    if (WEFT_UNLIKELY(sp < (const char *)st->lo || st->guard == WEFT_GUARD_CANARY))
+        weft__guard_check(co, sp);
 }
 
 static void switch_away(struct weft__worker *w, struct weft__coro *co, struct weft__switch *s,
                         bool dying)
 {
-    canary_check(co);
+    overflow_check(co);
     struct weft__coro *next = pick_local(w);
     switch_to(w, next, s, dying);
 }
@@ -507,7 +513,7 @@ int weft_yield(void)
     struct weft__coro *co = w ? w->current : NULL;
     if (!co)
         return WEFT_ENOTCORO;
-    canary_check(co);
+    overflow_check(co);
     struct weft__switch s;
     s.save = &co->ctx;
     s.after = after_yield;
@@ -534,6 +540,20 @@ void weft__hop(struct weft__worker *to)
     switch_away(w, co, &s, false);
 }
 
+/* End the calling coroutine's armed wait before parking, if no waker has won it yet: true
+ * (and the caller's lock released) if we took it back. */
+static bool wait_give_up(struct weft__coro *co, void (*unlock)(void *), void *arg)
+{
+    uint64_t tok = atomic_load_explicit(&co->wait, memory_order_relaxed);
+    if (!(tok & WEFT_WAIT_ARMED) ||
+        !atomic_compare_exchange_strong_explicit(&co->wait, &tok, tok & ~WEFT_WAIT_ARMED,
+                                                 memory_order_acq_rel, memory_order_relaxed))
+        return false;
+    if (unlock)
+        unlock(arg);
+    return true;
+}
+
 static int park(int64_t deadline, void (*unlock)(void *), void *arg)
 {
     struct weft__worker *w = weft__worker_self();
@@ -542,16 +562,20 @@ static int park(int64_t deadline, void (*unlock)(void *), void *arg)
      * weft_cancel stores cancel; fence; reads co->wait. One of us sees the other. */
     weft__fence_seq_cst();
     if (atomic_load_explicit(&co->cancel, memory_order_relaxed)) {
-        uint64_t tok = atomic_load_explicit(&co->wait, memory_order_relaxed);
-        if ((tok & WEFT_WAIT_ARMED) &&
-            atomic_compare_exchange_strong_explicit(&co->wait, &tok, tok & ~WEFT_WAIT_ARMED,
-                                                    memory_order_acq_rel, memory_order_relaxed)) {
-            if (unlock)
-                unlock(arg);
+        if (wait_give_up(co, unlock, arg)) {
             atomic_store_explicit(&co->cancel, 0, memory_order_relaxed);
             return WEFT_ECANCELED;
         }
         /* Someone already won the wait: it will make us runnable; park as usual. */
+    }
+    /* The deadline's timer record is taken in after_park, on the far side of the switch,
+     * where a failure could not be reported: reserve it here. Without memory for one the
+     * wait ends now with WEFT_ENOMEM, given up like a cancellation above (the callers unlink
+     * their waiters on it) — unless a waker already won it: then it needs no timer. */
+    if (deadline != WEFT_FOREVER && !weft__timer_reserve(w)) {
+        if (wait_give_up(co, unlock, arg))
+            return WEFT_ENOMEM;
+        deadline = WEFT_FOREVER;
     }
     co->wait_since = w->last_poll; /* coarse, free: the last loop poll */
     weft__stat_inc(&w->n_parks);
@@ -851,6 +875,8 @@ static struct weft__coro *find_work(struct weft__worker *w)
         }
         if (atomic_load_explicit(&w->inbox, memory_order_relaxed))
             drain_inbox(w);
+        if (WEFT_UNLIKELY(weft__stack_short()))
+            weft__stack_cache_drain(&w->stacks); /* stack.c "Running short" */
         struct weft__coro *co;
         if (w->tick_due) {
             w->tick_due = false;

@@ -164,7 +164,7 @@ static int select_round(weft_case *cases, const int *active, int nact, struct lo
         r = weft__tparker_wait(&tp, WEFT_FOREVER);
     if (r == WEFT_ETIMEDOUT && until != deadline)
         return WEFT__ERETRY; /* the poll ended, not the caller's deadline */
-    if (r == WEFT_ETIMEDOUT || r == WEFT_ECANCELED || r == WEFT__ERETRY)
+    if (r == WEFT_ETIMEDOUT || r == WEFT_ECANCELED || r == WEFT_ENOMEM || r == WEFT__ERETRY)
         return r;
     WEFT_ASSERT(sel.chosen >= 0);
     cases[sel.chosen].result = r; /* 0 or WEFT_ECLOSED */

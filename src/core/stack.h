@@ -2,29 +2,35 @@
 #ifndef WEFT_STACK_H
 #define WEFT_STACK_H
 
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 enum weft__guard_kind {
-    WEFT_GUARD_MADVISE = 1, /* MADV_GUARD_INSTALL page: no extra mapping (Linux >= 6.13) */
-    WEFT_GUARD_MPROTECT,    /* PROT_NONE page: splits the mapping, so budgeted */
-    WEFT_GUARD_CANARY,      /* no guard page: a canary word at the limit, checked at switches */
+    WEFT_GUARD_MADVISE = 1, /* MADV_GUARD_INSTALL zone: no extra mapping (Linux >= 6.13) */
+    WEFT_GUARD_MPROTECT,    /* PROT_NONE zone: splits the mapping, so budgeted */
+    WEFT_GUARD_CANARY,      /* no guard: canary words at the limit, checked at switches */
 };
 
 #define WEFT_STACK_CANARY 0x5745465453544b21ull /* "WEFTSTK!" */
 #define WEFT_CANARY_WORDS 32                    /* 256 bytes of canary at the limit */
 
-/* One stack. The descriptor lives at the top of its own memory (the top page is touched by
- * the first frame anyway), so a stack costs no separate allocation. Usable bytes are
- * [lo, top) where top = (char *)this, rounded down to 64. The guard page is below lo. */
+/* The guard zone below every page-granular stack: 64 KiB (see stack.c, "Guards", for why
+ * this width). Sub-page stacks have none. */
+#define WEFT_GUARD_BYTES ((size_t)64 * 1024)
+
+/* One stack: usable bytes [lo, lo + size), the guard zone (if any) just below lo. The
+ * descriptor does NOT live in the stack's memory: descriptors sit in an array beside their
+ * slab (stack.c, "Descriptors"), so an overflow of the stack above never lands on one. */
 struct weft__stack {
     void *lo;                  /* lowest usable address */
-    size_t size;               /* usable bytes (the class size; the descriptor lives inside) */
     struct weft__stack *next;  /* free-list link (worker cache or global pool) */
-    struct weft__stack *all;   /* list of every stack ever carved (shutdown, lookup) */
-    unsigned guard;            /* enum weft__guard_kind */
-    unsigned valgrind_id;      /* VALGRIND_STACK_REGISTER id, or 0 */
     void *tsan_fiber;          /* one TSan fiber per stack, reused across coroutines */
+    size_t size;               /* usable bytes (the class size) */
+    uint32_t index;            /* position in its slab, 0 = lowest address */
+    uint16_t guard;            /* enum weft__guard_kind */
+    unsigned valgrind_id;      /* VALGRIND_STACK_REGISTER id, or 0 */
     unsigned tsan_uses;        /* coroutines run on tsan_fiber so far (see prepare) */
 };
 
@@ -33,31 +39,67 @@ struct weft__stack_cache {
     size_t size;          /* the one size it holds (the runtime's default), set at creation */
     struct weft__stack *head;
     _Atomic size_t count; /* owner writes (load + store), stats read */
+    size_t credit;        /* owner only: promises of pool room it may hand out (stack.c) */
 };
 
-/* Take a stack of at least `size` usable bytes (size already validated and page-rounded by
- * weft__stack_round). NULL only on out-of-memory. cache may be NULL (plain thread). */
+/* Spawn: promise a stack of `size` usable bytes (size validated and rounded by
+ * weft__stack_round) to a coroutine about to be queued, touching no page (stack.c
+ * "Promises"). *out is NULL (a promise, kept by weft__stack_get at the first run) or, from
+ * the pool, a free stack that now belongs to the coroutine. 0, or -ENOMEM when no address
+ * space could be mapped for it. cache may be NULL (plain thread). */
+int weft__stack_reserve(struct weft__stack_cache *cache, size_t size, struct weft__stack **out);
+/* weft__stack_reserve's hot path (owner only): a promise from the worker's credit, if it
+ * holds the size and has credit left; else false and nothing done. */
+static inline bool weft__stack_promise(struct weft__stack_cache *cache, size_t size)
+{
+    if (cache->size != size || cache->credit == 0)
+        return false;
+    cache->credit--; /* owner only: no shared counter on the hot path */
+    return true;
+}
+/* First run of a coroutine that holds a promise: its stack, from the worker's cache or the
+ * pool. Never fails. */
 struct weft__stack *weft__stack_get(struct weft__stack_cache *cache, size_t size);
-/* Would weft__stack_get be served from the cache (no lock, no mapping)? */
+/* Would weft__stack_get be served from the cache (no pool visit)? */
 static inline int weft__stack_cached(const struct weft__stack_cache *cache, size_t size)
 {
     return cache->size == size && cache->head != NULL;
 }
 /* Give a stack back; the caller must be off it. */
 void weft__stack_put(struct weft__stack_cache *cache, struct weft__stack *s);
-/* Move a worker cache's stacks to the global pool (worker exit). */
+/* Memory ran short (stack.c "Running short"): workers give their caches and credit back
+ * (weft__stack_cache_drain at their next scheduling round) and keep none meanwhile. */
+extern _Atomic bool weft__stacks_short;
+static inline bool weft__stack_short(void)
+{
+    return atomic_load_explicit(&weft__stacks_short, memory_order_relaxed);
+}
+/* Move a worker cache's stacks and credit to the global pool (worker exit, running short). */
 void weft__stack_cache_drain(struct weft__stack_cache *cache);
+/* The size class of a requested size (WEFT_STACK_MIN..WEFT_STACK_MAX): every size maps to
+ * one of a fixed set (stack.c), at least as large. */
 size_t weft__stack_round(size_t size);
 static inline void *weft__stack_top(const struct weft__stack *s)
 {
-    return (void *)((uintptr_t)s & ~(uintptr_t)63);
+    return (char *)s->lo + s->size;
 }
-/* Is addr within the guard page (or canary zone) below some stack? Returns that stack. */
+/* Bytes of canary at the limit of a canary-kind stack (0 for a guarded one). */
+size_t weft__stack_canary_bytes(const struct weft__stack *s);
+/* Is addr within the guard zone below some stack? Returns that stack. Signal-safe. */
 struct weft__stack *weft__stack_guard_hit(const void *addr);
-/* Check a canary-guarded stack (its canary words, and the current stack pointer `sp`);
- * aborts with the overflow report when either shows an overflow. */
-void weft__stack_check(const struct weft__stack *s, const void *sp, uint64_t coro_id,
-                       const char *name);
+/* Is the guard zone of s the one below lo (addr in [lo - WEFT_GUARD_BYTES, lo))? */
+bool weft__stack_in_guard(const struct weft__stack *s, const void *addr);
+/* Is sp, the stack pointer of the coroutine running on s, below its usable stack (within
+ * its canary, in its guard zone or past it)? In segmented builds a stack pointer outside
+ * s's slab is on a segment libgcc added, not an overflow. */
+bool weft__stack_sp_below(const struct weft__stack *s, const void *sp);
+/* Is the canary of a canary-kind stack overwritten (false for guarded stacks)? */
+bool weft__stack_canary_smashed(const struct weft__stack *s);
+/* Any canary-kind stack whose canary is overwritten, or NULL: a scan of every slab (only
+ * for an otherwise unexplained fault, on the way to abort). Signal-safe. */
+struct weft__stack *weft__stack_any_smashed(void);
+/* The stack right above s in its slab (whose overflow runs into s first), or NULL. */
+struct weft__stack *weft__stack_above(const struct weft__stack *s);
 /* Release every slab (runtime shutdown: every coroutine is gone or abandoned). */
 void weft__stack_release_all(void);
 /* Counters for weft_stats: address space reserved, free stacks in the global pool (the

@@ -74,22 +74,34 @@ static void on_timer(struct ev_loop *loop, ev_timer *e, int revents)
     weft__waker_wake(&t->k, WEFT_ETIMEDOUT, false);
 }
 
+/* A chunk of records for w's free list (owner only); on the scheduler's stack when called
+ * from a small one (weft__offstack: calloc is deep). */
+static void timer_chunk_add(void *p)
+{
+    struct weft__worker *w = p;
+    struct timer_chunk *c = calloc(1, sizeof *c); /* zeroed: inactive watchers */
+    if (!c)
+        return;
+    c->next = w->timer_chunks;
+    w->timer_chunks = c;
+    for (int i = 0; i < TIMER_CHUNK; i++) {
+        c->t[i].next_free = w->timer_free;
+        w->timer_free = &c->t[i];
+    }
+}
+
+bool weft__timer_reserve(struct weft__worker *w)
+{
+    if (WEFT_UNLIKELY(!w->timer_free))
+        weft__offstack(timer_chunk_add, w);
+    return w->timer_free != NULL;
+}
+
 struct weft__timer *weft__timer_start(struct weft__worker *w, struct weft__waker *k,
                                       int64_t deadline)
 {
     struct weft__timer *t = w->timer_free;
-    if (!t) {
-        struct timer_chunk *c = calloc(1, sizeof *c); /* zeroed: inactive watchers */
-        if (!c)
-            weft__panic("weft: out of memory for a timer");
-        c->next = w->timer_chunks;
-        w->timer_chunks = c;
-        for (int i = 0; i < TIMER_CHUNK; i++) {
-            c->t[i].next_free = w->timer_free;
-            w->timer_free = &c->t[i];
-        }
-        t = w->timer_free;
-    }
+    WEFT_ASSERT(t != NULL); /* reserved by the park (weft__timer_reserve) */
     w->timer_free = t->next_free;
     ev_init(&t->ev, on_timer);
     t->msg.kind = WEFT_MSG_TIMER_STOP;

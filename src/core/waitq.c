@@ -34,7 +34,7 @@ int weft__waitq_block(struct weft__wq *q, struct weft__waiter *w, weft__lock *lo
     int r;
     if (w->k->co) {
         r = weft__park_until(deadline, unlock_lock, lock);
-        if (r == WEFT_ETIMEDOUT || r == WEFT_ECANCELED) {
+        if (r == WEFT_ETIMEDOUT || r == WEFT_ECANCELED || r == WEFT_ENOMEM) {
             weft__lock_acquire(lock);
             if (w->linked)
                 waitq_unlink(q, w);

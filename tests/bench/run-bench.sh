@@ -393,7 +393,7 @@ plan() {
             have "$PT_BIN" && [[ $SKIP_SLOW == 0 ]] && add 0 "$PT_BIN spawn $N_PTHREAD" ;;
         park)
             [[ -n $W ]] && add 1 "$W park $N_PARK"
-            [[ -n $W ]] && add 1 "env WEFT_STACK_SIZE=1k $W park $N_PARK"
+            [[ -n $W ]] && add 1 "env WEFT_BENCH_STACK=1k $W park $N_PARK"
             [[ -n $WS ]] && add 1 "$WS park $N_PARK"
             have "$GO_BIN" && add 0 "$GD parkgated $N_PARK" && add 0 "$GD park $N_PARK"
             have "$BF_BIN" && add 0 "$BF_BIN park8k $N_PARK"
@@ -819,7 +819,7 @@ SUM="$OUT/summary.md"
     echo "(bold: weft ahead). Runs were interleaved (A B C, A B C, …) in one session: compare ratios,"
     echo "never absolute figures across runs or machines. \`-inproc\` rows are references timed"
     echo "inside weft-bench; \`-gated\` is Go's valid park row (see README.md). weft's variant rows —"
-    echo "\`weft-stack1k\` (WEFT_STACK_SIZE=1K: sub-page stacks) and \`weft-segmented\` (the"
+    echo "\`weft-stack1k\` (1 KiB sub-page stacks per spawn: WEFT_BENCH_STACK=1k) and \`weft-segmented\` (the"
     echo "-DWEFT_SEGMENTED_STACKS=ON build, default configuration) — are compared with the best peer."
     echo
     echo "| workload | metric | peer | n | median | min–max | runs | peak RSS | weft vs peer |"

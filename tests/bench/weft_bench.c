@@ -32,11 +32,29 @@ static int workers(void)
     return weft_stats_get(&st) == 0 ? st.workers : 0;
 }
 
+/* $WEFT_BENCH_STACK (bytes, or with a K suffix): the park workload spawns its coroutines
+ * with this per-spawn stack size (weft_spawn_opts.stack_size) — how sub-page stacks are
+ * asked for (a sub-page $WEFT_STACK_SIZE is refused: weft.h). 0 when unset. */
+static size_t bench_stack(void)
+{
+    const char *v = getenv("WEFT_BENCH_STACK");
+    if (!v || !*v)
+        return 0;
+    char *end;
+    size_t n = strtoul(v, &end, 10);
+    if (*end == 'k' || *end == 'K')
+        n <<= 10;
+    return n;
+}
+
 /* The peer name: "weft", or the variant being measured (weft-segmented: the split-stack
- * build; -stack<size>: $WEFT_STACK_SIZE set), so run-bench.sh keeps them apart. */
+ * build; -stack<size>: $WEFT_BENCH_STACK or $WEFT_STACK_SIZE set), so run-bench.sh keeps them
+ * apart. */
 static void head(const char *workload, const char *suffix)
 {
-    const char *ss = getenv("WEFT_STACK_SIZE");
+    const char *ss = getenv("WEFT_BENCH_STACK");
+    if (!ss || !*ss)
+        ss = getenv("WEFT_STACK_SIZE");
 #if defined(WEFT_SEGMENTED_STACKS)
     const char *build = "-segmented";
 #else
@@ -197,8 +215,9 @@ static int park_main(void *arg)
     weft_chan_create(&gate, 0, 0);
     int64_t t0 = weft_now();
     weft_wg_add(&wg, N);
+    weft_spawn_opts o = {.stack_size = bench_stack()};
     for (long i = 0; i < N; i++)
-        if (weft_spawn(NULL, park_task, NULL) != 0)
+        if (weft_spawn_ex(NULL, park_task, NULL, &o) != 0)
             abort();
     double spawn_s = (double)(weft_now() - t0) / 1e9;
     weft_chan_close(gate);
