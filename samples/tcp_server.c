@@ -58,7 +58,7 @@ static void *conn_main(void *arg)
  * little, and report at most once a second, with the count of failures not reported. */
 static void accept_failed(int err)
 {
-    static int64_t next_report;
+    static int64_t next_report; /* only the acceptor coroutine comes here: no lock */
     static long unreported;
     int64_t now = weft_now();
     if (now >= next_report) {
