@@ -62,6 +62,7 @@
 #define _GNU_SOURCE
 #include "runtime.h"
 #include "futex.h"
+#include "hang.h"
 #include "sanitizer.h"
 
 #include <pthread.h>
@@ -755,7 +756,9 @@ static void go_idle(struct weft__worker *w)
             ev_timer_init(&w->watch, on_watch, (double)LOAD_WATCH_NS / 1e9, 0.);
             ev_timer_start(w->loop, &w->watch);
         }
+        w->deep_sleep = true; /* hang.h: the loop's release hook publishes this sleep */
         poll_loop(w, EVRUN_ONCE);
+        w->deep_sleep = false;
         if (watch)
             ev_timer_stop(w->loop, &w->watch);
         weft__idle_end(w, w->last_poll);
@@ -930,6 +933,7 @@ static void worker_init_thread(struct weft__worker *w)
         pthread_attr_destroy(&attr);
     }
     weft__guard_thread_init(w);
+    weft__hang_thread_init(w);
 }
 
 struct weft__worker *weft__worker_create(int index)
@@ -950,6 +954,7 @@ struct weft__worker *weft__worker_create(int index)
      * returns from ev_run at once instead of sleeping (100% CPU when idle). */
     ev_async_init(&w->wake, on_wake);
     ev_async_start(w->loop, &w->wake);
+    weft__hang_loop_init(w);
     return w;
 }
 
