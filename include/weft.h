@@ -97,7 +97,7 @@ typedef struct weft_config {
                               where possible (also $WEFT_DEBUG_MIGRATE=1) */
     int blocking_threads;  /* max threads of the blocking-offload pool; 0: 64 */
     int dump_signal;       /* a signal (e.g. SIGQUIT) that prints weft_dump() to stderr; 0: none */
-    int padding_;          /* ignored (padding in 0.2: an old binary may leave garbage here) */
+    int padding_;          /* ignored: was padding, where an older binary may leave garbage */
     int stall_ms;          /* stall reports (below): a worker that runs one coroutine longer
                               than this prints it with its backtrace; 0: $WEFT_STALL_MS, else
                               100; -1: off */

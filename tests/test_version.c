@@ -61,7 +61,7 @@ int main(void)
     CHECK_EQ(weft_run(ran_main, &ran, &cfg), WEFT_EINVAL);
     CHECK_EQ(ran, 0);
     cfg.reserved[10] = 0;
-    /* The fields taken from reserved words (0.3): out-of-range values are refused; the old
+    /* The fields taken from reserved words: out-of-range values are refused; the old
      * padding before them is ignored whatever it holds. */
     cfg.stall_ms = -2;
     CHECK_EQ(weft_run(ran_main, &ran, &cfg), WEFT_EINVAL);

@@ -18,18 +18,22 @@
  * conservatively: a thread weft cannot see into (blocked in pthread_join, read, a pthread
  * mutex...) prevents the report, it never causes one.
  *
- * An instant, from concurrent reads: a double collect. The checker reads every worker's
- * sleep_word (all ASLEEP, none WAKEABLE), then the queues, the pool, the coroutine and
- * thread counts, then every sleep_word again. Equal words mean each worker stayed inside
- * one kernel wait throughout (the word's counter moves at every entry and exit), so no
- * worker took or made work in between; whatever else could (a pool thread, a foreign
- * thread) is ruled out by 3 and 4, read in between. A coroutine readied before the first
- * collect sits in a queue (queues are emptied only by awake workers) or ran already. The
- * loads are seq_cst against the workers' seq_cst stores of their words, so what a worker
- * did before falling asleep (queue pushes, counter updates) is seen. A pool thread that
- * retires is uncounted before it exits, so the count errs on the side of "a foreign thread"
- * (no report); likewise a thread that was woken stops counting as stuck when its waker
- * claims the wait, before the thread can run.
+ * An instant, from concurrent reads: a double collect, in this order. (a) Every worker's
+ * sleep_word (all ASLEEP, none WAKEABLE). (b) The thread count: from here on no foreign
+ * thread exists, and none can appear (only a running thread creates one); the stuck ones
+ * cannot move unless a waker claims them, which decrements the count first. (c) The pool:
+ * once seen with no job queued or running, its threads stay idle (only a coroutine queues
+ * jobs). (d) The queues, and the coroutine count. (e) Every sleep_word again: equal words
+ * mean each worker stayed inside one kernel wait from (a) to (e) (the word's counter moves
+ * at every entry and exit), so no worker took or made work meanwhile. Whatever readied a
+ * coroutine before (b) or (c) — a thread that then left, a pool job that then finished — put
+ * it in a queue first, where (d) finds it: queues are emptied only by awake workers. (Read
+ * the other way round, a thread could ready a coroutine after (d) and leave before (b):
+ * the reason for the order.) The loads are seq_cst against the workers' seq_cst stores of
+ * their words, so what a worker did before falling asleep (queue pushes, counter updates) is
+ * seen. A pool thread that retires is uncounted before it exits, so the count errs on the
+ * side of "a foreign thread" (no report); a woken thread stops counting as stuck when its
+ * waker claims the wait, before the thread can run.
  *
  * Who checks, and when: the last worker to fall asleep (its release hook sees every other
  * worker asleep), so a busy runtime pays nothing; the hooks cost two stores per sleep.
@@ -154,9 +158,24 @@ void weft__deadlock_check(bool *threads_only)
     if (!snap || !enabled)
         goto out;
     int n = rt->nworkers;
+    /* The order matters (see the top): the words, then the threads — after this point no
+     * thread can act but the workers, which the second collect watches, and the pool's,
+     * which are idle once seen idle —, then the pool, then the queues (what a thread or a
+     * pool job readied before it left or went idle is in a queue by now). */
     for (int i = 0; i < n; i++)
         if (!asleep_for_good(snap[i] = load_word(rt->workers[i])))
             goto out;
+    int queued, pool_threads, running;
+    weft__blocking_depth(&queued, &pool_threads, &running);
+    int stuck = atomic_load_explicit(&weft__stuck_threads, memory_order_seq_cst);
+    int ours = n + pool_threads + (weft__watchdog_running() ? 1 : 0);
+    if (count_threads() != ours + stuck) {
+        *threads_only = true; /* someone else might still call weft: look again later */
+        goto out;
+    }
+    weft__blocking_depth(&queued, &pool_threads, &running);
+    if (queued || running)
+        goto out;
     if (weft__globalq_nonempty(&rt->global))
         goto out;
     for (int i = 0; i < n; i++) {
@@ -165,20 +184,10 @@ void weft__deadlock_check(bool *threads_only)
             weft__runq_nonempty(&w->rq))
             goto out;
     }
-    int queued, pool_threads, running;
-    weft__blocking_depth(&queued, &pool_threads, &running);
-    if (queued || running)
-        goto out;
     uint64_t blocks = weft__coro_alive(), zombies = weft__coro_zombies();
     uint64_t parked = blocks > zombies ? blocks - zombies : 0;
     if (!parked)
         goto out;
-    int stuck = atomic_load_explicit(&weft__stuck_threads, memory_order_seq_cst);
-    int ours = n + pool_threads + (weft__watchdog_running() ? 1 : 0);
-    if (count_threads() != ours + stuck) {
-        *threads_only = true; /* someone else might still call weft: look again later */
-        goto out;
-    }
     for (int i = 0; i < n; i++)
         if (load_word(rt->workers[i]) != snap[i])
             goto out;

@@ -15,7 +15,7 @@
 #if UINTPTR_MAX == UINT64_MAX /* the sizes of the LP64 ABIs weft supports */
 _Static_assert(sizeof(weft_config) == 128,
                "weft_config changed size: take a new field's room from reserved[] (ABI)");
-/* Fields added after 0.2 start past its last field's padding (an old binary may leave garbage
+/* Fields added later start past the old last field's padding (an old binary may leave garbage
  * in padding), in what were reserved words. */
 _Static_assert(offsetof(weft_config, stall_ms) == 32 && offsetof(weft_config, deadlock) == 36 &&
                    offsetof(weft_config, reserved) == 40,
