@@ -37,8 +37,13 @@
  *
  * Who checks, and when: the last worker to fall asleep (its release hook sees every other
  * worker asleep), so a busy runtime pays nothing; the hooks cost two stores per sleep.
- * A check that fails only on condition 4 asks the watchdog (stall.c) to look again later
- * with a growing interval, because a foreign thread may end without waking anyone.
+ * A check that passes is confirmed by a second one from the watchdog (stall.c) 50 ms later,
+ * which must find every worker still inside the same sleep; only then the report. A check
+ * that fails for a reason that need not wake anyone — a foreign thread (it may end without
+ * waking anyone), a worker that moved during the check, another checker at work — also
+ * asks the watchdog to look again, at growing intervals (up to 1 s) while every worker
+ * sleeps. Any other failure (a runnable coroutine, a busy pool, a wakeable worker) means a
+ * worker will wake, and sleep, and check again.
  *
  * The report: "weft: deadlock: all N coroutines are parked and nothing can wake them",
  * weft_dump, and _exit(2) (Go's exit status; no atexit handlers: the program is stuck, and a
@@ -59,6 +64,8 @@ _Atomic int weft__stuck_threads;
 static bool enabled;                  /* set by weft__hang_start before the workers run */
 static pthread_mutex_t check_mu = PTHREAD_MUTEX_INITIALIZER; /* one checker at a time */
 static uint64_t *snap;                /* per worker: the first collect (under check_mu) */
+static uint64_t *candidate;           /* the words of the last passing check (check_mu) */
+static bool candidate_ok;
 
 bool weft__deadlock_enabled(void)
 {
@@ -76,7 +83,9 @@ int weft__deadlock_start(const weft_config *cfg, int nworkers)
             enabled = false;
     }
     snap = calloc((size_t)nworkers, sizeof *snap);
-    if (!snap) {
+    candidate = calloc((size_t)nworkers, sizeof *candidate);
+    candidate_ok = false;
+    if (!snap || !candidate) {
         enabled = false;
         return WEFT_ENOMEM;
     }
@@ -87,7 +96,8 @@ void weft__deadlock_stop(void)
 {
     pthread_mutex_lock(&check_mu); /* a checker on the watchdog thread has finished */
     free(snap);
-    snap = NULL;
+    free(candidate);
+    snap = candidate = NULL;
     enabled = false;
     pthread_mutex_unlock(&check_mu);
 }
@@ -147,14 +157,14 @@ WEFT_NORETURN static void report(uint64_t parked, int stuck)
     _exit(2);
 }
 
-void weft__deadlock_check(bool *threads_only)
+bool weft__deadlock_check(void)
 {
-    *threads_only = false;
     struct weft__runtime *rt = weft__rt;
     if (!rt || !enabled || atomic_load_explicit(&rt->stopping, memory_order_acquire))
-        return;
+        return false;
     if (pthread_mutex_trylock(&check_mu) != 0)
-        return; /* another checker is looking at the same state */
+        return true; /* another checker is at it, and may fail on a passing change */
+    bool again = false;
     if (!snap || !enabled)
         goto out;
     int n = rt->nworkers;
@@ -164,20 +174,20 @@ void weft__deadlock_check(bool *threads_only)
      * pool job readied before it left or went idle is in a queue by now). */
     for (int i = 0; i < n; i++)
         if (!asleep_for_good(snap[i] = load_word(rt->workers[i])))
-            goto out;
+            goto out; /* that worker will wake, and sleep (and check) again */
     int queued, pool_threads, running;
     weft__blocking_depth(&queued, &pool_threads, &running);
     int stuck = atomic_load_explicit(&weft__stuck_threads, memory_order_seq_cst);
     int ours = n + pool_threads + (weft__watchdog_running() ? 1 : 0);
     if (count_threads() != ours + stuck) {
-        *threads_only = true; /* someone else might still call weft: look again later */
+        again = true; /* another thread might still call weft, or leave without doing so */
         goto out;
     }
     weft__blocking_depth(&queued, &pool_threads, &running);
     if (queued || running)
-        goto out;
+        goto out; /* the job's end wakes its caller */
     if (weft__globalq_nonempty(&rt->global))
-        goto out;
+        goto out; /* its producer woke a worker */
     for (int i = 0; i < n; i++) {
         struct weft__worker *w = rt->workers[i];
         if (atomic_load_explicit(&w->inbox, memory_order_acquire) ||
@@ -188,12 +198,23 @@ void weft__deadlock_check(bool *threads_only)
     uint64_t parked = blocks > zombies ? blocks - zombies : 0;
     if (!parked)
         goto out;
+    again = true;
     for (int i = 0; i < n; i++)
         if (load_word(rt->workers[i]) != snap[i])
-            goto out;
-    report(parked, stuck);
-out:
+            goto out; /* a worker moved: whoever sleeps last checks again, or we do */
+    /* Deadlocked at this instant. Reported when a second check, a watchdog period later,
+     * finds the same sleeps (no worker woke in between): a margin against any passing state
+     * this reasoning missed, which a real deadlock, being permanent, does not need. */
+    if (candidate_ok && memcmp(candidate, snap, (size_t)n * sizeof *snap) == 0)
+        report(parked, stuck);
+    memcpy(candidate, snap, (size_t)n * sizeof *snap);
+    candidate_ok = true;
     pthread_mutex_unlock(&check_mu);
+    return true;
+out:
+    candidate_ok = false;
+    pthread_mutex_unlock(&check_mu);
+    return again;
 }
 
 /* The last worker to fall asleep checks: every other worker's word says asleep for good. */
@@ -203,9 +224,7 @@ static void maybe_check(void)
     for (int i = 0; i < rt->nworkers; i++)
         if (!asleep_for_good(load_word(rt->workers[i])))
             return;
-    bool threads_only;
-    weft__deadlock_check(&threads_only);
-    if (threads_only)
+    if (weft__deadlock_check())
         weft__watchdog_recheck();
 }
 

@@ -40,11 +40,10 @@ void weft__hang_thread_init(struct weft__worker *w);
 int weft__deadlock_start(const weft_config *cfg, int nworkers); /* from weft__hang_start */
 void weft__deadlock_stop(void);
 bool weft__deadlock_enabled(void);
-/* Full check from any thread (a worker's release hook or the watchdog): true if it printed the
- * report (it then exits the process: never returns true in fact). Sets *threads_only when
- * the only obstacle was a thread that might still call weft (the watchdog then looks again
- * later, since such a thread can leave without waking anything). */
-void weft__deadlock_check(bool *threads_only);
+/* Full check from any thread (a worker's release hook or the watchdog). On a deadlock
+ * confirmed by an earlier passing check with the same sleeps, prints the report and exits
+ * the process. Returns true when someone must look again later (the watchdog does). */
+bool weft__deadlock_check(void);
 /* Plain threads blocked in a weft wait without a deadline whose wait nobody has claimed yet
  * (coro.c keeps it: +1 by the thread as it goes to sleep, -1 by the claimer). */
 extern _Atomic int weft__stuck_threads;

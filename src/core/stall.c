@@ -37,9 +37,9 @@
  * sees the other, so a parked watchdog is always woken. An idle runtime therefore has no
  * periodic wake-up, unless a deadlock check is pending (below).
  *
- * Deadlock second looks: when the last worker to fall asleep found only threads that might
- * still call weft (deadlock.c), the watchdog checks again after 50 ms, then at doubling
- * intervals up to 1 s, for as long as every worker stays asleep. */
+ * Deadlock second looks: when a check asks for one (deadlock.c: to confirm a deadlock, or
+ * because a thread that might still call weft exists), the watchdog checks again after 50 ms,
+ * then at doubling intervals up to 1 s, for as long as every worker stays asleep. */
 #define _GNU_SOURCE
 #include "futex.h"
 #include "hang.h"
@@ -296,9 +296,7 @@ static void *watchdog(void *unused)
                 if (!recheck_at) {
                     recheck_at = now + recheck_gap;
                 } else if (now >= recheck_at) {
-                    bool threads_only;
-                    weft__deadlock_check(&threads_only); /* exits on a deadlock */
-                    if (!threads_only)
+                    if (!weft__deadlock_check()) /* exits on a deadlock */
                         atomic_store_explicit(&wd.recheck, 0, memory_order_relaxed);
                     recheck_gap = recheck_gap * 2 > RECHECK_MAX ? RECHECK_MAX : recheck_gap * 2;
                     recheck_at = now + recheck_gap;
