@@ -111,8 +111,46 @@ typedef struct weft_config {
                               where possible (also $WEFT_DEBUG_MIGRATE=1) */
     int blocking_threads;  /* max threads of the blocking-offload pool; 0: 64 */
     int dump_signal;       /* a signal (e.g. SIGQUIT) that prints weft_dump() to stderr; 0: none */
-    uint64_t reserved[12]; /* must be zero: room for later fields (README "Versions and ABI") */
+    int padding_;          /* ignored: was padding, where an older binary may leave garbage */
+    int stall_ms;          /* stall reports (below): a worker that runs one coroutine longer
+                              than this prints it with its backtrace; 0: $WEFT_STALL_MS, else
+                              100; -1: off */
+    int deadlock;          /* the deadlock report (below): 0: on unless $WEFT_DEADLOCK=0;
+                              1: on; -1: off */
+    uint64_t reserved[11]; /* must be zero: room for later fields (README "Versions and ABI") */
 } weft_config;
+
+/* Hangs that say why.
+ *
+ * Deadlock report (Go's "all goroutines are asleep"). When every coroutine is parked on a weft
+ * object and nothing can ever wake one, weft prints
+ *     weft: deadlock: all N coroutines are parked and nothing can wake them
+ * followed by weft_dump() (what each one waits on, with its backtrace), to stderr, and the
+ * process exits with status 2 (_exit: no atexit handlers; stdout is flushed). "Nothing can
+ * wake one" means, at one instant: every worker sleeps in its event loop with no armed
+ * timer (a sleep, a deadline — a coroutine waiting with a deadline is not deadlocked, it
+ * times out) and no fd wait; no coroutine is runnable; the blocking pool has no job queued
+ * or running; and every thread of the process is weft's own (workers, the pool's idle
+ * threads, the watchdog) or a plain thread blocked in a weft call without a deadline
+ * (channel, join, mutex, wait group...) that nobody has woken. Any other thread counts as
+ * one that might still call weft — send on a channel, cancel, spawn — so its mere existence
+ * prevents the report (weft cannot tell a thread that will send from one blocked forever in
+ * pthread_join); while such threads exist, weft looks again at growing intervals (up to
+ * 1 s), so a thread that ends without waking anyone still leads to the report. When main
+ * returns, that is the end of the program, never a deadlock. Off: config.deadlock = -1, or
+ * $WEFT_DEADLOCK=0.
+ *
+ * Stall report (Seastar's stall detector). A worker that has run one coroutine for longer
+ * than the threshold — computing without a weft call, or blocked in a system call (a plain
+ * read, sqlite called directly) — prints, once per stall,
+ *     weft: stall: worker 1 ran coroutine 17 "name" (entry_fn) for 100 ms
+ * and the coroutine's backtrace (module(symbol+offset) lines). The backtrace is taken by a
+ * SIGURG sent to that worker's thread (a SIGURG handler the program installed still gets the
+ * other SIGURGs); a system call that is not restarted after a signal handler (nanosleep,
+ * poll, sem_wait: see signal(7)) returns EINTR in the stalled coroutine. At most one report
+ * per worker per second (the next says how many went unreported); a stall of two thresholds
+ * or more ends with "weft: stall: worker 1 switched again after N ms". Threshold:
+ * config.stall_ms, $WEFT_STALL_MS (milliseconds; 0 or -1: off), default 100 ms. */
 
 /* Stack sizes. Stacks are reserved address space, committed page by page as they are
  * touched, with a 64 KiB guard zone below: the default 64 KiB costs one resident page for a

@@ -232,3 +232,17 @@ void weft__blocking_atfork(int phase)
         pthread_mutex_unlock(&pool.mu);
     }
 }
+
+/* hang.h: the pool's depth, for the deadlock check and weft_dump. `running`: threads not
+ * idle (running a job, or between jobs); under pool.mu, so the three agree. */
+void weft__blocking_depth(int *queued, int *threads, int *running)
+{
+    pthread_mutex_lock(&pool.mu);
+    int q = 0;
+    for (struct job *j = pool.head; j; j = j->next)
+        q++;
+    *queued = q;
+    *threads = pool.threads;
+    *running = pool.threads - pool.idle;
+    pthread_mutex_unlock(&pool.mu);
+}

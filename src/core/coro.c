@@ -3,6 +3,7 @@
 #define _GNU_SOURCE
 #include "coro.h"
 #include "futex.h"
+#include "hang.h"
 #include "runtime.h"
 
 #include <pthread.h>
@@ -354,8 +355,13 @@ bool weft__waker_claim(struct weft__waker *k)
     uint32_t v = atomic_load_explicit(&k->tp->word, memory_order_relaxed);
     while ((v & TP_STATE) == TP_ARMED)
         if (atomic_compare_exchange_weak_explicit(&k->tp->word, &v, (v & TP_SLEEPING) | TP_CLAIMED,
-                                                  memory_order_acq_rel, memory_order_relaxed))
+                                                  memory_order_acq_rel, memory_order_relaxed)) {
+            /* Uncounted before the thread can run again (it waits for DONE): a deadlock
+             * check never takes a woken thread for a stuck one (deadlock.c). */
+            if (v & TP_STUCK)
+                atomic_fetch_sub_explicit(&weft__stuck_threads, 1, memory_order_seq_cst);
             return true;
+        }
     return false;
 }
 
@@ -405,11 +411,20 @@ int weft__tparker_wait(struct weft__thread_parker *tp, int64_t deadline)
         if ((v & TP_STATE) == TP_DONE)
             return tp->result;
         if (!(v & TP_SLEEPING)) {
-            if (!atomic_compare_exchange_weak_explicit(&tp->word, &v, v | TP_SLEEPING,
+            /* hang.h: an unclaimed wait without a deadline is counted (counted first, so
+             * the claimer that sees TP_STUCK always finds the count to take back). */
+            uint32_t stuck =
+                deadline == WEFT_FOREVER && (v & TP_STATE) == TP_ARMED ? TP_STUCK : 0;
+            if (stuck)
+                atomic_fetch_add_explicit(&weft__stuck_threads, 1, memory_order_seq_cst);
+            if (!atomic_compare_exchange_weak_explicit(&tp->word, &v, v | TP_SLEEPING | stuck,
                                                        memory_order_acq_rel,
-                                                       memory_order_acquire))
+                                                       memory_order_acquire)) {
+                if (stuck)
+                    atomic_fetch_sub_explicit(&weft__stuck_threads, 1, memory_order_seq_cst);
                 continue;
-            v |= TP_SLEEPING;
+            }
+            v |= TP_SLEEPING | stuck;
         }
         if (weft__futex_wait(&tp->word, v, deadline) == -ETIMEDOUT &&
             (atomic_load_explicit(&tp->word, memory_order_acquire) & TP_STATE) != TP_DONE)

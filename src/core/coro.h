@@ -115,6 +115,8 @@ enum {
     TP_DONE = 2,
     TP_STATE = 3,
     TP_SLEEPING = 4, /* the thread is (about to be) in futex_wait: the completer must wake it */
+    TP_STUCK = 8,    /* it sleeps without a deadline, counted in weft__stuck_threads (hang.h)
+                        until the waker that claims the wait uncounts it */
 };
 struct weft__waker {
     struct weft__coro *co;             /* NULL: a plain thread */

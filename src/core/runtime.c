@@ -6,6 +6,7 @@
  * unmapped and every control block returns to the pool with its id retired (handles held by
  * plain threads then get WEFT_ENORUNTIME / WEFT_ESTATE). */
 #define _GNU_SOURCE
+#include "hang.h"
 #include "runtime.h"
 
 #include <sched.h>
@@ -131,6 +132,8 @@ int weft_run(int (*main)(void *), void *arg, const weft_config *config)
     if (cfg.dump_signal != 0 && (cfg.dump_signal < 1 || cfg.dump_signal >= NSIG ||
                                  cfg.dump_signal == SIGKILL || cfg.dump_signal == SIGSTOP))
         return WEFT_EINVAL;
+    if (cfg.stall_ms < -1 || cfg.deadlock < -1 || cfg.deadlock > 1)
+        return WEFT_EINVAL;
     if (cfg.stack_size &&
         (cfg.stack_size < WEFT_STACK_DEFAULT_MIN || cfg.stack_size > WEFT_STACK_MAX))
         return WEFT_ESTACK;
@@ -174,10 +177,12 @@ int weft_run(int (*main)(void *), void *arg, const weft_config *config)
     rt->workers = calloc((size_t)nthreads, sizeof *rt->workers);
     rt->idle_list = calloc((size_t)nthreads, sizeof *rt->idle_list);
     int ret = WEFT_ENOMEM;
+    bool hang_started = false;
     rt->load_idle = calloc((size_t)nthreads, sizeof *rt->load_idle);
     rt->load_sleeps = calloc((size_t)nthreads, sizeof *rt->load_sleeps);
     if (!rt->workers || !rt->idle_list || !rt->load_idle || !rt->load_sleeps)
         goto out;
+    weft__evalloc_install();
     for (int i = 0; i < nthreads; i++) {
         if (!(rt->workers[i] = weft__worker_create(i)))
             goto out;
@@ -190,6 +195,7 @@ int weft_run(int (*main)(void *), void *arg, const weft_config *config)
     weft__guard_install();
     if (cfg.dump_signal > 0)
         weft__dump_signal_install(cfg.dump_signal);
+    hang_started = weft__hang_start(&cfg) == 0; /* hang.h; without it: no reports */
 
     /* main runs as a coroutine like any other; the calling thread becomes worker 0. */
     struct main_arg m = {main, arg, 0};
@@ -237,6 +243,9 @@ int weft_run(int (*main)(void *), void *arg, const weft_config *config)
         for (int i = 1; i < started; i++)
             pthread_join(threads[i], NULL);
         free(threads);
+        if (hang_started)
+            weft__hang_stop(); /* the workers are gone: nothing left to watch */
+        hang_started = false;
         if (started == nthreads)
             weft__zombie_report();
     }
@@ -246,6 +255,8 @@ stop:
         weft__dump_signal_uninstall();
     weft__guard_uninstall();
 out:
+    if (hang_started)
+        weft__hang_stop();
     weft__rt = NULL;
     if (rt->workers)
         for (int i = 0; i < nthreads; i++)

@@ -68,6 +68,10 @@ struct weft__worker {
      * joins and detaches of finished tasks running on this worker's thread */
     _Atomic uint64_t n_zombied, n_unzombied;
     _Atomic uint64_t n_sleeps; /* blocking polls (go_idle), for load.c */
+    /* hang.h: the deadlock detector and the stall watchdog */
+    bool deep_sleep;               /* owner: inside go_idle's blocking poll */
+    int timers_armed;              /* owner: active timer records in the loop (timer.c) */
+    _Atomic uint64_t sleep_word;   /* owner writes (libev hooks), any thread reads: hang.h */
     uint64_t id_next, id_end;      /* a block of coroutine ids (coro.c) */
 };
 
@@ -227,6 +231,11 @@ uint64_t weft__coro_alive(void);
 /* weft_run's end (debug.c): in debug builds or with $WEFT_DEBUG, print the zombies left. */
 void weft__zombie_report(void);
 void weft__blocking_shutdown(void);
+/* libev's allocator (evalloc.c): installed by weft_run before any loop exists. try runs
+ * fn(arg) so that a failed libev allocation inside returns -ENOMEM (what was allocated is
+ * leaked) instead of aborting; outside a try, a failure aborts with weft's message. */
+void weft__evalloc_install(void);
+int weft__evalloc_try(void (*fn)(void *), void *arg);
 
 /* fork() (fork.c): pthread_atfork handlers, registered by the first weft_run. PREPARE takes
  * each module's process-wide locks (so the child's copies of the structures they guard are
@@ -236,6 +245,9 @@ int weft__fork_init(void); /* 0, or WEFT_ENOMEM */
 void weft__blocking_atfork(int phase);
 void weft__coro_atfork(int phase);
 void weft__run_atfork_child(bool on_coro_stack);
+/* The blocking pool's jobs queued, its threads, and those not idle (running a job or about
+ * to): for weft_dump and the deadlock check (hang.h). Any thread; takes the pool's lock. */
+void weft__blocking_depth(int *queued, int *threads, int *running);
 void weft__dump_signal_install(int sig);
 void weft__dump_signal_uninstall(void);
 #endif

@@ -62,6 +62,7 @@
 #define _GNU_SOURCE
 #include "runtime.h"
 #include "futex.h"
+#include "hang.h"
 #include "sanitizer.h"
 
 #include <pthread.h>
@@ -792,7 +793,9 @@ static void go_idle(struct weft__worker *w)
             ev_timer_init(&w->watch, on_watch, (double)LOAD_WATCH_NS / 1e9, 0.);
             ev_timer_start(w->loop, &w->watch);
         }
+        w->deep_sleep = true; /* hang.h: the loop's release hook publishes this sleep */
         poll_loop(w, EVRUN_ONCE);
+        w->deep_sleep = false;
         if (watch)
             ev_timer_stop(w->loop, &w->watch);
         weft__idle_end(w, w->last_poll);
@@ -969,6 +972,20 @@ static void worker_init_thread(struct weft__worker *w)
         pthread_attr_destroy(&attr);
     }
     weft__guard_thread_init(w);
+    weft__hang_thread_init(w);
+}
+
+static void loop_setup(void *arg)
+{
+    struct weft__worker *w = arg;
+    w->loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOSIGMASK);
+    if (!w->loop)
+        return;
+    /* The async watcher stays active and referenced: a loop without an active watcher
+     * returns from ev_run at once instead of sleeping (100% CPU when idle). */
+    ev_async_init(&w->wake, on_wake);
+    ev_async_start(w->loop, &w->wake);
+    weft__hang_loop_init(w);
 }
 
 struct weft__worker *weft__worker_create(int index)
@@ -980,15 +997,12 @@ struct weft__worker *weft__worker_create(int index)
     w->index = index;
     w->rng = 0x9e3779b97f4a7c15ull * (uint64_t)(index + 1);
     w->tick_left = 61;
-    w->loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOSIGMASK);
-    if (!w->loop) {
+    /* libev aborts when it cannot allocate: the setup runs with evalloc.c's escape armed,
+     * so no memory here fails weft_run with WEFT_ENOMEM instead. */
+    if (weft__evalloc_try(loop_setup, w) != 0 || !w->loop) {
         free(w);
         return NULL;
     }
-    /* The async watcher stays active and referenced: a loop without an active watcher
-     * returns from ev_run at once instead of sleeping (100% CPU when idle). */
-    ev_async_init(&w->wake, on_wake);
-    ev_async_start(w->loop, &w->wake);
     return w;
 }
 
