@@ -7,8 +7,12 @@
  * returns at once while fn runs on; whoever drops the last reference frees the job.
  * Threads: the queue and counters are guarded by pool.mu; a job's result is written by the
  * pool thread before it tries the caller's waker (whose CAS/ready chain publishes it).
- * Shutdown: weft_run waits for jobs in flight (joining every pool thread) before returning. */
+ * Shutdown: weft_run waits for jobs in flight (joining every pool thread) before returning,
+ * after the runtime is gone: a pool thread is a plain thread, its wake-up of the caller goes
+ * through the gate (gate.h) and is dropped once the runtime stops (the caller is abandoned,
+ * never resumed; its job stays allocated, like the rest of the abandoned coroutine). */
 #define _GNU_SOURCE
+#include "gate.h"
 #include "runtime.h"
 
 #include <pthread.h>
@@ -62,7 +66,10 @@ static void *pool_thread(void *unused)
             pool.tail = NULL;
         pthread_mutex_unlock(&pool.mu);
         j->result = j->fn(j->arg);
-        weft__waker_wake(&j->k, 0, false);
+        /* Not gated around fn: user code may call weft itself (gate.h: no nesting). */
+        if (weft__gate_enter() == WEFT__IN_OPEN)
+            weft__waker_wake(&j->k, 0, false);
+        weft__gate_leave();
         job_release(j);
         pthread_mutex_lock(&pool.mu);
     }

@@ -43,6 +43,10 @@ struct weft__worker {
     void *iow_chunks;
     uint32_t tick_left;            /* dispatches until the scheduler context runs (61) */
     bool tick_due;                 /* the 61st dispatch came: check the global queue first */
+    /* main returned (weft__stop): dispatch nothing more. Written once by the thread running
+     * main's exit, read relaxed by the owner at every dispatch (pick_local, worker_loop,
+     * yield): a flag that publishes no data, on the owner's own line (no cost while 0). */
+    _Atomic bool stop;
     uint32_t next_streak;          /* consecutive runnext dispatches (bounded to 3) */
     int64_t last_poll;             /* weft_now() of the last ev_run */
     /* load.c: poll-spinning and idle accounting (owner only, but idle_mark: see load.c) */
@@ -93,7 +97,7 @@ struct weft__runtime {
     pthread_mutex_t idle_mu;       /* guards the idle list and worker.idle/woken */
     struct weft__worker **idle_list;
     int idle_top;
-    _Atomic int stopping;
+    _Atomic int stopping;          /* main returned (weft__stop); the scheduler exits on it */
     bool debug_migrate;
     size_t stack_size;
     int blocking_threads;
@@ -196,6 +200,8 @@ struct weft__worker *weft__worker_create(int index);
 void weft__worker_destroy(struct weft__worker *w);
 void weft__worker_run(struct weft__worker *w);
 void weft__wake_all(void);
+/* main's coroutine returned: set `stopping` and every worker's `stop`, wake every worker. */
+void weft__stop(void);
 void weft__coro_cache_drain(struct weft__worker *w);
 /* Overflow detection (guard.c): per-thread alternate signal stack + SIGSEGV handler. */
 /* The check at every switch away from co (sched.c calls it when sp is below co's stack or

@@ -469,7 +469,10 @@ static void after_exit(struct weft__switch *s, struct weft__worker *w)
     weft__coro_release(co);
 }
 
-/* Owner only: next coroutine from local queues, or NULL (then go via the scheduler). */
+/* Owner only: next coroutine from local queues, or NULL (then go via the scheduler). After
+ * main returned (w->stop) always NULL: the scheduler context then leaves its loop, so no
+ * coroutine is resumed after the stop (the shutdown rule, weft.h) — every dispatch path
+ * checks it: this direct switch, worker_loop's detour, and find_work. */
 static struct weft__coro *pick_local(struct weft__worker *w)
 {
     if (--w->tick_left == 0) {
@@ -477,7 +480,8 @@ static struct weft__coro *pick_local(struct weft__worker *w)
         w->tick_due = true;
         return NULL; /* let the scheduler look at the global queue and the loop */
     }
-    if (atomic_load_explicit(&w->inbox, memory_order_relaxed))
+    if (atomic_load_explicit(&w->inbox, memory_order_relaxed) ||
+        WEFT_UNLIKELY(atomic_load_explicit(&w->stop, memory_order_relaxed)))
         return NULL;
     return local_get(w);
 }
@@ -521,8 +525,9 @@ int weft_yield(void)
     if (!w->debug_migrate) {
         struct weft__coro *next = pick_local(w);
         if (!next && !weft__runq_nonempty(&w->rq) && !w->tick_due &&
-            !weft__globalq_nonempty(&weft__rt->global))
-            return 0; /* nobody else to run here: keep going */
+            !weft__globalq_nonempty(&weft__rt->global) &&
+            !atomic_load_explicit(&w->stop, memory_order_relaxed))
+            return 0; /* nobody else to run here: keep going (unless stopping: leave) */
         switch_to(w, next, &s, false);
     } else {
         switch_to(w, NULL, &s, false); /* via the scheduler: after_yield posts it elsewhere */
@@ -932,9 +937,11 @@ static void worker_loop(struct weft__worker *w)
 {
     struct weft__coro *co;
     for (;;) {
-        if ((co = w->direct_next))
-            w->direct_next = NULL; /* a small-stack coroutine routed through us (switch_to) */
-        else if (!(co = find_work(w)))
+        co = w->direct_next; /* a small-stack coroutine routed through us (switch_to) */
+        w->direct_next = NULL;
+        if (atomic_load_explicit(&w->stop, memory_order_relaxed))
+            break; /* main returned: co (ours, RUNNABLE) is abandoned like the queued ones */
+        if (!co && !(co = find_work(w)))
             break;
         struct weft__switch s = {.save = &w->sched_ctx, .after = NULL, .from = NULL};
         switch_to(w, co, &s, false);
@@ -1005,6 +1012,15 @@ void weft__wake_all(void)
     struct weft__runtime *rt = weft__rt;
     for (int i = 0; i < rt->nworkers; i++)
         ev_async_send(rt->workers[i]->loop, &rt->workers[i]->wake);
+}
+
+void weft__stop(void)
+{
+    struct weft__runtime *rt = weft__rt;
+    atomic_store_explicit(&rt->stopping, 1, memory_order_release);
+    for (int i = 0; i < rt->nworkers; i++)
+        atomic_store_explicit(&rt->workers[i]->stop, true, memory_order_relaxed);
+    weft__wake_all();
 }
 
 int weft_worker_index(void)
