@@ -104,6 +104,10 @@ struct weft__runtime {
     _Atomic uint32_t rr;           /* round-robin cursor for debug migration / inbox posts */
 };
 
+/* The runtime while weft_run runs (static storage, see runtime.c), else NULL. Workers read
+ * it freely (they live within the run); a plain thread only between weft__gate_in and
+ * weft__gate_out (gate.h), which orders its reads after weft_run set it and before weft_run
+ * clears it and frees what it owns. */
 extern struct weft__runtime *weft__rt;
 /* Counts weft_run calls: objects remember the run whose waiters they hold, so waiters left
  * by coroutines abandoned at shutdown (on stacks since unmapped) are never touched later. */
@@ -116,7 +120,7 @@ static inline void weft__stat_inc(_Atomic uint64_t *c)
 {
     atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
                           memory_order_relaxed);
-} /* non-NULL while weft_run runs */
+}
 
 /* The calling thread's worker, or NULL on a plain thread. Never inlined and re-read after
  * every switch: a coroutine that parked on one worker may resume on another, and a cached

@@ -26,6 +26,16 @@
  * half the busy ones), steal half of a random victim's ring (the victim's runnext only on the
  * last round); then go idle.
  *
+ * Stopping (the shutdown rule, weft.h). main's exit sets `stopping` and every worker's
+ * `stop` flag (weft__stop) and wakes them all. Every dispatch checks the flag first: the
+ * direct switch (pick_local returns nothing, so the switch goes to the scheduler context),
+ * the scheduler loop (its direct_next detour and find_work), and a yield that would keep
+ * going. So a worker ends the stretch of the coroutine it is running and resumes no other;
+ * whatever is left in its queues is abandoned (runtime.c releases it). The flag is read
+ * relaxed: it publishes no data, and the stop is a point in each worker's own sequence of
+ * dispatches, not a global instant (another worker's coroutine may still be running when
+ * main returns, as in Go).
+ *
  * Idle and wake-up (Go's protocol; see go_idle and wakep). A worker going idle first puts
  * itself on the idle list, then gives back its spinning token, then executes a seq_cst fence
  * and re-checks every queue; only if all are empty does it block in ev_run(EVRUN_ONCE). A

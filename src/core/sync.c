@@ -140,7 +140,11 @@ static int cond_wait_until(weft_cond *c, weft_mutex *m, int64_t deadline)
     }
     r = weft__waitq_block(waitq_of(&c->waiters), &w, LOCK(c), deadline);
     int r2 = mutex_relock(m);
-    return r2 ? r2 : r;
+    if (r2 != 0)
+        return r2; /* WEFT_ENORUNTIME, without m */
+    if (r == WEFT_ENORUNTIME)
+        mutex_unlock(m); /* one rule for the caller: WEFT_ENORUNTIME never holds m */
+    return r;
 }
 
 int weft_cond_wait_until(weft_cond *c, weft_mutex *m, int64_t deadline)
