@@ -11,6 +11,7 @@
 #include <weft.h>
 
 #include "chan.h"    /* to see a channel's waiter queues */
+#include "gate.h"    /* weft__gate_sleepers: plain threads asleep in weft */
 #include "runtime.h" /* weft__rt->stopping */
 
 #include <pthread.h>
@@ -241,10 +242,14 @@ static void test_spawn_while_stopping(void)
 /* ==========================================================================================
  * A plain thread blocked in each kind of wait when main returns gets WEFT_ENORUNTIME. */
 
-enum kind { K_JOIN, K_RECV0, K_RECV8, K_SEND0, K_SEND1, K_SELECT, K_MUTEX, K_COND, K_SEM, K_WG, K_N };
+enum kind {
+    K_JOIN, K_RECV0, K_RECV8, K_SEND0, K_SEND1, K_SELECT, K_MUTEX, K_COND, K_SEM, K_WG, K_GROUP,
+    K_N
+};
 static const char *kind_name[K_N] = {"join", "chan recv (rendezvous)", "chan recv (buffered)",
                                       "chan send (rendezvous)", "chan send (buffered, full)",
-                                      "select", "mutex", "cond", "sem", "wait group"};
+                                      "select", "mutex", "cond", "sem", "wait group",
+                                      "task group"};
 
 struct waitcase {
     enum kind kind;
@@ -254,6 +259,7 @@ struct waitcase {
     weft_cond c;
     weft_sem s;
     weft_wg wg;
+    weft_group *g;
     int result;
     _Atomic int done;
     pthread_t th;
@@ -303,6 +309,9 @@ static void *blocked_thread(void *arg)
         break;
     case K_WG:
         r = weft_wg_wait(&w->wg);
+        break;
+    case K_GROUP:
+        r = weft_group_wait(w->g);
         break;
     default:
         break;
@@ -355,6 +364,8 @@ static bool thread_blocked(struct waitcase *w)
         return queued(&w->s.lock, &w->s.waiters.head);
     case K_WG:
         return queued(&w->wg.lock, &w->wg.waiters.head);
+    case K_GROUP: /* opaque: the thread is known asleep once the gate tracks it */
+        return weft__gate_sleepers() == 1;
     default:
         return false;
     }
@@ -373,6 +384,10 @@ static int waitcase_main(void *arg)
         break;
     case K_MUTEX:
         CHECK_EQ(weft_mutex_lock(&w->m), 0); /* held by main, abandoned with it */
+        break;
+    case K_GROUP:
+        CHECK_EQ(weft_group_create(&w->g), 0);
+        CHECK_EQ(weft_group_spawn(w->g, sleep_forever, NULL), 0);
         break;
     default:
         break;
@@ -444,6 +459,9 @@ static void test_thread_waiters(void)
         }
         weft_chan_unref(w->ch);
         weft_chan_unref(w->ch2);
+        if (w->g)
+            CHECK_EQ(weft_group_free(w->g), 0); /* its abandoned member is forgotten */
+        CHECK_EQ(weft__gate_sleepers(), 0);
         free(w);
     }
 }

@@ -577,9 +577,10 @@ static void notify(struct weft_chan *ch, _Atomic uint32_t *flag, bool thread)
         /* A plain thread completes waiters (readying coroutines: the runtime's queues)
          * only when admitted. Refused: no runtime runs, and no waiter of a stopped one can
          * still be waiting (coroutines abandoned, threads woken): nobody to notify. */
-        if (weft__gate_enter() == WEFT__IN_OPEN)
+        int in = weft__gate_in(NULL);
+        if ((in & 3) == WEFT__IN_OPEN)
             notify(ch, flag, false);
-        weft__gate_leave();
+        weft__gate_out(in);
         return;
     }
     struct weft__waiter *done = NULL;
@@ -598,11 +599,7 @@ static WEFT_NOINLINE int chan_locked_op_thread(struct weft_chan *ch, void *elem,
                                                int64_t deadline, bool send, bool block,
                                                bool poll)
 {
-    int r = WEFT_ENORUNTIME;
-    if (weft__gate_enter() == WEFT__IN_OPEN)
-        r = chan_locked_op(ch, elem, deadline, send, block, poll);
-    weft__gate_leave();
-    return r;
+    return WEFT__GATED_RT(chan_locked_op(ch, elem, deadline, send, block, poll));
 }
 
 /* Plain threads (thread == true) use the lock-free ring without the gate: it touches only

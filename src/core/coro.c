@@ -387,7 +387,12 @@ static int tparker_sleep(struct weft__thread_parker *tp, int64_t deadline)
 
 int weft__tparker_wait(struct weft__thread_parker *tp, int64_t deadline)
 {
-    if (weft__gate_mode() == WEFT__IN_NONE) {
+    int mode = weft__gate_mode();
+    /* Every public call that can sleep counts a plain thread in (gate.h): a thread asleep
+     * outside the gate could be woken by the sweep and then unlink itself from a queue whose
+     * neighbours' stacks are already unmapped. */
+    WEFT_ASSERT(mode != 0);
+    if (mode == WEFT__IN_NONE) {
         /* No runtime: a wait for another plain thread (the sync objects work without one).
          * Not counted while asleep, so that a runtime can start meanwhile (gate.h). */
         weft__gate_leave();

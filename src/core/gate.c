@@ -98,6 +98,16 @@ void weft__gate_untrack(struct weft__thread_parker *tp)
     pthread_mutex_unlock(&list_mu);
 }
 
+int weft__gate_sleepers(void)
+{
+    int n = 0;
+    pthread_mutex_lock(&list_mu);
+    for (struct weft__thread_parker *tp = list_head; tp; tp = tp->gnext)
+        n++;
+    pthread_mutex_unlock(&list_mu);
+    return n;
+}
+
 /* weft_run's thread, the state BUSY: wait until every counted plain thread has left.
  * seq_cst (an acquire): see the top. Only threads counted before BUSY stay counted, and
  * none of them sleeps any more (weft__gate_track refuses, the sweep woke the sleepers), so

@@ -52,6 +52,8 @@ enum {
     WEFT__IN_WORKER = 0,  /* a worker thread: no gate */
     WEFT__IN_OPEN = 1,    /* a plain thread, admitted: the runtime is valid until gate_out */
     WEFT__IN_NONE = 2,    /* a plain thread, counted, no runtime (STOPPED) */
+    WEFT__IN_NESTED = 4,  /* or'ed on: a call made inside another (a group cancelling its
+                           * members): the outer call's entry holds, nothing to do */
 };
 
 /* Plain thread: count in, waiting out BUSY. Returns WEFT__IN_OPEN or WEFT__IN_NONE. */
@@ -63,21 +65,26 @@ bool weft__gate_try(void);
 /* The calling plain thread's current entry: WEFT__IN_OPEN, WEFT__IN_NONE, or 0 if none. */
 int weft__gate_mode(void);
 
-/* The entry of a public call that a plain thread may make: `w` is weft__worker_entry(). */
+/* The entry of a public call that a plain thread may make: `w` is weft__worker_entry().
+ * Nested entries only inherit the outer one's: a second count could wait out a BUSY state
+ * whose end waits for the first (weft_run waits for the count to drop). */
 static inline int weft__gate_in(const void *w)
 {
-    return w ? WEFT__IN_WORKER : weft__gate_enter();
+    if (w)
+        return WEFT__IN_WORKER;
+    int mode = weft__gate_mode();
+    return mode ? mode | WEFT__IN_NESTED : weft__gate_enter();
 }
 static inline void weft__gate_out(int in)
 {
-    if (in != WEFT__IN_WORKER)
+    if (in != WEFT__IN_WORKER && !(in & WEFT__IN_NESTED))
         weft__gate_leave();
 }
 /* A public call's body `expr` (an int), run inside the gate when the caller is a plain
  * thread. WEFT__GATED: also without a runtime (objects usable on their own: a wait then
  * returns WEFT_ENORUNTIME); WEFT__GATED_RT: WEFT_ENORUNTIME without a runtime. `expr` must
- * not call back into a gated public function (a nested entry could wait for a stop that
- * waits for us) nor run user code. Needs runtime.h (weft__worker_entry). */
+ * not run user code (it could block for good inside the gate, and weft_run waits for every
+ * thread inside to leave). Needs runtime.h (weft__worker_entry). */
 #define WEFT__GATED(expr)                                                                    \
     __extension__({                                                                          \
         int in_ = weft__gate_in(weft__worker_entry());                                      \
@@ -88,7 +95,7 @@ static inline void weft__gate_out(int in)
 #define WEFT__GATED_RT(expr)                                                                 \
     __extension__({                                                                          \
         int in_ = weft__gate_in(weft__worker_entry());                                      \
-        int r_ = in_ == WEFT__IN_NONE ? WEFT_ENORUNTIME : (expr);                            \
+        int r_ = (in_ & 3) == WEFT__IN_NONE ? WEFT_ENORUNTIME : (expr);                      \
         weft__gate_out(in_);                                                                 \
         r_;                                                                                  \
     })
@@ -102,6 +109,8 @@ static inline bool weft__gate_open_hint(void)
  * that shutdown can complete it. false: the runtime is not OPEN (or stopping): do not sleep. */
 bool weft__gate_track(struct weft__thread_parker *tp);
 void weft__gate_untrack(struct weft__thread_parker *tp);
+/* Plain threads asleep in weft now (tracked): for tests that wait for a thread to block. */
+int weft__gate_sleepers(void);
 
 /* weft_run (runtime.c). open: STOPPED → BUSY, wait for the counted threads to leave, then
  * OPEN (weft__rt must be set before). close: OPEN → BUSY, complete every tracked parker with

@@ -8,8 +8,8 @@
  * Plain threads make every call inside the gate (gate.h, WEFT__GATED): a wake-up may ready
  * a coroutine (the runtime's queues), a wait must be found by a stopping runtime (it then
  * returns WEFT_ENORUNTIME). The objects also work between plain threads with no runtime at
- * all. Internal steps call the ungated static functions: a gated call never nests in
- * another (gate.h). */
+ * all. Internal steps call the ungated static functions (a nested entry would only cost a
+ * look at the thread's gate state). */
 #include "gate.h"
 #include "runtime.h"
 #include "waitq.h"
