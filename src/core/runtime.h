@@ -43,9 +43,10 @@ struct weft__worker {
     void *iow_chunks;
     uint32_t tick_left;            /* dispatches until the scheduler context runs (61) */
     bool tick_due;                 /* the 61st dispatch came: check the global queue first */
-    /* main returned (weft__stop): dispatch nothing more. Written once by the thread running
-     * main's exit, read relaxed by the owner at every dispatch (pick_local, worker_loop,
-     * yield): a flag that publishes no data, on the owner's own line (no cost while 0). */
+    /* main returned (weft__stop): dispatch nothing more. Written once (release) by the
+     * thread running main's exit; read by the owner at every dispatch (pick_local, yield:
+     * relaxed, on the owner's own line, no cost while 0) and with acquire by worker_loop
+     * before it leaves (sched.c "Stopping"). */
     _Atomic bool stop;
     uint32_t next_streak;          /* consecutive runnext dispatches (bounded to 3) */
     int64_t last_poll;             /* weft_now() of the last ev_run */

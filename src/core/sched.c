@@ -31,10 +31,11 @@
  * direct switch (pick_local returns nothing, so the switch goes to the scheduler context),
  * the scheduler loop (its direct_next detour and find_work), and a yield that would keep
  * going. So a worker ends the stretch of the coroutine it is running and resumes no other;
- * whatever is left in its queues is abandoned (runtime.c releases it). The flag is read
- * relaxed: it publishes no data, and the stop is a point in each worker's own sequence of
- * dispatches, not a global instant (another worker's coroutine may still be running when
- * main returns, as in Go).
+ * whatever is left in its queues is abandoned (runtime.c releases it). The dispatch paths
+ * read the flag relaxed (a hint on the owner's own line: the stop is a point in each
+ * worker's own sequence of dispatches, not a global instant — another worker's coroutine
+ * may still be running when main returns, as in Go); the scheduler loop reads it with
+ * acquire before it leaves (weft_run then reads main's return value).
  *
  * Idle and wake-up (Go's protocol; see go_idle and wakep). A worker going idle first puts
  * itself on the idle list, then gives back its spinning token, then executes a seq_cst fence
@@ -949,7 +950,9 @@ static void worker_loop(struct weft__worker *w)
     for (;;) {
         co = w->direct_next; /* a small-stack coroutine routed through us (switch_to) */
         w->direct_next = NULL;
-        if (atomic_load_explicit(&w->stop, memory_order_relaxed))
+        /* acquire: pairs with weft__stop (see there); the dispatch paths' relaxed looks only
+         * send us here */
+        if (atomic_load_explicit(&w->stop, memory_order_acquire))
             break; /* main returned: co (ours, RUNNABLE) is abandoned like the queued ones */
         if (!co && !(co = find_work(w)))
             break;
@@ -1028,8 +1031,10 @@ void weft__stop(void)
 {
     struct weft__runtime *rt = weft__rt;
     atomic_store_explicit(&rt->stopping, 1, memory_order_release);
+    /* release (like `stopping`): what main did before returning (its return value, read
+     * by weft_run once worker 0 leaves its loop) happens before the acquire in worker_loop */
     for (int i = 0; i < rt->nworkers; i++)
-        atomic_store_explicit(&rt->workers[i]->stop, true, memory_order_relaxed);
+        atomic_store_explicit(&rt->workers[i]->stop, true, memory_order_release);
     weft__wake_all();
 }
 
