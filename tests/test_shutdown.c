@@ -425,9 +425,11 @@ static int relay_main(void *arg)
     return 0;
 }
 
-static void test_thread_waiters(void)
+static void test_thread_waiters(int only_kind)
 {
     for (int k = 0; k < K_N; k++) {
+        if (only_kind >= 0 && k != only_kind)
+            continue;
         struct waitcase *w = calloc(1, sizeof *w);
         ASSERT(w != NULL);
         w->kind = (enum kind)k;
@@ -569,7 +571,7 @@ static void test_stress(void)
 
 int main(int argc, char **argv)
 {
-    /* One section per run (scripts and the 20x loop): `test_shutdown stress` etc. */
+    /* One section per run: `test_shutdown never|yield|spawn|waiters|stress`. */
     const char *only = argc > 1 ? argv[1] : NULL;
     if (!only || !strcmp(only, "never"))
         test_child_never_runs();
@@ -577,8 +579,8 @@ int main(int argc, char **argv)
         test_yielder_stops();
     if (!only || !strcmp(only, "spawn"))
         test_spawn_while_stopping();
-    if (!only || !strcmp(only, "waiters"))
-        test_thread_waiters();
+    if (!only || !strcmp(only, "waiters")) /* `waiters K`: only kind K (enum kind) */
+        test_thread_waiters(only && argc > 2 ? atoi(argv[2]) : -1);
     if (!only || !strcmp(only, "stress"))
         test_stress();
     TEST_PASS("test_shutdown", checks);
