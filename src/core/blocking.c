@@ -66,7 +66,8 @@ static void *pool_thread(void *unused)
             pool.tail = NULL;
         pthread_mutex_unlock(&pool.mu);
         j->result = j->fn(j->arg);
-        /* Not gated around fn: user code may call weft itself (gate.h: no nesting). */
+        /* Not gated around fn: user code may block for good, and a stopping weft_run waits
+         * for every thread inside the gate to leave. */
         if (weft__gate_enter() == WEFT__IN_OPEN)
             weft__waker_wake(&j->k, 0, false);
         weft__gate_leave();

@@ -22,9 +22,8 @@
  *
  * Blocked plain threads. Every admitted plain thread that sleeps on its parker (coro.h) is
  * linked in the gate's list (weft__gate_track) for the length of the sleep, and stays
- * counted. weft_run, stopping,
- * completes every parker still listed with WEFT_ENORUNTIME (Go's runtime simply exits; a
- * library must hand the thread back). The thread then unlinks its waiter node from the
+ * counted. weft_run, stopping, completes every parker still listed with WEFT_ENORUNTIME
+ * (Go's runtime simply exits; a library must hand the thread back). The thread then unlinks its waiter node from the
  * object it waited on (waitq.h: as after a timeout) and leaves: its neighbours there may be
  * nodes on abandoned coroutine stacks, which is why stacks are unmapped only once no plain
  * thread is inside. A thread that would start sleeping after the sweep sees the state is no
