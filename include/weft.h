@@ -203,9 +203,19 @@ typedef struct weft_config {
  * field too — or NULL main, WEFT_ESTACK for config.stack_size below WEFT_STACK_DEFAULT_MIN
  * or above WEFT_STACK_MAX, WEFT_ENOMEM when memory, a worker thread (every one asked for
  * must start: the run never goes on with fewer) or main's stack could not be had; a failed
- * start leaves nothing behind and a later weft_run may succeed).
- * Shutdown rule (Go's): when main returns, coroutines still alive are not resumed again;
- * their stacks and control blocks are released and weft_run returns. config may be NULL.
+ * start leaves nothing behind and a later weft_run may succeed). config may be NULL.
+ * Shutdown rule (Go's): when main returns, no coroutine is resumed again. Each worker ends
+ * the stretch of the coroutine it is running (until it blocks, yields or exits: on another
+ * worker that may overlap main's return) and dispatches nothing more; coroutines still
+ * alive are abandoned, their stacks and control blocks released. A coroutine that spawns
+ * meanwhile gets 0 and a handle whose coroutine never runs.
+ * Plain threads: one blocked in weft when the runtime stops (weft_join, a channel, select,
+ * a mutex, condition, semaphore, wait group or task group) is woken with WEFT_ENORUNTIME. A
+ * plain thread's weft_spawn is refused with WEFT_ENORUNTIME as soon as main has returned,
+ * its other calls that need a runtime once weft_run begins to stop (weft_join of a handle of
+ * an ended run: WEFT_ENORUNTIME, or WEFT_ESTATE once another run started). A call racing
+ * with the stop gets one answer or the other, never freed memory; weft_run returns once
+ * every plain thread has left its call (and the blocking pool's jobs have finished).
  * fork(): a child forked by a plain thread starts with no runtime (whether or not one ran in
  * the parent) and may call weft_run; nothing made in the parent (tasks, channels, mutexes)
  * may be used there. A child forked from a coroutine runs on that coroutine's stack: it may
@@ -242,19 +252,22 @@ typedef struct weft_spawn_opts {
  * opts->stack_size may be sub-page (WEFT_STACK_MIN..WEFT_STACK_SMALL: see "Stack sizes").
  * The stack is taken when the coroutine first runs (a spawn touches no stack page), but it
  * is promised here, against stack address space weft has mapped: a coroutine that was
- * spawned always runs. WEFT_ENOMEM when no stack (or control block) can be promised — e.g.
- * under `ulimit -v` or vm.max_map_count — and the runtime goes on: once coroutines finish,
- * their stacks serve later spawns (weft keeps stack address space for reuse, per size
- * class: the space of one size does not serve another).
+ * spawned always runs (unless main returns first: see weft_run). WEFT_ENOMEM when no stack
+ * (or control block) can be promised — e.g. under `ulimit -v` or vm.max_map_count — and the
+ * runtime goes on: once coroutines finish, their stacks serve later spawns (weft keeps stack
+ * address space for reuse, per size class: the space of one size does not serve another).
  * 0, WEFT_EINVAL (fn NULL, a non-zero opts->reserved), WEFT_ESTACK (size < WEFT_STACK_MIN
- * or > WEFT_STACK_MAX), WEFT_ENOMEM, WEFT_ENORUNTIME. */
+ * or > WEFT_STACK_MAX), WEFT_ENOMEM, WEFT_ENORUNTIME (a plain thread once main has returned,
+ * see weft_run; a coroutine's spawn during the stop succeeds, and the new coroutine never
+ * runs). */
 WEFT_EXTERN int weft_spawn(weft_task *out, weft_fn fn, void *arg);
 WEFT_EXTERN int weft_spawn_ex(weft_task *out, weft_fn fn, void *arg, const weft_spawn_opts *opts);
 
 /* Wait for a task to finish and release it; *result (if non-NULL) receives fn's return value.
  * Callable from a coroutine (parks) or a plain thread (blocks). 0, WEFT_ESTATE (joined,
  * detached, or not a live handle), WEFT_EDEADLK (joining yourself), WEFT_ETIMEDOUT,
- * WEFT_ECANCELED (the caller was cancelled; the handle stays valid), WEFT_ENORUNTIME. */
+ * WEFT_ECANCELED (the caller was cancelled; the handle stays valid), WEFT_ENORUNTIME (no
+ * runtime, or a plain thread's join ended by the runtime stopping: see weft_run). */
 WEFT_EXTERN int weft_join(weft_task t, void **result);
 WEFT_EXTERN int weft_join_until(weft_task t, void **result, int64_t deadline);
 /* Give up the handle: the task's resources are released when it returns. 0 or WEFT_ESTATE. */

@@ -4,6 +4,7 @@
  * the module has no symbol for them (static functions of a program linked without
  * -rdynamic): `addr2line -e module offset` then finds the line. */
 #define _GNU_SOURCE
+#include "gate.h"
 #include "hang.h"
 #include "runtime.h"
 
@@ -15,13 +16,9 @@
 #include <unistd.h>
 
 
-int weft_stats_get(weft_stats *out)
+static int stats_get(weft_stats *out)
 {
-    if (!out)
-        return WEFT_EINVAL;
-    struct weft__runtime *rt = weft__rt;
-    if (!rt)
-        return WEFT_ENORUNTIME;
+    struct weft__runtime *rt = weft__rt; /* a worker's, or an admitted thread's (gate.h) */
     memset(out, 0, sizeof *out);
     out->workers = rt->nworkers;
     for (int i = 0; i < rt->nworkers; i++) {
@@ -119,6 +116,13 @@ void weft__text_coro(struct weft__text *t, const struct weft__coro *co)
     }
 }
 
+int weft_stats_get(weft_stats *out)
+{
+    if (!out)
+        return WEFT_EINVAL;
+    return WEFT__GATED_RT(stats_get(out));
+}
+
 static const char *state_name(uint32_t s)
 {
     switch (s & ~(uint32_t)WEFT_CO_NOTIFIED) {
@@ -210,13 +214,9 @@ static void backtrace_parked(FILE *out, const struct weft__coro *co)
     }
 }
 
-int weft_dump(FILE *out)
+static int dump(FILE *out)
 {
-    if (!out)
-        return WEFT_EINVAL;
-    struct weft__runtime *rt = weft__rt;
-    if (!rt)
-        return WEFT_ENORUNTIME;
+    struct weft__runtime *rt = weft__rt; /* see weft_dump */
     int64_t now = weft_now();
     int count = 0;
     fprintf(out, "weft: %d workers\n", rt->nworkers);
@@ -301,6 +301,21 @@ void weft__zombie_report(void)
             fprintf(stderr, " \"%s\"", first[i]->name);
     }
     fprintf(stderr, "%s\n", n > (uint64_t)shown ? ", ..." : "");
+}
+
+/* A plain thread (the dump signal's handler may run on one, also on weft_run's own thread
+ * while it stops) never waits at the gate: refused unless the runtime runs. */
+int weft_dump(FILE *out)
+{
+    if (!out)
+        return WEFT_EINVAL;
+    if (weft__worker_entry())
+        return dump(out);
+    if (!weft__gate_try())
+        return WEFT_ENORUNTIME;
+    int r = dump(out);
+    weft__gate_leave();
+    return r;
 }
 
 static struct sigaction old_dump;

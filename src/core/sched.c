@@ -26,6 +26,17 @@
  * half the busy ones), steal half of a random victim's ring (the victim's runnext only on the
  * last round); then go idle.
  *
+ * Stopping (the shutdown rule, weft.h). main's exit sets `stopping` and every worker's
+ * `stop` flag (weft__stop) and wakes them all. Every dispatch checks the flag first: the
+ * direct switch (pick_local returns nothing, so the switch goes to the scheduler context),
+ * the scheduler loop (its direct_next detour and find_work), and a yield that would keep
+ * going. So a worker ends the stretch of the coroutine it is running and resumes no other;
+ * whatever is left in its queues is abandoned (runtime.c releases it). The dispatch paths
+ * read the flag relaxed (a hint on the owner's own line: the stop is a point in each
+ * worker's own sequence of dispatches, not a global instant — another worker's coroutine
+ * may still be running when main returns, as in Go); the scheduler loop reads it with
+ * acquire before it leaves (weft_run then reads main's return value).
+ *
  * Idle and wake-up (Go's protocol; see go_idle and wakep). A worker going idle first puts
  * itself on the idle list, then gives back its spinning token, then executes a seq_cst fence
  * and re-checks every queue; only if all are empty does it block in ev_run(EVRUN_ONCE). A
@@ -470,7 +481,10 @@ static void after_exit(struct weft__switch *s, struct weft__worker *w)
     weft__coro_release(co);
 }
 
-/* Owner only: next coroutine from local queues, or NULL (then go via the scheduler). */
+/* Owner only: next coroutine from local queues, or NULL (then go via the scheduler). After
+ * main returned (w->stop) always NULL: the scheduler context then leaves its loop, so no
+ * coroutine is resumed after the stop (the shutdown rule, weft.h) — every dispatch path
+ * checks it: this direct switch, worker_loop's detour, and find_work. */
 static struct weft__coro *pick_local(struct weft__worker *w)
 {
     if (--w->tick_left == 0) {
@@ -478,7 +492,8 @@ static struct weft__coro *pick_local(struct weft__worker *w)
         w->tick_due = true;
         return NULL; /* let the scheduler look at the global queue and the loop */
     }
-    if (atomic_load_explicit(&w->inbox, memory_order_relaxed))
+    if (atomic_load_explicit(&w->inbox, memory_order_relaxed) ||
+        WEFT_UNLIKELY(atomic_load_explicit(&w->stop, memory_order_relaxed)))
         return NULL;
     return local_get(w);
 }
@@ -535,8 +550,9 @@ int weft__yield(void)
     if (!w->debug_migrate) {
         struct weft__coro *next = pick_local(w);
         if (!next && !weft__runq_nonempty(&w->rq) && !w->tick_due &&
-            !weft__globalq_nonempty(&weft__rt->global))
-            return 0; /* nobody else to run here: keep going */
+            !weft__globalq_nonempty(&weft__rt->global) &&
+            !atomic_load_explicit(&w->stop, memory_order_relaxed))
+            return 0; /* nobody else to run here: keep going (unless stopping: leave) */
         switch_to(w, next, &s, false);
     } else {
         switch_to(w, NULL, &s, false); /* via the scheduler: after_yield posts it elsewhere */
@@ -948,9 +964,13 @@ static void worker_loop(struct weft__worker *w)
 {
     struct weft__coro *co;
     for (;;) {
-        if ((co = w->direct_next))
-            w->direct_next = NULL; /* a small-stack coroutine routed through us (switch_to) */
-        else if (!(co = find_work(w)))
+        co = w->direct_next; /* a small-stack coroutine routed through us (switch_to) */
+        w->direct_next = NULL;
+        /* acquire: pairs with weft__stop (see there); the dispatch paths' relaxed looks only
+         * send us here */
+        if (atomic_load_explicit(&w->stop, memory_order_acquire))
+            break; /* main returned: co (ours, RUNNABLE) is abandoned like the queued ones */
+        if (!co && !(co = find_work(w)))
             break;
         struct weft__switch s = {.save = &w->sched_ctx, .after = NULL, .from = NULL};
         switch_to(w, co, &s, false);
@@ -1032,6 +1052,17 @@ void weft__wake_all(void)
     struct weft__runtime *rt = weft__rt;
     for (int i = 0; i < rt->nworkers; i++)
         ev_async_send(rt->workers[i]->loop, &rt->workers[i]->wake);
+}
+
+void weft__stop(void)
+{
+    struct weft__runtime *rt = weft__rt;
+    atomic_store_explicit(&rt->stopping, 1, memory_order_release);
+    /* release (like `stopping`): what main did before returning (its return value, read
+     * by weft_run once worker 0 leaves its loop) happens before the acquire in worker_loop */
+    for (int i = 0; i < rt->nworkers; i++)
+        atomic_store_explicit(&rt->workers[i]->stop, true, memory_order_release);
+    weft__wake_all();
 }
 
 int weft_worker_index(void)
