@@ -413,14 +413,14 @@ check_package() {
     [ -n "$so" ] || { log "package: no libweft.so"; return 1; }
     real=$(readlink -f "$so")
     log "package: library ${real#"$root"}, SONAME $(readelf -d "$real" | sed -n 's/.*SONAME.*\[\(.*\)\]/\1/p')"
-    readelf -S "$real" | grep -q '\.debug_info' ||
+    readelf -S "$real" | grep '\.debug_info' >/dev/null ||
         { log "package: ${real#"$root"} has no debug info (the default build is -O2 -g)"; return 1; }
     # gdb loads <data-directory>/auto-load/<the library's real path>-gdb.py for the library.
     local py=$root/usr/share/gdb/auto-load${real#"$root"}-gdb.py
     [ -f "$py" ] || { log "package: no gdb extension at ${py#"$root"}"; return 1; }
     log "package: gdb extension at ${py#"$root"}"
     if command -v gdb >/dev/null 2>&1; then
-        gdb -nx -batch -x "$py" -ex 'help weft' 2>&1 | grep -q 'weft workers' ||
+        gdb -nx -batch -x "$py" -ex 'help weft' 2>&1 | grep 'weft workers' >/dev/null ||
             { log "package: gdb cannot load ${py#"$root"}"; return 1; }
     fi
     # man pages: every exported function has one (tests/test_man.sh), and man shows them.
