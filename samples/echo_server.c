@@ -47,14 +47,13 @@ static struct conn conns = {.prev = &conns, .next = &conns};
 static weft_mutex conns_mu = WEFT_MUTEX_INIT;
 static weft_wg conns_wg = WEFT_WG_INIT;
 
-/* Take a mutex even if a cancellation arrives meanwhile (and keep that request pending). */
+/* Take a mutex even when cancelled: in a shield, where the (sticky) request stays pending
+ * for the next cancellation point after it. */
 static void lock(weft_mutex *m)
 {
-    int cancelled = 0;
-    while (weft_mutex_lock(m) == WEFT_ECANCELED)
-        cancelled = 1;
-    if (cancelled)
-        weft_cancel(weft_self());
+    weft_shield_begin();
+    weft_mutex_lock(m);
+    weft_shield_end();
 }
 
 static void *serve(void *arg)
@@ -140,8 +139,9 @@ static int server(void *arg)
     for (struct conn *c = conns.next; c != &conns; c = c->next, n++)
         weft_cancel(c->task);
     weft_mutex_unlock(&conns_mu);
-    while (weft_wg_wait(&conns_wg) == WEFT_ECANCELED) {
-    }
+    weft_shield_begin(); /* we were cancelled (that is how shutdown started): wait anyway */
+    weft_wg_wait(&conns_wg);
+    weft_shield_end();
     printf("echo_server: shut down (%d connection%s cancelled)\n", n, n == 1 ? "" : "s");
     return 0;
 }

@@ -61,13 +61,13 @@ static struct shard *shard_of(uint64_t h)
     return &shards[h >> 58]; /* top 6 bits pick the shard, low bits the bucket */
 }
 
-static void lock(weft_mutex *m) /* not interruptible; a cancellation stays pending */
+/* Take a mutex even when cancelled: in a shield, where the (sticky) request stays pending
+ * for the next cancellation point after it. */
+static void lock(weft_mutex *m)
 {
-    int cancelled = 0;
-    while (weft_mutex_lock(m) == WEFT_ECANCELED)
-        cancelled = 1;
-    if (cancelled)
-        weft_cancel(weft_self());
+    weft_shield_begin();
+    weft_mutex_lock(m);
+    weft_shield_end();
 }
 
 /* The entry's link, in a shard the caller has locked. */
@@ -643,8 +643,9 @@ static int server(void *arg)
     for (struct conn *cn = conns.next; cn != &conns; cn = cn->next, n++)
         weft_cancel(cn->task);
     weft_mutex_unlock(&conns_mu);
-    while (weft_wg_wait(&conns_wg) == WEFT_ECANCELED) {
-    }
+    weft_shield_begin(); /* we were cancelled (that is how shutdown started): wait anyway */
+    weft_wg_wait(&conns_wg);
+    weft_shield_end();
     printf("resp_server: shut down (%d connection%s cancelled)\n", n, n == 1 ? "" : "s");
     return 0;
 }

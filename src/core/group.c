@@ -391,13 +391,13 @@ int weft_group_cancel(weft_group *g)
 }
 
 /* Wait until no member runs, whatever happens: the cancel-and-wait of a deadline or of a
- * cancelled caller, and weft_group_free. A cancellation of the caller seen meanwhile is put
- * back for its next blocking call (it is not lost, and it cannot cut this wait short).
- * This relies on a park reporting a cancellation once (then parking normally): if
- * cancellation becomes sticky, this loop must run shielded from it, or it would spin. */
+ * cancelled caller, and weft_group_free. In a shield (coro.h "Cancellation"): a request of
+ * the caller stays pending for its next cancellation point and cannot cut this wait short
+ * (the members were cancelled: they end at their next cancellation point). */
 static void wait_empty(weft_group *g)
 {
-    bool cancelled = false;
+    struct weft__coro *co = weft__coro_self();
+    weft__shield_enter(co);
     for (;;) {
         weft__lock_acquire(&g->lock);
         forget_abandoned_locked(g);
@@ -405,11 +405,9 @@ static void wait_empty(weft_group *g)
             weft__lock_release(&g->lock);
             break;
         }
-        if (block_locked(g, &g->waitq, "group", WEFT_FOREVER, NULL) == WEFT_ECANCELED)
-            cancelled = true;
+        block_locked(g, &g->waitq, "group", WEFT_FOREVER, NULL);
     }
-    if (cancelled)
-        weft__cancel_repost();
+    weft__shield_leave(co);
 }
 
 int weft_group_wait_until(weft_group *g, int64_t deadline)
@@ -440,9 +438,7 @@ int weft_group_wait_until(weft_group *g, int64_t deadline)
     }
     int failure = g->failure;
     weft__lock_release(&g->lock);
-    if (failure && r == WEFT_ECANCELED)
-        weft__cancel_repost(); /* the failure is the answer: the request stays pending */
-    return failure ? failure : r;
+    return failure ? failure : r; /* a request of the caller stays pending either way */
 }
 
 int weft_group_wait(weft_group *g)

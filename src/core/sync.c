@@ -77,17 +77,16 @@ int weft_mutex_unlock(weft_mutex *m)
     return 0;
 }
 
-/* Re-acquire after a condition wait: not interruptible (the caller must get the mutex
- * back); a cancellation seen meanwhile is re-posted so it stays pending. */
+/* Acquire uninterruptibly: the re-lock after a condition wait (the caller must get the
+ * mutex back) and weft_once_call. In a shield (coro.h "Cancellation"): a request of the
+ * caller stays pending for its next cancellation point and cannot cut this wait short. */
 static void mutex_relock(weft_mutex *m)
 {
-    bool cancelled = false;
-    int r;
-    while ((r = weft_mutex_lock(m)) == WEFT_ECANCELED)
-        cancelled = true;
+    struct weft__coro *co = weft__coro_self();
+    weft__shield_enter(co);
+    int r = weft_mutex_lock(m);
+    weft__shield_leave(co);
     WEFT_ASSERT(r == 0);
-    if (cancelled)
-        weft__cancel_repost();
 }
 
 /* ---- condition variable --------------------------------------------------------------- */
