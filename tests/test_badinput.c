@@ -336,6 +336,8 @@ static void coro_only_calls(void)
     CHECK_EQ(weft_yield(), WEFT_ENOTCORO);
     CHECK_EQ(weft_pin(), WEFT_ENOTCORO);
     CHECK_EQ(weft_unpin(), WEFT_ENOTCORO);
+    CHECK_EQ(weft_shield_begin(), WEFT_ENOTCORO);
+    CHECK_EQ(weft_shield_end(), WEFT_ENOTCORO);
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
         CHECK_EQ(weft_local_set(keys[i], (void *)&keys[i]), WEFT_ENOTCORO);
         CHECK(weft_local_get(keys[i]) == NULL);
@@ -484,6 +486,17 @@ static void *self_checks(void *arg) /* a coroutine of its own */
     CHECK_EQ(weft_join(main_task, NULL), WEFT_ESTATE);
     CHECK_EQ(weft_join_until(main_task, NULL, 0), WEFT_ESTATE);
     CHECK_EQ(weft_detach(main_task), WEFT_ESTATE);
+    /* cancelling yourself: reported by every later cancellation point (sticky), except in
+     * a shield */
+    CHECK_EQ(weft_cancelled(), 0);
+    CHECK_EQ(weft_cancel(weft_self()), 0);
+    CHECK_EQ(weft_cancelled(), 1);
+    CHECK_EQ(weft_sleep(WEFT_MSEC(1)), WEFT_ECANCELED);
+    CHECK_EQ(weft_cancelled(), 1);
+    CHECK_EQ(weft_sleep(WEFT_MSEC(1)), WEFT_ECANCELED);
+    CHECK_EQ(weft_shield_begin(), 0);
+    CHECK_EQ(weft_sleep(WEFT_MSEC(1)), 0);
+    CHECK_EQ(weft_shield_end(), 0);
     return (void *)7;
 }
 
@@ -623,12 +636,11 @@ static void section_tasks(void)
     CHECK_EQ((intptr_t)r, 0); /* the first joiner got it */
     check_dead_handle(s);
 
-    /* cancelling yourself: reported once by the next blocking call */
-    CHECK_EQ(weft_cancelled(), 0);
-    CHECK_EQ(weft_cancel(me), 0);
-    CHECK_EQ(weft_cancelled(), 1);
-    CHECK_EQ(weft_sleep(WEFT_MSEC(1)), WEFT_ECANCELED);
-    CHECK_EQ(weft_cancelled(), 0);
+    /* shields: unbalanced end refused */
+    CHECK_EQ(weft_shield_end(), WEFT_ESTATE);
+    CHECK_EQ(weft_shield_begin(), 0);
+    CHECK_EQ(weft_shield_end(), 0);
+    CHECK_EQ(weft_shield_end(), WEFT_ESTATE);
 
     /* yield, pin / unpin imbalance, worker index */
     CHECK_EQ(weft_yield(), 0);
