@@ -248,13 +248,13 @@ WEFT_EXTERN int weft_unpin(void);
  * Cancellation points:
  *  - always, even when the call would not have to wait (the request is reported at entry,
  *    before the call has any effect: nothing read, written, accepted, connected, yielded):
- *    weft_yield, weft_sleep[_until] (also with a deadline already past), and every I/O call
- *    of weft/io.h that takes a deadline — weft_wait_fd, weft_read, weft_write,
- *    weft_write_all, weft_accept, weft_connect, weft_tcp_connect, weft_reader_line,
- *    weft_reader_read. A loop of reads on a descriptor that is always ready is told.
+ *    weft_yield, weft_sleep[_until] (also with a deadline already past), weft_blocking[_until]
+ *    (no job is started), and every I/O call of weft/io.h that takes a deadline —
+ *    weft_wait_fd, weft_read, weft_write, weft_write_all, weft_accept, weft_connect,
+ *    weft_tcp_connect, weft_reader_line, weft_reader_read. A loop of reads on a descriptor
+ *    that is always ready is told.
  *  - when the call has to wait: channel send/recv, select, join, mutex lock, cond wait,
- *    semaphore wait, wait group wait, blocking offload, group wait/next and a group spawn
- *    waiting for a slot. A call that completes without waiting (a value already there, a
+ *    semaphore wait, wait group wait, group wait/next and a group spawn waiting for a slot. A call that completes without waiting (a value already there, a
  *    free mutex) succeeds; the request stays pending for the next one.
  * weft_cond_wait returns with the mutex held even when cancelled; weft_blocking whose fn has
  * started waits for fn; weft_once_call waits for fn (these re-lock / wait inside a shield).

@@ -179,6 +179,11 @@ int weft_blocking_until(weft_fn fn, void *arg, void **result, int64_t deadline)
             *result = r;
         return 0;
     }
+    /* A cancelled caller starts no job (a quick fn could otherwise complete before the park
+     * sees the request, and a loop of offloads would never be told). */
+    int c = weft__cancel_point(co);
+    if (c < 0)
+        return c;
     struct job j = {.fn = fn, .arg = arg, .state = JOB_QUEUED};
     pthread_mutex_lock(&pool.mu);
     int r = submit_locked(&j);
