@@ -254,8 +254,9 @@ WEFT_EXTERN int weft_unpin(void);
  *    weft_tcp_connect, weft_reader_line, weft_reader_read. A loop of reads on a descriptor
  *    that is always ready is told.
  *  - when the call has to wait: channel send/recv, select, join, mutex lock, cond wait,
- *    semaphore wait, wait group wait, group wait/next and a group spawn waiting for a slot. A call that completes without waiting (a value already there, a
- *    free mutex) succeeds; the request stays pending for the next one.
+ *    semaphore wait, wait group wait, group wait/next and a group spawn waiting for a slot.
+ *    A call that completes without waiting (a value already there, a free mutex) succeeds;
+ *    the request stays pending for the next one.
  * weft_cond_wait returns with the mutex held even when cancelled; weft_blocking whose fn has
  * started waits for fn; weft_once_call waits for fn (these re-lock / wait inside a shield).
  * Plain threads are never cancelled. 0, or WEFT_ESTATE for a finished / stale handle. */
