@@ -58,7 +58,8 @@ extern "C" {
                      "without its begin")                                                    \
     X(ENOTCORO, -4003, "must be called from a weft coroutine")                                \
     X(ENORUNTIME, -4004, "no weft runtime is running")                                        \
-    X(ESTACK, -4005, "stack size out of range")
+    X(ESTACK, -4005, "stack size out of range")                                               \
+    X(ETOOLONG, -4007, "line too long")
 /* -4006 was WEFT_EEOF (never returned; end of stream is a 0 count); not reused. */
 
 enum {

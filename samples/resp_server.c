@@ -1,33 +1,35 @@
 /* resp_server.c — a small Redis-compatible server (RESP2): one coroutine per connection and
  * one in-memory store shared by all workers, split into shards, each behind a weft_mutex.
  *
- *   resp_server [PORT]       (default 6380)       try: redis-cli -p 6380 set k v
- *                                                      redis-benchmark -p 6380 -t ping,set,get -q
+ *   resp_server [PORT [TIMEOUT_SECONDS]]   (default 6380, 300 s)
+ *                                     try: redis-cli -p 6380 set k v
+ *                                          redis-benchmark -p 6380 -t ping,set,get -q
  *
  * Commands: PING [msg], ECHO, GET, SET key value, DEL key..., EXISTS key..., INCR, DECR,
  * INCRBY, DECRBY, DBSIZE, FLUSHDB/FLUSHALL, SELECT 0, CONFIG GET save|appendonly (what
  * redis-benchmark asks at start-up), COMMAND (empty), QUIT. Requests are multibulk arrays
  * or inline lines ("PING\r\n"). Pipelining: every complete command received is executed and
- * the replies go out together, one write per read. SIGINT/SIGTERM: a plain thread cancels
- * the acceptor, which closes the listener and cancels the connections. */
+ * the replies go out together, one write per read.
+ * Hostile clients: a connection's query buffer grows as data arrives, never ahead of it (an
+ * announced bulk length reserves nothing), up to MAX_QUERY (64 MiB; a bulk longer than that
+ * is refused at its header: protocol error, then close); a command must arrive whole within
+ * TIMEOUT of the previous reply, and every reply write must progress within TIMEOUT (idle
+ * and slow clients are closed). SIGINT/SIGTERM: a clean shutdown (tcp_server.c). */
 #define _GNU_SOURCE
 #include <weft.h>
 
+#include "tcp_server.h"
+
 #include <limits.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <pthread.h>
-#include <signal.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-static int port = 6380;
-
 #define MAX_ARGS 4096
-#define MAX_BULK (512ll << 20)  /* like Redis's proto-max-bulk-len */
+/* Redis caps a bulk at 512 MB and a client's query buffer at 1 GB; a sample caps lower. */
+#define MAX_QUERY ((size_t)64 << 20)
+#define MAX_BULK ((long long)MAX_QUERY - 1024) /* a bulk, its header and CRLF fit the buffer */
 #define MAX_INLINE (64 << 10)
 #define OUT_FLUSH (64 << 10)    /* write out replies early past this much */
 
@@ -59,15 +61,6 @@ static uint64_t hash_key(const char *k, size_t n)
 static struct shard *shard_of(uint64_t h)
 {
     return &shards[h >> 58]; /* top 6 bits pick the shard, low bits the bucket */
-}
-
-/* Take a mutex even when cancelled: in a shield, where the (sticky) request stays pending
- * for the next cancellation point after it. */
-static void lock(weft_mutex *m)
-{
-    weft_shield_begin();
-    weft_mutex_lock(m);
-    weft_shield_end();
 }
 
 /* The entry's link, in a shard the caller has locked. */
@@ -102,7 +95,7 @@ static int grow(struct shard *s)
 
 static int set_value(struct entry *e, const char *v, size_t n)
 {
-    if (n > e->vcap) {
+    if (!e->val || n > e->vcap) { /* val NULL: no value yet ("" is a value: 1 byte) */
         char *nv = realloc(e->val, n ? n : 1);
         if (!nv)
             return -1;
@@ -255,13 +248,13 @@ static void cmd_incrby(struct client *c, const char *k, size_t kl, long long by)
 {
     uint64_t h = hash_key(k, kl);
     struct shard *s = shard_of(h);
-    lock(&s->mu);
+    tcp_lock(&s->mu);
     struct entry *e = upsert(s, h, k, kl);
     long long v = 0;
     char tmp[24];
     if (!e) {
         c->oom = 1;
-    } else if (e->val && parse_ll(e->val, e->vlen, &v) < 0) {
+    } else if (e->val && parse_ll(e->val, e->vlen, &v) < 0) { /* "" too, as in Redis */
         REPLY(c, "-ERR value is not an integer or out of range\r\n");
     } else if (by > 0 ? v > LLONG_MAX - by : v < LLONG_MIN - by) {
         REPLY(c, "-ERR increment or decrement would overflow\r\n");
@@ -289,7 +282,7 @@ static int execute(struct client *c, int argc)
         ARITY(argc == 2);
         uint64_t h = hash_key(argv[1], argl[1]);
         struct shard *s = shard_of(h);
-        lock(&s->mu);
+        tcp_lock(&s->mu);
         struct entry **p = find(s, h, argv[1], argl[1]);
         if (p && *p && (*p)->val)
             reply_bulk(c, (*p)->val, (*p)->vlen); /* copied under the lock */
@@ -304,7 +297,7 @@ static int execute(struct client *c, int argc)
         }
         uint64_t h = hash_key(argv[1], argl[1]);
         struct shard *s = shard_of(h);
-        lock(&s->mu);
+        tcp_lock(&s->mu);
         struct entry *e = upsert(s, h, argv[1], argl[1]);
         if (!e || set_value(e, argv[2], argl[2]) < 0)
             c->oom = 1;
@@ -323,7 +316,7 @@ static int execute(struct client *c, int argc)
         for (int i = 1; i < argc; i++) {
             uint64_t h = hash_key(argv[i], argl[i]);
             struct shard *s = shard_of(h);
-            lock(&s->mu);
+            tcp_lock(&s->mu);
             struct entry **p = find(s, h, argv[i], argl[i]);
             if (p && *p) {
                 count++;
@@ -367,7 +360,7 @@ static int execute(struct client *c, int argc)
     } else if (is(cmd, n, "DBSIZE")) {
         long long total = 0;
         for (int i = 0; i < NSHARDS; i++) {
-            lock(&shards[i].mu);
+            tcp_lock(&shards[i].mu);
             total += (long long)shards[i].count;
             weft_mutex_unlock(&shards[i].mu);
         }
@@ -375,7 +368,7 @@ static int execute(struct client *c, int argc)
     } else if (is(cmd, n, "FLUSHDB") || is(cmd, n, "FLUSHALL")) {
         for (int i = 0; i < NSHARDS; i++) {
             struct shard *s = &shards[i];
-            lock(&s->mu);
+            tcp_lock(&s->mu);
             for (size_t b = 0; s->tab && b <= s->mask; b++)
                 for (struct entry *e = s->tab[b], *next; e; e = next) {
                     next = e->next;
@@ -419,8 +412,9 @@ static int parse_header(const char *p, const char *e, long long *v, const char *
 }
 
 /* One command from buf[0..len): > 0 bytes consumed (argc in *argc, 0 for an empty one),
- * 0 incomplete (*need: a buffer size that would hold it, when known), < 0 a protocol error. */
-static long parse_command(struct client *c, const char *buf, size_t len, int *argc, size_t *need)
+ * 0 incomplete, < 0 a protocol error (*why: Redis's text for it). */
+static long parse_command(struct client *c, const char *buf, size_t len, int *argc,
+                          const char **why)
 {
     const char *p = buf, *e = buf + len;
     *argc = 0;
@@ -448,8 +442,10 @@ static long parse_command(struct client *c, const char *buf, size_t len, int *ar
     int r = parse_header(p, e, &n, &p);
     if (r <= 0)
         return r;
-    if (n > MAX_ARGS)
+    if (n > MAX_ARGS) {
+        *why = "invalid multibulk length";
         return -1;
+    }
     for (long long i = 0; i < n; i++) {
         if (p == e)
             return 0;
@@ -458,12 +454,12 @@ static long parse_command(struct client *c, const char *buf, size_t len, int *ar
             return -1;
         if ((r = parse_header(p, e, &bl, &p)) <= 0)
             return r;
-        if (bl < 0 || bl > MAX_BULK)
+        if (bl < 0 || bl > MAX_BULK) {
+            *why = "invalid bulk length"; /* refused at the header: nothing reserved */
             return -1;
-        if ((size_t)(e - p) < (size_t)bl + 2) {
-            *need = (size_t)(p - buf) + (size_t)bl + 2 + 4096; /* at least this much */
-            return 0;
         }
+        if ((size_t)(e - p) < (size_t)bl + 2)
+            return 0; /* the buffer grows as the bytes arrive (resp_session) */
         if (p[bl] != '\r' || p[bl + 1] != '\n')
             return -1;
         c->argv[i] = p;
@@ -474,22 +470,27 @@ static long parse_command(struct client *c, const char *buf, size_t len, int *ar
     return p - buf;
 }
 
-static void resp_session(struct client *c)
+static void resp_session(struct client *c, int64_t timeout)
 {
     int closing = 0;
+    /* The next command must be complete by then: idle and slow clients are closed. */
+    int64_t deadline = tcp_deadline(timeout);
     while (!closing) {
         /* Wait for input when nothing is buffered (cheaper than a read that says EAGAIN). */
-        if (c->in_len == 0 && weft_wait_fd(c->fd, WEFT_READABLE, WEFT_FOREVER) < 0)
+        if (c->in_len == 0 && weft_wait_fd(c->fd, WEFT_READABLE, deadline) < 0)
             return;
-        size_t need = 0;
-        if (c->in_len == c->in_cap) {
-            char *in = c->in_cap < MAX_BULK + MAX_INLINE ? realloc(c->in, c->in_cap * 2) : NULL;
-            if (!in)
+        if (c->in_len == c->in_cap) { /* full, and no command complete in it: grow */
+            size_t cap = c->in_cap * 2 < MAX_QUERY ? c->in_cap * 2 : MAX_QUERY;
+            char *in = cap > c->in_cap ? realloc(c->in, cap) : NULL;
+            if (!in) {
+                REPLY(c, "-ERR Protocol error: query buffer limit reached\r\n");
+                weft_write_all(c->fd, c->out, c->out_len, tcp_deadline(timeout));
                 return;
+            }
             c->in = in;
-            c->in_cap *= 2;
+            c->in_cap = cap;
         }
-        ssize_t got = weft_read(c->fd, c->in + c->in_len, c->in_cap - c->in_len, WEFT_FOREVER);
+        ssize_t got = weft_read(c->fd, c->in + c->in_len, c->in_cap - c->in_len, deadline);
         if (got <= 0)
             return;
         c->in_len += (size_t)got;
@@ -497,9 +498,13 @@ static void resp_session(struct client *c)
         size_t pos = 0;
         while (pos < c->in_len && !closing) {
             int argc;
-            long used = parse_command(c, c->in + pos, c->in_len - pos, &argc, &need);
+            const char *why = NULL;
+            long used = parse_command(c, c->in + pos, c->in_len - pos, &argc, &why);
             if (used < 0) {
-                REPLY(c, "-ERR Protocol error\r\n");
+                if (why)
+                    reply_error(c, "-ERR Protocol error: %s\r\n", why, strlen(why));
+                else
+                    REPLY(c, "-ERR Protocol error\r\n");
                 closing = 1;
                 break;
             }
@@ -513,163 +518,41 @@ static void resp_session(struct client *c)
                 c->oom = closing = 1;
             }
             if (c->out_len >= OUT_FLUSH) { /* a long pipeline: do not hoard replies */
-                if (weft_write_all(c->fd, c->out, c->out_len, WEFT_FOREVER) < 0)
+                if (weft_write_all(c->fd, c->out, c->out_len, tcp_deadline(timeout)) < 0)
                     return;
                 c->out_len = 0;
             }
         }
         memmove(c->in, c->in + pos, c->in_len - pos);
         c->in_len -= pos;
-        if (need > c->in_cap) { /* a large bulk string is on its way: make room at once */
-            char *in = realloc(c->in, need);
-            if (!in)
-                return;
-            c->in = in;
-            c->in_cap = need;
-        }
-        if (c->out_len && weft_write_all(c->fd, c->out, c->out_len, WEFT_FOREVER) < 0)
+        if (c->out_len && weft_write_all(c->fd, c->out, c->out_len, tcp_deadline(timeout)) < 0)
             return;
         c->out_len = 0;
+        if (pos > 0) /* commands were served: the next one gets a fresh deadline */
+            deadline = tcp_deadline(timeout);
     }
 }
 
-/* ---- shutdown and connections (the same pattern as echo_server.c) -------------------------- */
-static pthread_mutex_t acceptor_mu = PTHREAD_MUTEX_INITIALIZER;
-static weft_task acceptor;
-static atomic_int stopping;
-
-static void *signal_thread(void *arg)
+static void serve(int fd, int64_t timeout)
 {
-    int sig;
-    sigwait((sigset_t *)arg, &sig);
-    pthread_mutex_lock(&acceptor_mu);
-    atomic_store(&stopping, 1);
-    if (acceptor.id)
-        weft_cancel(acceptor);
-    pthread_mutex_unlock(&acceptor_mu);
-    return NULL;
-}
-
-struct conn {
-    int fd;
-    weft_task task;
-    struct conn *prev, *next;
-};
-static struct conn conns = {.prev = &conns, .next = &conns};
-static weft_mutex conns_mu = WEFT_MUTEX_INIT;
-static weft_wg conns_wg = WEFT_WG_INIT;
-
-static void *serve(void *arg)
-{
-    struct conn *cn = arg;
     struct client *c = malloc(sizeof *c);
-    if (c) {
-        c->fd = cn->fd;
-        c->in_len = c->out_len = 0;
-        c->in_cap = c->out_cap = 16384;
-        c->oom = 0;
-        c->in = malloc(c->in_cap);
-        c->out = malloc(c->out_cap);
-        if (c->in && c->out)
-            resp_session(c);
-        free(c->in);
-        free(c->out);
-        free(c);
-    }
-    weft_close(cn->fd);
-    lock(&conns_mu);
-    cn->prev->next = cn->next;
-    cn->next->prev = cn->prev;
-    weft_mutex_unlock(&conns_mu);
-    free(cn);
-    weft_wg_done(&conns_wg);
-    return NULL;
-}
-
-static int server(void *arg)
-{
-    (void)arg;
-    int lfd = weft_tcp_listen("127.0.0.1", port, 4096);
-    if (lfd < 0) {
-        fprintf(stderr, "resp_server: listen on 127.0.0.1:%d: %s\n", port, weft_strerror(lfd));
-        return 1;
-    }
-    pthread_mutex_lock(&acceptor_mu);
-    acceptor = weft_self();
-    pthread_mutex_unlock(&acceptor_mu);
-    printf("resp_server: listening on 127.0.0.1:%d\n", port);
-    fflush(stdout);
-
-    while (!atomic_load(&stopping)) {
-        int fd = weft_accept(lfd, NULL, NULL, WEFT_FOREVER);
-        if (fd == WEFT_ECANCELED)
-            break;
-        if (fd < 0) {
-            fprintf(stderr, "resp_server: accept: %s\n", weft_strerror(fd));
-            weft_sleep(WEFT_MSEC(10));
-            continue;
-        }
-        int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        struct conn *cn = malloc(sizeof *cn);
-        if (!cn) {
-            weft_close(fd);
-            continue;
-        }
-        cn->fd = fd;
-        weft_wg_add(&conns_wg, 1);
-        lock(&conns_mu);
-        if (weft_spawn(&cn->task, serve, cn) != 0) {
-            weft_mutex_unlock(&conns_mu);
-            weft_close(fd);
-            free(cn);
-            weft_wg_done(&conns_wg);
-            continue;
-        }
-        cn->next = &conns;
-        cn->prev = conns.prev;
-        conns.prev->next = cn;
-        conns.prev = cn;
-        weft_detach(cn->task); /* cancellable while on the list: it unlinks itself last */
-        weft_mutex_unlock(&conns_mu);
-    }
-
-    pthread_mutex_lock(&acceptor_mu);
-    acceptor = (weft_task){0};
-    pthread_mutex_unlock(&acceptor_mu);
-    weft_close(lfd);
-    int n = 0;
-    lock(&conns_mu);
-    for (struct conn *cn = conns.next; cn != &conns; cn = cn->next, n++)
-        weft_cancel(cn->task);
-    weft_mutex_unlock(&conns_mu);
-    weft_shield_begin(); /* we were cancelled (that is how shutdown started): wait anyway */
-    weft_wg_wait(&conns_wg);
-    weft_shield_end();
-    printf("resp_server: shut down (%d connection%s cancelled)\n", n, n == 1 ? "" : "s");
-    return 0;
+    if (!c)
+        return;
+    c->fd = fd;
+    c->in_len = c->out_len = 0;
+    c->in_cap = c->out_cap = 16384;
+    c->oom = 0;
+    c->in = malloc(c->in_cap);
+    c->out = malloc(c->out_cap);
+    if (c->in && c->out)
+        resp_session(c, timeout);
+    free(c->in);
+    free(c->out);
+    free(c);
 }
 
 int main(int argc, char **argv)
 {
-    if (argc > 1)
-        port = atoi(argv[1]);
-    signal(SIGINT, SIG_DFL); /* not ignored (background jobs), blocked everywhere, waited for */
-    signal(SIGTERM, SIG_DFL);
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
-    pthread_t sig;
-    pthread_create(&sig, NULL, signal_thread, &set);
-
-    int rc = weft_run(server, NULL, NULL);
-
-    if (!atomic_load(&stopping))
-        pthread_kill(sig, SIGTERM);
-    pthread_join(sig, NULL);
-    if (rc < 0)
-        fprintf(stderr, "resp_server: %s\n", weft_strerror(rc));
-    return rc == 0 ? 0 : 1;
+    tcp_server s = {.name = "resp_server", .port = 6380, .timeout_sec = 300, .serve = serve};
+    return tcp_server_main(&s, argc, argv);
 }

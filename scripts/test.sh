@@ -11,6 +11,9 @@
 #   release   Release, -DWEFT_WERROR=ON, asm context switch: ctest            (build/release)
 #   migrate   the release tree again, ctest with WEFT_DEBUG_MIGRATE=1 (coroutines move to
 #             another worker at every yield and park)                        (build/release)
+#   contended the release tree again, ctest while one busy loop per CPU competes for every
+#             core (a test that assumes something happens "soon enough" fails here, in CI,
+#             rather than on a loaded user machine; the loops are killed however it ends)
 #   narrow    the release tree again, ctest with WEFT_NARROW=1 (the runtime never widens:
 #             fd waits gather on worker 0, idle workers are not woken for local work)
 #   segmented -DWEFT_SEGMENTED_STACKS=ON (gcc split stacks + gold, 2 KiB first segments, the
@@ -49,7 +52,7 @@ cd "$root"
 # shellcheck source=scripts/deps.sh
 . scripts/deps.sh
 
-ALL_STAGES=(release migrate narrow segmented boost ucontext asan tsan valgrind install aarch64 fuzz)
+ALL_STAGES=(release migrate contended narrow segmented boost ucontext asan tsan valgrind install aarch64 fuzz)
 QUICK_STAGES=(release asan)
 JOBS=${WEFT_TEST_JOBS:-2}
 VALGRIND_TESTS=${VALGRIND_TESTS:-"test_coro test_chan test_select test_sync test_cancel test_io"}
@@ -172,6 +175,25 @@ stage_migrate() {
     build_tree release "${RELEASE_OPTS[@]}" # up to date after the release stage
     export WEFT_DEBUG_MIGRATE=1
     log "WEFT_DEBUG_MIGRATE=1"
+    run_ctest release
+}
+
+stage_contended() {
+    build_tree release "${RELEASE_OPTS[@]}" # up to date after the release stage
+    local n
+    n=$(nproc)
+    # Not local: the EXIT trap runs after the function has returned. The stage is a subshell,
+    # so the trap fires when it ends, however (a failure, a timeout, an interrupt), and
+    # keeps its status.
+    spinners=()
+    trap 'rc=$?; kill "${spinners[@]}" 2>/dev/null || true; wait "${spinners[@]}" 2>/dev/null || true; exit $rc' EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    for _ in $(seq "$n"); do
+        sh -c 'while :; do :; done' &
+        spinners+=($!)
+    done
+    log "$n busy loops compete for the CPUs (pids ${spinners[*]})"
     run_ctest release
 }
 

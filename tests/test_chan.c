@@ -340,11 +340,55 @@ static void test_args(void)
     CHECK_EQ(weft_chan_len(ch), 0); /* nothing was sent */
     v = 3;
     CHECK_EQ(weft_chan_send(ch, &v), 0);
-    CHECK_EQ(weft_chan_recv(ch, NULL), WEFT_EINVAL);
-    CHECK_EQ(weft_chan_try_recv(ch, NULL), WEFT_EINVAL);
-    CHECK_EQ(weft_chan_recv_until(ch, NULL, WEFT_FOREVER), WEFT_EINVAL);
-    CHECK_EQ(weft_chan_len(ch), 1); /* nothing was taken */
+    CHECK_EQ(weft_chan_len(ch), 1);
     weft_chan_unref(ch);
+}
+
+/* ------------------------------------------------------------------------------------------
+ * A receive into NULL takes the element and discards it (as a select's receive case may):
+ * buffered and rendezvous, ready and waiting, every variant. */
+
+static void *send_41(void *arg)
+{
+    int v = 41;
+    ASSERT_EQ(weft_chan_send(arg, &v), 0);
+    return NULL;
+}
+
+static void test_recv_discard(void)
+{
+    for (size_t cap = 0; cap <= 2; cap += 2) {
+        weft_chan *ch;
+        CHECK_EQ(weft_chan_create(&ch, sizeof(int), cap), 0);
+        int v = 7;
+        if (cap) { /* ready: buffered elements */
+            CHECK_EQ(weft_chan_send(ch, &v), 0);
+            CHECK_EQ(weft_chan_send(ch, &v), 0);
+            CHECK_EQ(weft_chan_recv(ch, NULL), 0);
+            CHECK_EQ(weft_chan_try_recv(ch, NULL), 0);
+            CHECK_EQ(weft_chan_len(ch), 0);
+        }
+        CHECK_EQ(weft_chan_try_recv(ch, NULL), WEFT_EAGAIN);
+        CHECK_EQ(weft_chan_recv_until(ch, NULL, weft_now() - 1), WEFT_ETIMEDOUT);
+        /* waiting: a sender comes later (or is already waiting on the rendezvous) */
+        for (int i = 0; i < 2; i++) {
+            weft_task t;
+            CHECK_EQ(weft_spawn(&t, send_41, ch), 0);
+            CHECK_EQ(i ? weft_chan_recv_until(ch, NULL, WEFT_FOREVER) : weft_chan_recv(ch, NULL),
+                     0);
+            CHECK_EQ(weft_join(t, NULL), 0);
+        }
+        /* the next element is the one sent next: nothing was left behind */
+        weft_task t;
+        CHECK_EQ(weft_spawn(&t, send_41, ch), 0);
+        v = 0;
+        CHECK_EQ(weft_chan_recv(ch, &v), 0);
+        CHECK_EQ(v, 41);
+        CHECK_EQ(weft_join(t, NULL), 0);
+        CHECK_EQ(weft_chan_close(ch), 0);
+        CHECK_EQ(weft_chan_recv(ch, NULL), WEFT_ECLOSED);
+        weft_chan_unref(ch);
+    }
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -974,6 +1018,7 @@ static int app(void *arg)
     test_buffered();
     test_close();
     test_args();
+    test_recv_discard();
     test_zero_size();
     test_large();
     test_deadlines();

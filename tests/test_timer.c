@@ -160,14 +160,14 @@ static void test_now_after(void)
 struct drain {
     weft_chan *ch; /* holds its own reference */
     int last;
-    long ticks;
+    _Atomic long ticks;
 };
 static void *drain_ticks(void *arg)
 {
     struct drain *d = arg;
     int64_t v;
     while ((d->last = weft_chan_recv(d->ch, &v)) == 0)
-        d->ticks++;
+        atomic_fetch_add(&d->ticks, 1);
     weft_chan_unref(d->ch);
     return NULL;
 }
@@ -235,25 +235,24 @@ static void test_ticker(void)
     weft_chan_ref(d.ch);
     weft_task t;
     CHECK_EQ(weft_spawn(&t, drain_ticks, &d), 0);
-    weft_sleep(WEFT_MSEC(30));
+    WAIT_FOR(atomic_load(&d.ticks) >= 1); /* a tick taken (not: "30 ms is enough for one") */
     CHECK_EQ(weft_ticker_stop(tk), 0);
     CHECK_EQ(weft_join(t, NULL), 0);
     CHECK_EQ(d.last, WEFT_ECLOSED);
-    CHECK_GE(d.ticks, 1);
+    CHECK_GE(atomic_load(&d.ticks), 1);
 
     /* many short-lived tickers: all stopped and released (ASan's leak check at exit) */
     enum { NT = 20 };
     weft_ticker *many[NT];
     for (int i = 0; i < NT; i++)
         CHECK_EQ(weft_ticker_start(&many[i], WEFT_MSEC(1 + i % 3)), 0);
-    weft_sleep(WEFT_MSEC(20));
-    int got = 0;
+    int got = 0; /* each ticks: wait for it (a deadline only against a hang) */
     for (int i = 0; i < NT; i++) {
         int64_t v;
-        if (weft_chan_try_recv(weft_ticker_chan(many[i]), &v) == 0)
+        if (weft_chan_recv_until(weft_ticker_chan(many[i]), &v, weft_after(WEFT_SEC(30))) == 0)
             got++;
     }
-    CHECK_GE(got, 1);
+    CHECK_EQ(got, NT);
     for (int i = 0; i < NT; i++)
         CHECK_EQ(weft_ticker_stop(many[i]), 0);
     /* started, read and stopped from a plain thread */

@@ -33,7 +33,9 @@ WEFT_EXTERN int weft_chan_close(weft_chan *ch);
 
 /* Send (copy in) or receive (copy out) one element, waiting while the channel is full
  * (empty): a coroutine parks, a plain thread blocks. The _until variants give up at the
- * deadline. 0 on success; WEFT_ECLOSED, WEFT_ETIMEDOUT, WEFT_ECANCELED, WEFT_EINVAL (NULL). */
+ * deadline. 0 on success; WEFT_ECLOSED, WEFT_ETIMEDOUT, WEFT_ECANCELED, WEFT_EINVAL (ch
+ * NULL, or a send's elem NULL with elem_size > 0). A receive's elem may be NULL: the element
+ * is taken and discarded (as in a select's receive case). */
 WEFT_EXTERN int weft_chan_send(weft_chan *ch, const void *elem);
 WEFT_EXTERN int weft_chan_send_until(weft_chan *ch, const void *elem, int64_t deadline);
 WEFT_EXTERN int weft_chan_recv(weft_chan *ch, void *elem);
@@ -51,7 +53,11 @@ WEFT_EXTERN size_t weft_chan_cap(weft_chan *ch);
  * When several are ready, one is picked uniformly at random. deadline 0 makes it a select
  * with a default case (WEFT_EAGAIN if none is ready). Also WEFT_ETIMEDOUT, WEFT_ECANCELED,
  * WEFT_EINVAL (n <= 0, n > WEFT_SELECT_MAX, NULL channel; a NULL channel is allowed only
- * with op WEFT_OP_NONE, which never completes: Go's nil-channel idiom). */
+ * with op WEFT_OP_NONE, which never completes: Go's nil-channel idiom). A receive case's
+ * elem may be NULL: the element is received and discarded.
+ * When every case is WEFT_OP_NONE the select waits for its deadline (WEFT_ETIMEDOUT) or a
+ * cancellation (WEFT_ECANCELED); with WEFT_FOREVER a coroutine waits until cancelled (Go's
+ * `select {}`), and a plain thread, which nothing could wake, gets WEFT_EINVAL. */
 enum { WEFT_OP_NONE = 0, WEFT_OP_SEND = 1, WEFT_OP_RECV = 2 };
 #define WEFT_SELECT_MAX 64
 typedef struct weft_case {
@@ -73,6 +79,31 @@ WEFT_EXTERN int weft_ticker_start(weft_ticker **out, int64_t period);
 WEFT_EXTERN weft_chan *weft_ticker_chan(weft_ticker *t);
 /* Stop the ticker, close and release its channel, and free t. 0, WEFT_EINVAL (NULL). */
 WEFT_EXTERN int weft_ticker_stop(weft_ticker *t);
+
+/* Signals as channel values (Go's signal.Notify / signal.Stop): after
+ * weft_signal_notify(ch, signo), each signo the process receives is sent as an int (the
+ * signal number) on ch, a channel of elem_size sizeof(int); call it once per signal, for as
+ * many channels as you like. Receive from any coroutine or plain thread. The signal's
+ * previous disposition (default action, ignored — as a shell leaves SIGINT for a background
+ * job — or a handler) is replaced while some channel is registered for it, and restored by
+ * the weft_signal_stop that removes the last; weft_signal_stop(ch) ends every registration
+ * of ch. Independent of weft_run: registrations outlive a runtime (deliveries while none
+ * runs are dropped).
+ * Delivery never blocks (as in Go): use a buffered channel; when it is full the signal is
+ * dropped, and several signals of one number that arrive close together may count as one.
+ * How: a handler (on whichever thread the kernel picks) records the signal and wakes a
+ * delivery thread of weft's, which try-sends; so it works whatever the threads' signal masks
+ * are, and a thread that blocks the signal just does not take it (if every thread of the
+ * process blocks it, it waits pending, as usual). A registration holds a reference on ch
+ * until weft_signal_stop. Both calls may block the calling thread briefly (they take a
+ * process-wide lock; the last stop joins the delivery thread).
+ * weft_signal_notify: 0; WEFT_EINVAL (ch NULL or its elem_size not sizeof(int); signo out
+ * of 1..64, SIGKILL, SIGSTOP, or a synchronous fault SIGSEGV, SIGBUS, SIGFPE, SIGILL,
+ * SIGTRAP, SIGSYS; a signal the C library reserves); WEFT_ENOMEM; a negative errno if the
+ * delivery thread cannot start. weft_signal_stop: 0 (also for a channel not registered),
+ * WEFT_EINVAL for NULL. */
+WEFT_EXTERN int weft_signal_notify(weft_chan *ch, int signo);
+WEFT_EXTERN int weft_signal_stop(weft_chan *ch);
 
 #ifdef __cplusplus
 }

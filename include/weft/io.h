@@ -58,9 +58,19 @@ WEFT_EXTERN int weft_reader_init(weft_reader *r, int fd, size_t bufsize);
 /* Free r's buffer (the descriptor is not closed). */
 WEFT_EXTERN void weft_reader_free(weft_reader *r);
 /* Reads up to and including '\n' into line (NUL-terminated, at most cap-1 bytes): the length,
- * 0 at end of stream, or an error (WEFT_EINVAL if a line does not fit). */
+ * 0 at end of stream, or an error: WEFT_EINVAL for bad arguments, WEFT_ETOOLONG when no '\n'
+ * comes within cap-1 bytes (or within the reader's bufsize, if smaller). WEFT_ETOOLONG, like
+ * a timeout, consumes nothing: the start of the long line stays buffered, and the caller
+ * either takes it (weft_reader_read hands out the buffered bytes first) or skips the line
+ * with weft_reader_skip_line; either way the next weft_reader_line reads on. At end of
+ * stream a last line without '\n' is returned as it is. */
 WEFT_EXTERN ssize_t weft_reader_line(weft_reader *r, char *line, size_t cap, int64_t deadline);
-/* Reads up to len bytes, buffered ones first: the count, 0 at end of stream, or an error. */
+/* Discards everything up to and including the next '\n', however long: the number of bytes
+ * discarded, 0 at end of stream with nothing left, or an error (what was discarded before
+ * an error stays discarded). */
+WEFT_EXTERN ssize_t weft_reader_skip_line(weft_reader *r, int64_t deadline);
+/* Reads up to len bytes, buffered ones first (without reading when some are buffered): the
+ * count, 0 at end of stream, or an error. */
 WEFT_EXTERN ssize_t weft_reader_read(weft_reader *r, void *buf, size_t len, int64_t deadline);
 
 #ifdef __cplusplus

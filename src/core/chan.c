@@ -583,7 +583,7 @@ static void notify(struct weft_chan *ch, _Atomic uint32_t *flag)
 
 static int chan_op(struct weft_chan *ch, void *elem, int64_t deadline, bool send, bool block)
 {
-    if (!ch || (!elem && ch->elem_size))
+    if (!ch || (!elem && ch->elem_size && send)) /* a receive into NULL discards */
         return WEFT_EINVAL;
     if (!weft__rt)
         return WEFT_ENORUNTIME;

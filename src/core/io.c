@@ -669,7 +669,7 @@ static ssize_t fill(weft_reader *r, int64_t deadline)
         r->start = 0;
     }
     if (r->end == r->cap)
-        return WEFT_EINVAL; /* full buffer without what the caller needs */
+        return WEFT_ETOOLONG; /* full buffer without the '\n' the caller needs */
     ssize_t n = weft_read(r->fd, r->buf + r->end, r->cap - r->end, deadline);
     if (n > 0)
         r->end += (size_t)n;
@@ -689,7 +689,7 @@ ssize_t weft_reader_line(weft_reader *r, char *line, size_t cap, int64_t deadlin
         if (nl) {
             size_t n = (size_t)(nl - (r->buf + r->start)) + 1;
             if (n >= cap)
-                return WEFT_EINVAL;
+                return WEFT_ETOOLONG; /* nothing consumed: see weft/io.h */
             memcpy(line, r->buf + r->start, n);
             line[n] = 0;
             r->start += n;
@@ -697,7 +697,7 @@ ssize_t weft_reader_line(weft_reader *r, char *line, size_t cap, int64_t deadlin
         }
         scanned = r->end - r->start;
         if (scanned >= cap - 1)
-            return WEFT_EINVAL;
+            return WEFT_ETOOLONG;
         ssize_t n = fill(r, deadline);
         if (n < 0)
             return n;
@@ -710,6 +710,26 @@ ssize_t weft_reader_line(weft_reader *r, char *line, size_t cap, int64_t deadlin
             r->start = r->end;
             return (ssize_t)left;
         }
+    }
+}
+
+ssize_t weft_reader_skip_line(weft_reader *r, int64_t deadline)
+{
+    if (!r || !r->buf)
+        return WEFT_EINVAL;
+    size_t skipped = 0;
+    for (;;) {
+        char *nl = memchr(r->buf + r->start, '\n', r->end - r->start);
+        size_t n = nl ? (size_t)(nl - (r->buf + r->start)) + 1 : r->end - r->start;
+        r->start += n; /* consumed at once: the line may be longer than the buffer */
+        skipped += n;
+        if (nl)
+            return (ssize_t)skipped;
+        ssize_t got = fill(r, deadline); /* the buffer is empty: fill reads */
+        if (got < 0)
+            return got;
+        if (got == 0)
+            return (ssize_t)skipped;
     }
 }
 

@@ -201,8 +201,11 @@ static int select_run(weft_case *cases, int n, int64_t deadline, struct sel_mem 
             ls.ch[k++] = ls.ch[i];
     ls.n = k;
 
-    if (nact == 0 && deadline == WEFT_FOREVER)
-        return WEFT_EINVAL; /* would block forever: only nil cases */
+    /* Only nil cases (nact == 0): nothing can complete, so the select waits for its
+     * deadline or a cancellation, WEFT_FOREVER included (Go's `select {}`) — except on a
+     * plain thread, which nothing could ever wake (as weft_sleep_until). */
+    if (nact == 0 && deadline == WEFT_FOREVER && !weft__coro_self())
+        return WEFT_EINVAL;
     int r;
     while ((r = select_round(cases, active, nact, &ls, deadline, m->order, m->ws)) ==
            WEFT__ERETRY)
