@@ -112,8 +112,46 @@ typedef struct weft_config {
                               where possible (also $WEFT_DEBUG_MIGRATE=1) */
     int blocking_threads;  /* max threads of the blocking-offload pool; 0: 64 */
     int dump_signal;       /* a signal (e.g. SIGQUIT) that prints weft_dump() to stderr; 0: none */
-    uint64_t reserved[12]; /* must be zero: room for later fields (README "Versions and ABI") */
+    int padding_;          /* ignored: was padding, where an older binary may leave garbage */
+    int stall_ms;          /* stall reports (below): a worker that runs one coroutine longer
+                              than this prints it with its backtrace; 0: $WEFT_STALL_MS, else
+                              100; -1: off */
+    int deadlock;          /* the deadlock report (below): 0: on unless $WEFT_DEADLOCK=0;
+                              1: on; -1: off */
+    uint64_t reserved[11]; /* must be zero: room for later fields (README "Versions and ABI") */
 } weft_config;
+
+/* Hangs that say why.
+ *
+ * Deadlock report (Go's "all goroutines are asleep"). When every coroutine is parked on a weft
+ * object and nothing can ever wake one, weft prints
+ *     weft: deadlock: all N coroutines are parked and nothing can wake them
+ * followed by weft_dump() (what each one waits on, with its backtrace), to stderr, and the
+ * process exits with status 2 (_exit: no atexit handlers; stdout is flushed). "Nothing can
+ * wake one" means, at one instant: every worker sleeps in its event loop with no armed
+ * timer (a sleep, a deadline — a coroutine waiting with a deadline is not deadlocked, it
+ * times out) and no fd wait; no coroutine is runnable; the blocking pool has no job queued
+ * or running; and every thread of the process is weft's own (workers, the pool's idle
+ * threads, the watchdog) or a plain thread blocked in a weft call without a deadline
+ * (channel, join, mutex, wait group...) that nobody has woken. Any other thread counts as
+ * one that might still call weft — send on a channel, cancel, spawn — so its mere existence
+ * prevents the report (weft cannot tell a thread that will send from one blocked forever in
+ * pthread_join); while such threads exist, weft looks again at growing intervals (up to
+ * 1 s), so a thread that ends without waking anyone still leads to the report. When main
+ * returns, that is the end of the program, never a deadlock. Off: config.deadlock = -1, or
+ * $WEFT_DEADLOCK=0.
+ *
+ * Stall report (Seastar's stall detector). A worker that has run one coroutine for longer
+ * than the threshold — computing without a weft call, or blocked in a system call (a plain
+ * read, sqlite called directly) — prints, once per stall,
+ *     weft: stall: worker 1 ran coroutine 17 "name" (entry_fn) for 100 ms
+ * and the coroutine's backtrace (module(symbol+offset) lines). The backtrace is taken by a
+ * SIGURG sent to that worker's thread (a SIGURG handler the program installed still gets the
+ * other SIGURGs); a system call that is not restarted after a signal handler (nanosleep,
+ * poll, sem_wait: see signal(7)) returns EINTR in the stalled coroutine. At most one report
+ * per worker per second (the next says how many went unreported); a stall of two thresholds
+ * or more ends with "weft: stall: worker 1 switched again after N ms". Threshold:
+ * config.stall_ms, $WEFT_STALL_MS (milliseconds; 0 or -1: off), default 100 ms. */
 
 /* Stack sizes. Stacks are reserved address space, committed page by page as they are
  * touched, with a 64 KiB guard zone below: the default 64 KiB costs one resident page for a
@@ -166,9 +204,19 @@ typedef struct weft_config {
  * field too — or NULL main, WEFT_ESTACK for config.stack_size below WEFT_STACK_DEFAULT_MIN
  * or above WEFT_STACK_MAX, WEFT_ENOMEM when memory, a worker thread (every one asked for
  * must start: the run never goes on with fewer) or main's stack could not be had; a failed
- * start leaves nothing behind and a later weft_run may succeed).
- * Shutdown rule (Go's): when main returns, coroutines still alive are not resumed again;
- * their stacks and control blocks are released and weft_run returns. config may be NULL.
+ * start leaves nothing behind and a later weft_run may succeed). config may be NULL.
+ * Shutdown rule (Go's): when main returns, no coroutine is resumed again. Each worker ends
+ * the stretch of the coroutine it is running (until it blocks, yields or exits: on another
+ * worker that may overlap main's return) and dispatches nothing more; coroutines still
+ * alive are abandoned, their stacks and control blocks released. A coroutine that spawns
+ * meanwhile gets 0 and a handle whose coroutine never runs.
+ * Plain threads: one blocked in weft when the runtime stops (weft_join, a channel, select,
+ * a mutex, condition, semaphore, wait group or task group) is woken with WEFT_ENORUNTIME. A
+ * plain thread's weft_spawn is refused with WEFT_ENORUNTIME as soon as main has returned,
+ * its other calls that need a runtime once weft_run begins to stop (weft_join of a handle of
+ * an ended run: WEFT_ENORUNTIME, or WEFT_ESTATE once another run started). A call racing
+ * with the stop gets one answer or the other, never freed memory; weft_run returns once
+ * every plain thread has left its call (and the blocking pool's jobs have finished).
  * fork(): a child forked by a plain thread starts with no runtime (whether or not one ran in
  * the parent) and may call weft_run; nothing made in the parent (tasks, channels, mutexes)
  * may be used there. A child forked from a coroutine runs on that coroutine's stack: it may
@@ -205,19 +253,22 @@ typedef struct weft_spawn_opts {
  * opts->stack_size may be sub-page (WEFT_STACK_MIN..WEFT_STACK_SMALL: see "Stack sizes").
  * The stack is taken when the coroutine first runs (a spawn touches no stack page), but it
  * is promised here, against stack address space weft has mapped: a coroutine that was
- * spawned always runs. WEFT_ENOMEM when no stack (or control block) can be promised — e.g.
- * under `ulimit -v` or vm.max_map_count — and the runtime goes on: once coroutines finish,
- * their stacks serve later spawns (weft keeps stack address space for reuse, per size
- * class: the space of one size does not serve another).
+ * spawned always runs (unless main returns first: see weft_run). WEFT_ENOMEM when no stack
+ * (or control block) can be promised — e.g. under `ulimit -v` or vm.max_map_count — and the
+ * runtime goes on: once coroutines finish, their stacks serve later spawns (weft keeps stack
+ * address space for reuse, per size class: the space of one size does not serve another).
  * 0, WEFT_EINVAL (fn NULL, a non-zero opts->reserved), WEFT_ESTACK (size < WEFT_STACK_MIN
- * or > WEFT_STACK_MAX), WEFT_ENOMEM, WEFT_ENORUNTIME. */
+ * or > WEFT_STACK_MAX), WEFT_ENOMEM, WEFT_ENORUNTIME (a plain thread once main has returned,
+ * see weft_run; a coroutine's spawn during the stop succeeds, and the new coroutine never
+ * runs). */
 WEFT_EXTERN int weft_spawn(weft_task *out, weft_fn fn, void *arg);
 WEFT_EXTERN int weft_spawn_ex(weft_task *out, weft_fn fn, void *arg, const weft_spawn_opts *opts);
 
 /* Wait for a task to finish and release it; *result (if non-NULL) receives fn's return value.
  * Callable from a coroutine (parks) or a plain thread (blocks). 0, WEFT_ESTATE (joined,
  * detached, or not a live handle), WEFT_EDEADLK (joining yourself), WEFT_ETIMEDOUT,
- * WEFT_ECANCELED (the caller was cancelled; the handle stays valid), WEFT_ENORUNTIME. */
+ * WEFT_ECANCELED (the caller was cancelled; the handle stays valid), WEFT_ENORUNTIME (no
+ * runtime, or a plain thread's join ended by the runtime stopping: see weft_run). */
 WEFT_EXTERN int weft_join(weft_task t, void **result);
 WEFT_EXTERN int weft_join_until(weft_task t, void **result, int64_t deadline);
 /* Give up the handle: the task's resources are released when it returns. 0 or WEFT_ESTATE. */

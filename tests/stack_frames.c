@@ -33,3 +33,15 @@ NOSPLIT long frame128_unprobed(void)
     weft_yield();
     return buf[0];
 }
+
+/* 128 KiB again, its lowest byte in the stack below, then a write through a null pointer: a
+ * fault nowhere near the stack pointer, which is below the stack. (No call in between: in
+ * segmented builds a split callee would move to a new segment.) */
+int *volatile frames_null;
+NOSPLIT long frame128_unprobed_fault(void)
+{
+    volatile char buf[128 * 1024];
+    buf[0] = 1;
+    *frames_null = 1;
+    return buf[0];
+}

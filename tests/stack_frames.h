@@ -3,4 +3,5 @@
 #define WEFT_TEST_STACK_FRAMES_H
 long frame68_unprobed(void);
 long frame128_unprobed(void);
+long frame128_unprobed_fault(void);
 #endif

@@ -2,13 +2,15 @@
  * coroutine that starts on a 2 KiB stack recurses megabytes deep by growing; many coroutines
  * grow and shrink at once across workers, switching and migrating while on added segments,
  * with pointers into their first segment staying valid; coroutines that only call weft do
- * not grow; and code built without split stacks still gets its overflow reported. */
+ * not grow; code built without split stacks still gets its overflow reported; and an unsplit
+ * function with a large frame that fits its stack runs (gold leaves its prologue alone). */
 #include "harness.h"
 #include <weft.h>
 #include <weft/debug.h>
 
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -155,11 +157,66 @@ static void expect_overflow_report(void)
     CHECK(strstr(buf, "\"unsplit\" (stack 16384 bytes)") != NULL);
 }
 
+/* 5. An unsplit function whose frame fits its stack (32 KiB of 64), large enough that
+ * -fstack-clash-protection probes it in a loop, calling unsplit code (memset): it runs and
+ * returns, with every guard kind. Its prologue must be left alone by gold, which takes a
+ * leading `lea -N(%rsp),%r11` (the probe loop's bound) for a split-stack check and moves it
+ * 1 MiB down (CMakeLists.txt): the frame then probed a megabyte below its stack — a false
+ * overflow report behind a guard zone, a return into garbage with a canary. */
+#define FITTING_FRAME (32 * 1024)
+__attribute__((no_split_stack, noinline)) static long fitting_frame(int seed)
+{
+    char buf[FITTING_FRAME];
+    memset(buf, seed, sizeof buf);
+    __asm__ volatile("" : : "r"(buf) : "memory"); /* the stores happen */
+    return buf[0] + buf[sizeof buf - 1];
+}
+
+/* Unsplit too, so the frame lands on the coroutine's own first segment, right above its guard
+ * zone or canary (a split caller that may reach libc would move to a 1 MiB segment first). */
+__attribute__((no_split_stack)) static void *fitting_entry(void *arg)
+{
+    return (void *)fitting_frame((int)(long)arg);
+}
+
+static int fitting_main(void *arg)
+{
+    (void)arg;
+    weft_spawn_opts o = {.stack_size = WEFT_STACK_DEFAULT, .name = "fitting"};
+    weft_task t;
+    void *r = NULL;
+    ASSERT_EQ(weft_spawn_ex(&t, fitting_entry, (void *)3L, &o), 0);
+    ASSERT_EQ(weft_join(t, &r), 0);
+    return (long)r == 6 ? 0 : 1;
+}
+
+static void fitting_child(void *arg)
+{
+    setenv("WEFT_STACK_GUARD", (const char *)arg, 1);
+    weft_config one = {.threads = 1};
+    _exit(weft_run(fitting_main, NULL, &one) == 0 ? 0 : 3);
+}
+
+static void expect_fitting_frame_runs(void)
+{
+    static const char *const modes[] = {"madvise", "mprotect", "canary"};
+    for (int m = 0; m < 3; m++) {
+        char buf[4096];
+        int status = test_child_stderr(fitting_child, (void *)modes[m], buf, sizeof buf);
+        bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+        if (!ok)
+            fprintf(stderr, "%d KiB unsplit frame (%s): child status %#x, output:\n%s\n",
+                    FITTING_FRAME / 1024, modes[m], status, buf);
+        CHECK(ok);
+    }
+}
+
 int main(void)
 {
     weft_config two = {.threads = 2};
     ASSERT_EQ(weft_run(main_co, NULL, &two), 0);
     expect_overflow_report();
+    expect_fitting_frame_runs();
     TEST_PASS("test_segstack", checks);
     return 0;
 }

@@ -57,12 +57,25 @@ int main(void)
     /* weft_config: a non-zero reserved word is refused before anything starts. */
     int ran = 0;
     weft_config cfg = {.threads = 2};
-    cfg.reserved[11] = 7;
+    cfg.reserved[10] = 7;
     CHECK_EQ(weft_run(ran_main, &ran, &cfg), WEFT_EINVAL);
     CHECK_EQ(ran, 0);
-    cfg.reserved[11] = 0;
+    cfg.reserved[10] = 0;
+    /* The fields taken from reserved words: out-of-range values are refused; the old
+     * padding before them is ignored whatever it holds. */
+    cfg.stall_ms = -2;
+    CHECK_EQ(weft_run(ran_main, &ran, &cfg), WEFT_EINVAL);
+    cfg.stall_ms = 0;
+    cfg.deadlock = 2;
+    CHECK_EQ(weft_run(ran_main, &ran, &cfg), WEFT_EINVAL);
+    cfg.deadlock = -2;
+    CHECK_EQ(weft_run(ran_main, &ran, &cfg), WEFT_EINVAL);
+    cfg.deadlock = 0;
+    CHECK_EQ(ran, 0);
+    cfg.padding_ = 0x5a5a5a5a;
     CHECK_EQ(weft_run(ran_main, &ran, &cfg), 0);
     CHECK_EQ(ran, 1);
+    cfg.padding_ = 0;
     CHECK_EQ(weft_run(abi_main, NULL, &cfg), 0);
 
     /* Error texts: one per code, none "unknown", none shared; WEFT_ESTATE names the mutex

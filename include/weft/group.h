@@ -71,7 +71,8 @@ WEFT_EXTERN int weft_group_cancel(weft_group *g);
  * member finished, WEFT_ETIMEDOUT if the deadline passed, WEFT_ECANCELED if the caller was
  * cancelled — in these two cases the group is cancelled and the call still waits until
  * every member has finished (the parent bounds its children's lifetime). WEFT_EDEADLK if
- * the caller is itself a member of g (it would wait for itself); WEFT_EINVAL (g NULL).
+ * the caller is itself a member of g (it would wait for itself); WEFT_EINVAL (g NULL);
+ * WEFT_ENORUNTIME (a plain thread, and the runtime stopped meanwhile: see weft_run).
  * The group stays usable: a later wait returns the same first failure. */
 WEFT_EXTERN int weft_group_wait(weft_group *g);
 WEFT_EXTERN int weft_group_wait_until(weft_group *g, int64_t deadline);
@@ -88,7 +89,8 @@ typedef struct weft_group_outcome {
  * wait for whichever member finishes first. 0 and *out filled; WEFT_ECLOSED when the group
  * is empty (no member running and no outcome left: nothing would ever come); WEFT_ETIMEDOUT,
  * WEFT_ECANCELED (the caller was cancelled; no outcome is lost: it stays for the next
- * call); WEFT_EINVAL (g or out NULL, or g not created with `collect`). A member calling it
+ * call); WEFT_EINVAL (g or out NULL, or g not created with `collect`); WEFT_ENORUNTIME (a
+ * plain thread, and the runtime stopped meanwhile). A member calling it
  * on its own group waits for the others (it hangs if no other member will ever finish). */
 WEFT_EXTERN int weft_group_next(weft_group *g, weft_group_outcome *out);
 WEFT_EXTERN int weft_group_next_until(weft_group *g, weft_group_outcome *out, int64_t deadline);
@@ -99,7 +101,9 @@ WEFT_EXTERN size_t weft_group_len(weft_group *g);
 /* Release the group. A group with members still running is first cancelled and waited for
  * (the call parks, or blocks a plain thread, until every member has finished): it never
  * leaves members behind that would use the freed group. 0; WEFT_EDEADLK (the caller is a
- * member of g: nothing is done, the group stays). NULL: 0, nothing done. After weft_run has
+ * member of g: nothing is done, the group stays); WEFT_ENORUNTIME (a plain thread, and the
+ * runtime stopped while it waited: not freed yet, free it again after weft_run returned).
+ * NULL: 0, nothing done. After weft_run has
  * returned, members abandoned at its shutdown are forgotten, not waited for. No other call
  * on g may run concurrently with or after a successful free. */
 WEFT_EXTERN int weft_group_free(weft_group *g);

@@ -3,7 +3,11 @@
  * OS threads on a futex where noted. A weft_mutex may be unlocked by another coroutine or
  * thread than the one that locked it (it is a binary semaphore with FIFO hand-off).
  * An object that still had waiting coroutines when weft_run returned (they were abandoned
- * at shutdown) must be re-initialised with its weft_*_init before it is used again. */
+ * at shutdown) must be re-initialised with its weft_*_init before it is used again.
+ * Plain threads may use these objects with or without a runtime. A plain thread waiting
+ * while a runtime runs is woken with WEFT_ENORUNTIME when it stops (weft.h, weft_run); a
+ * plain thread that began waiting while no runtime ran waits for another thread and is
+ * left alone. */
 #ifndef WEFT_SYNC_H
 #define WEFT_SYNC_H
 #ifdef __cplusplus
@@ -40,7 +44,8 @@ typedef struct weft_cond {
 WEFT_EXTERN int weft_cond_init(weft_cond *c);
 /* Wait on a condition variable: atomically unlocks m (which the caller holds) and waits;
  * re-locks m before returning (also on timeout/cancel). 0, WEFT_ETIMEDOUT, WEFT_ECANCELED,
- * WEFT_EINVAL. As with pthreads, re-check the condition in a loop. */
+ * WEFT_EINVAL; WEFT_ENORUNTIME (a plain thread, the runtime stopped): returns WITHOUT m
+ * locked. As with pthreads, re-check the condition in a loop. */
 WEFT_EXTERN int weft_cond_wait(weft_cond *c, weft_mutex *m);
 WEFT_EXTERN int weft_cond_wait_until(weft_cond *c, weft_mutex *m, int64_t deadline);
 /* Wake one waiter (signal) or all of them (broadcast). 0, WEFT_EINVAL (NULL). */

@@ -23,11 +23,18 @@
  * token it copied; a token made stale by a cancellation fails its CAS (coro.h).
  *
  * Shutdown: once main has returned (runtime.stopping) no caller is resumed again, so pool
- * threads start no more jobs; weft_run, after every worker left, drops the jobs still queued
- * unrun — their records are in frames of abandoned coroutines, released with the stacks
- * afterwards — and waits for the running ones (joining every pool thread), whose callers
- * are not woken. Nothing is heap-allocated per job, so nothing can leak. */
+ * threads start no more jobs. weft_run, after every worker left and the gate closed (gate.h:
+ * a pool thread blocked in a weft call inside fn was woken with WEFT_ENORUNTIME), drops the
+ * jobs still queued unrun — their records are in frames of abandoned coroutines, released
+ * with the stacks afterwards — and waits for the running ones (joining every pool thread),
+ * whose callers are not woken. That is before the teardown: a running job's record, and what
+ * fn uses on its caller's stack, stay mapped until fn has returned. A pool thread is a plain
+ * thread: its wake-up of the caller goes through the gate, which admits it without waiting
+ * while the runtime stops (weft__gate_enter: it is what weft_run waits for) and then says
+ * there is no runtime, so the abandoned caller is not woken. Nothing is heap-allocated per
+ * job, so nothing can leak. */
 #define _GNU_SOURCE
+#include "gate.h"
 #include "runtime.h"
 
 #include <pthread.h>
@@ -60,6 +67,7 @@ static void *pool_thread(void *unused)
     /* Pool threads exist only while weft_run runs (created by its coroutines, joined by
      * weft__blocking_shutdown before weft__rt is cleared): weft__rt is stable here. */
     struct weft__runtime *rt = weft__rt;
+    weft__gate_pool_thread = true;
     pthread_mutex_lock(&pool.mu);
     for (;;) {
         /* Once main has returned no caller will be resumed: start no more jobs (relaxed: a
@@ -91,8 +99,12 @@ static void *pool_thread(void *unused)
         struct weft__waker k = j->k; /* j may be gone once we unlock */
         bool wake = !pool.stopping;  /* stopping: the caller is abandoned, never resumed */
         pthread_mutex_unlock(&pool.mu);
-        if (wake)
+        /* Not gated around fn: user code may block for good, and a stopping weft_run waits
+         * for every thread inside the gate to leave. */
+        if (wake && weft__gate_enter() == WEFT__IN_OPEN)
             weft__waker_wake(&k, 0, false);
+        if (wake)
+            weft__gate_leave();
         pthread_mutex_lock(&pool.mu);
     }
     pool.threads--;
@@ -236,4 +248,18 @@ void weft__blocking_atfork(int phase)
         pool.threads = pool.idle = pool.stopping = 0;
         pthread_mutex_unlock(&pool.mu);
     }
+}
+
+/* hang.h: the pool's depth, for the deadlock check and weft_dump. `running`: threads not
+ * idle (running a job, or between jobs); under pool.mu, so the three agree. */
+void weft__blocking_depth(int *queued, int *threads, int *running)
+{
+    pthread_mutex_lock(&pool.mu);
+    int q = 0;
+    for (struct job *j = pool.head; j; j = j->next)
+        q++;
+    *queued = q;
+    *threads = pool.threads;
+    *running = pool.threads - pool.idle;
+    pthread_mutex_unlock(&pool.mu);
 }

@@ -75,6 +75,7 @@
  * move) until the copy is done and its wait is completed (see waitq.h). */
 #include "chan.h"
 #include "futex.h"
+#include "gate.h"
 #include "runtime.h"
 
 #include <stdlib.h>
@@ -167,8 +168,7 @@ void weft_chan_unref(weft_chan *ch)
         return;
     /* Waiters of an earlier run were abandoned at its shutdown (their stacks are gone): the
      * channel may be freed. Waiters of the current run are a use-after-free in waiting. */
-    if ((ch->sendq.head || ch->recvq.head) && weft__rt &&
-        ch->epoch == atomic_load(&weft__run_epoch))
+    if ((ch->sendq.head || ch->recvq.head) && ch->epoch == atomic_load(&weft__run_epoch))
         weft__panic("weft: channel %p freed while coroutines or threads wait on it", (void *)ch);
     weft__offstack(chan_free, ch);
 }
@@ -193,7 +193,8 @@ size_t weft_chan_cap(weft_chan *ch)
 
 /* Under ch->lock. Waiters queued during an earlier weft_run belonged to coroutines that
  * were abandoned at its shutdown (their stacks are unmapped): forget them, never touch
- * them. (A plain thread left blocked across a shutdown is the caller's bug: documented.) */
+ * them. (Plain threads' waiters never outlive a run: the stopping runtime wakes them with
+ * WEFT_ENORUNTIME and they unlink themselves before it unmaps any stack, gate.h.) */
 static inline void reap_stale(struct weft_chan *ch)
 {
     if (WEFT_UNLIKELY(ch->epoch != atomic_load_explicit(&weft__run_epoch, memory_order_relaxed)) &&
@@ -568,10 +569,20 @@ chan_locked_op(struct weft_chan *ch, void *elem, int64_t deadline, bool send, bo
  * seq_cst and sequenced after our seq_cst claim of the position (the CAS on tail / head),
  * which needs no fence: a waiter that read tail (head) after its own fence and did not see
  * our claim waits only on "empty" ("full"), and then our load sees its flag. */
-static void notify(struct weft_chan *ch, _Atomic uint32_t *flag)
+static void notify(struct weft_chan *ch, _Atomic uint32_t *flag, bool thread)
 {
     if (WEFT_LIKELY(!atomic_load_explicit(flag, memory_order_seq_cst)))
         return;
+    if (thread) {
+        /* A plain thread completes waiters (readying coroutines: the runtime's queues)
+         * only when admitted. Refused: no runtime runs, and no waiter of a stopped one can
+         * still be waiting (coroutines abandoned, threads woken): nobody to notify. */
+        int in = weft__gate_in(NULL);
+        if ((in & 3) == WEFT__IN_OPEN)
+            notify(ch, flag, false);
+        weft__gate_out(in);
+        return;
+    }
     struct weft__waiter *done = NULL;
     weft__lock_acquire(&ch->lock);
     reap_stale(ch);
@@ -581,16 +592,31 @@ static void notify(struct weft_chan *ch, _Atomic uint32_t *flag)
     weft__chan_complete_all(done, self_is_coro());
 }
 
+/* A plain thread takes the locked path inside the gate (gate.h): it may complete waiters
+ * (a coroutine made runnable goes into the runtime's queues) and it may sleep (a stopping
+ * runtime must find it). Out of line: workers never come here. */
+static WEFT_NOINLINE int chan_locked_op_thread(struct weft_chan *ch, void *elem,
+                                               int64_t deadline, bool send, bool block,
+                                               bool poll)
+{
+    return WEFT__GATED_RT(chan_locked_op(ch, elem, deadline, send, block, poll));
+}
+
+/* Plain threads (thread == true) use the lock-free ring without the gate: it touches only
+ * the channel, which the caller's reference keeps alive. */
 static int chan_op(struct weft_chan *ch, void *elem, int64_t deadline, bool send, bool block)
 {
     if (!ch || (!elem && ch->elem_size && send)) /* a receive into NULL discards */
         return WEFT_EINVAL;
-    if (!weft__rt)
+    bool thread = !weft__worker_entry(); /* a coroutine stays one across its parks */
+    if (thread && !weft__gate_open_hint())
         return WEFT_ENORUNTIME;
     int r;
     if (!ch->ring) {
-        while ((r = chan_locked_op(ch, elem, deadline, send, block, false)) == WEFT__ERETRY)
-            ;
+        do
+            r = thread ? chan_locked_op_thread(ch, elem, deadline, send, block, false)
+                       : chan_locked_op(ch, elem, deadline, send, block, false);
+        while (r == WEFT__ERETRY);
         return r;
     }
     bool spun = false, thread_spun = false;
@@ -600,7 +626,7 @@ static int chan_op(struct weft_chan *ch, void *elem, int64_t deadline, bool send
                                   memory_order_relaxed)) {
             r = send ? ring_put(ch, elem) : ring_take(ch, elem);
             if (r == 0) {
-                notify(ch, send ? &ch->recv_waiting : &ch->send_waiting);
+                notify(ch, send ? &ch->recv_waiting : &ch->send_waiting, thread);
                 return 0;
             }
             if (r == WEFT_ECLOSED)
@@ -613,7 +639,8 @@ static int chan_op(struct weft_chan *ch, void *elem, int64_t deadline, bool send
                     continue;
             }
         }
-        r = chan_locked_op(ch, elem, deadline, send, block, spun);
+        r = thread ? chan_locked_op_thread(ch, elem, deadline, send, block, spun)
+                   : chan_locked_op(ch, elem, deadline, send, block, spun);
         if (r == WEFT__EBUSY) {
             busy_spin(ch, send);
             spun = true;
@@ -654,10 +681,8 @@ int weft_chan_try_recv(weft_chan *ch, void *elem)
     return chan_op(ch, elem, WEFT_FOREVER, false, false);
 }
 
-int weft_chan_close(weft_chan *ch)
+static int chan_close(weft_chan *ch)
 {
-    if (!ch)
-        return WEFT_EINVAL;
     struct weft__waiter *done = NULL, *w;
     weft__lock_acquire(&ch->lock);
     if (weft__chan_closed(ch)) {
@@ -682,4 +707,14 @@ int weft_chan_close(weft_chan *ch)
     weft__lock_release(&ch->lock);
     weft__chan_complete_all(done, false);
     return 0;
+}
+
+/* Also without a runtime (then only stale waiters can be queued, and reap_stale drops them):
+ * a plain thread is counted in the gate either way, so a runtime cannot stop or start under
+ * it while it completes waiters. */
+int weft_chan_close(weft_chan *ch)
+{
+    if (!ch)
+        return WEFT_EINVAL;
+    return WEFT__GATED(chan_close(ch));
 }

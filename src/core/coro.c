@@ -3,6 +3,8 @@
 #define _GNU_SOURCE
 #include "coro.h"
 #include "futex.h"
+#include "gate.h"
+#include "hang.h"
 #include "runtime.h"
 
 #include <pthread.h>
@@ -357,8 +359,13 @@ bool weft__waker_claim(struct weft__waker *k)
     uint32_t v = atomic_load_explicit(&k->tp->word, memory_order_relaxed);
     while ((v & TP_STATE) == TP_ARMED)
         if (atomic_compare_exchange_weak_explicit(&k->tp->word, &v, (v & TP_SLEEPING) | TP_CLAIMED,
-                                                  memory_order_acq_rel, memory_order_relaxed))
+                                                  memory_order_acq_rel, memory_order_relaxed)) {
+            /* Uncounted before the thread can run again (it waits for DONE): a deadlock
+             * check never takes a woken thread for a stuck one (deadlock.c). */
+            if (v & TP_STUCK)
+                atomic_fetch_sub_explicit(&weft__stuck_threads, 1, memory_order_seq_cst);
             return true;
+        }
     return false;
 }
 
@@ -398,7 +405,7 @@ void weft__tparker_arm(struct weft__thread_parker *tp, struct weft__waker *k)
     k->tp = tp;
 }
 
-int weft__tparker_wait(struct weft__thread_parker *tp, int64_t deadline)
+static int tparker_sleep(struct weft__thread_parker *tp, int64_t deadline)
 {
     /* No spinning before the futex: measured on 2 cores, a spinning blocked thread takes the
      * CPU from the coroutine that would unblock it (threadsend: 6.7 M msgs/s with a 2,000-
@@ -408,16 +415,56 @@ int weft__tparker_wait(struct weft__thread_parker *tp, int64_t deadline)
         if ((v & TP_STATE) == TP_DONE)
             return tp->result;
         if (!(v & TP_SLEEPING)) {
-            if (!atomic_compare_exchange_weak_explicit(&tp->word, &v, v | TP_SLEEPING,
+            /* hang.h: an unclaimed wait without a deadline is counted (counted first, so
+             * the claimer that sees TP_STUCK always finds the count to take back). */
+            uint32_t stuck =
+                deadline == WEFT_FOREVER && (v & TP_STATE) == TP_ARMED ? TP_STUCK : 0;
+            if (stuck)
+                atomic_fetch_add_explicit(&weft__stuck_threads, 1, memory_order_seq_cst);
+            if (!atomic_compare_exchange_weak_explicit(&tp->word, &v, v | TP_SLEEPING | stuck,
                                                        memory_order_acq_rel,
-                                                       memory_order_acquire))
+                                                       memory_order_acquire)) {
+                if (stuck)
+                    atomic_fetch_sub_explicit(&weft__stuck_threads, 1, memory_order_seq_cst);
                 continue;
-            v |= TP_SLEEPING;
+            }
+            v |= TP_SLEEPING | stuck;
         }
         if (weft__futex_wait(&tp->word, v, deadline) == -ETIMEDOUT &&
             (atomic_load_explicit(&tp->word, memory_order_acquire) & TP_STATE) != TP_DONE)
             return WEFT_ETIMEDOUT;
     }
+}
+
+int weft__tparker_wait(struct weft__thread_parker *tp, int64_t deadline)
+{
+    int mode = weft__gate_mode();
+    /* Every public call that can sleep counts a plain thread in (gate.h): a thread asleep
+     * outside the gate could be woken by the sweep and then unlink itself from a queue whose
+     * neighbours' stacks are already unmapped. */
+    WEFT_ASSERT(mode != 0);
+    if (mode == WEFT__IN_NONE) {
+        /* No runtime: a wait for another plain thread (the sync objects work without one).
+         * Not counted while asleep, so that a runtime can start meanwhile (gate.h). */
+        weft__gate_leave();
+        int r = tparker_sleep(tp, deadline);
+        weft__gate_enter(); /* before the caller touches the object again */
+        return r;
+    }
+    if (WEFT_LIKELY(weft__gate_track(tp))) {
+        int r = tparker_sleep(tp, deadline);
+        weft__gate_untrack(tp); /* after this the gate's sweep no longer sees our frame */
+        return r;
+    }
+    /* No running runtime (or it is stopping): nothing may complete this wait later. Take
+     * it back, unless a waker claimed it already: then that waker (a plain thread inside a
+     * call, which completes before it leaves) is about to complete it. */
+    uint32_t v = atomic_load_explicit(&tp->word, memory_order_relaxed);
+    while ((v & TP_STATE) == TP_ARMED)
+        if (atomic_compare_exchange_weak_explicit(&tp->word, &v, TP_DONE, memory_order_acq_rel,
+                                                  memory_order_relaxed))
+            return WEFT_ENORUNTIME;
+    return tparker_sleep(tp, WEFT_FOREVER);
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -471,14 +518,14 @@ static void copy_name(struct weft__coro *co, const char *name)
     co->name[i] = 0;
 }
 
-int weft_spawn_ex(weft_task *out, weft_fn fn, void *arg, const weft_spawn_opts *opts)
+/* Shutdown (weft.h): a coroutine may spawn until the very end — main returned, its worker
+ * finishing the coroutine's current stretch — and gets a handle whose coroutine never runs
+ * (Go's answer; the ports of Go programs need it). A plain thread is refused from the moment
+ * it sees `stopping` (main returned) and by the gate once weft_run is stopping. */
+static int spawn(weft_task *out, weft_fn fn, void *arg, const weft_spawn_opts *opts)
 {
-    if (out)
-        *out = (weft_task){NULL, 0};
-    if (!fn || (opts && !WEFT_RESERVED_ZERO(opts)))
-        return WEFT_EINVAL;
-    struct weft__runtime *rt = weft__rt;
-    if (!rt || atomic_load_explicit(&rt->stopping, memory_order_relaxed))
+    struct weft__runtime *rt = weft__rt; /* valid: a worker, or admitted (gate.h) */
+    if (!weft__worker_entry() && atomic_load_explicit(&rt->stopping, memory_order_relaxed))
         return WEFT_ENORUNTIME;
     size_t size = rt->stack_size;
     if (opts && opts->stack_size) {
@@ -525,6 +572,15 @@ int weft_spawn_ex(weft_task *out, weft_fn fn, void *arg, const weft_spawn_opts *
     return 0;
 }
 
+int weft_spawn_ex(weft_task *out, weft_fn fn, void *arg, const weft_spawn_opts *opts)
+{
+    if (out)
+        *out = (weft_task){NULL, 0};
+    if (!fn || (opts && !WEFT_RESERVED_ZERO(opts)))
+        return WEFT_EINVAL;
+    return WEFT__GATED_RT(spawn(out, fn, arg, opts));
+}
+
 void weft__coro_exit(struct weft__coro *co, void *result)
 {
     if (co->locals)
@@ -545,8 +601,7 @@ void weft__coro_exit(struct weft__coro *co, void *result)
     if (have)
         weft__waker_wake(&k, 0, true);
     if (is_main) {
-        atomic_store_explicit(&weft__rt->stopping, 1, memory_order_release);
-        weft__wake_all();
+        weft__stop();
     }
     weft__sched_exit(co);
 }
@@ -569,10 +624,8 @@ static int take_result(struct weft__coro *co, void **result)
     return 0;
 }
 
-int weft_join_until(weft_task t, void **result, int64_t deadline)
+static int join_until(weft_task t, void **result, int64_t deadline)
 {
-    if (!weft__rt)
-        return WEFT_ENORUNTIME;
     struct weft__coro *co = weft__coro_from_handle(t);
     if (!co)
         return WEFT_ESTATE;
@@ -623,15 +676,21 @@ int weft_join_until(weft_task t, void **result, int64_t deadline)
     return take_result(co, result);
 }
 
+/* A plain thread is admitted for the whole join (gate.h): the control block cannot be reset
+ * under it; a stopping runtime wakes it with WEFT_ENORUNTIME (the joined coroutine will
+ * never finish), and after the stop the handle is refused with WEFT_ENORUNTIME. */
+int weft_join_until(weft_task t, void **result, int64_t deadline)
+{
+    return WEFT__GATED_RT(join_until(t, result, deadline));
+}
+
 int weft_join(weft_task t, void **result)
 {
     return weft_join_until(t, result, WEFT_FOREVER);
 }
 
-int weft_detach(weft_task t)
+static int detach(weft_task t)
 {
-    if (!weft__rt)
-        return WEFT_ENORUNTIME;
     struct weft__coro *co = weft__coro_from_handle(t);
     if (!co)
         return WEFT_ESTATE;
@@ -646,6 +705,11 @@ int weft_detach(weft_task t)
     weft__lock_release(&co->lock);
     weft__coro_release(co);
     return 0;
+}
+
+int weft_detach(weft_task t)
+{
+    return WEFT__GATED_RT(detach(t));
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -685,10 +749,8 @@ int weft_set_name(weft_task t, const char *name)
     return 0;
 }
 
-int weft_cancel(weft_task t)
+static int cancel(weft_task t)
 {
-    if (!weft__rt)
-        return WEFT_ENORUNTIME;
     struct weft__coro *co = weft__coro_from_handle(t);
     if (!co)
         return WEFT_ESTATE;
@@ -714,6 +776,11 @@ int weft_cancel(weft_task t)
         weft__waker_wake(&k, WEFT_ECANCELED, false);
     }
     return 0;
+}
+
+int weft_cancel(weft_task t)
+{
+    return WEFT__GATED_RT(cancel(t));
 }
 
 int weft_cancelled(void)

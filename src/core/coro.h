@@ -116,6 +116,9 @@ struct weft__coro {
 struct weft__thread_parker {
     _Atomic uint32_t word; /* TP_ARMED → TP_CLAIMED (a waker won) → TP_DONE, | TP_SLEEPING */
     int result;
+    /* While the thread sleeps: its link in the gate's list (gate.h), under the gate's lock,
+     * so that a stopping runtime can complete it with WEFT_ENORUNTIME. */
+    struct weft__thread_parker *gprev, *gnext;
 };
 enum {
     TP_ARMED = 0,
@@ -123,6 +126,8 @@ enum {
     TP_DONE = 2,
     TP_STATE = 3,
     TP_SLEEPING = 4, /* the thread is (about to be) in futex_wait: the completer must wake it */
+    TP_STUCK = 8,    /* it sleeps without a deadline, counted in weft__stuck_threads (hang.h)
+                        until the waker that claims the wait uncounts it */
 };
 struct weft__waker {
     struct weft__coro *co;             /* NULL: a plain thread */
@@ -144,7 +149,10 @@ bool weft__waker_wake(struct weft__waker *k, int result, bool handoff);
 void weft__wait_arm(struct weft__coro *co, struct weft__waker *k, const char *what);
 void weft__wait_disarm(struct weft__coro *co);
 /* Plain-thread side: arm, then block until completed or the deadline. On timeout, tries to
- * give up; if a waker already claimed it, waits for the completion (which then wins). */
+ * give up; if a waker already claimed it, waits for the completion (which then wins).
+ * WEFT_ENORUNTIME: the runtime stopped while we slept, or is not running (then we never
+ * slept): the wait is over, but the caller's waiter may still be linked where it waited —
+ * it must unlink it (as after a timeout; no waker completes it any more). */
 void weft__tparker_arm(struct weft__thread_parker *tp, struct weft__waker *k);
 int weft__tparker_wait(struct weft__thread_parker *tp, int64_t deadline);
 

@@ -1,7 +1,11 @@
 /* debug.c — weft_stats_get, weft_dump (Go's SIGQUIT dump, on demand or on a signal), and
  * the text that names a coroutine in reports (overflow reports use it from a signal
- * handler: no stdio, no malloc there). */
+ * handler: no stdio, no malloc there). Frames print as symbol+offset, or module+offset where
+ * the module has no symbol for them (static functions of a program linked without
+ * -rdynamic): `addr2line -e module offset` then finds the line. */
 #define _GNU_SOURCE
+#include "gate.h"
+#include "hang.h"
 #include "runtime.h"
 
 #include <dlfcn.h>
@@ -12,13 +16,9 @@
 #include <unistd.h>
 
 
-int weft_stats_get(weft_stats *out)
+static int stats_get(weft_stats *out)
 {
-    if (!out)
-        return WEFT_EINVAL;
-    struct weft__runtime *rt = weft__rt;
-    if (!rt)
-        return WEFT_ENORUNTIME;
+    struct weft__runtime *rt = weft__rt; /* a worker's, or an admitted thread's (gate.h) */
     memset(out, 0, sizeof *out);
     out->workers = rt->nworkers;
     for (int i = 0; i < rt->nworkers; i++) {
@@ -116,6 +116,13 @@ void weft__text_coro(struct weft__text *t, const struct weft__coro *co)
     }
 }
 
+int weft_stats_get(weft_stats *out)
+{
+    if (!out)
+        return WEFT_EINVAL;
+    return WEFT__GATED_RT(stats_get(out));
+}
+
 static const char *state_name(uint32_t s)
 {
     switch (s & ~(uint32_t)WEFT_CO_NOTIFIED) {
@@ -156,14 +163,30 @@ static void *saved_fp(const struct weft__coro *co)
 #endif
 }
 
-static void print_frame(FILE *out, int n, void *pc)
+void weft__addr_name(const void *pc, char *buf, size_t cap)
 {
     Dl_info info;
-    if (dladdr(pc, &info) && info.dli_sname)
-        fprintf(out, "    #%d %p %s+%#lx\n", n, pc, info.dli_sname,
-                (unsigned long)((char *)pc - (char *)info.dli_saddr));
-    else
-        fprintf(out, "    #%d %p\n", n, pc);
+    if (pc && dladdr(pc, &info)) {
+        if (info.dli_sname && info.dli_saddr) {
+            snprintf(buf, cap, "%s+%#lx", info.dli_sname,
+                     (unsigned long)((const char *)pc - (const char *)info.dli_saddr));
+            return;
+        }
+        if (info.dli_fname && info.dli_fbase) {
+            const char *base = strrchr(info.dli_fname, '/');
+            snprintf(buf, cap, "%s+%#lx", base ? base + 1 : info.dli_fname,
+                     (unsigned long)((const char *)pc - (const char *)info.dli_fbase));
+            return;
+        }
+    }
+    snprintf(buf, cap, "%p", pc);
+}
+
+static void print_frame(FILE *out, int n, void *pc)
+{
+    char name[256];
+    weft__addr_name(pc, name, sizeof name);
+    fprintf(out, "    #%d %p %s\n", n, pc, name);
 }
 
 /* Frame-pointer walk within the coroutine's stack bounds (weft is built with frame
@@ -191,16 +214,16 @@ static void backtrace_parked(FILE *out, const struct weft__coro *co)
     }
 }
 
-int weft_dump(FILE *out)
+static int dump(FILE *out)
 {
-    if (!out)
-        return WEFT_EINVAL;
-    struct weft__runtime *rt = weft__rt;
-    if (!rt)
-        return WEFT_ENORUNTIME;
+    struct weft__runtime *rt = weft__rt; /* see weft_dump */
     int64_t now = weft_now();
     int count = 0;
     fprintf(out, "weft: %d workers\n", rt->nworkers);
+    int queued, threads, running;
+    weft__blocking_depth(&queued, &threads, &running);
+    fprintf(out, "weft: blocking pool: %d job%s queued, %d running, %d thread%s\n", queued,
+            queued == 1 ? "" : "s", running, threads, threads == 1 ? "" : "s");
     for (struct weft__coro *co = weft__coro_first(); co; co = co->all_next) {
         uint32_t s = atomic_load_explicit(&co->state, memory_order_acquire);
         uint64_t id = atomic_load_explicit(&co->id, memory_order_relaxed);
@@ -278,6 +301,21 @@ void weft__zombie_report(void)
             fprintf(stderr, " \"%s\"", first[i]->name);
     }
     fprintf(stderr, "%s\n", n > (uint64_t)shown ? ", ..." : "");
+}
+
+/* A plain thread (the dump signal's handler may run on one, also on weft_run's own thread
+ * while it stops) never waits at the gate: refused unless the runtime runs. */
+int weft_dump(FILE *out)
+{
+    if (!out)
+        return WEFT_EINVAL;
+    if (weft__worker_entry())
+        return dump(out);
+    if (!weft__gate_try())
+        return WEFT_ENORUNTIME;
+    int r = dump(out);
+    weft__gate_leave();
+    return r;
 }
 
 static struct sigaction old_dump;

@@ -6,8 +6,8 @@
  * ever run, so its join hangs) and possibly a lock held by a thread that is gone.
  *
  * So (pthread_atfork, registered by the first weft_run): before the fork, the forking thread
- * takes every process-wide lock of weft (coroutine-local keys, control-block pool, stack
- * pool, blocking pool, in that order — no weft code holds two of them at once, so the order
+ * takes every process-wide lock of weft (the gate's parker list, coroutine-local keys,
+ * control-block pool, stack pool, blocking pool, in that order — no weft code holds two of them at once, so the order
  * cannot deadlock), which makes the structures they guard consistent in the child; the
  * parent releases them; so does the child (its one thread is the one that took them), after
  * forgetting the parent's runtime:
@@ -22,12 +22,14 @@
  * Objects made in the parent (channels, mutexes, groups) must not be used in the child: a
  * lock inside one may have been held by a parent's thread. */
 #define _GNU_SOURCE
+#include "gate.h"
 #include "runtime.h"
 
 #include <pthread.h>
 
 static void prepare(void)
 {
+    weft__gate_atfork(WEFT_FORK_PREPARE);
     weft__coro_atfork(WEFT_FORK_PREPARE);
     weft__stack_atfork(WEFT_FORK_PREPARE);
     weft__blocking_atfork(WEFT_FORK_PREPARE);
@@ -38,6 +40,7 @@ static void parent(void)
     weft__blocking_atfork(WEFT_FORK_PARENT);
     weft__stack_atfork(WEFT_FORK_PARENT);
     weft__coro_atfork(WEFT_FORK_PARENT);
+    weft__gate_atfork(WEFT_FORK_PARENT);
 }
 
 static void child(void)
@@ -49,6 +52,7 @@ static void child(void)
     weft__stack_atfork(WEFT_FORK_CHILD);
     weft__coro_atfork(WEFT_FORK_CHILD);
     weft__run_atfork_child(on_coro_stack);
+    weft__gate_atfork(WEFT_FORK_CHILD);
 }
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;

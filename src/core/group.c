@@ -35,7 +35,11 @@
  *     on does nothing (the same argument as a plain thread's parker in coro.c).
  *   - Runs: members of a run that ended were abandoned at its shutdown (never resumed), and
  *     waiters of that run sat on stacks since unmapped: forget_abandoned_locked drops them
- *     (never touching the waiters) when g->epoch is not the current run's. */
+ *     (never touching the waiters) when g->epoch is not the current run's.
+ *   - Plain threads make every call inside the gate (gate.h): a waiting one is woken with
+ *     WEFT_ENORUNTIME when the runtime stops (the members it waits for are abandoned), and
+ *     then waits no more. */
+#include "gate.h"
 #include "runtime.h"
 #include "waitq.h"
 
@@ -303,10 +307,6 @@ static bool past(int64_t deadline)
 static int group_spawn(weft_group *g, weft_fn fn, int (*ifn)(void *), void *arg,
                        int64_t deadline)
 {
-    if (!g || (!fn && !ifn))
-        return WEFT_EINVAL;
-    if (!weft__rt)
-        return WEFT_ENORUNTIME;
     struct member *m = group_calloc(sizeof *m);
     if (!m)
         return WEFT_ENOMEM;
@@ -349,32 +349,57 @@ static int group_spawn(weft_group *g, weft_fn fn, int (*ifn)(void *), void *arg,
     return r;
 }
 
+static int group_spawn_gated(weft_group *g, weft_fn fn, int (*ifn)(void *), void *arg,
+                             int64_t deadline)
+{
+    if (!g || (!fn && !ifn))
+        return WEFT_EINVAL;
+    return WEFT__GATED_RT(group_spawn(g, fn, ifn, arg, deadline));
+}
+
 int weft_group_spawn(weft_group *g, weft_fn fn, void *arg)
 {
-    return group_spawn(g, fn, NULL, arg, WEFT_FOREVER);
+    return group_spawn_gated(g, fn, NULL, arg, WEFT_FOREVER);
 }
 
 int weft_group_spawn_until(weft_group *g, weft_fn fn, void *arg, int64_t deadline)
 {
-    return group_spawn(g, fn, NULL, arg, deadline);
+    return group_spawn_gated(g, fn, NULL, arg, deadline);
 }
 
 int weft_group_go(weft_group *g, int (*fn)(void *), void *arg)
 {
-    return group_spawn(g, NULL, fn, arg, WEFT_FOREVER);
+    return group_spawn_gated(g, NULL, fn, arg, WEFT_FOREVER);
 }
 
 int weft_group_go_until(weft_group *g, int (*fn)(void *), void *arg, int64_t deadline)
 {
-    return group_spawn(g, NULL, fn, arg, deadline);
+    return group_spawn_gated(g, NULL, fn, arg, deadline);
 }
 
+static int group_fail(weft_group *g, int code)
+{
+    weft__lock_acquire(&g->lock);
+    fail_locked(g, code, weft_self_id());
+    weft__lock_release(&g->lock);
+    return 0;
+}
+
+/* Gated for a plain thread (gate.h) although it never waits: it may cancel members under
+ * g->lock, and a weft_cancel entering the gate there could wait out a stopping runtime
+ * that waits for another thread queued on g->lock. */
 int weft_group_fail(weft_group *g, int code)
 {
     if (!g || code == 0)
         return WEFT_EINVAL;
+    return WEFT__GATED(group_fail(g, code));
+}
+
+static int group_cancel(weft_group *g)
+{
     weft__lock_acquire(&g->lock);
-    fail_locked(g, code, weft_self_id());
+    forget_abandoned_locked(g);
+    cancel_all_locked(g, 0);
     weft__lock_release(&g->lock);
     return 0;
 }
@@ -383,20 +408,19 @@ int weft_group_cancel(weft_group *g)
 {
     if (!g)
         return WEFT_EINVAL;
-    weft__lock_acquire(&g->lock);
-    forget_abandoned_locked(g);
-    cancel_all_locked(g, 0);
-    weft__lock_release(&g->lock);
-    return 0;
+    return WEFT__GATED(group_cancel(g));
 }
 
 /* Wait until no member runs, whatever happens: the cancel-and-wait of a deadline or of a
  * cancelled caller, and weft_group_free. In a shield (coro.h "Cancellation"): a request of
  * the caller stays pending for its next cancellation point and cannot cut this wait short
- * (the members were cancelled: they end at their next cancellation point). */
-static void wait_empty(weft_group *g)
+ * (the members were cancelled: they end at their next cancellation point).
+ * 0, or WEFT_ENORUNTIME: a plain thread, and the runtime stopped (the members left are
+ * abandoned and never finish; forget_abandoned_locked drops them later). */
+static int wait_empty(weft_group *g)
 {
     struct weft__coro *co = weft__coro_self();
+    int r = 0;
     weft__shield_enter(co);
     for (;;) {
         weft__lock_acquire(&g->lock);
@@ -405,15 +429,17 @@ static void wait_empty(weft_group *g)
             weft__lock_release(&g->lock);
             break;
         }
-        block_locked(g, &g->waitq, "group", WEFT_FOREVER, NULL);
+        r = block_locked(g, &g->waitq, "group", WEFT_FOREVER, NULL);
+        if (r == WEFT_ENORUNTIME)
+            break;
+        r = 0; /* shielded: only the last member's wake (0) ends the wait */
     }
     weft__shield_leave(co);
+    return r;
 }
 
-int weft_group_wait_until(weft_group *g, int64_t deadline)
+static int group_wait_until(weft_group *g, int64_t deadline)
 {
-    if (!g)
-        return WEFT_EINVAL;
     weft__lock_acquire(&g->lock);
     forget_abandoned_locked(g);
     int r = 0;
@@ -428,11 +454,14 @@ int weft_group_wait_until(weft_group *g, int64_t deadline)
         } else {
             r = block_locked(g, &g->waitq, "group", deadline, NULL);
         }
+        if (r == WEFT_ENORUNTIME)
+            return r; /* a plain thread, and the runtime stopped: the members are abandoned */
         if (r != 0) {
             /* The deadline passed or the caller was cancelled: bound the members' lifetime
              * — cancel them all, then wait for every one to finish. */
-            weft_group_cancel(g);
-            wait_empty(g);
+            group_cancel(g);
+            if (wait_empty(g) != 0)
+                return WEFT_ENORUNTIME;
         }
         weft__lock_acquire(&g->lock);
     }
@@ -441,15 +470,20 @@ int weft_group_wait_until(weft_group *g, int64_t deadline)
     return failure ? failure : r; /* a request of the caller stays pending either way */
 }
 
+int weft_group_wait_until(weft_group *g, int64_t deadline)
+{
+    if (!g)
+        return WEFT_EINVAL;
+    return WEFT__GATED(group_wait_until(g, deadline));
+}
+
 int weft_group_wait(weft_group *g)
 {
     return weft_group_wait_until(g, WEFT_FOREVER);
 }
 
-int weft_group_next_until(weft_group *g, weft_group_outcome *out, int64_t deadline)
+static int group_next_until(weft_group *g, weft_group_outcome *out, int64_t deadline)
 {
-    if (!g || !out || !g->collect)
-        return WEFT_EINVAL;
     struct member *m = NULL;
     weft__lock_acquire(&g->lock);
     forget_abandoned_locked(g);
@@ -476,6 +510,13 @@ int weft_group_next_until(weft_group *g, weft_group_outcome *out, int64_t deadli
     return 0;
 }
 
+int weft_group_next_until(weft_group *g, weft_group_outcome *out, int64_t deadline)
+{
+    if (!g || !out || !g->collect)
+        return WEFT_EINVAL;
+    return WEFT__GATED(group_next_until(g, out, deadline));
+}
+
 int weft_group_next(weft_group *g, weft_group_outcome *out)
 {
     return weft_group_next_until(g, out, WEFT_FOREVER);
@@ -492,10 +533,8 @@ size_t weft_group_len(weft_group *g)
     return n;
 }
 
-int weft_group_free(weft_group *g)
+static int group_free(weft_group *g)
 {
-    if (!g)
-        return 0;
     weft__lock_acquire(&g->lock);
     forget_abandoned_locked(g);
     if (g->live != 0) {
@@ -505,7 +544,8 @@ int weft_group_free(weft_group *g)
         }
         cancel_all_locked(g, 0);
         weft__lock_release(&g->lock);
-        wait_empty(g);
+        if (wait_empty(g) != 0)
+            return WEFT_ENORUNTIME; /* not freed: its abandoned members still point at it */
     } else {
         weft__lock_release(&g->lock);
     }
@@ -516,4 +556,11 @@ int weft_group_free(weft_group *g)
     }
     group_free_mem(g);
     return 0;
+}
+
+int weft_group_free(weft_group *g)
+{
+    if (!g)
+        return 0;
+    return WEFT__GATED(group_free(g));
 }

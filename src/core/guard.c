@@ -7,8 +7,10 @@
  *  - a fault in the guard zone below the running coroutine's stack (stack.c: 64 KiB, which a
  *    frame built with -fstack-clash-protection cannot jump), or a fault while the running
  *    coroutine's stack pointer is below its stack (a frame that jumped the guard and then
- *    touched unmapped memory). The handler runs on a per-worker alternate signal stack (the
- *    coroutine's own stack is the thing that overflowed);
+ *    touched unmapped memory), or any fault while that stack pointer is below its stack
+ *    inside the stack's own slab (the frames ran past the stack, then something else
+ *    faulted). The handler runs on a per-worker alternate signal stack (the coroutine's own
+ *    stack is the thing that overflowed);
  *  - at every switch away from a coroutine (yield, park, exit: sched.c), its stack pointer is
  *    compared with its stack's limit, for every guard kind — a frame that jumped the guard
  *    into the stack below without faulting is reported there, before that stack's owner runs
@@ -161,6 +163,20 @@ static void on_fault(int sig, siginfo_t *si, void *uc)
         if (sp && !on_sched && weft__stack_sp_below(s, sp) && addr + 4096 >= sp &&
             addr < (const char *)s->lo)
             report_overflow(co, s, "a frame jumped past its stack");
+        /* Whatever the address: the stack pointer is inside this stack's slab, below the
+         * stack. Nothing runs there on co's behalf — that memory is other stacks, their guard
+         * gaps and uncarved room, and libgcc's segments (segmented builds) and every other
+         * stack (the scheduler's, the alternate signal stack, threads') are separate
+         * mappings — so co's frames ran down there: a frame that jumped the guard zone and
+         * then faulted away from its stack pointer (a wild or NULL pointer, a return into
+         * garbage from a frame larger than its code says). Its frames are past its stack:
+         * the overflow is the report, not the fault. (One window breaks "co runs on
+         * co->stack": switch_to sets w->current to the destination just before the jump;
+         * a fault in those few instructions of weft's is reported here if the stack being
+         * left lies below the destination's in one slab. w->current is this thread's own
+         * word, read without a barrier on its own thread.) */
+        if (sp && !on_sched && weft__stack_below_in_slab(s, sp))
+            report_overflow(co, s, "its stack pointer was below its stack at a fault");
         const struct weft__stack *culprit = overrun_from_above(s);
         if (culprit)
             report_overrun(culprit, co, true);

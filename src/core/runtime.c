@@ -1,11 +1,29 @@
 /* runtime.c — weft_run: configuration, starting and stopping the workers, shutdown.
  *
- * Shutdown rule (Go's): when main's coroutine returns, the runtime stops. Coroutines still
- * alive are not resumed again: workers finish the coroutine they are running (cooperative:
- * until it next blocks or yields), leave their loops, and are joined; then every stack slab is
- * unmapped and every control block returns to the pool with its id retired (handles held by
- * plain threads then get WEFT_ENORUNTIME / WEFT_ESTATE). */
+ * Shutdown rule (Go's): when main's coroutine returns, the runtime stops (weft__stop).
+ * Coroutines still alive are not resumed again: each worker finishes the coroutine it is
+ * running (cooperative: until it next blocks, yields, spawns into a full queue or exits),
+ * then its next dispatch sees `stop` and it leaves its loop (sched.c pick_local); the
+ * workers are joined. Then, in this order:
+ *   1. the gate closes (gate.h): no plain thread is admitted any more, every plain thread
+ *      still sleeping in a weft call (join, channel, mutex, select...) is woken with
+ *      WEFT_ENORUNTIME, and we wait until every plain thread has left its call. From here
+ *      nothing but this thread touches the runtime, the queues, the stacks;
+ *   2. teardown: worker loops and caches, every control block back to the pool with its id
+ *      retired (handles then get WEFT_ENORUNTIME, or WEFT_ESTATE in a later run), a new
+ *      epoch (waiters of abandoned coroutines left in channels become stale), every stack
+ *      unmapped, weft__rt cleared;
+ *   3. the gate says STOPPED (plain threads get WEFT_ENORUNTIME or use objects without a
+ *      runtime).
+ * Between 1 and 2 we wait for the blocking pool's jobs still running (blocking.c): their
+ * records live in abandoned callers' frames, so they must end before the stacks go; a pool
+ * thread is admitted through the closing gate without waiting, and does not wake anyone.
+ * The runtime struct itself is static (never freed, reset per run): a plain thread's stale
+ * pointer to it can never point into freed memory; what it owns is reached only through the
+ * gate. */
 #define _GNU_SOURCE
+#include "gate.h"
+#include "hang.h"
 #include "runtime.h"
 
 #include <sched.h>
@@ -26,10 +44,14 @@ _Atomic uint64_t weft__run_epoch;
 static struct weft__runtime *forked_rt;
 static bool forked_on_coro_stack;
 
+static struct weft__runtime rt_storage; /* weft__rt while running; fields reset per run */
+
 void weft__run_atfork_child(bool on_coro_stack)
 {
-    if (weft__rt)
-        forked_rt = weft__rt;
+    /* A copy: rt_storage is reset by the child's next run, and the copy keeps what the
+     * parent's runtime owned reachable (leak checkers). */
+    if (weft__rt && (forked_rt = malloc(sizeof *forked_rt)))
+        memcpy(forked_rt, weft__rt, sizeof *forked_rt);
     weft__rt = NULL;
     weft__tls_worker = NULL; /* the forking thread is a plain thread in the child */
     forked_on_coro_stack = forked_on_coro_stack || on_coro_stack;
@@ -131,6 +153,8 @@ int weft_run(int (*main)(void *), void *arg, const weft_config *config)
     if (cfg.dump_signal != 0 && (cfg.dump_signal < 1 || cfg.dump_signal >= NSIG ||
                                  cfg.dump_signal == SIGKILL || cfg.dump_signal == SIGSTOP))
         return WEFT_EINVAL;
+    if (cfg.stall_ms < -1 || cfg.deadlock < -1 || cfg.deadlock > 1)
+        return WEFT_EINVAL;
     if (cfg.stack_size &&
         (cfg.stack_size < WEFT_STACK_DEFAULT_MIN || cfg.stack_size > WEFT_STACK_MAX))
         return WEFT_ESTACK;
@@ -155,11 +179,9 @@ int weft_run(int (*main)(void *), void *arg, const weft_config *config)
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         nthreads = n > 0 ? (int)n : 1;
     }
-    struct weft__runtime *rt = calloc(1, sizeof *rt);
-    if (!rt) {
-        atomic_store(&running, 0);
-        return WEFT_ENOMEM;
-    }
+    struct weft__runtime *rt = &rt_storage;
+    memset(rt, 0, sizeof *rt);
+    bool opened = false, ran = false;
     rt->nworkers = nthreads;
     cpu_set_t cpus;
     rt->ncpus = sched_getaffinity(0, sizeof cpus, &cpus) == 0 ? CPU_COUNT(&cpus) : 1;
@@ -174,10 +196,12 @@ int weft_run(int (*main)(void *), void *arg, const weft_config *config)
     rt->workers = calloc((size_t)nthreads, sizeof *rt->workers);
     rt->idle_list = calloc((size_t)nthreads, sizeof *rt->idle_list);
     int ret = WEFT_ENOMEM;
+    bool hang_started = false;
     rt->load_idle = calloc((size_t)nthreads, sizeof *rt->load_idle);
     rt->load_sleeps = calloc((size_t)nthreads, sizeof *rt->load_sleeps);
     if (!rt->workers || !rt->idle_list || !rt->load_idle || !rt->load_sleeps)
         goto out;
+    weft__evalloc_install();
     for (int i = 0; i < nthreads; i++) {
         if (!(rt->workers[i] = weft__worker_create(i)))
             goto out;
@@ -190,6 +214,7 @@ int weft_run(int (*main)(void *), void *arg, const weft_config *config)
     weft__guard_install();
     if (cfg.dump_signal > 0)
         weft__dump_signal_install(cfg.dump_signal);
+    hang_started = weft__hang_start(&cfg) == 0; /* hang.h; without it: no reports */
 
     /* main runs as a coroutine like any other; the calling thread becomes worker 0. */
     struct main_arg m = {main, arg, 0};
@@ -222,6 +247,8 @@ int weft_run(int (*main)(void *), void *arg, const weft_config *config)
         pthread_t *threads = calloc((size_t)nthreads, sizeof *threads);
         if (!threads)
             goto stop;
+        weft__gate_open(); /* plain threads may come in: weft__rt is set */
+        opened = true;
         int started = 1;
         while (started < nthreads &&
                pthread_create(&threads[started], NULL, worker_thread, rt->workers[started]) == 0)
@@ -230,23 +257,31 @@ int weft_run(int (*main)(void *), void *arg, const weft_config *config)
             weft__globalq_put(&rt->global, co);
             weft__worker_run(rt->workers[0]);
             ret = m.ret;
+            ran = true;
         } else {
-            atomic_store_explicit(&rt->stopping, 1, memory_order_release);
-            weft__wake_all();
+            weft__stop();
         }
         for (int i = 1; i < started; i++)
             pthread_join(threads[i], NULL);
         free(threads);
-        if (started == nthreads)
-            weft__zombie_report();
+        if (hang_started)
+            weft__hang_stop(); /* the workers are gone: nothing left to watch */
+        hang_started = false;
     }
 stop:
-    weft__blocking_shutdown();
     if (cfg.dump_signal > 0)
         weft__dump_signal_uninstall();
     weft__guard_uninstall();
 out:
-    weft__rt = NULL;
+    if (hang_started)
+        weft__hang_stop();
+    if (opened)
+        weft__gate_close(); /* step 1 (see the top) */
+    /* Step 1b: the blocking pool's running jobs, before the teardown (their records and
+     * what fn uses may be on abandoned coroutines' stacks); queued ones never run. */
+    weft__blocking_shutdown();
+    if (ran)
+        weft__zombie_report(); /* nothing changes under its walk now: no worker, no thread */
     if (rt->workers)
         for (int i = 0; i < nthreads; i++)
             if (rt->workers[i])
@@ -262,7 +297,8 @@ out:
     free(rt->load_sleeps);
     pthread_mutex_destroy(&rt->idle_mu);
     pthread_mutex_destroy(&rt->load_mu);
-    free(rt);
+    weft__rt = NULL;
+    weft__gate_stopped(); /* step 3 */
     atomic_store(&running, 0);
     return ret;
 }

@@ -43,6 +43,11 @@ struct weft__worker {
     void *iow_chunks;
     uint32_t tick_left;            /* dispatches until the scheduler context runs (61) */
     bool tick_due;                 /* the 61st dispatch came: check the global queue first */
+    /* main returned (weft__stop): dispatch nothing more. Written once (release) by the
+     * thread running main's exit; read by the owner at every dispatch (pick_local, yield:
+     * relaxed, on the owner's own line, no cost while 0) and with acquire by worker_loop
+     * before it leaves (sched.c "Stopping"). */
+    _Atomic bool stop;
     uint32_t next_streak;          /* consecutive runnext dispatches (bounded to 3) */
     int64_t last_poll;             /* weft_now() of the last ev_run */
     /* load.c: poll-spinning and idle accounting (owner only, but idle_mark: see load.c) */
@@ -68,6 +73,10 @@ struct weft__worker {
      * joins and detaches of finished tasks running on this worker's thread */
     _Atomic uint64_t n_zombied, n_unzombied;
     _Atomic uint64_t n_sleeps; /* blocking polls (go_idle), for load.c */
+    /* hang.h: the deadlock detector and the stall watchdog */
+    bool deep_sleep;               /* owner: inside go_idle's blocking poll */
+    int timers_armed;              /* owner: active timer records in the loop (timer.c) */
+    _Atomic uint64_t sleep_word;   /* owner writes (libev hooks), any thread reads: hang.h */
     uint64_t id_next, id_end;      /* a block of coroutine ids (coro.c) */
 };
 
@@ -93,13 +102,17 @@ struct weft__runtime {
     pthread_mutex_t idle_mu;       /* guards the idle list and worker.idle/woken */
     struct weft__worker **idle_list;
     int idle_top;
-    _Atomic int stopping;
+    _Atomic int stopping;          /* main returned (weft__stop); the scheduler exits on it */
     bool debug_migrate;
     size_t stack_size;
     int blocking_threads;
     _Atomic uint32_t rr;           /* round-robin cursor for debug migration / inbox posts */
 };
 
+/* The runtime while weft_run runs (static storage, see runtime.c), else NULL. Workers read
+ * it freely (they live within the run); a plain thread only between weft__gate_in and
+ * weft__gate_out (gate.h), which orders its reads after weft_run set it and before weft_run
+ * clears it and frees what it owns. */
 extern struct weft__runtime *weft__rt;
 /* Counts weft_run calls: objects remember the run whose waiters they hold, so waiters left
  * by coroutines abandoned at shutdown (on stacks since unmapped) are never touched later. */
@@ -112,7 +125,7 @@ static inline void weft__stat_inc(_Atomic uint64_t *c)
 {
     atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
                           memory_order_relaxed);
-} /* non-NULL while weft_run runs */
+}
 
 /* The calling thread's worker, or NULL on a plain thread. Never inlined and re-read after
  * every switch: a coroutine that parked on one worker may resume on another, and a cached
@@ -198,6 +211,8 @@ struct weft__worker *weft__worker_create(int index);
 void weft__worker_destroy(struct weft__worker *w);
 void weft__worker_run(struct weft__worker *w);
 void weft__wake_all(void);
+/* main's coroutine returned: set `stopping` and every worker's `stop`, wake every worker. */
+void weft__stop(void);
 void weft__coro_cache_drain(struct weft__worker *w);
 /* Overflow detection (guard.c): per-thread alternate signal stack + SIGSEGV handler. */
 /* The check at every switch away from co (sched.c calls it when sp is below co's stack or
@@ -224,6 +239,11 @@ uint64_t weft__coro_alive(void);
 /* weft_run's end (debug.c): in debug builds or with $WEFT_DEBUG, print the zombies left. */
 void weft__zombie_report(void);
 void weft__blocking_shutdown(void);
+/* libev's allocator (evalloc.c): installed by weft_run before any loop exists. try runs
+ * fn(arg) so that a failed libev allocation inside returns -ENOMEM (what was allocated is
+ * leaked) instead of aborting; outside a try, a failure aborts with weft's message. */
+void weft__evalloc_install(void);
+int weft__evalloc_try(void (*fn)(void *), void *arg);
 
 /* fork() (fork.c): pthread_atfork handlers, registered by the first weft_run. PREPARE takes
  * each module's process-wide locks (so the child's copies of the structures they guard are
@@ -233,6 +253,9 @@ int weft__fork_init(void); /* 0, or WEFT_ENOMEM */
 void weft__blocking_atfork(int phase);
 void weft__coro_atfork(int phase);
 void weft__run_atfork_child(bool on_coro_stack);
+/* The blocking pool's jobs queued, its threads, and those not idle (running a job or about
+ * to): for weft_dump and the deadlock check (hang.h). Any thread; takes the pool's lock. */
+void weft__blocking_depth(int *queued, int *threads, int *running);
 void weft__dump_signal_install(int sig);
 void weft__dump_signal_uninstall(void);
 #endif

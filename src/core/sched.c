@@ -26,6 +26,17 @@
  * half the busy ones), steal half of a random victim's ring (the victim's runnext only on the
  * last round); then go idle.
  *
+ * Stopping (the shutdown rule, weft.h). main's exit sets `stopping` and every worker's
+ * `stop` flag (weft__stop) and wakes them all. Every dispatch checks the flag first: the
+ * direct switch (pick_local returns nothing, so the switch goes to the scheduler context),
+ * the scheduler loop (its direct_next detour and find_work), and a yield that would keep
+ * going. So a worker ends the stretch of the coroutine it is running and resumes no other;
+ * whatever is left in its queues is abandoned (runtime.c releases it). The dispatch paths
+ * read the flag relaxed (a hint on the owner's own line: the stop is a point in each
+ * worker's own sequence of dispatches, not a global instant — another worker's coroutine
+ * may still be running when main returns, as in Go); the scheduler loop reads it with
+ * acquire before it leaves (weft_run then reads main's return value).
+ *
  * Idle and wake-up (Go's protocol; see go_idle and wakep). A worker going idle first puts
  * itself on the idle list, then gives back its spinning token, then executes a seq_cst fence
  * and re-checks every queue; only if all are empty does it block in ev_run(EVRUN_ONCE). A
@@ -62,6 +73,7 @@
 #define _GNU_SOURCE
 #include "runtime.h"
 #include "futex.h"
+#include "hang.h"
 #include "sanitizer.h"
 
 #include <pthread.h>
@@ -469,7 +481,10 @@ static void after_exit(struct weft__switch *s, struct weft__worker *w)
     weft__coro_release(co);
 }
 
-/* Owner only: next coroutine from local queues, or NULL (then go via the scheduler). */
+/* Owner only: next coroutine from local queues, or NULL (then go via the scheduler). After
+ * main returned (w->stop) always NULL: the scheduler context then leaves its loop, so no
+ * coroutine is resumed after the stop (the shutdown rule, weft.h) — every dispatch path
+ * checks it: this direct switch, worker_loop's detour, and find_work. */
 static struct weft__coro *pick_local(struct weft__worker *w)
 {
     if (--w->tick_left == 0) {
@@ -477,7 +492,8 @@ static struct weft__coro *pick_local(struct weft__worker *w)
         w->tick_due = true;
         return NULL; /* let the scheduler look at the global queue and the loop */
     }
-    if (atomic_load_explicit(&w->inbox, memory_order_relaxed))
+    if (atomic_load_explicit(&w->inbox, memory_order_relaxed) ||
+        WEFT_UNLIKELY(atomic_load_explicit(&w->stop, memory_order_relaxed)))
         return NULL;
     return local_get(w);
 }
@@ -534,8 +550,9 @@ int weft__yield(void)
     if (!w->debug_migrate) {
         struct weft__coro *next = pick_local(w);
         if (!next && !weft__runq_nonempty(&w->rq) && !w->tick_due &&
-            !weft__globalq_nonempty(&weft__rt->global))
-            return 0; /* nobody else to run here: keep going */
+            !weft__globalq_nonempty(&weft__rt->global) &&
+            !atomic_load_explicit(&w->stop, memory_order_relaxed))
+            return 0; /* nobody else to run here: keep going (unless stopping: leave) */
         switch_to(w, next, &s, false);
     } else {
         switch_to(w, NULL, &s, false); /* via the scheduler: after_yield posts it elsewhere */
@@ -789,7 +806,9 @@ static void go_idle(struct weft__worker *w)
             ev_timer_init(&w->watch, on_watch, (double)LOAD_WATCH_NS / 1e9, 0.);
             ev_timer_start(w->loop, &w->watch);
         }
+        w->deep_sleep = true; /* hang.h: the loop's release hook publishes this sleep */
         poll_loop(w, EVRUN_ONCE);
+        w->deep_sleep = false;
         if (watch)
             ev_timer_stop(w->loop, &w->watch);
         weft__idle_end(w, w->last_poll);
@@ -942,9 +961,13 @@ static void worker_loop(struct weft__worker *w)
 {
     struct weft__coro *co;
     for (;;) {
-        if ((co = w->direct_next))
-            w->direct_next = NULL; /* a small-stack coroutine routed through us (switch_to) */
-        else if (!(co = find_work(w)))
+        co = w->direct_next; /* a small-stack coroutine routed through us (switch_to) */
+        w->direct_next = NULL;
+        /* acquire: pairs with weft__stop (see there); the dispatch paths' relaxed looks only
+         * send us here */
+        if (atomic_load_explicit(&w->stop, memory_order_acquire))
+            break; /* main returned: co (ours, RUNNABLE) is abandoned like the queued ones */
+        if (!co && !(co = find_work(w)))
             break;
         struct weft__switch s = {.save = &w->sched_ctx, .after = NULL, .from = NULL};
         switch_to(w, co, &s, false);
@@ -966,6 +989,20 @@ static void worker_init_thread(struct weft__worker *w)
         pthread_attr_destroy(&attr);
     }
     weft__guard_thread_init(w);
+    weft__hang_thread_init(w);
+}
+
+static void loop_setup(void *arg)
+{
+    struct weft__worker *w = arg;
+    w->loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOSIGMASK);
+    if (!w->loop)
+        return;
+    /* The async watcher stays active and referenced: a loop without an active watcher
+     * returns from ev_run at once instead of sleeping (100% CPU when idle). */
+    ev_async_init(&w->wake, on_wake);
+    ev_async_start(w->loop, &w->wake);
+    weft__hang_loop_init(w);
 }
 
 struct weft__worker *weft__worker_create(int index)
@@ -977,15 +1014,12 @@ struct weft__worker *weft__worker_create(int index)
     w->index = index;
     w->rng = 0x9e3779b97f4a7c15ull * (uint64_t)(index + 1);
     w->tick_left = 61;
-    w->loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOSIGMASK);
-    if (!w->loop) {
+    /* libev aborts when it cannot allocate: the setup runs with evalloc.c's escape armed,
+     * so no memory here fails weft_run with WEFT_ENOMEM instead. */
+    if (weft__evalloc_try(loop_setup, w) != 0 || !w->loop) {
         free(w);
         return NULL;
     }
-    /* The async watcher stays active and referenced: a loop without an active watcher
-     * returns from ev_run at once instead of sleeping (100% CPU when idle). */
-    ev_async_init(&w->wake, on_wake);
-    ev_async_start(w->loop, &w->wake);
     return w;
 }
 
@@ -1015,6 +1049,17 @@ void weft__wake_all(void)
     struct weft__runtime *rt = weft__rt;
     for (int i = 0; i < rt->nworkers; i++)
         ev_async_send(rt->workers[i]->loop, &rt->workers[i]->wake);
+}
+
+void weft__stop(void)
+{
+    struct weft__runtime *rt = weft__rt;
+    atomic_store_explicit(&rt->stopping, 1, memory_order_release);
+    /* release (like `stopping`): what main did before returning (its return value, read
+     * by weft_run once worker 0 leaves its loop) happens before the acquire in worker_loop */
+    for (int i = 0; i < rt->nworkers; i++)
+        atomic_store_explicit(&rt->workers[i]->stop, true, memory_order_release);
+    weft__wake_all();
 }
 
 int weft_worker_index(void)

@@ -16,6 +16,7 @@
  * element or slot gone completes it with WEFT__ERETRY: the select runs another round. A
  * case whose ring was mid-operation (WEFT__EBUSY) makes the wait a short poll. */
 #include "chan.h"
+#include "gate.h"
 #include "runtime.h"
 
 #include <stdlib.h>
@@ -164,7 +165,8 @@ static int select_round(weft_case *cases, const int *active, int nact, struct lo
         r = weft__tparker_wait(&tp, WEFT_FOREVER);
     if (r == WEFT_ETIMEDOUT && until != deadline)
         return WEFT__ERETRY; /* the poll ended, not the caller's deadline */
-    if (r == WEFT_ETIMEDOUT || r == WEFT_ECANCELED || r == WEFT_ENOMEM || r == WEFT__ERETRY)
+    if (r == WEFT_ETIMEDOUT || r == WEFT_ECANCELED || r == WEFT_ENOMEM || r == WEFT__ERETRY ||
+        r == WEFT_ENORUNTIME) /* ENORUNTIME: a plain thread woken by a stopping runtime */
         return r;
     WEFT_ASSERT(sel.chosen >= 0);
     cases[sel.chosen].result = r; /* 0 or WEFT_ECLOSED */
@@ -225,12 +227,8 @@ static WEFT_NOINLINE int select_big(weft_case *cases, int n, int64_t deadline)
     return select_run(cases, n, deadline, &m);
 }
 
-int weft_select(weft_case *cases, int n, int64_t deadline)
+static int select_cases(weft_case *cases, int n, int64_t deadline)
 {
-    if (!cases || n <= 0 || n > WEFT_SELECT_MAX)
-        return WEFT_EINVAL;
-    if (!weft__rt)
-        return WEFT_ENORUNTIME;
     if (n > SEL_SMALL)
         return select_big(cases, n, deadline);
     /* Up to two cases, fixed arrays: the frame stays small for sub-page stacks (64 waiters
@@ -240,4 +238,12 @@ int weft_select(weft_case *cases, int n, int64_t deadline)
     struct weft__waiter ws[SEL_SMALL];
     struct sel_mem m = {chs, active, order, ws};
     return select_run(cases, n, deadline, &m);
+}
+
+/* A plain thread selects inside the gate (gate.h), like a channel's locked path. */
+int weft_select(weft_case *cases, int n, int64_t deadline)
+{
+    if (!cases || n <= 0 || n > WEFT_SELECT_MAX)
+        return WEFT_EINVAL;
+    return WEFT__GATED_RT(select_cases(cases, n, deadline));
 }

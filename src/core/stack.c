@@ -653,6 +653,12 @@ bool weft__stack_sp_below(const struct weft__stack *s, const void *sp)
     return true;
 }
 
+bool weft__stack_below_in_slab(const struct weft__stack *s, const void *addr)
+{
+    const char *a = addr;
+    return a < (const char *)s->lo + weft__stack_canary_bytes(s) && a >= slab_floor(s);
+}
+
 WEFT_NO_ASAN bool weft__stack_canary_smashed(const struct weft__stack *s)
 {
     /* A frame may skip a word, so every word is checked. */

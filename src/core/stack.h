@@ -93,6 +93,9 @@ bool weft__stack_in_guard(const struct weft__stack *s, const void *addr);
  * its canary, in its guard zone or past it)? In segmented builds a stack pointer outside
  * s's slab is on a segment libgcc added, not an overflow. */
 bool weft__stack_sp_below(const struct weft__stack *s, const void *sp);
+/* Is addr inside s's slab and below s's limit (its canary, its guard zone, the stacks, gaps
+ * and uncarved room below it in the slab)? Signal-safe: arithmetic on s only. */
+bool weft__stack_below_in_slab(const struct weft__stack *s, const void *addr);
 /* Is the canary of a canary-kind stack overwritten (false for guarded stacks)? */
 bool weft__stack_canary_smashed(const struct weft__stack *s);
 /* Any canary-kind stack whose canary is overwritten, or NULL: a scan of every slab (only

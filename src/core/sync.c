@@ -3,7 +3,14 @@
  * guarding its counters and its wait queue; waiting follows the waiter protocol of waitq.h,
  * so coroutines park, plain threads sleep on a futex, and timeouts/cancellation never lose a
  * hand-off: a mutex is handed directly to the first claimed waiter (FIFO, no barging), a
- * semaphore unit likewise; a waiter whose claim failed (it timed out) is skipped. */
+ * semaphore unit likewise; a waiter whose claim failed (it timed out) is skipped.
+ *
+ * Plain threads make every call inside the gate (gate.h, WEFT__GATED): a wake-up may ready
+ * a coroutine (the runtime's queues), a wait must be found by a stopping runtime (it then
+ * returns WEFT_ENORUNTIME). The objects also work between plain threads with no runtime at
+ * all. Internal steps call the ungated static functions (a nested entry would only cost a
+ * look at the thread's gate state). */
+#include "gate.h"
 #include "runtime.h"
 #include "waitq.h"
 
@@ -46,20 +53,20 @@ static int mutex_lock(weft_mutex *m, int64_t deadline, bool block)
 
 int weft_mutex_lock(weft_mutex *m)
 {
-    return mutex_lock(m, WEFT_FOREVER, true);
+    return WEFT__GATED(mutex_lock(m, WEFT_FOREVER, true));
 }
 
 int weft_mutex_lock_until(weft_mutex *m, int64_t deadline)
 {
-    return mutex_lock(m, deadline, true);
+    return WEFT__GATED(mutex_lock(m, deadline, true));
 }
 
 int weft_mutex_trylock(weft_mutex *m)
 {
-    return mutex_lock(m, WEFT_FOREVER, false);
+    return WEFT__GATED(mutex_lock(m, WEFT_FOREVER, false));
 }
 
-int weft_mutex_unlock(weft_mutex *m)
+static int mutex_unlock(weft_mutex *m)
 {
     if (!m)
         return WEFT_EINVAL;
@@ -77,16 +84,30 @@ int weft_mutex_unlock(weft_mutex *m)
     return 0;
 }
 
+int weft_mutex_unlock(weft_mutex *m)
+{
+    return WEFT__GATED(mutex_unlock(m));
+}
+
 /* Acquire uninterruptibly: the re-lock after a condition wait (the caller must get the
  * mutex back) and weft_once_call. In a shield (coro.h "Cancellation"): a request of the
- * caller stays pending for its next cancellation point and cannot cut this wait short. */
-static void mutex_relock(weft_mutex *m)
+ * caller stays pending for its next cancellation point and cannot cut this wait short.
+ * 0, or WEFT_ENORUNTIME for a plain thread when the runtime stopped (or none runs) while
+ * the mutex was held by someone else: it is not ours then. */
+static int mutex_relock(weft_mutex *m)
 {
     struct weft__coro *co = weft__coro_self();
     weft__shield_enter(co);
-    int r = weft_mutex_lock(m);
+    int r = mutex_lock(m, WEFT_FOREVER, true);
     weft__shield_leave(co);
-    WEFT_ASSERT(r == 0);
+    WEFT_ASSERT(r == 0 || r == WEFT_ENORUNTIME);
+    return r;
+}
+
+/* The same as a public call of its own (once, groups: user code runs between the steps). */
+static int mutex_relock_gated(weft_mutex *m)
+{
+    return WEFT__GATED(mutex_relock(m));
 }
 
 /* ---- condition variable --------------------------------------------------------------- */
@@ -99,10 +120,8 @@ int weft_cond_init(weft_cond *c)
     return 0;
 }
 
-int weft_cond_wait_until(weft_cond *c, weft_mutex *m, int64_t deadline)
+static int cond_wait_until(weft_cond *c, weft_mutex *m, int64_t deadline)
 {
-    if (!c || !m)
-        return WEFT_EINVAL;
     struct weft__waiter w;
     struct weft__waker k;
     struct weft__thread_parker tp;
@@ -111,7 +130,7 @@ int weft_cond_wait_until(weft_cond *c, weft_mutex *m, int64_t deadline)
     waitq_push(waitq_of(&c->waiters), &w);
     /* Queued before m is released: a signal sent after the release finds us. Lock order
      * cond -> mutex word; signalers never hold a mutex word while taking the cond's. */
-    int r = weft_mutex_unlock(m);
+    int r = mutex_unlock(m);
     if (r != 0) {
         waitq_unlink(waitq_of(&c->waiters), &w);
         weft__lock_release(LOCK(c));
@@ -119,8 +138,19 @@ int weft_cond_wait_until(weft_cond *c, weft_mutex *m, int64_t deadline)
         return r; /* WEFT_ESTATE: m was not locked */
     }
     r = weft__waitq_block(waitq_of(&c->waiters), &w, LOCK(c), deadline);
-    mutex_relock(m);
+    int r2 = mutex_relock(m);
+    if (r2 != 0)
+        return r2; /* WEFT_ENORUNTIME, without m */
+    if (r == WEFT_ENORUNTIME)
+        mutex_unlock(m); /* one rule for the caller: WEFT_ENORUNTIME never holds m */
     return r;
+}
+
+int weft_cond_wait_until(weft_cond *c, weft_mutex *m, int64_t deadline)
+{
+    if (!c || !m)
+        return WEFT_EINVAL;
+    return WEFT__GATED(cond_wait_until(c, m, deadline));
 }
 
 int weft_cond_wait(weft_cond *c, weft_mutex *m)
@@ -151,12 +181,12 @@ static int cond_wake(weft_cond *c, bool all)
 
 int weft_cond_signal(weft_cond *c)
 {
-    return cond_wake(c, false);
+    return WEFT__GATED(cond_wake(c, false));
 }
 
 int weft_cond_broadcast(weft_cond *c)
 {
-    return cond_wake(c, true);
+    return WEFT__GATED(cond_wake(c, true));
 }
 
 /* ---- semaphore ------------------------------------------------------------------------- */
@@ -194,20 +224,20 @@ static int sem_wait(weft_sem *s, int64_t deadline, bool block)
 
 int weft_sem_wait(weft_sem *s)
 {
-    return sem_wait(s, WEFT_FOREVER, true);
+    return WEFT__GATED(sem_wait(s, WEFT_FOREVER, true));
 }
 
 int weft_sem_wait_until(weft_sem *s, int64_t deadline)
 {
-    return sem_wait(s, deadline, true);
+    return WEFT__GATED(sem_wait(s, deadline, true));
 }
 
 int weft_sem_trywait(weft_sem *s)
 {
-    return sem_wait(s, WEFT_FOREVER, false);
+    return WEFT__GATED(sem_wait(s, WEFT_FOREVER, false));
 }
 
-int weft_sem_post(weft_sem *s)
+static int sem_post(weft_sem *s)
 {
     if (!s)
         return WEFT_EINVAL;
@@ -226,6 +256,11 @@ int weft_sem_post(weft_sem *s)
     return 0;
 }
 
+int weft_sem_post(weft_sem *s)
+{
+    return WEFT__GATED(sem_post(s));
+}
+
 /* ---- wait group ----------------------------------------------------------------------- */
 
 int weft_wg_init(weft_wg *wg)
@@ -236,10 +271,8 @@ int weft_wg_init(weft_wg *wg)
     return 0;
 }
 
-int weft_wg_add(weft_wg *wg, int64_t delta)
+static int wg_add(weft_wg *wg, int64_t delta)
 {
-    if (!wg)
-        return WEFT_EINVAL;
     /* The counter is atomic, so Add/Done take no lock unless the count reaches zero (many
      * finishing tasks on several workers would otherwise contend on the lock). seq_cst:
      * a waiter reads the count under the lock after queueing itself; a Done that reaches
@@ -269,15 +302,20 @@ int weft_wg_add(weft_wg *wg, int64_t delta)
     return 0;
 }
 
+int weft_wg_add(weft_wg *wg, int64_t delta)
+{
+    if (!wg)
+        return WEFT_EINVAL;
+    return WEFT__GATED(wg_add(wg, delta));
+}
+
 int weft_wg_done(weft_wg *wg)
 {
     return weft_wg_add(wg, -1);
 }
 
-int weft_wg_wait_until(weft_wg *wg, int64_t deadline)
+static int wg_wait_until(weft_wg *wg, int64_t deadline)
 {
-    if (!wg)
-        return WEFT_EINVAL;
     if (__atomic_load_n(&wg->count, __ATOMIC_SEQ_CST) == 0)
         return 0;
     weft__lock_acquire(LOCK(wg));
@@ -297,6 +335,13 @@ int weft_wg_wait_until(weft_wg *wg, int64_t deadline)
     return weft__waitq_block(waitq_of(&wg->waiters), &w, LOCK(wg), deadline);
 }
 
+int weft_wg_wait_until(weft_wg *wg, int64_t deadline)
+{
+    if (!wg)
+        return WEFT_EINVAL;
+    return WEFT__GATED(wg_wait_until(wg, deadline));
+}
+
 int weft_wg_wait(weft_wg *wg)
 {
     return weft_wg_wait_until(wg, WEFT_FOREVER);
@@ -312,7 +357,10 @@ int weft_once_call(weft_once *o, void (*fn)(void))
     /* acquire: pairs with the release below, so fn's effects are visible. */
     if (atomic_load_explicit(state, memory_order_acquire) == 2)
         return 0;
-    mutex_relock(&o->m); /* fn's effects must be visible on return: not interruptible */
+    /* fn's effects must be visible on return: not interruptible (but a plain thread's wait
+     * ends when the runtime stops: fn has not run for it then) */
+    if (mutex_relock_gated(&o->m) != 0)
+        return WEFT_ENORUNTIME;
     if (atomic_load_explicit(state, memory_order_relaxed) != 2) {
         fn();
         atomic_store_explicit(state, 2, memory_order_release);

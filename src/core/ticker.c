@@ -6,6 +6,7 @@
  * releases the channel. Why in the library: merge/throttle/timeout are a few lines over
  * channels and select (see samples/merge_streams.c), but a periodic source needs a timer
  * owner, and every user would write the same coroutine. */
+#include "gate.h"
 #include "runtime.h"
 
 #include <stdlib.h>
@@ -36,8 +37,8 @@ int weft_ticker_start(weft_ticker **out, int64_t period)
     if (!out || period <= 0)
         return WEFT_EINVAL;
     *out = NULL;
-    if (!weft__rt)
-        return WEFT_ENORUNTIME;
+    if (!weft__worker_entry() && !weft__gate_open_hint())
+        return WEFT_ENORUNTIME; /* early; the spawn below checks for real */
     struct weft_ticker *t = calloc(1, sizeof *t);
     if (!t)
         return WEFT_ENOMEM;

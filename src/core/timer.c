@@ -61,12 +61,14 @@ static void arm(struct weft__worker *w, struct weft__timer *t)
     double delay = (t->deadline <= now ? 0.0 : (double)(t->deadline - now) / 1e9) + lag;
     ev_timer_set(&t->ev, delay > 0 ? delay : 0, 0.);
     ev_timer_start(w->loop, &t->ev);
+    w->timers_armed++; /* hang.h: a loop with an armed timer wakes by itself */
 }
 
 static void on_timer(struct ev_loop *loop, ev_timer *e, int revents)
 {
     (void)loop, (void)revents;
     struct weft__timer *t = (struct weft__timer *)e;
+    t->owner->timers_armed--; /* fired: libev stopped the one-shot watcher */
     if (weft_now() < t->deadline) {
         arm(t->owner, t); /* libev's clock ran ahead of ours: never wake early */
         return;
@@ -116,6 +118,8 @@ struct weft__timer *weft__timer_start(struct weft__worker *w, struct weft__waker
  * wake-up) and libev's stop is a shallow heap removal that fits in the slack. */
 static WEFT_NOSPLIT void timer_free(struct weft__worker *w, struct weft__timer *t)
 {
+    if (ev_is_active(&t->ev))
+        w->timers_armed--;
     ev_timer_stop(w->loop, &t->ev);
     t->next_free = w->timer_free;
     w->timer_free = t;

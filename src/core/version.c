@@ -9,11 +9,17 @@
  * a build that changes a size fails here, and the SONAME must then change. */
 #include "common.h"
 
+#include <stddef.h>
 #include <string.h>
 
 #if UINTPTR_MAX == UINT64_MAX /* the sizes of the LP64 ABIs weft supports */
 _Static_assert(sizeof(weft_config) == 128,
                "weft_config changed size: take a new field's room from reserved[] (ABI)");
+/* Fields added later start past the old last field's padding (an old binary may leave garbage
+ * in padding), in what were reserved words. */
+_Static_assert(offsetof(weft_config, stall_ms) == 32 && offsetof(weft_config, deadlock) == 36 &&
+                   offsetof(weft_config, reserved) == 40,
+               "weft_config: new fields go where reserved[] was (ABI)");
 _Static_assert(sizeof(weft_spawn_opts) == 64,
                "weft_spawn_opts changed size: take a new field's room from reserved[] (ABI)");
 _Static_assert(sizeof(weft_group_opts) == 64,

@@ -45,6 +45,17 @@ int weft__waitq_block(struct weft__wq *q, struct weft__waiter *w, weft__lock *lo
     struct weft__thread_parker *tp = w->k->tp;
     weft__lock_release(lock);
     r = weft__tparker_wait(tp, deadline);
+    if (r == WEFT_ENORUNTIME) {
+        /* The runtime stopped (or is not running): the gate's sweep completed our parker,
+         * or we took it back; either way nobody else will. Leave the queue ourselves: the
+         * gate keeps the neighbours' frames (maybe on abandoned coroutine stacks) mapped
+         * until we have left the call. A waker that popped us failed its claim. */
+        weft__lock_acquire(lock);
+        if (w->linked)
+            waitq_unlink(q, w);
+        weft__lock_release(lock);
+        return r;
+    }
     if (r != WEFT_ETIMEDOUT)
         return r;
     weft__lock_acquire(lock);

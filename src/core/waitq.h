@@ -92,7 +92,8 @@ static inline struct weft__wq *waitq_of(struct weft__waitq *q)
 /* Block the caller (a coroutine parks, a plain thread sleeps on its futex) until the waiter
  * `w`, already linked in `q` under the held `lock`, is completed or the deadline passes.
  * Releases `lock`. Returns the completion's result, WEFT_ETIMEDOUT or WEFT_ECANCELED (then
- * the waiter has been unlinked and nothing was transferred). */
+ * the waiter has been unlinked and nothing was transferred), or for a plain thread
+ * WEFT_ENORUNTIME (the runtime stopped or is not running: unlinked, nothing transferred). */
 int weft__waitq_block(struct weft__wq *q, struct weft__waiter *w, weft__lock *lock,
                       int64_t deadline);
 /* Set up w (and its waker storage k / thread parker tp) for the calling party. */
