@@ -54,7 +54,8 @@ extern "C" {
     X(EPIPE, -EPIPE, "broken pipe")                                                           \
     X(ECLOSED, -4001, "channel closed")                                                       \
     X(ESTATE, -4002, "wrong state for this call: a task already joined, detached or "        \
-                     "finished; a mutex not locked; weft_unpin without weft_pin")             \
+                     "finished; a mutex not locked; weft_unpin or weft_shield_end "          \
+                     "without its begin")                                                    \
     X(ENOTCORO, -4003, "must be called from a weft coroutine")                                \
     X(ENORUNTIME, -4004, "no weft runtime is running")                                        \
     X(ESTACK, -4005, "stack size out of range")                                               \
@@ -292,21 +293,42 @@ WEFT_EXTERN int weft_unpin(void);
 
 /* Request cancellation of a live task (a detached one too, e.g. through a handle kept when
  * it was detached, or weft_self()): the task's current or next cancellation point returns
- * WEFT_ECANCELED. The request stays until one cancellation point has reported it.
+ * WEFT_ECANCELED, and so does every later one until the task returns. The request is sticky:
+ * reporting it does not consume it and nothing clears it (a second weft_cancel changes
+ * nothing), so a loop that ignored one WEFT_ECANCELED is told again at its next wait instead
+ * of blocking forever. Cleanup that must block anyway runs in a shield (weft_shield_begin).
  * Cancellation points:
  *  - always, even when the call would not have to wait (the request is reported at entry,
  *    before the call has any effect: nothing read, written, accepted, connected, yielded):
- *    weft_yield, weft_sleep[_until] (also with a deadline already past), and every I/O call
- *    of weft/io.h that takes a deadline — weft_wait_fd, weft_read, weft_write,
- *    weft_write_all, weft_accept, weft_connect, weft_tcp_connect, weft_reader_line,
- *    weft_reader_read. A loop of reads on a descriptor that is always ready is told.
+ *    weft_yield, weft_sleep[_until] (also with a deadline already past), weft_blocking[_until]
+ *    (no job is started), and every I/O call of weft/io.h that takes a deadline —
+ *    weft_wait_fd, weft_read, weft_write, weft_write_all, weft_accept, weft_connect,
+ *    weft_tcp_connect, weft_reader_line, weft_reader_read. A loop of reads on a descriptor
+ *    that is always ready is told.
  *  - when the call has to wait: channel send/recv, select, join, mutex lock, cond wait,
- *    semaphore wait, wait group wait, blocking offload. A call that completes without
- *    waiting (a value already there, a free mutex) leaves the request pending.
+ *    semaphore wait, wait group wait, group wait/next and a group spawn waiting for a slot.
+ *    A call that completes without waiting (a value already there, a free mutex) succeeds;
+ *    the request stays pending for the next one.
+ * weft_cond_wait returns with the mutex held even when cancelled; weft_blocking whose fn has
+ * started waits for fn; weft_once_call waits for fn (these re-lock / wait inside a shield).
  * Plain threads are never cancelled. 0, or WEFT_ESTATE for a finished / stale handle. */
 WEFT_EXTERN int weft_cancel(weft_task t);
-/* 1 if a cancellation of the calling coroutine is pending, else 0. Does not consume it. */
+/* 1 if cancellation of the calling coroutine was requested (it stays 1 until the coroutine
+ * returns, inside a shield too), else 0 (always 0 on a plain thread). */
 WEFT_EXTERN int weft_cancelled(void);
+/* Shield the calling coroutine from cancellation until the matching weft_shield_end (shields
+ * nest; the outermost end counts). Inside a shield, cancellation points do not report a
+ * request: they wait and complete normally (deadlines still apply), and a request arriving
+ * meanwhile does not interrupt a wait. The request stays pending and is reported by the
+ * first cancellation point after the outermost weft_shield_end. For cleanup that must block
+ * after a cancellation (sending a last message, flushing, waiting for a child):
+ *     weft_shield_begin(); weft_chan_send(done, &v); weft_shield_end();
+ * Keep shielded code bounded (a deadline): nothing can cancel it.
+ * 0; WEFT_ENOTCORO from a plain thread. */
+WEFT_EXTERN int weft_shield_begin(void);
+/* End the innermost shield of weft_shield_begin. 0; WEFT_ESTATE without a matching
+ * weft_shield_begin; WEFT_ENOTCORO from a plain thread. */
+WEFT_EXTERN int weft_shield_end(void);
 
 /* ============================== Coroutine-local storage ================================== */
 /* Keys are process-wide (at most WEFT_LOCAL_MAX); values are per coroutine and follow it

@@ -32,11 +32,9 @@ static weft_wg conns_wg = WEFT_WG_INIT;
 
 void tcp_lock(weft_mutex *m)
 {
-    int cancelled = 0;
-    while (weft_mutex_lock(m) == WEFT_ECANCELED)
-        cancelled = 1;
-    if (cancelled)
-        weft_cancel(weft_self());
+    weft_shield_begin(); /* the (sticky) request is reported after the shield */
+    weft_mutex_lock(m);
+    weft_shield_end();
 }
 
 static void *conn_main(void *arg)

@@ -21,8 +21,8 @@ typedef struct tcp_server {
  * return the process exit status (0 after a clean shutdown). */
 int tcp_server_main(tcp_server *s, int argc, char **argv);
 
-/* Lock a weft_mutex even if a cancellation arrives meanwhile (the request stays pending,
- * for the next blocking call): for short critical sections that must not be abandoned. */
+/* Lock a weft_mutex even when cancelled (in a shield: the request stays pending for the
+ * next cancellation point): for short critical sections that must not be abandoned. */
 void tcp_lock(weft_mutex *m);
 
 /* The deadline for a wait that must end within `timeout` ns (0: never). */

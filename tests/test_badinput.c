@@ -336,6 +336,8 @@ static void coro_only_calls(void)
     CHECK_EQ(weft_yield(), WEFT_ENOTCORO);
     CHECK_EQ(weft_pin(), WEFT_ENOTCORO);
     CHECK_EQ(weft_unpin(), WEFT_ENOTCORO);
+    CHECK_EQ(weft_shield_begin(), WEFT_ENOTCORO);
+    CHECK_EQ(weft_shield_end(), WEFT_ENOTCORO);
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
         CHECK_EQ(weft_local_set(keys[i], (void *)&keys[i]), WEFT_ENOTCORO);
         CHECK(weft_local_get(keys[i]) == NULL);
@@ -485,6 +487,17 @@ static void *self_checks(void *arg) /* a coroutine of its own */
     CHECK_EQ(weft_join(main_task, NULL), WEFT_ESTATE);
     CHECK_EQ(weft_join_until(main_task, NULL, 0), WEFT_ESTATE);
     CHECK_EQ(weft_detach(main_task), WEFT_ESTATE);
+    /* cancelling yourself: reported by every later cancellation point (sticky), except in
+     * a shield */
+    CHECK_EQ(weft_cancelled(), 0);
+    CHECK_EQ(weft_cancel(weft_self()), 0);
+    CHECK_EQ(weft_cancelled(), 1);
+    CHECK_EQ(weft_sleep(WEFT_MSEC(1)), WEFT_ECANCELED);
+    CHECK_EQ(weft_cancelled(), 1);
+    CHECK_EQ(weft_sleep(WEFT_MSEC(1)), WEFT_ECANCELED);
+    CHECK_EQ(weft_shield_begin(), 0);
+    CHECK_EQ(weft_sleep(WEFT_MSEC(1)), 0);
+    CHECK_EQ(weft_shield_end(), 0);
     return (void *)7;
 }
 
@@ -624,12 +637,11 @@ static void section_tasks(void)
     CHECK_EQ((intptr_t)r, 0); /* the first joiner got it */
     check_dead_handle(s);
 
-    /* cancelling yourself: reported once by the next blocking call */
-    CHECK_EQ(weft_cancelled(), 0);
-    CHECK_EQ(weft_cancel(me), 0);
-    CHECK_EQ(weft_cancelled(), 1);
-    CHECK_EQ(weft_sleep(WEFT_MSEC(1)), WEFT_ECANCELED);
-    CHECK_EQ(weft_cancelled(), 0);
+    /* shields: unbalanced end refused */
+    CHECK_EQ(weft_shield_end(), WEFT_ESTATE);
+    CHECK_EQ(weft_shield_begin(), 0);
+    CHECK_EQ(weft_shield_end(), 0);
+    CHECK_EQ(weft_shield_end(), WEFT_ESTATE);
 
     /* yield, pin / unpin imbalance, worker index */
     CHECK_EQ(weft_yield(), 0);
@@ -812,6 +824,15 @@ static void section_channels(void)
 /* ==========================================================================================
  * weft/chan.h — select. */
 
+static void *nil_select_cancelled(void *arg)
+{
+    weft_case *nil = arg;
+    CHECK_EQ(weft_cancel(weft_self()), 0);
+    CHECK_EQ(weft_select(nil, 1, WEFT_FOREVER), WEFT_ECANCELED);
+    CHECK_EQ(weft_select(nil, WEFT_SELECT_MAX, WEFT_FOREVER), WEFT_ECANCELED);
+    return NULL;
+}
+
 static void section_select(void)
 {
     weft_chan *a, *b;
@@ -832,11 +853,11 @@ static void section_select(void)
         CHECK_EQ(weft_select(nil, bad_n[i], WEFT_FOREVER), WEFT_EINVAL);
     }
     /* nil cases only: never complete */
-    /* ... and with no deadline a coroutine waits until cancelled (Go's `select {}`) */
-    CHECK_EQ(weft_cancel(weft_self()), 0);
-    CHECK_EQ(weft_select(nil, 1, WEFT_FOREVER), WEFT_ECANCELED);
-    CHECK_EQ(weft_cancel(weft_self()), 0);
-    CHECK_EQ(weft_select(nil, WEFT_SELECT_MAX, WEFT_FOREVER), WEFT_ECANCELED);
+    /* ... and with no deadline a coroutine waits until cancelled (Go's `select {}`; in a
+     * coroutine of its own: the request is sticky) */
+    weft_task t;
+    CHECK_EQ(weft_spawn(&t, nil_select_cancelled, nil), 0);
+    CHECK_EQ(weft_join(t, NULL), 0);
     CHECK_EQ(weft_select(nil, WEFT_SELECT_MAX, 0), WEFT_EAGAIN);
     CHECK_EQ(weft_select(nil, WEFT_SELECT_MAX, -1), WEFT_ETIMEDOUT);
     CHECK_EQ(weft_select(nil, 1, INT64_MIN), WEFT_ETIMEDOUT);

@@ -87,7 +87,7 @@ static void *cancel_caller(void *arg)
     c->pending_after = weft_cancelled();
     atomic_store(&c->returned, 1);
     scribble();
-    c->sleep_after = weft_sleep(WEFT_USEC(100)); /* and blocking works normally again */
+    c->sleep_after = weft_sleep(WEFT_USEC(100)); /* the request is sticky: reported again */
     return NULL;
 }
 
@@ -113,8 +113,8 @@ static void cancel_running(int cancels)
     CHECK_EQ(c.done_at_return, 1); /* fn had returned when the caller left its frame */
     CHECK_EQ(c.intact, 1);         /* its writes landed in the live struct */
     CHECK_EQ((intptr_t)c.res, 7);  /* fn ran: its result is handed over */
-    CHECK_EQ(c.pending_after, 0);  /* every request was reported by that one call */
-    CHECK_EQ(c.sleep_after, 0);
+    CHECK_EQ(c.pending_after, 1);  /* sticky: still requested after the report */
+    CHECK_EQ(c.sleep_after, WEFT_ECANCELED);
 }
 
 /* ------------------------------------------------------------------------------------------

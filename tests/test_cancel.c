@@ -1,9 +1,12 @@
 /* test_cancel.c — cancellation: every cancellation point returns WEFT_ECANCELED and leaves
  * its object consistent (nothing sent, received, locked or consumed on the cancelled party's
- * behalf); a request made before the task blocks is sticky until one blocking call reports
- * it, and only one; weft_yield reports it (a loop of yields is told); weft_cancelled() does
- * not consume it; stale handles get WEFT_ESTATE; cancelling from a plain thread; a cancelled coroutine carries on normally; races between
- * cancellation and completion report exactly one of them. */
+ * behalf); a request is sticky — made before the task blocks, it is reported by the first
+ * call that has to wait, and by every cancellation point after that; weft_yield reports it
+ * (a loop of yields is told); weft_cancelled() stays 1; stale handles get WEFT_ESTATE;
+ * cancelling from a plain thread; a cancelled coroutine carries on in a shield; races
+ * between cancellation and completion report the completion or the cancellation, and a
+ * completion leaves the request pending. (test_shield.c: repeated reports of each kind of
+ * point, and shields.) */
 #include "harness.h"
 #include <weft.h>
 
@@ -116,8 +119,8 @@ static void *blocker(void *arg)
     default: abort();
     }
     atomic_store(&b->stage, 2);
-    /* the request was consumed by the call that reported it */
-    if (weft_cancelled())
+    /* the request is sticky: reporting it did not consume it */
+    if (!weft_cancelled())
         b->after = 1;
     if (b->kind == K_COND || b->kind == K_COND_UNTIL) {
         /* a cancelled condition wait returns with the mutex held */
@@ -126,9 +129,13 @@ static void *blocker(void *arg)
         if (weft_mutex_unlock(&cm) != 0)
             b->after = 3;
     }
-    /* and blocking works normally again */
+    /* blocking works normally in a shield, and the request is reported again after it */
+    weft_shield_begin();
     if (weft_sleep(WEFT_USEC(100)) != 0)
         b->after = 4;
+    weft_shield_end();
+    if (weft_sleep_until(weft_after(WEFT_SEC(5))) != WEFT_ECANCELED)
+        b->after = 5;
     return NULL;
 }
 
@@ -225,14 +232,14 @@ static void test_points(void)
 }
 
 /* ------------------------------------------------------------------------------------------
- * Sticky until observed (once). */
+ * Sticky: pending until a call that has to wait, then reported by every cancellation point. */
 
 struct sticky {
     _Atomic int ready, go;
     int c1, c2, c3, c4, c5;
     int yield_reports, c0, r_self;
-    int r_try, r_recv, r_lock, r_sleep1, r_sleep2;
-    int64_t el2;
+    int r_try, r_recv, r_lock, r_sleep1, r_sleep2, r_sleep3;
+    int64_t el3;
 };
 static weft_chan *sticky_buf;
 static weft_mutex sticky_m = WEFT_MUTEX_INIT;
@@ -242,12 +249,13 @@ static void *sticky_child(void *arg)
     struct sticky *s = arg;
     atomic_store(&s->ready, 1);
     /* weft_yield is a cancellation point: the request made while we spin here is reported
-     * by exactly one yield — in the loop, or the one after it if none came in between. */
+     * by every yield after it (go is set after the request). */
     while (!atomic_load(&s->go))
+        weft_yield();
+    for (int i = 0; i < 3; i++)
         s->yield_reports += weft_yield() == WEFT_ECANCELED;
-    s->yield_reports += weft_yield() == WEFT_ECANCELED;
     s->c0 = weft_cancelled();
-    /* A request of our own, and the calls that do not report it. */
+    /* A second request of our own changes nothing; the calls that do not report it. */
     s->r_self = weft_cancel(weft_self());
     s->c1 = weft_cancelled();
     s->c2 = weft_cancelled(); /* asking does not consume */
@@ -261,9 +269,12 @@ static void *sticky_child(void *arg)
     s->c3 = weft_cancelled();
     s->r_sleep1 = weft_sleep(WEFT_SEC(10));         /* reports it at once */
     s->c4 = weft_cancelled();
+    s->r_sleep2 = weft_sleep(WEFT_SEC(10));         /* and again */
     int64_t t0 = weft_now();
-    s->r_sleep2 = weft_sleep(WEFT_MSEC(10));        /* blocks normally */
-    s->el2 = weft_now() - t0;
+    weft_shield_begin();
+    s->r_sleep3 = weft_sleep(WEFT_MSEC(10));        /* blocks normally in a shield */
+    weft_shield_end();
+    s->el3 = weft_now() - t0;
     s->c5 = weft_cancelled();
     return NULL;
 }
@@ -279,7 +290,7 @@ static void *self_cancel(void *arg)
     out[2] = weft_cancel(weft_self()); /* twice: still one request */
     out[3] = weft_chan_recv(z, &v);
     out[4] = weft_cancelled();
-    out[5] = weft_chan_recv_until(z, &v, weft_after(WEFT_MSEC(5)));
+    out[5] = weft_chan_recv_until(z, &v, weft_after(WEFT_SEC(5))); /* reported again */
     weft_chan_unref(z);
     return NULL;
 }
@@ -295,8 +306,8 @@ static void test_sticky(void)
     CHECK_EQ(weft_cancel(t), 0); /* (two requests before one is observed: self_cancel) */
     atomic_store(&s.go, 1);
     CHECK_EQ(weft_join(t, NULL), 0);
-    CHECK_EQ(s.yield_reports, 1);
-    CHECK_EQ(s.c0, 0);
+    CHECK_EQ(s.yield_reports, 3);
+    CHECK_EQ(s.c0, 1);
     CHECK_EQ(s.r_self, 0);
     CHECK_EQ(s.c1, 1);
     CHECK_EQ(s.c2, 1);
@@ -305,10 +316,11 @@ static void test_sticky(void)
     CHECK_EQ(s.r_lock, 0);
     CHECK_EQ(s.c3, 1);
     CHECK_EQ(s.r_sleep1, WEFT_ECANCELED);
-    CHECK_EQ(s.c4, 0);
-    CHECK_EQ(s.r_sleep2, 0);
-    CHECK_GE(s.el2, WEFT_MSEC(10));
-    CHECK_EQ(s.c5, 0);
+    CHECK_EQ(s.c4, 1);
+    CHECK_EQ(s.r_sleep2, WEFT_ECANCELED);
+    CHECK_EQ(s.r_sleep3, 0);
+    CHECK_GE(s.el3, WEFT_MSEC(10));
+    CHECK_EQ(s.c5, 1);
     weft_chan_unref(sticky_buf);
 
     int out[6];
@@ -318,8 +330,8 @@ static void test_sticky(void)
     CHECK_EQ(out[1], 1);
     CHECK_EQ(out[2], 0);
     CHECK_EQ(out[3], WEFT_ECANCELED);
-    CHECK_EQ(out[4], 0);
-    CHECK_EQ(out[5], WEFT_ETIMEDOUT);
+    CHECK_EQ(out[4], 1);
+    CHECK_EQ(out[5], WEFT_ECANCELED);
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -360,7 +372,7 @@ static void *quick(void *arg)
 
 struct cleanup {
     weft_chan *in, *out;
-    int r1, r2, r3;
+    int r1, r2, r3, r4;
 };
 static void *cleanup_child(void *arg)
 {
@@ -368,8 +380,11 @@ static void *cleanup_child(void *arg)
     int v;
     c->r1 = weft_chan_recv(c->in, &v); /* cancelled here */
     v = 123;
-    c->r2 = weft_chan_send(c->out, &v); /* then reports back normally */
+    weft_shield_begin();
+    c->r2 = weft_chan_send(c->out, &v); /* then reports back normally, in a shield */
     c->r3 = weft_sleep(WEFT_MSEC(1));
+    weft_shield_end();
+    c->r4 = weft_sleep(WEFT_SEC(10)); /* reported again after the shield */
     return NULL;
 }
 
@@ -422,6 +437,7 @@ static void test_handles_threads(void)
     CHECK_EQ(c.r1, WEFT_ECANCELED);
     CHECK_EQ(c.r2, 0);
     CHECK_EQ(c.r3, 0);
+    CHECK_EQ(c.r4, WEFT_ECANCELED);
     void *tr;
     CHECK_EQ(pthread_join(th, &tr), 0); /* it has finished: it cancelled before we woke */
     CHECK_EQ((intptr_t)tr, 0);          /* weft_cancel 0, weft_cancelled() 0 on a thread */
@@ -463,8 +479,8 @@ static void *race_sleep(void *arg)
 {
     struct race *x = arg;
     x->r1 = weft_sleep(x->nap);
-    /* if the timer won, the request is still pending: the next sleep reports it */
-    x->r2 = weft_sleep(x->r1 == 0 ? WEFT_SEC(10) : WEFT_USEC(1));
+    /* whichever won, the request is pending: the next sleep reports it */
+    x->r2 = weft_sleep(WEFT_SEC(10));
     return NULL;
 }
 
@@ -526,8 +542,8 @@ static void test_races(void)
             ASSERT_EQ(weft_cancel(ts[i]), 0);
         for (int i = 0; i < BATCH; i++) {
             ASSERT_EQ(weft_join(ts[i], NULL), 0);
-            bool ok = (xs[i].r1 == 0 && xs[i].r2 == WEFT_ECANCELED) ||
-                      (xs[i].r1 == WEFT_ECANCELED && xs[i].r2 == 0);
+            bool ok = (xs[i].r1 == 0 || xs[i].r1 == WEFT_ECANCELED) &&
+                      xs[i].r2 == WEFT_ECANCELED;
             if (!ok)
                 bad++;
         }
@@ -537,7 +553,8 @@ static void test_races(void)
 
 /* ------------------------------------------------------------------------------------------
  * Calls that are not cancellation points but wait internally (stopping a ticker, once) must
- * finish their job and leave a pending request pending for the caller's next blocking call. */
+ * finish their job (in a shield) and leave the request pending for the caller's next
+ * cancellation point. */
 
 static weft_once slow_once = WEFT_ONCE_INIT;
 static _Atomic int slow_once_value;
@@ -692,10 +709,12 @@ static void *cond_misuse(void *arg)
     out[0] = weft_cond_wait(&c, &m); /* m is not locked: refused */
     out[1] = weft_cancel(weft_self());
     out[2] = weft_sleep(WEFT_SEC(10)); /* reports the request */
+    weft_shield_begin(); /* a shielded sleep is an ordinary one: not ended early */
     int64_t t0 = weft_now();
-    out[3] = weft_sleep(WEFT_MSEC(20)); /* an ordinary sleep: not early */
+    out[3] = weft_sleep(WEFT_MSEC(20));
     out[4] = weft_now() - t0 >= WEFT_MSEC(20);
     out[5] = weft_sleep(WEFT_MSEC(30));
+    weft_shield_end();
     return NULL;
 }
 

@@ -593,8 +593,8 @@ static void scenario_deadlines(void)
 /* ---- 6. cancellation ----------------------------------------------------------------------- */
 
 /* Cancels itself, then reads: the read reports the request before touching the descriptor
- * (a cancellation point even when data is there); the next read gets what the first left,
- * or times out: returns 1000 + what the second read returned. */
+ * (a cancellation point even when data is there), and so does the next one (sticky); a read
+ * in a shield gets what the first left, or times out: returns 1000 + what it returned. */
 static void *precancelled_read(void *arg)
 {
     char b[8];
@@ -602,9 +602,13 @@ static void *precancelled_read(void *arg)
     ssize_t n = weft_read((int)(intptr_t)arg, b, sizeof b, WEFT_FOREVER);
     if (n != WEFT_ECANCELED)
         return (void *)(intptr_t)n;
-    ASSERT_EQ(weft_cancelled(), 0); /* reported once */
-    return (void *)(intptr_t)(1000 + weft_read((int)(intptr_t)arg, b, sizeof b,
-                                               weft_after(WEFT_MSEC(5))));
+    ASSERT_EQ(weft_cancelled(), 1); /* sticky */
+    ASSERT_EQ(weft_read((int)(intptr_t)arg, b, sizeof b, weft_after(WEFT_SEC(5))),
+              WEFT_ECANCELED);
+    ASSERT_EQ(weft_shield_begin(), 0);
+    n = weft_read((int)(intptr_t)arg, b, sizeof b, weft_after(WEFT_MSEC(5)));
+    ASSERT_EQ(weft_shield_end(), 0);
+    return (void *)(intptr_t)(1000 + n);
 }
 
 static void *accept_one(void *arg)

@@ -1,8 +1,9 @@
 /* test_soak.c — a seeded, randomized soak of the whole runtime on every worker: spawn (joined,
  * detached, from a plain thread, into groups), channels (rendezvous and buffered; blocking,
  * deadline, try and select sends and receives), sleep, yield, cancellation of random tasks
- * (also through stale handles), weft_blocking, mutexes, semaphores, pinning and
- * coroutine-local storage, in epochs until the time is up. Invariants, checked as it runs and
+ * (also through stale handles; sticky: a cancelled consumer drains in a shield),
+ * weft_blocking, mutexes, semaphores, pinning and coroutine-local storage, in epochs until
+ * the time is up. Invariants, checked as it runs and
  * at the end of every epoch:
  *   - every message is delivered exactly once: messages carry (epoch, producer, seq); a send
  *     that returned 0 sets a bit in the producer's `sent` map, a receive sets the bit in the
@@ -409,6 +410,19 @@ static void *join_thread(void *p)
     return (void *)(intptr_t)pthread_join(*(pthread_t *)p, NULL);
 }
 
+/* Cancellation is sticky: once a consumer was cancelled every wait would report it, yet
+ * it must still drain its channels (every delivered message is received). So it checks that
+ * the request stays (a yield reports it again) and carries on in a shield. */
+static void consumer_shield(bool *shielded)
+{
+    if (*shielded || !weft_cancelled())
+        return;
+    ASSERT_EQ(weft_yield(), WEFT_ECANCELED);
+    ASSERT_EQ(weft_cancelled(), 1);
+    ASSERT_EQ(weft_shield_begin(), 0);
+    *shielded = true;
+}
+
 static void *consumer(void *p)
 {
     struct role *ro = p;
@@ -416,8 +430,10 @@ static void *consumer(void *p)
     struct rng r = rng_for((uint64_t)e->id, 3, (uint64_t)ro->index);
     bool closed[MAXCH] = {false};
     int nclosed = 0;
+    bool shielded = false;
     const uint64_t SENT = 0xdeadbeefcafef00dull;
     while (nclosed < e->nch) {
+        consumer_shield(&shielded);
         uint32_t op = rnd(&r, 100);
         int c = (int)rnd(&r, (uint32_t)e->nch);
         uint64_t v = SENT;
@@ -497,6 +513,8 @@ static void *consumer(void *p)
         if (res != 0)
             ASSERT_EQ(v, SENT); /* a failed receive writes nothing */
     }
+    if (shielded)
+        ASSERT_EQ(weft_shield_end(), 0);
     free(ro);
     return NULL;
 }

@@ -13,7 +13,7 @@
  * Cancellation and failure are sticky for the group's lifetime: once the group is cancelled
  * (weft_group_cancel, a wait whose deadline passed or whose caller was cancelled, weft_group_free
  * of a live group, or a failure with cancel_on_fail), every member spawned later STARTS
- * CANCELLED — its first blocking call returns WEFT_ECANCELED, exactly as if weft_cancel had
+ * CANCELLED — its cancellation points return WEFT_ECANCELED, exactly as if weft_cancel had
  * been called on it before it ran (the spawn itself succeeds). The first failure recorded
  * stays the group's answer. Make a new group to start over.
  *

@@ -98,9 +98,9 @@ WEFT_EXTERN int weft_once_call(weft_once *o, void (*fn)(void));
  * non-NULL) gets its value. The call never returns while fn may still be running, so arg
  * may point into the caller's stack frame. From a plain thread, fn simply runs inline.
  *   0               fn ran; *result is its value.
- *   WEFT_ECANCELED  the caller was cancelled. If no pool thread had started fn yet, the job
- *                   is withdrawn and fn never runs; otherwise the caller stays parked (not
- *                   cancellable again meanwhile: further requests are folded into this one)
+ *   WEFT_ECANCELED  the caller was cancelled. If it was before the call, or no pool thread
+ *                   had started fn yet, fn never runs (a queued job is withdrawn); otherwise
+ *                   the caller stays parked (in a shield: further requests change nothing)
  *                   until fn has returned, and *result still gets its value.
  *   WEFT_EAGAIN     the pool has no thread and could not start one (pthread_create failed:
  *                   the process's thread or memory limits); fn did not run.

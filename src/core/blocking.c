@@ -9,8 +9,8 @@
  * (`struct req r; weft_blocking(fn, &r, NULL)`), and a job that outlived the frame would
  * write into a stack another coroutine then uses. So an interrupted caller (cancelled, or
  * past its deadline) either withdraws a job still QUEUED (fn never runs) or, once fn has
- * started, parks again — not cancellable meanwhile — until fn has returned (Go and Tokio
- * cannot abandon a running blocking call either).
+ * started, parks again — in a shield (coro.h "Cancellation"), not cancellable meanwhile —
+ * until fn has returned (Go and Tokio cannot abandon a running blocking call either).
  *
  * Job states (job.state; every transition and every pool-side access under pool.mu, except
  * the pool thread's own reads of fn and arg while RUNNING, which nobody else writes):
@@ -155,29 +155,29 @@ static void withdraw_locked(struct job *j)
 }
 
 /* The caller's wait ended with r (WEFT_ECANCELED or WEFT_ETIMEDOUT) before the pool woke
- * it. Withdraw a job nobody has started: r. Otherwise park again, absorbing any further
- * cancellation, until fn has returned: then WEFT_ECANCELED if a cancellation was reported
- * to us (it must not be lost), else 0 — a deadline bounds only the wait for a thread. */
+ * it. Withdraw a job nobody has started: r. Otherwise park again, shielded, until fn has
+ * returned: then WEFT_ECANCELED if the caller was cancelled (before or meanwhile: the
+ * request is sticky), else 0 — a deadline bounds only the wait for a thread. */
 static int interrupted(struct weft__coro *co, struct job *j, int r)
 {
-    bool cancelled = r == WEFT_ECANCELED;
     pthread_mutex_lock(&pool.mu);
     if (j->state == JOB_QUEUED) {
         withdraw_locked(j);
         pthread_mutex_unlock(&pool.mu);
         return r;
     }
+    weft__shield_enter(co); /* before arming: the wait carries the shield (coro.h) */
     while (j->state != JOB_DONE) {
         /* A new wait, published to the pool under the lock: the pool wakes whatever token
          * it finds at DONE. Unlocked before the park (see weft_blocking_until). */
         weft__wait_arm(co, &j->k, "blocking");
         pthread_mutex_unlock(&pool.mu);
-        if (weft__park(NULL, NULL) == WEFT_ECANCELED)
-            cancelled = true;
+        weft__park(NULL, NULL); /* shielded: only the pool's wake at DONE ends it */
         pthread_mutex_lock(&pool.mu);
     }
     pthread_mutex_unlock(&pool.mu);
-    return cancelled ? WEFT_ECANCELED : 0;
+    weft__shield_leave(co);
+    return weft__cancel_pending(co) ? WEFT_ECANCELED : 0;
 }
 
 int weft_blocking_until(weft_fn fn, void *arg, void **result, int64_t deadline)
@@ -191,6 +191,11 @@ int weft_blocking_until(weft_fn fn, void *arg, void **result, int64_t deadline)
             *result = r;
         return 0;
     }
+    /* A cancelled caller starts no job (a quick fn could otherwise complete before the park
+     * sees the request, and a loop of offloads would never be told). */
+    int c = weft__cancel_point(co);
+    if (c < 0)
+        return c;
     struct job j = {.fn = fn, .arg = arg, .state = JOB_QUEUED};
     pthread_mutex_lock(&pool.mu);
     int r = submit_locked(&j);

@@ -106,13 +106,14 @@ struct weft__coro *weft__coro_alloc(void)
             return NULL;
     }
     /* co->wait keeps its sequence across reuse (stale wakers must never match). */
-    uint64_t seq = atomic_load_explicit(&co->wait, memory_order_relaxed) & ~WEFT_WAIT_ARMED;
+    uint64_t seq = weft__wait_next(atomic_load_explicit(&co->wait, memory_order_relaxed));
     co->ctx = NULL;
     co->next = NULL;
     co->msg.kind = WEFT_MSG_CORO;
     co->stack = NULL;
-    atomic_store_explicit(&co->wait, seq + 2, memory_order_relaxed);
+    atomic_store_explicit(&co->wait, seq, memory_order_relaxed);
     co->wait_result = 0;
+    co->shield = 0;
     co->pin = 0;
     co->home = NULL;
     co->result = NULL;
@@ -266,8 +267,8 @@ static void reset_all_locked(bool in_child)
         atomic_store_explicit(&co->id, 0, memory_order_relaxed);
         atomic_store_explicit(&co->state, WEFT_CO_FREE, memory_order_relaxed);
         /* Retire any armed wait: a late waker (a blocking job finishing) must fail its CAS. */
-        uint64_t w = atomic_load_explicit(&co->wait, memory_order_relaxed) & ~WEFT_WAIT_ARMED;
-        atomic_store_explicit(&co->wait, w + 2, memory_order_relaxed);
+        uint64_t w = weft__wait_next(atomic_load_explicit(&co->wait, memory_order_relaxed));
+        atomic_store_explicit(&co->wait, w, memory_order_relaxed);
         if (!in_child) /* the child may be running on the segments of one */
             weft__seg_release(&co->seg); /* an abandoned coroutine's extra segments */
         co->stack = NULL;
@@ -319,7 +320,9 @@ struct weft__coro *weft__coro_from_handle(weft_task t)
 void weft__wait_arm(struct weft__coro *co, struct weft__waker *k, const char *what)
 {
     uint64_t w = atomic_load_explicit(&co->wait, memory_order_relaxed);
-    uint64_t armed = ((w | WEFT_WAIT_ARMED) + 2) | WEFT_WAIT_ARMED;
+    /* co->shield is co's own and cannot change before this wait ends (co is parked): the
+     * bit tells weft_cancel, which cannot read co->shield, not to end a shielded wait. */
+    uint64_t armed = weft__wait_next(w) | WEFT_WAIT_ARMED | (co->shield ? WEFT_WAIT_SHIELDED : 0);
     /* Release: a waker that reads this token (weft_cancel loads co->wait) and wins the CAS
      * then writes co->wait_result; the release/acquire pair orders our earlier reads of the
      * result slot before its write (TSan, and weakly ordered CPUs). */
@@ -760,12 +763,15 @@ static int cancel(weft_task t)
         weft__lock_release(&co->lock);
         return WEFT_ESTATE; /* finished, or joined (a detached task can still be cancelled) */
     }
-    /* Dekker with weft__park: store the request, fence, then look for an armed wait. */
+    /* Dekker with weft__park: store the request, fence, then look for an armed wait. A wait
+     * armed inside a shield is left alone: the request is reported after the shield (coro.h
+     * "Cancellation"). The request is sticky: a second weft_cancel changes nothing. */
     atomic_store_explicit(&co->cancel, 1, memory_order_relaxed);
     weft__fence_seq_cst();
     uint64_t tok = atomic_load_explicit(&co->wait, memory_order_relaxed);
     weft__lock_release(&co->lock);
-    if (tok & WEFT_WAIT_ARMED) { /* a stale token (the wait moved on) fails the CAS */
+    if ((tok & (WEFT_WAIT_ARMED | WEFT_WAIT_SHIELDED)) == WEFT_WAIT_ARMED) {
+        /* a stale token (the wait moved on) fails the CAS */
         struct weft__waker k = {.co = co, .token = tok, .tp = NULL};
         weft__waker_wake(&k, WEFT_ECANCELED, false);
     }
@@ -777,17 +783,30 @@ int weft_cancel(weft_task t)
     return WEFT__GATED_RT(cancel(t));
 }
 
-void weft__cancel_repost(void)
-{
-    struct weft__coro *co = weft__coro_self();
-    if (co)
-        atomic_store_explicit(&co->cancel, 1, memory_order_relaxed);
-}
-
 int weft_cancelled(void)
 {
     struct weft__coro *co = weft__coro_self();
-    return co ? weft__cancel_pending(co) : 0;
+    return co ? weft__cancel_requested(co) : 0; /* inside a shield too: the request stays */
+}
+
+int weft_shield_begin(void)
+{
+    struct weft__coro *co = weft__coro_self();
+    if (!co)
+        return WEFT_ENOTCORO;
+    weft__shield_enter(co);
+    return 0;
+}
+
+int weft_shield_end(void)
+{
+    struct weft__coro *co = weft__coro_self();
+    if (!co)
+        return WEFT_ENOTCORO;
+    if (co->shield == 0)
+        return WEFT_ESTATE;
+    weft__shield_leave(co);
+    return 0;
 }
 
 /* ------------------------------------------------------------------------------------------

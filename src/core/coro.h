@@ -26,8 +26,9 @@
  *             switch; the control block lives until the handle is joined or detached
  *             (until then it is a zombie: flag WEFT_CF_ZOMBIE, counted in weft_stats).
  *
- * The wait word (co->wait): (seq << 1) | ARMED. The coroutine arms a wait by storing a new
- * sequence with ARMED set; a waker holds a token (the armed value) and completes the wait by
+ * The wait word (co->wait): (seq << 2) | SHIELDED | ARMED. The coroutine arms a wait by
+ * storing a new sequence with ARMED set (and SHIELDED if it waits inside a shield, see
+ * "Cancellation" below); a waker holds a token (the armed value) and completes the wait by
  * CAS(token → token & ~ARMED). Exactly one of "value arrived", "timed out", "cancelled" wins;
  * a stale waker (from an earlier wait) fails because the sequence moved on. Sequences never
  * restart, even when a control block is reused, so a token can never match a later wait.
@@ -62,6 +63,12 @@ enum weft__coflags {
 };
 
 #define WEFT_WAIT_ARMED 1ull
+#define WEFT_WAIT_SHIELDED 2ull /* armed inside a shield: weft_cancel must not end it */
+/* The first unarmed value of the sequence after the one in wait word w. */
+static inline uint64_t weft__wait_next(uint64_t w)
+{
+    return (w | (WEFT_WAIT_ARMED | WEFT_WAIT_SHIELDED)) + 1;
+}
 
 /* An inbox message: a coroutine to run (pinned, or debug-migrated) or a timer to stop. */
 struct weft__msg {
@@ -82,7 +89,8 @@ struct weft__coro {
     size_t stack_size;        /* requested usable size */
     _Atomic uint64_t wait;    /* the wait word (see above) */
     int wait_result;          /* written by the waker that won, read by co after resume */
-    _Atomic int cancel;       /* cancellation requested and not yet reported */
+    _Atomic int cancel;       /* cancellation requested (sticky: cleared only on reuse) */
+    int shield;               /* shield depth (weft_shield_begin nests); touched only by co */
     int pin;                  /* pin depth (weft_pin nests); touched only by co itself */
     struct weft__worker *home;/* pinned: the worker it must run on */
     weft_fn fn;
@@ -148,32 +156,56 @@ void weft__wait_disarm(struct weft__coro *co);
 void weft__tparker_arm(struct weft__thread_parker *tp, struct weft__waker *k);
 int weft__tparker_wait(struct weft__thread_parker *tp, int64_t deadline);
 
-/* Cancellation as every cancellation point sees it: co->cancel means "requested and not yet
- * reported". These three are the one place that says what "pending" is and what reporting a
- * request does (today: reported once, then cleared; weft__cancel_repost puts one back).
- * Relaxed: weft_cancel stores the request (relaxed, then a seq_cst fence, then looks for an
- * armed wait); a check at a call's entry is a fast path that may miss a request racing with
- * it — that request is then reported by the park (whose fence pairs with weft_cancel's) or by
- * the next call. A request ordered before the call (through any acquire the caller made
- * after the canceller's weft_cancel) is seen: write-read coherence. */
-static inline bool weft__cancel_pending(struct weft__coro *co)
+/* Cancellation. A request is sticky (Trio's rule): co->cancel is set by weft_cancel and
+ * never cleared while the coroutine lives (only the reuse of the control block for a new
+ * coroutine resets it), so every cancellation point after it reports WEFT_ECANCELED, and a
+ * loop that swallowed one report cannot block forever. Inside a shield (co->shield > 0:
+ * weft_shield_begin, or an internal cleanup that must block) the request stays set but is
+ * not reported: cancellation points wait normally, deadlines still apply.
+ * The shield is enforced on both sides of a wait:
+ *   - the coroutine: weft__cancel_pending is false in a shield, so neither an entry check
+ *     nor park's check gives a wait up;
+ *   - the canceller: weft__wait_arm marks a wait armed in a shield WEFT_WAIT_SHIELDED, and
+ *     weft_cancel never ends such a wait. co->shield itself is read only by co (it cannot
+ *     change while co is parked, so the bit in the token is the shield of that wait).
+ * After the outermost shield ends, the request is reported at the next cancellation point:
+ * weft_cancel stored it before reading the wait word (seq_cst fence); if it read a shielded
+ * token, the coroutine's next park — after its own store of a newer token and a fence —
+ * necessarily sees the request (the two fences are ordered that way in the total order, or
+ * the canceller would have read the newer token).
+ * These helpers are the one place that says what "pending" is. Relaxed: a check at a call's
+ * entry is a fast path that may miss a request racing with it — that request is then
+ * reported by the park (whose fence pairs with weft_cancel's) or by the next call. A request
+ * ordered before the call (through any acquire the caller made after the canceller's
+ * weft_cancel) is seen: write-read coherence. */
+static inline bool weft__cancel_requested(struct weft__coro *co)
 {
     return atomic_load_explicit(&co->cancel, memory_order_relaxed) != 0;
 }
-static inline void weft__cancel_reported(struct weft__coro *co)
+/* Requested and not shielded: a cancellation point reports it. */
+static inline bool weft__cancel_pending(struct weft__coro *co)
 {
-    atomic_store_explicit(&co->cancel, 0, memory_order_relaxed);
+    return co->shield == 0 && weft__cancel_requested(co);
 }
-/* A cancellation point that need not wait (weft_yield, the I/O calls at entry): for the
- * calling coroutine co (NULL: a plain thread, never cancelled), WEFT_ECANCELED — the request
- * is then reported — if one is pending, else 0. */
+/* A cancellation point that need not wait (weft_yield, the sleeps and I/O calls at entry):
+ * for the calling coroutine co (NULL: a plain thread, never cancelled), WEFT_ECANCELED if a
+ * request is pending (it stays pending: sticky), else 0. */
 static inline int weft__cancel_point(struct weft__coro *co)
 {
-    if (co && WEFT_UNLIKELY(weft__cancel_pending(co))) {
-        weft__cancel_reported(co);
-        return WEFT_ECANCELED;
-    }
-    return 0;
+    return co && WEFT_UNLIKELY(weft__cancel_pending(co)) ? WEFT_ECANCELED : 0;
+}
+/* Internal shields, for cleanup that must block even when the caller is cancelled (the
+ * re-lock of a condition wait, waiting for a running blocking job, for a group's members,
+ * for a stopped ticker). co: the calling coroutine, or NULL on a plain thread (no-op). */
+static inline void weft__shield_enter(struct weft__coro *co)
+{
+    if (co)
+        co->shield++;
+}
+static inline void weft__shield_leave(struct weft__coro *co)
+{
+    if (co)
+        co->shield--;
 }
 
 struct weft__coro *weft__coro_alloc(void);

@@ -412,16 +412,16 @@ int weft_group_cancel(weft_group *g)
 }
 
 /* Wait until no member runs, whatever happens: the cancel-and-wait of a deadline or of a
- * cancelled caller, and weft_group_free. A cancellation of the caller seen meanwhile is put
- * back for its next blocking call (it is not lost, and it cannot cut this wait short).
- * This relies on a park reporting a cancellation once (then parking normally): if
- * cancellation becomes sticky, this loop must run shielded from it, or it would spin.
+ * cancelled caller, and weft_group_free. In a shield (coro.h "Cancellation"): a request of
+ * the caller stays pending for its next cancellation point and cannot cut this wait short
+ * (the members were cancelled: they end at their next cancellation point).
  * 0, or WEFT_ENORUNTIME: a plain thread, and the runtime stopped (the members left are
  * abandoned and never finish; forget_abandoned_locked drops them later). */
 static int wait_empty(weft_group *g)
 {
-    bool cancelled = false;
+    struct weft__coro *co = weft__coro_self();
     int r = 0;
+    weft__shield_enter(co);
     for (;;) {
         weft__lock_acquire(&g->lock);
         forget_abandoned_locked(g);
@@ -432,12 +432,9 @@ static int wait_empty(weft_group *g)
         r = block_locked(g, &g->waitq, "group", WEFT_FOREVER, NULL);
         if (r == WEFT_ENORUNTIME)
             break;
-        if (r == WEFT_ECANCELED)
-            cancelled = true;
-        r = 0;
+        r = 0; /* shielded: only the last member's wake (0) ends the wait */
     }
-    if (cancelled)
-        weft__cancel_repost();
+    weft__shield_leave(co);
     return r;
 }
 
@@ -470,9 +467,7 @@ static int group_wait_until(weft_group *g, int64_t deadline)
     }
     int failure = g->failure;
     weft__lock_release(&g->lock);
-    if (failure && r == WEFT_ECANCELED)
-        weft__cancel_repost(); /* the failure is the answer: the request stays pending */
-    return failure ? failure : r;
+    return failure ? failure : r; /* a request of the caller stays pending either way */
 }
 
 int weft_group_wait_until(weft_group *g, int64_t deadline)

@@ -222,9 +222,6 @@ void weft__guard_thread_init(struct weft__worker *w);
 void weft__guard_thread_fini(struct weft__worker *w);
 void weft__guard_install(void);
 void weft__guard_uninstall(void);
-/* Put back a cancellation that an uninterruptible internal wait had to absorb (it stays
- * pending for the caller's next blocking call: "sticky until observed"). */
-void weft__cancel_repost(void);
 /* Report text (debug.c) built without stdio or malloc, so a signal handler can use it: a
  * fixed buffer, filled up to `end` (longer text is cut). */
 struct weft__text {

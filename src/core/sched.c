@@ -589,13 +589,12 @@ static int park(int64_t deadline, void (*unlock)(void *), void *arg)
     struct weft__worker *w = weft__worker_self();
     struct weft__coro *co = w->current;
     /* Dekker with weft_cancel: the caller armed co->wait (a store); fence; read cancel.
-     * weft_cancel stores cancel; fence; reads co->wait. One of us sees the other. */
+     * weft_cancel stores cancel; fence; reads co->wait. One of us sees the other. In a
+     * shield the request is not pending, and weft_cancel leaves the (shielded) wait alone. */
     weft__fence_seq_cst();
     if (weft__cancel_pending(co)) {
-        if (wait_give_up(co, unlock, arg)) {
-            weft__cancel_reported(co);
-            return WEFT_ECANCELED;
-        }
+        if (wait_give_up(co, unlock, arg))
+            return WEFT_ECANCELED; /* the request stays: sticky (coro.h) */
         /* Someone already won the wait: it will make us runnable; park as usual. */
     }
     /* The deadline's timer record is taken in after_park, on the far side of the switch,
@@ -616,8 +615,6 @@ static int park(int64_t deadline, void (*unlock)(void *), void *arg)
     if (s.timer)
         weft__timer_cancel(s.timer); /* stops it on its owner's loop (inbox if not here) */
     int r = co->wait_result;
-    if (r == WEFT_ECANCELED)
-        weft__cancel_reported(co);
     co->wait_what = NULL;
     return r;
 }

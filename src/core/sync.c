@@ -89,19 +89,18 @@ int weft_mutex_unlock(weft_mutex *m)
     return WEFT__GATED(mutex_unlock(m));
 }
 
-/* Re-acquire after a condition wait: not interruptible (the caller must get the mutex
- * back); a cancellation seen meanwhile is re-posted so it stays pending. 0, or
- * WEFT_ENORUNTIME for a plain thread when the runtime stopped (or none runs) while the
- * mutex was held by someone else: it is not ours then. */
+/* Acquire uninterruptibly: the re-lock after a condition wait (the caller must get the
+ * mutex back) and weft_once_call. In a shield (coro.h "Cancellation"): a request of the
+ * caller stays pending for its next cancellation point and cannot cut this wait short.
+ * 0, or WEFT_ENORUNTIME for a plain thread when the runtime stopped (or none runs) while
+ * the mutex was held by someone else: it is not ours then. */
 static int mutex_relock(weft_mutex *m)
 {
-    bool cancelled = false;
-    int r;
-    while ((r = mutex_lock(m, WEFT_FOREVER, true)) == WEFT_ECANCELED)
-        cancelled = true;
+    struct weft__coro *co = weft__coro_self();
+    weft__shield_enter(co);
+    int r = mutex_lock(m, WEFT_FOREVER, true);
+    weft__shield_leave(co);
     WEFT_ASSERT(r == 0 || r == WEFT_ENORUNTIME);
-    if (cancelled)
-        weft__cancel_repost();
     return r;
 }
 

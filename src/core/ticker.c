@@ -68,11 +68,12 @@ int weft_ticker_stop(weft_ticker *t)
     if (!t)
         return WEFT_EINVAL;
     weft_cancel(t->task);
-    bool cancelled = false;
-    while (weft_join(t->task, NULL) == WEFT_ECANCELED)
-        cancelled = true; /* we were cancelled ourselves: the ticker must still be reaped */
-    if (cancelled)
-        weft__cancel_repost(); /* and our request stays pending for our next call */
+    /* Shielded: even a cancelled caller must reap the ticker (its own request stays pending
+     * for its next cancellation point). The ticker ends at its next sleep: bounded. */
+    struct weft__coro *co = weft__coro_self();
+    weft__shield_enter(co);
+    (void)weft_join(t->task, NULL);
+    weft__shield_leave(co);
     weft_chan_close(t->ch);
     weft_chan_unref(t->ch);
     free(t);
