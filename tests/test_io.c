@@ -727,6 +727,16 @@ static void scenario_burst(void)
     CHECK_EQ(weft_close(lfd), 0);
 }
 
+/* Move fd to a number >= 512 (closing the old one), so that once closed it stays unused:
+ * open() takes the lowest free number. */
+static int high_fd(int fd)
+{
+    int hi = fcntl(fd, F_DUPFD_CLOEXEC, 512);
+    ASSERT(hi >= 512);
+    ASSERT_EQ(close(fd), 0);
+    return hi;
+}
+
 /* ---- 8. connection refused, argument errors ---------------------------------------------- */
 
 static void scenario_errors(void)
@@ -786,12 +796,16 @@ static void scenario_errors(void)
     CHECK(memcmp(buf, "pipe", 4) == 0);
     CHECK_EQ(weft_close(p[1]), 0);
     CHECK_EQ(weft_read(p[0], buf, sizeof buf, WEFT_FOREVER), 0);
-    CHECK_EQ(weft_close(p[0]), 0);
-    CHECK_EQ(weft_read(p[0], buf, sizeof buf, WEFT_FOREVER), -EBADF);
-    CHECK_EQ(weft_write(p[0], buf, 1, WEFT_FOREVER), -EBADF);
+    /* A closed number must stay closed for these checks: moved far above the lowest free
+     * numbers, which another thread's open() (the runtime's /proc reads, the test's own
+     * watchdog) could take right after our close. */
+    int hi = high_fd(p[0]);
+    CHECK_EQ(weft_close(hi), 0);
+    CHECK_EQ(weft_read(hi, buf, sizeof buf, WEFT_FOREVER), -EBADF);
+    CHECK_EQ(weft_write(hi, buf, 1, WEFT_FOREVER), -EBADF);
     /* From a coroutine too: waiting on a closed descriptor is -EBADF, not a libev abort. */
-    CHECK_EQ(weft_wait_fd(p[0], WEFT_READABLE, weft_after(WEFT_SEC(2))), -EBADF);
-    CHECK_EQ(weft_wait_fd(p[0], WEFT_WRITABLE, WEFT_FOREVER), -EBADF);
+    CHECK_EQ(weft_wait_fd(hi, WEFT_READABLE, weft_after(WEFT_SEC(2))), -EBADF);
+    CHECK_EQ(weft_wait_fd(hi, WEFT_WRITABLE, WEFT_FOREVER), -EBADF);
     close_pair(sv);
 }
 
@@ -853,8 +867,10 @@ static void scenario_same_fd(void)
     CHECK_EQ(weft_wait_fd(sv[0], WEFT_READABLE, weft_after(WEFT_MSEC(5))), WEFT_ETIMEDOUT);
     bounce_with(sv);
 
-    /* Forgotten but still open: the next wait checks and registers it again, and works. */
+    /* Forgotten but still open: the next wait checks and registers it again, and works.
+     * (Moved to a number no other thread's open() takes once it is closed below.) */
     CHECK_EQ(weft_fd_forget(sv[0]), 0);
+    sv[0] = high_fd(sv[0]);
     CHECK_EQ(weft_write(sv[1], "y", 1, WEFT_FOREVER), 1);
     CHECK_EQ(weft_wait_fd(sv[0], WEFT_READABLE, weft_after(WEFT_SEC(10))), WEFT_READABLE);
     CHECK_EQ(weft_read(sv[0], &c, 1, WEFT_FOREVER), 1);
