@@ -255,9 +255,12 @@ static void expect_deadlock(int (*fn)(void), const char *head, const char *name,
     }
     checks++;
     CHECK(strstr(c.out, "weft: blocking pool: 0 jobs queued, 0 running") != NULL);
-    /* the dump's frames: symbols, or module+offset for this test's static functions */
+#if defined(WEFT_CONTEXT_ASM) && defined(__x86_64__)
+    /* the dump's frames (the asm backend on x86-64 prints a parked coroutine's): symbols,
+     * or module+offset for this test's static functions */
     CHECK(strstr(c.out, "    #0 0x") != NULL);
     CHECK(strstr(c.out, " test_hang+0x") != NULL);
+#endif
     CHECK(strstr(c.out, "$WEFT_DEADLOCK=0") != NULL);
 }
 

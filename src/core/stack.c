@@ -110,6 +110,7 @@
 #define WEFT_CACHE_HIGH 512   /* stacks a worker keeps before returning a batch */
 #define WEFT_CACHE_BATCH 256
 #define WEFT_SLAB_BYTES ((size_t)8 << 20)
+#define WEFT_HEADROOM ((size_t)4 << 20) /* address space a new slab must leave (grow) */
 #define WEFT_REFILL (WEFT_CACHE_BATCH / 4) /* stacks a pool visit adds to a worker cache */
 #define WEFT_CREDIT_BATCH 64  /* promises a worker takes from the pool at a time */
 #define WEFT_CREDIT_HIGH 256  /* promises it keeps before returning a batch */
@@ -327,13 +328,18 @@ static int grow(struct size_class *cls)
 {
     size_t size = cls->size;
     size_t stride = stride_of(size), n = slab_count(size);
+    /* Headroom: a slab is mapped only if WEFT_HEADROOM more would fit too (mapped with it,
+     * then given back), so stacks never take the last of the address space under `ulimit -v`
+     * and malloc — libev's arrays, which abort when they cannot grow, timer records, the
+     * application's own — still has room once spawn starts saying WEFT_ENOMEM. */
     char *base;
-    while ((base = mmap(NULL, n * stride, PROT_READ | PROT_WRITE,
+    while ((base = mmap(NULL, n * stride + WEFT_HEADROOM, PROT_READ | PROT_WRITE,
                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)) == MAP_FAILED) {
         if (n == 1)
             return -ENOMEM;
         n /= 2;
     }
+    munmap(base + n * stride, WEFT_HEADROOM);
     /* Zeroed descriptors: a lock-free reader never looks at an uncarved one anyway. */
     struct slab *sl = calloc(1, sizeof *sl + n * sizeof(struct weft__stack));
     if (!sl) {
