@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # FindLibev.cmake — find libev (Debian/Ubuntu: libev-dev, which ships no pkg-config or CMake
 # file) and provide the imported target Libev::ev.
 #

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # toolchain-aarch64.cmake — cross-build weft for aarch64 Linux (glibc) and run its tests under
 # qemu-user.
 #

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* weft.h — stackful coroutines (green threads) for C on an M:N work-stealing scheduler.
  *
  * One header is the whole API, read top to bottom: errors, time, runtime, coroutines,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* cancel.c — race a slow task against a deadline; when the deadline wins, cancel the task
  * and watch it clean up.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* echo_server.c — a TCP echo server: one coroutine per connection, plain sequential code.
  *
  *   echo_server [PORT [IDLE_SECONDS]]     (default 7000; idle timeout 0 = none)

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* hello.c — main hands out naps over a channel; three coroutines take them and sleep. */
 #include <stdio.h>
 #include <weft.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* http_hello.c — a minimal HTTP/1.1 "Hello, World!" server with keep-alive and pipelining:
  * one coroutine per connection, reading requests line by line from a weft_reader.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* merge_streams.c — a coroutine's stream and an OS thread's stream, with per-item timeouts,
  * a throttle, and a merge: the Rust book's "futures, tasks and threads" example, in C.
  *

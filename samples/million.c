@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* million.c — a million coroutines alive at once, then the same with OS threads.
  *
  * Part 1 spawns N coroutines (default 1,000,000). Each reports that it is running, waits at

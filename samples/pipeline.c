@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* pipeline.c — CPU-heavy work offloaded to threads with weft_blocking, coordinated by
  * coroutines and channels:
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* resp_server.c — a small Redis-compatible server (RESP2): one coroutine per connection and
  * one in-memory store shared by all workers, split into shards, each behind a weft_mutex.
  *

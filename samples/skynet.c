@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* skynet.c — the skynet benchmark: a tree of coroutines, ten children per node, a million
  * leaves by default. Each leaf returns its number; each node spawns its children, joins
  * them and returns the sum, so the root gets 0 + 1 + ... + (N-1) = N(N-1)/2 after

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* tcp_server.c — the listener, the connections and the shutdown every sample server shares
  * (see tcp_server.h).
  *

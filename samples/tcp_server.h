@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* tcp_server.h — what the three sample servers share, so that each of their files is its
  * protocol alone: listen on 127.0.0.1:PORT, run one coroutine per connection, and on SIGINT
  * or SIGTERM (received on a channel: weft_signal_notify) stop accepting, cancel the

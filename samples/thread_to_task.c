@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* thread_to_task.c — a plain OS thread feeds a coroutine through a channel.
  *
  * The thread is an ordinary pthread: it sleeps with nanosleep and its weft_chan_send blocks

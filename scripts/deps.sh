@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # deps.sh — install the Debian packages weft needs, and only the ones that are missing.
 #
 #   ./scripts/deps.sh                 # the base group: what building weft and its tests needs
@@ -116,7 +117,7 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
         exit
     fi
     case ${1:-} in -h | --help)
-        sed -n '2,/^$/s/^# \{0,1\}//p' "$0"
+        sed -n '3,/^$/s/^# \{0,1\}//p' "$0"
         exit 0
         ;;
     esac

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # fuzz.sh — fuzz weft's single-worker scheduler and channels (tests/fuzz/fuzz_sched.c).
 #
 #   ./scripts/fuzz.sh                      # libFuzzer + ASan/UBSan for 60 s
@@ -42,7 +43,7 @@ die() {
     echo "fuzz: $*" >&2
     exit 2
 }
-usage() { sed -n '2,/^set -euo/{/^#/s/^# \{0,1\}//p}' "${BASH_SOURCE[0]}"; }
+usage() { sed -n '3,/^set -euo/{/^#/s/^# \{0,1\}//p}' "${BASH_SOURCE[0]}"; }
 
 while [ $# -gt 0 ]; do
     case $1 in

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """gen-man.py — weft's manual pages, generated from the doc comments of the public headers.
 
     scripts/gen-man.py --out DIR --version X.Y.Z include/weft.h include/weft/*.h
@@ -64,6 +65,9 @@ class Header:
         self._parse()
 
     def _parse(self):
+        # The license line (SPDX) comes first: not part of the documentation.
+        while self.lines and "SPDX-License-Identifier" in self.lines[0]:
+            self.lines = self.lines[1:]
         lines = self.lines
         i = 0
         # The file's top comment: "weft/chan.h — channels and select (included by weft.h)."

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # run-sample.sh — install what is missing, build weft (Release) and run the flagship sample.
 #
 #   ./scripts/run-sample.sh [ARGS...]      # ARGS are passed to the sample

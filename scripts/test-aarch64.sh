@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # test-aarch64.sh — build tests/test_fcontext.c with the aarch64 context switch and run it under
 # qemu-user. No CMake needed. Installs the cross tools with apt-get when they are missing.
 #

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # test.sh — install what is missing, then build and run weft's whole test suite, in stages.
 #
 #   ./scripts/test.sh                  # every stage (CI runs this through .ci/run)
@@ -64,7 +65,7 @@ die() {
     exit 2
 }
 usage() {
-    sed -n '2,/^set -euo/{/^#/s/^# \{0,1\}//p}' "${BASH_SOURCE[0]}"
+    sed -n '3,/^set -euo/{/^#/s/^# \{0,1\}//p}' "${BASH_SOURCE[0]}"
 }
 fmt_secs() { printf '%dm%02ds' $(($1 / 60)) $(($1 % 60)); }
 

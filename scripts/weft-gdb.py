@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # weft-gdb.py — gdb commands for programs that use weft (stackful coroutines).
 #
 # Load it in gdb:

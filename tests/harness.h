@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* harness.h — the test suite's tiny assertion kit. Failures print file, line and both
  * operands, then abort() (no setjmp/longjmp: they break across coroutine stacks). */
 #ifndef WEFT_TEST_HARNESS_H

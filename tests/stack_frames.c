@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* stack_frames.c — large stack frames for test_stack, compiled WITHOUT
  * -fstack-clash-protection (tests/CMakeLists.txt): code weft's users may build without the
  * flag, whose frames touch their memory in whatever order the code says. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_badinput.c — every public function of include/weft.h and of the headers under
  * include/weft/ called with bad input; each call must return its documented code (or value)
  * at once, never crash or hang.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_blocking.c — the blocking-offload pool's memory-safety contract, and fork():
  * a cancelled caller whose job struct lives on its stack stays parked until fn has returned
  * (fn writes into the struct after the cancel; the caller then sees it intact, gets

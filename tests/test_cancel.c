@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_cancel.c — cancellation: every cancellation point returns WEFT_ECANCELED and leaves
  * its object consistent (nothing sent, received, locked or consumed on the cancelled party's
  * behalf); a request is sticky — made before the task blocks, it is reported by the first

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_chan.c — channels (Go's semantics): rendezvous, buffering and FIFO order, capacity,
  * close-and-drain, close waking blocked receivers and senders, error codes, zero-size and
  * large elements, deadlines, reference counting, and a multi-producer/multi-consumer stress

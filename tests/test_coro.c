@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_coro.c — coroutines on the scheduler: spawn/join/detach, results, yield fairness,
  * names and ids, many coroutines, every error path of the task API. */
 #include "harness.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_dump.c — introspection: weft_dump on a program with parked coroutines (every named
  * coroutine listed with its state, `on=` reason, worker and a backtrace; the count line and
  * the return value agree), its error codes (NULL stream, no runtime), weft_stats_get, and the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_fcontext.c — the raw context-switch test: weft__make/jump/ontop_fcontext and nothing else.
  *
  * Uses only src/core/context.h and one backend: the arch .S (x86-64 natively, aarch64 under

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # test_gdb.sh — scripts/weft-gdb.py against a live program, under gdb in batch mode.
 #
 #   tests/test_gdb.sh TEST_DUMP_BINARY [WEFT_GDB_PY]

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_group.c — task groups (weft/group.h) and zombie tasks (weft_stats.zombies):
  *   basics       wait, wait_until cancelling and waiting for sleeping members, cancel;
  *                members spawning into their group while it is being cancelled

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_hang.c — hangs that say why: the deadlock report and the stall report (hang.h), and
  * the dump's module+offset frames and blocking-pool line.
  *

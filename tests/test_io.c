@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_io.c — blocking-style I/O: echo with many concurrent clients, partial reads and writes
  * of large payloads, the buffered reader, peer reset, deadlines, cancellation, accept bursts,
  * connection refused, argument errors, plain-thread callers (poll), descriptor numbers closed

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # test_man.sh LIBWEFT_SO MANDIR — the reference is complete: every weft_ function libweft.so
 # exports has its page MANDIR/man3/<function>.3 with a description (scripts/gen-man.py makes
 # them from the headers' doc comments), no page documents a function the library does not

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_oom.c — running out of memory is an error code, never an abort: each case runs in a
  * child process that must exit 0 (a weft abort shows as SIGABRT and its stderr is printed).
  *  - spawn under `ulimit -v` (RLIMIT_AS): coroutines that park are spawned until weft_spawn

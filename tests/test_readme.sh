@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # test_readme.sh README LIBWEFT_A INCLUDE_DIRS [EXTRA_LIBS...] — every ```c block of the README compiles
 # against the public header; a block with main() is linked and run (and must exit 0).
 # INCLUDE_DIRS: the header directories, separated by ':' (the source include/ and the build

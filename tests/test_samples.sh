@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # test_samples.sh — run the sequential-code samples (shortened) and check what they print.
 #
 #   tests/test_samples.sh BUILD/samples

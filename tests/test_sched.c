@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_sched.c — the multi-threaded scheduler: coroutines migrate between workers; a million
  * coroutines spread over all workers each run exactly once; stealing under producers on
  * every worker; spawn and join from plain OS threads; pinning; coroutine-local storage that

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_segstack.c — segmented stacks (built only with -DWEFT_SEGMENTED_STACKS=ON): a
  * coroutine that starts on a 2 KiB stack recurses megabytes deep by growing; many coroutines
  * grow and shrink at once across workers, switching and migrating while on added segments,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_select.c — weft_select: ready cases, uniform choice among several ready cases, the
  * default case, deadlines, blocking and being woken by any one case without disturbing the
  * others, send cases, closed channels, nil (WEFT_OP_NONE) cases, argument errors, a channel

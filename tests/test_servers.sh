@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # test_servers.sh — end-to-end checks of the network samples (echo_server, http_hello,
 # resp_server): start each on a free 127.0.0.1 port, talk to it with a small Python client
 # (pipelining, partial sends, large payloads, protocol corner cases), then SIGTERM it with

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_shield.c — sticky cancellation and shields (weft.h: weft_cancel, weft_shield_begin):
  *  - a loop that swallows one WEFT_ECANCELED and waits again is told again, instead of
  *    waiting out its deadline (issue 15: "cancel once, join → deadline expired");

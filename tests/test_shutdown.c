@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_shutdown.c — the shutdown rule (weft.h, weft_run): when main returns no coroutine is
  * resumed, on any dispatch path (the direct switch to the next local coroutine, a yield,
  * the scheduler); a coroutine's spawn during shutdown succeeds with a handle whose coroutine

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_signal.c — weft_signal_notify / weft_signal_stop: signals received as channel values
  * by coroutines and plain threads; several signals and channels; a full channel drops; stop
  * restores the previous disposition (a handler, or SIG_IGN); bad arguments. */

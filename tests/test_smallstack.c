@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_smallstack.c — sub-page stacks (sizes below WEFT_STACK_SMALL): they are packed (a
  * 1 KiB stack reserves 1 KiB, not a page and a guard), every kind of wait works on them
  * across workers (the after-switch work and timer arming must stay off their stacks), a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_soak.c — a seeded, randomized soak of the whole runtime on every worker: spawn (joined,
  * detached, from a plain thread, into groups), channels (rendezvous and buffered; blocking,
  * deadline, try and select sends and receives), sleep, yield, cancellation of random tasks

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_stack.c — stack overflow is detected and reported, never silent: in a child process,
  * a coroutine recurses past its stack; the child must die with SIGABRT after printing
  *   weft: stack overflow in coroutine <id> "<name>" (stack <N> bytes)

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_sync.c — mutex (mutual exclusion across workers and with plain threads, trylock,
  * timeouts, errors), condition variables (producer/consumer, signal/broadcast, timed waits
  * that return with the mutex held), semaphores, wait groups (also waited on from a plain

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_thread_interop.c — plain OS threads and coroutines together: channels in both
  * directions (rendezvous and buffered), threads blocked in send/recv woken by close,
  * thread-side deadlines (also racing with hand-offs), spawning and joining coroutines from

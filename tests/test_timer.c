@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_timer.c — time: sleeps never return early (many sleepers, across workers, also on
  * plain threads), past deadlines return promptly, weft_now is monotonic, weft_after
  * saturates, and tickers tick on schedule (never early), drop ticks for a slow reader, and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_version.c — the version and ABI contract: weft_version() agrees with the generated
  * weft/version.h (and with the CMake project version the build passes in), the public
  * structs that programs fill keep their reserved room and refuse a non-zero reserved word,

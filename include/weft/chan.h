@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* weft/chan.h — channels and select (included by weft.h). */
 #ifndef WEFT_CHAN_H
 #define WEFT_CHAN_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* weft/debug.h — introspection (included by weft.h). */
 #ifndef WEFT_DEBUG_H
 #define WEFT_DEBUG_H

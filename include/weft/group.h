@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* weft/group.h — task groups: structured concurrency (included by weft.h).
  *
  * A group owns the coroutines spawned into it (its members) and bounds their lifetime: it

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* weft/io.h — blocking-style I/O on non-blocking descriptors (included by weft.h).
  * Each call parks the coroutine in its worker's libev loop instead of blocking the thread.
  * Errors are negative errno values (-ECONNRESET, -EPIPE, ...) or WEFT_ETIMEDOUT,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* weft/sync.h — coroutine-aware synchronisation (included by weft.h).
  * They park coroutines instead of blocking the worker, work across workers, and block plain
  * OS threads on a futex where noted. A weft_mutex may be unlocked by another coroutine or

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* jump_aarch64_aapcs_elf.S — weft's context switch for AArch64 (A64), AAPCS64, ELF (Linux).
  *
  * C prototypes (src/core/context.h):

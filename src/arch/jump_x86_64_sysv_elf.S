@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* jump_x86_64_sysv_elf.S — weft's context switch for x86-64, System V ABI, ELF.
  *
  * C prototypes (src/core/context.h):

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* blocking.c — the blocking-offload pool: weft_blocking(fn, arg) runs fn on an OS thread
  * and parks the calling coroutine until it returns, so a blocking C call or a CPU-heavy job
  * never stalls a worker (the spawn_blocking of other runtimes).

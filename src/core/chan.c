@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* chan.c — channels: buffered and rendezvous, coroutines and plain threads on either end.
  *
  * Two designs share the waiter queues (waitq.h) and the lock:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* chan.h — the channel object, shared by chan.c and select.c (the design is at the top of
  * chan.c). */
 #ifndef WEFT_CHAN_INT_H

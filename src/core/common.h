@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* common.h — macros every weft source file uses: the always-on assert, branch hints,
  * cache-line size, and the internal-visibility convention (weft__ = internal non-static). */
 #ifndef WEFT_COMMON_H

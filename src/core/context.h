@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* context.h — the fcontext-style context switch, whichever backend was configured.
  *
  * The model is Boost.Context's fcontext (make / jump / on-top):

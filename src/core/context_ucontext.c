@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* context_ucontext.c — the portable fallback backend (WEFT_CONTEXT=ucontext): the fcontext
  * interface of context.h on getcontext/makecontext/swapcontext. Much slower (swapcontext
  * makes a sigprocmask system call per switch, and it carries the signal mask along, so a

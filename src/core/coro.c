@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* coro.c — coroutine control blocks and the task API: spawn, join, detach, cancel, names,
  * coroutine-local storage, and the waker protocol every blocking call uses (coro.h). */
 #define _GNU_SOURCE

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* coro.h — the coroutine control block (Go's G) and its state machine.
  *
  * States (co->state; the NOTIFIED bit may be or'ed onto RUNNING):

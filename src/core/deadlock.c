@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* deadlock.c — "all coroutines are asleep": the deadlock detector (Go's checkdead).
  *
  * The condition (weft.h, README "Debugging"). The runtime is deadlocked when, at one

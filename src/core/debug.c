@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* debug.c — weft_stats_get, weft_dump (Go's SIGQUIT dump, on demand or on a signal), and
  * the text that names a coroutine in reports (overflow reports use it from a signal
  * handler: no stdio, no malloc there). Frames print as symbol+offset, or module+offset where

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* error.c — weft_strerror and the always-on panic. */
 #include "common.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* evalloc.c — libev's allocator: out of memory inside libev is an error where weft can
  * report one, and a named abort elsewhere.
  *

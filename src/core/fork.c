@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* fork.c — fork() while weft is in use: the child starts with a fresh, unstarted weft.
  *
  * After fork() the child has one thread, the one that forked: none of the parent's workers

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* futex.c — futex(2) wrappers (see futex.h). */
 #include "futex.h"
 #include "segstack.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* gate.c — plain threads' admission to the runtime and their release at shutdown (gate.h).
  *
  * Ordering. Two Dekker pairs, both on seq_cst operations of the two gate words:

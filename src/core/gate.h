@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* gate.h — plain threads' admission to the runtime, and their release when it stops.
  *
  * A plain thread (an OS thread that is not a worker) may call weft at any moment, also while

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* group.c — task groups (include/weft/group.h): members released as they finish, sticky
  * cancellation, the first failure, join-next, and a limit on members running at once.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* guard.c — stack-overflow reports: the SIGSEGV handler and the check at every switch.
  *
  * Every overflow ends in one line on stderr and abort():

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* hang.h — hangs that say why: the deadlock detector (deadlock.c) and the stall watchdog
  * (stall.c), and what the rest of the runtime tells them.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* io.c — blocking-style I/O: a coroutine that would block on a descriptor parks in its
  * worker's libev loop instead.
  *

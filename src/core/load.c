@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* load.c — how busy the runtime is, and what the idle policy makes of it: poll-spinning
  * before sleep, and gathering fd waits on one worker when the whole runtime needs less than
  * one CPU ("narrow" mode). The scheduler (sched.c) asks; nothing here switches or queues.

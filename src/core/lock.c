@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* lock.c — slow paths of the spin-then-futex lock (see lock.h), and the futex wrappers. */
 #include "lock.h"
 #include "futex.h"

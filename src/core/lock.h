@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* lock.h — a small spin-then-futex lock for short critical sections (a channel's lists,
  * a coroutine's joiner slot, the global run queue).
  *

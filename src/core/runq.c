@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* runq.c — the per-worker ring and the global queue (see runq.h for the contracts).
  *
  * Memory orders on the ring, the classic single-producer/multi-consumer pairing:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* runq.h — run queues: each worker's bounded ring plus runnext slot (Go's runq), and the
  * global injection queue. Thread contracts are on each function. */
 #ifndef WEFT_RUNQ_H

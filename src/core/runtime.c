@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* runtime.c — weft_run: configuration, starting and stopping the workers, shutdown.
  *
  * Shutdown rule (Go's): when main's coroutine returns, the runtime stops (weft__stop).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* runtime.h — workers (Go's M and P together), the runtime, and the scheduling primitives
  * every blocking operation is built from: weft__park and weft__ready. */
 #ifndef WEFT_RUNTIME_H

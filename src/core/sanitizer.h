@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* sanitizer.h — the annotations ASan, TSan and valgrind need to follow stack switches.
  * Every switch in weft goes through weft__switch (sched.c), which calls these, so no call
  * site can forget one. Without the sanitizers they compile to nothing.

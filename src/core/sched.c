@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* sched.c — the M:N scheduler: workers, switching, parking and waking.
  *
  * Objects. A coroutine (coro.h; Go's G) is a control block plus, once it has run, a stack.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* segstack.c — the one out-of-line piece of segmented stacks (see segstack.h). */
 #include "segstack.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* segstack.h — segmented (growable) stacks with gcc's split stacks (-DWEFT_SEGMENTED_STACKS=ON).
  *
  * How it works. Code built with -fsplit-stack starts every function with a comparison of the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* select.c — weft_select: wait on several channel operations, complete exactly one.
  *
  * 1. Lock every distinct channel of the cases, in address order (a global order, so two

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* signal.c — signals delivered as values on channels (Go's os/signal Notify and Stop).
  *
  * A coroutine cannot wait for a signal, and nothing in weft is async-signal-safe, so a

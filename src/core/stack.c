@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* stack.c — coroutine stacks.
  *
  * Why slabs: a stack per mmap costs a syscall, a VMA and, at the first touch of each page,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* stack.h — coroutine stacks: carved from large mmap'd slabs, cached per worker, guarded. */
 #ifndef WEFT_STACK_H
 #define WEFT_STACK_H

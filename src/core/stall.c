@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* stall.c — the watchdog thread: stall reports (Seastar's reactor stall detector), and the
  * deadlock detector's second looks.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* sync.c — coroutine-aware mutex, condition variable, semaphore, wait group and once (task
  * groups are in group.c). Each object has one internal spin-futex lock (its `lock` word)
  * guarding its counters and its wait queue; waiting follows the waiter protocol of waitq.h,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* ticker.c — a channel that receives the time every period (Go's time.Ticker).
  *
  * A small detached-by-handle coroutine sleeps until each tick and try_sends the tick time

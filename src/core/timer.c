@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* timer.c — deadlines and sleeping on libev timers.
  *
  * A coroutine that waits with a deadline gets a timer record from the worker it parks on,

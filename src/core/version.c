@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* version.c — weft_version() and the ABI rules the public structs follow.
  *
  * The library's version comes from the CMake project version (weft/version.h is generated

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* waitq.c — blocking on a wait queue, for coroutines and plain threads alike (waitq.h). */
 #include "waitq.h"
 #include "runtime.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* waitq.h — wait queues of waiter nodes (Go's sudog), shared by channels, select and the
  * synchronisation primitives.
  *

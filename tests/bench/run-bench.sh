@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # run-bench.sh — benchmark weft against its peers (Go goroutines, Boost.Context,
 # Boost.Fiber, pthreads, and for the servers Go net/http and redis-server).
 #
@@ -71,7 +72,7 @@
 # Only 127.0.0.1 traffic; every server started here is stopped on exit.
 set -euo pipefail
 
-usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '3,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$ROOT"

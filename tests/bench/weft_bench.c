@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* weft_bench.c — `weft-bench WORKLOAD [N]`: the workloads of shared/bench/WORKLOADS.md,
  * printing one line per implementation: workload=<w> peer=<p> n=<N> <metric>=<v> ...
  * Timing is internal (monotonic clock around the measured part); peak RSS from getrusage.

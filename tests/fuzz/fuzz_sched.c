@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* fuzz_sched.c — a fuzzing harness for the single-worker scheduler and channels.
  *
  * One input (a byte string) is one program, run in its own weft_run with

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* main.c — the install test's program: only the public header and the installed library.
  * The main coroutine spawns 100 coroutines, each returning 2*i, joins them all and checks the
  * sum. Prints "install-test: ok" and exits 0, or says what went wrong and exits 1. */

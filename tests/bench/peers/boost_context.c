@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Boost.Context raw context-switch peer (peer=boost-fcontext) of the weft
  * `switch` workload: the main context and one coroutine on a 64 KiB malloc'd
  * stack made with make_fcontext call jump_fcontext at each other. N round

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Boost.Fiber peer of the weft benchmark workloads (see tests/bench/README.md).
 //
 // Usage: boost_fiber WORKLOAD [N]

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* POSIX threads peer (peer=pthread) of the weft benchmark workloads.
  *
  * Usage: pthread WORKLOAD [N]

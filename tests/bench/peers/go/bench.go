@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Go peer of the weft benchmark workloads (see tests/bench/README.md and the
 // workload definitions the benchmark suite follows).
 //
