@@ -64,9 +64,13 @@ _Atomic int weft__stuck_threads;
 
 static bool enabled;                  /* set by weft__hang_start before the workers run */
 static pthread_mutex_t check_mu = PTHREAD_MUTEX_INITIALIZER; /* one checker at a time */
+static int stat_fd = -1;              /* /proc/self/stat while a run runs (count_threads) */
+static pid_t stat_pid;
 static uint64_t *snap;                /* per worker: the first collect (under check_mu) */
 static uint64_t *candidate;           /* the words of the last passing check (check_mu) */
 static bool candidate_ok;
+
+static int count_threads(void);
 
 bool weft__deadlock_enabled(void)
 {
@@ -90,6 +94,11 @@ int weft__deadlock_start(const weft_config *cfg, int nworkers)
         enabled = false;
         return WEFT_ENOMEM;
     }
+    if (enabled) {
+        pthread_mutex_lock(&check_mu);
+        (void)count_threads(); /* opens stat_fd now, before the program's code runs */
+        pthread_mutex_unlock(&check_mu);
+    }
     return 0;
 }
 
@@ -100,19 +109,40 @@ void weft__deadlock_stop(void)
     free(candidate);
     snap = candidate = NULL;
     enabled = false;
+    if (stat_fd >= 0 && stat_pid == getpid())
+        close(stat_fd);
+    stat_fd = -1;
     pthread_mutex_unlock(&check_mu);
 }
 
+/* /proc/self/stat, opened once per run (stat_pid: a forked child opens its own; closed by
+ * weft__deadlock_stop) and kept at a number >= 256, read with pread at offset 0 (procfs makes the text anew at each
+ * read from 0). Not an open and a close per check: a check runs whenever the last worker
+ * falls asleep, and a transient descriptor takes the lowest free number — one the program
+ * has just closed and may still (wrongly) name in a weft call, whose watcher libev would
+ * then find closed under it and abort. Under check_mu. */
 /* The process's threads: field 20 of /proc/self/stat (after the parenthesised name, which
  * may hold spaces and parentheses: parse from the last ')'). -1 if unreadable. */
 static int count_threads(void)
 {
     char buf[1024];
-    int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
+    pid_t pid = getpid();
+    if (stat_fd < 0 || stat_pid != pid) {
+        if (stat_fd >= 0)
+            close(stat_fd); /* the parent's, inherited by a forked child */
+        stat_fd = -1;
+        int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            return -1;
+        int hi = fcntl(fd, F_DUPFD_CLOEXEC, 256);
+        if (hi >= 0) {
+            close(fd);
+            fd = hi;
+        }
+        stat_fd = fd;
+        stat_pid = pid;
+    }
+    ssize_t n = pread(stat_fd, buf, sizeof buf - 1, 0);
     if (n <= 0)
         return -1;
     buf[n] = 0;
