@@ -65,6 +65,13 @@ bool weft__reserved_zero(const uint64_t *reserved, size_t n);
 #else
 #define WEFT_NO_ASAN
 #endif
+/* A diagnostic that reads other threads' coroutines without their locks, on purpose (the
+ * dump is a snapshot, like Go's SIGQUIT dump): not instrumented by TSan. */
+#if WEFT_TSAN
+#define WEFT_NO_TSAN __attribute__((no_sanitize_thread))
+#else
+#define WEFT_NO_TSAN
+#endif
 
 /* A full (seq_cst) fence. TSan does not model atomic_thread_fence (gcc warns -Wtsan and the
  * pairing is invisible to it), so under TSan the fence is a seq_cst read-modify-write on a

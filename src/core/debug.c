@@ -100,7 +100,7 @@ static void text_entry(struct weft__text *t, const void *fn)
     weft__text_hex(t, (uintptr_t)((const char *)fn - (const char *)info.dli_fbase));
 }
 
-void weft__text_coro(struct weft__text *t, const struct weft__coro *co)
+WEFT_NO_TSAN void weft__text_coro(struct weft__text *t, const struct weft__coro *co)
 {
     weft__text_str(t, "coroutine ");
     weft__text_u64(t, atomic_load_explicit(&co->id, memory_order_relaxed));
@@ -142,7 +142,7 @@ static const char *state_name(uint32_t s)
 
 /* The resume address of a parked coroutine: the return address saved in its context
  * (asm backend on x86-64: offset 0x38 of the save area; AArch64: x30's slot). */
-static void *resume_pc(const struct weft__coro *co)
+static WEFT_NO_TSAN void *resume_pc(const struct weft__coro *co)
 {
 #if defined(WEFT_CONTEXT_ASM) && defined(__x86_64__)
     void **ctx = *(void **volatile *)&co->ctx; /* read once: it may change meanwhile */
@@ -153,7 +153,7 @@ static void *resume_pc(const struct weft__coro *co)
 #endif
 }
 
-static void *saved_fp(const struct weft__coro *co)
+static WEFT_NO_TSAN void *saved_fp(const struct weft__coro *co)
 {
 #if defined(WEFT_CONTEXT_ASM) && defined(__x86_64__)
     void **ctx = *(void **volatile *)&co->ctx;
@@ -192,7 +192,7 @@ static void print_frame(FILE *out, int n, void *pc)
 
 /* Frame-pointer walk within the coroutine's stack bounds (weft is built with frame
  * pointers; frames of code built without them end the walk early). */
-static void backtrace_parked(FILE *out, const struct weft__coro *co)
+static WEFT_NO_TSAN void backtrace_parked(FILE *out, const struct weft__coro *co)
 {
     /* The coroutine may finish while we look (weft_dump runs without stopping the world):
      * read its stack pointer once; stacks stay mapped, so stale reads are harmless. */
@@ -215,7 +215,7 @@ static void backtrace_parked(FILE *out, const struct weft__coro *co)
     }
 }
 
-static int dump(FILE *out)
+static WEFT_NO_TSAN int dump(FILE *out)
 {
     struct weft__runtime *rt = weft__rt; /* see weft_dump */
     int64_t now = weft_now();
