@@ -6,12 +6,13 @@
  * that looks alive (weft_run: WEFT_EBUSY forever; a spawn queues a coroutine no worker will
  * ever run, so its join hangs) and possibly a lock held by a thread that is gone.
  *
- * So (pthread_atfork, registered by the first weft_run or weft_signal_notify): before the fork, the forking thread
- * takes every process-wide lock of weft (signal registrations — first: the delivery thread
- * may hold them while a send reaches the gate's lock — then the gate's parker list, coroutine-local keys,
- * control-block pool, stack pool, blocking pool, in that order — weft code that holds two of them takes them in this order, so
- * the prepare step cannot deadlock), which makes the structures they guard consistent in the child; the
- * parent releases them; so does the child (its one thread is the one that took them), after
+ * So (pthread_atfork, registered by the first weft_run or weft_signal_notify): before the fork, the
+ * forking thread takes every process-wide lock of weft (signal registrations — first: the delivery
+ * thread may hold them while a send reaches the gate's lock — then the gate's parker list,
+ * coroutine-local keys, control-block pool, stack pool, blocking pool, in that order — weft code
+ * that holds two of them takes them in this order, so the prepare step cannot deadlock), which
+ * makes the structures they guard consistent in the child; the parent releases them; so does the
+ * child (its one thread is the one that took them), after
  * forgetting the parent's runtime:
  * control blocks back to the pool with their ids retired (handles inherited from the parent
  * get WEFT_ESTATE), the parent's stacks forgotten (left mapped: the forking thread may hold
