@@ -229,7 +229,7 @@ build_tokio() {
         return 0
     fi
     for c in tokio- hyper- libc-; do
-        if [[ ! -x "$CARGO" || ! -x "$RUSTC" ]] || ! compgen -G "$reg/$c[0-9]*" >/dev/null; then
+        if [[ ! -x "$CARGO" || ! -x "$RUSTC" ]] || ! compgen -G "${reg}/${c}[0-9]*" >/dev/null; then
             warn "Tokio peer skipped: needs $CARGO, $RUSTC and the crates tokio, hyper, libc in $reg (Debian: cargo rustc librust-tokio-dev librust-hyper-dev librust-libc-dev)"
             rm -f "$TK_BIN"
             return 0
