@@ -200,11 +200,17 @@ BC_BIN="$PEERS_DIR/boost_context"
 PT_BIN="$PEERS_DIR/pthread"
 TK_BIN="$PEERS_DIR/tokio-bench"
 
-stale() { [[ ! -x "$1" || "$2" -nt "$1" ]]; }   # stale BIN SRC
-build_peer() {   # build_peer BIN SRC CMD...
+stale() {   # stale BIN SRC...: BIN is missing or older than one of the sources
+    local bin=$1 s; shift
+    [[ -x "$bin" ]] || return 0
+    for s; do [[ "$s" -nt "$bin" ]] && return 0; done
+    return 1
+}
+build_peer() {   # build_peer BIN SRC CMD... (the C and C++ peers also include peers/peer_cost.h)
     [[ $REPORT_ONLY == 1 ]] && return 0
-    local bin=$1 src=$2; shift 2
-    if stale "$bin" "$src"; then
+    local bin=$1 src=$2 deps; shift 2
+    deps=("$src"); [[ "$src" == *.c || "$src" == *.cpp ]] && deps+=("$PEER_SRC/peer_cost.h")
+    if stale "$bin" "${deps[@]}"; then
         log "building $(basename "$bin"): $*"
         "$@" || { warn "build of $(basename "$bin") failed"; rm -f "$bin"; }
     fi
@@ -225,9 +231,7 @@ RUSTC=${RUSTC:-/usr/bin/rustc}
 build_tokio() {
     [[ $REPORT_ONLY == 1 ]] && return 0
     local src=$PEER_SRC/tokio bd="$PEERS_DIR/tokio-build" reg=/usr/share/cargo/registry c
-    if [[ -x "$TK_BIN" && ! "$src/Cargo.toml" -nt "$TK_BIN" && ! "$src/src/main.rs" -nt "$TK_BIN" ]]; then
-        return 0
-    fi
+    stale "$TK_BIN" "$src/Cargo.toml" "$src/src/main.rs" || return 0
     for c in tokio- hyper- libc-; do
         if [[ ! -x "$CARGO" || ! -x "$RUSTC" ]] || ! compgen -G "${reg}/${c}[0-9]*" >/dev/null; then
             warn "Tokio peer skipped: needs $CARGO, $RUSTC and the crates tokio, hyper, libc in $reg (Debian: cargo rustc librust-tokio-dev librust-hyper-dev librust-libc-dev)"

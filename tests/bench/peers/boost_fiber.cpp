@@ -37,19 +37,7 @@ static long peak_rss_kb() {
     return ru.ru_maxrss;
 }
 
-/* What the timed part paid (getrusage deltas since mark(), all threads): minor page
- * faults per task and voluntary + involuntary context switches. */
-static struct rusage mark_ru;
-static void mark(void) { getrusage(RUSAGE_SELF, &mark_ru); }
-static const char *paid(long n) {
-    static char buf[96];
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    snprintf(buf, sizeof buf, "faults_per_task=%.4f ctx_switches=%ld",
-             (double)(ru.ru_minflt - mark_ru.ru_minflt) / (double)(n > 0 ? n : 1),
-             (ru.ru_nvcsw - mark_ru.ru_nvcsw) + (ru.ru_nivcsw - mark_ru.ru_nivcsw));
-    return buf;
-}
+#include "peer_cost.h" /* mark(), paid(n) */
 
 static double secs(clk::time_point a, clk::time_point b) {
     return std::chrono::duration<double>(b - a).count();
