@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* blocking.c — the blocking-offload pool: weft_blocking(fn, arg) runs fn on an OS thread
- * and parks the calling coroutine until it returns, so a blocking C call or a CPU-heavy job
- * never stalls a worker (the spawn_blocking of other runtimes).
+/* blocking.c — floor 5 (primitives): the blocking-offload pool: weft_blocking(fn, arg) runs fn on
+ * an OS thread and parks the calling coroutine until it returns, so a blocking C call or a
+ * CPU-heavy job never stalls a worker (the spawn_blocking of other runtimes).
  *
  * Threads are created on demand up to runtime.blocking_threads and retire after 10 s idle.
  *
@@ -27,7 +27,7 @@
  * threads start no more jobs. weft_run, after every worker left and the gate closed (gate.h:
  * a pool thread blocked in a weft call inside fn was woken with WEFT_ENORUNTIME), drops the
  * jobs still queued unrun — their records are in frames of abandoned coroutines, released
- * with the stacks afterwards — and waits for the running ones (joining every pool thread),
+ * with the stacks afterwards — and waits for the running ones (until every pool thread, detached, has counted itself out),
  * whose callers are not woken. That is before the teardown: a running job's record, and what
  * fn uses on its caller's stack, stay mapped until fn has returned. A pool thread is a plain
  * thread: its wake-up of the caller goes through the gate, which admits it without waiting
@@ -36,7 +36,10 @@
  * job, so nothing can leak. */
 #define _GNU_SOURCE
 #include "gate.h"
-#include "runtime.h"
+#include "blocking.h"
+#include "scheduler.h"
+#include "timer.h"
+#include "waker.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -173,7 +176,7 @@ static int interrupted(struct weft__coro *co, struct job *j, int r)
          * it finds at DONE. Unlocked before the park (see weft_blocking_until). */
         weft__wait_arm(co, &j->k, "blocking");
         pthread_mutex_unlock(&pool.mu);
-        weft__park(NULL, NULL); /* shielded: only the pool's wake at DONE ends it */
+        weft__park(NULL, NULL, false); /* shielded: only the pool's wake at DONE ends it */
         pthread_mutex_lock(&pool.mu);
     }
     pthread_mutex_unlock(&pool.mu);

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* load.c — how busy the runtime is, and what the idle policy makes of it: poll-spinning
- * before sleep, and gathering fd waits on one worker when the whole runtime needs less than
- * one CPU ("narrow" mode). The scheduler (sched.c) asks; nothing here switches or queues.
+/* load.c — floor 2 (the worker): how busy the runtime is, and what the idle policy makes of it:
+ * poll-spinning before sleep, and gathering fd waits on one worker when the whole runtime needs
+ * less than one CPU ("narrow" mode). The scheduler (sched.c) asks; nothing here switches or queues.
  *
  * The cost both answer. A worker asleep in epoll_wait is woken by whoever makes one of its
  * descriptors ready: on loopback that is the peer's send(2), which pays try_to_wake_up and,
@@ -45,7 +45,7 @@
  *    set, one thread serves them, and a peer's send wakes at most one thread. When the home
  *    worker is busy more than LOAD_WIDE_PCT of a window, the runtime goes wide again and
  *    wakes a worker to take the surplus; a window is judged whenever any worker passes
- *    through find_work, and the watcher (worker 1; sched.c go_idle, kicked when the runtime
+ *    through find_work, and the watcher (worker 1; idle.c go_idle, kicked when the runtime
  *    turns narrow) sleeps at most LOAD_WATCH_NS while the home is awake, so a home stuck in
  *    a long computation is seen within one or two windows. What widening cannot rescue:
  *    coroutines that moved to the home sit in its inbox and its loop, which only the home
@@ -64,7 +64,7 @@
  * up to `now` is now + mark + 1. Owner writes (relaxed store), decider reads (relaxed):
  * a stale value shifts one sample between windows, never loses it. */
 #define _GNU_SOURCE
-#include "runtime.h"
+#include "load.h"
 #include "futex.h"
 
 #include <fcntl.h>

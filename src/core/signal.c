@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* signal.c — signals delivered as values on channels (Go's os/signal Notify and Stop).
+/* signal.c — floor 5 (primitives): signals delivered as values on channels (Go's os/signal Notify
+ * and Stop).
  *
  * A coroutine cannot wait for a signal, and nothing in weft is async-signal-safe, so a
  * signal passes through three hands:
@@ -42,7 +43,7 @@
  *     the old disposition), so they are never destroyed. */
 #define _GNU_SOURCE
 #include "chan.h"
-#include "runtime.h"
+#include "worker.h"
 
 #include <pthread.h>
 #include <semaphore.h>
