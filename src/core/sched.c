@@ -631,9 +631,11 @@ static void worker_loop(struct weft__worker *w)
 void weft__worker_run(struct weft__worker *w, void (*on_start)(struct weft__worker *))
 {
     weft__worker_thread_init(w);
+    weft__guard_thread_init(w); /* the sigaltstack of overflow reports (guard.c) */
     if (on_start)
         on_start(w);
     w->last_poll = weft_now();
     worker_loop(w);
+    weft__guard_thread_fini(w);
     weft__worker_thread_fini(w);
 }

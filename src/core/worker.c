@@ -15,7 +15,6 @@
 #define _GNU_SOURCE
 #include "worker.h"
 #include "evalloc.h"
-#include "guard.h"
 #include "sanitizer.h"
 
 #include <pthread.h>
@@ -111,12 +110,11 @@ void weft__worker_thread_init(struct weft__worker *w)
         pthread_attr_getstack(&attr, &w->sched_stack_lo, &w->sched_stack_size);
         pthread_attr_destroy(&attr);
     }
-    weft__guard_thread_init(w);
 }
 
 void weft__worker_thread_fini(struct weft__worker *w)
 {
-    weft__guard_thread_fini(w);
+    (void)w;
     weft__tls_worker = NULL;
 }
 

@@ -190,7 +190,8 @@ void weft__worker_poll(struct weft__worker *w, int flags);
 /* Worker lifecycle (run.c drives these). */
 struct weft__worker *weft__worker_create(int index);
 void weft__worker_destroy(struct weft__worker *w);
-/* Thread setup and teardown of the worker's own thread (sched.c weft__worker_run). */
+/* Setup and teardown of the worker's own thread: its thread-local worker, stack bounds, TSan
+ * fiber, split-stack state (sched.c weft__worker_run, which adds the overflow guard's). */
 void weft__worker_thread_init(struct weft__worker *w);
 void weft__worker_thread_fini(struct weft__worker *w);
 void weft__wake_all(void);
