@@ -86,7 +86,8 @@ def main():
                 bad.append("%s (floor %d) names %s defined in %s (the roof: nothing names it)"
                            % (src, fs, sym, d))
             elif fd > fs:
-                bad.append("%s (floor %d) names %s defined in %s (floor %d)" % (src, fs, sym, d, fd))
+                bad.append("%s (floor %d) names %s defined in %s (floor %d)"
+                           % (src, fs, sym, d, fd))
             for users, target, why in RULES_NEVER:
                 if src in users and d == target:
                     bad.append("%s names %s defined in %s (%s)" % (src, sym, d, why))

@@ -27,9 +27,10 @@
  * threads start no more jobs. weft_run, after every worker left and the gate closed (gate.h:
  * a pool thread blocked in a weft call inside fn was woken with WEFT_ENORUNTIME), drops the
  * jobs still queued unrun — their records are in frames of abandoned coroutines, released
- * with the stacks afterwards — and waits for the running ones (until every pool thread, detached, has counted itself out),
- * whose callers are not woken. That is before the teardown: a running job's record, and what
- * fn uses on its caller's stack, stay mapped until fn has returned. A pool thread is a plain
+ * with the stacks afterwards — and waits for the running ones (until every pool thread,
+ * detached, has counted itself out), whose callers are not woken. That is before the
+ * teardown: a running job's record, and what fn uses on its caller's stack, stay mapped
+ * until fn has returned. A pool thread is a plain
  * thread: its wake-up of the caller goes through the gate, which admits it without waiting
  * while the runtime stops (weft__gate_enter: it is what weft_run waits for) and then says
  * there is no runtime, so the abandoned caller is not woken. Nothing is heap-allocated per

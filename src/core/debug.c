@@ -25,7 +25,7 @@
  * relaxed: approximate while running, like every statistic); plain threads share one
  * count (coro.c). Only the sum means something: a block made on one worker may be freed on
  * another. */
-uint64_t weft__coro_alive(void)
+static void coro_counts(uint64_t *alive, uint64_t *zombies)
 {
     int64_t n, z;
     weft__coro_plain_counts(&n, &z);
@@ -34,21 +34,25 @@ uint64_t weft__coro_alive(void)
         const struct weft__coro_cache *c = &rt->workers[i]->coros;
         n += (int64_t)(atomic_load_explicit(&c->n_alloc, memory_order_relaxed) -
                        atomic_load_explicit(&c->n_free, memory_order_relaxed));
+        z += (int64_t)(atomic_load_explicit(&c->n_zombied, memory_order_relaxed) -
+                       atomic_load_explicit(&c->n_unzombied, memory_order_relaxed));
     }
-    return n > 0 ? (uint64_t)n : 0;
+    *alive = n > 0 ? (uint64_t)n : 0;
+    *zombies = z > 0 ? (uint64_t)z : 0;
+}
+
+uint64_t weft__coro_alive(void)
+{
+    uint64_t n, z;
+    coro_counts(&n, &z);
+    return n;
 }
 
 uint64_t weft__coro_zombies(void)
 {
-    int64_t n, z;
-    weft__coro_plain_counts(&n, &z);
-    struct weft__runtime *rt = weft__rt;
-    for (int i = 0; rt && i < rt->nworkers; i++) {
-        const struct weft__coro_cache *c = &rt->workers[i]->coros;
-        z += (int64_t)(atomic_load_explicit(&c->n_zombied, memory_order_relaxed) -
-                       atomic_load_explicit(&c->n_unzombied, memory_order_relaxed));
-    }
-    return z > 0 ? (uint64_t)z : 0;
+    uint64_t n, z;
+    coro_counts(&n, &z);
+    return z;
 }
 
 static int stats_get(weft_stats *out)

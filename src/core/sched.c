@@ -259,7 +259,7 @@ static struct weft__worker *other_worker(struct weft__worker *w)
  *   Q_TAIL     the ring's tail, then wake an idle worker if needed (a readied coroutine is
  *              new work for the runtime);
  *   Q_REQUEUE  the ring's tail, no wake-up: a yielding coroutine creates no new work, and
- *              the yield path must stay free of fences ("no fence on yield": the yield path is the switch benchmark);
+ *              the yield path must stay free of fences (it is the switch benchmark's path);
  *   Q_NEXT     runnext (spawn: the child runs soon, warm), waking an idle worker;
  *   Q_HANDOFF  runnext, waking nobody unless runnext displaced someone: the caller is a
  *              coroutine about to block or finish, so its worker is about to run it. */
