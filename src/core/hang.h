@@ -32,9 +32,10 @@
  * 0 or WEFT_ENOMEM. weft__hang_stop: after the workers are joined. */
 int weft__hang_start(const weft_config *cfg);
 void weft__hang_stop(void);
-/* sched.c, worker creation: install the release/acquire hooks on the worker's loop. */
+/* run.c, after each worker is created: install the release/acquire hooks on its loop. */
 void weft__hang_loop_init(struct weft__worker *w);
-/* sched.c, on each worker's thread as it starts: publish the thread for the stall signal. */
+/* On each worker's thread as it starts (run.c passes it to weft__worker_run): publish the
+ * thread for the stall signal. */
 void weft__hang_thread_init(struct weft__worker *w);
 
 /* deadlock.c */

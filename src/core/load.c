@@ -38,7 +38,7 @@
  *    and would pay the watcher's wake-ups below, measured 2.6 wakes per request against 1),
  *    the runtime goes narrow: a coroutine about to wait on a descriptor first moves to the home worker
  *    (worker 0) and waits in its loop (io.c); work the home queues for itself wakes nobody
- *    and a spinner that found work does not ramp up another (sched.c enqueue,
+ *    and a spinner that found work does not ramp up another (sched.c enqueue, idle.c
  *    reset_spinning); a wake-up that is needed (work queued off the home, or in the global
  *    queue) goes to the home first, another idle worker only if the home is awake; the
  *    others stop stealing. So within one request cycle every connection waits in one epoll
@@ -54,7 +54,7 @@
  *    This is weft's answer to Go's single netpoller (weft keeps one libev loop per worker):
  *    at low load the waits gather; under load they spread. Pinned coroutines never move.
  *    rt->narrow is a hint read relaxed: in either mode every queued coroutine has an awake
- *    owner, or its queuer wakes a sleeping worker (the home first, sched.c wake_idle), with
+ *    owner, or its queuer wakes a sleeping worker (the home first, idle.c wake_idle), with
  *    the same fences as in wide mode; so a stale read costs at most a hop, or a wake-up of
  *    a worker that was not needed.
  *
