@@ -1636,7 +1636,7 @@ static void section_known_bugs(void)
     CHECK_EQ(weft_write_all(INT_MIN, NULL, 0, 0), WEFT_EINVAL);
 
     /* 6. weft_reader_line on a freed (or zeroed) reader calls memchr(NULL, '\n', 0)
-     *    (io.c:509): UBSan "null pointer passed as argument 1"; release returns EINVAL. */
+     *    (reader.c): UBSan "null pointer passed as argument 1"; release returns EINVAL. */
     weft_reader rd;
     char line[8];
     memset(&rd, 0, sizeof rd);
