@@ -482,7 +482,7 @@ stage_fuzz() {
 # ---- main -------------------------------------------------------------------------------------
 t0=$(date +%s)
 log "test.sh: stages ${stages[*]} (jobs $JOBS) in $root"
-weft_deps base || {
+weft_deps base hook || {
     echo "weft: could not install the packages weft needs (see above)" >&2
     exit 1
 }
