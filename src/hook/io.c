@@ -143,6 +143,14 @@ ssize_t weft__hook_transfer(struct weft__hook_call *c, ssize_t first)
         weft__hook_probe_hits++;
     bool coro = first == WEFT_HOOK_NOT_TRIED;
     struct weft__hook_fd *e;
+    /* errno as the caller left it: a call that succeeds after an EAGAIN and a park must not
+     * leave that EAGAIN (or what other coroutines of this thread set meanwhile) behind, as
+     * libc leaves errno alone on success. OpenSSL reads errno after a read returned 0 (end of
+     * stream) and took a left-over EAGAIN for "retry": SSL_read said SSL_ERROR_WANT_READ on a
+     * blocking socket at the peer's close (test_hook_openssl). A plain thread's call comes
+     * here after libc set errno already, so its retry still leaves that EAGAIN (a descriptor
+     * a coroutine used first, then a plain thread: rare). */
+    int caller_errno = coro ? weft__hook_errno() : 0;
     if (coro) {
         if (dontwait(c) || !(e = weft__hook_fd_parks(c->fd)))
             return call_real(c);
@@ -197,6 +205,8 @@ ssize_t weft__hook_transfer(struct weft__hook_call *c, ssize_t first)
         free(cp.iov);
         weft__hook_set_errno(err);
     }
+    if (coro && ret >= 0)
+        weft__hook_set_errno(caller_errno);
     return ret;
 }
 
