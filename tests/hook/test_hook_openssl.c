@@ -106,13 +106,22 @@ static void make_contexts(void)
 
 /* ---- helpers ------------------------------------------------------------------------------- */
 
+/* The calling thread, asked afresh at every call: pthread_self is declared `const`, so a
+ * compiler may reuse one call's answer after a switch to another thread (as with errno). */
+static __attribute__((noinline)) pthread_t this_thread(void)
+{
+    pthread_t t = pthread_self();
+    __asm__ volatile("" : "+r"(t) : : "memory");
+    return t;
+}
+
 /* The affinity rule, checked around every blocking SSL_* call: it returns on the thread it
  * was called on. */
 #define SAME_THREAD(call)                                                                      \
     ({                                                                                         \
-        pthread_t before_ = pthread_self();                                                    \
+        pthread_t before_ = this_thread();                                                     \
         __typeof__(call) r_ = (call);                                                          \
-        CHECK(pthread_equal(before_, pthread_self()));                                         \
+        CHECK(pthread_equal(before_, this_thread()));                                          \
         r_;                                                                                    \
     })
 
@@ -219,7 +228,7 @@ static void *tls_client(void *arg)
     handshakes_done++;
 
     /* The barrier: nobody sends before all CLIENTS handshakes are complete. */
-    pthread_t before = pthread_self();
+    pthread_t before = this_thread();
     ASSERT_EQ(weft_wg_done(&handshaken), 0);
     r = weft_wg_wait_until(&handshaken, weft_after(WEFT_SEC(120)));
     if (r != 0) {
@@ -228,7 +237,7 @@ static void *tls_client(void *arg)
         abort();
     }
     CHECK_EQ(handshakes_done, CLIENTS); /* the event: all done before anyone sends */
-    if (!pthread_equal(before, pthread_self()))
+    if (!pthread_equal(before, this_thread()))
         moved_at_barrier++;
 
     unsigned char *out = malloc(PAYLOAD), *in = malloc(PAYLOAD);
