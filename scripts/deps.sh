@@ -16,7 +16,9 @@
 #            dpkg-dev man-db groff-base (the package stage: cpack -G DEB, dpkg-shlibdeps, man -l)
 #   aarch64  the AArch64 cross check (scripts/test-aarch64.sh): cross gcc, its libc, qemu-user
 #   hook     the hook library's proofs (tests/hook/): hiredis, libcurl and a redis-server to
-#            talk to (scripts/test.sh installs it with base)
+#            talk to; OpenSSL (library and CLI); libpq and a PostgreSQL server (the test runs
+#            its own cluster as the `postgres` user the package creates) (scripts/test.sh
+#            installs it with base)
 #   bench    the benchmark peers only (tests/bench/run-bench.sh); scripts/test.sh never needs it
 #   all      all of the above
 #
@@ -28,7 +30,7 @@
 WEFT_DEPS_BASE=(build-essential cmake pkg-config libev-dev libboost-context-dev valgrind gdb python3
     dpkg-dev man-db groff-base)
 WEFT_DEPS_AARCH64=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user)
-WEFT_DEPS_HOOK=(libhiredis-dev libcurl4-openssl-dev redis-server)
+WEFT_DEPS_HOOK=(libhiredis-dev libcurl4-openssl-dev redis-server libssl-dev openssl libpq-dev postgresql)
 WEFT_DEPS_BENCH=(libboost-fiber-dev golang-go wrk redis-server redis-tools)
 
 # 0 if package $1 is installed (status "ii") for the native architecture or as arch "all".

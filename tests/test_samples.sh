@@ -157,6 +157,18 @@ if run hello 20; then
 fi
 show_on_failure "$f0"
 
+# ---- tls_echo: every line of every client echoed intact over TLS (built with libssl-dev) --------
+f0=$failures
+if [ ! -e "$dir/tls_echo" ]; then
+    echo "skipped tls_echo (not built: it needs OpenSSL's development files, libssl-dev)"
+elif run tls_echo 60; then
+    expect '^tls_echo: server on 127\.0\.0\.1:[0-9]+, 20 clients of 10 lines$'
+    [ "$(grep -c '^client [0-9]*: 10 of 10 lines echoed intact$' "$out")" -eq 2 ] ||
+        fail "expected 2 'client N: 10 of 10 lines echoed intact' lines"
+    expect '^tls_echo: 200 of 200 lines echoed intact over 20 TLS connections in '
+fi
+show_on_failure "$f0"
+
 if [ "$failures" -ne 0 ]; then
     echo "test_samples: $failures check(s) failed" >&2
     exit 1
