@@ -10,6 +10,7 @@
  * 120 s safety deadline. */
 #define _GNU_SOURCE
 #include "../harness.h"
+#include "watchdog.h"
 
 #include <weft.h>
 #include <weft/hook.h>
@@ -142,9 +143,11 @@ static int main_coro(void *arg)
 int main(void)
 {
     ASSERT(curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK);
+    watchdog_start("the 200 curl transfers (are they concurrent?)", 150);
     weft_config cfg = {.threads = 2};
     ASSERT(weft_run(main_coro, NULL, &cfg) == 0);
     curl_global_cleanup();
+    watchdog_stop();
     TEST_PASS("test_curl", checks);
     return 0;
 }

@@ -10,6 +10,7 @@
  * pushes every list. Without the hook the test fails at its 120 s safety deadline. */
 #define _GNU_SOURCE
 #include "../harness.h"
+#include "watchdog.h"
 #include "redis_server.h"
 
 #include <weft.h>
@@ -139,10 +140,12 @@ int main(void)
     port = redis_server_start(CLIENTS + 10);
     if (!port)
         redis_server_missing("test_hiredis");
+    watchdog_start("the 1,000 hiredis clients (are their calls concurrent?)", 150);
     weft_config cfg = {.threads = 2};
     int r = weft_run(main_coro, NULL, &cfg);
     redis_server_stop();
     ASSERT(r == 0);
+    watchdog_stop();
     TEST_PASS("test_hiredis", checks);
     return 0;
 }
