@@ -13,8 +13,9 @@
 # directory that user owns; as anyone else, as that user. Nothing is created outside the
 # temporary directory. Trust authentication, the Unix socket in the temporary directory,
 # max_connections 130. Readiness is pg_isready's answer, not a sleep. Exits with PROGRAM's
-# status; 77 (skipped, reason printed) when the server binaries or, as root, the postgres
-# user are missing.
+# status; 77 (skipped, reason printed) as root without the postgres user, or without the
+# server binaries when WEFT_NO_INSTALL=1 (without it, missing binaries are a failure: CI
+# installs them through scripts/deps.sh hook).
 set -u
 
 [ $# -ge 1 ] || {
@@ -32,8 +33,14 @@ if [ -z "$bin" ]; then
         [ -x "$d/initdb" ] && bin=$d # the glob sorts; version numbers of one width on Debian
     done
 fi
-[ -n "$bin" ] && [ -x "$bin/initdb" ] && [ -x "$bin/postgres" ] && [ -x "$bin/pg_isready" ] ||
-    skip "no PostgreSQL server binaries (initdb, postgres, pg_isready; Debian: apt-get install postgresql, or scripts/deps.sh hook)"
+if ! { [ -n "$bin" ] && [ -x "$bin/initdb" ] && [ -x "$bin/postgres" ] && [ -x "$bin/pg_isready" ]; }; then
+    # As missing.sh: CI installs the package (scripts/deps.sh hook), so there it is a failure.
+    [ "${WEFT_NO_INSTALL:-0}" = 1 ] &&
+        skip "no PostgreSQL server binaries (initdb, postgres, pg_isready) and WEFT_NO_INSTALL=1"
+    echo "pq_cluster: no PostgreSQL server binaries (initdb, postgres, pg_isready): run" \
+        "scripts/deps.sh hook (Debian: postgresql), or set WEFT_PG_BIN" >&2
+    exit 1
+fi
 
 as_pg=()
 if [ "$(id -u)" -eq 0 ]; then

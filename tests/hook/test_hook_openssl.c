@@ -13,8 +13,8 @@
  *  - concurrency: every client completes its handshake, then waits on a weft wait group
  *    until all 100 have, and only then sends. Were SSL_connect/SSL_accept/SSL_read to block
  *    their worker, a client parked at the barrier with its server-side handler parked in
- *    SSL_read would hold a worker each: the handshakes could not all complete (the safety
- *    net, a SIGALRM long after a passing run ends, reports the hang).
+ *    SSL_read would hold a worker each: the handshakes could not all complete (a watchdog
+ *    thread, long after a passing run ends, reports the hang).
  *  - every echoed payload (distinct per client, 32 KiB, several TLS records) is compared
  *    byte for byte.
  *  - OpenSSL's thread-local state: every blocking SSL_* call returns on the thread it was
@@ -28,7 +28,7 @@
  *    every park outside the hooked calls (the wait group): the test checks that they did. */
 #define _GNU_SOURCE
 #include "../harness.h"
-#include "safety_net.h"
+#include "watchdog.h"
 #include <weft.h>
 
 #include <arpa/inet.h>
@@ -326,8 +326,9 @@ int main(void)
     const char *m = getenv("WEFT_DEBUG_MIGRATE"), *th = getenv("WEFT_THREADS");
     int migrate = m && strcmp(m, "1") == 0 && (!th || atoi(th) > 1);
     weft_config cfg = {.threads = th ? 0 : 2, .stack_size = 256 * 1024};
-    safety_net(240, "test_hook_openssl");
+    watchdog_start("test_hook_openssl", 240);
     ASSERT_EQ(weft_run(test_main, (void *)(intptr_t)migrate, &cfg), 0);
+    watchdog_stop();
     TEST_PASS("test_hook_openssl", checks);
     return 0;
 }

@@ -11,11 +11,11 @@
  * the main coroutine releases the lock only once the server's pg_locks shows all 100
  * sessions waiting for it at the same moment — 100 coroutines each parked inside a blocking
  * PQexec. Were a blocking call to hold its worker, at most one session per worker could wait
- * and the count would never reach 100 (the deadline, a safety net, then fails the test with
- * the count it saw). */
+ * and the count would never reach 100 (a deadline, a safety net, then fails the test with
+ * the count it saw; the watchdog thread does when no coroutine runs at all). */
 #define _GNU_SOURCE
 #include "../harness.h"
-#include "safety_net.h"
+#include "watchdog.h"
 #include <weft.h>
 
 #include <libpq-fe.h>
@@ -138,8 +138,9 @@ int main(void)
     /* libpq's and libc's frames (getaddrinfo, the resolver) on coroutine stacks: 256 KiB,
      * room for the sanitizers' larger frames too. */
     weft_config cfg = {.stack_size = 256 * 1024};
-    safety_net(240, "test_hook_pq");
+    watchdog_start("test_hook_pq", 240);
     ASSERT_EQ(weft_run(test_main, NULL, &cfg), 0);
+    watchdog_stop();
     TEST_PASS("test_hook_pq", checks);
     return 0;
 }

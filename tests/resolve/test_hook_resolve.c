@@ -15,7 +15,7 @@
  * SERVFAIL after 20 s (EAI_AGAIN here), failing the test. */
 #define _GNU_SOURCE
 #include "../harness.h"
-#include "../hook/safety_net.h"
+#include "../hook/watchdog.h"
 #include <weft.h>
 #include <weft/hook.h>
 
@@ -145,8 +145,9 @@ int main(void)
         return 2;
     }
     weft_config cfg = {.threads = 1, .stack_size = 256 * 1024};
-    safety_net(120, "test_hook_resolve");
+    watchdog_start("test_hook_resolve", 120);
     ASSERT_EQ(weft_run(test_main, (void *)dns, &cfg), 0);
+    watchdog_stop();
     TEST_PASS("test_hook_resolve", checks);
     return 0;
 }
