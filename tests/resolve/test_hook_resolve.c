@@ -7,14 +7,12 @@
  * names tests/resolve/dns_slow.py ($WEFT_DNS_ADDR, port 53) and /etc/hosts has
  * "127.0.0.1 weft-hosts.test". Every socket call below is libc's blocking API.
  *
- * The slow lookup is proven concurrent by events, not by time: a watcher coroutine registers
- * with the name server ("WEFT hello"), the lookup starts, the name server tells the watcher
- * that the query arrived ("WEFT query"), the watcher does ROUNDS blocking ping-pongs with a
- * third coroutine over a socket pair, then allows the answer ("WEFT go"). With one worker,
- * a lookup that blocked it would starve the watcher: no "go", and the name server answers
- * SERVFAIL after 20 s (EAI_AGAIN here), failing the test. */
+ * The slow lookup is proven concurrent by events, not by time (slow_lookup.h): the name
+ * server answers only once a watcher coroutine on the same, only worker has made progress —
+ * blocking reads and writes on a socket pair — while the lookup waits. */
 #define _GNU_SOURCE
 #include "../harness.h"
+#include "slow_lookup.h"
 #include "../hook/watchdog.h"
 #include <weft.h>
 #include <weft/hook.h>
@@ -27,11 +25,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define ROUNDS 100
-
 static _Atomic long checks;
-static _Atomic long rounds; /* the watcher's ping-pongs so far */
-static weft_wg registered;  /* the watcher said hello and got its ok */
 
 static void *echoer(void *arg)
 {
@@ -67,19 +61,19 @@ static void *watcher(void *arg)
     ASSERT_EQ(connect(u, (struct sockaddr *)&a, sizeof a), 0);
     ASSERT_EQ(send(u, "WEFT hello", 10, 0), 10);
     expect_datagram(u, "WEFT ok");
-    weft_wg_done(&registered);
+    slow_registered();
 
     expect_datagram(u, "WEFT query"); /* the slow lookup is waiting on the name server */
     int sv[2];
     ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
     weft_task e;
     ASSERT_EQ(weft_spawn(&e, echoer, (void *)(intptr_t)sv[1]), 0);
-    for (int i = 0; i < ROUNDS; i++) {
+    for (int i = 0; i < SLOW_ROUNDS; i++) {
         char b = (char)i, r = 0;
         ASSERT_EQ(write(sv[0], &b, 1), 1);
         ASSERT_EQ(read(sv[0], &r, 1), 1);
         ASSERT_EQ(r, b);
-        rounds++;
+        slow_rounds++;
     }
     close(sv[0]);
     weft_join(e, NULL);
@@ -124,16 +118,7 @@ static int test_main(void *arg)
     CHECK_EQ(getaddrinfo("nx.weft.test", "80", &hints, &res), EAI_NONAME);
 
     /* The slow lookup, while the watcher makes progress on this same worker. */
-    weft_wg_add(&registered, 1);
-    weft_task w;
-    ASSERT_EQ(weft_spawn(&w, watcher, (void *)dns), 0);
-    ASSERT_EQ(weft_wg_wait_until(&registered, weft_after(WEFT_SEC(30))), 0);
-    int64_t t0 = weft_now();
-    CHECK_EQ(rounds, 0);
-    resolves_to_loopback("slow.weft.test");
-    CHECK_EQ(rounds, ROUNDS); /* all of them happened while the lookup waited */
-    CHECK_GE(weft_now() - t0, WEFT_MSEC(200)); /* the name server's delay: never early */
-    ASSERT_EQ(weft_join(w, NULL), 0);
+    slow_lookup_run(dns, watcher, resolves_to_loopback);
     return 0;
 }
 

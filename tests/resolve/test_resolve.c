@@ -8,14 +8,12 @@
  * names tests/resolve/dns_slow.py ($WEFT_DNS_ADDR, port 53) and /etc/hosts has
  * "127.0.0.1 weft-hosts.test".
  *
- * The slow lookup is proven concurrent by events, not by time: a watcher coroutine registers
- * with the name server ("WEFT hello"), the lookup starts, the name server tells the watcher
- * that the query arrived ("WEFT query"), the watcher does ROUNDS ping-pongs with a third
- * coroutine, then allows the answer ("WEFT go"). With one worker, a lookup that blocked the
- * worker would starve the watcher: no "go", and the name server answers SERVFAIL after 20 s
- * (WEFT_ENOHOST here), failing the test. */
+ * The slow lookup is proven concurrent by events, not by time (slow_lookup.h): the name
+ * server answers only once a watcher coroutine on the same, only worker has made progress
+ * while the lookup waits. */
 #define _GNU_SOURCE
 #include "../harness.h"
+#include "slow_lookup.h"
 #include <weft.h>
 
 #include <arpa/inet.h>
@@ -25,13 +23,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define ROUNDS 100
-
 static _Atomic long checks;
 static int port;              /* the test's listener */
 static _Atomic long accepted; /* connections it accepted */
-static _Atomic long rounds;   /* the watcher's ping-pongs so far */
-static weft_wg registered;    /* the watcher said hello and got its ok */
 
 static void *acceptor(void *arg)
 {
@@ -78,19 +72,19 @@ static void *watcher(void *arg)
     ASSERT_EQ(connect(u, (struct sockaddr *)&a, sizeof a), 0);
     ASSERT_EQ(weft_write(u, "WEFT hello", 10, WEFT_FOREVER), 10);
     expect_datagram(u, "WEFT ok");
-    weft_wg_done(&registered);
+    slow_registered();
 
     expect_datagram(u, "WEFT query"); /* the slow lookup is waiting on the name server */
     int sv[2];
     ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
     weft_task e;
     ASSERT_EQ(weft_spawn(&e, echoer, (void *)(intptr_t)sv[1]), 0);
-    for (int i = 0; i < ROUNDS; i++) {
+    for (int i = 0; i < SLOW_ROUNDS; i++) {
         char b = (char)i, r = 0;
         ASSERT_EQ(weft_write(sv[0], &b, 1, WEFT_FOREVER), 1);
         ASSERT_EQ(weft_read(sv[0], &r, 1, WEFT_FOREVER), 1);
         ASSERT_EQ(r, b);
-        rounds++;
+        slow_rounds++;
     }
     weft_close(sv[0]);
     weft_join(e, NULL);
@@ -101,7 +95,7 @@ static void *watcher(void *arg)
     return NULL;
 }
 
-static int connect_ok(const char *host)
+static void connect_ok(const char *host)
 {
     int fd = weft_tcp_connect(host, port, weft_after(WEFT_SEC(60)));
     if (fd < 0) {
@@ -116,7 +110,6 @@ static int connect_ok(const char *host)
     CHECK_EQ(ntohs(peer.sin_port), port);
     CHECK_EQ(ntohl(peer.sin_addr.s_addr), INADDR_LOOPBACK);
     weft_close(fd);
-    return 0;
 }
 
 static int test_main(void *arg)
@@ -145,16 +138,7 @@ static int test_main(void *arg)
     CHECK_EQ(weft_tcp_connect("fast.weft.test", 65536, WEFT_FOREVER), WEFT_EINVAL);
 
     /* The slow lookup, while the watcher makes progress on this same worker. */
-    weft_wg_add(&registered, 1);
-    weft_task w;
-    ASSERT_EQ(weft_spawn(&w, watcher, (void *)dns), 0);
-    ASSERT_EQ(weft_wg_wait_until(&registered, weft_after(WEFT_SEC(30))), 0);
-    int64_t t0 = weft_now();
-    CHECK_EQ(rounds, 0);
-    connect_ok("slow.weft.test");
-    CHECK_EQ(rounds, ROUNDS); /* all of them happened while the lookup waited */
-    CHECK_GE(weft_now() - t0, WEFT_MSEC(200)); /* the name server's delay: never early */
-    ASSERT_EQ(weft_join(w, NULL), 0);
+    slow_lookup_run(dns, watcher, connect_ok);
 
     WAIT_FOR(accepted == 5); /* every connection made reached the listener */
     weft_cancel(acc);
