@@ -19,6 +19,11 @@
  *       timed (the pipe is refilled between batches of 16 Ki reads; the two ways of a thread
  *       alternate batch by batch; each figure is the median batch). Prints one line per way:
  *         workload=hook-call peer=P n=C ns_per_call=X
+ *   weft-hook-bench file
+ *       a 4 KiB pread of a file in the page cache from a coroutine: as the hook leaves it
+ *       (libc's call on the worker: peer weft) and offloaded with weft_blocking (the choice
+ *       the hook did not make for regular files: peer weft-blocking). ns per call:
+ *         workload=hook-file peer=P n=20000 ns_per_call=X
  *   weft-hook-bench redis-server
  *       starts a redis-server on a free port for the runs above, prints "port=P", and stops it
  *       when stdin closes (tests/bench/run-bench.sh --only hook uses it).
@@ -290,6 +295,56 @@ static int bench_call(void)
     return 0;
 }
 
+/* ---- regular files: passed through (what offloading them would cost instead) ----------- */
+static int file_fd;
+static double file_ns[2];
+
+static void *pread_job(void *arg)
+{
+    static char buf[4096];
+    return (void *)(intptr_t)pread(file_fd, buf, sizeof buf, (off_t)(intptr_t)arg);
+}
+
+static int file_main(void *arg)
+{
+    (void)arg;
+    enum { N = 20000 };
+    int64_t direct = 0, pooled = 0;
+    for (int i = 0; i < N; i++) {
+        void *r = NULL;
+        off_t off = (off_t)(i % 256) * 4096;
+        int64_t t0 = weft_now();
+        if (pread_job((void *)(intptr_t)off) != (void *)(intptr_t)4096)
+            exit(1);
+        int64_t t1 = weft_now();
+        if (weft_blocking(pread_job, (void *)(intptr_t)off, &r) != 0 || r != (void *)(intptr_t)4096)
+            exit(1);
+        direct += t1 - t0;
+        pooled += weft_now() - t1;
+    }
+    file_ns[0] = (double)direct / N;
+    file_ns[1] = (double)pooled / N;
+    return 0;
+}
+
+static int bench_file(void)
+{
+    char path[] = "/tmp/weft-hook-bench-XXXXXX";
+    file_fd = mkstemp(path);
+    static char block[4096];
+    for (int i = 0; i < 256; i++)
+        if (file_fd < 0 || write(file_fd, block, sizeof block) != (ssize_t)sizeof block)
+            return 1;
+    unlink(path);
+    weft_config cfg = {.threads = 1, .stall_ms = -1};
+    if (weft_run(file_main, NULL, &cfg) != 0)
+        return 1;
+    printf("workload=hook-file peer=weft n=20000 ns_per_call=%.1f\n", file_ns[0]);
+    printf("workload=hook-file peer=weft-blocking n=20000 ns_per_call=%.1f\n", file_ns[1]);
+    close(file_fd);
+    return 0;
+}
+
 static int serve_redis(void)
 {
     int p = redis_server_start(clients + 100);
@@ -309,7 +364,7 @@ static int serve_redis(void)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "usage: weft-hook-bench hiredis|call|redis-server [options]\n");
+        fprintf(stderr, "usage: weft-hook-bench hiredis|call|file|redis-server [options]\n");
         return 2;
     }
     const char *peer = "weft";
@@ -333,6 +388,8 @@ int main(int argc, char **argv)
         return bench_hiredis(peer);
     if (!strcmp(argv[1], "call"))
         return bench_call();
+    if (!strcmp(argv[1], "file"))
+        return bench_file();
     if (!strcmp(argv[1], "redis-server"))
         return serve_redis();
     fprintf(stderr, "unknown workload %s\n", argv[1]);
