@@ -51,7 +51,9 @@ fi
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/weft-pq.XXXXXX")
 pg_pid=
+prog_pid=
 cleanup() {
+    [ -z "$prog_pid" ] || kill -KILL "$prog_pid" 2>/dev/null
     if [ -n "$pg_pid" ] && kill -0 "$pg_pid" 2>/dev/null; then
         kill -QUIT "$pg_pid" 2>/dev/null # immediate shutdown: nothing here is worth keeping
         wait "$pg_pid" 2>/dev/null
@@ -114,8 +116,13 @@ done
 }
 
 echo "pq_cluster: PostgreSQL ($bin) ready on 127.0.0.1:$port; running $*"
+# In the background and waited for, so that a SIGTERM (ctest's timeout) runs the trap at
+# once rather than after the program: bash defers traps until a foreground child exits.
+WEFT_PG_CONNINFO="host=127.0.0.1 port=$port user=postgres dbname=postgres" "$@" &
+prog_pid=$!
 rc=0
-WEFT_PG_CONNINFO="host=127.0.0.1 port=$port user=postgres dbname=postgres" "$@" || rc=$?
+wait "$prog_pid" || rc=$?
+prog_pid=
 if [ $rc -ne 0 ]; then
     echo "pq_cluster: $1 exited with status $rc; the server's log:" >&2
     tail -n 50 "$tmp/server.log" >&2

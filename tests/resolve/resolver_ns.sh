@@ -45,7 +45,9 @@ py=/usr/bin/python3
 [ -x "$py" ] || py=python3
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/weft-resolve.XXXXXX")
 dns_pid=
+prog_pid=
 cleanup() {
+    [ -z "$prog_pid" ] || kill -KILL "$prog_pid" 2>/dev/null
     if [ -n "$dns_pid" ]; then
         kill "$dns_pid" 2>/dev/null
         wait "$dns_pid" 2>/dev/null
@@ -90,8 +92,13 @@ done
 [ -d /var/run/nscd ] && mount -t tmpfs none /var/run/nscd 2>/dev/null
 
 echo "resolver_ns: name server on $addr:53; running $*"
+# In the background and waited for, so that a SIGTERM (ctest's timeout) runs the trap at
+# once rather than after the program: bash defers traps until a foreground child exits.
+WEFT_DNS_ADDR=$addr "$@" &
+prog_pid=$!
 rc=0
-WEFT_DNS_ADDR=$addr "$@" || rc=$?
+wait "$prog_pid" || rc=$?
+prog_pid=
 if [ "$rc" -ne 0 ]; then
     echo "resolver_ns: $1 exited with status $rc; the name server's log:" >&2
     cat "$tmp/dns.log" >&2
