@@ -8,6 +8,7 @@
  * WEFT_DEBUG_MIGRATE=1 (ctest registers the test twice). */
 #define _GNU_SOURCE
 #include "../harness.h"
+#include "read_until.h"
 
 #include <weft.h>
 #include <weft/hook.h>
@@ -536,6 +537,16 @@ static int hazard_main(void *arg)
     return 0;
 }
 
+/* TSan defers the signal that takes the backtrace while its pthread_mutex_lock interceptor
+ * blocks: the report then names the worker only. */
+static bool stall_reported(const char *buf, void *arg)
+{
+    (void)arg;
+    return TEST_TSAN ? strstr(buf, "weft: stall: worker 0 ran") != NULL
+                     : strstr(buf, "weft: stall: worker 0 ran coroutine") &&
+                           strstr(buf, "\"mutex-waiter\"") && strstr(buf, "pthread_mutex_lock");
+}
+
 static void hazard(void)
 {
     int err[2];
@@ -551,24 +562,7 @@ static void hazard(void)
     close(err[1]);
     static char buf[1 << 16];
     size_t len = 0;
-    bool seen = false;
-    int64_t dl = weft_now() + WEFT_SEC(60);
-    while (!seen && weft_now() < dl && len + 1 < sizeof buf) {
-        struct pollfd p = {err[0], POLLIN, 0};
-        if (poll(&p, 1, 1000) <= 0)
-            continue;
-        ssize_t n = read(err[0], buf + len, sizeof buf - 1 - len);
-        if (n <= 0)
-            break;
-        len += (size_t)n;
-        buf[len] = 0;
-        /* TSan defers the signal that takes the backtrace while its pthread_mutex_lock
-         * interceptor blocks: the report then names the worker only. */
-        seen = TEST_TSAN ? strstr(buf, "weft: stall: worker 0 ran") != NULL
-                         : strstr(buf, "weft: stall: worker 0 ran coroutine") &&
-                               strstr(buf, "\"mutex-waiter\"") &&
-                               strstr(buf, "pthread_mutex_lock");
-    }
+    bool seen = read_until(err[0], buf, sizeof buf, &len, stall_reported, NULL, 60);
     kill(pid, SIGKILL);
     int status;
     ASSERT(waitpid(pid, &status, 0) == pid);
