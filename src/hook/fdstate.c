@@ -28,11 +28,12 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 
-#define CHUNK_BITS 10
+#define CHUNK_BITS WEFT_HOOK_CHUNK_BITS
 #define CHUNK (1 << CHUNK_BITS)
-#define NCHUNKS 4096 /* numbers below 4 Mi have state; beyond, calls pass through */
+#define NCHUNKS WEFT_HOOK_NCHUNKS
 
-static _Atomic(struct weft__hook_fd *) chunks[NCHUNKS];
+_Atomic(struct weft__hook_fd *) weft__hook_chunks[WEFT_HOOK_NCHUNKS];
+#define chunks weft__hook_chunks
 
 struct weft__hook_fd *weft__hook_fd(int fd)
 {
@@ -88,7 +89,7 @@ static uint32_t learn(int fd, struct weft__hook_fd *e)
     return f;
 }
 
-struct weft__hook_fd *weft__hook_fd_parks(int fd)
+struct weft__hook_fd *weft__hook_fd_parks_slow(int fd)
 {
     struct weft__hook_fd *e = weft__hook_fd(fd);
     if (!e)

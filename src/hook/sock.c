@@ -90,15 +90,12 @@ WEFT_HOOK_API int close(int fd)
 
 static int hook_accept(int fd, struct sockaddr *a, socklen_t *al, int flags)
 {
-    struct weft__hook_call c = {.op = WEFT_HOOK_ACCEPT, .fd = fd, .flags = flags, .addr = a,
-                                .addrlen = al};
-    ssize_t r;
-    if (WEFT_HOOK_LIKELY(!weft__hook_coro())) {
-        r = REAL(accept4)(fd, a, al, flags);
-        if (r < 0)
-            r = weft__hook_transfer(&c, r);
-    } else {
-        r = weft__hook_transfer(&c, WEFT_HOOK_NOT_TRIED);
+    struct weft__hook_fd *e = weft__hook_coro() ? weft__hook_fd_parks(fd) : NULL;
+    ssize_t r = REAL(accept4)(fd, a, al, flags);
+    if (r < 0) {
+        struct weft__hook_call c = {.op = WEFT_HOOK_ACCEPT, .fd = fd, .flags = flags, .addr = a,
+                                    .addrlen = al};
+        r = weft__hook_transfer(&c, r, e);
     }
     if (r >= 0)
         weft__hook_fd_reset((int)r, 0);
