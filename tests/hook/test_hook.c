@@ -409,6 +409,39 @@ static int polls(void *arg)
     return 0;
 }
 
+/* ---- _FORTIFY_SOURCE's entry points (__read_chk, __recv_chk, __recvfrom_chk, __poll_chk) --
+ * With optimisation the build defines _FORTIFY_SOURCE=2 (tests/hook/CMakeLists.txt): a read
+ * into an array of known size with a length the compiler cannot see calls __read_chk. */
+static volatile size_t one = 1;
+static volatile nfds_t one_fd = 1;
+
+static int fortified(void *arg)
+{
+    (void)arg;
+    int sv[2];
+    char buf[4];
+    CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    struct pw p = {.fd = sv[1], .polling = 1};
+    weft_task w;
+    struct pollfd pfd[1] = {{sv[0], POLLIN, 0}};
+    ASSERT(weft_spawn(&w, poll_writer, &p) == 0);
+    CHECK_EQ(poll(pfd, one_fd, -1), 1); /* parks until the writer ran */
+    ASSERT(weft_join(w, NULL) == 0);
+    CHECK_EQ(read(sv[0], buf, one), 1);
+    ASSERT(weft_spawn(&w, poll_writer, &p) == 0);
+    CHECK_EQ(recv(sv[0], buf, one, 0), 1); /* parks */
+    ASSERT(weft_join(w, NULL) == 0);
+    ASSERT(weft_spawn(&w, poll_writer, &p) == 0);
+    CHECK_EQ(recvfrom(sv[0], buf, one, 0, NULL, NULL), 1); /* parks */
+    ASSERT(weft_join(w, NULL) == 0);
+    ASSERT(weft_spawn(&w, poll_writer, &p) == 0);
+    CHECK_EQ(read(sv[0], buf, one), 1); /* parks */
+    ASSERT(weft_join(w, NULL) == 0);
+    close(sv[0]);
+    close(sv[1]);
+    return 0;
+}
+
 /* ---- sleeps park; cancellation gives ECANCELED ---------------------------------------------- */
 struct sl {
     _Atomic int started;
@@ -611,6 +644,7 @@ int main(void)
     ASSERT(run1(tcp, 2) == 0);
     ASSERT(run1(polls, 1) == 0);
     ASSERT(run1(sleeps_cancel, 1) == 0);
+    ASSERT(run1(fortified, 1) == 0);
     ASSERT(run1(resolve, 2) == 0);
     TEST_PASS("test_hook", checks);
     return 0;
