@@ -152,6 +152,8 @@ struct weft__hook_fd {
 };
 /* The state of fd, or NULL for a negative or very large number (no state: passed through). */
 struct weft__hook_fd *weft__hook_fd(int fd);
+/* The same without allocating: NULL when nothing was ever recorded near fd. */
+struct weft__hook_fd *weft__hook_fd_peek(int fd);
 #define WEFT_HOOK_CHUNK_BITS 10
 #define WEFT_HOOK_NCHUNKS 4096 /* numbers below 4 Mi have state; beyond, calls pass through */
 extern _Atomic(struct weft__hook_fd *) weft__hook_chunks[WEFT_HOOK_NCHUNKS];

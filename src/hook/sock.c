@@ -175,7 +175,7 @@ static int hook_fcntl(int (*real)(int, int, ...), int fd, int cmd, void *arg)
     switch (cmd) {
     case F_GETFL: {
         int r = real(fd, cmd);
-        if (r >= 0 && (e = weft__hook_fd(fd)) &&
+        if (r >= 0 && (e = weft__hook_fd_peek(fd)) &&
             ((f = atomic_load_explicit(&e->flags, memory_order_relaxed)) &
              (WEFT_HOOK_FD_KNOWN | WEFT_HOOK_FD_MANAGED)) ==
                 (WEFT_HOOK_FD_KNOWN | WEFT_HOOK_FD_MANAGED))
@@ -184,7 +184,7 @@ static int hook_fcntl(int (*real)(int, int, ...), int fd, int cmd, void *arg)
     }
     case F_SETFL: {
         int v = (int)(intptr_t)arg;
-        if (!(e = weft__hook_fd(fd)) ||
+        if (!(e = weft__hook_fd_peek(fd)) ||
             (atomic_load_explicit(&e->flags, memory_order_relaxed) &
              (WEFT_HOOK_FD_KNOWN | WEFT_HOOK_FD_MANAGED)) !=
                 (WEFT_HOOK_FD_KNOWN | WEFT_HOOK_FD_MANAGED))
@@ -236,7 +236,7 @@ WEFT_HOOK_API int ioctl(int fd, unsigned long req, ...)
     void *arg = va_arg(ap, void *);
     va_end(ap);
     struct weft__hook_fd *e;
-    if (req != FIONBIO || !arg || !(e = weft__hook_fd(fd)) ||
+    if (req != FIONBIO || !arg || !(e = weft__hook_fd_peek(fd)) ||
         (atomic_load_explicit(&e->flags, memory_order_relaxed) &
          (WEFT_HOOK_FD_KNOWN | WEFT_HOOK_FD_MANAGED)) !=
             (WEFT_HOOK_FD_KNOWN | WEFT_HOOK_FD_MANAGED))

@@ -5,7 +5,7 @@
  * FIONBIO view, SO_RCVTIMEO, dup/close bookkeeping, accept/connect/partial writes, poll,
  * select, sleeps, cancellation's ECANCELED, name resolution on the pool, and the stall report
  * for a pthread mutex held across a hooked call. Every case also runs under
- * WEFT_DEBUG_MIGRATE=1 (ctest registers the test twice). */
+ * WEFT_DEBUG_MIGRATE=1 (ctest registers the test twice, except in TSan builds). */
 #define _GNU_SOURCE
 #include "../harness.h"
 #include "read_until.h"
