@@ -28,11 +28,12 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 
-#define CHUNK_BITS 10
+#define CHUNK_BITS WEFT_HOOK_CHUNK_BITS
 #define CHUNK (1 << CHUNK_BITS)
-#define NCHUNKS 4096 /* numbers below 4 Mi have state; beyond, calls pass through */
+#define NCHUNKS WEFT_HOOK_NCHUNKS
 
-static _Atomic(struct weft__hook_fd *) chunks[NCHUNKS];
+_Atomic(struct weft__hook_fd *) weft__hook_chunks[WEFT_HOOK_NCHUNKS];
+#define chunks weft__hook_chunks
 
 struct weft__hook_fd *weft__hook_fd(int fd)
 {
@@ -51,6 +52,14 @@ struct weft__hook_fd *weft__hook_fd(int fd)
             free(fresh); /* c: the winner's chunk */
     }
     return &c[fd & (CHUNK - 1)];
+}
+
+struct weft__hook_fd *weft__hook_fd_peek(int fd)
+{
+    if (fd < 0 || (fd >> CHUNK_BITS) >= NCHUNKS)
+        return NULL;
+    struct weft__hook_fd *c = atomic_load_explicit(&chunks[fd >> CHUNK_BITS], memory_order_acquire);
+    return c ? &c[fd & (CHUNK - 1)] : NULL;
 }
 
 static int64_t timeo_ns(int fd, int name)
@@ -88,7 +97,7 @@ static uint32_t learn(int fd, struct weft__hook_fd *e)
     return f;
 }
 
-struct weft__hook_fd *weft__hook_fd_parks(int fd)
+struct weft__hook_fd *weft__hook_fd_parks_slow(int fd)
 {
     struct weft__hook_fd *e = weft__hook_fd(fd);
     if (!e)
@@ -105,7 +114,7 @@ struct weft__hook_fd *weft__hook_fd_parks(int fd)
 
 bool weft__hook_fd_parks_known(int fd)
 {
-    struct weft__hook_fd *e = weft__hook_fd(fd);
+    struct weft__hook_fd *e = weft__hook_fd_peek(fd);
     if (!e)
         return false;
     uint32_t f = atomic_load_explicit(&e->flags, memory_order_relaxed);
@@ -113,9 +122,11 @@ bool weft__hook_fd_parks_known(int fd)
            (WEFT_HOOK_FD_KNOWN | WEFT_HOOK_FD_MANAGED);
 }
 
+/* No allocation when there is nothing to forget (close(2) is async-signal-safe: a handler's
+ * close of a number the hook never saw stays so). */
 void weft__hook_fd_reset(int fd, uint32_t flags)
 {
-    struct weft__hook_fd *e = weft__hook_fd(fd);
+    struct weft__hook_fd *e = flags ? weft__hook_fd(fd) : weft__hook_fd_peek(fd);
     if (!e)
         return;
     atomic_store_explicit(&e->rcv_ns, 0, memory_order_relaxed);
@@ -125,13 +136,14 @@ void weft__hook_fd_reset(int fd, uint32_t flags)
 
 void weft__hook_fd_copy(int from, int to)
 {
-    struct weft__hook_fd *a = weft__hook_fd(from), *b = weft__hook_fd(to);
-    if (!b)
-        return;
-    if (!a) {
+    struct weft__hook_fd *a = weft__hook_fd_peek(from);
+    if (!a || !atomic_load_explicit(&a->flags, memory_order_relaxed)) {
         weft__hook_fd_reset(to, 0);
         return;
     }
+    struct weft__hook_fd *b = weft__hook_fd(to);
+    if (!b)
+        return;
     atomic_store_explicit(&b->rcv_ns, atomic_load_explicit(&a->rcv_ns, memory_order_relaxed),
                           memory_order_relaxed);
     atomic_store_explicit(&b->snd_ns, atomic_load_explicit(&a->snd_ns, memory_order_relaxed),

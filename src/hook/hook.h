@@ -152,10 +152,32 @@ struct weft__hook_fd {
 };
 /* The state of fd, or NULL for a negative or very large number (no state: passed through). */
 struct weft__hook_fd *weft__hook_fd(int fd);
+/* The same without allocating: NULL when nothing was ever recorded near fd. */
+struct weft__hook_fd *weft__hook_fd_peek(int fd);
+#define WEFT_HOOK_CHUNK_BITS 10
+#define WEFT_HOOK_NCHUNKS 4096 /* numbers below 4 Mi have state; beyond, calls pass through */
+extern _Atomic(struct weft__hook_fd *) weft__hook_chunks[WEFT_HOOK_NCHUNKS];
+struct weft__hook_fd *weft__hook_fd_parks_slow(int fd);
 /* In a coroutine: the state of fd if calls on it should park (a managed descriptor the
  * program sees as blocking), learning the descriptor at its first use (which sets its real
- * O_NONBLOCK); NULL to pass the call through to libc. */
-struct weft__hook_fd *weft__hook_fd_parks(int fd);
+ * O_NONBLOCK); NULL to pass the call through to libc. Inline for a known descriptor. */
+static inline struct weft__hook_fd *weft__hook_fd_parks(int fd)
+{
+    if ((unsigned)fd < (unsigned)WEFT_HOOK_NCHUNKS << WEFT_HOOK_CHUNK_BITS) {
+        struct weft__hook_fd *c = atomic_load_explicit(
+            &weft__hook_chunks[fd >> WEFT_HOOK_CHUNK_BITS], memory_order_acquire);
+        if (WEFT_HOOK_LIKELY(c != NULL)) {
+            struct weft__hook_fd *e = &c[fd & ((1 << WEFT_HOOK_CHUNK_BITS) - 1)];
+            uint32_t f = atomic_load_explicit(&e->flags, memory_order_relaxed);
+            if (WEFT_HOOK_LIKELY(f & WEFT_HOOK_FD_KNOWN))
+                return (f & (WEFT_HOOK_FD_MANAGED | WEFT_HOOK_FD_USER_NB)) ==
+                               WEFT_HOOK_FD_MANAGED
+                           ? e
+                           : NULL;
+        }
+    }
+    return weft__hook_fd_parks_slow(fd);
+}
 /* The same test without learning (any thread): a managed descriptor the program sees as
  * blocking. */
 bool weft__hook_fd_parks_known(int fd);
@@ -182,13 +204,18 @@ struct weft__hook_call {
     socklen_t *addrlen;
     socklen_t addrlen_in; /* sendto */
 };
-/* Everything but the plain-thread fast path: a coroutine's call (parks on a managed blocking
- * descriptor), or a plain thread's call that failed with EAGAIN / wrote part of its bytes on
- * a descriptor the hook made non-blocking (waits in libc's poll). `first` is the result of a
- * first attempt already made (a plain thread's), or WEFT_HOOK_NOT_TRIED. */
-extern __thread unsigned weft__hook_probe_hits;
+/* What follows a first attempt `first` that did not finish the call (an error, a short write,
+ * a MSG_WAITALL recv short of len): with `e` (a coroutine on a descriptor that parks, from
+ * weft__hook_fd_parks) the coroutine parks and the call goes on; with e NULL (a plain thread,
+ * or a descriptor that does not park) it goes on, waiting in libc's poll, only for a
+ * descriptor the hook made non-blocking behind the program's back; otherwise `first` is the
+ * answer, errno as libc left it. */
+ssize_t weft__hook_transfer(struct weft__hook_call *c, ssize_t first, struct weft__hook_fd *e);
+/* "Not tried yet", inside the transfer loop. */
 #define WEFT_HOOK_NOT_TRIED ((ssize_t)INT64_MIN)
-ssize_t weft__hook_transfer(struct weft__hook_call *c, ssize_t first);
+/* Calls on descriptor -1 that reached the hook on this thread: weft_hook_active's probe
+ * (api.c). Thread-local, touched only on the failure path. */
+extern __thread unsigned weft__hook_probe_hits;
 
 /* ---- poll (poll.c) ------------------------------------------------------------------------- */
 /* A coroutine's poll: parks until one of fds is ready or the deadline passes. */

@@ -133,39 +133,28 @@ static bool dontwait(const struct weft__hook_call *c)
            (c->flags & MSG_DONTWAIT);
 }
 
-/* Counts calls that reached the hook for descriptor -1 on this thread: weft_hook_active's
- * probe (api.c). Thread-local, touched only on the failure path. */
 __thread unsigned weft__hook_probe_hits;
 
-ssize_t weft__hook_transfer(struct weft__hook_call *c, ssize_t first)
+ssize_t weft__hook_transfer(struct weft__hook_call *c, ssize_t first, struct weft__hook_fd *e)
 {
     if (WEFT_HOOK_UNLIKELY(c->fd == -1))
         weft__hook_probe_hits++;
-    bool coro = first == WEFT_HOOK_NOT_TRIED;
-    struct weft__hook_fd *e;
-    /* errno as the caller left it: a call that succeeds after an EAGAIN and a park must not
-     * leave that EAGAIN (or what other coroutines of this thread set meanwhile) behind, as
-     * libc leaves errno alone on success. OpenSSL reads errno after a read returned 0 (end of
-     * stream) and took a left-over EAGAIN for "retry": SSL_read said SSL_ERROR_WANT_READ on a
-     * blocking socket at the peer's close (test_hook_openssl). A plain thread's call comes
-     * here after libc set errno already, so its retry still leaves that EAGAIN (a descriptor
-     * a coroutine used first, then a plain thread: rare). */
-    int caller_errno = coro ? weft__hook_errno() : 0;
-    if (coro) {
-        if (dontwait(c) || !(e = weft__hook_fd_parks(c->fd)))
-            return call_real(c);
-    } else {
+    bool coro = e != NULL;
+    if (dontwait(c))
+        return first;
+    if (!coro) {
         /* A plain thread's failed or short call: is the descriptor one the hook made
          * non-blocking while the program sees it blocking? (No system call here.) */
         int err = weft__hook_errno();
-        if (dontwait(c) || !weft__hook_fd_parks_known(c->fd) || !(e = weft__hook_fd(c->fd)))
+        if (!weft__hook_fd_parks_known(c->fd) || !(e = weft__hook_fd(c->fd)))
             return first;
         weft__hook_set_errno(err);
     }
     bool w = writing(c);
     int events = w ? WEFT_WRITABLE : WEFT_READABLE;
     size_t want = wanted(c), done = 0;
-    struct iov_copy cp = {.iov = NULL};
+    struct iov_copy cp;
+    cp.iov = NULL;
     int64_t deadline = 0;
     bool have_deadline = false;
     ssize_t r = first, ret;
@@ -205,24 +194,27 @@ ssize_t weft__hook_transfer(struct weft__hook_call *c, ssize_t first)
         free(cp.iov);
         weft__hook_set_errno(err);
     }
-    if (coro && ret >= 0)
-        weft__hook_set_errno(caller_errno);
     return ret;
 }
 
 /* ---- the interposed functions ---------------------------------------------------------------
- * Each: the plain-thread fast path inline, everything else in weft__hook_transfer. */
+ * Each: in a coroutine, whether the descriptor parks (an inline table lookup); libc's call;
+ * one test of its result; everything else in weft__hook_transfer. */
+
+/* The descriptor's parking state in a coroutine; NULL on a plain thread. */
+static inline struct weft__hook_fd *parks(int fd)
+{
+    return weft__hook_coro() ? weft__hook_fd_parks(fd) : NULL;
+}
 
 static inline ssize_t hook_read(int fd, void *buf, size_t n)
 {
-    if (WEFT_HOOK_LIKELY(!weft__hook_coro())) {
-        ssize_t r = REAL(read)(fd, buf, n);
-        if (WEFT_HOOK_LIKELY(r >= 0))
-            return r;
-        return weft__hook_transfer(&(struct weft__hook_call){.op = WEFT_HOOK_READ, .fd = fd, .buf = buf, .len = n}, r);
-    }
-    return weft__hook_transfer(&(struct weft__hook_call){.op = WEFT_HOOK_READ, .fd = fd, .buf = buf, .len = n},
-                               WEFT_HOOK_NOT_TRIED);
+    struct weft__hook_fd *e = parks(fd);
+    ssize_t r = REAL(read)(fd, buf, n);
+    if (WEFT_HOOK_LIKELY(r >= 0))
+        return r;
+    struct weft__hook_call c = {.op = WEFT_HOOK_READ, .fd = fd, .buf = buf, .len = n};
+    return weft__hook_transfer(&c, r, e);
 }
 
 WEFT_HOOK_API ssize_t read(int fd, void *buf, size_t n)
@@ -239,52 +231,44 @@ WEFT_HOOK_API ssize_t __read_chk(int fd, void *buf, size_t n, size_t buflen)
 
 WEFT_HOOK_API ssize_t write(int fd, const void *buf, size_t n)
 {
+    struct weft__hook_fd *e = parks(fd);
+    ssize_t r = REAL(write)(fd, buf, n);
+    if (WEFT_HOOK_LIKELY(r == (ssize_t)n))
+        return r;
     struct weft__hook_call c = {.op = WEFT_HOOK_WRITE, .fd = fd, .buf = (void *)buf, .len = n};
-    if (WEFT_HOOK_LIKELY(!weft__hook_coro())) {
-        ssize_t r = REAL(write)(fd, buf, n);
-        if (WEFT_HOOK_LIKELY(r == (ssize_t)n))
-            return r;
-        return weft__hook_transfer(&c, r);
-    }
-    return weft__hook_transfer(&c, WEFT_HOOK_NOT_TRIED);
+    return weft__hook_transfer(&c, r, e);
 }
 
 WEFT_HOOK_API ssize_t readv(int fd, const struct iovec *iov, int cnt)
 {
+    struct weft__hook_fd *e = parks(fd);
+    ssize_t r = REAL(readv)(fd, iov, cnt);
+    if (WEFT_HOOK_LIKELY(r >= 0))
+        return r;
     struct weft__hook_call c = {.op = WEFT_HOOK_READV, .fd = fd, .iov = iov, .iovcnt = cnt};
-    if (WEFT_HOOK_LIKELY(!weft__hook_coro())) {
-        ssize_t r = REAL(readv)(fd, iov, cnt);
-        if (WEFT_HOOK_LIKELY(r >= 0))
-            return r;
-        return weft__hook_transfer(&c, r);
-    }
-    return weft__hook_transfer(&c, WEFT_HOOK_NOT_TRIED);
+    return weft__hook_transfer(&c, r, e);
 }
 
 WEFT_HOOK_API ssize_t writev(int fd, const struct iovec *iov, int cnt)
 {
+    struct weft__hook_fd *e = parks(fd);
+    ssize_t r = REAL(writev)(fd, iov, cnt);
+    if (WEFT_HOOK_LIKELY(r >= 0 && (size_t)r == iov_total(iov, cnt)))
+        return r;
     struct weft__hook_call c = {.op = WEFT_HOOK_WRITEV, .fd = fd, .iov = iov, .iovcnt = cnt};
-    if (WEFT_HOOK_LIKELY(!weft__hook_coro())) {
-        ssize_t r = REAL(writev)(fd, iov, cnt);
-        if (WEFT_HOOK_LIKELY(r >= 0 && (size_t)r == iov_total(iov, cnt)))
-            return r;
-        return weft__hook_transfer(&c, r);
-    }
-    return weft__hook_transfer(&c, WEFT_HOOK_NOT_TRIED);
+    return weft__hook_transfer(&c, r, e);
 }
 
 static inline ssize_t hook_recvfrom(int fd, void *buf, size_t n, int fl, struct sockaddr *a,
                                     socklen_t *al)
 {
+    struct weft__hook_fd *e = parks(fd);
+    ssize_t r = REAL(recvfrom)(fd, buf, n, fl, a, al);
+    if (WEFT_HOOK_LIKELY(r >= 0 && (!(fl & MSG_WAITALL) || (size_t)r == n || r == 0)))
+        return r;
     struct weft__hook_call c = {.op = WEFT_HOOK_RECV, .fd = fd, .flags = fl, .buf = buf, .len = n,
                                 .addr = a, .addrlen = al};
-    if (WEFT_HOOK_LIKELY(!weft__hook_coro())) {
-        ssize_t r = REAL(recvfrom)(fd, buf, n, fl, a, al);
-        if (WEFT_HOOK_LIKELY(r >= 0 && (!(fl & MSG_WAITALL) || (size_t)r == n || r == 0)))
-            return r;
-        return weft__hook_transfer(&c, r);
-    }
-    return weft__hook_transfer(&c, WEFT_HOOK_NOT_TRIED);
+    return weft__hook_transfer(&c, r, e);
 }
 
 WEFT_HOOK_API ssize_t recv(int fd, void *buf, size_t n, int fl)
@@ -315,28 +299,24 @@ WEFT_HOOK_API ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen,
 
 WEFT_HOOK_API ssize_t recvmsg(int fd, struct msghdr *m, int fl)
 {
+    struct weft__hook_fd *e = parks(fd);
+    ssize_t r = REAL(recvmsg)(fd, m, fl);
+    if (WEFT_HOOK_LIKELY(r >= 0))
+        return r;
     struct weft__hook_call c = {.op = WEFT_HOOK_RECVMSG, .fd = fd, .flags = fl, .msg = m};
-    if (WEFT_HOOK_LIKELY(!weft__hook_coro())) {
-        ssize_t r = REAL(recvmsg)(fd, m, fl);
-        if (WEFT_HOOK_LIKELY(r >= 0))
-            return r;
-        return weft__hook_transfer(&c, r);
-    }
-    return weft__hook_transfer(&c, WEFT_HOOK_NOT_TRIED);
+    return weft__hook_transfer(&c, r, e);
 }
 
 static inline ssize_t hook_sendto(int fd, const void *buf, size_t n, int fl,
                                   const struct sockaddr *a, socklen_t al)
 {
+    struct weft__hook_fd *e = parks(fd);
+    ssize_t r = REAL(sendto)(fd, buf, n, fl, a, al);
+    if (WEFT_HOOK_LIKELY(r == (ssize_t)n))
+        return r;
     struct weft__hook_call c = {.op = WEFT_HOOK_SEND, .fd = fd, .flags = fl, .buf = (void *)buf,
                                 .len = n, .addr = (struct sockaddr *)a, .addrlen_in = al};
-    if (WEFT_HOOK_LIKELY(!weft__hook_coro())) {
-        ssize_t r = REAL(sendto)(fd, buf, n, fl, a, al);
-        if (WEFT_HOOK_LIKELY(r == (ssize_t)n))
-            return r;
-        return weft__hook_transfer(&c, r);
-    }
-    return weft__hook_transfer(&c, WEFT_HOOK_NOT_TRIED);
+    return weft__hook_transfer(&c, r, e);
 }
 
 WEFT_HOOK_API ssize_t send(int fd, const void *buf, size_t n, int fl)
@@ -352,13 +332,11 @@ WEFT_HOOK_API ssize_t sendto(int fd, const void *buf, size_t n, int fl, const st
 
 WEFT_HOOK_API ssize_t sendmsg(int fd, const struct msghdr *m, int fl)
 {
+    struct weft__hook_fd *e = parks(fd);
+    ssize_t r = REAL(sendmsg)(fd, m, fl);
+    if (WEFT_HOOK_LIKELY(r >= 0 && (size_t)r == iov_total(m->msg_iov, (int)m->msg_iovlen)))
+        return r;
     struct weft__hook_call c = {.op = WEFT_HOOK_SENDMSG, .fd = fd, .flags = fl,
                                 .msg = (struct msghdr *)m};
-    if (WEFT_HOOK_LIKELY(!weft__hook_coro())) {
-        ssize_t r = REAL(sendmsg)(fd, m, fl);
-        if (WEFT_HOOK_LIKELY(r >= 0 && (size_t)r == iov_total(m->msg_iov, (int)m->msg_iovlen)))
-            return r;
-        return weft__hook_transfer(&c, r);
-    }
-    return weft__hook_transfer(&c, WEFT_HOOK_NOT_TRIED);
+    return weft__hook_transfer(&c, r, e);
 }

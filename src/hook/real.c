@@ -43,38 +43,20 @@ static void *resolve(const char *name)
 WEFT_HOOK_REAL_LIST(WEFT_HOOK_REAL_DEF)
 #undef WEFT_HOOK_REAL_DEF
 
-static int stub_fcntl(int fd, int cmd, ...)
-{
-    va_list ap;
-    va_start(ap, cmd);
-    void *arg = va_arg(ap, void *);
-    va_end(ap);
-    int (*f)(int, int, ...) = (int (*)(int, int, ...))resolve("fcntl");
-    atomic_store_explicit(&weft__real_fcntl, f, memory_order_relaxed);
-    return f(fd, cmd, arg);
-}
-int (*_Atomic weft__real_fcntl)(int fd, int cmd, ...) = stub_fcntl;
-
-static int stub_fcntl64(int fd, int cmd, ...)
-{
-    va_list ap;
-    va_start(ap, cmd);
-    void *arg = va_arg(ap, void *);
-    va_end(ap);
-    int (*f)(int, int, ...) = (int (*)(int, int, ...))resolve("fcntl64");
-    atomic_store_explicit(&weft__real_fcntl64, f, memory_order_relaxed);
-    return f(fd, cmd, arg);
-}
-int (*_Atomic weft__real_fcntl64)(int fd, int cmd, ...) = stub_fcntl64;
-
-static int stub_ioctl(int fd, unsigned long req, ...)
-{
-    va_list ap;
-    va_start(ap, req);
-    void *arg = va_arg(ap, void *);
-    va_end(ap);
-    int (*f)(int, unsigned long, ...) = (int (*)(int, unsigned long, ...))resolve("ioctl");
-    atomic_store_explicit(&weft__real_ioctl, f, memory_order_relaxed);
-    return f(fd, req, arg);
-}
-int (*_Atomic weft__real_ioctl)(int fd, unsigned long req, ...) = stub_ioctl;
+/* The variadic ones: the optional argument is read as one pointer-sized value and passed on
+ * (as glibc's own fcntl and ioctl read it). */
+#define WEFT_HOOK_REAL_VARIADIC(name, second)                                                 \
+    static int stub_##name(int fd, second arg2, ...)                                          \
+    {                                                                                         \
+        va_list ap;                                                                           \
+        va_start(ap, arg2);                                                                   \
+        void *arg = va_arg(ap, void *);                                                       \
+        va_end(ap);                                                                           \
+        int (*f)(int, second, ...) = (int (*)(int, second, ...))resolve(#name);               \
+        atomic_store_explicit(&weft__real_##name, f, memory_order_relaxed);                  \
+        return f(fd, arg2, arg);                                                              \
+    }                                                                                         \
+    int (*_Atomic weft__real_##name)(int fd, second arg2, ...) = stub_##name;
+WEFT_HOOK_REAL_VARIADIC(fcntl, int)
+WEFT_HOOK_REAL_VARIADIC(fcntl64, int)
+WEFT_HOOK_REAL_VARIADIC(ioctl, unsigned long)

@@ -90,15 +90,12 @@ WEFT_HOOK_API int close(int fd)
 
 static int hook_accept(int fd, struct sockaddr *a, socklen_t *al, int flags)
 {
-    struct weft__hook_call c = {.op = WEFT_HOOK_ACCEPT, .fd = fd, .flags = flags, .addr = a,
-                                .addrlen = al};
-    ssize_t r;
-    if (WEFT_HOOK_LIKELY(!weft__hook_coro())) {
-        r = REAL(accept4)(fd, a, al, flags);
-        if (r < 0)
-            r = weft__hook_transfer(&c, r);
-    } else {
-        r = weft__hook_transfer(&c, WEFT_HOOK_NOT_TRIED);
+    struct weft__hook_fd *e = weft__hook_coro() ? weft__hook_fd_parks(fd) : NULL;
+    ssize_t r = REAL(accept4)(fd, a, al, flags);
+    if (r < 0) {
+        struct weft__hook_call c = {.op = WEFT_HOOK_ACCEPT, .fd = fd, .flags = flags, .addr = a,
+                                    .addrlen = al};
+        r = weft__hook_transfer(&c, r, e);
     }
     if (r >= 0)
         weft__hook_fd_reset((int)r, 0);
@@ -178,7 +175,7 @@ static int hook_fcntl(int (*real)(int, int, ...), int fd, int cmd, void *arg)
     switch (cmd) {
     case F_GETFL: {
         int r = real(fd, cmd);
-        if (r >= 0 && (e = weft__hook_fd(fd)) &&
+        if (r >= 0 && (e = weft__hook_fd_peek(fd)) &&
             ((f = atomic_load_explicit(&e->flags, memory_order_relaxed)) &
              (WEFT_HOOK_FD_KNOWN | WEFT_HOOK_FD_MANAGED)) ==
                 (WEFT_HOOK_FD_KNOWN | WEFT_HOOK_FD_MANAGED))
@@ -187,7 +184,7 @@ static int hook_fcntl(int (*real)(int, int, ...), int fd, int cmd, void *arg)
     }
     case F_SETFL: {
         int v = (int)(intptr_t)arg;
-        if (!(e = weft__hook_fd(fd)) ||
+        if (!(e = weft__hook_fd_peek(fd)) ||
             (atomic_load_explicit(&e->flags, memory_order_relaxed) &
              (WEFT_HOOK_FD_KNOWN | WEFT_HOOK_FD_MANAGED)) !=
                 (WEFT_HOOK_FD_KNOWN | WEFT_HOOK_FD_MANAGED))
@@ -239,7 +236,7 @@ WEFT_HOOK_API int ioctl(int fd, unsigned long req, ...)
     void *arg = va_arg(ap, void *);
     va_end(ap);
     struct weft__hook_fd *e;
-    if (req != FIONBIO || !arg || !(e = weft__hook_fd(fd)) ||
+    if (req != FIONBIO || !arg || !(e = weft__hook_fd_peek(fd)) ||
         (atomic_load_explicit(&e->flags, memory_order_relaxed) &
          (WEFT_HOOK_FD_KNOWN | WEFT_HOOK_FD_MANAGED)) !=
             (WEFT_HOOK_FD_KNOWN | WEFT_HOOK_FD_MANAGED))

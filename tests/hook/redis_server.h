@@ -11,6 +11,8 @@
 #ifndef WEFT_TEST_REDIS_SERVER_H
 #define WEFT_TEST_REDIS_SERVER_H
 
+#include "read_until.h"
+
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -25,6 +27,12 @@
 #include <unistd.h>
 
 static pid_t redis_server_pid;
+
+static bool redis_ready(const char *log, void *arg)
+{
+    (void)arg;
+    return strstr(log, "Ready to accept connections") != NULL;
+}
 static char redis_server_dir[64];
 
 static int redis_free_port(void)
@@ -114,19 +122,7 @@ static int redis_server_start(int clients)
         /* Its log until "Ready to accept connections" (or its death: EOF). 60 s safety. */
         char log[16384];
         size_t len = 0;
-        int ready = 0;
-        time_t dl = time(NULL) + 60;
-        while (!ready && time(NULL) < dl && len + 1 < sizeof log) {
-            struct pollfd p = {out[0], POLLIN, 0};
-            if (poll(&p, 1, 1000) <= 0)
-                continue;
-            ssize_t n = read(out[0], log + len, sizeof log - 1 - len);
-            if (n <= 0)
-                break;
-            len += (size_t)n;
-            log[len] = 0;
-            ready = strstr(log, "Ready to accept connections") != NULL;
-        }
+        int ready = read_until(out[0], log, sizeof log, &len, redis_ready, NULL, 60);
         close(out[0]); /* redis logs little more; a write to the closed pipe is ignored */
         if (ready)
             return port;

@@ -5,9 +5,10 @@
  * FIONBIO view, SO_RCVTIMEO, dup/close bookkeeping, accept/connect/partial writes, poll,
  * select, sleeps, cancellation's ECANCELED, name resolution on the pool, and the stall report
  * for a pthread mutex held across a hooked call. Every case also runs under
- * WEFT_DEBUG_MIGRATE=1 (ctest registers the test twice). */
+ * WEFT_DEBUG_MIGRATE=1 (ctest registers the test twice, except in TSan builds). */
 #define _GNU_SOURCE
 #include "../harness.h"
+#include "read_until.h"
 
 #include <weft.h>
 #include <weft/hook.h>
@@ -408,6 +409,39 @@ static int polls(void *arg)
     return 0;
 }
 
+/* ---- _FORTIFY_SOURCE's entry points (__read_chk, __recv_chk, __recvfrom_chk, __poll_chk) --
+ * With optimisation the build defines _FORTIFY_SOURCE=2 (tests/hook/CMakeLists.txt): a read
+ * into an array of known size with a length the compiler cannot see calls __read_chk. */
+static volatile size_t one = 1;
+static volatile nfds_t one_fd = 1;
+
+static int fortified(void *arg)
+{
+    (void)arg;
+    int sv[2];
+    char buf[4];
+    CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    struct pw p = {.fd = sv[1], .polling = 1};
+    weft_task w;
+    struct pollfd pfd[1] = {{sv[0], POLLIN, 0}};
+    ASSERT(weft_spawn(&w, poll_writer, &p) == 0);
+    CHECK_EQ(poll(pfd, one_fd, -1), 1); /* parks until the writer ran */
+    ASSERT(weft_join(w, NULL) == 0);
+    CHECK_EQ(read(sv[0], buf, one), 1);
+    ASSERT(weft_spawn(&w, poll_writer, &p) == 0);
+    CHECK_EQ(recv(sv[0], buf, one, 0), 1); /* parks */
+    ASSERT(weft_join(w, NULL) == 0);
+    ASSERT(weft_spawn(&w, poll_writer, &p) == 0);
+    CHECK_EQ(recvfrom(sv[0], buf, one, 0, NULL, NULL), 1); /* parks */
+    ASSERT(weft_join(w, NULL) == 0);
+    ASSERT(weft_spawn(&w, poll_writer, &p) == 0);
+    CHECK_EQ(read(sv[0], buf, one), 1); /* parks */
+    ASSERT(weft_join(w, NULL) == 0);
+    close(sv[0]);
+    close(sv[1]);
+    return 0;
+}
+
 /* ---- sleeps park; cancellation gives ECANCELED ---------------------------------------------- */
 struct sl {
     _Atomic int started;
@@ -536,6 +570,16 @@ static int hazard_main(void *arg)
     return 0;
 }
 
+/* TSan defers the signal that takes the backtrace while its pthread_mutex_lock interceptor
+ * blocks: the report then names the worker only. */
+static bool stall_reported(const char *buf, void *arg)
+{
+    (void)arg;
+    return TEST_TSAN ? strstr(buf, "weft: stall: worker 0 ran") != NULL
+                     : strstr(buf, "weft: stall: worker 0 ran coroutine") &&
+                           strstr(buf, "\"mutex-waiter\"") && strstr(buf, "pthread_mutex_lock");
+}
+
 static void hazard(void)
 {
     int err[2];
@@ -551,24 +595,7 @@ static void hazard(void)
     close(err[1]);
     static char buf[1 << 16];
     size_t len = 0;
-    bool seen = false;
-    int64_t dl = weft_now() + WEFT_SEC(60);
-    while (!seen && weft_now() < dl && len + 1 < sizeof buf) {
-        struct pollfd p = {err[0], POLLIN, 0};
-        if (poll(&p, 1, 1000) <= 0)
-            continue;
-        ssize_t n = read(err[0], buf + len, sizeof buf - 1 - len);
-        if (n <= 0)
-            break;
-        len += (size_t)n;
-        buf[len] = 0;
-        /* TSan defers the signal that takes the backtrace while its pthread_mutex_lock
-         * interceptor blocks: the report then names the worker only. */
-        seen = TEST_TSAN ? strstr(buf, "weft: stall: worker 0 ran") != NULL
-                         : strstr(buf, "weft: stall: worker 0 ran coroutine") &&
-                               strstr(buf, "\"mutex-waiter\"") &&
-                               strstr(buf, "pthread_mutex_lock");
-    }
+    bool seen = read_until(err[0], buf, sizeof buf, &len, stall_reported, NULL, 60);
     kill(pid, SIGKILL);
     int status;
     ASSERT(waitpid(pid, &status, 0) == pid);
@@ -617,6 +644,7 @@ int main(void)
     ASSERT(run1(tcp, 2) == 0);
     ASSERT(run1(polls, 1) == 0);
     ASSERT(run1(sleeps_cancel, 1) == 0);
+    ASSERT(run1(fortified, 1) == 0);
     ASSERT(run1(resolve, 2) == 0);
     TEST_PASS("test_hook", checks);
     return 0;
