@@ -203,7 +203,20 @@ struct weft__hook_call {
     struct sockaddr *addr; /* recvfrom/accept: out; sendto: in (const) */
     socklen_t *addrlen;
     socklen_t addrlen_in; /* sendto */
+    int caller_errno;     /* errno before libc's call (weft__hook_caller_errno) */
 };
+/* errno as the caller left it, for a call that may park: a coroutine's call on a descriptor
+ * that parks (e non-NULL) read before libc's first attempt, so that a call that succeeds
+ * after an EAGAIN and a park leaves errno as libc leaves it on success — untouched — rather
+ * than that EAGAIN, or what other coroutines of the thread set meanwhile (OpenSSL reads
+ * errno after a read returned 0, the peer's close, and took a left-over EAGAIN for "retry":
+ * SSL_read said SSL_ERROR_WANT_READ on a blocking socket; test_hook_openssl). Plain threads
+ * pay nothing: their retries after libc's poll (a descriptor a coroutine used first) still
+ * leave the EAGAIN. */
+static inline int weft__hook_caller_errno(const struct weft__hook_fd *e)
+{
+    return e ? weft__hook_errno() : 0;
+}
 /* What follows a first attempt `first` that did not finish the call (an error, a short write,
  * a MSG_WAITALL recv short of len): with `e` (a coroutine on a descriptor that parks, from
  * weft__hook_fd_parks) the coroutine parks and the call goes on; with e NULL (a plain thread,

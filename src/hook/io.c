@@ -194,6 +194,8 @@ ssize_t weft__hook_transfer(struct weft__hook_call *c, ssize_t first, struct wef
         free(cp.iov);
         weft__hook_set_errno(err);
     }
+    if (coro && ret >= 0)
+        weft__hook_set_errno(c->caller_errno); /* untouched on success (hook.h) */
     return ret;
 }
 
@@ -210,10 +212,12 @@ static inline struct weft__hook_fd *parks(int fd)
 static inline ssize_t hook_read(int fd, void *buf, size_t n)
 {
     struct weft__hook_fd *e = parks(fd);
+    int ce = weft__hook_caller_errno(e);
     ssize_t r = REAL(read)(fd, buf, n);
     if (WEFT_HOOK_LIKELY(r >= 0))
         return r;
-    struct weft__hook_call c = {.op = WEFT_HOOK_READ, .fd = fd, .buf = buf, .len = n};
+    struct weft__hook_call c = {.op = WEFT_HOOK_READ, .fd = fd, .buf = buf, .len = n,
+                                .caller_errno = ce};
     return weft__hook_transfer(&c, r, e);
 }
 
@@ -232,30 +236,36 @@ WEFT_HOOK_API ssize_t __read_chk(int fd, void *buf, size_t n, size_t buflen)
 WEFT_HOOK_API ssize_t write(int fd, const void *buf, size_t n)
 {
     struct weft__hook_fd *e = parks(fd);
+    int ce = weft__hook_caller_errno(e);
     ssize_t r = REAL(write)(fd, buf, n);
     if (WEFT_HOOK_LIKELY(r == (ssize_t)n))
         return r;
-    struct weft__hook_call c = {.op = WEFT_HOOK_WRITE, .fd = fd, .buf = (void *)buf, .len = n};
+    struct weft__hook_call c = {.op = WEFT_HOOK_WRITE, .fd = fd, .buf = (void *)buf, .len = n,
+                                .caller_errno = ce};
     return weft__hook_transfer(&c, r, e);
 }
 
 WEFT_HOOK_API ssize_t readv(int fd, const struct iovec *iov, int cnt)
 {
     struct weft__hook_fd *e = parks(fd);
+    int ce = weft__hook_caller_errno(e);
     ssize_t r = REAL(readv)(fd, iov, cnt);
     if (WEFT_HOOK_LIKELY(r >= 0))
         return r;
-    struct weft__hook_call c = {.op = WEFT_HOOK_READV, .fd = fd, .iov = iov, .iovcnt = cnt};
+    struct weft__hook_call c = {.op = WEFT_HOOK_READV, .fd = fd, .iov = iov, .iovcnt = cnt,
+                                .caller_errno = ce};
     return weft__hook_transfer(&c, r, e);
 }
 
 WEFT_HOOK_API ssize_t writev(int fd, const struct iovec *iov, int cnt)
 {
     struct weft__hook_fd *e = parks(fd);
+    int ce = weft__hook_caller_errno(e);
     ssize_t r = REAL(writev)(fd, iov, cnt);
     if (WEFT_HOOK_LIKELY(r >= 0 && (size_t)r == iov_total(iov, cnt)))
         return r;
-    struct weft__hook_call c = {.op = WEFT_HOOK_WRITEV, .fd = fd, .iov = iov, .iovcnt = cnt};
+    struct weft__hook_call c = {.op = WEFT_HOOK_WRITEV, .fd = fd, .iov = iov, .iovcnt = cnt,
+                                .caller_errno = ce};
     return weft__hook_transfer(&c, r, e);
 }
 
@@ -263,11 +273,12 @@ static inline ssize_t hook_recvfrom(int fd, void *buf, size_t n, int fl, struct 
                                     socklen_t *al)
 {
     struct weft__hook_fd *e = parks(fd);
+    int ce = weft__hook_caller_errno(e);
     ssize_t r = REAL(recvfrom)(fd, buf, n, fl, a, al);
     if (WEFT_HOOK_LIKELY(r >= 0 && (!(fl & MSG_WAITALL) || (size_t)r == n || r == 0)))
         return r;
     struct weft__hook_call c = {.op = WEFT_HOOK_RECV, .fd = fd, .flags = fl, .buf = buf, .len = n,
-                                .addr = a, .addrlen = al};
+                                .addr = a, .addrlen = al, .caller_errno = ce};
     return weft__hook_transfer(&c, r, e);
 }
 
@@ -300,10 +311,12 @@ WEFT_HOOK_API ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen,
 WEFT_HOOK_API ssize_t recvmsg(int fd, struct msghdr *m, int fl)
 {
     struct weft__hook_fd *e = parks(fd);
+    int ce = weft__hook_caller_errno(e);
     ssize_t r = REAL(recvmsg)(fd, m, fl);
     if (WEFT_HOOK_LIKELY(r >= 0))
         return r;
-    struct weft__hook_call c = {.op = WEFT_HOOK_RECVMSG, .fd = fd, .flags = fl, .msg = m};
+    struct weft__hook_call c = {.op = WEFT_HOOK_RECVMSG, .fd = fd, .flags = fl, .msg = m,
+                                .caller_errno = ce};
     return weft__hook_transfer(&c, r, e);
 }
 
@@ -311,11 +324,13 @@ static inline ssize_t hook_sendto(int fd, const void *buf, size_t n, int fl,
                                   const struct sockaddr *a, socklen_t al)
 {
     struct weft__hook_fd *e = parks(fd);
+    int ce = weft__hook_caller_errno(e);
     ssize_t r = REAL(sendto)(fd, buf, n, fl, a, al);
     if (WEFT_HOOK_LIKELY(r == (ssize_t)n))
         return r;
     struct weft__hook_call c = {.op = WEFT_HOOK_SEND, .fd = fd, .flags = fl, .buf = (void *)buf,
-                                .len = n, .addr = (struct sockaddr *)a, .addrlen_in = al};
+                                .len = n, .addr = (struct sockaddr *)a, .addrlen_in = al,
+                                .caller_errno = ce};
     return weft__hook_transfer(&c, r, e);
 }
 
@@ -333,10 +348,11 @@ WEFT_HOOK_API ssize_t sendto(int fd, const void *buf, size_t n, int fl, const st
 WEFT_HOOK_API ssize_t sendmsg(int fd, const struct msghdr *m, int fl)
 {
     struct weft__hook_fd *e = parks(fd);
+    int ce = weft__hook_caller_errno(e);
     ssize_t r = REAL(sendmsg)(fd, m, fl);
     if (WEFT_HOOK_LIKELY(r >= 0 && (size_t)r == iov_total(m->msg_iov, (int)m->msg_iovlen)))
         return r;
     struct weft__hook_call c = {.op = WEFT_HOOK_SENDMSG, .fd = fd, .flags = fl,
-                                .msg = (struct msghdr *)m};
+                                .msg = (struct msghdr *)m, .caller_errno = ce};
     return weft__hook_transfer(&c, r, e);
 }

@@ -91,10 +91,11 @@ WEFT_HOOK_API int close(int fd)
 static int hook_accept(int fd, struct sockaddr *a, socklen_t *al, int flags)
 {
     struct weft__hook_fd *e = weft__hook_coro() ? weft__hook_fd_parks(fd) : NULL;
+    int ce = weft__hook_caller_errno(e);
     ssize_t r = REAL(accept4)(fd, a, al, flags);
     if (r < 0) {
         struct weft__hook_call c = {.op = WEFT_HOOK_ACCEPT, .fd = fd, .flags = flags, .addr = a,
-                                    .addrlen = al};
+                                    .addrlen = al, .caller_errno = ce};
         r = weft__hook_transfer(&c, r, e);
     }
     if (r >= 0)
