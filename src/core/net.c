@@ -1,15 +1,18 @@
 /* SPDX-License-Identifier: MIT */
 /* net.c — floor 5 (primitives): sockets over fd waits — accept, connect, and the TCP
  * helpers (weft_tcp_listen, weft_tcp_connect). Every socket weft makes is non-blocking and
- * close-on-exec; numeric addresses only (name resolution blocks: weft_blocking). The rules
+ * close-on-exec; weft_tcp_listen takes numeric addresses only, weft_tcp_connect also host
+ * names (resolved on the blocking pool: resolve.c). The rules
  * of io.c hold here: nothing remembered about a number decides whether a call may block
  * (accept and connect check O_NONBLOCK at every call), every call with a deadline is a
  * cancellation point at entry, and each system call's errno is read in its own noinline
  * helper, never across a switch. */
 #define _GNU_SOURCE
 #include "fdwait.h"
+#include "resolve.h"
 
 #include <arpa/inet.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <string.h>
@@ -91,7 +94,7 @@ static int make_addr(const char *host, int port, struct sockaddr_storage *ss, so
     }
     if (strcmp(host, "localhost") == 0)
         host = "127.0.0.1";
-    /* Numeric addresses only: name resolution blocks (offload it with weft_blocking). */
+    /* Numeric addresses only here (weft_tcp_connect resolves names: resolve.c). */
     if (inet_pton(AF_INET, host, &in4->sin_addr) == 1) {
         in4->sin_family = AF_INET;
         in4->sin_port = htons((uint16_t)port);
@@ -146,22 +149,48 @@ static WEFT_NOINLINE int sys_stream_socket(int family)
     return fd;
 }
 
-int weft_tcp_connect(const char *host, int port, int64_t deadline)
+static int tcp_connect_addr(const struct sockaddr *sa, socklen_t len, int64_t deadline)
 {
-    struct sockaddr_storage ss;
-    socklen_t len;
-    int r = make_addr(host ? host : "127.0.0.1", port, &ss, &len);
-    if (r < 0 || (r = weft__cancel_point(weft__io_self())) < 0) /* before making a socket */
-        return r;
-    int fd = sys_stream_socket(ss.ss_family);
+    int fd = sys_stream_socket(sa->sa_family);
     if (fd < 0)
         return fd;
     weft__fd_new_socket(fd);
-    r = weft_connect(fd, (struct sockaddr *)&ss, len, deadline);
+    int r = weft_connect(fd, sa, len, deadline);
     if (r < 0) {
         weft_close(fd);
         return r;
     }
     return fd;
+}
+
+/* A host name (resolve.c): each of its addresses in getaddrinfo's order until one connects;
+ * the last one's error otherwise. */
+static int tcp_connect_name(const char *host, int port, int64_t deadline)
+{
+    struct addrinfo *list;
+    int r = weft__resolve(host, port, &list, deadline);
+    if (r < 0)
+        return r;
+    r = WEFT_ENOHOST;
+    for (struct addrinfo *a = list; a; a = a->ai_next) {
+        if ((r = tcp_connect_addr(a->ai_addr, a->ai_addrlen, deadline)) >= 0 ||
+            r == WEFT_ECANCELED || r == WEFT_ETIMEDOUT)
+            break;
+    }
+    freeaddrinfo(list);
+    return r;
+}
+
+int weft_tcp_connect(const char *host, int port, int64_t deadline)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    int r = make_addr(host ? host : "127.0.0.1", port, &ss, &len);
+    int name = r == WEFT_EINVAL && host && port >= 0 && port <= 65535 && weft__host_name_ok(host);
+    if ((r < 0 && !name) || (r = weft__cancel_point(weft__io_self())) < 0) /* before any effect */
+        return r;
+    if (name)
+        return tcp_connect_name(host, port, deadline);
+    return tcp_connect_addr((struct sockaddr *)&ss, len, deadline);
 }
 
