@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* test_sched.c — the multi-threaded scheduler: coroutines migrate between workers; a million
+/* test_sched.c — the multi-threaded scheduler: the run order of spawned children (newest
+ * first, bounded; a thief takes the oldest); coroutines migrate between workers; a million
  * coroutines spread over all workers each run exactly once; stealing under producers on
  * every worker; spawn and join from plain OS threads; pinning; coroutine-local storage that
  * follows a coroutine across threads; shutdown with coroutines still parked or queued. */
@@ -13,6 +14,129 @@
 static long checks;
 
 static int nworkers;
+
+/* ---- run order of spawned children ------------------------------------------------------ */
+
+/* One worker: a spawner's children run newest first (depth-first for a tree of spawns: few
+ * started, unfinished coroutines, each holding a stack). Plain ints: one thread. */
+#define KIDS 10
+static int order_log[4 * 128];
+static int order_n;
+static void *order_kid(void *arg)
+{
+    order_log[order_n++] = (int)(intptr_t)arg;
+    return NULL;
+}
+
+static void test_newest_first(void)
+{
+    order_n = 0;
+    weft_task t[KIDS];
+    for (int i = 0; i < KIDS; i++)
+        ASSERT_EQ(weft_spawn(&t[i], order_kid, (void *)(intptr_t)i), 0);
+    for (int i = 0; i < KIDS; i++)
+        ASSERT_EQ(weft_join(t[i], NULL), 0);
+    CHECK_EQ(order_n, KIDS);
+    for (int i = 0; i < KIDS; i++)
+        CHECK_EQ(order_log[i], KIDS - 1 - i);
+}
+
+/* One worker: a coroutine that was already runnable (queued in the ring by its yield) runs
+ * within a bound while a spawner's children run newest first: never more than 16 children
+ * in a row (sched.c local_get's NEWEST_RUN) between two turns of the yielder. */
+#define MANY_KIDS 100
+static int kids_done;
+static void *counted_kid(void *arg)
+{
+    order_log[order_n++] = (int)(intptr_t)arg;
+    kids_done++;
+    return NULL;
+}
+static void *log_yielder(void *arg)
+{
+    (void)arg;
+    do {
+        order_log[order_n++] = -1;
+        weft_yield();
+    } while (kids_done < MANY_KIDS);
+    return NULL;
+}
+static void *kid_spawner(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < MANY_KIDS; i++)
+        ASSERT_EQ(weft_spawn(NULL, counted_kid, (void *)(intptr_t)i), 0);
+    return NULL;
+}
+
+static void test_newest_first_bounded(void)
+{
+    order_n = 0;
+    kids_done = 0;
+    weft_task y, s;
+    ASSERT_EQ(weft_spawn(&y, log_yielder, NULL), 0);
+    ASSERT_EQ(weft_yield(), 0); /* y runs, logs and yields: it is queued in the ring */
+    ASSERT_EQ(order_n, 1);
+    ASSERT_EQ(weft_spawn(&s, kid_spawner, NULL), 0);
+    ASSERT_EQ(weft_join(s, NULL), 0);
+    ASSERT_EQ(weft_join(y, NULL), 0);
+    CHECK_EQ(kids_done, MANY_KIDS);
+    int run = 0, max_run = 0, yields = 0;
+    for (int i = 1; i < order_n; i++) {
+        if (order_log[i] < 0) {
+            yields++;
+            run = 0;
+        } else if (++run > max_run) {
+            max_run = run;
+        }
+    }
+    CHECK_LE(max_run, 16);
+    CHECK_GE(yields, MANY_KIDS / 16 - 1); /* the yielder had its turns meanwhile */
+    int kids[2], nk = 0; /* the newest child first, then the next newest */
+    for (int i = 1; i < order_n && nk < 2; i++)
+        if (order_log[i] >= 0)
+            kids[nk++] = order_log[i];
+    CHECK_EQ(nk, 2);
+    CHECK_EQ(kids[0], MANY_KIDS - 1);
+    CHECK_EQ(kids[1], MANY_KIDS - 2);
+}
+
+/* Two workers: the spawner keeps its worker busy, so its children run only when the other
+ * worker steals them — and a thief takes the oldest unstarted child first (in a tree of
+ * spawns, the biggest subtree). Not under forced narrow mode (nothing is shared out) or
+ * $WEFT_DEBUG_MIGRATE (every spawn is posted to another worker's inbox: no stealing). */
+static _Atomic int first_kid;
+static weft_task stolen_kids[KIDS];
+static void *stolen_kid(void *arg)
+{
+    int none = -1;
+    atomic_compare_exchange_strong(&first_kid, &none, (int)(intptr_t)arg);
+    return NULL;
+}
+static void *busy_spawner(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < KIDS; i++)
+        ASSERT_EQ(weft_spawn(&stolen_kids[i], stolen_kid, (void *)(intptr_t)i), 0);
+    int64_t deadline = weft_now() + WEFT_SEC(60); /* a safety net against a hang only */
+    while (atomic_load(&first_kid) < 0 && weft_now() < deadline)
+        ; /* no yield: this worker runs none of the children */
+    return NULL;
+}
+
+static void test_thief_takes_oldest(void)
+{
+    const char *narrow = getenv("WEFT_NARROW");
+    if (nworkers < 2 || (narrow && !strcmp(narrow, "1")) || getenv("WEFT_DEBUG_MIGRATE"))
+        return;
+    atomic_store(&first_kid, -1);
+    weft_task s;
+    ASSERT_EQ(weft_spawn(&s, busy_spawner, NULL), 0);
+    ASSERT_EQ(weft_join(s, NULL), 0);
+    for (int i = 0; i < KIDS; i++)
+        ASSERT_EQ(weft_join(stolen_kids[i], NULL), 0);
+    CHECK_EQ(atomic_load(&first_kid), 0);
+}
 
 /* ---- migration: a token passed around a ring of coroutines over channels --------------- */
 
@@ -321,6 +445,11 @@ static int app(void *arg)
     weft_stats st;
     ASSERT_EQ(weft_stats_get(&st), 0);
     nworkers = st.workers;
+    if (nworkers == 1) {
+        test_newest_first();
+        test_newest_first_bounded();
+    }
+    test_thief_takes_oldest();
     test_migration();
     test_migration_under_load();
     test_million();

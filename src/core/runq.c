@@ -76,9 +76,89 @@ struct weft__coro *weft__runq_get(struct weft__runq *q)
     return NULL;
 }
 
+struct weft__coro *weft__lifo_pop(struct weft__runq *q, bool solo)
+{
+    uint32_t b = atomic_load_explicit(&q->lifo_bottom, memory_order_relaxed);
+    /* A stale top is no larger than the real one, which never passes bottom: t == b means
+     * empty (thieves only take). */
+    uint32_t t = atomic_load_explicit(&q->lifo_top, memory_order_relaxed);
+    if (b == t)
+        return NULL;
+    b--;
+    if (solo) { /* no thieves: a plain pop */
+        atomic_store_explicit(&q->lifo_bottom, b, memory_order_relaxed);
+        return atomic_load_explicit(&q->lifo[b % WEFT_LIFO_SIZE], memory_order_relaxed);
+    }
+    /* Claim slot b (release: see runq.h), then seq_cst fence, then look at top: a thief that
+     * loads top, fences and then loads bottom either sees our claim or is seen by us. */
+    atomic_store_explicit(&q->lifo_bottom, b, memory_order_release);
+    weft__fence_seq_cst();
+    t = atomic_load_explicit(&q->lifo_top, memory_order_relaxed);
+    struct weft__coro *co = NULL;
+    if ((int32_t)(b - t) > 0) /* more than one left: no thief can reach slot b */
+        return atomic_load_explicit(&q->lifo[b % WEFT_LIFO_SIZE], memory_order_relaxed);
+    if (b == t) {
+        /* The last one: whoever moves top past it (seq_cst CAS, as the thieves') has it. */
+        co = atomic_load_explicit(&q->lifo[b % WEFT_LIFO_SIZE], memory_order_relaxed);
+        if (!atomic_compare_exchange_strong_explicit(&q->lifo_top, &t, t + 1,
+                                                     memory_order_seq_cst, memory_order_relaxed))
+            co = NULL;
+    }
+    /* Empty now (top == b + 1): restore bottom to meet it. */
+    atomic_store_explicit(&q->lifo_bottom, b + 1, memory_order_release);
+    return co;
+}
+
+/* A thief: take the oldest entry of v's LIFO (*left: how many remained behind it), or NULL
+ * when it is empty. A lost CAS means another thief or the owner took that entry: retry. */
+static struct weft__coro *lifo_steal_one(struct weft__runq *v, uint32_t *left)
+{
+    for (;;) {
+        uint32_t t = atomic_load_explicit(&v->lifo_top, memory_order_acquire);
+        weft__fence_seq_cst(); /* pairs with the owner's pop (see weft__lifo_pop) */
+        /* acquire: pairs with the owner's release stores of bottom (the slot, the coroutine) */
+        uint32_t b = atomic_load_explicit(&v->lifo_bottom, memory_order_acquire);
+        if ((int32_t)(b - t) <= 0)
+            return NULL;
+        /* The slot may be overwritten by a push only once top has passed t: then the CAS
+         * fails and what we read is dropped (slots are atomics for that reason). */
+        struct weft__coro *co =
+            atomic_load_explicit(&v->lifo[t % WEFT_LIFO_SIZE], memory_order_relaxed);
+        if (atomic_compare_exchange_strong_explicit(&v->lifo_top, &t, t + 1,
+                                                    memory_order_seq_cst, memory_order_relaxed)) {
+            *left = b - t - 1;
+            return co;
+        }
+    }
+}
+
+/* Steal the oldest entry of v's LIFO to run now and up to half of the rest, oldest first,
+ * into q's LIFO (empty, as q's ring: see weft__runq_steal): unstarted children stay in a LIFO
+ * on the thief too — in its ring, each would start a new subtree every NEWEST_RUN dispatches
+ * (sched.c), breadth-first again. One CAS per entry: a batch CAS on top could race with the
+ * owner's pops at the other end, which only the one-entry protocol settles. */
+static struct weft__coro *lifo_steal(struct weft__runq *q, struct weft__runq *v)
+{
+    uint32_t left;
+    struct weft__coro *first = lifo_steal_one(v, &left);
+    if (!first)
+        return NULL;
+    for (uint32_t more = left / 2; more > 0; more--) {
+        struct weft__coro *co = lifo_steal_one(v, &left);
+        if (!co || !weft__lifo_push(q, co)) { /* cannot be full: empty, and more < SIZE / 2 */
+            WEFT_ASSERT(!co);
+            break;
+        }
+    }
+    return first;
+}
+
 struct weft__coro *weft__runq_steal(struct weft__runq *q, struct weft__runq *victim,
                                     bool steal_next)
 {
+    struct weft__coro *first = lifo_steal(q, victim);
+    if (first)
+        return first;
     /* Grab half of the victim's ring into our own ring's free slots (we are q's owner, and
      * our ring is empty when we steal, so there is room for WEFT_RUNQ_SIZE / 2). */
     uint32_t qt = atomic_load_explicit(&q->tail, memory_order_relaxed);
@@ -120,7 +200,8 @@ struct weft__coro *weft__runq_steal(struct weft__runq *q, struct weft__runq *vic
 bool weft__runq_nonempty(struct weft__runq *q)
 {
     return atomic_load_explicit(&q->tail, memory_order_acquire) != load_head(q) ||
-           atomic_load_explicit(&q->runnext, memory_order_relaxed) != NULL;
+           atomic_load_explicit(&q->runnext, memory_order_relaxed) != NULL ||
+           weft__lifo_len(q) != 0;
 }
 
 uint32_t weft__runq_len(struct weft__runq *q)

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* runq.h — floor 1 (objects and queues): run queues: each worker's bounded ring plus runnext
- * slot (Go's runq), and the global injection queue. Thread contracts are on each function. */
+ * slot (Go's runq), its LIFO of spawned, not yet started coroutines (a Chase–Lev deque), and
+ * the global injection queue. Thread contracts are on each function. */
 #ifndef WEFT_RUNQ_H
 #define WEFT_RUNQ_H
 
@@ -9,6 +10,7 @@
 #include "lock.h"
 
 #define WEFT_RUNQ_SIZE 256
+#define WEFT_LIFO_SIZE 256
 
 /* A single-producer, multi-consumer ring (Go's runq; a FIFO relative of Chase–Lev):
  * the owner pushes at tail and pops at head; thieves take half of [head, tail) with one CAS
@@ -24,6 +26,20 @@ struct weft__runq {
      * An exchange, not a store, because a thief may empty it at any moment. */
     _Atomic(struct weft__coro *) runnext WEFT_ALIGNED_CL;
     _Atomic(struct weft__coro *) buf[WEFT_RUNQ_SIZE];
+    /* The LIFO of spawned, not yet started coroutines (a Chase–Lev deque, bounded): the owner
+     * pushes and pops the newest at `bottom` (a spawner's children run depth-first, so a
+     * tree of spawns keeps few started-but-unfinished coroutines, each holding a stack);
+     * thieves take the oldest at `top` (in a tree, the biggest subtrees). `top` only grows,
+     * by CAS (thieves, and the owner when it takes the last entry); `bottom` is written by
+     * the owner only, always with RELEASE (a thief's ACQUIRE load of bottom then sees the
+     * slots below it and the coroutines' contents — even a value from a pop's decrement,
+     * which C11 would not put in the release sequence of the push's store if it were
+     * relaxed). The race for the last entry is Dekker's: the owner stores bottom, seq_cst
+     * fence, loads top; a thief loads top, seq_cst fence, loads bottom; both then CAS top
+     * (seq_cst), so one of them wins it (Lê, Pop, Cohen, Zappa Nardelli, PPoPP 2013). */
+    _Atomic uint32_t lifo_top WEFT_ALIGNED_CL;
+    _Atomic uint32_t lifo_bottom WEFT_ALIGNED_CL;
+    _Atomic(struct weft__coro *) lifo[WEFT_LIFO_SIZE];
 };
 
 /* The global queue: a locked FIFO with an atomic length for lock-free emptiness checks. */
@@ -64,11 +80,37 @@ static inline struct weft__coro *weft__runq_get_solo(struct weft__runq *q)
     atomic_store_explicit(&q->head, h + 1, memory_order_relaxed);
     return co;
 }
-/* Any thread. Steal half of victim's ring into q (q's owner calls this); returns one
- * coroutine to run now, or NULL. steal_next: may also take the victim's runnext. */
+/* Owner only. Push a never-run coroutine on the LIFO; false (nothing done) when it is full. */
+static inline bool weft__lifo_push(struct weft__runq *q, struct weft__coro *co)
+{
+    uint32_t b = atomic_load_explicit(&q->lifo_bottom, memory_order_relaxed);
+    /* acquire on top: a thief's read of the slot we are about to reuse happened before its
+     * CAS moved top past it (as the ring's put). */
+    uint32_t t = atomic_load_explicit(&q->lifo_top, memory_order_acquire);
+    if (b - t >= WEFT_LIFO_SIZE)
+        return false;
+    atomic_store_explicit(&q->lifo[b % WEFT_LIFO_SIZE], co, memory_order_relaxed);
+    /* release: publishes the slot and the coroutine to a thief's acquire load of bottom */
+    atomic_store_explicit(&q->lifo_bottom, b + 1, memory_order_release);
+    return true;
+}
+/* Owner only. Pop the newest entry of the LIFO, or NULL. solo: the runtime has one worker
+ * (no thief can exist: no fence, no CAS). */
+struct weft__coro *weft__lifo_pop(struct weft__runq *q, bool solo);
+/* Any thread. A snapshot of the LIFO's length. */
+static inline uint32_t weft__lifo_len(struct weft__runq *q)
+{
+    uint32_t t = atomic_load_explicit(&q->lifo_top, memory_order_acquire);
+    uint32_t b = atomic_load_explicit(&q->lifo_bottom, memory_order_acquire);
+    return (int32_t)(b - t) > 0 ? b - t : 0;
+}
+/* Any thread (q's owner calls this; q's ring and LIFO are empty). Steal from victim: the
+ * oldest half of its LIFO if it has one (the oldest to run now, the rest into q's LIFO),
+ * else half of its ring (into q's ring); returns one coroutine to run now, or NULL.
+ * steal_next: may also take the victim's runnext. */
 struct weft__coro *weft__runq_steal(struct weft__runq *q, struct weft__runq *victim,
                                     bool steal_next);
-/* Any thread. A snapshot: is the ring (or runnext) non-empty? */
+/* Any thread. A snapshot: is the ring, runnext or the LIFO non-empty? */
 bool weft__runq_nonempty(struct weft__runq *q);
 uint32_t weft__runq_len(struct weft__runq *q);
 

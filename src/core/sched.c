@@ -28,9 +28,10 @@
  *
  * Finding work (find_work, scheduler context): own inbox; every 61st tick the global queue
  * first; the event loop without blocking if 1 ms has passed since the last poll; own
- * runnext/ring; the global queue; the event loop again; then, as a *spinning* worker (at most
- * half the busy ones), steal half of a random victim's ring (the victim's runnext only on the
- * last round); then go idle.
+ * runnext/LIFO/ring; the global queue; the event loop again; then, as a *spinning* worker (at
+ * most half the busy ones), steal from a random victim the oldest half of its LIFO of unstarted
+ * children (the biggest subtrees of a tree of spawns), else half of its ring (its runnext only
+ * on the last round); then go idle.
  *
  * Stopping (the shutdown rule, weft.h). main's exit sets `stopping` and every worker's
  * `stop` flag (weft__stop) and wakes them all. Every dispatch checks the flag first: the
@@ -47,8 +48,10 @@
  * policy (poll-spinning, narrow mode): idle.c and load.c.
  *
  * Fairness: yield puts the caller at the ring's tail (never in runnext). runnext (a woken or
- * spawned coroutine runs next, for message passing with warm caches) is bounded: after 3
- * consecutive runnext dispatches the ring's head goes first. Every 61st dispatch checks the
+ * spawned coroutine runs next, for message passing with warm caches) and the LIFO (runq.h:
+ * spawned children displaced from runnext run newest-first, i.e. depth-first, so a tree of
+ * spawns keeps few coroutines started and unfinished, each holding a stack) are bounded: after
+ * 16 consecutive dispatches from them the ring's head goes first (local_get). Every 61st dispatch checks the
  * global queue first. weft has no preemption: a coroutine that never blocks or yields keeps
  * its worker (documented in the README).
  *
@@ -220,13 +223,19 @@ static void switch_to(struct weft__worker *w, struct weft__coro *to, struct weft
 
 
 
-/* Owner only: the next local coroutine — pinned FIFO, runnext (at most 3 in a row), ring. */
+/* Owner only: the next local coroutine — pinned FIFO, runnext, the LIFO of unstarted
+ * children (runnext and LIFO together at most NEWEST_RUN in a row), ring; when the ring is
+ * empty, runnext, then the LIFO. So a coroutine queued in the ring waits at most NEWEST_RUN
+ * dispatches of newer ones before its turn comes. runnext goes before the LIFO: it holds the
+ * newest (a child just spawned, or a parent its child just woke, whose child would otherwise
+ * park — and keep its stack — to wait for it). */
+enum { NEWEST_RUN = 16 };
 static struct weft__coro *local_get(struct weft__worker *w)
 {
     struct weft__coro *co = weft__pinned_pop(w);
     if (co)
         return co;
-    if (w->next_streak < 3) {
+    if (w->next_streak < NEWEST_RUN) {
         /* acquire: pairs with the release of the exchange that filled runnext (enqueue) */
         co = atomic_load_explicit(&w->rq.runnext, memory_order_relaxed);
         if (co && atomic_compare_exchange_strong_explicit(&w->rq.runnext, &co, NULL,
@@ -236,12 +245,19 @@ static struct weft__coro *local_get(struct weft__worker *w)
             return co;
         }
     }
+    if (w->next_streak < NEWEST_RUN && (co = weft__lifo_pop(&w->rq, w->solo))) {
+        w->next_streak++;
+        return co;
+    }
     w->next_streak = 0;
     if (w->solo) { /* no thieves: no CAS needed */
         co = weft__runq_get_solo(&w->rq);
-        return co ? co : weft__runq_get(&w->rq);
+        if (!co)
+            co = weft__runq_get(&w->rq);
+    } else {
+        co = weft__runq_get(&w->rq);
     }
-    return weft__runq_get(&w->rq);
+    return co ? co : weft__lifo_pop(&w->rq, w->solo);
 }
 
 
@@ -296,9 +312,12 @@ static void enqueue(struct weft__worker *w, struct weft__coro *co, int how)
          * sees the displaced coroutine's, which we queue. */
         struct weft__coro *old =
             atomic_exchange_explicit(&w->rq.runnext, co, memory_order_acq_rel);
-        if (old)
+        /* A displaced coroutine that never ran (a spawned child: no context yet; we own it
+         * now, and its ctx is ours to read, we queued it) waits newest-first in the LIFO, so
+         * a spawner's children run depth-first; one that ran, or a full LIFO: the ring. */
+        if (old && (old->ctx || !weft__lifo_push(&w->rq, old)))
             weft__runq_put(&w->rq, old, &rt->global);
-        else if (how == Q_HANDOFF)
+        else if (!old && how == Q_HANDOFF)
             return;
     }
     /* Narrow (load.c): work queued on the home stays there (the home is awake and runs it);

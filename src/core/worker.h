@@ -65,7 +65,7 @@ struct weft__worker {
      * relaxed, on the owner's own line, no cost while 0) and with acquire by worker_loop
      * before it leaves (sched.c "Stopping"; set by weft__stop). */
     _Atomic bool stop;
-    uint32_t next_streak;          /* consecutive runnext dispatches (bounded to 3) */
+    uint32_t next_streak;          /* consecutive runnext/LIFO dispatches (sched.c local_get) */
     int64_t last_poll;             /* weft_now() of the last ev_run */
     /* load.c: poll-spinning and idle accounting (owner only, but idle_mark: see load.c) */
     int64_t poll_spin_start;       /* poll-spinning since (0: not) */
