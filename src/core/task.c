@@ -159,9 +159,16 @@ static int spawn(weft_task *out, weft_fn fn, void *arg, const weft_spawn_opts *o
     weft__schedule(co, false);
     /* Back-pressure: a coroutine spawning faster than the workers drain (a loop of a
      * million spawns) would park every child in the queues, each with a control block of
-     * fresh memory (a page fault per 14 children here). When this worker's ring is full,
-     * the spawner yields and its children run first: memory stays flat and warm. */
-    if (w && w->current && weft__runq_len(&w->rq) >= WEFT_RUNQ_SIZE - 1)
+     * fresh memory (a page fault per 14 children here). When this worker's LIFO of unstarted
+     * children (or its ring) is full, the spawner yields and its children run first: memory
+     * stays flat and warm. The spawner is then at the ring's tail, and local_get's bound
+     * (16 newest-first dispatches, then the ring's head) brings it back after ~16 children:
+     * the queue stays nearly full, so a thief finds a batch at every look — draining it to
+     * empty first (as when only a full ring made the spawner yield: 512 children) sent the
+     * thief back to sleep once per batch, and the next spawn woke it (an eventfd write and
+     * two context switches per ~500 spawns). */
+    if (w && w->current &&
+        (weft__lifo_len(&w->rq) >= WEFT_LIFO_SIZE || weft__runq_len(&w->rq) >= WEFT_RUNQ_SIZE - 1))
         weft__yield(); /* not a cancellation point: spawn reports none */
     return 0;
 }
