@@ -101,6 +101,47 @@ static void test_newest_first_bounded(void)
     CHECK_EQ(kids[1], MANY_KIDS - 2);
 }
 
+/* One worker: a loop of spawns is held back once its worker's queue of unstarted children is
+ * full (256): the spawner yields, ~16 children run (local_get's bound, then the spawner is
+ * the ring's head), and it spawns again — the queue stays nearly full instead of draining to
+ * empty each time (which sent a thief back to sleep once per batch). */
+static int bp_ran;
+static weft_wg bp_wg;
+static void *bp_kid(void *arg)
+{
+    (void)arg;
+    bp_ran++;
+    weft_wg_done(&bp_wg);
+    return NULL;
+}
+
+static void test_spawn_backpressure(void)
+{
+    enum { N = 3000 };
+    bp_ran = 0;
+    weft_wg_init(&bp_wg);
+    weft_wg_add(&bp_wg, N);
+    int max_in_spawn = 0, max_queued = 0, held_back = 0;
+    for (int i = 0; i < N; i++) {
+        int before = bp_ran;
+        ASSERT_EQ(weft_spawn(NULL, bp_kid, NULL), 0);
+        int in_spawn = bp_ran - before; /* children run while this spawn held us back */
+        if (in_spawn) {
+            held_back++;
+            if (in_spawn > max_in_spawn)
+                max_in_spawn = in_spawn;
+        }
+        if (i + 1 - bp_ran > max_queued)
+            max_queued = i + 1 - bp_ran;
+    }
+    ASSERT_EQ(weft_wg_wait(&bp_wg), 0);
+    CHECK_EQ(bp_ran, N);
+    CHECK_GT(held_back, 0);
+    CHECK_LE(max_in_spawn, 16);       /* back after the bound, not after the whole queue */
+    CHECK_LE(max_queued, 256 + 1);    /* the LIFO's 256 and runnext */
+    CHECK_GE(max_queued, 256 - 16);   /* and it stays nearly full */
+}
+
 /* Two workers: the spawner keeps its worker busy, so its children run only when the other
  * worker steals them — and a thief takes the oldest unstarted child first (in a tree of
  * spawns, the biggest subtree). Not under forced narrow mode (nothing is shared out) or
@@ -448,6 +489,7 @@ static int app(void *arg)
     if (nworkers == 1) {
         test_newest_first();
         test_newest_first_bounded();
+        test_spawn_backpressure();
     }
     test_thief_takes_oldest();
     test_migration();
