@@ -7,6 +7,7 @@
 #include "gate.h"
 #include "hang.h"
 #include "runtime.h"
+#include "trace.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -563,6 +564,8 @@ static int spawn(weft_task *out, weft_fn fn, void *arg, const weft_spawn_opts *o
         co->pin = 1;
         co->home = w;
     }
+    WEFT__TRACE_SPAWN(w ? w->index : -1, co->id, w && w->current ? w->current->id : 0, co->name,
+                      (const void *)(uintptr_t)fn);
     weft__schedule(co, false);
     /* Back-pressure: a coroutine spawning faster than the workers drain (a loop of a
      * million spawns) would park every child in the queues, each with a control block of
@@ -747,6 +750,7 @@ int weft_set_name(weft_task t, const char *name)
     memcpy(co->name, name, n);
     co->name[n] = 0;
     weft__lock_release(&co->lock);
+    WEFT__TRACE_NAME(weft_worker_index(), t.id, name, NULL);
     return 0;
 }
 

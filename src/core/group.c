@@ -42,6 +42,7 @@
  *     then waits no more. */
 #include "gate.h"
 #include "runtime.h"
+#include "trace.h"
 #include "waitq.h"
 
 #include <stdlib.h>
@@ -250,6 +251,8 @@ static void *member_entry(void *arg)
     m->task = weft_self();
     bool cancelled = g->cancelled;
     weft__lock_release(&g->lock);
+    WEFT__TRACE_NAME(weft_worker_index(), m->task.id, NULL, /* the trace names it by its fn */
+                     m->fn ? (const void *)(uintptr_t)m->fn : (const void *)(uintptr_t)m->ifn);
     if (cancelled)
         weft_cancel(m->task); /* spawned into a cancelled group: start cancelled */
     if (m->fn)

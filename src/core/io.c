@@ -34,6 +34,7 @@
  * address of one thread's errno after the coroutine moved to another thread). */
 #define _GNU_SOURCE
 #include "runtime.h"
+#include "trace.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -119,6 +120,7 @@ static void on_io(struct ev_loop *loop, ev_io *io, int revents)
     struct weft__iow *r = (struct weft__iow *)io;
     ev_io_stop(loop, io); /* one-shot: never fires again for this wait */
     int ev = (revents & EV_READ ? WEFT_READABLE : 0) | (revents & EV_WRITE ? WEFT_WRITABLE : 0);
+    WEFT__TRACE(r->owner->index, WEFT__TR_FD_READY, r->k.co ? r->k.co->id : 0, io->fd, ev);
     weft__waker_wake(&r->k, ev ? ev : (WEFT_READABLE | WEFT_WRITABLE), false);
 }
 
@@ -241,6 +243,7 @@ int weft_wait_fd(int fd, int events, int64_t deadline)
     same_file_as_before(w, r, fd, cookie);
     ev_io_start(w->loop, &r->io);
     w->io_waits++;
+    WEFT__TRACE_CO(w->index, WEFT__TR_FD_WAIT, co, (uint64_t)fd, events);
     int res = weft__park_until(deadline, NULL, NULL);
     /* Wherever we resumed, the record goes back to its owner. */
     if (weft__worker_self() == r->owner)

@@ -26,6 +26,7 @@
 #include "gate.h"
 #include "hang.h"
 #include "runtime.h"
+#include "trace.h"
 
 #include <sched.h>
 
@@ -248,6 +249,8 @@ int weft_run(int (*main)(void *), void *arg, const weft_config *config)
         pthread_t *threads = calloc((size_t)nthreads, sizeof *threads);
         if (!threads)
             goto stop;
+        weft__trace_run_begin(nthreads); /* $WEFT_TRACE, weft_trace_start (trace.h) */
+        WEFT__TRACE_SPAWN(-1, co->id, 0, co->name, NULL);
         weft__gate_open(); /* plain threads may come in: weft__rt is set */
         opened = true;
         int started = 1;
@@ -281,6 +284,7 @@ out:
     /* Step 1b: the blocking pool's running jobs, before the teardown (their records and
      * what fn uses may be on abandoned coroutines' stacks); queued ones never run. */
     weft__blocking_shutdown();
+    weft__trace_run_end(); /* no worker, no pool thread left: every buffer is written out */
     if (ran)
         weft__zombie_report(); /* nothing changes under its walk now: no worker, no thread */
     if (rt->workers)

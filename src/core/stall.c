@@ -44,6 +44,7 @@
 #define _GNU_SOURCE
 #include "futex.h"
 #include "hang.h"
+#include "trace.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -212,6 +213,7 @@ static void report(int i, int64_t ran, struct look *lk)
         }
     }
     (void)w;
+    WEFT__TRACE(-1, WEFT__TR_STALL, answered ? s->id : 0, (uint64_t)ran, i);
     if (!answered) {
         lk->id = 0;
         fprintf(stderr,

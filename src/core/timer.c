@@ -19,6 +19,7 @@
  * that lag, and a callback that still fires early re-arms for the rest: never early. */
 #define _GNU_SOURCE
 #include "runtime.h"
+#include "trace.h"
 
 #include <stdlib.h>
 #include <time.h>
@@ -74,6 +75,7 @@ static void on_timer(struct ev_loop *loop, ev_timer *e, int revents)
         arm(t->owner, t); /* libev's clock ran ahead of ours: never wake early */
         return;
     }
+    WEFT__TRACE(t->owner->index, WEFT__TR_TIMER, t->k.co ? t->k.co->id : 0, 0, 0);
     weft__waker_wake(&t->k, WEFT_ETIMEDOUT, false);
 }
 
