@@ -33,6 +33,7 @@ struct rec {
 struct tally {
     long kind[K_N];
     long park_chan, park_sleep, wake_thread, workers;
+    long blocks[64], blocks_max; /* blocks per worker; the most one worker wrote */
 };
 
 /* Read a trace file back and check its shape; count its events. */
@@ -63,6 +64,8 @@ static void read_trace(const char *path, struct tally *t)
         CHECK(h.worker >= -1 && h.worker < 64);
         CHECK(h.count > 0 && h.count <= 4096);
         CHECK_EQ(fread(r, sizeof r[0], h.count, f), h.count);
+        if (h.worker >= 0 && ++t->blocks[h.worker] > t->blocks_max)
+            t->blocks_max = t->blocks[h.worker];
         for (uint32_t i = 0; i < h.count; i++) {
             CHECK_LT(r[i].kind, K_N);
             t->kind[r[i].kind]++;
@@ -251,7 +254,7 @@ static int during_main(void *arg)
         for (int i = 0; i < 2; i++) /* plain threads: the locked buffer */
             ASSERT_EQ(pthread_create(&th[i], NULL, thread_sender, ch), 0);
         /* enough yields that every worker's buffer fills (2,048 records) several times */
-        long until = busy_yields + test_scaled(30000);
+        long until = busy_yields + ops_scaled(60000);
         while (busy_yields < until)
             ASSERT_EQ(weft_sleep(WEFT_USEC(200)), 0);
         ASSERT_EQ(weft_join(d, NULL), 0);
@@ -275,7 +278,8 @@ static void test_during_run(void)
         struct tally t;
         read_trace(i ? path2 : path1, &t);
         CHECK_EQ(t.workers, 3);
-        CHECK_GE(t.kind[K_YIELD], test_scaled(30000) / 2);
+        CHECK_GE(t.kind[K_YIELD], ops_scaled(60000) / 2);
+        CHECK_GE(t.blocks_max, 2); /* a buffer filled and its owner wrote it out */
         CHECK_EQ(t.kind[K_SPAWN], 1);              /* drain: the busy ones came before */
         CHECK_EQ(t.kind[K_BLOCK_START], 0);
         CHECK_GE(t.kind[K_WAKE], 1);

@@ -150,11 +150,13 @@ static void put(struct session *s, struct tbuf *b, const struct rec *r, uint32_t
     atomic_store_explicit(&b->len, len + n, memory_order_release);
 }
 
-static void emit_recs(int worker, const struct rec *r, uint32_t n)
+/* The time is taken after the session is loaded: an event never predates its file's t0. */
+static void emit_recs(int worker, struct rec *r, uint32_t n)
 {
     struct session *s = atomic_load_explicit(&cur, memory_order_acquire);
     if (!s)
         return;
+    r->t = mono_ns();
     if (worker >= 0 && worker < s->nbufs) {
         put(s, s->bufs[worker], r, n, false);
         return;
@@ -166,7 +168,7 @@ static void emit_recs(int worker, const struct rec *r, uint32_t n)
 
 void weft__trace_emit(int worker, uint32_t kind, uint64_t a, uint64_t b, int32_t x)
 {
-    struct rec r = {.t = mono_ns(), .kind = kind, .x = x, .a = a, .b = b};
+    struct rec r = {.kind = kind, .x = x, .a = a, .b = b};
     emit_recs(worker, &r, 1);
 }
 
@@ -174,7 +176,7 @@ void weft__trace_emit(int worker, uint32_t kind, uint64_t a, uint64_t b, int32_t
 static void emit_named(int worker, uint32_t kind, uint64_t a, uint64_t b, const char *name,
                        const void *fn)
 {
-    struct rec r[2] = {{.t = mono_ns(), .kind = kind, .a = a, .b = b}};
+    struct rec r[2] = {{.kind = kind, .a = a, .b = b}};
     char *nb = (char *)&r[1];
     if (name && name[0]) {
         snprintf(nb, sizeof r[1], "%s", name);
@@ -217,7 +219,9 @@ int weft__trace_wait_kind(const char *what)
 
 static struct tbuf *buf_new(int worker)
 {
-    struct tbuf *b = aligned_alloc(WEFT_CACHELINE, sizeof *b); /* no line shared with another */
+    /* its own cache lines (aligned_alloc wants a size that is a multiple of the alignment) */
+    struct tbuf *b = aligned_alloc(WEFT_CACHELINE, (sizeof *b + WEFT_CACHELINE - 1) &
+                                                       ~(size_t)(WEFT_CACHELINE - 1));
     if (b) {
         atomic_init(&b->len, 0);
         b->done = 0;
