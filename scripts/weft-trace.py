@@ -9,7 +9,9 @@
                                           boxes coloured by coroutine name, wake arrows,
                                           idle time hatched, a time axis
   options: --from MS --to MS (a window of the SVG, in ms from the trace's start),
-           --width PX (SVG width, 1200), --summary (also print the summary with --json/--svg)
+           --width PX (SVG width, 1200), --summary (also print the summary with --json/--svg),
+           --exe PROGRAM (name unnamed coroutines whose entry is a static function of
+           PROGRAM, which the trace can only call "PROGRAM+0x1234", with addr2line)
 
 The file format is described at the top of src/core/trace.c (32-byte records in blocks
 written by each worker). Standard library only; runs with /usr/bin/python3 (3.6+).
@@ -17,7 +19,10 @@ written by each worker). Standard library only; runs with /usr/bin/python3 (3.6+
 import argparse
 import json
 import math
+import os
+import re
 import struct
+import subprocess
 import sys
 from collections import defaultdict
 
@@ -98,6 +103,7 @@ class Model:
         self.names = {}        # coroutine id -> name
         self.runs = []         # (lane, start, end, co, reason)
         self.idles = []        # (lane, start, end)
+        self.jobs = []         # blocking jobs: (start, end, co)
         self.wakes = []        # (t, waker lane, waker co, waker kind, co, run t or None, run lane)
         self.latencies = []    # ns, runnable -> running
         self.counts = defaultdict(int)
@@ -110,6 +116,7 @@ class Model:
         self.start = events[0].t if events else 0
         open_run = {}          # lane -> [start, co]
         open_idle = {}
+        open_job = {}          # co -> start of its blocking job
         ready_at = {}          # co -> t it became runnable
         pending_wake = {}      # co -> index into self.wakes
         last_lane = {}         # co -> lane of its last run
@@ -167,6 +174,10 @@ class Model:
                 self.wakes.append((e.t, e.lane, e.b, kind_name, e.a, None, None))
             elif k == STEAL:
                 self.stolen += e.b
+            elif k == BLOCK_START:
+                open_job[e.a] = e.t
+            elif k == BLOCK_END and e.a in open_job:
+                self.jobs.append((open_job.pop(e.a), e.t, e.a))
             elif k in (TIMER, FD_READY):
                 last_cause[e.lane] = "timer" if k == TIMER else "fd"
             elif k == IDLE:
@@ -182,6 +193,8 @@ class Model:
             self.runs.append((lane, s, self.end, c, "end"))
         for lane, s in open_idle.items():
             self.idles.append((lane, s, self.end))
+        for co, s in open_job.items():
+            self.jobs.append((s, self.end, co))
         if not self.nworkers:
             self.nworkers = 1 + max([e.lane for e in events] + [0])
 
@@ -277,6 +290,9 @@ def to_json(m):
     for lane, s, e, co, why in m.runs:
         ev.append({"ph": "X", "cat": "run", "name": m.name(co), "pid": 1, "tid": tid(lane),
                    "ts": us(s), "dur": us(e - s), "args": {"co": co, "ended_by": why}})
+    for s, e, co in m.jobs:
+        ev.append({"ph": "X", "cat": "blocking", "name": "blocking: " + m.name(co), "pid": 1,
+                   "tid": 0, "ts": us(s), "dur": us(e - s), "args": {"co": co}})
     for lane, s, e in m.idles:
         ev.append({"ph": "X", "cat": "idle", "name": "idle", "pid": 1, "tid": tid(lane),
                    "ts": us(s), "dur": us(e - s)})
@@ -331,7 +347,19 @@ def to_json(m):
             "otherData": {"workers": m.nworkers, "source": "weft"}}
 
 
+PALETTE = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#b07aa1", "#76b7b2", "#edc948",
+           "#ff9da7", "#9c755f", "#bab0ac", "#1f77b4", "#2ca02c"]
+_colours = {}
+
+
 def colour(name):
+    """Distinct palette colours for the first names seen (to_svg assigns them in legend
+    order), then a hash of the name."""
+    if name in _colours:
+        return _colours[name]
+    if len(_colours) < len(PALETTE):
+        _colours[name] = PALETTE[len(_colours)]
+        return _colours[name]
     h = 0
     for ch in name.encode():
         h = (h * 131 + ch) & 0xFFFFFFFF
@@ -361,6 +389,8 @@ def to_svg(m, width=1200, t_from=None, t_to=None):
     left, right, top, lane_h, gap = 90, 20, 40, 34, 10
     plot_w = width - left - right
     names = sorted({m.name(co) for _, s, e, co, _ in m.runs if e >= t0 and s <= t1})
+    for nm in names:
+        colour(nm)  # the palette's colours go to the names shown, in legend order
     legend_rows = (len(names) + 3) // 4
     height = top + len(lanes) * (lane_h + gap) + 40 + 18 * legend_rows + 10
     X = lambda t: left + (t - t0) * plot_w / float(t1 - t0)
@@ -403,6 +433,15 @@ def to_svg(m, width=1200, t_from=None, t_to=None):
             xs, xe = X(max(s, t0)), X(min(e, t1))
             o.append('<rect class="idle" x="%.2f" y="%d" width="%.2f" height="%d" '
                      'fill="url(#hatch)"/>' % (xs, y + 4, max(xe - xs, 0.5), lane_h - 8))
+        if lane == THREADS:  # blocking jobs (pool threads overlap: translucent)
+            for s, e, co in m.jobs:
+                if e < t0 or s > t1:
+                    continue
+                xs, xe = X(max(s, t0)), X(min(e, t1))
+                o.append('<rect class="job" x="%.2f" y="%d" width="%.2f" height="%d" fill="%s" '
+                         'fill-opacity="0.45"><title>blocking job of %s, %s</title></rect>' % (
+                             xs, y + 2, max(xe - xs, 0.6), lane_h - 4, colour(m.name(co)),
+                             esc(m.name(co)), fmt_ns(e - s)))
         last = None  # merge neighbours closer than half a pixel (one box, same name)
         boxes = []
         for l, s, e, co, why in sorted((r for r in m.runs if r[0] == lane),
@@ -448,6 +487,28 @@ def to_svg(m, width=1200, t_from=None, t_to=None):
     return "\n".join(o) + "\n"
 
 
+def resolve_static(fnames, exe):
+    """Entry functions named "PROGRAM+0xOFFSET" (a static function: dladdr knows no symbol)
+    get their name from addr2line, when PROGRAM is the basename of exe."""
+    base = os.path.basename(exe)
+    todo = {}
+    for addr, n in fnames.items():
+        m = re.match(r"^(.*)\+(0x[0-9a-fA-F]+)$", n)
+        if m and m.group(1) == base:
+            todo[addr] = m.group(2)
+    if not todo:
+        return
+    keys = sorted(todo)
+    try:
+        out = subprocess.check_output(["addr2line", "-f", "-e", exe] + [todo[k] for k in keys],
+                                      stderr=subprocess.DEVNULL).decode().splitlines()
+    except (OSError, subprocess.CalledProcessError):
+        return
+    for i, k in enumerate(keys):
+        if 2 * i < len(out) and out[2 * i] not in ("??", ""):
+            fnames[k] = out[2 * i]
+
+
 def main(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -457,6 +518,7 @@ def main(argv):
     ap.add_argument("--svg", metavar="OUT")
     ap.add_argument("--summary", action="store_true")
     ap.add_argument("--width", type=int, default=1200)
+    ap.add_argument("--exe", metavar="PROGRAM")
     ap.add_argument("--from", dest="t_from", type=float, metavar="MS")
     ap.add_argument("--to", dest="t_to", type=float, metavar="MS")
     a = ap.parse_args(argv)
@@ -465,6 +527,8 @@ def main(argv):
     except (OSError, ValueError) as e:
         sys.stderr.write("weft-trace: %s\n" % e)
         return 1
+    if a.exe:
+        resolve_static(fnames, a.exe)
     m = Model(events, fnames)
     if a.json:
         with open(a.json, "w") as f:

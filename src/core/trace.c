@@ -179,7 +179,7 @@ static void emit_named(int worker, uint32_t kind, uint64_t a, uint64_t b, const 
     struct rec r[2] = {{.kind = kind, .a = a, .b = b}};
     char *nb = (char *)&r[1];
     if (name && name[0]) {
-        snprintf(nb, sizeof r[1], "%s", name);
+        snprintf(nb, sizeof r[1], "%.31s", name);
     } else {
         nb[1] = 1;
         memcpy(nb + 8, &fn, sizeof fn);
@@ -330,7 +330,7 @@ static void name_functions(struct session *s)
             size_t n = strlen(name);
             if (n > 2 && strcmp(name + n - 2, "+0") == 0)
                 name[n - 2] = 0; /* the entry itself: "fn", not "fn+0" */
-            snprintf((char *)&r[1], sizeof r[1], "%s", name); /* truncated to 31 */
+            snprintf((char *)&r[1], sizeof r[1], "%.31s", name);
             uint32_t len = atomic_load_explicit(&names->len, memory_order_relaxed);
             if (len + 2 > BUF_RECS)
                 break;
