@@ -27,10 +27,10 @@ import sys
 from collections import defaultdict
 
 META, SPAWN, RUN, YIELD, PARK, EXIT, WAKE, HOP, STEAL, FD_WAIT, FD_READY, TIMER, \
-    BLOCK_START, BLOCK_END, STALL, IDLE, IDLE_END, FNAME, NAME = range(19)
+    BLOCK_START, BLOCK_END, STALL, IDLE, IDLE_END, FNAME, NAME, END = range(20)
 KIND_NAMES = ["meta", "spawn", "run", "yield", "park", "exit", "wake", "hop", "steal",
               "fd wait", "fd ready", "timer", "blocking start", "blocking end", "stall",
-              "idle", "idle end", "fname", "name"]
+              "idle", "idle end", "fname", "name", "end"]
 WAIT_NAMES = ["other", "chan", "mutex", "cond", "semaphore", "sleep", "select", "fd", "join",
               "blocking", "group"]
 WAKER_NAMES = ["coroutine", "loop", "thread"]
@@ -87,9 +87,22 @@ def read_trace(path):
                     name = ("fn", struct.unpack_from("<Q", raw, 8)[0])
                 else:
                     name = cstr(raw)
-            events.append(Event(t - t0, kind, x, a, b, worker, seq, name))
+            events.append(Event(t, kind, x, a, b, worker, seq, name))
             seq += 1
         at = end
+    # Ticks to ns: META (first) and END (last) each pair the tick counter with
+    # CLOCK_MONOTONIC ns (src/core/trace.c "Time").
+    meta = [e for e in events if e.kind == META]
+    end = [e for e in events if e.kind == END]
+    scale = 1.0
+    if meta and end and end[-1].t > meta[0].t and end[-1].a > meta[0].a:
+        scale = (end[-1].a - meta[0].a) / float(end[-1].t - meta[0].t)
+    elif meta:
+        sys.stderr.write("weft-trace: %s has no end record (the program died?): times are "
+                         "in clock ticks, not ns\n" % path)
+    for e in events:
+        e.t = int((e.t - t0) * scale)
+    events = [e for e in events if e.kind != END]
     events.sort(key=lambda e: (e.t, e.seq))
     return events, fnames
 
@@ -352,6 +365,21 @@ PALETTE = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#b07aa1", "#76b7b2", "#e
 _colours = {}
 
 
+def write_json(doc, path):
+    """One event a line, each through json.dumps (its C encoder; json.dump to a file takes
+    the pure-Python one, ~20x slower)."""
+    with open(path, "w") as f:
+        f.write('{"displayTimeUnit":"ns","otherData":%s,"traceEvents":[\n'
+                % json.dumps(doc["otherData"]))
+        dumps = json.JSONEncoder(separators=(",", ":")).encode
+        sep = ""
+        for e in doc["traceEvents"]:
+            f.write(sep)
+            f.write(dumps(e))
+            sep = ",\n"
+        f.write("\n]}\n")
+
+
 def colour(name):
     """Distinct palette colours for the first names seen (to_svg assigns them in legend
     order), then a hash of the name."""
@@ -442,25 +470,33 @@ def to_svg(m, width=1200, t_from=None, t_to=None):
                          'fill-opacity="0.45"><title>blocking job of %s, %s</title></rect>' % (
                              xs, y + 2, max(xe - xs, 0.6), lane_h - 4, colour(m.name(co)),
                              esc(m.name(co)), fmt_ns(e - s)))
-        last = None  # merge neighbours closer than half a pixel (one box, same name)
-        boxes = []
-        for l, s, e, co, why in sorted((r for r in m.runs if r[0] == lane),
-                                       key=lambda r: r[1]):
-            if e < t0 or s > t1:
+        # Runs a pixel wide or more are boxes; shorter ones are summed per pixel column and
+        # drawn as one column split between the names that ran there, in proportion to
+        # their time (a trace of millions of switches stays a picture of a few thousand
+        # elements).
+        boxes, cols = [], defaultdict(lambda: defaultdict(float))
+        for l, s, e, co, why in m.runs:
+            if l != lane or e < t0 or s > t1:
                 continue
             xs, xe, nm = X(max(s, t0)), X(min(e, t1)), m.name(co)
-            if last and last[2] == nm and xs - last[1] < 0.5:
-                last[1] = max(last[1], xe)
-                last[3] += 1
-                continue
-            last = [xs, xe, nm, 1, co, s, e]
-            boxes.append(last)
+            if xe - xs >= 1.0:
+                boxes.append([xs, xe, nm, 1, co, s, e])
+            else:
+                cols[int(xs)][nm] += xe - xs
+        for col, per in sorted(cols.items()):
+            total = sum(per.values())
+            y0 = float(y + 2)
+            for nm, part in sorted(per.items()):
+                h = (lane_h - 4) * part / total
+                o.append('<rect class="run" x="%d" y="%.2f" width="1" height="%.2f" fill="%s"'
+                         '%s/>' % (col, y0, h, colour(nm), "" if total >= 0.999 else
+                                   ' fill-opacity="%.2f"' % max(0.3, total)))
+                y0 += h
         for xs, xe, nm, n, co, s, e in boxes:
-            title = "%s (co %d) %s" % (nm, co, fmt_ns(e - s)) if n == 1 else \
-                "%s: %d runs" % (nm, n)
             o.append('<rect class="run" x="%.2f" y="%d" width="%.2f" height="%d" fill="%s">'
-                     '<title>%s</title></rect>' % (xs, y + 2, max(xe - xs, 0.6), lane_h - 4,
-                                                    colour(nm), esc(title)))
+                     '<title>%s (co %d) %s</title></rect>' % (
+                         xs, y + 2, xe - xs, lane_h - 4, colour(nm), esc(nm), co,
+                         fmt_ns(e - s)))
         o.append("</g>")
     shown = [wk for wk in m.wakes if wk[5] is not None and t0 <= wk[0] <= t1 and wk[5] <= t1]
     stride = max(1, len(shown) // 1500)  # at most ~1,500 arrows
@@ -531,8 +567,7 @@ def main(argv):
         resolve_static(fnames, a.exe)
     m = Model(events, fnames)
     if a.json:
-        with open(a.json, "w") as f:
-            json.dump(to_json(m), f, separators=(",", ":"))
+        write_json(to_json(m), a.json)
     if a.svg:
         ms = lambda v: None if v is None else int(v * 1e6)
         with open(a.svg, "w") as f:

@@ -19,7 +19,7 @@ static _Atomic long checks;
 
 enum { K_META, K_SPAWN, K_RUN, K_YIELD, K_PARK, K_EXIT, K_WAKE, K_HOP, K_STEAL, K_FD_WAIT,
        K_FD_READY, K_TIMER, K_BLOCK_START, K_BLOCK_END, K_STALL, K_IDLE, K_IDLE_END, K_FNAME,
-       K_NAME, K_N };
+       K_NAME, K_END, K_N };
 enum { W_CORO, W_LOOP, W_THREAD };
 enum { TW_CHAN = 1, TW_SLEEP = 5 };
 
@@ -188,6 +188,7 @@ static void test_whole_run(void)
     struct tally t;
     read_trace(path1, &t);
     CHECK_EQ(t.kind[K_META], 1);
+    CHECK_EQ(t.kind[K_END], 1);
     CHECK_EQ(t.workers, 2);
     CHECK_EQ(t.kind[K_SPAWN], 3); /* main, pinger, ponger */
     CHECK_EQ(run_stats.spawned, 2);

@@ -10,7 +10,8 @@
  * This room knows nothing of workers except an index: `worker` is the index of the calling
  * thread's worker (the thread that owns that worker's buffer: only it may pass it), or -1
  * on any other thread (a plain thread, the blocking pool, the watchdog), whose events go
- * through one locked buffer. Events are 32-byte records; the file format is in trace.c. */
+ * through one locked buffer. Events are 32-byte records stamped with the CPU's tick
+ * counter; the file format is in trace.c. */
 #ifndef WEFT_TRACE_INTERNAL_H
 #define WEFT_TRACE_INTERNAL_H
 
@@ -18,7 +19,7 @@
 
 /* Event kinds (the file stores these numbers; scripts/weft-trace.py reads them). */
 enum weft__trace_kind {
-    WEFT__TR_META = 0,        /* x: number of workers (one per trace, first) */
+    WEFT__TR_META = 0,        /* x: number of workers, a: CLOCK_MONOTONIC ns at t (first) */
     WEFT__TR_SPAWN = 1,       /* a: child id, b: parent id (0: none); a name block follows */
     WEFT__TR_RUN = 2,         /* a: coroutine starts (or resumes) running on this worker */
     WEFT__TR_YIELD = 3,       /* a: gives the worker up, stays runnable */
@@ -39,6 +40,7 @@ enum weft__trace_kind {
     /* 17: the file's FNAME (trace.c) */
     WEFT__TR_NAME = 18,       /* a: named (weft_set_name) or its real entry known (a group
                                  member's fn); a name block follows, as SPAWN's */
+    WEFT__TR_END = 19,        /* a: CLOCK_MONOTONIC ns at t (last: with META, the clock) */
     WEFT__TR_NKINDS
 };
 /* What a park waits on (derived from the wait's description, weft__wait_arm's `what`). */
