@@ -37,6 +37,12 @@ static int stats_get(weft_stats *out)
     out->zombies = weft__coro_zombies();
     out->alive = blocks > out->zombies ? blocks - out->zombies : 0;
     weft__stack_stats(&out->stack_bytes, &out->stacks_cached);
+    int queued, threads, running;
+    weft__blocking_depth(&queued, &threads, &running);
+    out->blocking_queued = (uint32_t)queued;
+    out->blocking_busy = (uint32_t)running;
+    out->blocking_threads = (uint32_t)threads;
+    out->stalls = weft__stalls_seen();
     for (int i = 0; i < rt->nworkers; i++)
         out->stacks_cached += atomic_load_explicit(&rt->workers[i]->stacks.count,
                                                    memory_order_relaxed);
