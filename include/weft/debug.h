@@ -39,7 +39,8 @@ typedef struct weft_stats {
 /* Read the runtime's counters, summed over workers (approximate while running).
  * 0, WEFT_EINVAL (NULL), WEFT_ENORUNTIME. */
 WEFT_EXTERN int weft_stats_get(weft_stats *out);
-/* Print every coroutine (id, name, state, worker, what it waits on and for how long). */
+/* Print every coroutine (id, name, state, last worker, how many times it was switched to
+ * (runs=), what it waits on and for how long). */
 WEFT_EXTERN int weft_dump(FILE *out);
 
 #ifdef __cplusplus

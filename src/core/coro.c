@@ -131,6 +131,7 @@ struct weft__coro *weft__coro_alloc(void)
     co->locals = NULL;
     co->wait_what = NULL;
     co->last_worker = -1;
+    co->runs = 0;
     co->name[0] = 0;
     atomic_store_explicit(&co->id, new_id(w), memory_order_release);
     if (w)

@@ -109,6 +109,7 @@ struct weft__coro {
     const char *wait_what;    /* what it waits on, for weft_dump */
     int64_t wait_since;
     int last_worker;
+    uint64_t runs;            /* times a worker switched to it (running worker only; weft_dump) */
     char name[32];
 };
 

@@ -243,7 +243,7 @@ static WEFT_NO_TSAN int dump(FILE *out)
         *t.p = 0;
         fprintf(out, "%s %s", who, state_name(s));
         if (co->last_worker >= 0)
-            fprintf(out, " worker=%d", co->last_worker);
+            fprintf(out, " worker=%d runs=%llu", co->last_worker, (unsigned long long)co->runs);
         if ((s & ~(uint32_t)WEFT_CO_NOTIFIED) == WEFT_CO_WAITING) {
             const char *what = co->wait_what;
             fprintf(out, " on=%s", what ? what : "?");

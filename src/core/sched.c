@@ -232,6 +232,7 @@ static void switch_to(struct weft__worker *w, struct weft__coro *to, struct weft
             prepare(w, to);
         atomic_store_explicit(&to->state, WEFT_CO_RUNNING, memory_order_relaxed);
         to->last_worker = w->index;
+        to->runs++;
         w->current = to;
         WEFT__TRACE_CO(w->index, WEFT__TR_RUN, to, 0, 0);
 #if WEFT_ASAN
