@@ -16,6 +16,7 @@
 #            dpkg-dev man-db groff-base (the package stage: cpack -G DEB, dpkg-shlibdeps, man -l)
 #   aarch64  the AArch64 cross check (scripts/test-aarch64.sh): cross gcc, its libc, qemu-user
 #   bench    the benchmark peers only (tests/bench/run-bench.sh); scripts/test.sh never needs it
+#            (the Tokio peer: Debian's cargo, rustc and packaged crates, built offline)
 #   all      all of the above
 #
 # A package counts as present when dpkg lists it as installed for this machine's architecture
@@ -26,7 +27,8 @@
 WEFT_DEPS_BASE=(build-essential cmake pkg-config libev-dev libboost-context-dev valgrind gdb python3
     dpkg-dev man-db groff-base)
 WEFT_DEPS_AARCH64=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user)
-WEFT_DEPS_BENCH=(libboost-fiber-dev golang-go wrk redis-server redis-tools)
+WEFT_DEPS_BENCH=(libboost-fiber-dev golang-go wrk redis-server redis-tools
+    cargo rustc librust-tokio-dev librust-hyper-dev librust-libc-dev)
 
 # 0 if package $1 is installed (status "ii") for the native architecture or as arch "all".
 # dpkg-query rather than a bare `dpkg -s NAME`: with a foreign architecture enabled (arm64 for
