@@ -93,7 +93,7 @@ def main(json_path, svg_path, summary_path, expect_line):
     names = {s["args"]["child"]: s["args"]["name"] for s in spawns}
     check(len(spawns) == exp["spawns"], "spawns %d, expected %d" % (len(spawns), exp["spawns"]))
     check(len(by_name["exit"]) == exp["exits"], "exits %d" % len(by_name["exit"]))
-    for kind in ("chan", "sleep", "blocking"):
+    for kind in ("chan", "sleep", "blocking", "fd"):
         n = len(by_name["park: " + kind])
         check(n == exp[kind + "_parks"], "%s parks %d, expected %d" % (kind, n,
                                                                       exp[kind + "_parks"]))
@@ -101,7 +101,13 @@ def main(json_path, svg_path, summary_path, expect_line):
     check(nparks == exp["parks"], "parks %d, weft_stats says %d" % (nparks, exp["parks"]))
     check(len(by_name["blocking start"]) == exp["blocking_jobs"] ==
           len(by_name["blocking end"]), "blocking job events")
-    check(sorted(names.values()) == sorted(["main", "producer", "consumer", "trace_helper"]),
+    check(len(by_name["fd wait"]) == exp["fd_waits"] == len(by_name["fd ready"]),
+          "fd wait/ready events: %d, %d" % (len(by_name["fd wait"]), len(by_name["fd ready"])))
+    # every stall seen was reported (one episode: no rate limit), each reported once
+    check(1 <= len(by_name["stall"]) <= exp["stalls"],
+          "stall events %d, weft_stats %d" % (len(by_name["stall"]), exp["stalls"]))
+    check(sorted(names.values()) == sorted(["main", "producer", "consumer", "trace_helper",
+                                            "fdwaiter", "spinner"]),
           "names %r" % sorted(names.values()))
     # the consumer's channel parks were each ended by the producer
     ids = {v: k for k, v in names.items()}

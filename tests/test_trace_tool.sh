@@ -44,7 +44,7 @@ if ! WEFT_TRACE=$bad timeout 120 "$prog" >"$tmp/out2" 2>"$tmp/err2"; then
 fi
 grep -q "^weft: WEFT_TRACE=$bad: cannot open the trace file: No such file or directory; not tracing$" \
     "$tmp/err2" || fail "no clear message for an unwritable WEFT_TRACE: $(cat "$tmp/err2")"
-grep -q "spawns=4" "$tmp/out2" || fail "the untraced run did not finish its work"
+grep -q "spawns=6" "$tmp/out2" || fail "the untraced run did not finish its work"
 [ -e "$bad" ] && fail "a trace file appeared at $bad"
 
 # 3. the tool on a file that is no trace
