@@ -441,6 +441,14 @@ void weft__trace_run_begin(int nworkers)
 {
     pthread_mutex_lock(&trace_mu);
     run_workers = nworkers;
+    /* A session still recording here was copied by fork() from a traced parent (every run's
+     * end clears `cur`): the file is the parent's, this process must not write to it. */
+    struct session *inherited = atomic_load_explicit(&cur, memory_order_relaxed);
+    if (inherited) {
+        atomic_store_explicit(&weft__trace_on, false, memory_order_relaxed);
+        atomic_store_explicit(&cur, NULL, memory_order_relaxed);
+        close(inherited->fd); /* our copy of the descriptor; its memory is left alone */
+    }
     struct session *s = pending;
     pending = NULL;
     const char *env = getenv("WEFT_TRACE");
