@@ -42,7 +42,7 @@ static int stats_get(weft_stats *out)
     out->blocking_queued = (uint32_t)queued;
     out->blocking_busy = (uint32_t)running;
     out->blocking_threads = (uint32_t)threads;
-    out->stalls = weft__stalls_seen();
+    out->stalls = atomic_load_explicit(&rt->n_stalls, memory_order_relaxed);
     for (int i = 0; i < rt->nworkers; i++)
         out->stacks_cached += atomic_load_explicit(&rt->workers[i]->stacks.count,
                                                    memory_order_relaxed);

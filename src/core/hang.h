@@ -56,9 +56,6 @@ void weft__watchdog_kick(void);
 /* The deadlock check found only threads in the way: look again later. */
 void weft__watchdog_recheck(void);
 
-/* stall.c: stall episodes seen since weft_run started (weft_stats.stalls). Any thread. */
-uint64_t weft__stalls_seen(void);
-
 /* debug.c: "symbol+0x12" or, without a symbol, "module+0x1234" (dladdr), or "0x..." */
 void weft__addr_name(const void *pc, char *buf, size_t cap);
 

@@ -108,6 +108,9 @@ struct weft__runtime {
     size_t stack_size;
     int blocking_threads;
     _Atomic uint32_t rr;           /* round-robin cursor for debug migration / inbox posts */
+    /* stall episodes seen (reported or held back by the rate limit): the watchdog writes
+     * (stall.c, its only writer), weft_stats reads relaxed */
+    _Atomic uint64_t n_stalls;
 };
 
 /* The runtime while weft_run runs (static storage, see runtime.c), else NULL. Workers read

@@ -105,14 +105,6 @@ static struct {
 
 /* Set before the handler is installed, cleared after it is removed: read by the handler. */
 static struct slot *_Atomic handler_slots;
-/* Stall episodes seen in this run (reported or not: the rate limit): written by the watchdog
- * only, read by weft_stats_get (relaxed: a counter). Reset by weft__hang_start. */
-static _Atomic uint64_t stalls_seen;
-
-uint64_t weft__stalls_seen(void)
-{
-    return atomic_load_explicit(&stalls_seen, memory_order_relaxed);
-}
 
 static void ring(void)
 {
@@ -266,8 +258,7 @@ static void look_at(int i, int64_t now)
     if ((word & HANG_ASLEEP) || lk->reported || now - lk->since < wd.threshold)
         return;
     lk->reported = true;
-    atomic_store_explicit(&stalls_seen, atomic_load_explicit(&stalls_seen, memory_order_relaxed) + 1,
-                          memory_order_relaxed); /* one writer: the watchdog */
+    weft__stat_inc(&weft__rt->n_stalls); /* one writer: the watchdog */
     if (lk->last_report && now - lk->last_report < STALL_REPORT_GAP) {
         lk->unreported++;
         return;
@@ -360,7 +351,6 @@ int weft__hang_start(const weft_config *cfg)
 {
     int n = weft__rt->nworkers;
     memset(&wd, 0, sizeof wd);
-    atomic_store_explicit(&stalls_seen, 0, memory_order_relaxed);
     wd.nworkers = n;
     wd.threshold = stall_threshold(cfg);
     if (weft__deadlock_start(cfg, n) != 0)

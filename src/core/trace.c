@@ -43,6 +43,7 @@
 #define _GNU_SOURCE
 #include "trace.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -51,8 +52,6 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-
-void weft__addr_name(const void *pc, char *buf, size_t cap); /* debug.c (hang.h) */
 
 #define WEFT__TR_FNAME 17 /* file only: a = address, then its name block (see the top) */
 #define BUF_RECS 2048     /* 64 KiB a worker */
@@ -307,6 +306,23 @@ static int session_go(struct session *s, int nworkers)
     return 0;
 }
 
+/* An entry function's name: its symbol, or "module+0x1234" (a static function: addr2line,
+ * or weft-trace.py --exe, finds it), or its address. Not debug.c's weft__addr_name: this
+ * file sits on a low floor of the core and names nothing above it. */
+static void fn_name(const void *fn, char *buf, size_t cap)
+{
+    Dl_info info;
+    if (dladdr(fn, &info) && info.dli_sname && info.dli_saddr == fn) {
+        snprintf(buf, cap, "%s", info.dli_sname);
+    } else if (dladdr(fn, &info) && info.dli_fname && info.dli_fbase) {
+        const char *base = strrchr(info.dli_fname, '/');
+        snprintf(buf, cap, "%s+%#lx", base ? base + 1 : info.dli_fname,
+                 (unsigned long)((const char *)fn - (const char *)info.dli_fbase));
+    } else {
+        snprintf(buf, cap, "%p", fn);
+    }
+}
+
 /* The addresses of unnamed coroutines' entry functions in the file (read back), each named
  * once in an FNAME record. Under s->mu, the file complete. */
 static void name_functions(struct session *s)
@@ -347,10 +363,7 @@ static void name_functions(struct session *s)
             seen[j] = fn;
             struct rec r[2] = {{.kind = WEFT__TR_FNAME, .a = (uint64_t)(uintptr_t)fn}};
             char name[256];
-            weft__addr_name(fn, name, sizeof name);
-            size_t n = strlen(name);
-            if (n > 2 && strcmp(name + n - 2, "+0") == 0)
-                name[n - 2] = 0; /* the entry itself: "fn", not "fn+0" */
+            fn_name(fn, name, sizeof name);
             snprintf((char *)&r[1], sizeof r[1], "%.31s", name);
             uint32_t len = atomic_load_explicit(&names->len, memory_order_relaxed);
             if (len + 2 > BUF_RECS)
