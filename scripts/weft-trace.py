@@ -37,7 +37,7 @@ WAKER_NAMES = ["coroutine", "loop", "thread"]
 THREADS = -1  # the lane of events from threads that are no worker
 
 REC = struct.Struct("<qIiQQ")
-BLK = struct.Struct("<4siII")
+BLK = struct.Struct("<4siIIqq")
 HDR = struct.Struct("<8sIIq")
 
 
@@ -64,14 +64,16 @@ def read_trace(path):
     if magic != b"WEFTTRC1" or recsize != REC.size:
         raise ValueError("%s: not a weft trace (magic %r)" % (path, magic))
     events, fnames, seq, at = [], {}, 0, HDR.size
+    clock = []  # (ticks, ns) pairs: META, every block, END (src/core/trace.c "Time")
     while at + BLK.size <= len(data):
-        bmagic, worker, count, _ = BLK.unpack_from(data, at)
-        if bmagic != b"BLK1":
+        bmagic, worker, count, _, bticks, bns = BLK.unpack_from(data, at)
+        if bmagic != b"BLK2":
             raise ValueError("%s: bad block at byte %d" % (path, at))
         at += BLK.size
         end = at + count * REC.size
         if end > len(data):
             break  # a truncated last block (the writer died): keep what is complete
+        clock.append((bticks, bns))
         i = at
         while i < end:
             t, kind, x, a, b = REC.unpack_from(data, i)
@@ -90,16 +92,15 @@ def read_trace(path):
             events.append(Event(t, kind, x, a, b, worker, seq, name))
             seq += 1
         at = end
-    # Ticks to ns: META (first) and END (last) each pair the tick counter with
-    # CLOCK_MONOTONIC ns (src/core/trace.c "Time").
-    meta = [e for e in events if e.kind == META]
-    end = [e for e in events if e.kind == END]
+    # Ticks to ns, between the first and the last (ticks, CLOCK_MONOTONIC ns) pair.
+    clock += [(e.t, e.a) for e in events if e.kind in (META, END)]
+    clock.sort()
     scale = 1.0
-    if meta and end and end[-1].t > meta[0].t and end[-1].a > meta[0].a:
-        scale = (end[-1].a - meta[0].a) / float(end[-1].t - meta[0].t)
-    elif meta:
-        sys.stderr.write("weft-trace: %s has no end record (the program died?): times are "
-                         "in clock ticks, not ns\n" % path)
+    if len(clock) >= 2 and clock[-1][0] > clock[0][0] and clock[-1][1] > clock[0][1]:
+        scale = (clock[-1][1] - clock[0][1]) / float(clock[-1][0] - clock[0][0])
+    elif events:
+        sys.stderr.write("weft-trace: %s has no clock pairs to calibrate with: times are in "
+                         "clock ticks, not ns\n" % path)
     for e in events:
         e.t = int((e.t - t0) * scale)
     events = [e for e in events if e.kind != END]

@@ -57,10 +57,12 @@ static void read_trace(const char *path, struct tally *t)
         char magic[4];
         int32_t worker;
         uint32_t count, zero;
+        int64_t ticks, ns;
     } h;
     static struct rec r[4096];
     while (fread(&h, sizeof h, 1, f) == 1) {
-        CHECK(memcmp(h.magic, "BLK1", 4) == 0);
+        CHECK(memcmp(h.magic, "BLK2", 4) == 0);
+        CHECK_GE(h.ticks, t0);
         CHECK(h.worker >= -1 && h.worker < 64);
         CHECK(h.count > 0 && h.count <= 4096);
         CHECK_EQ(fread(r, sizeof r[0], h.count, f), h.count);

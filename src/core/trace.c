@@ -12,8 +12,9 @@
  *
  * File format (little-endian, as the machine writes it):
  *   header  "WEFTTRC1", uint32 version (1), uint32 record size (32), int64 t0 (ticks)
- *   blocks  { "BLK1", int32 worker (-1: a thread that is no worker), uint32 count,
- *             uint32 0 } then `count` 32-byte records (struct rec).
+ *   blocks  { "BLK2", int32 worker (-1: a thread that is no worker), uint32 count,
+ *             uint32 0, int64 ticks, int64 CLOCK_MONOTONIC ns (both read as the block is
+ *             written) } then `count` 32-byte records (struct rec).
  *   A SPAWN or NAME record is followed by a name block (one record's room): the coroutine's name
  *   (NUL-terminated), or, for an unnamed one, byte 0 = 0, byte 1 = 1, bytes 8..15 = its
  *   entry function's address. At the end, FNAME records (a = an address, then a name block
@@ -22,9 +23,10 @@
  * Time. Records carry the CPU's tick counter (x86-64: rdtsc, invariant on the machines
  * Linux keeps it synchronised on; aarch64: cntvct_el0; elsewhere CLOCK_MONOTONIC ns), not
  * clock_gettime: here a vDSO clock_gettime costs ~90 ns under a hypervisor against ~30 for
- * rdtsc, and it was most of an event's cost. The META record (first) and the END record
- * (last) each pair the ticks with CLOCK_MONOTONIC ns; the reader converts linearly (Go's
- * trace does the same with cputicks).
+ * rdtsc, and it was most of an event's cost. The META record (first), every block header
+ * and the END record (last) each pair the ticks with CLOCK_MONOTONIC ns; the reader
+ * converts linearly between the first and the last pair (Go's trace does the same with
+ * cputicks), so a trace cut short by a crash still has its full blocks in ns.
  *
  * Ownership and ordering.
  *   - trace_mu guards the session pointers (cur, pending, retired) and run_workers: start,
@@ -129,16 +131,20 @@ static void write_all(struct session *s, const void *p, size_t n)
     }
 }
 
+/* A block's header (see the top). */
+struct blk {
+    char magic[4];
+    int32_t worker;
+    uint32_t count, zero;
+    int64_t ticks, ns;
+};
+
 /* Under s->mu: write records [from, to) of b as one block. */
 static void write_block(struct session *s, struct tbuf *b, uint32_t from, uint32_t to)
 {
     if (s->closed || to <= from)
         return;
-    struct {
-        char magic[4];
-        int32_t worker;
-        uint32_t count, zero;
-    } h = {{'B', 'L', 'K', '1'}, b->worker, to - from, 0};
+    struct blk h = {{'B', 'L', 'K', '2'}, b->worker, to - from, 0, ticks(), mono_ns()};
     write_all(s, &h, sizeof h);
     write_all(s, &b->r[from], (size_t)(to - from) * sizeof(struct rec));
 }
@@ -335,11 +341,7 @@ static void name_functions(struct session *s)
         goto out;
     off_t at = 24; /* after the header */
     for (;;) {
-        struct {
-            char magic[4];
-            int32_t worker;
-            uint32_t count, zero;
-        } h;
+        struct blk h;
         if (pread(s->fd, &h, sizeof h, at) != (ssize_t)sizeof h || h.count > BUF_RECS)
             break;
         at += (off_t)sizeof h;
