@@ -15,6 +15,10 @@
 #   base     build-essential cmake pkg-config libev-dev libboost-context-dev valgrind gdb python3
 #            dpkg-dev man-db groff-base (the package stage: cpack -G DEB, dpkg-shlibdeps, man -l)
 #   aarch64  the AArch64 cross check (scripts/test-aarch64.sh): cross gcc, its libc, qemu-user
+#   hook     the hook library's proofs (tests/hook/): hiredis, libcurl and a redis-server to
+#            talk to; OpenSSL (library and CLI); libpq and a PostgreSQL server (the test runs
+#            its own cluster as the `postgres` user the package creates) (scripts/test.sh
+#            installs it with base)
 #   bench    the benchmark peers only (tests/bench/run-bench.sh); scripts/test.sh never needs it
 #            (the Tokio peer: Debian's cargo, rustc and packaged crates, built offline)
 #   all      all of the above
@@ -27,6 +31,7 @@
 WEFT_DEPS_BASE=(build-essential cmake pkg-config libev-dev libboost-context-dev valgrind gdb python3
     dpkg-dev man-db groff-base)
 WEFT_DEPS_AARCH64=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user)
+WEFT_DEPS_HOOK=(libhiredis-dev libcurl4-openssl-dev redis-server libssl-dev openssl libpq-dev postgresql)
 WEFT_DEPS_BENCH=(libboost-fiber-dev golang-go wrk redis-server redis-tools
     cargo rustc librust-tokio-dev librust-hyper-dev librust-libc-dev)
 
@@ -48,10 +53,11 @@ weft_deps_list() {
         case $g in
         base) printf '%s\n' "${WEFT_DEPS_BASE[@]}" ;;
         aarch64) printf '%s\n' "${WEFT_DEPS_AARCH64[@]}" ;;
+        hook) printf '%s\n' "${WEFT_DEPS_HOOK[@]}" ;;
         bench) printf '%s\n' "${WEFT_DEPS_BENCH[@]}" ;;
-        all) printf '%s\n' "${WEFT_DEPS_BASE[@]}" "${WEFT_DEPS_AARCH64[@]}" "${WEFT_DEPS_BENCH[@]}" ;;
+        all) printf '%s\n' "${WEFT_DEPS_BASE[@]}" "${WEFT_DEPS_AARCH64[@]}" "${WEFT_DEPS_HOOK[@]}" "${WEFT_DEPS_BENCH[@]}" ;;
         *)
-            echo "weft: deps.sh: unknown package group '$g' (base, aarch64, bench, all)" >&2
+            echo "weft: deps.sh: unknown package group '$g' (base, hook, aarch64, bench, all)" >&2
             return 2
             ;;
         esac

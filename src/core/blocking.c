@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* blocking.c — the blocking-offload pool: weft_blocking(fn, arg) runs fn on an OS thread
- * and parks the calling coroutine until it returns, so a blocking C call or a CPU-heavy job
- * never stalls a worker (the spawn_blocking of other runtimes).
+/* blocking.c — floor 5 (primitives): the blocking-offload pool: weft_blocking(fn, arg) runs fn on
+ * an OS thread and parks the calling coroutine until it returns, so a blocking C call or a
+ * CPU-heavy job never stalls a worker (the spawn_blocking of other runtimes).
  *
  * Threads are created on demand up to runtime.blocking_threads and retire after 10 s idle.
  *
@@ -40,8 +40,11 @@
  * job, so nothing can leak. */
 #define _GNU_SOURCE
 #include "gate.h"
-#include "runtime.h"
+#include "blocking.h"
+#include "scheduler.h"
+#include "timer.h"
 #include "trace.h"
+#include "waker.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -212,7 +215,7 @@ static int interrupted(struct weft__coro *co, struct job *j, int r)
          * it finds at DONE. Unlocked before the park (see weft_blocking_until). */
         weft__wait_arm(co, &j->k, "blocking");
         pthread_mutex_unlock(&pool.mu);
-        weft__park(NULL, NULL); /* shielded: only the pool's wake at DONE ends it */
+        weft__park(NULL, NULL, false); /* shielded: only the pool's wake at DONE ends it */
         pthread_mutex_lock(&pool.mu);
     }
     pthread_mutex_unlock(&pool.mu);

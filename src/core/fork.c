@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* fork.c — fork() while weft is in use: the child starts with a fresh, unstarted weft.
+/* fork.c — floor 6 (tools): fork() while weft is in use: the child starts with a fresh, unstarted
+ * weft.
  *
  * After fork() the child has one thread, the one that forked: none of the parent's workers
  * or blocking-pool threads exist there. Without these handlers the child inherits a runtime
@@ -25,10 +26,17 @@
  * Objects made in the parent (channels, mutexes, groups) must not be used in the child: a
  * lock inside one may have been held by a parent's thread. */
 #define _GNU_SOURCE
+#include "fork.h"
+#include "blocking.h"
 #include "gate.h"
-#include "runtime.h"
+#include "signals.h"
+#include "worker.h"
 
 #include <pthread.h>
+
+/* Set once, by the first weft__fork_init, before the handlers are registered (pthread_atfork
+ * orders it before any child handler runs); only read afterwards. */
+static void (*run_child)(bool on_coro_stack);
 
 static void prepare(void)
 {
@@ -56,7 +64,7 @@ static void child(void)
     weft__blocking_atfork(WEFT_FORK_CHILD);
     weft__stack_atfork(WEFT_FORK_CHILD);
     weft__coro_atfork(WEFT_FORK_CHILD);
-    weft__run_atfork_child(on_coro_stack);
+    run_child(on_coro_stack); /* run.c's part, registered by weft__fork_init */
     weft__gate_atfork(WEFT_FORK_CHILD);
     weft__signal_atfork(WEFT_FORK_CHILD);
 }
@@ -69,8 +77,10 @@ static void install(void)
     install_err = pthread_atfork(prepare, parent, child);
 }
 
-int weft__fork_init(void)
+int weft__fork_init(void (*child_of_run)(bool on_coro_stack))
 {
+    if (!run_child)
+        run_child = child_of_run;
     pthread_once(&once, install);
     return install_err ? WEFT_ENOMEM : 0; /* pthread_atfork fails only for want of memory */
 }

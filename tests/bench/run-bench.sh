@@ -8,7 +8,7 @@
 # What it does
 #   1. Installs missing Debian packages with apt-get (golang-go libboost-fiber-dev
 #      libboost-context-dev gnuplot-nox g++ wrk redis-server redis-tools time cargo
-#      rustc librust-tokio-dev librust-hyper-dev librust-libc-dev),
+#      rustc librust-tokio-dev librust-hyper-dev librust-libc-dev libhiredis-dev),
 #      only those that are missing, saying what it does (--no-install skips this).
 #   2. Builds the peers from tests/bench/peers/ into build/bench-peers/ (plain
 #      go build / g++ / gcc; rebuilt when a source is newer than its binary; the Tokio
@@ -49,8 +49,11 @@
 #   --reps R        repetitions per implementation (default 3; --quick: 1)
 #   --quick         smoke test: small N, 1 repetition, short server runs
 #   --only LIST     comma-separated subset of: switch,spawn,park,skynet,pingpong,
-#                   threadsend,parallel,http,redis,scaling (overrides the default set)
-#   --servers       also run the http and redis workloads
+#                   threadsend,parallel,http,redis,hook,scaling (overrides the default set)
+#   --servers       also run the http, redis and hook workloads (hook: weft-hook-bench, see
+#                   tests/bench/hook_bench.c — hiredis from 1,000 coroutines through
+#                   libweft-hook vs 1,000 pthreads vs weft_blocking against a redis-server,
+#                   and the hooked read's and a regular file's per-call cost)
 #   --scaling       also run weft-bench spawn/park for N = 1e3..1e6 and skynet with
 #                   WEFT_THREADS = 1..nproc (Go as a reference curve) -> scaling.*
 #   --skip-slow     skip the slow, memory-hungry peers: Boost.Fiber with its default
@@ -128,7 +131,7 @@ if [[ -z "$REPS" ]]; then
 fi
 [[ "$REPS" =~ ^[1-9][0-9]*$ ]] || { echo "run-bench: --reps needs a positive integer" >&2; exit 2; }
 
-ALL_WORKLOADS="switch spawn park skynet pingpong threadsend parallel http redis scaling"
+ALL_WORKLOADS="switch spawn park skynet pingpong threadsend parallel http redis hook scaling"
 if [[ -n "$ONLY" ]]; then
     SELECTED=${ONLY//,/ }
     for w in $SELECTED; do
@@ -136,7 +139,7 @@ if [[ -n "$ONLY" ]]; then
     done
 else
     SELECTED="switch spawn park skynet pingpong threadsend parallel"
-    [[ $SERVERS == 1 ]] && SELECTED+=" http redis"
+    [[ $SERVERS == 1 ]] && SELECTED+=" http redis hook"
     [[ $SCALING == 1 ]] && SELECTED+=" scaling"
 fi
 selected() { [[ " $SELECTED " == *" $1 "* ]]; }
@@ -187,7 +190,7 @@ ensure_pkgs() {   # ensure_pkgs PKG...: apt-get install the ones not installed
         || warn "apt-get install failed for: ${missing[*]}"
 }
 [[ $REPORT_ONLY == 1 ]] || ensure_pkgs golang-go libboost-fiber-dev libboost-context-dev gnuplot-nox g++ gcc wrk \
-    redis-server redis-tools time cargo rustc librust-tokio-dev librust-hyper-dev librust-libc-dev
+    redis-server redis-tools time cargo rustc librust-tokio-dev librust-hyper-dev librust-libc-dev libhiredis-dev
 GNU_TIME=""
 [[ -x /usr/bin/time ]] && GNU_TIME=/usr/bin/time
 
@@ -264,6 +267,8 @@ WEFT_REDIS_GIVEN=${WEFT_REDIS:+1}
 WEFT_BENCH=${WEFT_BENCH:-build/bench/weft-bench}
 WEFT_HTTP=${WEFT_HTTP:-build/bench/samples/http_hello}
 WEFT_REDIS=${WEFT_REDIS:-build/bench/samples/resp_server}
+WEFT_HOOK_BENCH_GIVEN=${WEFT_HOOK_BENCH:+1}
+WEFT_HOOK_BENCH=${WEFT_HOOK_BENCH:-build/bench/tests/bench/weft-hook-bench}
 # locate VAR NAME: when VAR holds a default path that does not exist, look for an
 # executable NAME anywhere under build/bench (CMake puts targets in subdirectories)
 locate() {
@@ -315,6 +320,12 @@ if selected http; then
     locate WEFT_HTTP http_hello
     if [[ ! -x "$WEFT_HTTP" && -z "$WEFT_HTTP_GIVEN" && -f build/bench/CMakeCache.txt ]]; then
         cmake_weft http_hello || true; locate WEFT_HTTP http_hello
+    fi
+fi
+if selected hook; then
+    locate WEFT_HOOK_BENCH weft-hook-bench
+    if [[ ! -x "$WEFT_HOOK_BENCH" && -z "$WEFT_HOOK_BENCH_GIVEN" ]]; then
+        cmake_weft weft-hook-bench || true; locate WEFT_HOOK_BENCH weft-hook-bench
     fi
 fi
 if selected redis; then
@@ -640,6 +651,28 @@ run_redis() {
     done
 }
 
+# hook: weft-hook-bench's three hiredis peers interleaved against one redis-server, then the
+# per-call costs (each process prints its own lines and peak RSS).
+run_hook() {
+    local rep peer port
+    [[ -x "$WEFT_HOOK_BENCH" ]] || { warn "hook: no weft-hook-bench (needs hiredis: scripts/deps.sh hook), skipped"; return 0; }
+    command -v redis-server >/dev/null || { warn "hook: no redis-server, skipped"; return 0; }
+    port=$(free_port) || { warn "hook: no free port"; return 0; }
+    start_server "$port" "$OUT/logs/hook-redis.log" \
+        redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly no --maxclients 4000 || return 0
+    log "== hook: hiredis x 1000 clients (weft, pthreads, weft-blocking) x $REPS reps, then hook-call, hook-file"
+    for ((rep = 1; rep <= REPS; rep++)); do
+        for peer in weft pthreads weft-blocking; do
+            run_cmd "$rep" 0 "$WEFT_HOOK_BENCH" hiredis --port "$port" --peer "$peer"
+        done
+    done
+    stop_server
+    for ((rep = 1; rep <= REPS; rep++)); do
+        run_cmd "$rep" 0 "$WEFT_HOOK_BENCH" call
+        run_cmd "$rep" 0 "$WEFT_HOOK_BENCH" file
+    done
+}
+
 # ------------------------------------------------------------------ scaling
 run_scaling() {
     echo "workload,peer,n,metric,value,peak_rss_kb,rep,x" >"$SCAL"
@@ -683,6 +716,7 @@ if [[ $REPORT_ONLY == 0 ]]; then
     done
     selected http && run_http
     selected redis && run_redis
+    selected hook && run_hook
     selected scaling && run_scaling
 else
     LOADAVG="(not recorded: --report-only)"
@@ -702,6 +736,8 @@ ns_per_roundtrip low 1
 msgs_per_s high 1
 speedup high 1
 req_per_s high 1
+ops_per_s high 1
+ns_per_call low 1
 p99_ms low 1
 elapsed_s low 0
 spawn_s low 0'
@@ -724,7 +760,7 @@ awk -F, -v orient="$ORIENT" '
         m = split(orient, L, "\n")
         for (i = 1; i <= m; i++) { split(L[i], f, " "); OR[f[1]] = f[2]; MAIN[f[1]] = f[3] }
         SIDE["faults_per_task"] = 1; SIDE["ctx_switches"] = 1
-        nw = split("switch spawn park skynet pingpong threadsend parallel http redis", WO, " ")
+        nw = split("switch spawn park skynet pingpong threadsend parallel http redis hook-hiredis hook-call hook-file", WO, " ")
         for (i = 1; i <= nw; i++) WRANK[WO[i]] = i
     }
     NR == 1 { next }

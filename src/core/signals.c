@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* signal.c — signals delivered as values on channels (Go's os/signal Notify and Stop).
+/* signals.c — floor 5 (primitives): signals delivered as values on channels (Go's os/signal Notify
+ * and Stop).
  *
  * A coroutine cannot wait for a signal, and nothing in weft is async-signal-safe, so a
  * signal passes through three hands:
@@ -40,14 +41,15 @@
  *     removes the last; `quit` is read by the thread after each wake-up). `pending` and
  *     `wake` live forever (a handler may still run on another thread while a stop restores
  *     the old disposition), so they are never destroyed.
- *   - fork() (fork.c calls weft__signal_atfork first of all, as these locks are taken before
+ *   - fork() (fork.c, registered by the first weft_run, calls weft__signal_atfork first, as these locks are taken before
  *     any other of weft's: the delivery thread holds reg_mu while a send may reach the gate's
  *     lock): the child has no delivery thread and cannot use the parent's channels, so it
  *     starts with no registration and every handler of ours replaced by the disposition it
  *     saved (a child that registered nothing must not swallow a SIGTERM). */
 #define _GNU_SOURCE
+#include "signals.h"
 #include "chan.h"
-#include "runtime.h"
+#include "worker.h"
 
 #include <pthread.h>
 #include <semaphore.h>
@@ -157,8 +159,6 @@ int weft_signal_notify(weft_chan *ch, int signo)
 {
     if (!ch || ch->elem_size != sizeof(int) || refused(signo))
         return WEFT_EINVAL;
-    if (weft__fork_init() != 0) /* a fork's child must drop our handlers (see the top) */
-        return WEFT_ENOMEM;
     pthread_once(&wake_once, wake_init);
     uint64_t bit = 1ull << (signo - 1);
     int r = 0;
