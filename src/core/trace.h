@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* trace.h — the execution trace (weft/trace.h, $WEFT_TRACE): what the scheduler's seams
- * record, and the one-line hook they record it with.
+/* trace.h — floor 1 (objects): the execution trace (weft/trace.h, $WEFT_TRACE): what the
+ * scheduler's seams record, and the one-line hook they record it with.
  *
  * The hook. Every emission point is `WEFT__TRACE(worker, kind, a, b, x)`: one relaxed load
  * of the global flag weft__trace_on and one branch, predicted not taken (the flag is false
