@@ -52,7 +52,8 @@ text() {
             while (s != "") {
                 if (inc) {
                     i = index(s, "*/")
-                    if (i == 0) { out = out s; s = "" } else { out = out substr(s, 1, i - 1) " "; s = substr(s, i + 2); inc = 0 }
+                    if (i == 0) { out = out s; s = "" }
+                    else { out = out substr(s, 1, i - 1) " "; s = substr(s, i + 2); inc = 0 }
                 } else {
                     i = index(s, "/*"); j = index(s, "//")
                     if (j && (!i || j < i)) { out = out substr(s, j + 2); s = "" }
