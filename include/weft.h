@@ -60,7 +60,8 @@ extern "C" {
     X(ENOTCORO, -4003, "must be called from a weft coroutine")                                \
     X(ENORUNTIME, -4004, "no weft runtime is running")                                        \
     X(ESTACK, -4005, "stack size out of range")                                               \
-    X(ETOOLONG, -4007, "line too long")
+    X(ETOOLONG, -4007, "line too long")                                                       \
+    X(ENOHOST, -4008, "host name not resolved: no such name, or no name server answered")
 /* -4006 was WEFT_EEOF (never returned; end of stream is a 0 count); not reused. */
 
 enum {

@@ -16,7 +16,12 @@
 #            dpkg-dev man-db groff-base (the package stage: cpack -G DEB, dpkg-shlibdeps, man -l)
 #   aarch64  the AArch64 cross check (scripts/test-aarch64.sh): cross gcc, its libc, qemu-user,
 #            libev for arm64 (a multiarch package: NAME:arm64 adds the architecture to dpkg)
+#   hook     the hook library's proofs (tests/hook/): hiredis, libcurl and a redis-server to
+#            talk to; OpenSSL (library and CLI); libpq and a PostgreSQL server (the test runs
+#            its own cluster as the `postgres` user the package creates) (scripts/test.sh
+#            installs it with base)
 #   bench    the benchmark peers only (tests/bench/run-bench.sh); scripts/test.sh never needs it
+#            (the Tokio peer: Debian's cargo, rustc and packaged crates, built offline)
 #   all      all of the above
 #
 # A package counts as present when dpkg lists it as installed for this machine's architecture
@@ -27,7 +32,9 @@
 WEFT_DEPS_BASE=(build-essential cmake pkg-config libev-dev libboost-context-dev valgrind gdb python3
     dpkg-dev man-db groff-base)
 WEFT_DEPS_AARCH64=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user libev-dev:arm64)
-WEFT_DEPS_BENCH=(libboost-fiber-dev golang-go wrk redis-server redis-tools)
+WEFT_DEPS_HOOK=(libhiredis-dev libcurl4-openssl-dev redis-server libssl-dev openssl libpq-dev postgresql)
+WEFT_DEPS_BENCH=(libboost-fiber-dev golang-go wrk redis-server redis-tools
+    cargo rustc librust-tokio-dev librust-hyper-dev librust-libc-dev)
 
 # 0 if package $1 is installed (status "ii") for the native architecture or as arch "all".
 # dpkg-query rather than a bare `dpkg -s NAME`: with a foreign architecture enabled (arm64 for
@@ -52,10 +59,11 @@ weft_deps_list() {
         case $g in
         base) printf '%s\n' "${WEFT_DEPS_BASE[@]}" ;;
         aarch64) printf '%s\n' "${WEFT_DEPS_AARCH64[@]}" ;;
+        hook) printf '%s\n' "${WEFT_DEPS_HOOK[@]}" ;;
         bench) printf '%s\n' "${WEFT_DEPS_BENCH[@]}" ;;
-        all) printf '%s\n' "${WEFT_DEPS_BASE[@]}" "${WEFT_DEPS_AARCH64[@]}" "${WEFT_DEPS_BENCH[@]}" ;;
+        all) printf '%s\n' "${WEFT_DEPS_BASE[@]}" "${WEFT_DEPS_AARCH64[@]}" "${WEFT_DEPS_HOOK[@]}" "${WEFT_DEPS_BENCH[@]}" ;;
         *)
-            echo "weft: deps.sh: unknown package group '$g' (base, aarch64, bench, all)" >&2
+            echo "weft: deps.sh: unknown package group '$g' (base, hook, aarch64, bench, all)" >&2
             return 2
             ;;
         esac

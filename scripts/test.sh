@@ -281,6 +281,7 @@ check_consumers() {
     check_needed "$work/b1/use_static" no
     run_install_exe "$work/b1/use_shared"
     run_install_exe "$work/b1/use_static"
+    run_install_exe "$work/b1/use_hook" # weft::hook (libweft-hook)
 
     # (b) pkg-config, shared and static
     local pc
@@ -318,6 +319,11 @@ check_consumers() {
     check_needed "$work/pc_static" no
     run_install_exe "$work/pc_shared" LD_LIBRARY_PATH="$libdir"
     run_install_exe "$work/pc_static"
+    # libweft-hook through pkg-config weft-hook
+    # shellcheck disable=SC2046
+    cc -Wall -Wextra -Werror tests/install/hook_main.c \
+        $(pkg-config "${pcflags[@]}" --cflags --libs weft-hook) -o "$work/pc_hook"
+    run_install_exe "$work/pc_hook" LD_LIBRARY_PATH="$libdir"
 }
 
 # check_package ROOT: what the Debian package adds for a newcomer, in the unpacked ROOT:
@@ -396,7 +402,7 @@ stage_fuzz() {
 # ---- main -------------------------------------------------------------------------------------
 t0=$(date +%s)
 log "test.sh: stages ${stages[*]} (jobs $JOBS) in $root"
-weft_deps base || {
+weft_deps base hook || {
     echo "weft: could not install the packages weft needs (see above)" >&2
     exit 1
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# test_man.sh LIBWEFT_SO MANDIR — the reference is complete: every weft_ function libweft.so
-# exports has its page MANDIR/man3/<function>.3 with a description (scripts/gen-man.py makes
+# test_man.sh LIBWEFT_SO[:LIB...] MANDIR — the reference is complete: every weft_ function
+# the libraries (libweft.so, libweft-hook.so) export has its page MANDIR/man3/<function>.3 with a description (scripts/gen-man.py makes
 # them from the headers' doc comments), no page documents a function the library does not
 # export, and every page (and weft(7)) renders without warnings.
 # Each failure names the page and what to do.
@@ -13,7 +13,8 @@ fail() {
     failed=$((failed + 1))
 }
 [ -f "$dir/man7/weft.7" ] || fail "no overview page $dir/man7/weft.7 (build the target weft_man)"
-syms=$(nm -D --defined-only "$lib" | awk '$2 ~ /^[TWi]$/ && $3 ~ /^weft_[a-z0-9]/ { print $3 }' | sort -u)
+syms=$(IFS=:; for l in $lib; do nm -D --defined-only "$l"; done |
+    awk '$2 ~ /^[TWi]$/ && $3 ~ /^weft_[a-z0-9]/ { print $3 }' | sort -u)
 [ -n "$syms" ] || fail "no weft_ function exported by $lib"
 n=0
 for s in $syms; do

@@ -157,6 +157,50 @@ if run hello 20; then
 fi
 show_on_failure "$f0"
 
+# ---- redis_fanout: a thousand hiredis clients through libweft-hook, against a redis-server ----
+# started here on a free port (ready when its log says so: an event); skipped, not failed,
+# when the sample was not built (no hiredis) or there is no redis-server.
+f0=$failures
+redis_bin=$(command -v redis-server || true)
+if [ ! -x "$dir/redis_fanout" ]; then
+    echo "skipped redis_fanout: not built (no hiredis; scripts/deps.sh hook)"
+elif [ -z "$redis_bin" ]; then
+    echo "skipped redis_fanout: no redis-server (scripts/deps.sh hook)"
+else
+    rport=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    mkdir -p "$tmp/redis"
+    "$redis_bin" --port "$rport" --bind 127.0.0.1 --save "" --appendonly no --dir "$tmp/redis" \
+        --maxclients 2000 --logfile "" --daemonize no >"$tmp/redis.log" 2>&1 &
+    redis_pid=$!
+    for _ in $(seq 1200); do # the 60 s are a safety net; the event is the log line
+        grep -q 'Ready to accept connections' "$tmp/redis.log" && break
+        kill -0 "$redis_pid" 2>/dev/null || break
+        sleep 0.05
+    done
+    if ! grep -q 'Ready to accept connections' "$tmp/redis.log"; then
+        current=redis_fanout
+        fail "redis-server did not start: $(cat "$tmp/redis.log")"
+    elif run redis_fanout 60 "$rport" 1000; then
+        expect '^redis_fanout: 1000 clients, 3000 replies checked, 0 failures, in '
+        expect '^redis_fanout: counter 1000, at most [0-9]+ clients connected at once$'
+    fi
+    kill "$redis_pid" 2>/dev/null
+    wait "$redis_pid" 2>/dev/null
+fi
+show_on_failure "$f0"
+
+# ---- tls_echo: every line of every client echoed intact over TLS (built with libssl-dev) --------
+f0=$failures
+if [ ! -e "$dir/tls_echo" ]; then
+    echo "skipped tls_echo: not built (no OpenSSL; scripts/deps.sh hook)"
+elif run tls_echo 60; then
+    expect '^tls_echo: server on 127\.0\.0\.1:[0-9]+, 20 clients of 10 lines$'
+    [ "$(grep -c '^client [0-9]*: 10 of 10 lines echoed intact$' "$out")" -eq 2 ] ||
+        fail "expected 2 'client N: 10 of 10 lines echoed intact' lines"
+    expect '^tls_echo: 200 of 200 lines echoed intact over 20 TLS connections in '
+fi
+show_on_failure "$f0"
+
 if [ "$failures" -ne 0 ]; then
     echo "test_samples: $failures check(s) failed" >&2
     exit 1

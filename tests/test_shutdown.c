@@ -13,7 +13,7 @@
 
 #include "chan.h"    /* to see a channel's waiter queues */
 #include "gate.h"    /* weft__gate_sleepers: plain threads asleep in weft */
-#include "runtime.h" /* weft__rt->stopping */
+#include "worker.h" /* weft__rt->stopping */
 
 #include <pthread.h>
 #include <stdatomic.h>

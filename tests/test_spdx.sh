@@ -13,7 +13,7 @@ while IFS= read -r f; do
 done < <(find src include tests samples scripts cmake .ci -type f \
     \( -name '*.c' -o -name '*.h' -o -name '*.S' -o -name '*.sh' -o -name '*.py' \
        -o -name '*.cmake' -o -name '*.in' -o -name '*.go' -o -name '*.cpp' \
-       -o -name CMakeLists.txt -o -name run \) -not -path '*/build/*' | sort)
+       -o -name '*.rs' -o -name '*.toml' -o -name CMakeLists.txt -o -name run \) -not -path '*/build/*' | sort)
 [ -f CMakeLists.txt ] && ! head -n 3 CMakeLists.txt | grep -q 'SPDX-License-Identifier: MIT' &&
     { echo "test_spdx: no SPDX line at the top of CMakeLists.txt"; missing=$((missing + 1)); }
 if [ "$missing" -ne 0 ]; then

@@ -46,7 +46,21 @@ WEFT_EXTERN int weft_accept(int fd, struct sockaddr *addr, socklen_t *len, int64
 WEFT_EXTERN int weft_connect(int fd, const struct sockaddr *addr, socklen_t len, int64_t deadline);
 /* A TCP listener on host:port (SO_REUSEADDR, non-blocking): the fd, or an error code. */
 WEFT_EXTERN int weft_tcp_listen(const char *host, int port, int backlog);
-/* A TCP connection to host:port (non-blocking socket): the fd, or an error code. */
+/* A TCP connection to host:port (non-blocking socket): the fd, or an error code. host is a
+ * numeric IPv4/IPv6 address, "localhost" (127.0.0.1), NULL (127.0.0.1), or a host name: a
+ * name is looked up with getaddrinfo(3) (/etc/hosts, then the name servers of
+ * /etc/resolv.conf, as nsswitch.conf says) on the blocking-offload pool — the caller parks,
+ * its worker runs other coroutines meanwhile; no hook library is needed — and its addresses
+ * are tried in the resolver's order until one connects (the last one's error otherwise).
+ * The deadline bounds the wait for a pool thread and the connection, not a lookup once a
+ * pool thread has started it (nothing can stop getaddrinfo; its own timeouts are
+ * resolv.conf's). Errors besides the connection's own (e.g. -ECONNREFUSED):
+ *   WEFT_EINVAL   port outside 0..65535, or host neither an address nor a well-formed name
+ *                 (letters, digits, '-', '_' in dot-separated labels; a last label of digits
+ *                 only, as in "1.2.3", is a malformed address): no lookup is made
+ *   WEFT_ENOHOST  the name does not resolve: no such name (NXDOMAIN), no address for it, or
+ *                 no name server answered (a temporary failure: a retry may succeed)
+ *   WEFT_ETIMEDOUT, WEFT_ECANCELED, WEFT_ENOMEM, WEFT_EAGAIN (weft_blocking's codes). */
 WEFT_EXTERN int weft_tcp_connect(const char *host, int port, int64_t deadline);
 
 /* A buffered reader for line- or length-oriented protocols. */

@@ -26,7 +26,7 @@
  *
  * Resuming pops the resume address into r8 and jumps to it (`jmp *%r8`) instead of `ret`:
  * a `ret` into another context's call site is mispredicted by the return-stack buffer on
- * every switch (measured here: 9.1 ns with ret, 3.5 ns with jmp; FIELD-NOTES.md).
+ * every switch (measured here: 9.1 ns with ret, 3.5 ns with jmp).
  *
  * The stack pointer only ever moves down before anything is stored below the old value, so
  * nothing is written into the red zone of a live frame and a signal arriving mid-switch

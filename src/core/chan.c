@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* chan.c — channels: buffered and rendezvous, coroutines and plain threads on either end.
+/* chan.c — floor 5 (primitives): channels: buffered and rendezvous, coroutines and plain threads on
+ * either end.
  *
  * Two designs share the waiter queues (waitq.h) and the lock:
  *
@@ -77,7 +78,9 @@
 #include "chan.h"
 #include "futex.h"
 #include "gate.h"
-#include "runtime.h"
+#include "scheduler.h"
+#include "timer.h"
+#include "waker.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* chan.h — the channel object, shared by chan.c and select.c (the design is at the top of
- * chan.c). */
+/* chan.h — floor 5 (primitives): the channel object, shared by chan.c and select.c (the design
+ * is at the top of chan.c). */
 #ifndef WEFT_CHAN_INT_H
 #define WEFT_CHAN_INT_H
 
@@ -72,8 +72,6 @@ void weft__chan_announce_wait(struct weft_chan *ch, bool send);
 /* The deadline for a wait after WEFT__EBUSY: a short poll, or `deadline` if sooner. A wait
  * that ends at it (and not at `deadline`) means "try again". */
 int64_t weft__chan_poll_until(int64_t deadline);
-/* select.c: record in the selecting party's state which case a claimed waiter won. */
-void weft__select_mark(struct weft__waiter *w);
 /* Complete every waiter of a done list (handoff: see weft__waker_complete). */
 void weft__chan_complete_all(struct weft__waiter *done, bool handoff);
 

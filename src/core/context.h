@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* context.h — the fcontext-style context switch, whichever backend was configured.
+/* context.h — floor 0 (platform): the fcontext-style context switch, whichever backend was
+ * configured.
  *
  * The model is Boost.Context's fcontext (make / jump / on-top):
  *   - weft__make_fcontext(sp, size, fn) prepares a context on the stack whose HIGHEST address is

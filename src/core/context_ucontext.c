@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
-/* context_ucontext.c — the portable fallback backend (WEFT_CONTEXT=ucontext): the fcontext
- * interface of context.h on getcontext/makecontext/swapcontext. Much slower (swapcontext
- * makes a sigprocmask system call per switch, and it carries the signal mask along, so a
- * coroutine's mask follows it across workers) but correct wherever ucontext exists.
+/* context_ucontext.c — floor 0 (platform): the portable fallback backend (WEFT_CONTEXT=ucontext):
+ * the fcontext interface of context.h on getcontext/makecontext/swapcontext. Much slower
+ * (swapcontext makes a sigprocmask system call per switch, and it carries the signal mask along, so
+ * a coroutine's mask follows it across workers) but correct wherever ucontext exists.
  *
  * A context is a `struct uctx` on the stack of the context it describes: in the frame of
  * the suspended jump, or at the top of a fresh stack. A jump fills in the destination's

@@ -1,5 +1,8 @@
 /* SPDX-License-Identifier: MIT */
-/* coro.h — the coroutine control block (Go's G) and its state machine.
+/* coro.h — floor 1 (objects and queues): the coroutine control block (Go's G), its state
+ * machine, and the pool of blocks. No knowledge of workers: a worker's cache of blocks is
+ * handed in (struct weft__coro_cache), exactly as stack.h takes a stack cache. The wait
+ * protocol built on the wait word lives in wait.h; the task API (spawn, join...) in task.c.
  *
  * States (co->state; the NOTIFIED bit may be or'ed onto RUNNING):
  *
@@ -71,21 +74,25 @@ static inline uint64_t weft__wait_next(uint64_t w)
     return (w | (WEFT_WAIT_ARMED | WEFT_WAIT_SHIELDED)) + 1;
 }
 
-/* An inbox message: a coroutine to run (pinned, or debug-migrated) or a timer to stop. */
+struct weft__worker;
+
+/* An inbox message (worker.h "Inbox"): a coroutine to run (pinned, or debug-migrated), a
+ * timer or fd-wait record to stop. It carries its handler, run by the owner worker on its
+ * own thread: the worker never names what a message is (one of the upward seams). */
 struct weft__msg {
     struct weft__msg *next;
-    int kind;
+    void (*run)(struct weft__worker *owner, struct weft__msg *m);
 };
-enum { WEFT_MSG_CORO = 1, WEFT_MSG_TIMER_STOP = 2, WEFT_MSG_IO_STOP = 3 };
 
-struct weft__worker;
+struct weft__waker; /* wait.h */
 
 struct weft__coro {
     weft__fctx_t ctx;         /* saved context while not RUNNING; NULL before the first run */
     _Atomic uint32_t state;   /* enum weft__state */
     uint32_t flags;           /* enum weft__coflags; written under co->lock */
     struct weft__coro *next;  /* queue link: global queue, free list (owner: that queue) */
-    struct weft__msg msg;     /* inbox link (kind WEFT_MSG_CORO) */
+    struct weft__msg msg;     /* inbox link; run: set by the spawner (task.c) */
+    weft__entry_fn entry;     /* the first jump's target: set by the spawner (task.c) */
     struct weft__stack *stack;
     size_t stack_size;        /* requested usable size */
     _Atomic uint64_t wait;    /* the wait word (see above) */
@@ -111,51 +118,6 @@ struct weft__coro {
     int last_worker;
     char name[32];
 };
-
-/* A token that can complete one wait, of a coroutine or of a plain thread. Lives in the
- * waiter's own frame (channel waiter nodes, join) or in a timer record. */
-struct weft__thread_parker {
-    _Atomic uint32_t word; /* TP_ARMED → TP_CLAIMED (a waker won) → TP_DONE, | TP_SLEEPING */
-    int result;
-    /* While the thread sleeps: its link in the gate's list (gate.h), under the gate's lock,
-     * so that a stopping runtime can complete it with WEFT_ENORUNTIME. */
-    struct weft__thread_parker *gprev, *gnext;
-};
-enum {
-    TP_ARMED = 0,
-    TP_CLAIMED = 1,
-    TP_DONE = 2,
-    TP_STATE = 3,
-    TP_SLEEPING = 4, /* the thread is (about to be) in futex_wait: the completer must wake it */
-    TP_STUCK = 8,    /* it sleeps without a deadline, counted in weft__stuck_threads (hang.h)
-                        until the waker that claims the wait uncounts it */
-};
-struct weft__waker {
-    struct weft__coro *co;             /* NULL: a plain thread */
-    uint64_t token;                    /* co's armed wait value */
-    struct weft__thread_parker *tp;    /* the plain thread's parker */
-};
-
-/* Claim the wait: true if we won it (then the caller must weft__waker_complete it). */
-bool weft__waker_claim(struct weft__waker *k);
-/* Finish a claimed wait: store the result, make the coroutine runnable / wake the thread.
- * `handoff`: the waker is a coroutine handing control to the woken one (put it in runnext). */
-void weft__waker_complete(struct weft__waker *k, int result, bool handoff);
-/* Claim and complete in one go; returns whether we won. */
-bool weft__waker_wake(struct weft__waker *k, int result, bool handoff);
-
-/* Arm a new wait for the calling coroutine and fill a waker for it. Invariant: an armed
- * wait is always ended by weft__park (or weft__wait_disarm on an error path), because a
- * waker may already have won it and be making the coroutine runnable. */
-void weft__wait_arm(struct weft__coro *co, struct weft__waker *k, const char *what);
-void weft__wait_disarm(struct weft__coro *co);
-/* Plain-thread side: arm, then block until completed or the deadline. On timeout, tries to
- * give up; if a waker already claimed it, waits for the completion (which then wins).
- * WEFT_ENORUNTIME: the runtime stopped while we slept, or is not running (then we never
- * slept): the wait is over, but the caller's waiter may still be linked where it waited —
- * it must unlink it (as after a timeout; no waker completes it any more). */
-void weft__tparker_arm(struct weft__thread_parker *tp, struct weft__waker *k);
-int weft__tparker_wait(struct weft__thread_parker *tp, int64_t deadline);
 
 /* Cancellation. A request is sticky (Trio's rule): co->cancel is set by weft_cancel and
  * never cleared while the coroutine lives (only the reuse of the control block for a new
@@ -209,15 +171,65 @@ static inline void weft__shield_leave(struct weft__coro *co)
         co->shield--;
 }
 
-struct weft__coro *weft__coro_alloc(void);
-void weft__coro_release(struct weft__coro *co); /* drop one ref; frees at 0 */
-WEFT_NORETURN void weft__coro_exit(struct weft__coro *co, void *result);
-void weft__coro_locals_free(struct weft__coro *co);
+/* Take back the calling coroutine's armed wait, if no waker has won it yet (the CAS a
+ * waker would make): true if we took it — the wait is over and nobody will wake us. */
+static inline bool weft__wait_take_back(struct weft__coro *co)
+{
+    uint64_t tok = atomic_load_explicit(&co->wait, memory_order_relaxed);
+    return (tok & WEFT_WAIT_ARMED) &&
+           atomic_compare_exchange_strong_explicit(&co->wait, &tok, tok & ~WEFT_WAIT_ARMED,
+                                                   memory_order_acq_rel, memory_order_relaxed);
+}
+
+/* A worker's own control blocks and their accounting (worker.h embeds one per worker).
+ * Touched only by the thread running that worker; the counters follow the statistics'
+ * single-writer rule (relaxed load and store, read relaxed by weft_stats and the deadlock
+ * check). A NULL cache means a plain thread: blocks come from and go to the global pool, and
+ * are counted in process-wide atomics (weft__coro_plain_counts). */
+struct weft__coro_cache {
+    struct weft__coro *head; /* free blocks */
+    size_t n;
+    uint64_t id_next, id_end; /* a block of coroutine ids */
+    _Atomic uint64_t n_alloc, n_free;
+    /* zombies made by coroutines finishing on this worker with a live handle, and reaped by
+     * joins and detaches of finished tasks running on this worker's thread */
+    _Atomic uint64_t n_zombied, n_unzombied;
+};
+
+/* Is there a block in the cache (the fast path: weft__coro_alloc then takes no lock and
+ * calls no libc; otherwise it may calloc a slab, too deep for a small stack, so the caller
+ * runs it on the scheduler stack: weft__offstack)? */
+static inline bool weft__coro_cached(const struct weft__coro_cache *c)
+{
+    return c && c->head;
+}
+/* A fresh control block (refs 2, a new id and wait sequence), or NULL without memory. */
+struct weft__coro *weft__coro_alloc(struct weft__coro_cache *c);
+/* Drop one ref; at 0 the block goes back to c (the caller's worker's cache) or the pool. */
+void weft__coro_release(struct weft__coro *co, struct weft__coro_cache *c);
+/* Every block of c back to the pool (worker teardown, running short of memory). */
+void weft__coro_cache_drain(struct weft__coro_cache *c);
 struct weft__coro *weft__coro_first(void); /* slab walk */
-/* Finished coroutines whose handle is neither joined nor detached (approximate while
- * running, like the other statistics). */
-uint64_t weft__coro_zombies(void);
 /* Validate a handle: the control block if it is live and matches, else NULL. */
 struct weft__coro *weft__coro_from_handle(weft_task t);
+/* Under co->lock, co finished: it becomes a zombie (made: nobody joins it now and it is not
+ * detached) or stops being one (a join or detach reaps it). The flag makes each happen
+ * once; the counters are c's (the calling worker's), or the plain threads' shared ones. */
+void weft__coro_zombie_make_locked(struct weft__coro *co, struct weft__coro_cache *c);
+void weft__coro_zombie_reap_locked(struct weft__coro *co, struct weft__coro_cache *c);
+/* Plain threads' share of the counts (allocated minus freed, zombies made minus reaped):
+ * the workers' shares are in their caches; debug.c adds them up. */
+void weft__coro_plain_counts(int64_t *alive, int64_t *zombies);
+/* Runtime shutdown (run.c): every block that still holds a coroutine is abandoned (Go's
+ * rule) and returns to the pool, its id retired and its armed wait made stale. */
+void weft__coro_reset_all(void);
+/* fork (fork.c): lock the pool and the locals' keys around fork; the child resets. */
+void weft__coro_atfork(int phase);
+/* Coroutine-local values (co->locals): the keys and their destructors live here because the
+ * reset runs them; the public calls are task.c's. key_create: the new key's index (>= 1),
+ * or WEFT_ENOMEM when WEFT_LOCAL_MAX keys exist. locals_free: run the destructors (a few
+ * passes, pthread's rule) and free the array; on the coroutine's own stack at its exit. */
+int weft__coro_key_create(void (*destructor)(void *));
+void weft__coro_locals_free(struct weft__coro *co);
 
 #endif

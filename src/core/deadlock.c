@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* deadlock.c — "all coroutines are asleep": the deadlock detector (Go's checkdead).
+/* deadlock.c — floor 6 (composites and tools): "all coroutines are asleep": the deadlock detector
+ * (Go's checkdead).
  *
  * The condition (weft.h, README "Debugging"). The runtime is deadlocked when, at one
  * instant:
@@ -51,7 +52,10 @@
  * handler waiting for it would hang the exit too). stdout is flushed if its lock is free.
  * Off with config.deadlock = -1 or $WEFT_DEADLOCK=0. */
 #define _GNU_SOURCE
+#include "blocking.h"
+#include "debug.h"
 #include "hang.h"
+#include "waker.h"
 
 #include <fcntl.h>
 #include <pthread.h>
@@ -60,7 +64,6 @@
 #include <string.h>
 #include <unistd.h>
 
-_Atomic int weft__stuck_threads;
 
 static bool enabled;                  /* set by weft__hang_start before the workers run */
 static pthread_mutex_t check_mu = PTHREAD_MUTEX_INITIALIZER; /* one checker at a time */

@@ -1,13 +1,17 @@
 /* SPDX-License-Identifier: MIT */
-/* debug.c — weft_stats_get, weft_dump (Go's SIGQUIT dump, on demand or on a signal), and
- * the text that names a coroutine in reports (overflow reports use it from a signal
- * handler: no stdio, no malloc there). Frames print as symbol+offset, or module+offset where
- * the module has no symbol for them (static functions of a program linked without
- * -rdynamic): `addr2line -e module offset` then finds the line. */
+/* debug.c — floor 6 (tools): weft_stats_get, the control-block and zombie counts, weft_dump
+ * (Go's SIGQUIT dump, on demand or on a signal) and the zombie report at weft_run's end.
+ * Frames print as symbol+offset, or module+offset where the module has no symbol for them
+ * (static functions of a program linked without -rdynamic): `addr2line -e module offset`
+ * then finds the line. The text that names a coroutine in reports is text.c's. The dump
+ * reads other workers' coroutines without their locks, on purpose (a snapshot, like Go's). */
 #define _GNU_SOURCE
 #include "gate.h"
 #include "hang.h"
-#include "runtime.h"
+#include "blocking.h"
+#include "debug.h"
+#include "text.h"
+#include "worker.h"
 
 #include <dlfcn.h>
 #include <signal.h>
@@ -16,6 +20,40 @@
 #include <string.h>
 #include <unistd.h>
 
+
+/* Control blocks and zombies: each worker's cache counts its own (one writer each, read
+ * relaxed: approximate while running, like every statistic); plain threads share one
+ * count (coro.c). Only the sum means something: a block made on one worker may be freed on
+ * another. */
+static void coro_counts(uint64_t *alive, uint64_t *zombies)
+{
+    int64_t n, z;
+    weft__coro_plain_counts(&n, &z);
+    struct weft__runtime *rt = weft__rt;
+    for (int i = 0; rt && i < rt->nworkers; i++) {
+        const struct weft__coro_cache *c = &rt->workers[i]->coros;
+        n += (int64_t)(atomic_load_explicit(&c->n_alloc, memory_order_relaxed) -
+                       atomic_load_explicit(&c->n_free, memory_order_relaxed));
+        z += (int64_t)(atomic_load_explicit(&c->n_zombied, memory_order_relaxed) -
+                       atomic_load_explicit(&c->n_unzombied, memory_order_relaxed));
+    }
+    *alive = n > 0 ? (uint64_t)n : 0;
+    *zombies = z > 0 ? (uint64_t)z : 0;
+}
+
+uint64_t weft__coro_alive(void)
+{
+    uint64_t n, z;
+    coro_counts(&n, &z);
+    return n;
+}
+
+uint64_t weft__coro_zombies(void)
+{
+    uint64_t n, z;
+    coro_counts(&n, &z);
+    return z;
+}
 
 static int stats_get(weft_stats *out)
 {
@@ -41,80 +79,6 @@ static int stats_get(weft_stats *out)
         out->stacks_cached += atomic_load_explicit(&rt->workers[i]->stacks.count,
                                                    memory_order_relaxed);
     return 0;
-}
-
-void weft__text_str(struct weft__text *t, const char *s)
-{
-    while (*s && t->p < t->end)
-        *t->p++ = *s++;
-}
-
-void weft__text_u64(struct weft__text *t, uint64_t v)
-{
-    char tmp[24];
-    int n = 0;
-    do
-        tmp[n++] = (char)('0' + v % 10);
-    while ((v /= 10));
-    while (n && t->p < t->end)
-        *t->p++ = tmp[--n];
-}
-
-void weft__text_hex(struct weft__text *t, uintptr_t v)
-{
-    char tmp[20];
-    int n = 0;
-    do
-        tmp[n++] = "0123456789abcdef"[v & 15];
-    while ((v >>= 4));
-    weft__text_str(t, "0x");
-    while (n && t->p < t->end)
-        *t->p++ = tmp[--n];
-}
-
-/* The entry function of co: dladdr finds exported symbols (a program's own functions need
- * -rdynamic and external linkage); otherwise the module and offset, for addr2line. dladdr
- * takes the loader's (recursive) lock: not async-signal-safe on paper, used only on the way
- * to abort. */
-static void text_entry(struct weft__text *t, const void *fn)
-{
-    Dl_info info;
-    if (!fn || !dladdr(fn, &info)) {
-        weft__text_hex(t, (uintptr_t)fn);
-        return;
-    }
-    if (info.dli_sname && info.dli_saddr) {
-        weft__text_str(t, info.dli_sname);
-        if (info.dli_saddr != fn) {
-            weft__text_str(t, "+");
-            weft__text_hex(t, (uintptr_t)((const char *)fn - (const char *)info.dli_saddr));
-        }
-        return;
-    }
-    const char *mod = info.dli_fname ? info.dli_fname : "?";
-    for (const char *c = mod; *c; c++)
-        if (*c == '/' && c[1])
-            mod = c + 1;
-    weft__text_str(t, mod);
-    weft__text_str(t, "+");
-    weft__text_hex(t, (uintptr_t)((const char *)fn - (const char *)info.dli_fbase));
-}
-
-WEFT_NO_TSAN void weft__text_coro(struct weft__text *t, const struct weft__coro *co)
-{
-    weft__text_str(t, "coroutine ");
-    weft__text_u64(t, atomic_load_explicit(&co->id, memory_order_relaxed));
-    if (co->name[0]) {
-        /* Names are debug aids: a racing weft_set_name may tear it, never overrun it. */
-        weft__text_str(t, " \"");
-        for (size_t i = 0; i < sizeof co->name && co->name[i] && t->p < t->end; i++)
-            *t->p++ = co->name[i];
-        weft__text_str(t, "\"");
-    } else {
-        weft__text_str(t, " (entry ");
-        text_entry(t, (const void *)co->fn);
-        weft__text_str(t, ")");
-    }
 }
 
 int weft_stats_get(weft_stats *out)

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* error.c — weft_strerror and the always-on panic. */
+/* error.c — floor 0 (platform): weft_strerror and the always-on panic. */
 #include "common.h"
 
 #include <stdarg.h>

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* evalloc.c — libev's allocator: out of memory inside libev is an error where weft can
- * report one, and a named abort elsewhere.
+/* evalloc.c — floor 0 (platform): libev's allocator: out of memory inside libev is an error where
+ * weft can report one, and a named abort elsewhere.
  *
  * libev aborts when its allocator returns NULL ("(libev) cannot allocate N bytes"), and
  * every libev call that allocates assumes success. weft sets up a worker's loop (the loop
@@ -13,7 +13,8 @@
  * while the runtime runs) the failure cannot be returned through libev: weft aborts with a
  * message that says what ran out, instead of libev's. */
 #define _GNU_SOURCE
-#include "runtime.h"
+#include "common.h"
+#include "evalloc.h"
 
 #include <ev.h>
 #include <setjmp.h>

@@ -1,16 +1,19 @@
 /* SPDX-License-Identifier: MIT */
-/* fork.c — fork() while weft is in use: the child starts with a fresh, unstarted weft.
+/* fork.c — floor 6 (tools): fork() while weft is in use: the child starts with a fresh, unstarted
+ * weft.
  *
  * After fork() the child has one thread, the one that forked: none of the parent's workers
  * or blocking-pool threads exist there. Without these handlers the child inherits a runtime
  * that looks alive (weft_run: WEFT_EBUSY forever; a spawn queues a coroutine no worker will
  * ever run, so its join hangs) and possibly a lock held by a thread that is gone.
  *
- * So (pthread_atfork, registered by the first weft_run): before the fork, the forking thread
- * takes every process-wide lock of weft (the gate's parker list, coroutine-local keys,
- * control-block pool, stack pool, blocking pool, in that order — no weft code holds two of them at once, so the order
- * cannot deadlock), which makes the structures they guard consistent in the child; the
- * parent releases them; so does the child (its one thread is the one that took them), after
+ * So (pthread_atfork, registered by the first weft_run or weft_signal_notify): before the fork, the
+ * forking thread takes every process-wide lock of weft (signal registrations — first: the delivery
+ * thread may hold them while a send reaches the gate's lock — then the gate's parker list,
+ * coroutine-local keys, control-block pool, stack pool, blocking pool, in that order — weft code
+ * that holds two of them takes them in this order, so the prepare step cannot deadlock), which
+ * makes the structures they guard consistent in the child; the parent releases them; so does the
+ * child (its one thread is the one that took them), after
  * forgetting the parent's runtime:
  * control blocks back to the pool with their ids retired (handles inherited from the parent
  * get WEFT_ESTATE), the parent's stacks forgotten (left mapped: the forking thread may hold
@@ -23,13 +26,21 @@
  * Objects made in the parent (channels, mutexes, groups) must not be used in the child: a
  * lock inside one may have been held by a parent's thread. */
 #define _GNU_SOURCE
+#include "fork.h"
+#include "blocking.h"
 #include "gate.h"
-#include "runtime.h"
+#include "signals.h"
+#include "worker.h"
 
 #include <pthread.h>
 
+/* Set once, by the first weft__fork_init, before the handlers are registered (pthread_atfork
+ * orders it before any child handler runs); only read afterwards. */
+static void (*run_child)(bool on_coro_stack);
+
 static void prepare(void)
 {
+    weft__signal_atfork(WEFT_FORK_PREPARE);
     weft__gate_atfork(WEFT_FORK_PREPARE);
     weft__coro_atfork(WEFT_FORK_PREPARE);
     weft__stack_atfork(WEFT_FORK_PREPARE);
@@ -42,6 +53,7 @@ static void parent(void)
     weft__stack_atfork(WEFT_FORK_PARENT);
     weft__coro_atfork(WEFT_FORK_PARENT);
     weft__gate_atfork(WEFT_FORK_PARENT);
+    weft__signal_atfork(WEFT_FORK_PARENT);
 }
 
 static void child(void)
@@ -52,8 +64,9 @@ static void child(void)
     weft__blocking_atfork(WEFT_FORK_CHILD);
     weft__stack_atfork(WEFT_FORK_CHILD);
     weft__coro_atfork(WEFT_FORK_CHILD);
-    weft__run_atfork_child(on_coro_stack);
+    run_child(on_coro_stack); /* run.c's part, registered by weft__fork_init */
     weft__gate_atfork(WEFT_FORK_CHILD);
+    weft__signal_atfork(WEFT_FORK_CHILD);
 }
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
@@ -64,8 +77,10 @@ static void install(void)
     install_err = pthread_atfork(prepare, parent, child);
 }
 
-int weft__fork_init(void)
+int weft__fork_init(void (*child_of_run)(bool on_coro_stack))
 {
+    if (!run_child)
+        run_child = child_of_run;
     pthread_once(&once, install);
     return install_err ? WEFT_ENOMEM : 0; /* pthread_atfork fails only for want of memory */
 }

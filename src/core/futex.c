@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* futex.c — futex(2) wrappers (see futex.h). */
+/* futex.c — floor 0 (platform): futex(2) wrappers (see futex.h). */
 #include "futex.h"
 #include "segstack.h"
 

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* futex.h — thin wrappers over futex(2) for the lock and for plain threads that wait on
- * weft objects. Private futexes: weft never shares these words across processes. */
+/* futex.h — floor 0 (platform): thin wrappers over futex(2) for the lock and for plain threads
+ * that wait on weft objects. Private futexes: weft never shares these words across processes. */
 #ifndef WEFT_FUTEX_H
 #define WEFT_FUTEX_H
 

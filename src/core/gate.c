@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* gate.c — plain threads' admission to the runtime and their release at shutdown (gate.h).
+/* gate.c — floor 4 (waiting): plain threads' admission to the runtime and their release at shutdown
+ * (gate.h).
  *
  * Ordering. Two Dekker pairs, both on seq_cst operations of the two gate words:
  *   - admission: a plain thread increments `inside`, then loads `state`; weft_run stores

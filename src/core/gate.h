@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* gate.h — plain threads' admission to the runtime, and their release when it stops.
+/* gate.h — floor 4 (waiting): plain threads' admission to the runtime, and their release when it
+ * stops.
  *
  * A plain thread (an OS thread that is not a worker) may call weft at any moment, also while
  * weft_run starts or returns. Everything such a call can touch that weft_run creates and
@@ -21,7 +22,7 @@
  *            waits for the state to change (BUSY lasts until the threads inside have left:
  *            they never block then, see weft__gate_track).
  *
- * Blocked plain threads. Every admitted plain thread that sleeps on its parker (coro.h) is
+ * Blocked plain threads. Every admitted plain thread that sleeps on its parker (waker.h) is
  * linked in the gate's list (weft__gate_track) for the length of the sleep, and stays
  * counted. weft_run, stopping, completes every parker still listed with WEFT_ENORUNTIME
  * (Go's runtime simply exits; a library must hand the thread back). The thread then unlinks its waiter node from the
@@ -38,6 +39,7 @@
 
 #include "common.h"
 #include "coro.h"
+#include "waker.h"
 
 enum { WEFT__GATE_STOPPED = 0, WEFT__GATE_OPEN = 1, WEFT__GATE_BUSY = 2 };
 
@@ -87,7 +89,7 @@ static inline void weft__gate_out(int in)
  * thread. WEFT__GATED: also without a runtime (objects usable on their own: a wait then
  * returns WEFT_ENORUNTIME); WEFT__GATED_RT: WEFT_ENORUNTIME without a runtime. `expr` must
  * not run user code (it could block for good inside the gate, and weft_run waits for every
- * thread inside to leave). Needs runtime.h (weft__worker_entry). */
+ * thread inside to leave). Needs worker.h (weft__worker_entry). */
 #define WEFT__GATED(expr)                                                                    \
     __extension__({                                                                          \
         int in_ = weft__gate_in(weft__worker_entry());                                      \
@@ -108,14 +110,14 @@ static inline bool weft__gate_open_hint(void)
     return atomic_load_explicit(&weft__gate.state, memory_order_relaxed) == WEFT__GATE_OPEN;
 }
 
-/* A plain thread about to sleep on tp (coro.c weft__tparker_wait): link it in the list so
+/* A plain thread about to sleep on tp (wait.c weft__tparker_wait): link it in the list so
  * that shutdown can complete it. false: the runtime is not OPEN (or stopping): do not sleep. */
 bool weft__gate_track(struct weft__thread_parker *tp);
 void weft__gate_untrack(struct weft__thread_parker *tp);
 /* Plain threads asleep in weft now (tracked): for tests that wait for a thread to block. */
 int weft__gate_sleepers(void);
 
-/* weft_run (runtime.c). open: STOPPED → BUSY, wait for the counted threads to leave, then
+/* weft_run (run.c). open: STOPPED → BUSY, wait for the counted threads to leave, then
  * OPEN (weft__rt must be set before). close: OPEN → BUSY, complete every tracked parker with
  * WEFT_ENORUNTIME, wait until no plain thread is inside. stopped: BUSY → STOPPED (after the
  * teardown). */

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* group.c — task groups (include/weft/group.h): members released as they finish, sticky
- * cancellation, the first failure, join-next, and a limit on members running at once.
+/* group.c — floor 6 (composites and tools): task groups (include/weft/group.h): members released as
+ * they finish, sticky cancellation, the first failure, join-next, and a limit on members running at
+ * once.
  *
  * A member is a DETACHED coroutine running member_entry(m), where m is the group's record of
  * it (struct member, on the heap). Nobody holds a handle that would keep its control block:
@@ -33,7 +34,7 @@
  *   - Lifetime: weft_group_free waits until live == 0. A finishing member touches nothing of
  *     g after releasing g->lock (completions touch only the waiters' frames). The release's
  *     futex wake may then hit a freed word: harmless, FUTEX_WAKE on an address nobody waits
- *     on does nothing (the same argument as a plain thread's parker in coro.c).
+ *     on does nothing (the same argument as a plain thread's parker in wait.c).
  *   - Runs: members of a run that ended were abandoned at its shutdown (never resumed), and
  *     waiters of that run sat on stacks since unmapped: forget_abandoned_locked drops them
  *     (never touching the waiters) when g->epoch is not the current run's.
@@ -41,7 +42,10 @@
  *     WEFT_ENORUNTIME when the runtime stops (the members it waits for are abandoned), and
  *     then waits no more. */
 #include "gate.h"
-#include "runtime.h"
+#include "scheduler.h"
+#include "task.h"
+#include "timer.h"
+#include "waker.h"
 #include "waitq.h"
 
 #include <stdlib.h>

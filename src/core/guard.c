@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* guard.c — stack-overflow reports: the SIGSEGV handler and the check at every switch.
+/* guard.c — floor 2 (the worker): stack-overflow reports: the SIGSEGV handler and the check at
+ * every switch.
  *
  * Every overflow ends in one line on stderr and abort():
  *   weft: stack overflow in coroutine <id> "<name>" (stack <N> bytes)[: <how it was seen>]
@@ -31,7 +32,9 @@
  * descriptors live outside the stacks (stack.c), so an overflow never corrupts what this
  * code reads. */
 #define _GNU_SOURCE
-#include "runtime.h"
+#include "guard.h"
+#include "text.h"
+#include "worker.h"
 
 #include <signal.h>
 #include <stdlib.h>

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* hang.h — hangs that say why: the deadlock detector (deadlock.c) and the stall watchdog
- * (stall.c), and what the rest of the runtime tells them.
+/* hang.h — floor 6 (composites and tools): hangs that say why: the deadlock detector (deadlock.c)
+ * and the stall watchdog (stall.c), and what the rest of the runtime tells them.
  *
  * What a worker publishes. `sleep_word` (struct weft__worker) is written only by the worker's
  * own thread, from libev's release/acquire hooks around the kernel wait (epoll_wait) of
@@ -22,7 +22,7 @@
 #ifndef WEFT_HANG_H
 #define WEFT_HANG_H
 
-#include "runtime.h"
+#include "worker.h"
 
 #define HANG_ASLEEP 1ull
 #define HANG_WAKEABLE 2ull
@@ -32,9 +32,10 @@
  * 0 or WEFT_ENOMEM. weft__hang_stop: after the workers are joined. */
 int weft__hang_start(const weft_config *cfg);
 void weft__hang_stop(void);
-/* sched.c, worker creation: install the release/acquire hooks on the worker's loop. */
+/* run.c, after each worker is created: install the release/acquire hooks on its loop. */
 void weft__hang_loop_init(struct weft__worker *w);
-/* sched.c, on each worker's thread as it starts: publish the thread for the stall signal. */
+/* On each worker's thread as it starts (run.c passes it to weft__worker_run): publish the
+ * thread for the stall signal. */
 void weft__hang_thread_init(struct weft__worker *w);
 
 /* deadlock.c */
@@ -45,9 +46,9 @@ bool weft__deadlock_enabled(void);
  * confirmed by an earlier passing check with the same sleeps, prints the report and exits
  * the process. Returns true when someone must look again later (the watchdog does). */
 bool weft__deadlock_check(void);
-/* Plain threads blocked in a weft wait without a deadline whose wait nobody has claimed yet
- * (coro.c keeps it: +1 by the thread as it goes to sleep, -1 by the claimer). */
-extern _Atomic int weft__stuck_threads;
+/* weft__stuck_threads (wait.h) counts the plain threads blocked in a weft wait without a
+ * deadline that nobody has claimed yet: wait.c keeps it (+1 by the thread as it goes to
+ * sleep, -1 by the claimer), the check reads it. */
 
 /* stall.c: the watchdog thread exists (counted among weft's own threads) */
 bool weft__watchdog_running(void);
@@ -56,7 +57,5 @@ void weft__watchdog_kick(void);
 /* The deadlock check found only threads in the way: look again later. */
 void weft__watchdog_recheck(void);
 
-/* debug.c: "symbol+0x12" or, without a symbol, "module+0x1234" (dladdr), or "0x..." */
-void weft__addr_name(const void *pc, char *buf, size_t cap);
 
 #endif

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* io.c — blocking-style I/O: a coroutine that would block on a descriptor parks in its
- * worker's libev loop instead.
+/* io.c — floor 4 (waiting): fd waits (weft_wait_fd), the per-descriptor hints, and
+ * blocking-style read/write: a coroutine that would block on a descriptor parks in its
+ * worker's libev loop instead. Sockets are net.c's, the buffered reader reader.c's.
  *
  * Each wait gets a one-shot ev_io record from the pool of the worker the coroutine parks on,
  * started in that worker's loop (loops are single-threaded) and stopped when the wait ends:
@@ -33,7 +34,10 @@
  * never across a switch (glibc's __errno_location is `const`, so a compiler may reuse the
  * address of one thread's errno after the coroutine moved to another thread). */
 #define _GNU_SOURCE
-#include "runtime.h"
+#include "fdwait.h"
+#include "load.h"
+#include "scheduler.h"
+#include "timer.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -91,7 +95,8 @@ static void iow_put(struct weft__worker *w, struct weft__iow *r)
     w->iow_free = r;
 }
 
-void weft__io_stop_msg(struct weft__worker *w, struct weft__msg *m)
+/* The stop message's handler (struct weft__msg's run), on the owner's thread. */
+static void io_stop_msg(struct weft__worker *w, struct weft__msg *m)
 {
     struct weft__iow *r = (struct weft__iow *)((char *)m - offsetof(struct weft__iow, msg));
     WEFT_ASSERT(r->owner == w);
@@ -197,13 +202,6 @@ static int poll_thread(int fd, int events, int64_t deadline)
     }
 }
 
-/* The calling coroutine, or NULL on a plain thread. */
-static inline struct weft__coro *self_coro(void)
-{
-    struct weft__worker *w = weft__worker_entry();
-    return w ? w->current : NULL;
-}
-
 int weft_wait_fd(int fd, int events, int64_t deadline)
 {
     if (fd < 0 || !(events & (WEFT_READABLE | WEFT_WRITABLE)) ||
@@ -235,7 +233,7 @@ int weft_wait_fd(int fd, int events, int64_t deadline)
         return WEFT_ENOMEM;
     weft__wait_arm(co, &r->k, events & WEFT_READABLE ? "fd read" : "fd write");
     r->owner = w;
-    r->msg.kind = WEFT_MSG_IO_STOP;
+    r->msg.run = io_stop_msg;
     ev_io_init(&r->io, on_io, fd,
                (events & WEFT_READABLE ? EV_READ : 0) | (events & WEFT_WRITABLE ? EV_WRITE : 0));
     same_file_as_before(w, r, fd, cookie);
@@ -275,6 +273,11 @@ static struct hint_table *hint_table(void)
     if (!fresh)
         return NULL;
     fresh->size = n;
+    /* Publication: the table is complete (zeroed hints, its size) before the pointer is
+     * stored, and the store is the CAS's release; every reader loads the pointer with
+     * acquire (above), so a table seen is a table whose size and hints are initialised.
+     * Two threads racing here: the loser frees its copy and uses the winner's (acquire on
+     * failure). */
     struct hint_table *expected = NULL;
     if (!atomic_compare_exchange_strong_explicit(&fd_hints, &expected, fresh,
                                                  memory_order_acq_rel, memory_order_acquire)) {
@@ -407,7 +410,7 @@ static ssize_t transfer(int fd, void *buf, size_t len, int64_t deadline, bool wr
 {
     if (fd < 0 || (!buf && len))
         return WEFT_EINVAL;
-    int r = weft__cancel_point(self_coro());
+    int r = weft__cancel_point(weft__io_self());
     if (r < 0)
         return r;
     _Atomic unsigned char *slot = hint_slot(fd);
@@ -465,7 +468,7 @@ ssize_t weft_write_all(int fd, const void *buf, size_t len, int64_t deadline)
 {
     if (fd < 0 || (!buf && len))
         return WEFT_EINVAL;
-    int r = weft__cancel_point(self_coro()); /* even when there is nothing to write */
+    int r = weft__cancel_point(weft__io_self()); /* even when there is nothing to write */
     if (r < 0)
         return r;
     size_t done = 0;
@@ -478,282 +481,13 @@ ssize_t weft_write_all(int fd, const void *buf, size_t len, int64_t deadline)
     return (ssize_t)done;
 }
 
-/* ---- sockets ----------------------------------------------------------------------------- */
-
-static WEFT_NOINLINE int sys_accept(int fd, struct sockaddr *addr, socklen_t *len)
+int weft__fd_set_nonblock(int fd)
 {
-    int c = accept4(fd, addr, len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    return c >= 0 ? c : -errno;
+    return set_nonblock(fd, hint_slot(fd));
 }
 
 /* A socket weft just made, non-blocking: the hints say so (whatever the number was before). */
-static void new_socket(int fd)
+void weft__fd_new_socket(int fd)
 {
     hint_put(hint_slot(fd), HINT_NONBLOCK);
-}
-
-/* accept4 has no per-call "do not wait" flag: the listener's O_NONBLOCK is checked (and set)
- * at every call, one fcntl — the number may name a new, blocking listener since the last. */
-int weft_accept(int fd, struct sockaddr *addr, socklen_t *len, int64_t deadline)
-{
-    if (fd < 0)
-        return WEFT_EINVAL;
-    int r = weft__cancel_point(self_coro());
-    if (r < 0 || (r = set_nonblock(fd, hint_slot(fd))) < 0)
-        return r;
-    for (;;) {
-        int c = sys_accept(fd, addr, len);
-        if (c >= 0) {
-            new_socket(c);
-            return c;
-        }
-        if (c == -EINTR || c == -ECONNABORTED)
-            continue;
-        if (c != -EAGAIN && c != -EWOULDBLOCK)
-            return c;
-        if ((r = weft_wait_fd(fd, WEFT_READABLE, deadline)) < 0)
-            return r;
-    }
-}
-
-static WEFT_NOINLINE int sys_connect(int fd, const struct sockaddr *addr, socklen_t len)
-{
-    return connect(fd, addr, len) == 0 ? 0 : -errno;
-}
-
-static WEFT_NOINLINE int sys_sockerr(int fd)
-{
-    int err = 0;
-    socklen_t l = sizeof err;
-    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &l) != 0)
-        return -errno;
-    return -err;
-}
-
-int weft_connect(int fd, const struct sockaddr *addr, socklen_t len, int64_t deadline)
-{
-    if (fd < 0 || !addr)
-        return WEFT_EINVAL;
-    int r = weft__cancel_point(self_coro());
-    if (r < 0 || (r = set_nonblock(fd, hint_slot(fd))) < 0) /* checked at every call */
-        return r;
-    r = sys_connect(fd, addr, len);
-    if (r == 0 || (r != -EINPROGRESS && r != -EINTR))
-        return r;
-    if ((r = weft_wait_fd(fd, WEFT_WRITABLE, deadline)) < 0)
-        return r;
-    return sys_sockerr(fd);
-}
-
-static int make_addr(const char *host, int port, struct sockaddr_storage *ss, socklen_t *len)
-{
-    if (port < 0 || port > 65535)
-        return WEFT_EINVAL;
-    memset(ss, 0, sizeof *ss);
-    struct sockaddr_in *in4 = (struct sockaddr_in *)ss;
-    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
-    if (!host || !*host || strcmp(host, "0.0.0.0") == 0) {
-        in4->sin_family = AF_INET;
-        in4->sin_addr.s_addr = htonl(INADDR_ANY);
-        in4->sin_port = htons((uint16_t)port);
-        *len = sizeof *in4;
-        return 0;
-    }
-    if (strcmp(host, "localhost") == 0)
-        host = "127.0.0.1";
-    /* Numeric addresses only: name resolution blocks (offload it with weft_blocking). */
-    if (inet_pton(AF_INET, host, &in4->sin_addr) == 1) {
-        in4->sin_family = AF_INET;
-        in4->sin_port = htons((uint16_t)port);
-        *len = sizeof *in4;
-        return 0;
-    }
-    if (inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
-        in6->sin6_family = AF_INET6;
-        in6->sin6_port = htons((uint16_t)port);
-        *len = sizeof *in6;
-        return 0;
-    }
-    return WEFT_EINVAL;
-}
-
-static WEFT_NOINLINE int sys_listen_socket(const struct sockaddr_storage *ss, socklen_t len,
-                                           int backlog)
-{
-    int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -errno;
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (bind(fd, (const struct sockaddr *)ss, len) != 0 || listen(fd, backlog) != 0) {
-        int e = -errno;
-        close(fd);
-        return e;
-    }
-    return fd;
-}
-
-int weft_tcp_listen(const char *host, int port, int backlog)
-{
-    struct sockaddr_storage ss;
-    socklen_t len;
-    int r = make_addr(host, port, &ss, &len);
-    if (r < 0)
-        return r;
-    r = sys_listen_socket(&ss, len, backlog > 0 ? backlog : 1024);
-    if (r >= 0)
-        new_socket(r);
-    return r;
-}
-
-static WEFT_NOINLINE int sys_stream_socket(int family)
-{
-    int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -errno;
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    return fd;
-}
-
-int weft_tcp_connect(const char *host, int port, int64_t deadline)
-{
-    struct sockaddr_storage ss;
-    socklen_t len;
-    int r = make_addr(host ? host : "127.0.0.1", port, &ss, &len);
-    if (r < 0 || (r = weft__cancel_point(self_coro())) < 0) /* before making a socket */
-        return r;
-    int fd = sys_stream_socket(ss.ss_family);
-    if (fd < 0)
-        return fd;
-    new_socket(fd);
-    r = weft_connect(fd, (struct sockaddr *)&ss, len, deadline);
-    if (r < 0) {
-        weft_close(fd);
-        return r;
-    }
-    return fd;
-}
-
-/* ---- buffered reader --------------------------------------------------------------------- */
-
-int weft_reader_init(weft_reader *r, int fd, size_t bufsize)
-{
-    if (!r || fd < 0)
-        return WEFT_EINVAL;
-    if (!bufsize)
-        bufsize = 16384;
-    r->buf = malloc(bufsize);
-    if (!r->buf)
-        return WEFT_ENOMEM;
-    r->fd = fd;
-    r->start = r->end = 0;
-    r->cap = bufsize;
-    return 0;
-}
-
-void weft_reader_free(weft_reader *r)
-{
-    if (r) {
-        free(r->buf);
-        r->buf = NULL;
-    }
-}
-
-static ssize_t fill(weft_reader *r, int64_t deadline)
-{
-    if (r->start > 0 && r->start == r->end)
-        r->start = r->end = 0;
-    if (r->end == r->cap && r->start > 0) {
-        memmove(r->buf, r->buf + r->start, r->end - r->start);
-        r->end -= r->start;
-        r->start = 0;
-    }
-    if (r->end == r->cap)
-        return WEFT_ETOOLONG; /* full buffer without the '\n' the caller needs */
-    ssize_t n = weft_read(r->fd, r->buf + r->end, r->cap - r->end, deadline);
-    if (n > 0)
-        r->end += (size_t)n;
-    return n;
-}
-
-ssize_t weft_reader_line(weft_reader *r, char *line, size_t cap, int64_t deadline)
-{
-    if (!r || !r->buf || !line || cap == 0)
-        return WEFT_EINVAL;
-    int c = weft__cancel_point(self_coro()); /* even when the line is already buffered */
-    if (c < 0)
-        return c;
-    size_t scanned = 0;
-    for (;;) {
-        char *nl = memchr(r->buf + r->start + scanned, '\n', r->end - r->start - scanned);
-        if (nl) {
-            size_t n = (size_t)(nl - (r->buf + r->start)) + 1;
-            if (n >= cap)
-                return WEFT_ETOOLONG; /* nothing consumed: see weft/io.h */
-            memcpy(line, r->buf + r->start, n);
-            line[n] = 0;
-            r->start += n;
-            return (ssize_t)n;
-        }
-        scanned = r->end - r->start;
-        if (scanned >= cap - 1)
-            return WEFT_ETOOLONG;
-        ssize_t n = fill(r, deadline);
-        if (n < 0)
-            return n;
-        if (n == 0) { /* end of stream: hand out a last unterminated line */
-            size_t left = r->end - r->start;
-            if (left == 0)
-                return 0;
-            memcpy(line, r->buf + r->start, left);
-            line[left] = 0;
-            r->start = r->end;
-            return (ssize_t)left;
-        }
-    }
-}
-
-ssize_t weft_reader_skip_line(weft_reader *r, int64_t deadline)
-{
-    if (!r || !r->buf)
-        return WEFT_EINVAL;
-    size_t skipped = 0;
-    for (;;) {
-        char *nl = memchr(r->buf + r->start, '\n', r->end - r->start);
-        size_t n = nl ? (size_t)(nl - (r->buf + r->start)) + 1 : r->end - r->start;
-        r->start += n; /* consumed at once: the line may be longer than the buffer */
-        skipped += n;
-        if (nl)
-            return (ssize_t)skipped;
-        ssize_t got = fill(r, deadline); /* the buffer is empty: fill reads */
-        if (got < 0)
-            return got;
-        if (got == 0)
-            return (ssize_t)skipped;
-    }
-}
-
-ssize_t weft_reader_read(weft_reader *r, void *buf, size_t len, int64_t deadline)
-{
-    if (!r || !r->buf || (!buf && len))
-        return WEFT_EINVAL;
-    int c = weft__cancel_point(self_coro()); /* even when the bytes are already buffered */
-    if (c < 0)
-        return c;
-    if (len == 0)
-        return 0; /* like weft_read: nothing asked, nothing waited for */
-    if (r->end == r->start) {
-        if (len >= r->cap) /* large read: bypass the buffer */
-            return weft_read(r->fd, buf, len, deadline);
-        ssize_t n = fill(r, deadline);
-        if (n <= 0)
-            return n;
-    }
-    size_t n = r->end - r->start;
-    if (n > len)
-        n = len;
-    memcpy(buf, r->buf + r->start, n);
-    r->start += n;
-    return (ssize_t)n;
 }

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* load.c — how busy the runtime is, and what the idle policy makes of it: poll-spinning
- * before sleep, and gathering fd waits on one worker when the whole runtime needs less than
- * one CPU ("narrow" mode). The scheduler (sched.c) asks; nothing here switches or queues.
+/* load.c — floor 2 (the worker): how busy the runtime is, and what the idle policy makes of it:
+ * poll-spinning before sleep, and gathering fd waits on one worker when the whole runtime needs
+ * less than one CPU ("narrow" mode). The scheduler (sched.c) asks; nothing here switches or queues.
  *
  * The cost both answer. A worker asleep in epoll_wait is woken by whoever makes one of its
  * descriptors ready: on loopback that is the peer's send(2), which pays try_to_wake_up and,
@@ -38,14 +38,14 @@
  *    and would pay the watcher's wake-ups below, measured 2.6 wakes per request against 1),
  *    the runtime goes narrow: a coroutine about to wait on a descriptor first moves to the home worker
  *    (worker 0) and waits in its loop (io.c); work the home queues for itself wakes nobody
- *    and a spinner that found work does not ramp up another (sched.c enqueue,
+ *    and a spinner that found work does not ramp up another (sched.c enqueue, idle.c
  *    reset_spinning); a wake-up that is needed (work queued off the home, or in the global
  *    queue) goes to the home first, another idle worker only if the home is awake; the
  *    others stop stealing. So within one request cycle every connection waits in one epoll
  *    set, one thread serves them, and a peer's send wakes at most one thread. When the home
  *    worker is busy more than LOAD_WIDE_PCT of a window, the runtime goes wide again and
  *    wakes a worker to take the surplus; a window is judged whenever any worker passes
- *    through find_work, and the watcher (worker 1; sched.c go_idle, kicked when the runtime
+ *    through find_work, and the watcher (worker 1; idle.c go_idle, kicked when the runtime
  *    turns narrow) sleeps at most LOAD_WATCH_NS while the home is awake, so a home stuck in
  *    a long computation is seen within one or two windows. What widening cannot rescue:
  *    coroutines that moved to the home sit in its inbox and its loop, which only the home
@@ -54,7 +54,7 @@
  *    This is weft's answer to Go's single netpoller (weft keeps one libev loop per worker):
  *    at low load the waits gather; under load they spread. Pinned coroutines never move.
  *    rt->narrow is a hint read relaxed: in either mode every queued coroutine has an awake
- *    owner, or its queuer wakes a sleeping worker (the home first, sched.c wake_idle), with
+ *    owner, or its queuer wakes a sleeping worker (the home first, idle.c wake_idle), with
  *    the same fences as in wide mode; so a stale read costs at most a hop, or a wake-up of
  *    a worker that was not needed.
  *
@@ -64,7 +64,7 @@
  * up to `now` is now + mark + 1. Owner writes (relaxed store), decider reads (relaxed):
  * a stale value shifts one sample between windows, never loses it. */
 #define _GNU_SOURCE
-#include "runtime.h"
+#include "load.h"
 #include "futex.h"
 
 #include <fcntl.h>

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* lock.c — slow paths of the spin-then-futex lock (see lock.h), and the futex wrappers. */
+/* lock.c — floor 0 (platform): slow paths of the spin-then-futex lock (see lock.h); the
+ * futex wrappers are futex.c. */
 #include "lock.h"
 #include "futex.h"
 

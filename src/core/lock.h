@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* lock.h — a small spin-then-futex lock for short critical sections (a channel's lists,
- * a coroutine's joiner slot, the global run queue).
+/* lock.h — floor 0 (platform): a small spin-then-futex lock for short critical sections (a
+ * channel's lists, a coroutine's joiner slot, the global run queue).
  *
  * Why not a pthread mutex: weft releases some locks in an on-top function, i.e. after the
  * switch, on the next coroutine's stack and possibly after TSan was told we switched fibers;
@@ -35,13 +35,6 @@ static inline void weft__lock_acquire(weft__lock *l)
                          1))
         return;
     weft__lock_slow(&l->word);
-}
-
-static inline int weft__lock_try(weft__lock *l)
-{
-    uint32_t expected = 0;
-    return atomic_compare_exchange_strong_explicit(&l->word, &expected, 1, memory_order_acquire,
-                                                   memory_order_relaxed);
 }
 
 static inline void weft__lock_release(weft__lock *l)

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* runq.c — the per-worker ring and the global queue (see runq.h for the contracts).
+/* runq.c — floor 1 (objects and queues): the per-worker ring and the global queue (see runq.h for
+ * the contracts).
  *
  * Memory orders on the ring, the classic single-producer/multi-consumer pairing:
  *  - owner put: store the slot (relaxed), then store tail with RELEASE: a consumer that
@@ -53,23 +54,8 @@ void weft__runq_put_slow(struct weft__runq *q, struct weft__coro *co, struct wef
     }
 }
 
-void weft__runq_put_next(struct weft__runq *q, struct weft__coro *co, struct weft__globalq *g)
+struct weft__coro *weft__runq_get(struct weft__runq *q)
 {
-    /* Exchange: a thief may CAS runnext to NULL concurrently (weft__runq_steal). */
-    struct weft__coro *old = atomic_exchange_explicit(&q->runnext, co, memory_order_acq_rel);
-    if (old)
-        weft__runq_put(q, old, g);
-}
-
-struct weft__coro *weft__runq_get(struct weft__runq *q, bool use_next)
-{
-    if (use_next) {
-        struct weft__coro *n = atomic_load_explicit(&q->runnext, memory_order_relaxed);
-        if (n && atomic_compare_exchange_strong_explicit(&q->runnext, &n, NULL,
-                                                         memory_order_acquire,
-                                                         memory_order_relaxed))
-            return n;
-    }
     for (;;) {
         uint32_t h = load_head(q);
         uint32_t t = atomic_load_explicit(&q->tail, memory_order_relaxed);
@@ -81,14 +67,12 @@ struct weft__coro *weft__runq_get(struct weft__runq *q, bool use_next)
                                                   memory_order_relaxed))
             return co;
     }
-    /* Ring empty: runnext even when use_next was false (it is all there is). */
-    if (!use_next) {
-        struct weft__coro *n = atomic_load_explicit(&q->runnext, memory_order_relaxed);
-        if (n && atomic_compare_exchange_strong_explicit(&q->runnext, &n, NULL,
-                                                         memory_order_acquire,
-                                                         memory_order_relaxed))
-            return n;
-    }
+    /* Ring empty: runnext (it is all there is). acquire: pairs with the release of the
+     * exchange that put it there (runq.h). */
+    struct weft__coro *n = atomic_load_explicit(&q->runnext, memory_order_relaxed);
+    if (n && atomic_compare_exchange_strong_explicit(&q->runnext, &n, NULL, memory_order_acquire,
+                                                     memory_order_relaxed))
+        return n;
     return NULL;
 }
 

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* runq.h — run queues: each worker's bounded ring plus runnext slot (Go's runq), and the
- * global injection queue. Thread contracts are on each function. */
+/* runq.h — floor 1 (objects and queues): run queues: each worker's bounded ring plus runnext
+ * slot (Go's runq), and the global injection queue. Thread contracts are on each function. */
 #ifndef WEFT_RUNQ_H
 #define WEFT_RUNQ_H
 
@@ -18,6 +18,10 @@
 struct weft__runq {
     _Atomic uint32_t head WEFT_ALIGNED_CL;
     _Atomic uint32_t tail WEFT_ALIGNED_CL;
+    /* runnext: filled by the owner with an acq_rel exchange (sched.c enqueue: release
+     * publishes the coroutine's contents to a thief; acquire sees the displaced one's),
+     * emptied by the owner or a thief with an acquire CAS to NULL (pairs with that release).
+     * An exchange, not a store, because a thief may empty it at any moment. */
     _Atomic(struct weft__coro *) runnext WEFT_ALIGNED_CL;
     _Atomic(struct weft__coro *) buf[WEFT_RUNQ_SIZE];
 };
@@ -45,10 +49,9 @@ static inline void weft__runq_put(struct weft__runq *q, struct weft__coro *co,
     }
     weft__runq_put_slow(q, co, g);
 }
-/* Owner only. Put co in runnext; the previous occupant goes to the tail. */
-void weft__runq_put_next(struct weft__runq *q, struct weft__coro *co, struct weft__globalq *g);
-/* Owner only. Take runnext (if use_next) else the head. NULL if empty. */
-struct weft__coro *weft__runq_get(struct weft__runq *q, bool use_next);
+/* Owner only. Take the ring's head, or runnext when the ring is empty. NULL if both are.
+ * (runnext first is the scheduler's choice, with its fairness bound: sched.c local_get.) */
+struct weft__coro *weft__runq_get(struct weft__runq *q);
 /* Owner only, and only when no thief can exist (a runtime with one worker): the head
  * without a CAS — the yield path's cost is then a plain load and store. */
 static inline struct weft__coro *weft__runq_get_solo(struct weft__runq *q)

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* sanitizer.h — the annotations ASan, TSan and valgrind need to follow stack switches.
- * Every switch in weft goes through weft__switch (sched.c), which calls these, so no call
+/* sanitizer.h — floor 0 (platform): the annotations ASan, TSan and valgrind need to follow stack
+ * switches. Every switch in weft goes through switch_to (sched.c), which calls these, so no call
  * site can forget one. Without the sanitizers they compile to nothing.
  *
  * ASan: __sanitizer_start_switch_fiber(&fake, bottom, size) just before the jump, with the

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* segstack.c — the one out-of-line piece of segmented stacks (see segstack.h). */
+/* segstack.c — floor 0 (platform): the one out-of-line piece of segmented stacks (see
+ * segstack.h). */
 #include "segstack.h"
 
 #if defined(WEFT_SEGMENTED_STACKS)

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* segstack.h — segmented (growable) stacks with gcc's split stacks (-DWEFT_SEGMENTED_STACKS=ON).
+/* segstack.h — floor 0 (platform): segmented (growable) stacks with gcc's split stacks
+ * (-DWEFT_SEGMENTED_STACKS=ON).
  *
  * How it works. Code built with -fsplit-stack starts every function with a comparison of the
  * stack pointer against a per-thread limit (on x86-64 the word at %fs:0x70, in the TCB);

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* select.c — weft_select: wait on several channel operations, complete exactly one.
+/* select.c — floor 5 (primitives): weft_select: wait on several channel operations, complete
+ * exactly one.
  *
  * 1. Lock every distinct channel of the cases, in address order (a global order, so two
  *    selects over the same channels cannot deadlock).
@@ -8,7 +9,7 @@
  * 3. None can: with deadline 0 (the default case) return WEFT_EAGAIN; else link one waiter
  *    per case into its channel's queue, all sharing one waker, and park (the channels are
  *    unlocked in the on-top step, once we are off our stack). The first waker to claim the
- *    shared waker completes its case and records which (weft__select_mark, under that
+ *    shared waker completes its case and records which (weft__select_mark, waitq.h, under that
  *    channel's lock); the others find the waker claimed and skip our waiters.
  * 4. On wake-up, relock and unlink the waiters still linked.
  * Buffered channels (chan.c) keep their elements in a lock-free ring: before the attempts
@@ -18,19 +19,12 @@
  * case whose ring was mid-operation (WEFT__EBUSY) makes the wait a short poll. */
 #include "chan.h"
 #include "gate.h"
-#include "runtime.h"
+#include "scheduler.h"
+#include "timer.h"
+#include "waker.h"
 
 #include <stdlib.h>
 #include <string.h>
-
-struct weft__sel {
-    int chosen;  /* index of the completed case, -1 while none */
-};
-
-void weft__select_mark(struct weft__waiter *w)
-{
-    w->sel->chosen = w->index;
-}
 
 struct lockset {
     int n;

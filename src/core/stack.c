@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* stack.c — coroutine stacks.
+/* stack.c — floor 1 (objects and queues): coroutine stacks.
  *
  * Why slabs: a stack per mmap costs a syscall, a VMA and, at the first touch of each page,
  * a ~10 us fault on these machines. Stacks are carved in batches from one MAP_NORESERVE
@@ -54,7 +54,7 @@
  * on-top switches), so a 1 KiB stack is a quarter page instead of a whole one. An overflow
  * may scribble on the stack below (another coroutine's top frames) before the next switch
  * reports it and aborts: hence opt-in per spawn, for shallow code (a sub-page runtime default
- * is refused: runtime.c). If the coroutine below resumes first and crashes, the canaries
+ * is refused: run.c). If the coroutine below resumes first and crashes, the canaries
  * above it name the one that overflowed (guard.c).
  *
  * Size classes: weft__stack_round maps every size to one of NCLASSES sizes (below), so the

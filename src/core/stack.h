@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* stack.h — coroutine stacks: carved from large mmap'd slabs, cached per worker, guarded. */
+/* stack.h — floor 1 (objects and queues): coroutine stacks: carved from large mmap'd slabs,
+ * cached per worker, guarded. */
 #ifndef WEFT_STACK_H
 #define WEFT_STACK_H
 

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* stall.c — the watchdog thread: stall reports (Seastar's reactor stall detector), and the
- * deadlock detector's second looks.
+/* stall.c — floor 6 (composites and tools): the watchdog thread: stall reports (Seastar's reactor
+ * stall detector), and the deadlock detector's second looks.
  *
  * A stall is a worker that has not switched for longer than the threshold (config.stall_ms,
  * $WEFT_STALL_MS; 100 ms by default) while awake: one coroutine computing without a weft
@@ -43,6 +43,7 @@
  * then at doubling intervals up to 1 s, for as long as every worker stays asleep. */
 #define _GNU_SOURCE
 #include "futex.h"
+#include "debug.h"
 #include "hang.h"
 
 #include <dlfcn.h>

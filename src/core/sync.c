@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: MIT */
-/* sync.c — coroutine-aware mutex, condition variable, semaphore, wait group and once (task
- * groups are in group.c). Each object has one internal spin-futex lock (its `lock` word)
- * guarding its counters and its wait queue; waiting follows the waiter protocol of waitq.h,
+/* sync.c — floor 5 (primitives): coroutine-aware mutex, condition variable, semaphore, wait group
+ * and once (task groups are in group.c). Each object has one internal spin-futex lock (its `lock`
+ * word) guarding its counters and its wait queue; waiting follows the waiter protocol of waitq.h,
  * so coroutines park, plain threads sleep on a futex, and timeouts/cancellation never lose a
- * hand-off: a mutex is handed directly to the first claimed waiter (FIFO, no barging), a
- * semaphore unit likewise; a waiter whose claim failed (it timed out) is skipped.
+ * hand-off: a mutex is handed directly to the first claimed waiter (FIFO, no barging), a semaphore
+ * unit likewise; a waiter whose claim failed (it timed out) is skipped.
  *
  * Plain threads make every call inside the gate (gate.h, WEFT__GATED): a wake-up may ready
  * a coroutine (the runtime's queues), a wait must be found by a stopping runtime (it then
@@ -12,7 +12,9 @@
  * all. Internal steps call the ungated static functions (a nested entry would only cost a
  * look at the thread's gate state). */
 #include "gate.h"
-#include "runtime.h"
+#include "scheduler.h"
+#include "timer.h"
+#include "waker.h"
 #include "waitq.h"
 
 #include <string.h>

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* ticker.c — a channel that receives the time every period (Go's time.Ticker).
+/* ticker.c — floor 6 (composites and tools): a channel that receives the time every period (Go's
+ * time.Ticker).
  *
  * A small detached-by-handle coroutine sleeps until each tick and try_sends the tick time
  * into a capacity-1 channel: a slow reader gets the latest-but-one tick, never a backlog
@@ -8,7 +9,8 @@
  * channels and select (see samples/merge_streams.c), but a periodic source needs a timer
  * owner, and every user would write the same coroutine. */
 #include "gate.h"
-#include "runtime.h"
+#include "scheduler.h"
+#include "timer.h"
 
 #include <stdlib.h>
 

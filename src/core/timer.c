@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* timer.c — deadlines and sleeping on libev timers.
+/* timer.c — floor 4 (waiting): deadlines and sleeping on libev timers; the park with a
+ * deadline (weft__park_until), which arms its timer through the park's on-top hook.
  *
  * A coroutine that waits with a deadline gets a timer record from the worker it parks on,
  * armed in that worker's loop (a libev loop may only be touched by its own thread). Records
@@ -18,7 +19,8 @@
  * relative to its cached loop time, which lags on a busy worker; the delay is corrected by
  * that lag, and a callback that still fires early re-arms for the rest: never early. */
 #define _GNU_SOURCE
-#include "runtime.h"
+#include "timer.h"
+#include "scheduler.h"
 
 #include <stdlib.h>
 #include <time.h>
@@ -37,22 +39,6 @@ struct timer_chunk {
     struct timer_chunk *next;
     struct weft__timer t[TIMER_CHUNK];
 };
-
-/* No split-stack check (segmented builds): a leaf over the vDSO, it fits in the slack. */
-WEFT_NOSPLIT int64_t weft_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-int64_t weft_after(int64_t ns)
-{
-    if (ns <= 0)
-        return weft_now();
-    int64_t now = weft_now();
-    return ns > WEFT_FOREVER - now ? WEFT_FOREVER : now + ns;
-}
 
 static void arm(struct weft__worker *w, struct weft__timer *t)
 {
@@ -93,21 +79,28 @@ static void timer_chunk_add(void *p)
     }
 }
 
-bool weft__timer_reserve(struct weft__worker *w)
+/* The parking coroutine, on w, before it switches away: make sure w has a free record, so
+ * that timer_start, in the switch's on-top hook, needs no memory; false when none could be
+ * allocated. */
+static bool timer_reserve(struct weft__worker *w)
 {
     if (WEFT_UNLIKELY(!w->timer_free))
         weft__offstack(timer_chunk_add, w);
     return w->timer_free != NULL;
 }
 
-struct weft__timer *weft__timer_start(struct weft__worker *w, struct weft__waker *k,
-                                      int64_t deadline)
+static void timer_stop_msg(struct weft__worker *w, struct weft__msg *m);
+
+/* A deadline timer for the calling coroutine's armed wait, in the loop of the worker it is
+ * parking on (on that worker's thread, in the park's on-top hook). */
+static struct weft__timer *timer_start(struct weft__worker *w, struct weft__waker *k,
+                                       int64_t deadline)
 {
     struct weft__timer *t = w->timer_free;
-    WEFT_ASSERT(t != NULL); /* reserved by the park (weft__timer_reserve) */
+    WEFT_ASSERT(t != NULL); /* reserved by weft__park_until (timer_reserve) */
     w->timer_free = t->next_free;
     ev_init(&t->ev, on_timer);
-    t->msg.kind = WEFT_MSG_TIMER_STOP;
+    t->msg.run = timer_stop_msg;
     t->k = *k;
     t->deadline = deadline;
     t->owner = w;
@@ -115,7 +108,7 @@ struct weft__timer *weft__timer_start(struct weft__worker *w, struct weft__waker
     return t;
 }
 
-/* Unchecked in segmented builds: it runs on coroutine stacks (weft__timer_cancel after a
+/* Unchecked in segmented builds: it runs on coroutine stacks (timer_cancel after a
  * wake-up) and libev's stop is a shallow heap removal that fits in the slack. */
 static WEFT_NOSPLIT void timer_free(struct weft__worker *w, struct weft__timer *t)
 {
@@ -126,7 +119,9 @@ static WEFT_NOSPLIT void timer_free(struct weft__worker *w, struct weft__timer *
     w->timer_free = t;
 }
 
-void weft__timer_cancel(struct weft__timer *t)
+/* After the wait, wherever the coroutine resumed: stop the timer on its owner's loop (through
+ * the owner's inbox when that is another worker). */
+static void timer_cancel(struct weft__timer *t)
 {
     struct weft__worker *w = weft__worker_self();
     if (w == t->owner)
@@ -135,7 +130,8 @@ void weft__timer_cancel(struct weft__timer *t)
         weft__worker_post(t->owner, &t->msg);
 }
 
-void weft__timer_stop_msg(struct weft__worker *w, struct weft__msg *m)
+/* The stop message's handler (struct weft__msg's run), on the owner's thread. */
+static void timer_stop_msg(struct weft__worker *w, struct weft__msg *m)
 {
     struct weft__timer *t =
         (struct weft__timer *)((char *)m - offsetof(struct weft__timer, msg));
@@ -155,6 +151,63 @@ void weft__timer_cache_free(struct weft__worker *w)
     }
     w->timer_chunks = NULL;
     w->timer_free = NULL;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * The park with a deadline. */
+
+struct deadline {
+    struct weft__worker *w; /* the worker the coroutine parks on (the hook runs there) */
+    struct weft__coro *co;
+    int64_t deadline;
+    struct weft__timer *timer; /* written by the hook, read by co after it resumes */
+    void (*unlock)(void *);
+    void *arg;
+};
+
+/* The park's on-top hook (scheduler.h weft__park). Armed here, not on the coroutine's stack
+ * (libev's heap may grow: too deep for a sub-page stack, hence `deep`), and before the park
+ * publishes the coroutine WAITING, so nobody can resume it yet: d->timer is read by the
+ * coroutine after it resumes. A token that is no longer armed means a waker (weft_cancel, a
+ * value) already won — or the park gave the wait up itself: no timer. */
+static void arm_on_top(void *p)
+{
+    struct deadline *d = p;
+    struct weft__waker k = {.co = d->co,
+                            .token = atomic_load_explicit(&d->co->wait, memory_order_relaxed)};
+    if (k.token & WEFT_WAIT_ARMED)
+        d->timer = timer_start(d->w, &k, d->deadline);
+    if (d->unlock)
+        d->unlock(d->arg);
+}
+
+int weft__park_until(int64_t deadline, void (*unlock)(void *), void *arg)
+{
+    if (deadline == WEFT_FOREVER)
+        return weft__park(unlock, arg, false);
+    struct weft__worker *w = weft__worker_self();
+    struct weft__coro *co = w->current;
+    /* The record is taken in the hook, on the far side of the switch, where a failure could
+     * not be reported: reserve it here. Without memory for one the wait ends now with
+     * WEFT_ENOMEM (a pending cancellation first, as the park would report it), given up like
+     * a cancellation (the callers unlink their waiters on it) — unless a waker already won
+     * it: then it needs no timer. The fence: the park's Dekker pairing with weft_cancel. */
+    if (WEFT_UNLIKELY(!timer_reserve(w))) {
+        weft__fence_seq_cst();
+        int r = weft__cancel_pending(co) ? WEFT_ECANCELED : WEFT_ENOMEM;
+        if (weft__wait_take_back(co)) {
+            if (unlock)
+                unlock(arg);
+            return r;
+        }
+        return weft__park(unlock, arg, false);
+    }
+    struct deadline d = {w, co, deadline, NULL, unlock, arg};
+    int r = weft__park(arm_on_top, &d, true);
+    /* Resumed — possibly on another worker. */
+    if (d.timer)
+        timer_cancel(d.timer); /* stops it on its owner's loop (inbox if not here) */
+    return r;
 }
 
 /* A plain thread just sleeps (absolute, so signals cannot make it early). */

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* version.c — weft_version() and the ABI rules the public structs follow.
+/* version.c — floor 0 (platform): weft_version() and the ABI rules the public structs follow.
  *
  * The library's version comes from the CMake project version (weft/version.h is generated
  * from it). The ABI policy (README "Versions and ABI"): the structs a program fills or

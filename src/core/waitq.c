@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: MIT */
-/* waitq.c — blocking on a wait queue, for coroutines and plain threads alike (waitq.h). */
+/* waitq.c — floor 4 (waiting): blocking on a wait queue, for coroutines and plain threads alike
+ * (waitq.h). */
 #include "waitq.h"
-#include "runtime.h"
+#include "scheduler.h"
+#include "timer.h"
+#include "waker.h"
 
 static void unlock_lock(void *l)
 {

@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: MIT */
-/* waitq.h — wait queues of waiter nodes (Go's sudog), shared by channels, select and the
- * synchronisation primitives.
+/* waitq.h — floor 4 (waiting): wait queues of waiter nodes (Go's sudog), shared by channels, select
+ * and the synchronisation primitives.
  *
  * A waiter lives in the waiting party's own frame (a coroutine's stack or a plain thread's
  * stack) and is linked into one queue guarded by the owning object's lock. Its waker
- * (coro.h) is what completes the wait; in a select, all of one party's waiters share one
+ * (waker.h) is what completes the wait; in a select, all of one party's waiters share one
  * waker, so the first case to claim it wins and the others, claimed in vain, are skipped.
  *
  * Protocol (every waker follows it, under the queue's lock):
@@ -22,8 +22,13 @@
 
 #include "coro.h"
 #include "lock.h"
+#include "waker.h"
 
-struct weft__sel; /* select.c */
+/* A select's shared state (select.c): which case won. Here, with the mark below, because
+ * chan.c's completion marks it and chan.c never calls select.c (floor table). */
+struct weft__sel {
+    int chosen; /* index of the completed case, -1 while none */
+};
 
 struct weft__waiter {
     struct weft__waiter *prev, *next;
@@ -35,6 +40,13 @@ struct weft__waiter {
     int result;                     /* with done_next: set by the waker that claimed it */
     struct weft__waiter *done_next; /* a waker's list of claimed waiters to complete */
 };
+
+/* Record in the selecting party's state which case a claimed waiter won (by whoever claimed
+ * it, under the channel's lock, before completing it). */
+static inline void weft__select_mark(struct weft__waiter *w)
+{
+    w->sel->chosen = w->index;
+}
 
 struct weft__wq {
     struct weft__waiter *head, *tail;

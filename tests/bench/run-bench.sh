@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# run-bench.sh — benchmark weft against its peers (Go goroutines, Boost.Context,
-# Boost.Fiber, pthreads, and for the servers Go net/http and redis-server).
+# run-bench.sh — benchmark weft against its peers (Go goroutines, Tokio, Boost.Context,
+# Boost.Fiber, pthreads, and for the servers Go net/http, Tokio + hyper and redis-server).
 #
 # The one command:   tests/bench/run-bench.sh            (from anywhere in the repo)
 #
 # What it does
 #   1. Installs missing Debian packages with apt-get (golang-go libboost-fiber-dev
-#      libboost-context-dev gnuplot-nox g++ wrk redis-server redis-tools time),
+#      libboost-context-dev gnuplot-nox g++ wrk redis-server redis-tools time cargo
+#      rustc librust-tokio-dev librust-hyper-dev librust-libc-dev libhiredis-dev),
 #      only those that are missing, saying what it does (--no-install skips this).
 #   2. Builds the peers from tests/bench/peers/ into build/bench-peers/ (plain
-#      go build / g++ / gcc; rebuilt when a source is newer than its binary), and
+#      go build / g++ / gcc; rebuilt when a source is newer than its binary; the Tokio
+#      peer with Debian's /usr/bin/cargo and /usr/bin/rustc, offline, from Debian's crate
+#      registry /usr/share/cargo/registry as a directory source: a copy of
+#      peers/tokio/ in build/bench-peers/tokio-build/ with its .cargo/config.toml; the
+#      Tokio rows are skipped with a warning when cargo or the crates are missing), and
 #      finds the weft benchmark at ${WEFT_BENCH:-build/bench/weft-bench}; if that
 #      file is missing it runs
 #         cmake -S . -B build/bench -DCMAKE_BUILD_TYPE=Release
@@ -23,7 +28,11 @@
 #      http redis with --servers) runs every implementation interleaved
 #      A B C A B C ... for --reps repetitions, and collects every result line
 #         workload=<name> peer=<name> n=<N> <metric>=<value> ... peak_rss_kb=<KB>
-#      (peak RSS falls back to GNU time's %M when a line lacks it). Lines that
+#      (peak RSS falls back to GNU time's %M when a line lacks it). The programs also
+#      print what the timed part paid, faults_per_task (minor page faults / N) and
+#      ctx_switches: summary.md shows their medians as two columns of every row.
+#      On a machine with more than one CPU, spawn park skynet pingpong threadsend also
+#      run weft with WEFT_THREADS=1 (rows "weft-1worker"). Lines that
 #      weft-bench prints for a peer it times in-process (switch: boost-fcontext)
 #      get the suffix "-inproc" so that they are not mixed with the standalone peer.
 #   4. Writes into the output directory (default bench-results/):
@@ -40,8 +49,11 @@
 #   --reps R        repetitions per implementation (default 3; --quick: 1)
 #   --quick         smoke test: small N, 1 repetition, short server runs
 #   --only LIST     comma-separated subset of: switch,spawn,park,skynet,pingpong,
-#                   threadsend,parallel,http,redis,scaling (overrides the default set)
-#   --servers       also run the http and redis workloads
+#                   threadsend,parallel,http,redis,hook,scaling (overrides the default set)
+#   --servers       also run the http, redis and hook workloads (hook: weft-hook-bench, see
+#                   tests/bench/hook_bench.c — hiredis from 1,000 coroutines through
+#                   libweft-hook vs 1,000 pthreads vs weft_blocking against a redis-server,
+#                   and the hooked read's and a regular file's per-call cost)
 #   --scaling       also run weft-bench spawn/park for N = 1e3..1e6 and skynet with
 #                   WEFT_THREADS = 1..nproc (Go as a reference curve) -> scaling.*
 #   --skip-slow     skip the slow, memory-hungry peers: Boost.Fiber with its default
@@ -63,6 +75,8 @@
 #   WEFT_HTTP    weft HTTP hello server     (default build/bench/samples/http_hello)
 #   WEFT_REDIS   weft RESP server           (default build/bench/samples/resp_server)
 #   WEFT_THREADS passed through to weft (number of workers)
+#   CARGO, RUSTC    the Tokio peer's toolchain (default /usr/bin/cargo, /usr/bin/rustc:
+#                   Debian's, whatever else is first on PATH)
 #
 # Duration on the 2-core VM: a full default run took under 4 minutes (of which
 # the Boost.Fiber default-stack runs, 10-25 s each, are most; they have taken up
@@ -117,7 +131,7 @@ if [[ -z "$REPS" ]]; then
 fi
 [[ "$REPS" =~ ^[1-9][0-9]*$ ]] || { echo "run-bench: --reps needs a positive integer" >&2; exit 2; }
 
-ALL_WORKLOADS="switch spawn park skynet pingpong threadsend parallel http redis scaling"
+ALL_WORKLOADS="switch spawn park skynet pingpong threadsend parallel http redis hook scaling"
 if [[ -n "$ONLY" ]]; then
     SELECTED=${ONLY//,/ }
     for w in $SELECTED; do
@@ -125,7 +139,7 @@ if [[ -n "$ONLY" ]]; then
     done
 else
     SELECTED="switch spawn park skynet pingpong threadsend parallel"
-    [[ $SERVERS == 1 ]] && SELECTED+=" http redis"
+    [[ $SERVERS == 1 ]] && SELECTED+=" http redis hook"
     [[ $SCALING == 1 ]] && SELECTED+=" scaling"
 fi
 selected() { [[ " $SELECTED " == *" $1 "* ]]; }
@@ -176,7 +190,7 @@ ensure_pkgs() {   # ensure_pkgs PKG...: apt-get install the ones not installed
         || warn "apt-get install failed for: ${missing[*]}"
 }
 [[ $REPORT_ONLY == 1 ]] || ensure_pkgs golang-go libboost-fiber-dev libboost-context-dev gnuplot-nox g++ gcc wrk \
-    redis-server redis-tools time
+    redis-server redis-tools time cargo rustc librust-tokio-dev librust-hyper-dev librust-libc-dev libhiredis-dev
 GNU_TIME=""
 [[ -x /usr/bin/time ]] && GNU_TIME=/usr/bin/time
 
@@ -187,12 +201,19 @@ GO_BIN="$PEERS_DIR/go-bench"
 BF_BIN="$PEERS_DIR/boost_fiber"
 BC_BIN="$PEERS_DIR/boost_context"
 PT_BIN="$PEERS_DIR/pthread"
+TK_BIN="$PEERS_DIR/tokio-bench"
 
-stale() { [[ ! -x "$1" || "$2" -nt "$1" ]]; }   # stale BIN SRC
-build_peer() {   # build_peer BIN SRC CMD...
+stale() {   # stale BIN SRC...: BIN is missing or older than one of the sources
+    local bin=$1 s; shift
+    [[ -x "$bin" ]] || return 0
+    for s; do [[ "$s" -nt "$bin" ]] && return 0; done
+    return 1
+}
+build_peer() {   # build_peer BIN SRC CMD... (the C and C++ peers also include peers/peer_cost.h)
     [[ $REPORT_ONLY == 1 ]] && return 0
-    local bin=$1 src=$2; shift 2
-    if stale "$bin" "$src"; then
+    local bin=$1 src=$2 deps; shift 2
+    deps=("$src"); [[ "$src" == *.c || "$src" == *.cpp ]] && deps+=("$PEER_SRC/peer_cost.h")
+    if stale "$bin" "${deps[@]}"; then
         log "building $(basename "$bin"): $*"
         "$@" || { warn "build of $(basename "$bin") failed"; rm -f "$bin"; }
     fi
@@ -205,6 +226,38 @@ build_peer "$BC_BIN" "$PEER_SRC/boost_context.c" \
     gcc -O2 -o "$BC_BIN" "$PEER_SRC/boost_context.c" -lboost_context
 build_peer "$PT_BIN" "$PEER_SRC/pthread.c" \
     gcc -O2 -o "$PT_BIN" "$PEER_SRC/pthread.c" -pthread
+# The Tokio peer: Debian's cargo and rustc (not a rustup toolchain that may come first on
+# PATH), offline, Debian's crates as the only registry. Sources are copied into the build
+# directory so that cargo writes its Cargo.lock and target/ there, not into the tree.
+CARGO=${CARGO:-/usr/bin/cargo}
+RUSTC=${RUSTC:-/usr/bin/rustc}
+build_tokio() {
+    [[ $REPORT_ONLY == 1 ]] && return 0
+    local src=$PEER_SRC/tokio bd="$PEERS_DIR/tokio-build" reg=/usr/share/cargo/registry c
+    stale "$TK_BIN" "$src/Cargo.toml" "$src/src/main.rs" || return 0
+    for c in tokio- hyper- libc-; do
+        if [[ ! -x "$CARGO" || ! -x "$RUSTC" ]] || ! compgen -G "${reg}/${c}[0-9]*" >/dev/null; then
+            warn "Tokio peer skipped: needs $CARGO, $RUSTC and the crates tokio, hyper, libc in $reg (Debian: cargo rustc librust-tokio-dev librust-hyper-dev librust-libc-dev)"
+            rm -f "$TK_BIN"
+            return 0
+        fi
+    done
+    mkdir -p "$bd/src" "$bd/.cargo"
+    cp "$src/Cargo.toml" "$bd/Cargo.toml"
+    cp "$src/src/main.rs" "$bd/src/main.rs"
+    printf '[source.crates-io]\nreplace-with = "debian"\n[source.debian]\ndirectory = "%s"\n[net]\noffline = true\n' \
+        "$reg" >"$bd/.cargo/config.toml"
+    log "building tokio-bench: $CARGO build --release --offline (in $bd, ~1-2 min; log: $bd/build.log)"
+    if (cd "$bd" && env CARGO_HOME="$bd/.cargo-home" RUSTC="$RUSTC" RUSTDOC="${RUSTC%rustc}rustdoc" \
+            "$CARGO" build --release --offline) >"$bd/build.log" 2>&1 &&
+        cp "$bd/target/release/tokio-bench" "$TK_BIN"; then
+        touch "$TK_BIN"
+    else
+        warn "build of tokio-bench failed (see $bd/build.log): no Tokio rows"
+        rm -f "$TK_BIN"
+    fi
+}
+build_tokio
 have() { [[ -x "$1" ]]; }
 
 # ------------------------------------------------------------------ weft
@@ -214,6 +267,8 @@ WEFT_REDIS_GIVEN=${WEFT_REDIS:+1}
 WEFT_BENCH=${WEFT_BENCH:-build/bench/weft-bench}
 WEFT_HTTP=${WEFT_HTTP:-build/bench/samples/http_hello}
 WEFT_REDIS=${WEFT_REDIS:-build/bench/samples/resp_server}
+WEFT_HOOK_BENCH_GIVEN=${WEFT_HOOK_BENCH:+1}
+WEFT_HOOK_BENCH=${WEFT_HOOK_BENCH:-build/bench/tests/bench/weft-hook-bench}
 # locate VAR NAME: when VAR holds a default path that does not exist, look for an
 # executable NAME anywhere under build/bench (CMake puts targets in subdirectories)
 locate() {
@@ -265,6 +320,12 @@ if selected http; then
     locate WEFT_HTTP http_hello
     if [[ ! -x "$WEFT_HTTP" && -z "$WEFT_HTTP_GIVEN" && -f build/bench/CMakeCache.txt ]]; then
         cmake_weft http_hello || true; locate WEFT_HTTP http_hello
+    fi
+fi
+if selected hook; then
+    locate WEFT_HOOK_BENCH weft-hook-bench
+    if [[ ! -x "$WEFT_HOOK_BENCH" && -z "$WEFT_HOOK_BENCH_GIVEN" ]]; then
+        cmake_weft weft-hook-bench || true; locate WEFT_HOOK_BENCH weft-hook-bench
     fi
 fi
 if selected redis; then
@@ -339,9 +400,13 @@ record_line() {
         }' <<<"$line" >>"$dest"
 }
 
-# run_cmd REP FROM_WEFT CMD...: run one benchmark process, record its lines.
+# run_cmd REP FROM_WEFT CMD...: run one benchmark process, record its lines. FROM_WEFT is
+# 0, 1, or 1:SUFFIX — weft-bench's lines with SUFFIX appended to weft's peer names (the
+# WEFT_THREADS=1 rows: peer=weft -> weft-1worker).
 run_cmd() {
-    local rep=$1 from_weft=$2; shift 2
+    local rep=$1 fw=$2; shift 2
+    local from_weft=${fw%%:*} wsuffix=""
+    [[ "$fw" == *:* ]] && wsuffix=${fw#*:}
     local out="$TMP/out" rssf="$TMP/rss" rc=0 t0 t1
     : >"$rssf"
     local timer=()
@@ -355,6 +420,9 @@ run_cmd() {
     while IFS= read -r l; do
         [[ "$l" == workload=* ]] || continue
         got=1
+        if [[ -n "$wsuffix" ]]; then
+            l=$(awk -v s="$wsuffix" '{ for (i = 1; i <= NF; i++) if ($i ~ /^peer=weft/) $i = $i s; print }' <<<"$l")
+        fi
         record_line "$l" "$rep" "$from_weft" "$frss"
         printf '  %s  (rep %s, %.1f s)\n' "$(tail -n 1 "$LINES" | sed 's/ rep=[0-9]*$//')" "$rep" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')" >&2
     done <"$out"
@@ -379,45 +447,64 @@ plan() {
     add() { PLAN+=("$1"$'\t'"$2"); }
     local G1="env GOMAXPROCS=1 $GO_BIN" GD="env -u GOMAXPROCS $GO_BIN"
     have "$GO_BIN" || { G1=/nonexistent; GD=/nonexistent; }
+    # Tokio: the multi-thread runtime with its default worker count (peer "tokio") and the
+    # current-thread runtime ("tokio-ct")
+    local TK="env -u TOKIO_FLAVOR -u TOKIO_WORKER_THREADS $TK_BIN" TKC="env TOKIO_FLAVOR=ct $TK_BIN"
+    local tk=0; have "$TK_BIN" && tk=1
+    # weft with one worker, beside the default (all CPUs): does a second worker pay off?
+    local W1=""; [[ -n $W && $NPROC -gt 1 ]] && W1="env WEFT_THREADS=1 $W"
+    add1() { [[ -n $W1 ]] && add "1:-1worker" "$W1 $1"; return 0; }
     case $w in
         switch)
             [[ -n $W ]] && add 1 "$W switch $N_SWITCH"
             [[ -n $WS ]] && add 1 "$WS switch $N_SWITCH"
             have "$BC_BIN" && add 0 "$BC_BIN switch $N_SWITCH"
             have "$GO_BIN" && add 0 "$G1 switch $N_SWITCH"
+            [[ $tk == 1 ]] && add 0 "$TKC switch $N_SWITCH"
             have "$BF_BIN" && add 0 "$BF_BIN switch $N_SWITCH" ;;
         spawn)
             [[ -n $W ]] && add 1 "$W spawn $N_SPAWN"
+            add1 "spawn $N_SPAWN"
             [[ -n $WS ]] && add 1 "$WS spawn $N_SPAWN"
             have "$GO_BIN" && add 0 "$G1 spawn $N_SPAWN" && add 0 "$GD spawn $N_SPAWN"
+            [[ $tk == 1 ]] && add 0 "$TK spawn $N_SPAWN" && add 0 "$TKC spawn $N_SPAWN"
             have "$BF_BIN" && [[ $SKIP_SLOW == 0 ]] && add 0 "$BF_BIN spawn $N_SPAWN"
             have "$PT_BIN" && [[ $SKIP_SLOW == 0 ]] && add 0 "$PT_BIN spawn $N_PTHREAD" ;;
         park)
             [[ -n $W ]] && add 1 "$W park $N_PARK"
+            add1 "park $N_PARK"
             [[ -n $W ]] && add 1 "env WEFT_BENCH_STACK=1k $W park $N_PARK"
             [[ -n $WS ]] && add 1 "$WS park $N_PARK"
             have "$GO_BIN" && add 0 "$GD parkgated $N_PARK" && add 0 "$GD park $N_PARK"
+            [[ $tk == 1 ]] && add 0 "$TK park $N_PARK" && add 0 "$TKC park $N_PARK"
             have "$BF_BIN" && add 0 "$BF_BIN park8k $N_PARK"
             have "$BF_BIN" && [[ $SKIP_SLOW == 0 ]] && add 0 "$BF_BIN park $N_PARK"
             have "$PT_BIN" && [[ $SKIP_SLOW == 0 ]] && add 0 "$PT_BIN park $N_PTHREAD" ;;
         skynet)
             [[ -n $W ]] && add 1 "$W skynet $N_SKYNET"
+            add1 "skynet $N_SKYNET"
             [[ -n $WS ]] && add 1 "$WS skynet $N_SKYNET"
             have "$GO_BIN" && add 0 "$G1 skynet $N_SKYNET" && add 0 "$GD skynet $N_SKYNET"
+            [[ $tk == 1 ]] && add 0 "$TK skynet $N_SKYNET" && add 0 "$TKC skynet $N_SKYNET"
             have "$BF_BIN" && [[ $SKIP_SLOW == 0 ]] && add 0 "$BF_BIN skynet $N_SKYNET" ;;
         pingpong)
             [[ -n $W ]] && add 1 "$W pingpong $N_PINGPONG"
+            add1 "pingpong $N_PINGPONG"
             have "$GO_BIN" && add 0 "$G1 pingpong $N_PINGPONG" && add 0 "$GD pingpong $N_PINGPONG"
+            [[ $tk == 1 ]] && add 0 "$TKC pingpong $N_PINGPONG" && add 0 "$TK pingpong $N_PINGPONG"
             have "$BF_BIN" && add 0 "$BF_BIN pingpong $N_PINGPONG"
             have "$PT_BIN" && add 0 "$PT_BIN pingpong $N_PP_PTHREAD" ;;
         threadsend)
             [[ -n $W ]] && add 1 "$W threadsend $N_THREADSEND"
+            add1 "threadsend $N_THREADSEND"
             have "$GO_BIN" && add 0 "$GD threadsend $N_THREADSEND" && add 0 "$G1 threadsend $N_THREADSEND"
+            [[ $tk == 1 ]] && add 0 "$TK threadsend $N_THREADSEND" && add 0 "$TKC threadsend $N_THREADSEND"
             have "$BF_BIN" && add 0 "$BF_BIN threadsend $N_THREADSEND"
             have "$PT_BIN" && add 0 "$PT_BIN threadsend $N_THREADSEND" ;;
         parallel)
             [[ -n $W ]] && add 1 "$W parallel $N_PARALLEL"
-            have "$GO_BIN" && add 0 "$GD parallel $N_PARALLEL" ;;
+            have "$GO_BIN" && add 0 "$GD parallel $N_PARALLEL"
+            [[ $tk == 1 ]] && add 0 "$TK parallel $N_PARALLEL" ;;
     esac
     return 0
 }
@@ -495,6 +582,7 @@ run_http() {
     local impls=() rep e
     if [[ -x "$WEFT_HTTP" ]]; then impls+=("weft"$'\t'"$WEFT_HTTP"); else warn "http: no weft server at $WEFT_HTTP, skipped"; fi
     have "$GO_BIN" && impls+=("$GO_DEFAULT"$'\t'"env -u GOMAXPROCS $GO_BIN http")
+    have "$TK_BIN" && impls+=("tokio"$'\t'"env -u TOKIO_FLAVOR -u TOKIO_WORKER_THREADS $TK_BIN http")
     command -v wrk >/dev/null || { warn "http: wrk missing, skipped"; return 0; }
     log "== http: ${#impls[@]} servers x $REPS reps (wrk -t2 -c100 -d${HTTP_SECS}s)"
     for ((rep = 1; rep <= REPS; rep++)); do
@@ -563,6 +651,28 @@ run_redis() {
     done
 }
 
+# hook: weft-hook-bench's three hiredis peers interleaved against one redis-server, then the
+# per-call costs (each process prints its own lines and peak RSS).
+run_hook() {
+    local rep peer port
+    [[ -x "$WEFT_HOOK_BENCH" ]] || { warn "hook: no weft-hook-bench (needs hiredis: scripts/deps.sh hook), skipped"; return 0; }
+    command -v redis-server >/dev/null || { warn "hook: no redis-server, skipped"; return 0; }
+    port=$(free_port) || { warn "hook: no free port"; return 0; }
+    start_server "$port" "$OUT/logs/hook-redis.log" \
+        redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly no --maxclients 4000 || return 0
+    log "== hook: hiredis x 1000 clients (weft, pthreads, weft-blocking) x $REPS reps, then hook-call, hook-file"
+    for ((rep = 1; rep <= REPS; rep++)); do
+        for peer in weft pthreads weft-blocking; do
+            run_cmd "$rep" 0 "$WEFT_HOOK_BENCH" hiredis --port "$port" --peer "$peer"
+        done
+    done
+    stop_server
+    for ((rep = 1; rep <= REPS; rep++)); do
+        run_cmd "$rep" 0 "$WEFT_HOOK_BENCH" call
+        run_cmd "$rep" 0 "$WEFT_HOOK_BENCH" file
+    done
+}
+
 # ------------------------------------------------------------------ scaling
 run_scaling() {
     echo "workload,peer,n,metric,value,peak_rss_kb,rep,x" >"$SCAL"
@@ -606,11 +716,14 @@ if [[ $REPORT_ONLY == 0 ]]; then
     done
     selected http && run_http
     selected redis && run_redis
+    selected hook && run_hook
     selected scaling && run_scaling
 else
     LOADAVG="(not recorded: --report-only)"
 fi
 ELAPSED=$(( $(date +%s) - START ))
+LOADAVG_END=$(cut -d' ' -f1-3 /proc/loadavg)
+[[ $REPORT_ONLY == 1 ]] && LOADAVG_END="(not recorded: --report-only)"
 
 # ------------------------------------------------------------------ aggregate
 # Metric orientation: "low" = smaller is better, "high" = bigger is better; the
@@ -623,13 +736,18 @@ ns_per_roundtrip low 1
 msgs_per_s high 1
 speedup high 1
 req_per_s high 1
+ops_per_s high 1
+ns_per_call low 1
 p99_ms low 1
 elapsed_s low 0
 spawn_s low 0'
 
 AGG="$TMP/agg.tsv"
 # agg.tsv: order workload metric peer n median min max count rss_median ratio orient main
-# (every field non-empty: "-" stands for "none")
+#          faults_per_task_median ctx_switches_median
+# (every field non-empty: "-" stands for "none"). faults_per_task and ctx_switches are what
+# a run paid, not results: they get no rows of their own but two columns on every row of
+# their workload x peer.
 awk -F, -v orient="$ORIENT" '
     function sortv(arr, k,    i, j, t) { for (i = 2; i <= k; i++) { t = arr[i]; j = i - 1
         while (j >= 1 && arr[j] + 0 > t + 0) { arr[j + 1] = arr[j]; j-- } arr[j + 1] = t } }
@@ -641,7 +759,8 @@ awk -F, -v orient="$ORIENT" '
     BEGIN {
         m = split(orient, L, "\n")
         for (i = 1; i <= m; i++) { split(L[i], f, " "); OR[f[1]] = f[2]; MAIN[f[1]] = f[3] }
-        nw = split("switch spawn park skynet pingpong threadsend parallel http redis", WO, " ")
+        SIDE["faults_per_task"] = 1; SIDE["ctx_switches"] = 1
+        nw = split("switch spawn park skynet pingpong threadsend parallel http redis hook-hiredis hook-call hook-file", WO, " ")
         for (i = 1; i <= nw; i++) WRANK[WO[i]] = i
     }
     NR == 1 { next }
@@ -662,6 +781,7 @@ awk -F, -v orient="$ORIENT" '
             o = OR[base]; mn = MAIN[base]
             if (o == "") { o = "-"; mn = 0 }
             ori[g] = o; mai[g] = mn
+            if (M[g] in SIDE) { sidev[W[g] SUBSEP P[g] SUBSEP M[g]] = med[g]; continue }
             if (P[g] == "weft") wmed[W[g] SUBSEP M[g]] = med[g]
             # the best real peer per workload x metric, for the weft variant rows below
             wk = W[g] SUBSEP M[g]
@@ -670,6 +790,9 @@ awk -F, -v orient="$ORIENT" '
                 best[wk] = med[g]
         }
         for (g = 1; g <= ng; g++) {
+            if (M[g] in SIDE) continue
+            fk = W[g] SUBSEP P[g] SUBSEP "faults_per_task"; ck = W[g] SUBSEP P[g] SUBSEP "ctx_switches"
+            fpt = (fk in sidev) ? sidev[fk] : "-"; csw = (ck in sidev) ? sidev[ck] : "-"
             r = "-"; wk = W[g] SUBSEP M[g]
             # weft variants (weft-stack1k: sub-page stacks; weft-segmented: the split-stack
             # build) are compared with the best peer; weft-yield stays relative to weft.
@@ -681,8 +804,9 @@ awk -F, -v orient="$ORIENT" '
             # order: workload, metric (first seen), weft first, then peers as first seen
             wr = (W[g] in WRANK) ? WRANK[W[g]] : 99
             order = sprintf("%02d%06d%d%06d", wr, mfirst[wk], P[g] == "weft" ? 0 : 1, pfirst[W[g] SUBSEP P[g]])
-            printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", order, W[g], M[g], P[g], N[g], med[g],
-                extreme(vals[G[g]], 0), extreme(vals[G[g]], 1), split(vals[G[g]], tmp, " "), median(rss[G[g]]), r, ori[g], mai[g]
+            printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", order, W[g], M[g], P[g], N[g], med[g],
+                extreme(vals[G[g]], 0), extreme(vals[G[g]], 1), split(vals[G[g]], tmp, " "), median(rss[G[g]]), r, ori[g], mai[g],
+                fpt, csw
         }
     }' "$RAW" | sort -t$'\t' -k1,1 >"$AGG"
 
@@ -810,9 +934,9 @@ SUM="$OUT/summary.md"
     echo "| date | $(date -u '+%Y-%m-%d %H:%M UTC') |"
     echo "| machine | $NPROC CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')), $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) RAM |"
     echo "| kernel | $(uname -sr) |"
-    echo "| load average at start | $LOADAVG |"
+    echo "| load average at start / end | $LOADAVG / $LOADAVG_END |"
     echo "| weft | commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo 'none')$(git -C "$ROOT" diff --quiet HEAD 2>/dev/null || echo ' + local changes'), $( [[ -x "$WEFT_BENCH" ]] && echo "${WEFT_BENCH#"$ROOT"/}" || echo 'weft-bench missing'), WEFT_THREADS=${WEFT_THREADS:-default} |"
-    echo "| toolchains | $(go version 2>/dev/null | awk '{ print $3 }'), gcc $(gcc -dumpfullversion 2>/dev/null), Boost $(dpkg-query -W -f='${Version}' libboost-fiber-dev 2>/dev/null | cut -d- -f1) |"
+    echo "| toolchains | $(go version 2>/dev/null | awk '{ print $3 }'), gcc $(gcc -dumpfullversion 2>/dev/null), Boost $(dpkg-query -W -f='${Version}' libboost-fiber-dev 2>/dev/null | cut -d- -f1), $("$RUSTC" --version 2>/dev/null | awk '{ print "rustc " $2 }'), tokio $(dpkg-query -W -f='${Version}' librust-tokio-dev 2>/dev/null | cut -d- -f1) |"
     echo "| run | reps=$REPS$( [[ $QUICK == 1 ]] && echo ', --quick (small N: not representative)')$( [[ $SKIP_SLOW == 1 ]] && echo ', --skip-slow'); workloads: $SELECTED; took ${ELAPSED} s |"
     echo
     echo "Medians over the repetitions (min–max beside). **weft vs peer** is oriented so that"
@@ -821,11 +945,18 @@ SUM="$OUT/summary.md"
     echo "never absolute figures across runs or machines. \`-inproc\` rows are references timed"
     echo "inside weft-bench; \`-gated\` is Go's valid park row (see README.md). weft's variant rows —"
     echo "\`weft-stack1k\` (1 KiB sub-page stacks per spawn: WEFT_BENCH_STACK=1k) and \`weft-segmented\` (the"
-    echo "-DWEFT_SEGMENTED_STACKS=ON build, default configuration) — are compared with the best peer."
+    echo "-DWEFT_SEGMENTED_STACKS=ON build, default configuration) and \`weft-1worker\` (WEFT_THREADS=1) —"
+    echo "are compared with the best peer. \`tokio\` is Tokio's multi-thread runtime (one worker per CPU),"
+    echo "\`tokio-ct\` its current-thread runtime; Tokio has no rendezvous channel, so its skynet and"
+    echo "pingpong use channels of capacity 1."
     echo
-    echo "| workload | metric | peer | n | median | min–max | runs | peak RSS | weft vs peer |"
-    echo "|---|---|---|---:|---:|---:|---:|---:|---:|"
-    while IFS=$'\t' read -r _ wl metric peer n medv minv maxv cnt rssm ratio _ _; do
+    echo "What each run paid is in the two columns before the ratio: **faults/task**, the minor page"
+    echo "faults of its timed part divided by n (getrusage \`ru_minflt\`; ~10 µs each on these VMs),"
+    echo "and **ctx sw**, its voluntary + involuntary context switches (all threads); medians."
+    echo
+    echo "| workload | metric | peer | n | median | min–max | runs | peak RSS | faults/task | ctx sw | weft vs peer |"
+    echo "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    while IFS=$'\t' read -r _ wl metric peer n medv minv maxv cnt rssm ratio _ _ fpt csw; do
         rsstxt="–"
         [[ "$rssm" != "-" ]] && rsstxt=$(awk -v k="$rssm" 'BEGIN { if (k >= 1048576) printf "%.2f GB", k / 1048576; else printf "%.1f MB", k / 1024 }')
         rtxt="–"
@@ -834,9 +965,9 @@ SUM="$OUT/summary.md"
         elif [[ "$peer" == weft ]]; then rtxt="(ref)"; fi
         pname=$peer; [[ "$peer" == weft ]] && pname="**weft**"
         [[ "$peer" == weft-* && "$peer" != *-yield && "$ratio" != "-" ]] && pname="$peer (vs best peer)"
-        echo "| $wl | $metric | $pname | $(fmt_num "$n") | $(fmt_num "$medv") | $(fmt_num "$minv")–$(fmt_num "$maxv") | $cnt | $rsstxt | $rtxt |"
+        echo "| $wl | $metric | $pname | $(fmt_num "$n") | $(fmt_num "$medv") | $(fmt_num "$minv")–$(fmt_num "$maxv") | $cnt | $rsstxt | $(fmt_num "$fpt") | $(fmt_num "$csw") | $rtxt |"
     done <"$AGG"
-    [[ -s "$AGG" ]] || echo "| (no results) | | | | | | | | |"
+    [[ -s "$AGG" ]] || echo "| (no results) | | | | | | | | | | |"
     echo
     if [[ ${#NOTES[@]} -gt 0 ]]; then
         echo "## Warnings during the run"

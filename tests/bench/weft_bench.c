@@ -2,6 +2,8 @@
 /* weft_bench.c — `weft-bench WORKLOAD [N]`: the workloads of shared/bench/WORKLOADS.md,
  * printing one line per implementation: workload=<w> peer=<p> n=<N> <metric>=<v> ...
  * Timing is internal (monotonic clock around the measured part); peak RSS from getrusage.
+ * Every line also says what the measured part paid (getrusage deltas over it, all threads):
+ * faults_per_task = minor page faults / N, ctx_switches = voluntary + involuntary switches.
  * WEFT_THREADS sets the number of workers. Not a test: it prints figures, it asserts only
  * correctness (check=ok). */
 #define _GNU_SOURCE
@@ -25,6 +27,32 @@ static long peak_rss_kb(void)
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     return ru.ru_maxrss;
+}
+
+/* What a measured part paid: getrusage(RUSAGE_SELF) sums over all the process's threads. */
+struct cost {
+    long minflt, csw;
+};
+
+static struct cost cost_now(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (struct cost){ru.ru_minflt, ru.ru_nvcsw + ru.ru_nivcsw};
+}
+
+static struct cost cost_since(struct cost a)
+{
+    struct cost b = cost_now();
+    return (struct cost){b.minflt - a.minflt, b.csw - a.csw};
+}
+
+/* " faults_per_task=<minor faults / n> ctx_switches=<c>": C is the cost of REPS measured
+ * runs of N each, reported per run. */
+static void print_cost(struct cost c, long n, int reps)
+{
+    printf(" faults_per_task=%.4f ctx_switches=%ld", (double)c.minflt / ((double)n * reps),
+           c.csw / reps);
 }
 
 static int workers(void)
@@ -126,6 +154,7 @@ static void *yielder(void *arg)
 }
 
 static double yield_ns;
+static struct cost yield_cost;
 static int yield_main(void *arg)
 {
     (void)arg;
@@ -137,10 +166,12 @@ static int yield_main(void *arg)
     weft_join(b, NULL);
     weft_spawn_ex(&a, yielder, (void *)N, &o);
     weft_spawn_ex(&b, yielder, (void *)N, &o);
+    struct cost c0 = cost_now();
     int64_t t0 = weft_now();
     weft_join(a, NULL);
     weft_join(b, NULL);
     yield_ns = (double)(weft_now() - t0) / (2.0 * N);
+    yield_cost = cost_since(c0);
     return 0;
 }
 
@@ -152,22 +183,34 @@ static double median3(double a, double b, double c)
 static void bench_switch(void)
 {
     double w[3], b[3], y[3];
+    struct cost cw = {0, 0}, cb = {0, 0}, cy = {0, 0}, c0;
     for (int r = 0; r < 3; r++) { /* interleaved A B A B */
+        c0 = cost_now();
         w[r] = time_weft_raw(N);
+        c0 = cost_since(c0);
+        cw.minflt += c0.minflt, cw.csw += c0.csw;
+        c0 = cost_now();
         b[r] = time_boost_raw(N);
+        c0 = cost_since(c0);
+        cb.minflt += c0.minflt, cb.csw += c0.csw;
         weft_config cfg = {.threads = 1};
         weft_run(yield_main, NULL, &cfg);
         y[r] = yield_ns;
+        cy.minflt += yield_cost.minflt, cy.csw += yield_cost.csw;
     }
     long rss = peak_rss_kb();
     head("switch", "");
-    printf(" n=%ld ns_per_switch=%.2f peak_rss_kb=%ld\n", N,
-           median3(w[0], w[1], w[2]), rss);
-    printf("workload=switch peer=boost-fcontext n=%ld ns_per_switch=%.2f peak_rss_kb=%ld\n", N,
-           median3(b[0], b[1], b[2]), rss);
+    printf(" n=%ld ns_per_switch=%.2f", N, median3(w[0], w[1], w[2]));
+    print_cost(cw, N, 3);
+    printf(" peak_rss_kb=%ld\n", rss);
+    printf("workload=switch peer=boost-fcontext n=%ld ns_per_switch=%.2f", N,
+           median3(b[0], b[1], b[2]));
+    print_cost(cb, N, 3);
+    printf(" peak_rss_kb=%ld\n", rss);
     head("switch", "-yield");
-    printf(" n=%ld ns_per_switch=%.2f peak_rss_kb=%ld\n", N,
-           median3(y[0], y[1], y[2]), rss);
+    printf(" n=%ld ns_per_switch=%.2f", N, median3(y[0], y[1], y[2]));
+    print_cost(cy, N, 3);
+    printf(" peak_rss_kb=%ld\n", rss);
 }
 
 /* ---- spawn ----------------------------------------------------------------------------- */
@@ -184,6 +227,7 @@ static int spawn_main(void *arg)
 {
     (void)arg;
     weft_wg_init(&wg);
+    struct cost c0 = cost_now();
     int64_t t0 = weft_now();
     weft_wg_add(&wg, N);
     for (long i = 0; i < N; i++)
@@ -191,9 +235,11 @@ static int spawn_main(void *arg)
             abort();
     weft_wg_wait(&wg);
     double s = (double)(weft_now() - t0) / 1e9;
+    struct cost c = cost_since(c0);
     head("spawn", "");
-    printf(" n=%ld tasks_per_s=%.0f workers=%d peak_rss_kb=%ld\n", N,
-           N / s, workers(), peak_rss_kb());
+    printf(" n=%ld tasks_per_s=%.0f", N, N / s);
+    print_cost(c, N, 1);
+    printf(" workers=%d peak_rss_kb=%ld\n", workers(), peak_rss_kb());
     return 0;
 }
 
@@ -214,6 +260,7 @@ static int park_main(void *arg)
     (void)arg;
     weft_wg_init(&wg);
     weft_chan_create(&gate, 0, 0);
+    struct cost c0 = cost_now();
     int64_t t0 = weft_now();
     weft_wg_add(&wg, N);
     weft_spawn_opts o = {.stack_size = bench_stack()};
@@ -224,11 +271,13 @@ static int park_main(void *arg)
     weft_chan_close(gate);
     weft_wg_wait(&wg);
     double s = (double)(weft_now() - t0) / 1e9;
+    struct cost c = cost_since(c0);
     long rss = peak_rss_kb();
     head("park", "");
-    printf(" n=%ld bytes_per_task=%.0f elapsed_s=%.2f spawn_s=%.2f "
-           "workers=%d peak_rss_kb=%ld\n",
-           N, rss * 1024.0 / N, s, spawn_s, workers(), rss);
+    printf(" n=%ld bytes_per_task=%.0f elapsed_s=%.2f spawn_s=%.2f", N, rss * 1024.0 / N, s,
+           spawn_s);
+    print_cost(c, N, 1);
+    printf(" workers=%d peak_rss_kb=%ld\n", workers(), rss);
     weft_chan_unref(gate);
     return 0;
 }
@@ -273,15 +322,19 @@ static int skynet_main(void *arg)
     weft_chan *out;
     weft_chan_create(&out, sizeof(int64_t), 0);
     struct sky root = {out, 0, N};
+    struct cost c0 = cost_now();
     int64_t t0 = weft_now();
     weft_spawn(NULL, skynet, &root);
     int64_t v;
     weft_chan_recv(out, &v);
     double ms = (double)(weft_now() - t0) / 1e6;
+    struct cost c = cost_since(c0);
     int64_t want = (int64_t)N * (N - 1) / 2;
     head("skynet", "");
-    printf(" n=%ld wall_ms=%.0f workers=%d check=%s peak_rss_kb=%ld\n",
-           N, ms, workers(), v == want ? "ok" : "FAIL", peak_rss_kb());
+    printf(" n=%ld wall_ms=%.0f", N, ms);
+    print_cost(c, N, 1);
+    printf(" workers=%d check=%s peak_rss_kb=%ld\n", workers(), v == want ? "ok" : "FAIL",
+           peak_rss_kb());
     weft_chan_unref(out);
     return v == want ? 0 : 1;
 }
@@ -307,6 +360,7 @@ static int pingpong_main(void *arg)
     weft_chan_create(&pong, sizeof(long), 0);
     weft_task b;
     weft_spawn(&b, ponger, NULL);
+    struct cost c0 = cost_now();
     int64_t t0 = weft_now();
     for (long i = 0; i < N; i++) {
         long v = i;
@@ -315,9 +369,11 @@ static int pingpong_main(void *arg)
     }
     weft_join(b, NULL);
     double ns = (double)(weft_now() - t0) / N;
+    struct cost c = cost_since(c0);
     head("pingpong", "");
-    printf(" n=%ld ns_per_roundtrip=%.1f workers=%d peak_rss_kb=%ld\n",
-           N, ns, workers(), peak_rss_kb());
+    printf(" n=%ld ns_per_roundtrip=%.1f", N, ns);
+    print_cost(c, N, 1);
+    printf(" workers=%d peak_rss_kb=%ld\n", workers(), peak_rss_kb());
     weft_chan_unref(ping);
     weft_chan_unref(pong);
     return 0;
@@ -339,6 +395,7 @@ static int threadsend_main(void *arg)
 {
     (void)arg;
     weft_chan_create(&tch, sizeof(int64_t), 1024);
+    struct cost c0 = cost_now();
     int64_t t0 = weft_now();
     pthread_t th;
     pthread_create(&th, NULL, sender_thread, NULL);
@@ -346,12 +403,14 @@ static int threadsend_main(void *arg)
     while (weft_chan_recv(tch, &v) == 0)
         sum += v;
     double s = (double)(weft_now() - t0) / 1e9;
+    struct cost c = cost_since(c0);
     pthread_join(th, NULL);
     int64_t want = (int64_t)N * (N - 1) / 2;
     head("threadsend", "");
-    printf(" n=%ld msgs_per_s=%.0f workers=%d check=%s "
-           "peak_rss_kb=%ld\n",
-           N, N / s, workers(), sum == want ? "ok" : "FAIL", peak_rss_kb());
+    printf(" n=%ld msgs_per_s=%.0f", N, N / s);
+    print_cost(c, N, 1);
+    printf(" workers=%d check=%s peak_rss_kb=%ld\n", workers(), sum == want ? "ok" : "FAIL",
+           peak_rss_kb());
     weft_chan_unref(tch);
     return 0;
 }
@@ -398,6 +457,7 @@ static void bench_parallel(void)
     burn_iters = (long)(200e6 / per);
     ntasks = (int)(2 * nw);
     double t1[3], tw[3];
+    struct cost c0 = cost_now();
     for (int r = 0; r < 3; r++) {
         weft_config one = {.threads = 1}, all = {.threads = (int)nw};
         weft_run(parallel_main, NULL, &one);
@@ -405,11 +465,12 @@ static void bench_parallel(void)
         weft_run(parallel_main, NULL, &all);
         tw[r] = par_s;
     }
+    struct cost c = cost_since(c0);
     double m1 = median3(t1[0], t1[1], t1[2]), mw = median3(tw[0], tw[1], tw[2]);
     head("parallel", "");
-    printf(" n=%d workers=%ld t1_s=%.3f tw_s=%.3f speedup=%.2f "
-           "peak_rss_kb=%ld\n",
-           ntasks, nw, m1, mw, m1 / mw, peak_rss_kb());
+    printf(" n=%d workers=%ld t1_s=%.3f tw_s=%.3f speedup=%.2f", ntasks, nw, m1, mw, m1 / mw);
+    print_cost(c, ntasks, 1); /* the whole workload: 3 x (1 worker + all workers) */
+    printf(" peak_rss_kb=%ld\n", peak_rss_kb());
 }
 
 /* ---- idle: an idle runtime uses no CPU -------------------------------------------------- */

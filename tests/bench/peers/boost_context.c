@@ -40,6 +40,8 @@ static long peak_rss_kb(void) {
     return ru.ru_maxrss;
 }
 
+#include "peer_cost.h" /* mark(), paid(n) */
+
 /* The coroutine: answer every jump with a jump back to whoever jumped. */
 static void coro_fn(transfer_t t) {
     for (;;) t = jump_fcontext(t.fctx, NULL);
@@ -67,11 +69,12 @@ int main(int argc, char **argv) {
     /* Warm-up (also starts the coroutine). */
     for (long i = 0; i < 10000; i++) ctx = jump_fcontext(ctx, NULL).fctx;
 
+    mark();
     double t0 = now_s();
     for (long i = 0; i < n; i++) ctx = jump_fcontext(ctx, NULL).fctx;
     double el = now_s() - t0;
 
-    printf("workload=switch peer=boost-fcontext n=%ld ns_per_switch=%.2f peak_rss_kb=%ld\n", n,
-           el * 1e9 / (2.0 * n), peak_rss_kb());
+    printf("workload=switch peer=boost-fcontext n=%ld ns_per_switch=%.2f %s peak_rss_kb=%ld\n", n,
+           el * 1e9 / (2.0 * n), paid(n), peak_rss_kb());
     return 0; /* the coroutine's stack is never unwound: fine, we exit */
 }

@@ -37,6 +37,8 @@ static long peak_rss_kb() {
     return ru.ru_maxrss;
 }
 
+#include "peer_cost.h" /* mark(), paid(n) */
+
 static double secs(clk::time_point a, clk::time_point b) {
     return std::chrono::duration<double>(b - a).count();
 }
@@ -71,6 +73,7 @@ static double switch_run(long n) {
     };
     // Default launch policy is post: neither fiber runs before main joins.
     fibers::fiber a(body), b(body);
+    mark();
     auto t0 = clk::now();
     a.join();
     b.join();
@@ -80,14 +83,15 @@ static double switch_run(long n) {
 static void bench_switch(long n) {
     switch_run(10000);  // warm-up
     double el = switch_run(n);
-    printf("workload=switch peer=boost-fiber n=%ld ns_per_switch=%.2f peak_rss_kb=%ld\n", n,
-           el * 1e9 / (2.0 * n), peak_rss_kb());
+    printf("workload=switch peer=boost-fiber n=%ld ns_per_switch=%.2f %s peak_rss_kb=%ld\n", n,
+           el * 1e9 / (2.0 * n), paid(n), peak_rss_kb());
 }
 
 // ---------------------------------------------------------------- spawn
 
 static void bench_spawn(long n) {
     WaitGroup wg;
+    mark();
     auto t0 = clk::now();
     for (long i = 0; i < n; i++) {
         wg.add(1);
@@ -96,8 +100,8 @@ static void bench_spawn(long n) {
     wg.wait();
     double el = secs(t0, clk::now());
     printf("workload=spawn peer=boost-fiber-defstack n=%ld tasks_per_s=%.0f elapsed_s=%.3f "
-           "peak_rss_kb=%ld\n",
-           n, n / el, el, peak_rss_kb());
+           "%s peak_rss_kb=%ld\n",
+           n, n / el, el, paid(n), peak_rss_kb());
 }
 
 // ---------------------------------------------------------------- park
@@ -108,6 +112,7 @@ static void bench_park(long n, bool small_stack) {
         boost::this_fiber::sleep_for(std::chrono::seconds(2));
         wg.done();
     };
+    mark();
     auto t0 = clk::now();
     for (long i = 0; i < n; i++) {
         wg.add(1);
@@ -123,9 +128,9 @@ static void bench_park(long n, bool small_stack) {
     double el = secs(t0, clk::now());
     long rss = peak_rss_kb();
     printf("workload=park peer=%s n=%ld bytes_per_task=%.0f elapsed_s=%.3f spawn_s=%.3f "
-           "all_alive=yes peak_rss_kb=%ld\n",
+           "all_alive=yes %s peak_rss_kb=%ld\n",
            small_stack ? "boost-fiber-stack8192" : "boost-fiber-defstack", n,
-           rss * 1024.0 / n, el, spawn, rss);
+           rss * 1024.0 / n, el, spawn, paid(n), rss);
 }
 
 // ---------------------------------------------------------------- skynet
@@ -150,13 +155,14 @@ static void skynet(chan_t* out, int64_t num, int64_t size) {
 
 static void bench_skynet(long n) {
     chan_t res;
+    mark();
     auto t0 = clk::now();
     fibers::fiber(skynet, &res, (int64_t)0, (int64_t)n).detach();
     int64_t sum = res.value_pop();
     double el = secs(t0, clk::now());
     int64_t want = (int64_t)n * (n - 1) / 2;
-    printf("workload=skynet peer=boost-fiber n=%ld wall_ms=%.1f check=%s peak_rss_kb=%ld\n", n,
-           el * 1e3, sum == want ? "ok" : "FAIL", peak_rss_kb());
+    printf("workload=skynet peer=boost-fiber n=%ld wall_ms=%.1f check=%s %s peak_rss_kb=%ld\n", n,
+           el * 1e3, sum == want ? "ok" : "FAIL", paid(n), peak_rss_kb());
 }
 
 // ---------------------------------------------------------------- pingpong
@@ -169,6 +175,7 @@ static void bench_pingpong(long n) {
             pong.push(v);
         }
     });
+    mark();
     auto t0 = clk::now();
     for (long i = 0; i < n; i++) {
         ping.push(i);
@@ -176,8 +183,8 @@ static void bench_pingpong(long n) {
     }
     b.join();
     double el = secs(t0, clk::now());
-    printf("workload=pingpong peer=boost-fiber n=%ld ns_per_roundtrip=%.1f peak_rss_kb=%ld\n", n,
-           el * 1e9 / n, peak_rss_kb());
+    printf("workload=pingpong peer=boost-fiber n=%ld ns_per_roundtrip=%.1f %s peak_rss_kb=%ld\n", n,
+           el * 1e9 / n, paid(n), peak_rss_kb());
 }
 
 // ---------------------------------------------------------------- threadsend
@@ -185,6 +192,7 @@ static void bench_pingpong(long n) {
 static void bench_threadsend(long n) {
     fibers::buffered_channel<int64_t> ch(1024);  // holds up to 1023 items
     int64_t sum = 0;
+    mark();
     auto t0 = clk::now();
     std::thread sender([&ch, n] {
         for (int64_t i = 0; i < n; i++) ch.push(i);
@@ -198,8 +206,8 @@ static void bench_threadsend(long n) {
     double el = secs(t0, clk::now());
     sender.join();
     int64_t want = (int64_t)n * (n - 1) / 2;
-    printf("workload=threadsend peer=boost-fiber n=%ld msgs_per_s=%.0f check=%s peak_rss_kb=%ld\n",
-           n, n / el, sum == want ? "ok" : "FAIL", peak_rss_kb());
+    printf("workload=threadsend peer=boost-fiber n=%ld msgs_per_s=%.0f check=%s %s peak_rss_kb=%ld\n",
+           n, n / el, sum == want ? "ok" : "FAIL", paid(n), peak_rss_kb());
 }
 
 // ---------------------------------------------------------------- main

@@ -37,6 +37,8 @@ static long peak_rss_kb(void) {
     return ru.ru_maxrss;
 }
 
+#include "peer_cost.h" /* mark(), paid(n) */
+
 static void die(const char *what, int err) {
     fprintf(stderr, "pthread peer: %s: %s\n", what, strerror(err));
     exit(1);
@@ -65,18 +67,20 @@ static void *sleep_body(void *arg) {
 static void bench_spawn(long n) {
     pthread_t *t = malloc(sizeof *t * (size_t)n);
     if (!t) die("malloc", ENOMEM);
+    mark();
     double t0 = now_s();
     for (long i = 0; i < n; i++) create(&t[i], empty_body, NULL);
     for (long i = 0; i < n; i++) pthread_join(t[i], NULL);
     double el = now_s() - t0;
-    printf("workload=spawn peer=pthread n=%ld tasks_per_s=%.0f elapsed_s=%.3f peak_rss_kb=%ld\n",
-           n, n / el, el, peak_rss_kb());
+    printf("workload=spawn peer=pthread n=%ld tasks_per_s=%.0f elapsed_s=%.3f %s peak_rss_kb=%ld\n",
+           n, n / el, el, paid(n), peak_rss_kb());
     free(t);
 }
 
 static void bench_park(long n) {
     pthread_t *t = malloc(sizeof *t * (size_t)n);
     if (!t) die("malloc", ENOMEM);
+    mark();
     double t0 = now_s();
     for (long i = 0; i < n; i++) create(&t[i], sleep_body, NULL);
     double spawn = now_s() - t0;
@@ -86,8 +90,8 @@ static void bench_park(long n) {
     /* The first thread's sleep ends 2 s after its creation: all n were alive
      * at once only if creating them took less than that. */
     printf("workload=park peer=pthread n=%ld bytes_per_task=%.0f elapsed_s=%.3f spawn_s=%.3f "
-           "all_alive=%s peak_rss_kb=%ld\n",
-           n, rss * 1024.0 / n, el, spawn, spawn < 2.0 ? "yes" : "no", rss);
+           "all_alive=%s %s peak_rss_kb=%ld\n",
+           n, rss * 1024.0 / n, el, spawn, spawn < 2.0 ? "yes" : "no", paid(n), rss);
     free(t);
 }
 
@@ -124,6 +128,7 @@ static void bench_pingpong(long n) {
     pthread_cond_init(&p.cv_b, NULL);
     pthread_t b;
     create(&b, pp_b, &p);
+    mark();
     double t0 = now_s();
     long check = 0;
     for (long i = 0; i < n; i++) {
@@ -138,8 +143,8 @@ static void bench_pingpong(long n) {
     pthread_join(b, NULL);
     double el = p.end - t0;
     if (check != n * (n - 1) / 2) fprintf(stderr, "pingpong: bad values\n");
-    printf("workload=pingpong peer=pthread n=%ld ns_per_roundtrip=%.1f peak_rss_kb=%ld\n", n,
-           el * 1e9 / n, peak_rss_kb());
+    printf("workload=pingpong peer=pthread n=%ld ns_per_roundtrip=%.1f %s peak_rss_kb=%ld\n", n,
+           el * 1e9 / n, paid(n), peak_rss_kb());
 }
 
 /* ------------------------------------------------------------- threadsend */
@@ -214,14 +219,15 @@ static void bench_threadsend(long n) {
     q->n = n;
     pthread_t rx, tx;
     create(&rx, ts_receiver, q); /* waits on the empty queue */
+    mark();
     double t0 = now_s();
     create(&tx, ts_sender, q);
     pthread_join(rx, NULL);
     pthread_join(tx, NULL);
     double el = q->end - t0;
     int64_t want = (int64_t)n * (n - 1) / 2;
-    printf("workload=threadsend peer=pthread n=%ld msgs_per_s=%.0f check=%s peak_rss_kb=%ld\n", n,
-           n / el, q->sum == want ? "ok" : "FAIL", peak_rss_kb());
+    printf("workload=threadsend peer=pthread n=%ld msgs_per_s=%.0f check=%s %s peak_rss_kb=%ld\n", n,
+           n / el, q->sum == want ? "ok" : "FAIL", paid(n), peak_rss_kb());
     free(q);
 }
 

@@ -13,7 +13,9 @@
 //	workload=<name> peer=go-gmp<P> n=<N> <metric>=<value> ... peak_rss_kb=<KB>
 //
 // where P is the effective GOMAXPROCS (set it with the GOMAXPROCS environment
-// variable). Times are taken with time.Now()/time.Since, which use the
+// variable). Every line also says what the timed part paid (getrusage deltas over it,
+// all threads): faults_per_task = minor page faults / N, ctx_switches = voluntary +
+// involuntary context switches. Times are taken with time.Now()/time.Since, which use the
 // monotonic clock, around the measured part only.
 //
 // Build (stdlib only, offline): GO111MODULE=off go build -o bench bench.go
@@ -38,6 +40,23 @@ func peakRSSKB() int64 {
 		return -1
 	}
 	return int64(ru.Maxrss) // kilobytes on Linux
+}
+
+func rusageNow() syscall.Rusage {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return ru
+}
+
+// cost formats what the timed part that started at before paid, per task of n.
+func cost(before syscall.Rusage, n int) string {
+	now := rusageNow()
+	if n < 1 {
+		n = 1
+	}
+	return fmt.Sprintf("faults_per_task=%.4f ctx_switches=%d",
+		float64(now.Minflt-before.Minflt)/float64(n),
+		(now.Nvcsw-before.Nvcsw)+(now.Nivcsw-before.Nivcsw))
 }
 
 func peerName() string {
@@ -81,14 +100,16 @@ func switchRun(n int) time.Duration {
 
 func benchSwitch(n int) {
 	switchRun(10000) // warm-up
+	ru := rusageNow()
 	el := switchRun(n)
-	emit("switch", n, fmt.Sprintf("ns_per_switch=%.2f", float64(el.Nanoseconds())/float64(2*n)))
+	emit("switch", n, fmt.Sprintf("ns_per_switch=%.2f", float64(el.Nanoseconds())/float64(2*n)), cost(ru, n))
 }
 
 // ---------------------------------------------------------------- spawn
 
 func benchSpawn(n int) {
 	var wg sync.WaitGroup
+	ru := rusageNow()
 	start := time.Now()
 	for i := 0; i < n; i++ {
 		wg.Add(1)
@@ -97,7 +118,7 @@ func benchSpawn(n int) {
 	wg.Wait()
 	el := time.Since(start)
 	emit("spawn", n, fmt.Sprintf("tasks_per_s=%.0f", float64(n)/el.Seconds()),
-		fmt.Sprintf("elapsed_s=%.3f", el.Seconds()))
+		fmt.Sprintf("elapsed_s=%.3f", el.Seconds()), cost(ru, n))
 }
 
 // ---------------------------------------------------------------- park
@@ -107,6 +128,7 @@ func benchSpawn(n int) {
 func benchPark(n int, gated bool) {
 	var wg sync.WaitGroup
 	gate := make(chan struct{})
+	ru := rusageNow()
 	start := time.Now()
 	for i := 0; i < n; i++ {
 		wg.Add(1)
@@ -127,6 +149,7 @@ func benchPark(n int, gated bool) {
 	close(gate)
 	wg.Wait()
 	el := time.Since(start)
+	paid := cost(ru, n)
 	rss := peakRSSKB()
 	// Ungated: the first goroutine's sleep ends 2 s after its creation, so
 	// all n were alive at once only if creating them took less than 2 s.
@@ -138,8 +161,8 @@ func benchPark(n int, gated bool) {
 	if gated {
 		name += "-gated"
 	}
-	fmt.Printf("workload=park peer=%s n=%d bytes_per_task=%.0f elapsed_s=%.3f spawn_s=%.3f all_alive=%s peak_rss_kb=%d\n",
-		name, n, float64(rss)*1024/float64(n), el.Seconds(), spawn.Seconds(), allAlive, rss)
+	fmt.Printf("workload=park peer=%s n=%d bytes_per_task=%.0f elapsed_s=%.3f spawn_s=%.3f all_alive=%s %s peak_rss_kb=%d\n",
+		name, n, float64(rss)*1024/float64(n), el.Seconds(), spawn.Seconds(), allAlive, paid, rss)
 }
 
 // ---------------------------------------------------------------- skynet
@@ -163,16 +186,18 @@ func skynet(out chan<- int64, num, size int64) {
 
 func benchSkynet(n int) {
 	res := make(chan int64)
+	ru := rusageNow()
 	start := time.Now()
 	go skynet(res, 0, int64(n))
 	sum := <-res
 	el := time.Since(start)
+	paid := cost(ru, n)
 	want := int64(n) * int64(n-1) / 2
 	check := "ok"
 	if sum != want {
 		check = fmt.Sprintf("FAIL(%d!=%d)", sum, want)
 	}
-	emit("skynet", n, fmt.Sprintf("wall_ms=%.1f", float64(el.Nanoseconds())/1e6), "check="+check)
+	emit("skynet", n, fmt.Sprintf("wall_ms=%.1f", float64(el.Nanoseconds())/1e6), "check="+check, paid)
 }
 
 // ---------------------------------------------------------------- pingpong
@@ -188,6 +213,7 @@ func benchPingpong(n int) {
 		}
 		close(done)
 	}()
+	ru := rusageNow()
 	start := time.Now()
 	for i := 0; i < n; i++ {
 		ping <- i
@@ -195,7 +221,7 @@ func benchPingpong(n int) {
 	}
 	<-done
 	el := time.Since(start)
-	emit("pingpong", n, fmt.Sprintf("ns_per_roundtrip=%.1f", float64(el.Nanoseconds())/float64(n)))
+	emit("pingpong", n, fmt.Sprintf("ns_per_roundtrip=%.1f", float64(el.Nanoseconds())/float64(n)), cost(ru, n))
 }
 
 // ---------------------------------------------------------------- threadsend
@@ -210,6 +236,7 @@ func benchThreadsend(n int) {
 		}
 		result <- sum
 	}()
+	ru := rusageNow()
 	start := time.Now()
 	go func() { // sender: a goroutine wired to its own OS thread
 		runtime.LockOSThread()
@@ -220,11 +247,12 @@ func benchThreadsend(n int) {
 	}()
 	sum := <-result
 	el := time.Since(start)
+	paid := cost(ru, n)
 	check := "ok"
 	if want := int64(n) * int64(n-1) / 2; sum != want {
 		check = fmt.Sprintf("FAIL(%d!=%d)", sum, want)
 	}
-	emit("threadsend", n, fmt.Sprintf("msgs_per_s=%.0f", float64(n)/el.Seconds()), "check="+check)
+	emit("threadsend", n, fmt.Sprintf("msgs_per_s=%.0f", float64(n)/el.Seconds()), "check="+check, paid)
 }
 
 // ---------------------------------------------------------------- parallel
@@ -277,13 +305,14 @@ func benchParallel(tasks int) {
 		}
 		iters *= 4
 	}
+	ru := rusageNow()
 	prev := runtime.GOMAXPROCS(1)
 	t1 := runTasks(tasks, iters)
 	runtime.GOMAXPROCS(prev)
 	tw := runTasks(tasks, iters)
-	line := fmt.Sprintf("workload=parallel peer=%s n=%d workers=%d speedup=%.3f t1_ms=%.1f tw_ms=%.1f peak_rss_kb=%d",
+	line := fmt.Sprintf("workload=parallel peer=%s n=%d workers=%d speedup=%.3f t1_ms=%.1f tw_ms=%.1f %s peak_rss_kb=%d",
 		peerName(), tasks, w, t1.Seconds()/tw.Seconds(), float64(t1.Nanoseconds())/1e6,
-		float64(tw.Nanoseconds())/1e6, peakRSSKB())
+		float64(tw.Nanoseconds())/1e6, cost(ru, tasks), peakRSSKB())
 	fmt.Println(line)
 }
 

@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* runtime.c — weft_run: configuration, starting and stopping the workers, shutdown.
+/* run.c — floor 7 (the roof): weft_run — configuration from the arguments and the
+ * environment, the start order, and the shutdown. Nothing names this file's symbols; it
+ * names everything it starts, and undoes it at the end.
  *
  * Shutdown rule (Go's): when main's coroutine returns, the runtime stops (weft__stop).
  * Coroutines still alive are not resumed again: each worker finishes the coroutine it is
@@ -23,9 +25,18 @@
  * pointer to it can never point into freed memory; what it owns is reached only through the
  * gate. */
 #define _GNU_SOURCE
+#include "blocking.h"
+#include "debug.h"
+#include "evalloc.h"
+#include "fdwait.h"
+#include "fork.h"
 #include "gate.h"
+#include "guard.h"
 #include "hang.h"
-#include "runtime.h"
+#include "scheduler.h"
+#include "task.h"
+#include "timer.h"
+#include "worker.h"
 
 #include <sched.h>
 
@@ -38,7 +49,6 @@
 
 
 static _Atomic int running;
-_Atomic uint64_t weft__run_epoch;
 /* fork: the runtime of the parent a child was forked from (kept reachable, never used: its
  * workers do not exist in the child, and its event loops share epoll instances with the
  * parent), and whether the child runs on a coroutine's stack. */
@@ -47,7 +57,8 @@ static bool forked_on_coro_stack;
 
 static struct weft__runtime rt_storage; /* weft__rt while running; fields reset per run */
 
-void weft__run_atfork_child(bool on_coro_stack)
+/* fork.c's CHILD step calls this (registered by weft__fork_init below). */
+static void run_atfork_child(bool on_coro_stack)
 {
     /* A copy: rt_storage is reset by the child's next run, and the copy keeps what the
      * parent's runtime owned reachable (leak checkers). */
@@ -77,7 +88,7 @@ static void *main_trampoline(void *p)
 
 static void *worker_thread(void *p)
 {
-    weft__worker_run(p);
+    weft__worker_run(p, weft__hang_thread_init); /* hang.h: publish the thread (stall.c) */
     return NULL;
 }
 
@@ -168,7 +179,7 @@ int weft_run(int (*main)(void *), void *arg, const weft_config *config)
     int expected = 0;
     if (!atomic_compare_exchange_strong(&running, &expected, 1))
         return WEFT_EBUSY;
-    if (weft__fork_init() != 0) {
+    if (weft__fork_init(run_atfork_child) != 0) {
         atomic_store(&running, 0);
         return WEFT_ENOMEM;
     }
@@ -206,6 +217,7 @@ int weft_run(int (*main)(void *), void *arg, const weft_config *config)
     for (int i = 0; i < nthreads; i++) {
         if (!(rt->workers[i] = weft__worker_create(i)))
             goto out;
+        weft__hang_loop_init(rt->workers[i]); /* hang.h: the loop's release/acquire hooks */
         rt->workers[i]->solo = nthreads == 1;
         rt->workers[i]->debug_migrate = rt->debug_migrate;
         rt->workers[i]->stacks.size = rt->stack_size; /* its cache keeps the default size */
@@ -219,13 +231,12 @@ int weft_run(int (*main)(void *), void *arg, const weft_config *config)
 
     /* main runs as a coroutine like any other; the calling thread becomes worker 0. */
     struct main_arg m = {main, arg, 0};
-    weft_task t;
     struct weft__coro *co;
     {
-        co = weft__coro_alloc();
+        co = weft__task_alloc(NULL);
         if (!co)
             goto stop;
-        co->fn = main_trampoline;
+        co->fn = main_trampoline; /* task.c's entry runs it; its exit stops the runtime */
         co->arg = &m;
         /* main is the program's own code (printf, libraries): at least WEFT_STACK_DEFAULT.
          * Its stack is promised here like any spawn's: no room for it is WEFT_ENOMEM. */
@@ -237,8 +248,6 @@ int weft_run(int (*main)(void *), void *arg, const weft_config *config)
         atomic_fetch_sub_explicit(&co->refs, 1, memory_order_relaxed);
         strcpy(co->name, "main");
         atomic_store_explicit(&co->state, WEFT_CO_RUNNABLE, memory_order_relaxed);
-        t = (weft_task){co, co->id};
-        (void)t;
     }
     /* Every worker thread starts before main is queued. One that cannot be created (no
      * memory for its stack, a thread limit) fails the whole run with WEFT_ENOMEM, rather
@@ -256,7 +265,7 @@ int weft_run(int (*main)(void *), void *arg, const weft_config *config)
             started++;
         if (started == nthreads) {
             weft__globalq_put(&rt->global, co);
-            weft__worker_run(rt->workers[0]);
+            weft__worker_run(rt->workers[0], weft__hang_thread_init);
             ret = m.ret;
             ran = true;
         } else {
@@ -285,11 +294,15 @@ out:
         weft__zombie_report(); /* nothing changes under its walk now: no worker, no thread */
     if (rt->workers)
         for (int i = 0; i < nthreads; i++)
-            if (rt->workers[i])
+            if (rt->workers[i]) {
+                /* floor 4's records first: the worker never names them (worker.h) */
+                weft__timer_cache_free(rt->workers[i]);
+                weft__io_cache_free(rt->workers[i]);
                 weft__worker_destroy(rt->workers[i]);
+            }
     weft__coro_reset_all();
     /* A new epoch: waiters queued during this run (on stacks about to be unmapped) are now
-     * recognisably stale (chan.c forgets them; see runtime.h). */
+     * recognisably stale (chan.c forgets them; see worker.h). */
     atomic_fetch_add(&weft__run_epoch, 1);
     weft__stack_release_all();
     free(rt->workers);

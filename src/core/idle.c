@@ -1,0 +1,211 @@
+/* SPDX-License-Identifier: MIT */
+/* idle.c — floor 3 (the scheduler): idle workers, spinning and wake-ups — the idle list, the
+ * watcher of narrow mode, wakep, and a worker's way to sleep (go_idle). Tokio's idle.rs, Go's
+ * "worker thread parking/unparking". The scheduler (sched.c) calls in; nothing here calls
+ * the scheduler.
+ *
+ * Idle and wake-up (Go's protocol; see go_idle and wakep). A worker going idle first puts
+ * itself on the idle list, then gives back its spinning token, then executes a seq_cst fence
+ * and re-checks every queue; only if all are empty does it block in ev_run(EVRUN_ONCE). A
+ * thread that makes work runnable executes a seq_cst fence after publishing it, then looks
+ * at nidle and nspinning: if someone is idle and nobody spins, it CASes nspinning 0→1, pops
+ * an idle worker and ev_async_sends it (the woken worker owns that spinning token). By the
+ * fences, either the waker sees the idle worker or the idle worker's re-check sees the work:
+ * no lost wake-up; by the CAS, a burst of submissions wakes one worker, not all. A spinning
+ * worker that finds work gives its token back and, if it was the last spinner, wakes another
+ * so the pool ramps up. An idle runtime sits in epoll_wait: libev's ev_async is an eventfd
+ * and stays active (never ev_unref'd), so the loop really sleeps.
+ *
+ * libev callbacks (timers, fds, the async wake-up) run inside ev_run while the worker
+ * counts as idle; a coroutine they make runnable goes to this worker's ring with no wake-up
+ * (in_poll): spinners and the next wakep() spread any surplus.
+ *
+ *
+ * Load (load.c): before sleeping, a worker with fd waits may poll-spin up to 20 us (one at
+ * a time, only when events are dense and no other thread wants the CPUs); and when the
+ * whole runtime was busy less than 3/4 of one CPU over a 10 ms window it goes "narrow":
+ * fd waits move to worker 0 first, wakep() wakes only worker 0 (and only for global-queue
+ * work), the others do not steal; worker 1 watches with bounded sleeps while worker 0 is
+ * awake, so a home stuck in a long computation widens the runtime within ~10 ms.
+ *
+ */
+#define _GNU_SOURCE
+#include "idle.h"
+#include "load.h"
+
+#include <pthread.h>
+
+static void idle_remove(struct weft__runtime *rt, struct weft__worker *w)
+{
+    for (int i = 0; i < rt->idle_top; i++)
+        if (rt->idle_list[i] == w) {
+            rt->idle_list[i] = rt->idle_list[--rt->idle_top];
+            break;
+        }
+    w->idle = false;
+    atomic_fetch_sub_explicit(&rt->nidle, 1, memory_order_seq_cst);
+}
+
+/* The watcher (worker 1), or NULL with one worker (load.c "Narrow mode", go_idle). */
+static inline struct weft__worker *watcher_of(struct weft__runtime *rt)
+{
+    return rt->nworkers > 1 ? rt->workers[1] : NULL;
+}
+
+/* Under idle_mu: take the watcher off the idle list if it is on it; true = the caller must
+ * async_send it (after unlocking). It comes round go_idle again and picks its sleep. */
+static bool watcher_unidle_locked(struct weft__runtime *rt)
+{
+    struct weft__worker *v = watcher_of(rt);
+    rt->watcher_parked = false;
+    if (!v || !v->idle)
+        return false;
+    idle_remove(rt, v);
+    return true;
+}
+
+/* The runtime just went narrow: the watcher, if it sleeps untimed since it went idle while
+ * wide, must come round go_idle again to sleep bounded. */
+void weft__kick_watcher(struct weft__runtime *rt)
+{
+    pthread_mutex_lock(&rt->idle_mu);
+    bool wake = watcher_unidle_locked(rt);
+    pthread_mutex_unlock(&rt->idle_mu);
+    if (wake)
+        weft__worker_wake(watcher_of(rt));
+}
+
+/* wakep's slow half: we hold the spinning token; hand it to an idle worker. Out of line and
+ * unchecked in segmented builds (a mutex and an eventfd write: shallow; see segstack.h). */
+static WEFT_NOSPLIT void wake_idle(struct weft__runtime *rt)
+{
+    struct weft__worker *v = NULL;
+    pthread_mutex_lock(&rt->idle_mu);
+    if (weft__narrow(rt) && rt->workers[0]->idle) {
+        /* Narrow (load.c): the home first. When it is awake (maybe busy for long: no
+         * preemption), another idle worker, as in wide mode: every worker takes from the
+         * global queue, and work queued off the home is taken by its awake owner. */
+        v = rt->workers[0];
+        idle_remove(rt, v);
+        v->woken = true;
+    } else if (rt->idle_top > 0) {
+        v = rt->idle_list[--rt->idle_top];
+        v->idle = false;
+        v->woken = true; /* it now owns the spinning token we took */
+        atomic_fetch_sub_explicit(&rt->nidle, 1, memory_order_seq_cst);
+    }
+    pthread_mutex_unlock(&rt->idle_mu);
+    if (v)
+        weft__worker_wake(v);
+    else
+        atomic_fetch_sub_explicit(&rt->nspinning, 1, memory_order_seq_cst);
+}
+
+/* weft__wakep's slow half (its fence and first look are inline, idle.h). */
+void weft__wakep_slow(struct weft__runtime *rt)
+{
+    int zero = 0;
+    if (atomic_load_explicit(&rt->nspinning, memory_order_relaxed) != 0 ||
+        !atomic_compare_exchange_strong_explicit(&rt->nspinning, &zero, 1, memory_order_seq_cst,
+                                                 memory_order_relaxed))
+        return;
+    wake_idle(rt);
+}
+
+/* A spinning worker that found work stops spinning; the last spinner wakes another. */
+void weft__reset_spinning(struct weft__worker *w)
+{
+    if (!w->spinning)
+        return;
+    w->spinning = false;
+    /* Narrow (load.c): no ramp-up — the spinner found the work and runs it. */
+    if (atomic_fetch_sub_explicit(&weft__rt->nspinning, 1, memory_order_seq_cst) == 1 &&
+        !weft__narrow(weft__rt))
+        weft__wakep();
+}
+
+static bool work_anywhere(struct weft__worker *w)
+{
+    struct weft__runtime *rt = weft__rt;
+    if (weft__globalq_nonempty(&rt->global) || atomic_load(&w->inbox) || w->pinned_head)
+        return true;
+    /* Narrow (load.c): a worker other than the home leaves other rings to their owners,
+     * which are awake (only an owner fills its ring, and it sleeps only once it is empty). */
+    if (weft__narrow_outsider(rt, w))
+        return weft__runq_nonempty(&w->rq);
+    for (int i = 0; i < rt->nworkers; i++)
+        if (weft__runq_nonempty(&rt->workers[i]->rq))
+            return true;
+    return false;
+}
+
+static void on_watch(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop, (void)t, (void)revents; /* ev_run returns; find_work looks at the load */
+}
+
+void weft__go_idle(struct weft__worker *w)
+{
+    struct weft__runtime *rt = weft__rt;
+    /* The watcher (load.c "Narrow mode"): while narrow, worker 1 sleeps at most
+     * LOAD_WATCH_NS when the home is awake, so that a home stuck in a long computation is
+     * seen (find_work's load update widens the runtime) and the work queued behind it is
+     * taken. When the home is idle too, the watcher sleeps like anyone, and the home wakes
+     * it when it wakes itself (below): an idle runtime has no periodic wake-up. */
+    bool watch = false;
+    struct weft__worker *watcher = watcher_of(rt);
+    pthread_mutex_lock(&rt->idle_mu);
+    w->idle = true;
+    w->woken = false;
+    rt->idle_list[rt->idle_top++] = w;
+    atomic_fetch_add_explicit(&rt->nidle, 1, memory_order_seq_cst);
+    if (w == watcher && rt->narrow_allowed && weft__narrow(rt)) {
+        if (rt->workers[0]->idle)
+            rt->watcher_parked = true;
+        else
+            watch = true;
+    }
+    pthread_mutex_unlock(&rt->idle_mu);
+    if (w->spinning) {
+        w->spinning = false;
+        atomic_fetch_sub_explicit(&rt->nspinning, 1, memory_order_seq_cst);
+    }
+    weft__fence_seq_cst();
+    /* The re-check that prevents the lost wake-up (Go's "delicate dance"). */
+    bool found = work_anywhere(w) || atomic_load(&rt->stopping);
+    if (!found) {
+        int64_t before = weft_now();
+        weft__idle_begin(w, before);
+        weft__stat_inc(&w->n_sleeps);
+        if (watch) {
+            ev_timer_init(&w->watch, on_watch, (double)LOAD_WATCH_NS / 1e9, 0.);
+            ev_timer_start(w->loop, &w->watch);
+        }
+        w->deep_sleep = true; /* hang.h: the loop's release hook publishes this sleep */
+        weft__worker_poll(w, EVRUN_ONCE);
+        w->deep_sleep = false;
+        if (watch)
+            ev_timer_stop(w->loop, &w->watch);
+        weft__idle_end(w, w->last_poll);
+        w->poll_last_sleep = w->last_poll - before;
+    }
+    bool wake_watcher = false;
+    pthread_mutex_lock(&rt->idle_mu);
+    if (w->idle)
+        idle_remove(rt, w); /* woke by itself (timer, fd, inbox) or found work */
+    else if (w->woken)
+        w->spinning = true; /* a waker popped us and gave us its spinning token */
+    w->woken = false;
+    if (w == watcher)
+        rt->watcher_parked = false;
+    else if (w == rt->workers[0] && rt->watcher_parked)
+        wake_watcher = watcher_unidle_locked(rt); /* the home is awake again: so is it */
+    pthread_mutex_unlock(&rt->idle_mu);
+    if (wake_watcher)
+        weft__worker_wake(watcher);
+    if (found && !w->spinning) {
+        /* Look as a spinner: others' rings may hold the work. */
+        w->spinning = true;
+        atomic_fetch_add_explicit(&rt->nspinning, 1, memory_order_seq_cst);
+    }
+}

@@ -1,0 +1,38 @@
+/* SPDX-License-Identifier: MIT */
+/* idle.h — floor 3 (the scheduler): idle workers, spinning and wake-ups (idle.c). The
+ * scheduler calls these; idle.c never calls the scheduler. */
+#ifndef WEFT_IDLE_H
+#define WEFT_IDLE_H
+
+#include "worker.h"
+
+/* Narrow (load.c): a worker other than the home keeps out of others' work — it neither
+ * steals nor stays awake for their rings. A relaxed read of a hint: see load.c for why a
+ * stale value is safe. */
+static inline bool weft__narrow_outsider(const struct weft__runtime *rt,
+                                         const struct weft__worker *w)
+{
+    return weft__narrow(rt) && w != rt->workers[0];
+}
+
+/* The caller just published work: wake an idle worker if one is idle and nobody spins
+ * (idle.c "Idle and wake-up"). The fence and the first look are inline: they are on the
+ * path of every ready and spawn. Any thread. */
+void weft__wakep_slow(struct weft__runtime *rt);
+static inline void weft__wakep(void)
+{
+    struct weft__runtime *rt = weft__rt;
+    /* The caller just published work; order that store before our loads (see idle.c). */
+    weft__fence_seq_cst();
+    if (atomic_load_explicit(&rt->nidle, memory_order_relaxed) == 0)
+        return;
+    weft__wakep_slow(rt);
+}
+/* A spinning worker that found work stops spinning; the last spinner wakes another. */
+void weft__reset_spinning(struct weft__worker *w);
+/* The runtime just went narrow: the watcher re-enters go_idle and sleeps bounded. */
+void weft__kick_watcher(struct weft__runtime *rt);
+/* Scheduler context: nothing found to run; sleep in the loop unless work shows up. */
+void weft__go_idle(struct weft__worker *w);
+
+#endif
