@@ -49,3 +49,8 @@ endif()
 # now; libev is still found in the multiarch directory.
 set(CMAKE_CROSSCOMPILING_EMULATOR ${WEFT_QEMU_AARCH64} -L ${WEFT_AARCH64_SYSROOT}
     -E LD_LIBRARY_PATH=${WEFT_AARCH64_SYSROOT}/lib)
+
+# pkg-config (samples and hook proofs: OpenSSL, hiredis, libcurl, libpq) sees the target's
+# multiarch .pc files only, not the host's: a library not installed for arm64 is then
+# missing (its sample or test is skipped) instead of linked from the host's x86-64 copy.
+set(ENV{PKG_CONFIG_LIBDIR} "/usr/lib/${WEFT_AARCH64_TRIPLE}/pkgconfig:/usr/share/pkgconfig")
