@@ -612,7 +612,8 @@ static struct {
     weft_wg wg;
     bool flag;
     _Atomic int timeouts_done;
-} th_obj = {WEFT_MUTEX_INIT, WEFT_MUTEX_INIT, WEFT_COND_INIT, {0, 0, {0, 0}}, WEFT_WG_INIT, false, 0};
+} th_obj = {
+    WEFT_MUTEX_INIT, WEFT_MUTEX_INIT, WEFT_COND_INIT, {0, 0, {0, 0}}, WEFT_WG_INIT, false, 0};
 
 static bool th_timed_out(int r, int64_t t0, int64_t d)
 {
