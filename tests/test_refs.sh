@@ -21,14 +21,11 @@ allow=(
     "bench/WORKLOADS.md"           # the project's shared benchmark spec (../shared/bench)
     "shared/bench/WORKLOADS.md"    # the same, named from the workspace root
 )
-# FILE:name pairs allowed in that one file only: names it mentions on purpose, and stale
-# references known and left for now (src/core is the floors' area, issue 16; remove a pair
-# when its file no longer names it).
+# FILE:name pairs allowed in that one file only: names of files that do not exist, written
+# on purpose (each with its reason).
 pending=(
     "src/core/scheduler.h:sched.h" # says why the header is not called that (<sched.h>)
-    "src/core/coro.h:wait.h"       # stale: the wait protocol is in wait.c / waker.h
-    "src/core/hang.h:wait.h"       # stale, as above
-    "src/core/waker.h:wait.h"      # stale, as above
+    "src/core/waker.h:wait.h"      # says why the header is not called that (<wait.h>)
 )
 
 tree=$(find src include tests samples scripts docs cmake .ci -type f 2>/dev/null; ls ./*.md)

@@ -2,7 +2,7 @@
 /* coro.h — floor 1 (objects and queues): the coroutine control block (Go's G), its state
  * machine, and the pool of blocks. No knowledge of workers: a worker's cache of blocks is
  * handed in (struct weft__coro_cache), exactly as stack.h takes a stack cache. The wait
- * protocol built on the wait word lives in wait.h; the task API (spawn, join...) in task.c.
+ * protocol built on the wait word lives in waker.h (wait.c); the task API (spawn, join...) in task.c.
  *
  * States (co->state; the NOTIFIED bit may be or'ed onto RUNNING):
  *
@@ -84,7 +84,7 @@ struct weft__msg {
     void (*run)(struct weft__worker *owner, struct weft__msg *m);
 };
 
-struct weft__waker; /* wait.h */
+struct weft__waker; /* waker.h */
 
 struct weft__coro {
     weft__fctx_t ctx;         /* saved context while not RUNNING; NULL before the first run */
