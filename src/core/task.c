@@ -232,20 +232,39 @@ static int take_result(struct weft__coro *co, void **result)
     return 0;
 }
 
-static int join_until(weft_task t, void **result, int64_t deadline)
+/* Why a handle is refused (lock_live_handle's `dead`): the flags themselves, and two states. */
+enum { DEAD_JOINING = 1 << 8, DEAD_FINISHED = 1 << 9 };
+_Static_assert(((WEFT_CF_DETACHED | WEFT_CF_JOINED) & (DEAD_JOINING | DEAD_FINISHED)) == 0,
+               "dead bits");
+
+/* The handle prologue of join, detach, set_name and cancel: t's control block, locked, if it
+ * still holds t's task (ids never repeat; read under co->lock, so the task cannot finish and
+ * the block cannot be reused while we look) and nothing in `dead` holds — WEFT_CF_DETACHED
+ * or WEFT_CF_JOINED set, DEAD_JOINING (a joiner is waiting), DEAD_FINISHED (fn returned).
+ * NULL, unlocked, otherwise: the caller returns WEFT_ESTATE. */
+static struct weft__coro *lock_live_handle(weft_task t, unsigned dead)
 {
     struct weft__coro *co = weft__coro_from_handle(t);
     if (!co)
-        return WEFT_ESTATE;
-    struct weft__coro *self = weft__coro_self();
-    if (self == co)
-        return WEFT_EDEADLK;
+        return NULL;
     weft__lock_acquire(&co->lock);
     if (atomic_load_explicit(&co->id, memory_order_relaxed) != t.id ||
-        (co->flags & WEFT_CF_DETACHED) || co->joiner) {
+        (co->flags & dead & (WEFT_CF_DETACHED | WEFT_CF_JOINED)) ||
+        ((dead & DEAD_JOINING) && co->joiner) || ((dead & DEAD_FINISHED) && co->finished)) {
         weft__lock_release(&co->lock);
-        return WEFT_ESTATE;
+        return NULL;
     }
+    return co;
+}
+
+static int join_until(weft_task t, void **result, int64_t deadline)
+{
+    struct weft__coro *self = weft__coro_self();
+    if (self && self == t.co && weft__coro_from_handle(t))
+        return WEFT_EDEADLK; /* our own live handle, whatever its flags */
+    struct weft__coro *co = lock_live_handle(t, WEFT_CF_DETACHED | DEAD_JOINING);
+    if (!co)
+        return WEFT_ESTATE;
     if (co->finished)
         return take_result(co, result);
     struct weft__waker k;
@@ -300,15 +319,9 @@ int weft_join(weft_task t, void **result)
 
 static int detach(weft_task t)
 {
-    struct weft__coro *co = weft__coro_from_handle(t);
+    struct weft__coro *co = lock_live_handle(t, WEFT_CF_DETACHED | DEAD_JOINING);
     if (!co)
         return WEFT_ESTATE;
-    weft__lock_acquire(&co->lock);
-    if (atomic_load_explicit(&co->id, memory_order_relaxed) != t.id ||
-        (co->flags & WEFT_CF_DETACHED) || co->joiner) {
-        weft__lock_release(&co->lock);
-        return WEFT_ESTATE;
-    }
     co->flags |= WEFT_CF_DETACHED;
     weft__coro_zombie_reap_locked(co, cache_of(weft__worker_self()));
     weft__lock_release(&co->lock);
@@ -341,15 +354,9 @@ int weft_set_name(weft_task t, const char *name)
 {
     if (!name)
         return WEFT_EINVAL;
-    struct weft__coro *co = weft__coro_from_handle(t);
+    struct weft__coro *co = lock_live_handle(t, WEFT_CF_JOINED); /* joined: the handle is dead */
     if (!co)
         return WEFT_ESTATE;
-    weft__lock_acquire(&co->lock);
-    if ((co->flags & WEFT_CF_JOINED) ||
-        atomic_load_explicit(&co->id, memory_order_relaxed) != t.id) {
-        weft__lock_release(&co->lock);
-        return WEFT_ESTATE; /* joined: the handle is dead */
-    }
     /* Names are debug aids: a racing reader (weft_dump) may see a torn name, never overflow. */
     size_t n = strnlen(name, sizeof co->name - 1);
     memcpy(co->name, name, n);
@@ -360,18 +367,13 @@ int weft_set_name(weft_task t, const char *name)
 
 static int cancel(weft_task t)
 {
-    struct weft__coro *co = weft__coro_from_handle(t);
-    if (!co)
-        return WEFT_ESTATE;
     /* Under co->lock the coroutine cannot finish (exit sets `finished` under it), so the
      * request and the wait token we read belong to this task, not to a later coroutine that
-     * reuses the control block (which starts with cancel = 0 and a new wait sequence). */
-    weft__lock_acquire(&co->lock);
-    if (co->finished || (co->flags & WEFT_CF_JOINED) ||
-        atomic_load_explicit(&co->id, memory_order_relaxed) != t.id) {
-        weft__lock_release(&co->lock);
-        return WEFT_ESTATE; /* finished, or joined (a detached task can still be cancelled) */
-    }
+     * reuses the control block (which starts with cancel = 0 and a new wait sequence).
+     * Refused when finished, or joined (a detached task can still be cancelled). */
+    struct weft__coro *co = lock_live_handle(t, DEAD_FINISHED | WEFT_CF_JOINED);
+    if (!co)
+        return WEFT_ESTATE;
     /* Dekker with weft__park: store the request, fence, then look for an armed wait. A wait
      * armed inside a shield is left alone: the request is reported after the shield (coro.h
      * "Cancellation"). The request is sticky: a second weft_cancel changes nothing. */
