@@ -557,15 +557,9 @@ chan_locked_op(struct weft_chan *ch, void *elem, int64_t deadline, bool send, bo
      * completing takes no channel lock). A coroutine hands them its worker (runnext). */
     weft__chan_complete_all(done, self_is_coro());
     int64_t until = r == WEFT__EBUSY ? weft__chan_poll_until(deadline) : deadline;
-    struct weft__waiter w;
-    struct weft__waker k;
-    struct weft__thread_parker tp;
-    weft__waiter_init(&w, &k, &tp, send ? "chan send" : "chan recv");
-    w.elem = elem;
-    struct weft__wq *q = send ? &ch->sendq : &ch->recvq;
     ch->epoch = atomic_load_explicit(&weft__run_epoch, memory_order_relaxed);
-    waitq_push(q, &w);
-    r = weft__waitq_block(q, &w, &ch->lock, until);
+    r = weft__waitq_wait(send ? &ch->sendq : &ch->recvq, &ch->lock,
+                         send ? "chan send" : "chan recv", until, elem);
     return r == WEFT_ETIMEDOUT && until != deadline ? WEFT__ERETRY : r;
 }
 

@@ -295,13 +295,7 @@ int weft_group_create(weft_group **out)
 static int block_locked(weft_group *g, struct weft__wq *q, const char *what, int64_t deadline,
                         struct member **slot)
 {
-    struct weft__waiter w;
-    struct weft__waker k;
-    struct weft__thread_parker tp;
-    weft__waiter_init(&w, &k, &tp, what);
-    w.elem = slot;
-    waitq_push(q, &w);
-    return weft__waitq_block(q, &w, &g->lock, deadline);
+    return weft__waitq_wait(q, &g->lock, what, deadline, slot);
 }
 
 static bool past(int64_t deadline)

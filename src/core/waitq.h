@@ -102,17 +102,15 @@ static inline struct weft__wq *waitq_of(struct weft__waitq *q)
     return (struct weft__wq *)(void *)q;
 }
 
-/* Block the caller (a coroutine parks, a plain thread sleeps on its futex) until the waiter
- * `w`, already linked in `q` under the held `lock`, is completed or the deadline passes.
- * Releases `lock`. Returns the completion's result, WEFT_ETIMEDOUT or WEFT_ECANCELED (then
- * the waiter has been unlinked and nothing was transferred), or for a plain thread
- * WEFT_ENORUNTIME (the runtime stopped or is not running: unlinked, nothing transferred). */
-int weft__waitq_block(struct weft__wq *q, struct weft__waiter *w, weft__lock *lock,
-                      int64_t deadline);
-/* Set up w (and its waker storage k / thread parker tp) for the calling party. */
-void weft__waiter_init(struct weft__waiter *w, struct weft__waker *k,
-                       struct weft__thread_parker *tp, const char *what);
-/* Undo weft__waiter_init on an error path that will not block (see weft__wait_disarm). */
-void weft__waiter_abandon(struct weft__waiter *w);
+/* The whole wait of the calling party on q, called with `lock` (q's owner's) held and
+ * released on return: a waiter (with its waker and thread parker) in this call's frame, set
+ * up for the caller with `elem` (what a waker copies from or into), pushed on q; then the
+ * caller blocks (a coroutine parks, a plain thread sleeps on its futex) until the waiter is
+ * completed or the deadline passes. Returns the completion's result, WEFT_ETIMEDOUT,
+ * WEFT_ECANCELED or WEFT_ENOMEM (no memory for a coroutine's deadline timer) — then the
+ * waiter was unlinked and nothing was transferred — or for a plain thread WEFT_ENORUNTIME
+ * (the runtime stopped or is not running: unlinked, nothing transferred). */
+int weft__waitq_wait(struct weft__wq *q, weft__lock *lock, const char *what, int64_t deadline,
+                     void *elem);
 
 #endif
