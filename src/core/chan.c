@@ -353,18 +353,7 @@ static inline void push_done(struct weft__waiter **done, struct weft__waiter *w,
 {
     if (w->sel)
         weft__select_mark(w);
-    w->result = result;
-    w->done_next = *done;
-    *done = w;
-}
-
-void weft__chan_complete_all(struct weft__waiter *done, bool handoff)
-{
-    while (done) {
-        struct weft__waiter *w = done;
-        done = w->done_next; /* read before completing: the waiter's frame may then go */
-        weft__waker_complete(w->k, w->result, handoff);
-    }
+    waitq_done_push(done, w, result);
 }
 
 /* Under ch->lock: serve the waiters the ring can serve now (see "Pumping" at the top). */
@@ -550,12 +539,12 @@ chan_locked_op(struct weft_chan *ch, void *elem, int64_t deadline, bool send, bo
         if (ch->ring)
             settle_flags(ch);
         weft__lock_release(&ch->lock);
-        weft__chan_complete_all(done, self_is_coro());
+        weft__waitq_complete_all(done, self_is_coro());
         return r;
     }
     /* Waiters we served are completed before we block (still under the lock: harmless,
      * completing takes no channel lock). A coroutine hands them its worker (runnext). */
-    weft__chan_complete_all(done, self_is_coro());
+    weft__waitq_complete_all(done, self_is_coro());
     int64_t until = r == WEFT__EBUSY ? weft__chan_poll_until(deadline) : deadline;
     ch->epoch = atomic_load_explicit(&weft__run_epoch, memory_order_relaxed);
     r = weft__waitq_wait(send ? &ch->sendq : &ch->recvq, &ch->lock,
@@ -587,7 +576,7 @@ static void notify(struct weft_chan *ch, _Atomic uint32_t *flag, bool thread)
     pump(ch, &done);
     settle_flags(ch);
     weft__lock_release(&ch->lock);
-    weft__chan_complete_all(done, self_is_coro());
+    weft__waitq_complete_all(done, self_is_coro());
 }
 
 /* A plain thread takes the locked path inside the gate (gate.h): it may complete waiters
@@ -703,7 +692,7 @@ static int chan_close(weft_chan *ch)
         push_done(&done, w, WEFT_ECLOSED);
     settle_flags(ch);
     weft__lock_release(&ch->lock);
-    weft__chan_complete_all(done, false);
+    weft__waitq_complete_all(done, false);
     return 0;
 }
 

@@ -105,16 +105,16 @@ static int select_round(weft_case *cases, const int *active, int nact, struct lo
         if (r == WEFT_EAGAIN || r == WEFT__EBUSY)
             continue;
         unlock_all(ls);
-        weft__chan_complete_all(done, self_coro);
+        weft__waitq_complete_all(done, self_coro);
         c->result = r;
         return order[i];
     }
     if (deadline == 0 || (deadline != WEFT_FOREVER && deadline <= weft_now())) {
         unlock_all(ls);
-        weft__chan_complete_all(done, self_coro);
+        weft__waitq_complete_all(done, self_coro);
         return deadline == 0 ? WEFT_EAGAIN : WEFT_ETIMEDOUT;
     }
-    weft__chan_complete_all(done, self_coro);
+    weft__waitq_complete_all(done, self_coro);
     /* busy: poll (see chan.c, "The wake-up handshake") */
     int64_t until = busy ? weft__chan_poll_until(deadline) : deadline;
 

@@ -155,20 +155,11 @@ static int cond_wake(weft_cond *c, bool all)
 {
     if (!c)
         return WEFT_EINVAL;
-    struct weft__waiter *done = NULL, *w;
+    struct weft__waiter *done = NULL;
     weft__lock_acquire(LOCK(c));
-    while ((w = waitq_claim(waitq_of(&c->waiters)))) {
-        w->done_next = done;
-        done = w;
-        if (!all)
-            break;
-    }
+    waitq_claim_onto(waitq_of(&c->waiters), &done, all ? -1 : 1, 0);
     weft__lock_release(LOCK(c));
-    while (done) {
-        w = done;
-        done = w->done_next;
-        weft__waker_complete(w->k, 0, false);
-    }
+    weft__waitq_complete_all(done, false);
     return 0;
 }
 
@@ -274,19 +265,12 @@ static int wg_add(weft_wg *wg, int64_t delta)
                                           __ATOMIC_SEQ_CST));
     if (now != 0)
         return 0;
-    struct weft__waiter *done = NULL, *w;
+    struct weft__waiter *done = NULL;
     weft__lock_acquire(LOCK(wg));
     if (__atomic_load_n(&wg->count, __ATOMIC_SEQ_CST) == 0)
-        while ((w = waitq_claim(waitq_of(&wg->waiters)))) {
-            w->done_next = done;
-            done = w;
-        }
+        waitq_claim_onto(waitq_of(&wg->waiters), &done, -1, 0);
     weft__lock_release(LOCK(wg));
-    while (done) {
-        w = done;
-        done = w->done_next;
-        weft__waker_complete(w->k, 0, false);
-    }
+    weft__waitq_complete_all(done, false);
     return 0;
 }
 

@@ -89,3 +89,12 @@ int weft__waitq_wait(struct weft__wq *q, weft__lock *lock, const char *what, int
     waitq_push(q, &w);
     return waitq_block(q, &w, lock, deadline);
 }
+
+void weft__waitq_complete_all(struct weft__waiter *done, bool handoff)
+{
+    while (done) {
+        struct weft__waiter *w = done;
+        done = w->done_next; /* read before completing: the waiter's frame may then go */
+        weft__waker_complete(w->k, w->result, handoff);
+    }
+}

@@ -95,6 +95,30 @@ static inline struct weft__waiter *waitq_claim(struct weft__wq *q)
     return NULL;
 }
 
+/* A waker's done list: claimed waiters (steps 1-3 of the protocol) waiting for their
+ * completion (step 4), which weft__waitq_complete_all does after the lock is released (or,
+ * for a party about to block, before). Under the queue's lock. */
+static inline void waitq_done_push(struct weft__waiter **done, struct weft__waiter *w,
+                                   int result)
+{
+    w->result = result;
+    w->done_next = *done;
+    *done = w;
+}
+
+/* Claim up to `max` waiters of q (all of them: max < 0) onto *done, each with `result`. */
+static inline void waitq_claim_onto(struct weft__wq *q, struct weft__waiter **done, int max,
+                                    int result)
+{
+    struct weft__waiter *w;
+    for (; max != 0 && (w = waitq_claim(q)); max--)
+        waitq_done_push(done, w, result);
+}
+
+/* Complete every waiter of a done list with its result (handoff: see weft__waker_complete).
+ * Each waiter's frame may go as soon as it is completed. */
+void weft__waitq_complete_all(struct weft__waiter *done, bool handoff);
+
 /* The public sync structs embed `struct weft__waitq { void *head, *tail; }`. */
 static inline struct weft__wq *waitq_of(struct weft__waitq *q)
 {
