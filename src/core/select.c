@@ -121,11 +121,7 @@ static int select_round(weft_case *cases, const int *active, int nact, struct lo
     struct weft__sel sel = {-1};
     struct weft__waker k;
     struct weft__thread_parker tp;
-    struct weft__coro *co = weft__coro_self();
-    if (co)
-        weft__wait_arm(co, &k, "select");
-    else
-        weft__tparker_arm(&tp, &k);
+    struct weft__coro *co = weft__wait_arm_self(&k, &tp, "select");
     for (int i = 0; i < nact; i++) {
         weft_case *c = &cases[order[i]];
         struct weft__waiter *w = &ws[i];

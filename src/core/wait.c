@@ -106,6 +106,17 @@ void weft__tparker_arm(struct weft__thread_parker *tp, struct weft__waker *k)
     k->tp = tp;
 }
 
+struct weft__coro *weft__wait_arm_self(struct weft__waker *k, struct weft__thread_parker *tp,
+                                       const char *what)
+{
+    struct weft__coro *co = weft__coro_self();
+    if (co)
+        weft__wait_arm(co, k, what);
+    else
+        weft__tparker_arm(tp, k);
+    return co;
+}
+
 static int tparker_sleep(struct weft__thread_parker *tp, int64_t deadline)
 {
     /* No spinning before the futex: measured on 2 cores, a spinning blocked thread takes the

@@ -15,11 +15,7 @@ static void unlock_lock(void *l)
 static void waiter_init(struct weft__waiter *w, struct weft__waker *k,
                         struct weft__thread_parker *tp, const char *what)
 {
-    struct weft__coro *co = weft__coro_self();
-    if (co)
-        weft__wait_arm(co, k, what);
-    else
-        weft__tparker_arm(tp, k);
+    weft__wait_arm_self(k, tp, what);
     w->k = k;
     w->elem = NULL;
     w->sel = NULL;

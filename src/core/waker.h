@@ -57,6 +57,11 @@ void weft__wait_disarm(struct weft__coro *co);
  * it must unlink it (as after a timeout; no waker completes it any more). */
 void weft__tparker_arm(struct weft__thread_parker *tp, struct weft__waker *k);
 int weft__tparker_wait(struct weft__thread_parker *tp, int64_t deadline);
+/* Arm a wait for whoever calls, coroutine or plain thread, and fill k for it: the calling
+ * coroutine's wait (weft__wait_arm; returns the coroutine), or on a plain thread the parker
+ * tp, which must live as long as the wait (weft__tparker_arm; returns NULL). */
+struct weft__coro *weft__wait_arm_self(struct weft__waker *k, struct weft__thread_parker *tp,
+                                       const char *what);
 
 /* Plain threads blocked in a weft wait without a deadline whose wait nobody has claimed
  * yet (TP_STUCK): the deadlock check (hang.h) counts them. seq_cst with its readers. */
