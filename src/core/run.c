@@ -29,6 +29,7 @@
 #include "debug.h"
 #include "evalloc.h"
 #include "fdwait.h"
+#include "looprec.h"
 #include "fork.h"
 #include "gate.h"
 #include "guard.h"
@@ -295,8 +296,8 @@ out:
     if (rt->workers)
         for (int i = 0; i < nthreads; i++)
             if (rt->workers[i]) {
-                /* floor 4's records first: the worker never names them (worker.h) */
-                weft__timer_cache_free(rt->workers[i]);
+                /* floors 3-4's records first: the worker never names them (worker.h) */
+                weft__looprec_pool_free(rt->workers[i]);
                 weft__io_cache_free(rt->workers[i]);
                 weft__worker_destroy(rt->workers[i]);
             }
