@@ -55,7 +55,7 @@ int main(void)
         ids[i] = atomic_load(&cos[i]->id);
         ASSERT_NE(ids[i], 0u);
         ASSERT_EQ(atomic_load(&cos[i]->refs), 2u);
-        ASSERT(!(atomic_load(&cos[i]->wait) & WEFT_WAIT_ARMED));
+        ASSERT(!(atomic_load(&cos[i]->wait) & WEFT__WAIT_ARMED));
         if (i)
             ASSERT_GT(ids[i], ids[i - 1]); /* a cache takes ids from its own block, in order */
         weft_task h = {cos[i], ids[i]};

@@ -16,7 +16,7 @@
 #include <stdlib.h>
 
 #define MS WEFT_MSEC(1)
-#define WINDOW WEFT_MSEC(10) /* load.c LOAD_WINDOW_NS */
+#define WINDOW WEFT_MSEC(10) /* load.c WEFT__LOAD_WINDOW_NS */
 
 static struct weft__runtime rt;
 static struct weft__worker *ws[2];

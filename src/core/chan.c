@@ -477,7 +477,7 @@ int64_t weft__chan_poll_until(int64_t deadline)
 static void busy_spin(struct weft_chan *ch, bool send)
 {
     for (int i = 0; i < BUSY_SPIN; i++) {
-        __builtin_ia32_pause_or_nothing();
+        weft__cpu_relax();
         if (send ? peek_put(ch) || weft__chan_closed(ch) : peek_take(ch) != PEEK_NONE)
             return;
     }
@@ -499,7 +499,7 @@ static void busy_spin(struct weft_chan *ch, bool send)
 static bool thread_spin(struct weft_chan *ch, bool send)
 {
     for (int i = 0; i < THREAD_SPIN; i++) {
-        __builtin_ia32_pause_or_nothing();
+        weft__cpu_relax();
         uint64_t t = atomic_load_explicit(&ch->ring->tail, memory_order_relaxed);
         uint64_t h = atomic_load_explicit(&ch->ring->head, memory_order_relaxed);
         int64_t n = (int64_t)((t >> 1) - h); /* racy snapshot: only a hint */

@@ -250,7 +250,7 @@ int weft_group_create_ex(weft_group **out, const weft_group_opts *opts)
     if (!out)
         return WEFT_EINVAL;
     *out = NULL;
-    if (opts && (opts->max_running < 0 || opts->reserved0 || !WEFT_RESERVED_ZERO(opts)))
+    if (opts && (opts->max_running < 0 || opts->reserved0 || !WEFT__RESERVED_ZERO(opts)))
         return WEFT_EINVAL;
     weft_group *g = group_calloc(sizeof *g);
     if (!g)

@@ -152,7 +152,7 @@ static int select_round(weft_case *cases, const int *active, int nact, struct lo
     }
     unlock_all(ls);
     if (!co && r == WEFT_ETIMEDOUT && popped &&
-        (atomic_load_explicit(&tp.word, memory_order_acquire) & TP_STATE) != TP_ARMED)
+        (atomic_load_explicit(&tp.word, memory_order_acquire) & WEFT__TP_STATE) != WEFT__TP_ARMED)
         r = weft__tparker_wait(&tp, WEFT_FOREVER);
     if (r == WEFT_ETIMEDOUT && until != deadline)
         return WEFT__ERETRY; /* the poll ended, not the caller's deadline */

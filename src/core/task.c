@@ -144,7 +144,7 @@ static int spawn(weft_task *out, weft_fn fn, void *arg, const weft_spawn_opts *o
         copy_name(co, opts->name);
     }
     if (!out) {
-        co->flags |= WEFT_CF_DETACHED;
+        co->flags |= WEFT__CF_DETACHED;
         atomic_fetch_sub_explicit(&co->refs, 1, memory_order_relaxed);
     } else {
         *out = (weft_task){co, atomic_load_explicit(&co->id, memory_order_relaxed)};
@@ -170,7 +170,7 @@ int weft_spawn_ex(weft_task *out, weft_fn fn, void *arg, const weft_spawn_opts *
 {
     if (out)
         *out = (weft_task){NULL, 0};
-    if (!fn || (opts && !WEFT_RESERVED_ZERO(opts)))
+    if (!fn || (opts && !WEFT__RESERVED_ZERO(opts)))
         return WEFT_EINVAL;
     return WEFT__GATED_RT(spawn(out, fn, arg, opts));
 }
@@ -185,7 +185,7 @@ static WEFT_NORETURN void task_exit(struct weft__coro *co, void *result)
     co->result = result;
     weft__lock_acquire(&co->lock);
     co->finished = 1;
-    bool is_main = co->flags & WEFT_CF_MAIN; /* flags change under the lock (detach/join) */
+    bool is_main = co->flags & WEFT__CF_MAIN; /* flags change under the lock (detach/join) */
     struct weft__waker k = {0};
     bool have = co->joiner != NULL;
     if (have) {
@@ -222,7 +222,7 @@ static void unlock_coro(void *arg)
 /* Called with co->lock held and co finished: hand out the result and drop the handle. */
 static int take_result(struct weft__coro *co, void **result)
 {
-    co->flags |= WEFT_CF_DETACHED | WEFT_CF_JOINED; /* the handle is consumed */
+    co->flags |= WEFT__CF_DETACHED | WEFT__CF_JOINED; /* the handle is consumed */
     weft__coro_zombie_reap_locked(co, cache_of(weft__worker_self()));
     void *r = co->result;
     weft__lock_release(&co->lock);
@@ -234,13 +234,13 @@ static int take_result(struct weft__coro *co, void **result)
 
 /* Why a handle is refused (lock_live_handle's `dead`): the flags themselves, and two states. */
 enum { DEAD_JOINING = 1 << 8, DEAD_FINISHED = 1 << 9 };
-_Static_assert(((WEFT_CF_DETACHED | WEFT_CF_JOINED) & (DEAD_JOINING | DEAD_FINISHED)) == 0,
+_Static_assert(((WEFT__CF_DETACHED | WEFT__CF_JOINED) & (DEAD_JOINING | DEAD_FINISHED)) == 0,
                "dead bits");
 
 /* The handle prologue of join, detach, set_name and cancel: t's control block, locked, if it
  * still holds t's task (ids never repeat; read under co->lock, so the task cannot finish and
- * the block cannot be reused while we look) and nothing in `dead` holds — WEFT_CF_DETACHED
- * or WEFT_CF_JOINED set, DEAD_JOINING (a joiner is waiting), DEAD_FINISHED (fn returned).
+ * the block cannot be reused while we look) and nothing in `dead` holds — WEFT__CF_DETACHED
+ * or WEFT__CF_JOINED set, DEAD_JOINING (a joiner is waiting), DEAD_FINISHED (fn returned).
  * NULL, unlocked, otherwise: the caller returns WEFT_ESTATE. */
 static struct weft__coro *lock_live_handle(weft_task t, unsigned dead)
 {
@@ -249,7 +249,7 @@ static struct weft__coro *lock_live_handle(weft_task t, unsigned dead)
         return NULL;
     weft__lock_acquire(&co->lock);
     if (atomic_load_explicit(&co->id, memory_order_relaxed) != t.id ||
-        (co->flags & dead & (WEFT_CF_DETACHED | WEFT_CF_JOINED)) ||
+        (co->flags & dead & (WEFT__CF_DETACHED | WEFT__CF_JOINED)) ||
         ((dead & DEAD_JOINING) && co->joiner) || ((dead & DEAD_FINISHED) && co->finished)) {
         weft__lock_release(&co->lock);
         return NULL;
@@ -262,7 +262,7 @@ static int join_until(weft_task t, void **result, int64_t deadline)
     struct weft__coro *self = weft__coro_self();
     if (self && self == t.co && weft__coro_from_handle(t))
         return WEFT_EDEADLK; /* our own live handle, whatever its flags */
-    struct weft__coro *co = lock_live_handle(t, WEFT_CF_DETACHED | DEAD_JOINING);
+    struct weft__coro *co = lock_live_handle(t, WEFT__CF_DETACHED | DEAD_JOINING);
     if (!co)
         return WEFT_ESTATE;
     if (co->finished)
@@ -319,10 +319,10 @@ int weft_join(weft_task t, void **result)
 
 static int detach(weft_task t)
 {
-    struct weft__coro *co = lock_live_handle(t, WEFT_CF_DETACHED | DEAD_JOINING);
+    struct weft__coro *co = lock_live_handle(t, WEFT__CF_DETACHED | DEAD_JOINING);
     if (!co)
         return WEFT_ESTATE;
-    co->flags |= WEFT_CF_DETACHED;
+    co->flags |= WEFT__CF_DETACHED;
     weft__coro_zombie_reap_locked(co, cache_of(weft__worker_self()));
     weft__lock_release(&co->lock);
     weft__coro_release(co, cache_of(weft__worker_self()));
@@ -354,7 +354,7 @@ int weft_set_name(weft_task t, const char *name)
 {
     if (!name)
         return WEFT_EINVAL;
-    struct weft__coro *co = lock_live_handle(t, WEFT_CF_JOINED); /* joined: the handle is dead */
+    struct weft__coro *co = lock_live_handle(t, WEFT__CF_JOINED); /* joined: the handle is dead */
     if (!co)
         return WEFT_ESTATE;
     /* Names are debug aids: a racing reader (weft_dump) may see a torn name, never overflow. */
@@ -371,7 +371,7 @@ static int cancel(weft_task t)
      * request and the wait token we read belong to this task, not to a later coroutine that
      * reuses the control block (which starts with cancel = 0 and a new wait sequence).
      * Refused when finished, or joined (a detached task can still be cancelled). */
-    struct weft__coro *co = lock_live_handle(t, DEAD_FINISHED | WEFT_CF_JOINED);
+    struct weft__coro *co = lock_live_handle(t, DEAD_FINISHED | WEFT__CF_JOINED);
     if (!co)
         return WEFT_ESTATE;
     /* Dekker with weft__park: store the request, fence, then look for an armed wait. A wait
@@ -381,7 +381,7 @@ static int cancel(weft_task t)
     weft__fence_seq_cst();
     uint64_t tok = atomic_load_explicit(&co->wait, memory_order_relaxed);
     weft__lock_release(&co->lock);
-    if ((tok & (WEFT_WAIT_ARMED | WEFT_WAIT_SHIELDED)) == WEFT_WAIT_ARMED) {
+    if ((tok & (WEFT__WAIT_ARMED | WEFT__WAIT_SHIELDED)) == WEFT__WAIT_ARMED) {
         /* a stale token (the wait moved on) fails the CAS */
         struct weft__waker k = {.co = co, .token = tok, .tp = NULL};
         weft__waker_wake(&k, WEFT_ECANCELED, false);

@@ -86,7 +86,7 @@ static void arm_on_top(void *p)
     struct deadline *d = p;
     struct weft__waker k = {.co = d->co,
                             .token = atomic_load_explicit(&d->co->wait, memory_order_relaxed)};
-    if (k.token & WEFT_WAIT_ARMED)
+    if (k.token & WEFT__WAIT_ARMED)
         d->timer = timer_start(d->w, &k, d->deadline);
     if (d->unlock)
         d->unlock(d->arg);

@@ -16,19 +16,19 @@
 /* A token that can complete one wait, of a coroutine or of a plain thread. Lives in the
  * waiter's own frame (channel waiter nodes, join) or in a timer record. */
 struct weft__thread_parker {
-    _Atomic uint32_t word; /* TP_ARMED → TP_CLAIMED (a waker won) → TP_DONE, | TP_SLEEPING */
+    _Atomic uint32_t word; /* WEFT__TP_ARMED → WEFT__TP_CLAIMED (a waker won) → WEFT__TP_DONE, | WEFT__TP_SLEEPING */
     int result;
     /* While the thread sleeps: its link in the gate's list (gate.h), under the gate's lock,
      * so that a stopping runtime can complete it with WEFT_ENORUNTIME. */
     struct weft__thread_parker *gprev, *gnext;
 };
 enum {
-    TP_ARMED = 0,
-    TP_CLAIMED = 1,
-    TP_DONE = 2,
-    TP_STATE = 3,
-    TP_SLEEPING = 4, /* the thread is (about to be) in futex_wait: the completer must wake it */
-    TP_STUCK = 8,    /* it sleeps without a deadline, counted in weft__stuck_threads (hang.h)
+    WEFT__TP_ARMED = 0,
+    WEFT__TP_CLAIMED = 1,
+    WEFT__TP_DONE = 2,
+    WEFT__TP_STATE = 3,
+    WEFT__TP_SLEEPING = 4, /* the thread is (about to be) in futex_wait: the completer must wake it */
+    WEFT__TP_STUCK = 8,    /* it sleeps without a deadline, counted in weft__stuck_threads (hang.h)
                         until the waker that claims the wait uncounts it */
 };
 struct weft__waker {
@@ -64,7 +64,7 @@ struct weft__coro *weft__wait_arm_self(struct weft__waker *k, struct weft__threa
                                        const char *what);
 
 /* Plain threads blocked in a weft wait without a deadline whose wait nobody has claimed
- * yet (TP_STUCK): the deadlock check (hang.h) counts them. seq_cst with its readers. */
+ * yet (WEFT__TP_STUCK): the deadlock check (hang.h) counts them. seq_cst with its readers. */
 extern _Atomic int weft__stuck_threads;
 
 #endif
