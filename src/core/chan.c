@@ -76,7 +76,6 @@
  * Wakers copy into and out of a parked coroutine's stack: that coroutine cannot run (or
  * move) until the copy is done and its wait is completed (see waitq.h). */
 #include "chan.h"
-#include "futex.h"
 #include "gate.h"
 #include "scheduler.h"
 #include "timer.h"
