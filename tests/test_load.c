@@ -27,6 +27,22 @@ static void sleeps(int n)
         atomic_fetch_add(&ws[i]->n_sleeps, (uint64_t)n);
 }
 
+/* One window of the test's clock, *t at its start: worker 0 works for busy_pct of it, then
+ * sleeps (worker 1 sleeps throughout); each worker goes to sleep n times. The verdict of
+ * weft__load_update at the window's end. */
+static bool asleep0;
+static int window(int64_t *t, int busy_pct, int n)
+{
+    if (asleep0)
+        weft__idle_end(ws[0], *t);
+    asleep0 = busy_pct < 100;
+    if (asleep0)
+        weft__idle_begin(ws[0], *t + WINDOW * busy_pct / 100);
+    sleeps(n);
+    *t += WINDOW;
+    return weft__load_update(*t);
+}
+
 int main(void)
 {
     for (int i = 0; i < 2; i++) {
@@ -60,17 +76,18 @@ int main(void)
     ASSERT_EQ(atomic_load(&w->idle_mark), 4 * MS);
 
     /* ---- windows ---- */
-    /* The first call opens a window: no verdict (nothing to compare with). */
+    /* The first call opens a window: no verdict (nothing to compare with). From here on
+     * worker 1 sleeps throughout; window() sets how busy worker 0 is. */
     t += 10 * MS;
     ASSERT_EQ(weft__load_update(t), 0);
     ASSERT(!weft__narrow(&rt));
-    /* Both workers asleep for the whole next window, and waking often: narrow. */
-    weft__idle_begin(ws[0], t);
     weft__idle_begin(ws[1], t);
-    sleeps(20);
-    ASSERT_EQ(weft__load_update(t + WINDOW / 2), 0); /* not before the window ends */
-    t += WINDOW;
-    ASSERT_EQ(weft__load_update(t), WEFT_LOAD_NARROWED);
+    weft__idle_begin(ws[0], t);
+    asleep0 = true;
+    /* Not before the window ends. */
+    ASSERT_EQ(weft__load_update(t + WINDOW / 2), 0);
+    /* Both asleep for the whole window, and waking often: narrow. */
+    ASSERT_EQ(window(&t, 0, 20), WEFT_LOAD_NARROWED);
     ASSERT(weft__narrow(&rt));
     ASSERT_EQ(atomic_load(&rt.narrow_count), 1u);
     struct weft__coro co = {0};
@@ -80,46 +97,25 @@ int main(void)
     ASSERT(weft__io_home(ws[1], &co) == NULL); /* pinned coroutines never move */
     co.pin = 0;
     /* Still idle and sleeping: stays narrow, no change to report. */
-    sleeps(20);
-    t += WINDOW;
-    ASSERT_EQ(weft__load_update(t), 0);
+    ASSERT_EQ(window(&t, 0, 20), 0);
     ASSERT(weft__narrow(&rt));
-    /* The home works the whole window (awake, not idle), the other sleeps: busy 100% of one
-     * CPU > 90%: wide again. */
-    weft__idle_end(ws[0], t);
-    t += WINDOW;
-    ASSERT_EQ(weft__load_update(t), WEFT_LOAD_WIDENED);
+    /* The home works the whole window: busy 100% of one CPU > 90%: wide again. */
+    ASSERT_EQ(window(&t, 100, 0), WEFT_LOAD_WIDENED);
     ASSERT(!weft__narrow(&rt));
     ASSERT(weft__io_home(ws[1], &co) == NULL);
-    /* Idle again but sleeping rarely (sparse load): gathering gains nothing, stays wide. */
-    weft__idle_begin(ws[0], t);
-    sleeps(2);
-    t += WINDOW;
-    ASSERT_EQ(weft__load_update(t), 0);
+    /* Idle but sleeping rarely (sparse load): gathering gains nothing, stays wide. */
+    ASSERT_EQ(window(&t, 0, 2), 0);
     ASSERT(!weft__narrow(&rt));
     /* Half busy (50% of one CPU < 75%) with frequent sleeps: narrow. */
-    weft__idle_end(ws[0], t);
-    weft__idle_begin(ws[0], t + WINDOW / 2);
-    sleeps(20);
-    t += WINDOW;
-    ASSERT_EQ(weft__load_update(t), WEFT_LOAD_NARROWED);
+    ASSERT_EQ(window(&t, 50, 20), WEFT_LOAD_NARROWED);
     ASSERT_EQ(atomic_load(&rt.narrow_count), 2u);
     /* 80% busy: between the two thresholds, no change either way. */
-    weft__idle_end(ws[0], t);
-    weft__idle_begin(ws[0], t + WINDOW * 8 / 10);
-    sleeps(20);
-    t += WINDOW;
-    ASSERT_EQ(weft__load_update(t), 0);
+    ASSERT_EQ(window(&t, 80, 20), 0);
     ASSERT(weft__narrow(&rt));
     /* Widen, then forbid narrowing (one worker, WEFT_NARROW=0, migrate): no verdict. */
-    weft__idle_end(ws[0], t);
-    t += WINDOW;
-    ASSERT_EQ(weft__load_update(t), WEFT_LOAD_WIDENED);
+    ASSERT_EQ(window(&t, 100, 0), WEFT_LOAD_WIDENED);
     rt.narrow_allowed = false;
-    weft__idle_begin(ws[0], t);
-    sleeps(20);
-    t += WINDOW;
-    ASSERT_EQ(weft__load_update(t), 0);
+    ASSERT_EQ(window(&t, 0, 20), 0);
     ASSERT(!weft__narrow(&rt));
     ASSERT_EQ(atomic_load(&rt.narrow_count), 2u);
 
