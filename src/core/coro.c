@@ -201,9 +201,9 @@ void weft__coro_plain_counts(int64_t *alive_out, int64_t *zombies_out)
  * running its worker, plain threads share one atomic. */
 void weft__coro_zombie_make_locked(struct weft__coro *co, struct weft__coro_cache *c)
 {
-    if (co->flags & (WEFT_CF_ZOMBIE | WEFT_CF_DETACHED))
+    if (co->flags & (WEFT__CF_ZOMBIE | WEFT__CF_DETACHED))
         return;
-    co->flags |= WEFT_CF_ZOMBIE;
+    co->flags |= WEFT__CF_ZOMBIE;
     if (c)
         weft__stat_inc(&c->n_zombied);
     else
@@ -212,9 +212,9 @@ void weft__coro_zombie_make_locked(struct weft__coro *co, struct weft__coro_cach
 
 void weft__coro_zombie_reap_locked(struct weft__coro *co, struct weft__coro_cache *c)
 {
-    if (!(co->flags & WEFT_CF_ZOMBIE))
+    if (!(co->flags & WEFT__CF_ZOMBIE))
         return;
-    co->flags &= ~(uint32_t)WEFT_CF_ZOMBIE;
+    co->flags &= ~(uint32_t)WEFT__CF_ZOMBIE;
     if (c)
         weft__stat_inc(&c->n_unzombied);
     else

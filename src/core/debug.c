@@ -251,7 +251,7 @@ void weft__zombie_report(void)
     uint64_t n = 0;
     for (struct weft__coro *co = weft__coro_first(); co; co = co->all_next) {
         uint64_t id = atomic_load_explicit(&co->id, memory_order_relaxed);
-        if (!id || !(co->flags & WEFT_CF_ZOMBIE))
+        if (!id || !(co->flags & WEFT__CF_ZOMBIE))
             continue;
         n++;
         int i = shown < SHOW ? shown++ : SHOW;
