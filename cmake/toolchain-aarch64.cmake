@@ -41,4 +41,16 @@ if(NOT WEFT_QEMU_AARCH64)
   set(WEFT_QEMU_AARCH64 qemu-aarch64)
 endif()
 # A list: the emulator and its arguments. add_test(NAME ... COMMAND <target>) prepends it.
-set(CMAKE_CROSSCOMPILING_EMULATOR ${WEFT_QEMU_AARCH64} -L ${WEFT_AARCH64_SYSROOT})
+# LD_LIBRARY_PATH keeps libc with the dynamic loader it was built with: -L makes qemu load
+# the cross package's ld-linux-aarch64.so.1 from the sysroot, but that loader searches the
+# multiarch /lib/aarch64-linux-gnu first, where libev-dev:arm64 brings Debian's libc6:arm64 —
+# another build of glibc. The pair of two builds hung in the first pthread_create (a
+# loader-private list walked with the other build's layout). The sysroot's lib comes first
+# now; libev is still found in the multiarch directory.
+set(CMAKE_CROSSCOMPILING_EMULATOR ${WEFT_QEMU_AARCH64} -L ${WEFT_AARCH64_SYSROOT}
+    -E LD_LIBRARY_PATH=${WEFT_AARCH64_SYSROOT}/lib)
+
+# pkg-config (samples and hook proofs: OpenSSL, hiredis, libcurl, libpq) sees the target's
+# multiarch .pc files only, not the host's: a library not installed for arm64 is then
+# missing (its sample or test is skipped) instead of linked from the host's x86-64 copy.
+set(ENV{PKG_CONFIG_LIBDIR} "/usr/lib/${WEFT_AARCH64_TRIPLE}/pkgconfig:/usr/share/pkgconfig")

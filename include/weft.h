@@ -357,5 +357,6 @@ WEFT_EXTERN int weft_local_set(weft_local key, void *value);
 #include "weft/group.h"
 #include "weft/io.h"
 #include "weft/debug.h"
+#include "weft/trace.h"
 
 #endif /* WEFT_H */

@@ -2,7 +2,8 @@
 /* http_hello.c — a minimal HTTP/1.1 "Hello, World!" server with keep-alive and pipelining:
  * one coroutine per connection, reading requests line by line from a weft_reader.
  *
- *   http_hello [PORT [TIMEOUT_SECONDS]]   (default 8080, 30 s)   try: curl -v http://127.0.0.1:8080/
+ *   http_hello [PORT [TIMEOUT_SECONDS]]   (default 8080, 30 s)
+ *   try: curl -v http://127.0.0.1:8080/
  *
  * Every request gets the same 200 response. Keep-alive follows HTTP/1.1 (close on
  * "Connection: close"; HTTP/1.0 only with "Connection: keep-alive"); request bodies with a
@@ -156,8 +157,8 @@ static void http_session(int fd, int64_t timeout)
             break;
         }
         while (body > 0) { /* skip the body (line[] is free scratch space here) */
-            n = weft_reader_read(&r, line, body < (long long)sizeof line ? (size_t)body : sizeof line,
-                                 tcp_deadline(timeout));
+            size_t want = body < (long long)sizeof line ? (size_t)body : sizeof line;
+            n = weft_reader_read(&r, line, want, tcp_deadline(timeout));
             if (n <= 0)
                 goto done;
             body -= n;

@@ -14,7 +14,8 @@
 # Groups:
 #   base     build-essential cmake pkg-config libev-dev libboost-context-dev valgrind gdb python3
 #            dpkg-dev man-db groff-base (the package stage: cpack -G DEB, dpkg-shlibdeps, man -l)
-#   aarch64  the AArch64 cross check (scripts/test-aarch64.sh): cross gcc, its libc, qemu-user
+#   aarch64  the AArch64 cross check (scripts/test-aarch64.sh): cross gcc, its libc, qemu-user,
+#            libev for arm64 (a multiarch package: NAME:arm64 adds the architecture to dpkg)
 #   hook     the hook library's proofs (tests/hook/): hiredis, libcurl and a redis-server to
 #            talk to; OpenSSL (library and CLI); libpq and a PostgreSQL server (the test runs
 #            its own cluster as the `postgres` user the package creates) (scripts/test.sh
@@ -30,7 +31,7 @@
 
 WEFT_DEPS_BASE=(build-essential cmake pkg-config libev-dev libboost-context-dev valgrind gdb python3
     dpkg-dev man-db groff-base)
-WEFT_DEPS_AARCH64=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user)
+WEFT_DEPS_AARCH64=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user libev-dev:arm64)
 WEFT_DEPS_HOOK=(libhiredis-dev libcurl4-openssl-dev redis-server libssl-dev openssl libpq-dev postgresql)
 WEFT_DEPS_BENCH=(libboost-fiber-dev golang-go wrk redis-server redis-tools
     cargo rustc librust-tokio-dev librust-hyper-dev librust-libc-dev)
@@ -41,6 +42,11 @@ WEFT_DEPS_BENCH=(libboost-fiber-dev golang-go wrk redis-server redis-tools
 # and reports success when only the foreign one is.
 weft_pkg_installed() {
     local arch
+    case $1 in *:*) # NAME:ARCH, a foreign architecture's package
+        dpkg-query -W -f='${db:Status-Abbrev}\n' "$1" 2>/dev/null | grep -q '^ii'
+        return
+        ;;
+    esac
     arch=$(dpkg --print-architecture 2>/dev/null) || return 1
     dpkg-query -W -f='${Architecture} ${db:Status-Abbrev}\n' "$1" 2>/dev/null |
         grep -Eq "^($arch|all) ii"
@@ -94,6 +100,18 @@ weft_deps() {
         fi
     fi
     echo "weft: installing missing packages: ${missing[*]}"
+    local a
+    for p in "${missing[@]}"; do # NAME:ARCH needs ARCH known to dpkg (and a new apt-get update)
+        case $p in *:*)
+            a=${p#*:}
+            if ! dpkg --print-foreign-architectures | grep -qx "$a"; then
+                echo "weft: dpkg --add-architecture $a"
+                $sudo dpkg --add-architecture "$a" || return 1
+                WEFT_APT_UPDATED=0
+            fi
+            ;;
+        esac
+    done
     if [ "${WEFT_APT_UPDATED:-0}" != 1 ]; then
         echo "weft: apt-get update"
         if ! $sudo apt-get -o DPkg::Lock::Timeout=300 update -qq; then

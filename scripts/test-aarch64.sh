@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# test-aarch64.sh — build tests/test_fcontext.c with the aarch64 context switch and run it under
-# qemu-user. No CMake needed. Installs the cross tools with apt-get when they are missing.
+# test-aarch64.sh — weft on AArch64 under qemu-user: the library and the whole test suite
+# cross-built (CMakePresets.json "aarch64": cmake/toolchain-aarch64.cmake, libev from Debian's
+# arm64 multiarch) and run by ctest through qemu-aarch64, then tests/test_fcontext.c alone at
+# -O0 and without FPU saves (the suite's build is -O2 with them). Installs what is missing
+# (scripts/deps.sh aarch64).
 #
-#   scripts/test-aarch64.sh            # -O0 and -O2, FPU save on and off
-#   CFLAGS_EXTRA=-mbranch-protection=standard scripts/test-aarch64.sh
+#   scripts/test-aarch64.sh
+#   CFLAGS_EXTRA=-mbranch-protection=standard scripts/test-aarch64.sh   # the raw switch only
 #
+# Iteration counts are divided by 10 under qemu (WEFT_TEST_SCALE in the test preset).
 # Exits non-zero if anything fails to install, build or pass.
 set -euo pipefail
 
@@ -15,29 +19,20 @@ sysroot=/usr/aarch64-linux-gnu
 qemu="qemu-aarch64"
 
 # --- tools -------------------------------------------------------------------------------
-need=()
-command -v "$cc" >/dev/null 2>&1 || need+=(gcc-aarch64-linux-gnu)
-[ -e "$sysroot/include/stdio.h" ] || need+=(libc6-dev-arm64-cross)
-command -v "$qemu" >/dev/null 2>&1 || need+=(qemu-user)
-if [ ${#need[@]} -gt 0 ]; then
-    sudo=
-    if [ "$(id -u)" -ne 0 ]; then
-        command -v sudo >/dev/null 2>&1 || {
-            echo "test-aarch64: missing ${need[*]} and not root (no sudo): install them" >&2
-            exit 1
-        }
-        sudo=sudo
-    fi
-    echo "test-aarch64: installing ${need[*]} (apt-get update && apt-get install -y ...)"
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends "${need[@]}"
-fi
+# shellcheck source=scripts/deps.sh
+. "$root/scripts/deps.sh"
+weft_deps aarch64 || { echo "test-aarch64: the cross packages could not be installed" >&2; exit 1; }
+
+# --- the whole suite ----------------------------------------------------------------------
+status=0
+t0=$(date +%s)
+(cd "$root" && cmake --workflow --preset aarch64) || status=1
+echo "test-aarch64: the suite under qemu took $(($(date +%s) - t0)) s"
 
 # --- build and run -----------------------------------------------------------------------
 out=$(mktemp -d "${TMPDIR:-/tmp}/weft-aarch64.XXXXXX")
 trap 'rm -rf "$out"' EXIT
 
-status=0
 run_one() { # name, extra cflags...
     local name=$1
     shift
@@ -50,7 +45,7 @@ run_one() { # name, extra cflags...
         status=1
         return
     fi
-    if "$qemu" -L "$sysroot" "$exe"; then
+    if "$qemu" -L "$sysroot" -E LD_LIBRARY_PATH="$sysroot/lib" "$exe"; then
         echo "test-aarch64: [$name] ok"
     else
         echo "test-aarch64: [$name] FAILED (exit $?)" >&2
@@ -58,7 +53,6 @@ run_one() { # name, extra cflags...
     fi
 }
 
-run_one O2 -O2
 run_one O0 -O0 -g
 run_one O2-nofpu -O2 -DWEFT_NO_FPU_SAVE
 

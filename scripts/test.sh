@@ -8,6 +8,12 @@
 #   ./scripts/test.sh --skip valgrind,aarch64
 #   ./scripts/test.sh --list           # the stages, one a line
 #
+# Each stage but install and fuzz is a workflow of CMakePresets.json, run as
+# `cmake --workflow --preset <stage>` (configure, build, ctest; the same command by hand runs
+# one stage, without the probes and package installs done here). This script adds what shell
+# is for: installing packages (scripts/deps.sh), probes (TSan's mapping, qemu), the busy loops
+# of the contended stage, the install/package checks and the summary.
+#
 # Stages (each builds in its own tree under build/; a tree is reused and rebuilt incrementally):
 #   release   Release, -DWEFT_WERROR=ON, asm context switch: ctest            (build/release)
 #   migrate   the release tree again, ctest with WEFT_DEBUG_MIGRATE=1 (coroutines move to
@@ -24,15 +30,17 @@
 #   ucontext  -DWEFT_CONTEXT=ucontext: ctest                                   (build/ucontext)
 #   asan      Debug, -DWEFT_SANITIZE=address,undefined: ctest                  (build/asan)
 #   tsan      RelWithDebInfo, -DWEFT_SANITIZE=thread: ctest                    (build/tsan)
-#   valgrind  RelWithDebInfo; the tests in $VALGRIND_TESTS run under memcheck   (build/valgrind)
+#   valgrind  RelWithDebInfo; the tests labelled memcheck (tests/CMakeLists.txt) run under
+#             valgrind through `ctest -T memcheck` (test_memcheck)            (build/valgrind)
 #   install   `cmake --install` of build/release into a temporary prefix, then tests/install/
 #             built against it with find_package(weft) and with pkg-config, shared and static;
 #             then the Debian package (cpack -G DEB in build/package, default build type,
 #             prefix /usr) unpacked into a scratch root: debug info, the gdb extension where
 #             gdb auto-loads it, man pages (tests/test_man.sh, `man weft_chan_send`), and the
 #             same consumers built against the unpacked root      (build/release, build/package)
-#   aarch64   scripts/test-aarch64.sh: the AArch64 switch under qemu-user (skipped, not failed,
-#             when the cross packages cannot be installed)
+#   aarch64   scripts/test-aarch64.sh: the whole suite cross-built for AArch64 and run under
+#             qemu-user, and the raw switch at -O0 and without FPU saves     (build/aarch64)
+#             (skipped, not failed, when the cross packages cannot be installed)
 #   fuzz      scripts/fuzz.sh --smoke --seconds 45: libFuzzer + ASan/UBSan on the scheduler and
 #             channels (tests/fuzz/fuzz_sched.c)                        (build/fuzz-libfuzzer)
 #             (skipped, not failed, when clang with libFuzzer cannot be installed)
@@ -42,9 +50,7 @@
 #
 # Environment:
 #   WEFT_TEST_JOBS      parallel build and ctest jobs (default 2)
-#   VALGRIND_TESTS      test executables for the valgrind stage
-#                       (default "test_fcontext test_coro test_chan"; ones not built are skipped)
-#   WEFT_STAGE_TIMEOUT  seconds one ctest / valgrind / test-aarch64 run may take (default 1800)
+#   WEFT_STAGE_TIMEOUT  seconds one workflow / test-aarch64 / fuzz run may take (default 1800)
 #   WEFT_NO_INSTALL=1   never run apt-get (a missing package then fails the run)
 set -euo pipefail
 
@@ -56,7 +62,6 @@ cd "$root"
 ALL_STAGES=(release migrate contended narrow segmented boost ucontext asan tsan valgrind install aarch64 fuzz)
 QUICK_STAGES=(release asan)
 JOBS=${WEFT_TEST_JOBS:-2}
-VALGRIND_TESTS=${VALGRIND_TESTS:-"test_coro test_chan test_select test_sync test_cancel test_io"}
 STAGE_TIMEOUT=${WEFT_STAGE_TIMEOUT:-1800}
 
 log() { echo "weft: $*"; }
@@ -133,54 +138,37 @@ done
 [ ${#stages[@]} -gt 0 ] || die "no stage selected"
 
 # ---- helpers ----------------------------------------------------------------------------------
-# Options every tree gets. While a part of the tree is still being written (no CMakeLists.txt
-# yet), configure without it rather than fail; always explicit, since the options are cached.
-common_opts=(-DWEFT_BUILD_TESTS=ON -DWEFT_BUILD_SAMPLES=ON -DWEFT_BUILD_BENCH=ON)
-if [ ! -f samples/CMakeLists.txt ]; then
-    log "note: samples/CMakeLists.txt does not exist yet: building without the samples"
-    common_opts[1]=-DWEFT_BUILD_SAMPLES=OFF
-fi
-if [ ! -f tests/bench/CMakeLists.txt ]; then
-    log "note: tests/bench/CMakeLists.txt does not exist yet: building without the benchmark"
-    common_opts[2]=-DWEFT_BUILD_BENCH=OFF
-fi
+# Parallel jobs for `cmake --build` and ctest, through their own variables (the presets name
+# no job count, so that a workflow by hand uses the machine's defaults).
+export CMAKE_BUILD_PARALLEL_LEVEL=$JOBS CTEST_PARALLEL_LEVEL=$JOBS
+[ -f CMakePresets.json ] || die "CMakePresets.json is missing"
 
-RELEASE_OPTS=(-DCMAKE_BUILD_TYPE=Release -DWEFT_WERROR=ON -DWEFT_CONTEXT=asm -DWEFT_SANITIZE=)
-
-build_tree() { # NAME CMAKE-ARGS...: configure and build build/NAME
-    local dir=build/$1
+workflow() { # PRESET [WRAPPER...]: cmake --workflow --preset PRESET, under the stage timeout
+    local preset=$1
     shift
-    log "configuring $dir: $*"
-    cmake -S . -B "$dir" "${common_opts[@]}" "$@"
-    log "building $dir (-j$JOBS)"
-    cmake --build "$dir" -j"$JOBS"
+    log "cmake --workflow --preset $preset${*:+ under $*}"
+    "$@" timeout -k 30 "$STAGE_TIMEOUT" cmake --workflow --preset "$preset"
 }
 
-run_ctest() { # NAME [WRAPPER...]: ctest in build/NAME, optionally under a wrapper command
-    local dir=build/$1
-    shift
-    log "ctest in $dir${*:+ under $*}"
-    (cd "$dir" && "$@" timeout -k 30 "$STAGE_TIMEOUT" \
-        ctest --output-on-failure --no-tests=error --timeout "$STAGE_TIMEOUT" -j"$JOBS")
+build_tree() { # PRESET: configure and build build/PRESET (the install stage)
+    log "configuring and building build/$1 (preset $1, -j$JOBS)"
+    cmake --preset "$1"
+    cmake --build --preset "$1"
 }
 
 # ---- stages -----------------------------------------------------------------------------------
 # Each runs in a subshell with `set -e`: 0 passed, 77 skipped, anything else failed.
 
-stage_release() {
-    build_tree release "${RELEASE_OPTS[@]}"
-    run_ctest release
-}
-
-stage_migrate() {
-    build_tree release "${RELEASE_OPTS[@]}" # up to date after the release stage
-    export WEFT_DEBUG_MIGRATE=1
-    log "WEFT_DEBUG_MIGRATE=1"
-    run_ctest release
-}
+stage_release() { workflow release; }
+stage_migrate() { workflow migrate; }  # the release tree, WEFT_DEBUG_MIGRATE=1
+stage_narrow() { workflow narrow; }    # the release tree, WEFT_NARROW=1
+stage_segmented() { workflow segmented; } # then again with WEFT_DEBUG_MIGRATE=1
+stage_boost() { workflow boost; }
+stage_ucontext() { workflow ucontext; }
+stage_asan() { workflow asan; }        # ASAN_OPTIONS / UBSAN_OPTIONS: the test preset
+stage_valgrind() { workflow valgrind; } # test_memcheck: ctest -T memcheck -L memcheck
 
 stage_contended() {
-    build_tree release "${RELEASE_OPTS[@]}" # up to date after the release stage
     local n
     n=$(nproc)
     # Not local: the EXIT trap runs after the function has returned. The stage is a subshell,
@@ -195,42 +183,7 @@ stage_contended() {
         spinners+=($!)
     done
     log "$n busy loops compete for the CPUs (pids ${spinners[*]})"
-    run_ctest release
-}
-
-stage_narrow() {
-    build_tree release "${RELEASE_OPTS[@]}" # up to date after the release stage
-    export WEFT_NARROW=1
-    log "WEFT_NARROW=1"
-    run_ctest release
-}
-
-stage_segmented() {
-    build_tree segmented -DCMAKE_BUILD_TYPE=Release -DWEFT_WERROR=ON -DWEFT_CONTEXT=asm \
-        -DWEFT_SANITIZE= -DWEFT_SEGMENTED_STACKS=ON
-    run_ctest segmented
-    log "segmented, again with WEFT_DEBUG_MIGRATE=1 (switches on added segments across workers)"
-    WEFT_DEBUG_MIGRATE=1 run_ctest segmented
-}
-
-stage_boost() {
-    build_tree boost -DCMAKE_BUILD_TYPE=Release -DWEFT_WERROR=ON -DWEFT_CONTEXT=boost -DWEFT_SANITIZE=
-    run_ctest boost
-}
-
-stage_ucontext() {
-    build_tree ucontext -DCMAKE_BUILD_TYPE=Release -DWEFT_WERROR=ON -DWEFT_CONTEXT=ucontext \
-        -DWEFT_SANITIZE=
-    run_ctest ucontext
-}
-
-stage_asan() {
-    build_tree asan -DCMAKE_BUILD_TYPE=Debug -DWEFT_WERROR=OFF -DWEFT_CONTEXT=asm \
-        -DWEFT_SANITIZE=address,undefined
-    export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
-    export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-    log "ASAN_OPTIONS=$ASAN_OPTIONS UBSAN_OPTIONS=$UBSAN_OPTIONS"
-    run_ctest asan
+    workflow contended # the release tree (up to date after the release stage)
 }
 
 # gcc 12's TSan runtime aborts with "unexpected memory mapping" (or a failed shadow mapping) on
@@ -274,47 +227,9 @@ EOF
 
 stage_tsan() {
     tsan_probe
-    build_tree tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DWEFT_WERROR=OFF -DWEFT_CONTEXT=asm \
-        -DWEFT_SANITIZE=thread
-    export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
-    log "TSAN_OPTIONS=$TSAN_OPTIONS"
-    run_ctest tsan ${tsan_wrapper[@]+"${tsan_wrapper[@]}"}
-}
-
-stage_valgrind() {
-    build_tree valgrind -DCMAKE_BUILD_TYPE=RelWithDebInfo -DWEFT_WERROR=OFF -DWEFT_CONTEXT=asm \
-        -DWEFT_SANITIZE= -DWEFT_VALGRIND=ON -DWEFT_BUILD_SAMPLES=OFF -DWEFT_BUILD_BENCH=OFF
-    local vg=(valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite
-        --track-origins=no -q)
-    if [ -s scripts/valgrind.supp ]; then
-        vg+=(--suppressions="$root/scripts/valgrind.supp")
-    fi
-    export WEFT_TEST_SCALE=100 WEFT_THREADS=2
-    log "WEFT_TEST_SCALE=$WEFT_TEST_SCALE WEFT_THREADS=$WEFT_THREADS ${vg[*]}"
-    local t ran=0 failed=() rc
-    for t in $VALGRIND_TESTS; do
-        if [ ! -x "build/valgrind/tests/$t" ]; then
-            log "valgrind: $t is not built (no such test yet): skipped"
-            continue
-        fi
-        log "valgrind: $t"
-        ran=$((ran + 1))
-        rc=0
-        timeout -k 30 "$STAGE_TIMEOUT" "${vg[@]}" "build/valgrind/tests/$t" || rc=$?
-        if [ $rc -ne 0 ]; then
-            log "valgrind: $t FAILED (exit $rc$([ $rc = 99 ] && echo ': memcheck errors'))"
-            failed+=("$t")
-        fi
-    done
-    if [ $ran -eq 0 ]; then
-        log "valgrind: none of VALGRIND_TESTS ($VALGRIND_TESTS) is built"
-        return 1
-    fi
-    if [ ${#failed[@]} -gt 0 ]; then
-        log "valgrind: failed: ${failed[*]}"
-        return 1
-    fi
-    log "valgrind: $ran test(s) clean"
+    # setarch -R (when needed) is inherited by everything the workflow starts; TSAN_OPTIONS:
+    # the test preset.
+    workflow tsan ${tsan_wrapper[@]+"${tsan_wrapper[@]}"}
 }
 
 check_needed() { # EXE yes|no: whether EXE's dynamic section needs libweft.so
@@ -441,7 +356,7 @@ check_package() {
 }
 
 stage_install() {
-    build_tree release "${RELEASE_OPTS[@]}"
+    build_tree release
     local tmp
     tmp=$(mktemp -d "${TMPDIR:-/tmp}/weft-install.XXXXXX")
     # shellcheck disable=SC2064  # expand now
@@ -455,8 +370,7 @@ stage_install() {
 
     # The Debian package, from a tree with the default (debuggable) build type and /usr, as a
     # distribution would build it; unpacked into a scratch root (no root rights, no dpkg -i).
-    build_tree package -DCMAKE_BUILD_TYPE= -DCMAKE_INSTALL_PREFIX=/usr -DWEFT_WERROR=ON \
-        -DWEFT_BUILD_TESTS=OFF -DWEFT_BUILD_SAMPLES=OFF -DWEFT_BUILD_BENCH=OFF
+    build_tree package
     grep -q '^CMAKE_BUILD_TYPE:STRING=RelWithDebInfo$' build/package/CMakeCache.txt ||
         { log "package: the default build type is not RelWithDebInfo"; return 1; }
     rm -f build/package/weft_*.deb

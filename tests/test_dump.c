@@ -313,6 +313,7 @@ static int app(void *p)
         const char *wp = strstr(line, " worker=");
         CHECK(wp && sscanf(wp, " worker=%d", &wk) == 1);
         CHECK(wk >= 0 && wk < ra->threads);
+        CHECK(strstr(line, " runs=1 ")); /* ran once, up to its park */
         CHECK(strstr(line, " stack=")); /* it has run: it owns a stack */
 #if defined(WEFT_CONTEXT_ASM) && defined(__x86_64__)
         /* The asm backend on x86-64 prints the parked coroutine's frames under its line. */

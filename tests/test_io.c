@@ -393,7 +393,8 @@ static void *slow_lines(void *arg)
     char longline[200];
     memset(longline, 'x', sizeof longline);
     longline[sizeof longline - 1] = '\n';
-    ASSERT_EQ(weft_write_all(fd, longline, sizeof longline, WEFT_FOREVER), (ssize_t)sizeof longline);
+    ASSERT_EQ(weft_write_all(fd, longline, sizeof longline, WEFT_FOREVER),
+              (ssize_t)sizeof longline);
     ASSERT_EQ(weft_write_all(fd, "delta\n0123456789\n", 17, WEFT_FOREVER), 17);
     ASSERT_EQ(weft_write_all(fd, "tail", 4, WEFT_FOREVER), 4);
     ASSERT_EQ(shutdown(fd, SHUT_WR), 0);

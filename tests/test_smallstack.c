@@ -415,8 +415,8 @@ static void expect_overrun_named(void)
     const char *msg = strstr(buf, "weft: stack overflow in coroutine ");
     /* `over` is unnamed and static: named by module and offset (test_smallstack+0x...). */
     bool ok = WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT && msg &&
-              strncmp(strchr(msg + 34, ' ') ? strchr(msg + 34, ' ') : "", " (entry test_smallstack+0x",
-                      26) == 0 &&
+              strncmp(strchr(msg + 34, ' ') ? strchr(msg + 34, ' ') : "",
+                      " (entry test_smallstack+0x", 26) == 0 &&
               !strstr(buf, "coroutine 0 ") && strstr(msg, "(stack 1024 bytes)");
     if (!ok)
         fprintf(stderr, "overrun: child status %#x, output:\n%s\n", status, buf);

@@ -18,8 +18,9 @@
  *     return early, and at the end weft_stats_get says only main is alive.
  *
  * Environment:
- *   WEFT_SOAK_SECONDS  how long to run (default 20, 60 when $CI is set; 6 under the sanitizers; divided by
- *                      $WEFT_TEST_SCALE when set, e.g. under valgrind). At least one epoch.
+ *   WEFT_SOAK_SECONDS  how long to run (default 20, 60 when $CI is set; 6 under the
+ *                      sanitizers; divided by $WEFT_TEST_SCALE when set, e.g. under
+ *                      valgrind). At least one epoch.
  *   WEFT_SOAK_SEED     the seed (default: time-based). It is printed first; each coroutine's
  *                      choices come from it, so a failure can be replayed (the interleaving
  *                      across workers is not reproducible, the program's decisions are).
@@ -728,7 +729,8 @@ static void *grouper(void *p)
     int n = 1 + (int)rnd(&r, 8);
     long before = group_children_done;
     for (int i = 0; i < n; i++) {
-        ASSERT_EQ(weft_group_spawn(g, tramp, box_new(group_child, (void *)(uintptr_t)rnd(&r, 3000), NULL)), 0);
+        void *ms = (void *)(uintptr_t)rnd(&r, 3000);
+        ASSERT_EQ(weft_group_spawn(g, tramp, box_new(group_child, ms, NULL)), 0);
         n_spawned++;
     }
     int res = weft_group_wait_until(g, weft_after(WEFT_USEC(rnd(&r, 2000))));

@@ -49,9 +49,9 @@ WEFT_EXTERN int weft_chan_try_recv(weft_chan *ch, void *elem);
 WEFT_EXTERN size_t weft_chan_len(weft_chan *ch);
 WEFT_EXTERN size_t weft_chan_cap(weft_chan *ch);
 
-/* Wait for the first of several channel operations; returns the index of the case that completed; its `result` is 0
- * or WEFT_ECLOSED (a receive from, or a send to, a closed channel completes that way).
- * When several are ready, one is picked uniformly at random. deadline 0 makes it a select
+/* Wait for the first of several channel operations; returns the index of the case that
+ * completed; its `result` is 0 or WEFT_ECLOSED (a receive from, or a send to, a closed
+ * channel completes that way). When several are ready, one is picked uniformly at random. deadline 0 makes it a select
  * with a default case (WEFT_EAGAIN if none is ready). Also WEFT_ETIMEDOUT, WEFT_ECANCELED,
  * WEFT_EINVAL (n <= 0, n > WEFT_SELECT_MAX, NULL channel; a NULL channel is allowed only
  * with op WEFT_OP_NONE, which never completes: Go's nil-channel idiom). A receive case's

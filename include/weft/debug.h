@@ -25,12 +25,22 @@ typedef struct weft_stats {
                               builds (NDEBUG undefined) or with $WEFT_DEBUG=1, weft_run prints
                               those left at its end ("weft: N finished tasks were never joined
                               or detached: ids..."); $WEFT_DEBUG=0 silences it. */
-    uint64_t reserved[5];  /* zero; later versions' counters (the struct keeps its size) */
+    /* The blocking-offload pool (weft_blocking), now: */
+    uint32_t blocking_queued;  /* jobs waiting for a pool thread */
+    uint32_t blocking_busy;    /* pool threads running a job */
+    uint32_t blocking_threads; /* pool threads, busy or idle (at most config.blocking_threads) */
+    uint32_t reserved32;       /* zero */
+    uint64_t stalls;       /* stalls seen since weft_run started: a worker ran one coroutine (or
+                              its scheduler) longer than config.stall_ms — each episode once,
+                              reported or held back by the one-report-a-second limit; 0 while
+                              stall reports are off */
+    uint64_t reserved[2];  /* zero; later versions' counters (the struct keeps its size) */
 } weft_stats;
 /* Read the runtime's counters, summed over workers (approximate while running).
  * 0, WEFT_EINVAL (NULL), WEFT_ENORUNTIME. */
 WEFT_EXTERN int weft_stats_get(weft_stats *out);
-/* Print every coroutine (id, name, state, worker, what it waits on and for how long). */
+/* Print every coroutine (id, name, state, last worker, how many times it was switched to
+ * (runs=), what it waits on and for how long). */
 WEFT_EXTERN int weft_dump(FILE *out);
 
 #ifdef __cplusplus

@@ -22,7 +22,8 @@ extern "C" {
 #endif
 
 enum { WEFT_READABLE = 1, WEFT_WRITABLE = 2 };
-/* Wait until fd is readable and/or writable (events: WEFT_READABLE | WEFT_WRITABLE): returns the ready events (> 0), or an error code. */
+/* Wait until fd is readable and/or writable (events: WEFT_READABLE | WEFT_WRITABLE): returns
+ * the ready events (> 0), or an error code. */
 WEFT_EXTERN int weft_wait_fd(int fd, int events, int64_t deadline);
 /* Put fd in non-blocking mode (asks the kernel at every call; the wrappers below do not
  * need it). 0 or a negative errno. */

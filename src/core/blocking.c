@@ -43,6 +43,7 @@
 #include "blocking.h"
 #include "scheduler.h"
 #include "timer.h"
+#include "trace.h"
 #include "waker.h"
 
 #include <errno.h>
@@ -121,12 +122,14 @@ static void *pool_thread(void *self)
         if (!pool.head)
             pool.tail = NULL;
         j->state = JOB_RUNNING;
+        WEFT__TRACE(-1, WEFT__TR_BLOCK_START, j->k.co ? j->k.co->id : 0, 0, 0);
         pthread_mutex_unlock(&pool.mu);
         void *res = j->fn(j->arg);
         pthread_mutex_lock(&pool.mu);
         j->result = res;
         j->state = JOB_DONE;
         struct weft__waker k = j->k; /* j may be gone once we unlock */
+        WEFT__TRACE(-1, WEFT__TR_BLOCK_END, k.co ? k.co->id : 0, 0, 0);
         bool wake = !pool.stopping;  /* stopping: the caller is abandoned, never resumed */
         pthread_mutex_unlock(&pool.mu);
         /* Not gated around fn: user code may block for good, and a stopping weft_run waits

@@ -76,7 +76,6 @@
  * Wakers copy into and out of a parked coroutine's stack: that coroutine cannot run (or
  * move) until the copy is done and its wait is completed (see waitq.h). */
 #include "chan.h"
-#include "futex.h"
 #include "gate.h"
 #include "scheduler.h"
 #include "timer.h"
@@ -353,18 +352,7 @@ static inline void push_done(struct weft__waiter **done, struct weft__waiter *w,
 {
     if (w->sel)
         weft__select_mark(w);
-    w->result = result;
-    w->done_next = *done;
-    *done = w;
-}
-
-void weft__chan_complete_all(struct weft__waiter *done, bool handoff)
-{
-    while (done) {
-        struct weft__waiter *w = done;
-        done = w->done_next; /* read before completing: the waiter's frame may then go */
-        weft__waker_complete(w->k, w->result, handoff);
-    }
+    waitq_done_push(done, w, result);
 }
 
 /* Under ch->lock: serve the waiters the ring can serve now (see "Pumping" at the top). */
@@ -488,7 +476,7 @@ int64_t weft__chan_poll_until(int64_t deadline)
 static void busy_spin(struct weft_chan *ch, bool send)
 {
     for (int i = 0; i < BUSY_SPIN; i++) {
-        __builtin_ia32_pause_or_nothing();
+        weft__cpu_relax();
         if (send ? peek_put(ch) || weft__chan_closed(ch) : peek_take(ch) != PEEK_NONE)
             return;
     }
@@ -510,7 +498,7 @@ static void busy_spin(struct weft_chan *ch, bool send)
 static bool thread_spin(struct weft_chan *ch, bool send)
 {
     for (int i = 0; i < THREAD_SPIN; i++) {
-        __builtin_ia32_pause_or_nothing();
+        weft__cpu_relax();
         uint64_t t = atomic_load_explicit(&ch->ring->tail, memory_order_relaxed);
         uint64_t h = atomic_load_explicit(&ch->ring->head, memory_order_relaxed);
         int64_t n = (int64_t)((t >> 1) - h); /* racy snapshot: only a hint */
@@ -550,22 +538,16 @@ chan_locked_op(struct weft_chan *ch, void *elem, int64_t deadline, bool send, bo
         if (ch->ring)
             settle_flags(ch);
         weft__lock_release(&ch->lock);
-        weft__chan_complete_all(done, self_is_coro());
+        weft__waitq_complete_all(done, self_is_coro());
         return r;
     }
     /* Waiters we served are completed before we block (still under the lock: harmless,
      * completing takes no channel lock). A coroutine hands them its worker (runnext). */
-    weft__chan_complete_all(done, self_is_coro());
+    weft__waitq_complete_all(done, self_is_coro());
     int64_t until = r == WEFT__EBUSY ? weft__chan_poll_until(deadline) : deadline;
-    struct weft__waiter w;
-    struct weft__waker k;
-    struct weft__thread_parker tp;
-    weft__waiter_init(&w, &k, &tp, send ? "chan send" : "chan recv");
-    w.elem = elem;
-    struct weft__wq *q = send ? &ch->sendq : &ch->recvq;
     ch->epoch = atomic_load_explicit(&weft__run_epoch, memory_order_relaxed);
-    waitq_push(q, &w);
-    r = weft__waitq_block(q, &w, &ch->lock, until);
+    r = weft__waitq_wait(send ? &ch->sendq : &ch->recvq, &ch->lock,
+                         send ? "chan send" : "chan recv", until, elem);
     return r == WEFT_ETIMEDOUT && until != deadline ? WEFT__ERETRY : r;
 }
 
@@ -593,7 +575,7 @@ static void notify(struct weft_chan *ch, _Atomic uint32_t *flag, bool thread)
     pump(ch, &done);
     settle_flags(ch);
     weft__lock_release(&ch->lock);
-    weft__chan_complete_all(done, self_is_coro());
+    weft__waitq_complete_all(done, self_is_coro());
 }
 
 /* A plain thread takes the locked path inside the gate (gate.h): it may complete waiters
@@ -709,7 +691,7 @@ static int chan_close(weft_chan *ch)
         push_done(&done, w, WEFT_ECLOSED);
     settle_flags(ch);
     weft__lock_release(&ch->lock);
-    weft__chan_complete_all(done, false);
+    weft__waitq_complete_all(done, false);
     return 0;
 }
 

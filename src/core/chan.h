@@ -60,7 +60,7 @@ static inline bool weft__chan_closed(struct weft_chan *ch)
  * WEFT_EAGAIN (would block: full / empty), or WEFT__EBUSY (would block, but a party that is
  * mid-operation may not notify: wait only with a bounded deadline). Waiters that the attempt claimed (other parties whose
  * operations it completed) are pushed onto *done, each with its waiter.result set; the
- * caller must finish them with weft__chan_complete_all, after unlocking or, if it is about
+ * caller must finish them with weft__waitq_complete_all (waitq.h), after unlocking or, if it is about
  * to block, before. Neither function blocks or looks at the calling party's own waiters. */
 int weft__chan_try_send_locked(struct weft_chan *ch, const void *elem,
                                struct weft__waiter **done);
@@ -72,7 +72,5 @@ void weft__chan_announce_wait(struct weft_chan *ch, bool send);
 /* The deadline for a wait after WEFT__EBUSY: a short poll, or `deadline` if sooner. A wait
  * that ends at it (and not at `deadline`) means "try again". */
 int64_t weft__chan_poll_until(int64_t deadline);
-/* Complete every waiter of a done list (handoff: see weft__waker_complete). */
-void weft__chan_complete_all(struct weft__waiter *done, bool handoff);
 
 #endif

@@ -25,7 +25,7 @@
 WEFT_NORETURN void weft__panic(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* The ABI's reserved words (version.c): true when all n are zero, as callers must leave them. */
 bool weft__reserved_zero(const uint64_t *reserved, size_t n);
-#define WEFT_RESERVED_ZERO(s) weft__reserved_zero((s)->reserved, sizeof (s)->reserved / 8)
+#define WEFT__RESERVED_ZERO(s) weft__reserved_zero((s)->reserved, sizeof (s)->reserved / 8)
 
 #define WEFT_ASSERT(cond)                                                                    \
     do {                                                                                     \
@@ -85,6 +85,17 @@ extern _Atomic int weft__fence_word;
 #else
 #define weft__fence_seq_cst() atomic_thread_fence(memory_order_seq_cst)
 #endif
+
+/* A spin-wait's pause: tells the CPU we are spinning (x86 pause, AArch64 yield), nothing
+ * elsewhere. */
+static inline void weft__cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
 
 /* Statistics counters have one writer (the owning worker): a relaxed load and store, not a
  * locked read-modify-write (which costs ~5 ns on every switch and park here). Readers

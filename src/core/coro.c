@@ -120,6 +120,7 @@ struct weft__coro *weft__coro_alloc(struct weft__coro_cache *c)
     co->locals = NULL;
     co->wait_what = NULL;
     co->last_worker = -1;
+    co->runs = 0;
     co->name[0] = 0;
     atomic_store_explicit(&co->id, new_id(c), memory_order_release);
     if (c)
@@ -200,9 +201,9 @@ void weft__coro_plain_counts(int64_t *alive_out, int64_t *zombies_out)
  * running its worker, plain threads share one atomic. */
 void weft__coro_zombie_make_locked(struct weft__coro *co, struct weft__coro_cache *c)
 {
-    if (co->flags & (WEFT_CF_ZOMBIE | WEFT_CF_DETACHED))
+    if (co->flags & (WEFT__CF_ZOMBIE | WEFT__CF_DETACHED))
         return;
-    co->flags |= WEFT_CF_ZOMBIE;
+    co->flags |= WEFT__CF_ZOMBIE;
     if (c)
         weft__stat_inc(&c->n_zombied);
     else
@@ -211,9 +212,9 @@ void weft__coro_zombie_make_locked(struct weft__coro *co, struct weft__coro_cach
 
 void weft__coro_zombie_reap_locked(struct weft__coro *co, struct weft__coro_cache *c)
 {
-    if (!(co->flags & WEFT_CF_ZOMBIE))
+    if (!(co->flags & WEFT__CF_ZOMBIE))
         return;
-    co->flags &= ~(uint32_t)WEFT_CF_ZOMBIE;
+    co->flags &= ~(uint32_t)WEFT__CF_ZOMBIE;
     if (c)
         weft__stat_inc(&c->n_unzombied);
     else

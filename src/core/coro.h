@@ -2,7 +2,7 @@
 /* coro.h — floor 1 (objects and queues): the coroutine control block (Go's G), its state
  * machine, and the pool of blocks. No knowledge of workers: a worker's cache of blocks is
  * handed in (struct weft__coro_cache), exactly as stack.h takes a stack cache. The wait
- * protocol built on the wait word lives in wait.h; the task API (spawn, join...) in task.c.
+ * protocol built on the wait word lives in waker.h (wait.c); the task API (spawn, join...) in task.c.
  *
  * States (co->state; the NOTIFIED bit may be or'ed onto RUNNING):
  *
@@ -28,7 +28,7 @@
  *             calls weft__ready(), which CASes WAITING→RUNNABLE and queues it.
  *   DEAD      Finished: its stack went back to a cache in the on-top function of its last
  *             switch; the control block lives until the handle is joined or detached
- *             (until then it is a zombie: flag WEFT_CF_ZOMBIE, counted in weft_stats).
+ *             (until then it is a zombie: flag WEFT__CF_ZOMBIE, counted in weft_stats).
  *
  * The wait word (co->wait): (seq << 2) | SHIELDED | ARMED. The coroutine arms a wait by
  * storing a new sequence with ARMED set (and SHIELDED if it waits inside a shield, see
@@ -59,19 +59,19 @@ enum weft__state {
 };
 
 enum weft__coflags {
-    WEFT_CF_MAIN = 1,     /* the coroutine weft_run started */
-    WEFT_CF_DETACHED = 2, /* handle given up (detached, or consumed by a join) */
-    WEFT_CF_JOINED = 4,   /* a join took its result: the handle is dead */
-    WEFT_CF_ZOMBIE = 8,   /* finished with its handle neither joined nor detached (counted in
+    WEFT__CF_MAIN = 1,     /* the coroutine weft_run started */
+    WEFT__CF_DETACHED = 2, /* handle given up (detached, or consumed by a join) */
+    WEFT__CF_JOINED = 4,   /* a join took its result: the handle is dead */
+    WEFT__CF_ZOMBIE = 8,   /* finished with its handle neither joined nor detached (counted in
                              the workers' n_zombied until a join or detach reaps it) */
 };
 
-#define WEFT_WAIT_ARMED 1ull
-#define WEFT_WAIT_SHIELDED 2ull /* armed inside a shield: weft_cancel must not end it */
+#define WEFT__WAIT_ARMED 1ull
+#define WEFT__WAIT_SHIELDED 2ull /* armed inside a shield: weft_cancel must not end it */
 /* The first unarmed value of the sequence after the one in wait word w. */
 static inline uint64_t weft__wait_next(uint64_t w)
 {
-    return (w | (WEFT_WAIT_ARMED | WEFT_WAIT_SHIELDED)) + 1;
+    return (w | (WEFT__WAIT_ARMED | WEFT__WAIT_SHIELDED)) + 1;
 }
 
 struct weft__worker;
@@ -84,7 +84,7 @@ struct weft__msg {
     void (*run)(struct weft__worker *owner, struct weft__msg *m);
 };
 
-struct weft__waker; /* wait.h */
+struct weft__waker; /* waker.h */
 
 struct weft__coro {
     weft__fctx_t ctx;         /* saved context while not RUNNING; NULL before the first run */
@@ -116,6 +116,7 @@ struct weft__coro {
     const char *wait_what;    /* what it waits on, for weft_dump */
     int64_t wait_since;
     int last_worker;
+    uint64_t runs;            /* times a worker switched to it (running worker only; weft_dump) */
     char name[32];
 };
 
@@ -128,7 +129,7 @@ struct weft__coro {
  * The shield is enforced on both sides of a wait:
  *   - the coroutine: weft__cancel_pending is false in a shield, so neither an entry check
  *     nor park's check gives a wait up;
- *   - the canceller: weft__wait_arm marks a wait armed in a shield WEFT_WAIT_SHIELDED, and
+ *   - the canceller: weft__wait_arm marks a wait armed in a shield WEFT__WAIT_SHIELDED, and
  *     weft_cancel never ends such a wait. co->shield itself is read only by co (it cannot
  *     change while co is parked, so the bit in the token is the shield of that wait).
  * After the outermost shield ends, the request is reported at the next cancellation point:
@@ -176,8 +177,8 @@ static inline void weft__shield_leave(struct weft__coro *co)
 static inline bool weft__wait_take_back(struct weft__coro *co)
 {
     uint64_t tok = atomic_load_explicit(&co->wait, memory_order_relaxed);
-    return (tok & WEFT_WAIT_ARMED) &&
-           atomic_compare_exchange_strong_explicit(&co->wait, &tok, tok & ~WEFT_WAIT_ARMED,
+    return (tok & WEFT__WAIT_ARMED) &&
+           atomic_compare_exchange_strong_explicit(&co->wait, &tok, tok & ~WEFT__WAIT_ARMED,
                                                    memory_order_acq_rel, memory_order_relaxed);
 }
 

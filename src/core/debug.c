@@ -75,6 +75,12 @@ static int stats_get(weft_stats *out)
     out->zombies = weft__coro_zombies();
     out->alive = blocks > out->zombies ? blocks - out->zombies : 0;
     weft__stack_stats(&out->stack_bytes, &out->stacks_cached);
+    int queued, threads, running;
+    weft__blocking_depth(&queued, &threads, &running);
+    out->blocking_queued = (uint32_t)queued;
+    out->blocking_busy = (uint32_t)running;
+    out->blocking_threads = (uint32_t)threads;
+    out->stalls = atomic_load_explicit(&rt->n_stalls, memory_order_relaxed);
     for (int i = 0; i < rt->nworkers; i++)
         out->stacks_cached += atomic_load_explicit(&rt->workers[i]->stacks.count,
                                                    memory_order_relaxed);
@@ -201,7 +207,7 @@ static WEFT_NO_TSAN int dump(FILE *out)
         *t.p = 0;
         fprintf(out, "%s %s", who, state_name(s));
         if (co->last_worker >= 0)
-            fprintf(out, " worker=%d", co->last_worker);
+            fprintf(out, " worker=%d runs=%llu", co->last_worker, (unsigned long long)co->runs);
         if ((s & ~(uint32_t)WEFT_CO_NOTIFIED) == WEFT_CO_WAITING) {
             const char *what = co->wait_what;
             fprintf(out, " on=%s", what ? what : "?");
@@ -245,7 +251,7 @@ void weft__zombie_report(void)
     uint64_t n = 0;
     for (struct weft__coro *co = weft__coro_first(); co; co = co->all_next) {
         uint64_t id = atomic_load_explicit(&co->id, memory_order_relaxed);
-        if (!id || !(co->flags & WEFT_CF_ZOMBIE))
+        if (!id || !(co->flags & WEFT__CF_ZOMBIE))
             continue;
         n++;
         int i = shown < SHOW ? shown++ : SHOW;

@@ -19,8 +19,7 @@ static inline struct weft__coro *weft__io_self(void)
 int weft__fd_set_nonblock(int fd);
 /* A socket weft just made, non-blocking: the hints say so (whatever the number was). */
 void weft__fd_new_socket(int fd);
-/* A worker's fd-wait records and fd-seen table, freed at teardown by run.c (before
- * weft__worker_destroy). */
+/* A worker's fd-seen table, freed at teardown by run.c (before weft__worker_destroy). */
 void weft__io_cache_free(struct weft__worker *w);
 
 #endif

@@ -7,14 +7,6 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
-#if defined(__x86_64__) || defined(__i386__)
-#define __builtin_ia32_pause_or_nothing() __builtin_ia32_pause()
-#elif defined(__aarch64__)
-#define __builtin_ia32_pause_or_nothing() __asm__ __volatile__("yield")
-#else
-#define __builtin_ia32_pause_or_nothing() ((void)0)
-#endif
-
 /* Sleep while *word == val, until woken or until the absolute CLOCK_MONOTONIC deadline (ns,
  * INT64_MAX for none; a negative one is long past). Returns 0 when woken or the value
  * differed, -ETIMEDOUT. */

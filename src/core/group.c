@@ -45,6 +45,7 @@
 #include "scheduler.h"
 #include "task.h"
 #include "timer.h"
+#include "trace.h"
 #include "waker.h"
 #include "waitq.h"
 
@@ -79,26 +80,6 @@ struct weft_group {
 };
 
 /* Completions to make after g->lock is released: claimed waiters, chained by done_next. */
-struct wakes {
-    struct weft__waiter *head;
-};
-
-static void wakes_add(struct wakes *wk, struct weft__waiter *w, int result)
-{
-    w->result = result;
-    w->done_next = wk->head;
-    wk->head = w;
-}
-
-static void wakes_run(struct wakes *wk)
-{
-    while (wk->head) {
-        struct weft__waiter *w = wk->head;
-        wk->head = w->done_next; /* read before the completion: w's frame may go after it */
-        weft__waker_complete(w->k, w->result, false);
-    }
-}
-
 /* The allocator may go deeper than a small (sub-page or segmented) stack allows. */
 struct mem_call {
     size_t size;
@@ -187,20 +168,19 @@ static void cancel_all_locked(weft_group *g, uint64_t except)
 /* Under g->lock: a slot is given back (a member finished, or a spawn failed). With a parked
  * spawner it passes straight to it (live unchanged: no barging by later spawners);
  * otherwise live drops, and at 0 every wait and next caller is woken. */
-static void slot_release_locked(weft_group *g, struct wakes *wk)
+static void slot_release_locked(weft_group *g, struct weft__waiter **wk)
 {
     struct weft__waiter *w;
     if (g->max_running && (w = waitq_claim(&g->slotq))) {
-        wakes_add(wk, w, 0);
+        waitq_done_push(wk, w, 0);
         return;
     }
     WEFT_ASSERT(g->live > 0);
     if (--g->live)
         return;
-    while ((w = waitq_claim(&g->waitq)))
-        wakes_add(wk, w, 0);
-    while ((w = waitq_claim(&g->nextq)))
-        wakes_add(wk, w, WEFT_ECLOSED); /* done is empty (invariant): nothing will come */
+    waitq_claim_onto(&g->waitq, wk, -1, 0);
+    /* done is empty (invariant): nothing will come to a next caller */
+    waitq_claim_onto(&g->nextq, wk, -1, WEFT_ECLOSED);
 }
 
 /* Under g->lock: record a failure; the first one is the group's. */
@@ -219,7 +199,7 @@ static void fail_locked(weft_group *g, int code, uint64_t except)
 static void member_done(struct member *m)
 {
     weft_group *g = m->g;
-    struct wakes wk = {NULL};
+    struct weft__waiter *wk = NULL; /* done list (waitq.h) */
     struct weft__waiter *w;
     weft__lock_acquire(&g->lock);
     unlink_member(g, m);
@@ -228,7 +208,7 @@ static void member_done(struct member *m)
     if (keep) {
         if ((w = waitq_claim(&g->nextq))) {
             *(struct member **)w->elem = m; /* the taker is parked: its frame is ours */
-            wakes_add(&wk, w, 0);
+            waitq_done_push(&wk, w, 0);
         } else {
             m->next = NULL;
             if (g->done_tail)
@@ -241,7 +221,7 @@ static void member_done(struct member *m)
     slot_release_locked(g, &wk);
     weft__lock_release(&g->lock);
     /* From here on g may be freed (a woken free, or one that saw live == 0): not touched. */
-    wakes_run(&wk);
+    weft__waitq_complete_all(wk, false);
     if (!keep)
         group_free_mem(m);
 }
@@ -254,6 +234,8 @@ static void *member_entry(void *arg)
     m->task = weft_self();
     bool cancelled = g->cancelled;
     weft__lock_release(&g->lock);
+    WEFT__TRACE_NAME(weft_worker_index(), m->task.id, NULL, /* the trace names it by its fn */
+                     m->fn ? (const void *)(uintptr_t)m->fn : (const void *)(uintptr_t)m->ifn);
     if (cancelled)
         weft_cancel(m->task); /* spawned into a cancelled group: start cancelled */
     if (m->fn)
@@ -271,7 +253,7 @@ int weft_group_create_ex(weft_group **out, const weft_group_opts *opts)
     if (!out)
         return WEFT_EINVAL;
     *out = NULL;
-    if (opts && (opts->max_running < 0 || opts->reserved0 || !WEFT_RESERVED_ZERO(opts)))
+    if (opts && (opts->max_running < 0 || opts->reserved0 || !WEFT__RESERVED_ZERO(opts)))
         return WEFT_EINVAL;
     weft_group *g = group_calloc(sizeof *g);
     if (!g)
@@ -295,13 +277,7 @@ int weft_group_create(weft_group **out)
 static int block_locked(weft_group *g, struct weft__wq *q, const char *what, int64_t deadline,
                         struct member **slot)
 {
-    struct weft__waiter w;
-    struct weft__waker k;
-    struct weft__thread_parker tp;
-    weft__waiter_init(&w, &k, &tp, what);
-    w.elem = slot;
-    waitq_push(q, &w);
-    return weft__waitq_block(q, &w, &g->lock, deadline);
+    return weft__waitq_wait(q, &g->lock, what, deadline, slot);
 }
 
 static bool past(int64_t deadline)
@@ -343,12 +319,12 @@ static int group_spawn(weft_group *g, weft_fn fn, int (*ifn)(void *), void *arg,
      * run, and even finish (freeing m), before weft_spawn_ex returns: m is not touched. */
     int r = weft_spawn_ex(NULL, member_entry, m, NULL);
     if (r != 0) {
-        struct wakes wk = {NULL};
+        struct weft__waiter *wk = NULL; /* done list (waitq.h) */
         weft__lock_acquire(&g->lock);
         unlink_member(g, m);
         slot_release_locked(g, &wk);
         weft__lock_release(&g->lock);
-        wakes_run(&wk);
+        weft__waitq_complete_all(wk, false);
         group_free_mem(m);
     }
     return r;

@@ -46,7 +46,7 @@ bool weft__deadlock_enabled(void);
  * confirmed by an earlier passing check with the same sleeps, prints the report and exits
  * the process. Returns true when someone must look again later (the watchdog does). */
 bool weft__deadlock_check(void);
-/* weft__stuck_threads (wait.h) counts the plain threads blocked in a weft wait without a
+/* weft__stuck_threads (waker.h) counts the plain threads blocked in a weft wait without a
  * deadline that nobody has claimed yet: wait.c keeps it (+1 by the thread as it goes to
  * sleep, -1 by the claimer), the check reads it. */
 

@@ -32,6 +32,7 @@
 #define _GNU_SOURCE
 #include "idle.h"
 #include "load.h"
+#include "trace.h"
 
 #include <pthread.h>
 
@@ -176,6 +177,7 @@ void weft__go_idle(struct weft__worker *w)
     if (!found) {
         int64_t before = weft_now();
         weft__idle_begin(w, before);
+        WEFT__TRACE(w->index, WEFT__TR_IDLE, 0, 0, 0);
         weft__stat_inc(&w->n_sleeps);
         if (watch) {
             ev_timer_init(&w->watch, on_watch, (double)LOAD_WATCH_NS / 1e9, 0.);
@@ -187,6 +189,7 @@ void weft__go_idle(struct weft__worker *w)
         if (watch)
             ev_timer_stop(w->loop, &w->watch);
         weft__idle_end(w, w->last_poll);
+        WEFT__TRACE(w->index, WEFT__TR_IDLE_END, 0, 0, 0);
         w->poll_last_sleep = w->last_poll - before;
     }
     bool wake_watcher = false;

@@ -3,12 +3,12 @@
  * blocking-style read/write: a coroutine that would block on a descriptor parks in its
  * worker's libev loop instead. Sockets are net.c's, the buffered reader reader.c's.
  *
- * Each wait gets a one-shot ev_io record from the pool of the worker the coroutine parks on,
- * started in that worker's loop (loops are single-threaded) and stopped when the wait ends:
- * by the callback itself when the descriptor becomes ready, or — after a timeout or a
- * cancellation, possibly on another worker — through the owner's inbox (WEFT_MSG_IO_STOP),
- * exactly like timer records (timer.c). Records are freed only by their owner, when the stop
- * arrives. libev keeps an fd registered in epoll after a stop and drops it lazily, so a
+ * Each wait gets a one-shot ev_io loop record (looprec.h) from the pool of the worker the
+ * coroutine parks on, started in that worker's loop (loops are single-threaded) and stopped
+ * when the wait ends: by the callback itself when the descriptor becomes ready, or — after a
+ * timeout or a cancellation, possibly on another worker — through the owner's inbox, like
+ * timer records (timer.c). Records are freed only by their owner, when the stop arrives.
+ * libev keeps an fd registered in epoll after a stop and drops it lazily, so a
  * stop and restart on the same worker between two polls costs no epoll_ctl when the wait is
  * for the same socket as before (same SO_COOKIE: see same_file_as_before); any other
  * descriptor, or a number closed and reused meanwhile, is re-registered (libev: ENOENT on
@@ -36,8 +36,10 @@
 #define _GNU_SOURCE
 #include "fdwait.h"
 #include "load.h"
+#include "looprec.h"
 #include "scheduler.h"
 #include "timer.h"
+#include "trace.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -52,78 +54,25 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-struct weft__iow {
-    ev_io io;
-    struct weft__msg msg;
-    struct weft__waker k;
-    struct weft__worker *owner;
-    struct weft__iow *next_free;
-};
-
-/* ---- per-worker record pool (owner thread only) ----------------------------------------- */
-
-#define IOW_CHUNK 64
-struct iow_chunk {
-    struct iow_chunk *next;
-    struct weft__iow r[IOW_CHUNK];
-};
-
-static struct weft__iow *iow_get(struct weft__worker *w)
+/* The fd-wait kind's stop (looprec.h), on the owner's thread. */
+static void io_stop(struct weft__worker *w, struct weft__looprec *r)
 {
-    struct weft__iow *r = w->iow_free;
-    if (!r) {
-        struct iow_chunk *c = calloc(1, sizeof *c); /* zeroed: inactive watchers */
-        if (!c)
-            return NULL;
-        c->next = w->iow_chunks;
-        w->iow_chunks = c;
-        for (int i = 0; i < IOW_CHUNK; i++) {
-            c->r[i].next_free = w->iow_free;
-            w->iow_free = &c->r[i];
-        }
-        r = w->iow_free;
-    }
-    w->iow_free = r->next_free;
-    return r;
-}
-
-static void iow_put(struct weft__worker *w, struct weft__iow *r)
-{
-    ev_io_stop(w->loop, &r->io);
+    ev_io_stop(w->loop, &r->ev.io);
     w->io_waits--;
-    r->next_free = w->iow_free;
-    w->iow_free = r;
-}
-
-/* The stop message's handler (struct weft__msg's run), on the owner's thread. */
-static void io_stop_msg(struct weft__worker *w, struct weft__msg *m)
-{
-    struct weft__iow *r = (struct weft__iow *)((char *)m - offsetof(struct weft__iow, msg));
-    WEFT_ASSERT(r->owner == w);
-    iow_put(w, r);
 }
 
 void weft__io_cache_free(struct weft__worker *w)
 {
-    struct iow_chunk *c = w->iow_chunks;
-    while (c) {
-        struct iow_chunk *n = c->next;
-        for (int i = 0; i < IOW_CHUNK; i++)
-            ev_io_stop(w->loop, &c->r[i].io);
-        free(c);
-        c = n;
-    }
-    w->iow_chunks = NULL;
-    w->iow_free = NULL;
     free(w->fd_seen);
     w->fd_seen = NULL;
 }
 
 static void on_io(struct ev_loop *loop, ev_io *io, int revents)
 {
-    struct weft__iow *r = (struct weft__iow *)io;
+    struct weft__looprec *r = (struct weft__looprec *)io; /* the record's first member */
     ev_io_stop(loop, io); /* one-shot: never fires again for this wait */
     int ev = (revents & EV_READ ? WEFT_READABLE : 0) | (revents & EV_WRITE ? WEFT_WRITABLE : 0);
+    WEFT__TRACE(r->owner->index, WEFT__TR_FD_READY, r->k.co ? r->k.co->id : 0, io->fd, ev);
     weft__waker_wake(&r->k, ev ? ev : (WEFT_READABLE | WEFT_WRITABLE), false);
 }
 
@@ -149,7 +98,7 @@ static struct hint_table *hint_table(void);
  * equal cookie is the same socket, hence the same open file. Other descriptors have no such
  * identity (a tty or a FIFO reopened keeps its inode, eventfds share one anonymous inode):
  * their waits always keep the mark. */
-static void same_file_as_before(struct weft__worker *w, struct weft__iow *r, int fd,
+static void same_file_as_before(struct weft__worker *w, struct weft__looprec *r, int fd,
                                 uint64_t cookie)
 {
     struct hint_table *t = hint_table();
@@ -158,7 +107,7 @@ static void same_file_as_before(struct weft__worker *w, struct weft__iow *r, int
     if (!w->fd_seen && !(w->fd_seen = calloc(t->size, sizeof *w->fd_seen)))
         return;
     if (cookie && w->fd_seen[fd] == cookie)
-        r->io.events &= ~EV__IOFDSET;
+        r->ev.io.events &= ~EV__IOFDSET;
     else
         w->fd_seen[fd] = cookie;
 }
@@ -228,23 +177,18 @@ int weft_wait_fd(int fd, int events, int64_t deadline)
     uint64_t cookie;
     if (sys_fd_cookie(fd, &cookie) < 0)
         return -EBADF;
-    struct weft__iow *r = iow_get(w);
-    if (!r)
+    if (!weft__looprec_reserve(w))
         return WEFT_ENOMEM;
+    struct weft__looprec *r = weft__looprec_take(w, io_stop);
     weft__wait_arm(co, &r->k, events & WEFT_READABLE ? "fd read" : "fd write");
-    r->owner = w;
-    r->msg.run = io_stop_msg;
-    ev_io_init(&r->io, on_io, fd,
+    ev_io_init(&r->ev.io, on_io, fd,
                (events & WEFT_READABLE ? EV_READ : 0) | (events & WEFT_WRITABLE ? EV_WRITE : 0));
     same_file_as_before(w, r, fd, cookie);
-    ev_io_start(w->loop, &r->io);
+    ev_io_start(w->loop, &r->ev.io);
     w->io_waits++;
+    WEFT__TRACE_CO(w->index, WEFT__TR_FD_WAIT, co, (uint64_t)fd, events);
     int res = weft__park_until(deadline, NULL, NULL);
-    /* Wherever we resumed, the record goes back to its owner. */
-    if (weft__worker_self() == r->owner)
-        iow_put(r->owner, r);
-    else
-        weft__worker_post(r->owner, &r->msg);
+    weft__looprec_release(r); /* wherever we resumed: the record goes back to its owner */
     return res;
 }
 

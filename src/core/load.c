@@ -30,10 +30,10 @@
  *      the file never spins.
  *    Spin time counts as idle time in the accounting below.
  *
- * 2. Narrow mode (weft__load_update, rt->narrow). Every LOAD_WINDOW_NS one worker (whoever
+ * 2. Narrow mode (weft__load_update, rt->narrow). Every WEFT__LOAD_WINDOW_NS one worker (whoever
  *    gets there: a trylock) adds up the idle time and the sleeps of all workers over the
- *    window. When the workers together were busy less than LOAD_NARROW_PCT of one CPU and
- *    went to sleep at least LOAD_NARROW_SLEEPS times (wake-ups are frequent enough to be
+ *    window. When the workers together were busy less than WEFT__LOAD_NARROW_PCT of one CPU and
+ *    went to sleep at least WEFT__LOAD_NARROW_SLEEPS times (wake-ups are frequent enough to be
  *    worth saving: a sparse load — one request every 20 ms — gains nothing from gathering
  *    and would pay the watcher's wake-ups below, measured 2.6 wakes per request against 1),
  *    the runtime goes narrow: a coroutine about to wait on a descriptor first moves to the home worker
@@ -43,7 +43,7 @@
  *    queue) goes to the home first, another idle worker only if the home is awake; the
  *    others stop stealing. So within one request cycle every connection waits in one epoll
  *    set, one thread serves them, and a peer's send wakes at most one thread. When the home
- *    worker is busy more than LOAD_WIDE_PCT of a window, the runtime goes wide again and
+ *    worker is busy more than WEFT__LOAD_WIDE_PCT of a window, the runtime goes wide again and
  *    wakes a worker to take the surplus; a window is judged whenever any worker passes
  *    through find_work, and the watcher (worker 1; idle.c go_idle, kicked when the runtime
  *    turns narrow) sleeps at most LOAD_WATCH_NS while the home is awake, so a home stuck in
@@ -65,7 +65,6 @@
  * a stale value shifts one sample between windows, never loses it. */
 #define _GNU_SOURCE
 #include "load.h"
-#include "futex.h"
 
 #include <fcntl.h>
 #include <stdio.h>
@@ -75,10 +74,10 @@
 #define POLL_SPIN_NS WEFT_USEC(20)
 #define POLL_DENSE_NS WEFT_USEC(200)
 #define POLL_PROBE_NS WEFT_MSEC(1)
-#define LOAD_WINDOW_NS WEFT_MSEC(10)
-#define LOAD_NARROW_PCT 75
-#define LOAD_NARROW_SLEEPS 10 /* per window: workers went to sleep >= 1,000 times a second */
-#define LOAD_WIDE_PCT 90
+#define WEFT__LOAD_WINDOW_NS WEFT_MSEC(10)
+#define WEFT__LOAD_NARROW_PCT 75
+#define WEFT__LOAD_NARROW_SLEEPS 10 /* per window: workers went to sleep >= 1,000 times a second */
+#define WEFT__LOAD_WIDE_PCT 90
 
 /* ---- idle accounting --------------------------------------------------------------------- */
 
@@ -146,7 +145,7 @@ bool weft__pollspin(struct weft__worker *w, int64_t now)
         return true;
     }
     if (now - w->poll_spin_start < POLL_SPIN_NS && w->io_waits > 0) {
-        __builtin_ia32_pause_or_nothing();
+        weft__cpu_relax();
         return true;
     }
     weft__pollspin_end(w);
@@ -186,12 +185,12 @@ int weft__load_update(int64_t now)
         int64_t busy = (int64_t)rt->nworkers * dt - idle;
         bool narrow = atomic_load_explicit(&rt->narrow, memory_order_relaxed);
         if (rt->load_at && rt->narrow_allowed) {
-            if (!narrow && busy * 100 < dt * LOAD_NARROW_PCT &&
-                (int64_t)sleeps * LOAD_WINDOW_NS >= LOAD_NARROW_SLEEPS * dt) {
+            if (!narrow && busy * 100 < dt * WEFT__LOAD_NARROW_PCT &&
+                (int64_t)sleeps * WEFT__LOAD_WINDOW_NS >= WEFT__LOAD_NARROW_SLEEPS * dt) {
                 atomic_store_explicit(&rt->narrow, true, memory_order_relaxed);
                 atomic_fetch_add_explicit(&rt->narrow_count, 1, memory_order_relaxed);
                 turned = WEFT_LOAD_NARROWED;
-            } else if (narrow && busy * 100 > dt * LOAD_WIDE_PCT) {
+            } else if (narrow && busy * 100 > dt * WEFT__LOAD_WIDE_PCT) {
                 atomic_store_explicit(&rt->narrow, false, memory_order_relaxed);
                 turned = WEFT_LOAD_WIDENED;
             }
@@ -202,7 +201,7 @@ int weft__load_update(int64_t now)
                     (long long)(dt / 1000),
                     atomic_load_explicit(&rt->narrow, memory_order_relaxed) ? "narrow" : "wide");
         rt->load_at = now;
-        atomic_store_explicit(&rt->load_next, now + LOAD_WINDOW_NS, memory_order_relaxed);
+        atomic_store_explicit(&rt->load_next, now + WEFT__LOAD_WINDOW_NS, memory_order_relaxed);
     }
     pthread_mutex_unlock(&rt->load_mu);
     return turned;

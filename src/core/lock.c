@@ -2,6 +2,7 @@
 /* lock.c — floor 0 (platform): slow paths of the spin-then-futex lock (see lock.h); the
  * futex wrappers are futex.c. */
 #include "lock.h"
+#include "common.h"
 #include "futex.h"
 
 #include <linux/futex.h>
@@ -16,7 +17,7 @@ void weft__lock_slow(_Atomic uint32_t *word)
         if (v == 0 && atomic_compare_exchange_weak_explicit(word, &v, 1, memory_order_acquire,
                                                             memory_order_relaxed))
             return;
-        __builtin_ia32_pause_or_nothing();
+        weft__cpu_relax();
     }
     /* Then sleep: mark the word contended (2) so the unlocker knows to wake us. */
     while (atomic_exchange_explicit(word, 2, memory_order_acquire) != 0)

@@ -29,6 +29,7 @@
 #include "debug.h"
 #include "evalloc.h"
 #include "fdwait.h"
+#include "looprec.h"
 #include "fork.h"
 #include "gate.h"
 #include "guard.h"
@@ -36,6 +37,7 @@
 #include "scheduler.h"
 #include "task.h"
 #include "timer.h"
+#include "trace.h"
 #include "worker.h"
 
 #include <sched.h>
@@ -160,7 +162,7 @@ int weft_run(int (*main)(void *), void *arg, const weft_config *config)
     if (config)
         cfg = *config;
     if (cfg.threads < 0 || cfg.threads > 4096 || cfg.blocking_threads < 0 ||
-        !WEFT_RESERVED_ZERO(&cfg))
+        !WEFT__RESERVED_ZERO(&cfg))
         return WEFT_EINVAL;
     if (cfg.dump_signal != 0 && (cfg.dump_signal < 1 || cfg.dump_signal >= NSIG ||
                                  cfg.dump_signal == SIGKILL || cfg.dump_signal == SIGSTOP))
@@ -244,7 +246,7 @@ int weft_run(int (*main)(void *), void *arg, const weft_config *config)
                               rt->stack_size < WEFT_STACK_DEFAULT ? WEFT_STACK_DEFAULT
                                                                   : rt->stack_size) != 0)
             goto stop;
-        co->flags = WEFT_CF_MAIN | WEFT_CF_DETACHED;
+        co->flags = WEFT__CF_MAIN | WEFT__CF_DETACHED;
         atomic_fetch_sub_explicit(&co->refs, 1, memory_order_relaxed);
         strcpy(co->name, "main");
         atomic_store_explicit(&co->state, WEFT_CO_RUNNABLE, memory_order_relaxed);
@@ -257,6 +259,8 @@ int weft_run(int (*main)(void *), void *arg, const weft_config *config)
         pthread_t *threads = calloc((size_t)nthreads, sizeof *threads);
         if (!threads)
             goto stop;
+        weft__trace_run_begin(nthreads); /* $WEFT_TRACE, weft_trace_start (trace.h) */
+        WEFT__TRACE_SPAWN(-1, co->id, 0, co->name, NULL);
         weft__gate_open(); /* plain threads may come in: weft__rt is set */
         opened = true;
         int started = 1;
@@ -290,13 +294,14 @@ out:
     /* Step 1b: the blocking pool's running jobs, before the teardown (their records and
      * what fn uses may be on abandoned coroutines' stacks); queued ones never run. */
     weft__blocking_shutdown();
+    weft__trace_run_end(); /* no worker, no pool thread left: every buffer is written out */
     if (ran)
         weft__zombie_report(); /* nothing changes under its walk now: no worker, no thread */
     if (rt->workers)
         for (int i = 0; i < nthreads; i++)
             if (rt->workers[i]) {
-                /* floor 4's records first: the worker never names them (worker.h) */
-                weft__timer_cache_free(rt->workers[i]);
+                /* floors 3-4's records first: the worker never names them (worker.h) */
+                weft__looprec_pool_free(rt->workers[i]);
                 weft__io_cache_free(rt->workers[i]);
                 weft__worker_destroy(rt->workers[i]);
             }

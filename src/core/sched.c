@@ -65,6 +65,7 @@
 #include "idle.h"
 #include "load.h"
 #include "sanitizer.h"
+#include "trace.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -194,6 +195,8 @@ static void switch_to(struct weft__worker *w, struct weft__coro *to, struct weft
             prepare(w, to);
         atomic_store_explicit(&to->state, WEFT_CO_RUNNING, memory_order_relaxed);
         to->last_worker = w->index;
+        to->runs++;
+        WEFT__TRACE_CO(w->index, WEFT__TR_RUN, to, 0, 0);
         w->current = to;
 #if WEFT_ASAN
         s->dest_fake = to->asan_fake;
@@ -332,8 +335,21 @@ void weft__schedule(struct weft__coro *co, bool handoff)
     enqueue(weft__worker_self(), co, handoff ? Q_HANDOFF : Q_NEXT);
 }
 
+/* The trace's WAKE: by the coroutine running on this worker, this worker's loop, or a thread. */
+static WEFT_NOINLINE void trace_wake(struct weft__coro *co)
+{
+    struct weft__worker *w = weft__worker_self();
+    struct weft__coro *by = w ? w->current : NULL;
+    weft__trace_emit(w ? w->index : -1, WEFT__TR_WAKE,
+                     atomic_load_explicit(&co->id, memory_order_relaxed),
+                     by ? atomic_load_explicit(&by->id, memory_order_relaxed) : 0,
+                     by ? WEFT__TK_CORO : w ? WEFT__TK_LOOP : WEFT__TK_THREAD);
+}
+
 void weft__ready(struct weft__coro *co, bool handoff)
 {
+    if (WEFT__TRACING())
+        trace_wake(co);
     uint32_t s = atomic_load_explicit(&co->state, memory_order_acquire);
     for (;;) {
         if (s == WEFT_CO_WAITING) {
@@ -492,8 +508,10 @@ int weft__yield(void)
             !weft__globalq_nonempty(&weft__rt->global) &&
             !atomic_load_explicit(&w->stop, memory_order_relaxed))
             return 0; /* nobody else to run here: keep going (unless stopping: leave) */
+        WEFT__TRACE_CO(w->index, WEFT__TR_YIELD, co, 0, 0);
         switch_to(w, next, &s, false);
     } else {
+        WEFT__TRACE_CO(w->index, WEFT__TR_YIELD, co, 0, 0);
         switch_to(w, NULL, &s, false); /* via the scheduler: after_yield posts it elsewhere */
     }
     return 0;
@@ -506,6 +524,7 @@ void weft__hop(struct weft__worker *to)
     if (to == w || co->pin)
         return;
     struct weft__switch s = {.save = &co->ctx, .after = after_hop, .from = co, .hop_to = to};
+    WEFT__TRACE_CO(w->index, WEFT__TR_HOP, co, 0, to->index);
     switch_away(w, co, &s, false);
 }
 
@@ -529,6 +548,7 @@ int weft__park(void (*on_top)(void *), void *arg, bool deep)
     weft__stat_inc(&w->n_parks);
     struct weft__switch s = {.save = &co->ctx, .after = after_park, .from = co,
                              .on_top = on_top, .on_top_arg = arg, .deep = deep};
+    WEFT__TRACE_CO(w->index, WEFT__TR_PARK, co, 0, weft__trace_wait_kind(co->wait_what));
     switch_away(w, co, &s, false);
     /* Resumed — possibly on another worker: re-read nothing cached from before. */
     int r = co->wait_result;
@@ -540,6 +560,7 @@ void weft__sched_exit(struct weft__coro *co)
 {
     struct weft__worker *w = weft__worker_self();
     struct weft__switch s = {.save = &co->ctx, .after = after_exit, .from = co};
+    WEFT__TRACE_CO(w->index, WEFT__TR_EXIT, co, 0, 0);
     switch_away(w, co, &s, true);
     weft__panic("weft: a finished coroutine was resumed");
 }
@@ -558,6 +579,8 @@ static struct weft__coro *steal_work(struct weft__worker *w)
             struct weft__coro *co = weft__runq_steal(&w->rq, &v->rq, last);
             if (co) {
                 weft__stat_inc(&w->n_steals);
+                WEFT__TRACE_CO(w->index, WEFT__TR_STEAL, co, 1 + weft__runq_len(&w->rq),
+                               v->index);
                 return co;
             }
         }

@@ -16,7 +16,7 @@
  * coroutine lives (libgcc keeps a segment list per context) and unmapped when it finishes
  * (releasecontext in the after-exit step, once we are off its stack).
  *
- * The limit sits WEFT_SEG_SLACK bytes above the first segment's bottom: a frame smaller
+ * The limit sits WEFT__SEG_SLACK bytes above the first segment's bottom: a frame smaller
  * than 256 bytes compares the stack pointer itself (it may use 256 bytes below the limit),
  * and __morestack runs libgcc's C allocator on the old stack before it switches. Code that
  * is NOT split (a library built without the flag) can still run past the bottom of the
@@ -39,7 +39,7 @@
 #endif
 
 #define WEFT_SEGMENTED 1
-#define WEFT_SEG_SLACK 768 /* see above: 256 for small frames + __morestack's own frames */
+#define WEFT__SEG_SLACK 768 /* see above: 256 for small frames + __morestack's own frames */
 
 void __splitstack_getcontext(void *context[10]);
 void __splitstack_setcontext(void *context[10]);
@@ -53,7 +53,7 @@ typedef struct weft__seg {
 static inline void weft__seg_init(weft__seg *s, void *lo, void *top)
 {
     memset(s, 0, sizeof *s);
-    s->ctx[3] = (char *)lo + WEFT_SEG_SLACK;          /* stack limit */
+    s->ctx[3] = (char *)lo + WEFT__SEG_SLACK;          /* stack limit */
     s->ctx[4] = top;                                  /* initial stack pointer */
     s->ctx[5] = (void *)((char *)top - (char *)lo);   /* initial stack length */
     s->ctx[6] = 0; /* no signal blocking around __morestack: a sigprocmask per growth */

@@ -105,27 +105,23 @@ static int select_round(weft_case *cases, const int *active, int nact, struct lo
         if (r == WEFT_EAGAIN || r == WEFT__EBUSY)
             continue;
         unlock_all(ls);
-        weft__chan_complete_all(done, self_coro);
+        weft__waitq_complete_all(done, self_coro);
         c->result = r;
         return order[i];
     }
     if (deadline == 0 || (deadline != WEFT_FOREVER && deadline <= weft_now())) {
         unlock_all(ls);
-        weft__chan_complete_all(done, self_coro);
+        weft__waitq_complete_all(done, self_coro);
         return deadline == 0 ? WEFT_EAGAIN : WEFT_ETIMEDOUT;
     }
-    weft__chan_complete_all(done, self_coro);
+    weft__waitq_complete_all(done, self_coro);
     /* busy: poll (see chan.c, "The wake-up handshake") */
     int64_t until = busy ? weft__chan_poll_until(deadline) : deadline;
 
     struct weft__sel sel = {-1};
     struct weft__waker k;
     struct weft__thread_parker tp;
-    struct weft__coro *co = weft__coro_self();
-    if (co)
-        weft__wait_arm(co, &k, "select");
-    else
-        weft__tparker_arm(&tp, &k);
+    struct weft__coro *co = weft__wait_arm_self(&k, &tp, "select");
     for (int i = 0; i < nact; i++) {
         weft_case *c = &cases[order[i]];
         struct weft__waiter *w = &ws[i];
@@ -156,7 +152,7 @@ static int select_round(weft_case *cases, const int *active, int nact, struct lo
     }
     unlock_all(ls);
     if (!co && r == WEFT_ETIMEDOUT && popped &&
-        (atomic_load_explicit(&tp.word, memory_order_acquire) & TP_STATE) != TP_ARMED)
+        (atomic_load_explicit(&tp.word, memory_order_acquire) & WEFT__TP_STATE) != WEFT__TP_ARMED)
         r = weft__tparker_wait(&tp, WEFT_FOREVER);
     if (r == WEFT_ETIMEDOUT && until != deadline)
         return WEFT__ERETRY; /* the poll ended, not the caller's deadline */

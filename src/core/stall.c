@@ -45,6 +45,7 @@
 #include "futex.h"
 #include "debug.h"
 #include "hang.h"
+#include "trace.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -213,6 +214,7 @@ static void report(int i, int64_t ran, struct look *lk)
         }
     }
     (void)w;
+    WEFT__TRACE(-1, WEFT__TR_STALL, answered ? s->id : 0, (uint64_t)ran, i);
     if (!answered) {
         lk->id = 0;
         fprintf(stderr,
@@ -257,6 +259,7 @@ static void look_at(int i, int64_t now)
     if ((word & HANG_ASLEEP) || lk->reported || now - lk->since < wd.threshold)
         return;
     lk->reported = true;
+    weft__stat_inc(&weft__rt->n_stalls); /* one writer: the watchdog */
     if (lk->last_report && now - lk->last_report < STALL_REPORT_GAP) {
         lk->unreported++;
         return;

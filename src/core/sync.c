@@ -45,13 +45,8 @@ static int mutex_lock(weft_mutex *m, int64_t deadline, bool block)
         weft__lock_release(LOCK(m));
         return block ? WEFT_ETIMEDOUT : WEFT_EAGAIN;
     }
-    struct weft__waiter w;
-    struct weft__waker k;
-    struct weft__thread_parker tp;
-    weft__waiter_init(&w, &k, &tp, "mutex");
-    waitq_push(waitq_of(&m->waiters), &w);
     /* On success the unlocker handed us the mutex: m->locked stayed 1 for us. */
-    return weft__waitq_block(waitq_of(&m->waiters), &w, LOCK(m), deadline);
+    return weft__waitq_wait(waitq_of(&m->waiters), LOCK(m), "mutex", deadline, NULL);
 }
 
 int weft_mutex_lock(weft_mutex *m)
@@ -125,22 +120,17 @@ int weft_cond_init(weft_cond *c)
 
 static int cond_wait_until(weft_cond *c, weft_mutex *m, int64_t deadline)
 {
-    struct weft__waiter w;
-    struct weft__waker k;
-    struct weft__thread_parker tp;
-    weft__waiter_init(&w, &k, &tp, "cond");
     weft__lock_acquire(LOCK(c));
-    waitq_push(waitq_of(&c->waiters), &w);
-    /* Queued before m is released: a signal sent after the release finds us. Lock order
-     * cond -> mutex word; signalers never hold a mutex word while taking the cond's. */
+    /* m is released under the cond's lock, which we hold until we are queued (the wait
+     * releases it): a signaller, who needs that lock, can only come after we are queued,
+     * so a signal sent after the release finds us. Lock order cond -> mutex word;
+     * signalers never hold a mutex word while taking the cond's. */
     int r = mutex_unlock(m);
     if (r != 0) {
-        waitq_unlink(waitq_of(&c->waiters), &w);
         weft__lock_release(LOCK(c));
-        weft__waiter_abandon(&w);
         return r; /* WEFT_ESTATE: m was not locked */
     }
-    r = weft__waitq_block(waitq_of(&c->waiters), &w, LOCK(c), deadline);
+    r = weft__waitq_wait(waitq_of(&c->waiters), LOCK(c), "cond", deadline, NULL);
     int r2 = mutex_relock(m);
     if (r2 != 0)
         return r2; /* WEFT_ENORUNTIME, without m */
@@ -165,20 +155,11 @@ static int cond_wake(weft_cond *c, bool all)
 {
     if (!c)
         return WEFT_EINVAL;
-    struct weft__waiter *done = NULL, *w;
+    struct weft__waiter *done = NULL;
     weft__lock_acquire(LOCK(c));
-    while ((w = waitq_claim(waitq_of(&c->waiters)))) {
-        w->done_next = done;
-        done = w;
-        if (!all)
-            break;
-    }
+    waitq_claim_onto(waitq_of(&c->waiters), &done, all ? -1 : 1, 0);
     weft__lock_release(LOCK(c));
-    while (done) {
-        w = done;
-        done = w->done_next;
-        weft__waker_complete(w->k, 0, false);
-    }
+    weft__waitq_complete_all(done, false);
     return 0;
 }
 
@@ -217,12 +198,7 @@ static int sem_wait(weft_sem *s, int64_t deadline, bool block)
         weft__lock_release(LOCK(s));
         return block ? WEFT_ETIMEDOUT : WEFT_EAGAIN;
     }
-    struct weft__waiter w;
-    struct weft__waker k;
-    struct weft__thread_parker tp;
-    weft__waiter_init(&w, &k, &tp, "semaphore");
-    waitq_push(waitq_of(&s->waiters), &w);
-    return weft__waitq_block(waitq_of(&s->waiters), &w, LOCK(s), deadline);
+    return weft__waitq_wait(waitq_of(&s->waiters), LOCK(s), "semaphore", deadline, NULL);
 }
 
 int weft_sem_wait(weft_sem *s)
@@ -289,19 +265,12 @@ static int wg_add(weft_wg *wg, int64_t delta)
                                           __ATOMIC_SEQ_CST));
     if (now != 0)
         return 0;
-    struct weft__waiter *done = NULL, *w;
+    struct weft__waiter *done = NULL;
     weft__lock_acquire(LOCK(wg));
     if (__atomic_load_n(&wg->count, __ATOMIC_SEQ_CST) == 0)
-        while ((w = waitq_claim(waitq_of(&wg->waiters)))) {
-            w->done_next = done;
-            done = w;
-        }
+        waitq_claim_onto(waitq_of(&wg->waiters), &done, -1, 0);
     weft__lock_release(LOCK(wg));
-    while (done) {
-        w = done;
-        done = w->done_next;
-        weft__waker_complete(w->k, 0, false);
-    }
+    weft__waitq_complete_all(done, false);
     return 0;
 }
 
@@ -330,12 +299,7 @@ static int wg_wait_until(weft_wg *wg, int64_t deadline)
         weft__lock_release(LOCK(wg));
         return WEFT_ETIMEDOUT;
     }
-    struct weft__waiter w;
-    struct weft__waker k;
-    struct weft__thread_parker tp;
-    weft__waiter_init(&w, &k, &tp, "wait group");
-    waitq_push(waitq_of(&wg->waiters), &w);
-    return weft__waitq_block(waitq_of(&wg->waiters), &w, LOCK(wg), deadline);
+    return weft__waitq_wait(waitq_of(&wg->waiters), LOCK(wg), "wait group", deadline, NULL);
 }
 
 int weft_wg_wait_until(weft_wg *wg, int64_t deadline)

@@ -17,6 +17,7 @@
 #include "gate.h"
 #include "scheduler.h"
 #include "timer.h"
+#include "trace.h"
 #include "waker.h"
 
 #include <pthread.h>
@@ -144,7 +145,7 @@ static int spawn(weft_task *out, weft_fn fn, void *arg, const weft_spawn_opts *o
         copy_name(co, opts->name);
     }
     if (!out) {
-        co->flags |= WEFT_CF_DETACHED;
+        co->flags |= WEFT__CF_DETACHED;
         atomic_fetch_sub_explicit(&co->refs, 1, memory_order_relaxed);
     } else {
         *out = (weft_task){co, atomic_load_explicit(&co->id, memory_order_relaxed)};
@@ -156,6 +157,8 @@ static int spawn(weft_task *out, weft_fn fn, void *arg, const weft_spawn_opts *o
         co->pin = 1;
         co->home = w;
     }
+    WEFT__TRACE_SPAWN(w ? w->index : -1, co->id, w && w->current ? w->current->id : 0, co->name,
+                      (const void *)(uintptr_t)fn);
     weft__schedule(co, false);
     /* Back-pressure: a coroutine spawning faster than the workers drain (a loop of a
      * million spawns) would park every child in the queues, each with a control block of
@@ -177,7 +180,7 @@ int weft_spawn_ex(weft_task *out, weft_fn fn, void *arg, const weft_spawn_opts *
 {
     if (out)
         *out = (weft_task){NULL, 0};
-    if (!fn || (opts && !WEFT_RESERVED_ZERO(opts)))
+    if (!fn || (opts && !WEFT__RESERVED_ZERO(opts)))
         return WEFT_EINVAL;
     return WEFT__GATED_RT(spawn(out, fn, arg, opts));
 }
@@ -192,7 +195,7 @@ static WEFT_NORETURN void task_exit(struct weft__coro *co, void *result)
     co->result = result;
     weft__lock_acquire(&co->lock);
     co->finished = 1;
-    bool is_main = co->flags & WEFT_CF_MAIN; /* flags change under the lock (detach/join) */
+    bool is_main = co->flags & WEFT__CF_MAIN; /* flags change under the lock (detach/join) */
     struct weft__waker k = {0};
     bool have = co->joiner != NULL;
     if (have) {
@@ -229,7 +232,7 @@ static void unlock_coro(void *arg)
 /* Called with co->lock held and co finished: hand out the result and drop the handle. */
 static int take_result(struct weft__coro *co, void **result)
 {
-    co->flags |= WEFT_CF_DETACHED | WEFT_CF_JOINED; /* the handle is consumed */
+    co->flags |= WEFT__CF_DETACHED | WEFT__CF_JOINED; /* the handle is consumed */
     weft__coro_zombie_reap_locked(co, cache_of(weft__worker_self()));
     void *r = co->result;
     weft__lock_release(&co->lock);
@@ -239,20 +242,39 @@ static int take_result(struct weft__coro *co, void **result)
     return 0;
 }
 
-static int join_until(weft_task t, void **result, int64_t deadline)
+/* Why a handle is refused (lock_live_handle's `dead`): the flags themselves, and two states. */
+enum { DEAD_JOINING = 1 << 8, DEAD_FINISHED = 1 << 9 };
+_Static_assert(((WEFT__CF_DETACHED | WEFT__CF_JOINED) & (DEAD_JOINING | DEAD_FINISHED)) == 0,
+               "dead bits");
+
+/* The handle prologue of join, detach, set_name and cancel: t's control block, locked, if it
+ * still holds t's task (ids never repeat; read under co->lock, so the task cannot finish and
+ * the block cannot be reused while we look) and nothing in `dead` holds — WEFT__CF_DETACHED
+ * or WEFT__CF_JOINED set, DEAD_JOINING (a joiner is waiting), DEAD_FINISHED (fn returned).
+ * NULL, unlocked, otherwise: the caller returns WEFT_ESTATE. */
+static struct weft__coro *lock_live_handle(weft_task t, unsigned dead)
 {
     struct weft__coro *co = weft__coro_from_handle(t);
     if (!co)
-        return WEFT_ESTATE;
-    struct weft__coro *self = weft__coro_self();
-    if (self == co)
-        return WEFT_EDEADLK;
+        return NULL;
     weft__lock_acquire(&co->lock);
     if (atomic_load_explicit(&co->id, memory_order_relaxed) != t.id ||
-        (co->flags & WEFT_CF_DETACHED) || co->joiner) {
+        (co->flags & dead & (WEFT__CF_DETACHED | WEFT__CF_JOINED)) ||
+        ((dead & DEAD_JOINING) && co->joiner) || ((dead & DEAD_FINISHED) && co->finished)) {
         weft__lock_release(&co->lock);
-        return WEFT_ESTATE;
+        return NULL;
     }
+    return co;
+}
+
+static int join_until(weft_task t, void **result, int64_t deadline)
+{
+    struct weft__coro *self = weft__coro_self();
+    if (self && self == t.co && weft__coro_from_handle(t))
+        return WEFT_EDEADLK; /* our own live handle, whatever its flags */
+    struct weft__coro *co = lock_live_handle(t, WEFT__CF_DETACHED | DEAD_JOINING);
+    if (!co)
+        return WEFT_ESTATE;
     if (co->finished)
         return take_result(co, result);
     struct weft__waker k;
@@ -307,16 +329,10 @@ int weft_join(weft_task t, void **result)
 
 static int detach(weft_task t)
 {
-    struct weft__coro *co = weft__coro_from_handle(t);
+    struct weft__coro *co = lock_live_handle(t, WEFT__CF_DETACHED | DEAD_JOINING);
     if (!co)
         return WEFT_ESTATE;
-    weft__lock_acquire(&co->lock);
-    if (atomic_load_explicit(&co->id, memory_order_relaxed) != t.id ||
-        (co->flags & WEFT_CF_DETACHED) || co->joiner) {
-        weft__lock_release(&co->lock);
-        return WEFT_ESTATE;
-    }
-    co->flags |= WEFT_CF_DETACHED;
+    co->flags |= WEFT__CF_DETACHED;
     weft__coro_zombie_reap_locked(co, cache_of(weft__worker_self()));
     weft__lock_release(&co->lock);
     weft__coro_release(co, cache_of(weft__worker_self()));
@@ -348,37 +364,27 @@ int weft_set_name(weft_task t, const char *name)
 {
     if (!name)
         return WEFT_EINVAL;
-    struct weft__coro *co = weft__coro_from_handle(t);
+    struct weft__coro *co = lock_live_handle(t, WEFT__CF_JOINED); /* joined: the handle is dead */
     if (!co)
         return WEFT_ESTATE;
-    weft__lock_acquire(&co->lock);
-    if ((co->flags & WEFT_CF_JOINED) ||
-        atomic_load_explicit(&co->id, memory_order_relaxed) != t.id) {
-        weft__lock_release(&co->lock);
-        return WEFT_ESTATE; /* joined: the handle is dead */
-    }
     /* Names are debug aids: a racing reader (weft_dump) may see a torn name, never overflow. */
     size_t n = strnlen(name, sizeof co->name - 1);
     memcpy(co->name, name, n);
     co->name[n] = 0;
     weft__lock_release(&co->lock);
+    WEFT__TRACE_NAME(weft_worker_index(), t.id, name, NULL);
     return 0;
 }
 
 static int cancel(weft_task t)
 {
-    struct weft__coro *co = weft__coro_from_handle(t);
-    if (!co)
-        return WEFT_ESTATE;
     /* Under co->lock the coroutine cannot finish (exit sets `finished` under it), so the
      * request and the wait token we read belong to this task, not to a later coroutine that
-     * reuses the control block (which starts with cancel = 0 and a new wait sequence). */
-    weft__lock_acquire(&co->lock);
-    if (co->finished || (co->flags & WEFT_CF_JOINED) ||
-        atomic_load_explicit(&co->id, memory_order_relaxed) != t.id) {
-        weft__lock_release(&co->lock);
-        return WEFT_ESTATE; /* finished, or joined (a detached task can still be cancelled) */
-    }
+     * reuses the control block (which starts with cancel = 0 and a new wait sequence).
+     * Refused when finished, or joined (a detached task can still be cancelled). */
+    struct weft__coro *co = lock_live_handle(t, DEAD_FINISHED | WEFT__CF_JOINED);
+    if (!co)
+        return WEFT_ESTATE;
     /* Dekker with weft__park: store the request, fence, then look for an armed wait. A wait
      * armed inside a shield is left alone: the request is reported after the shield (coro.h
      * "Cancellation"). The request is sticky: a second weft_cancel changes nothing. */
@@ -386,7 +392,7 @@ static int cancel(weft_task t)
     weft__fence_seq_cst();
     uint64_t tok = atomic_load_explicit(&co->wait, memory_order_relaxed);
     weft__lock_release(&co->lock);
-    if ((tok & (WEFT_WAIT_ARMED | WEFT_WAIT_SHIELDED)) == WEFT_WAIT_ARMED) {
+    if ((tok & (WEFT__WAIT_ARMED | WEFT__WAIT_SHIELDED)) == WEFT__WAIT_ARMED) {
         /* a stale token (the wait moved on) fails the CAS */
         struct weft__waker k = {.co = co, .token = tok, .tp = NULL};
         weft__waker_wake(&k, WEFT_ECANCELED, false);

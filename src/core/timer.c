@@ -2,155 +2,68 @@
 /* timer.c — floor 4 (waiting): deadlines and sleeping on libev timers; the park with a
  * deadline (weft__park_until), which arms its timer through the park's on-top hook.
  *
- * A coroutine that waits with a deadline gets a timer record from the worker it parks on,
- * armed in that worker's loop (a libev loop may only be touched by its own thread). Records
- * are one per wait, never embedded in the coroutine or on its stack: a wait completed early
- * by someone else leaves the record in the first worker's loop while the coroutine may
- * resume on another worker, so the stop is posted to the owner's inbox and done there.
- *
- * Ownership of a record: the owner worker's thread alone starts, stops and frees it. It is
- * freed exactly once, when its stop arrives (directly if the coroutine resumed on the owner,
- * or through the inbox); a firing callback does not free it, so a stop that races with the
- * firing always finds a live record. The callback touches the coroutine only through the
- * waker CAS: control blocks are type-stable and wait sequences never repeat, so a late
- * firing after the coroutine moved on (or ended) fails the CAS harmlessly.
+ * A coroutine that waits with a deadline gets a timer record (a loop record, looprec.h:
+ * one per wait, owned, stopped and freed by the worker it parked on, through its inbox if
+ * the coroutine resumed elsewhere) armed in that worker's loop. A firing callback does not
+ * free it; it touches the coroutine only through the waker CAS (looprec.h "Ownership").
  *
  * Clocks: deadlines are absolute weft_now() (CLOCK_MONOTONIC) times. libev schedules
  * relative to its cached loop time, which lags on a busy worker; the delay is corrected by
  * that lag, and a callback that still fires early re-arms for the rest: never early. */
 #define _GNU_SOURCE
 #include "timer.h"
+#include "looprec.h"
 #include "scheduler.h"
+#include "trace.h"
 
 #include <stdlib.h>
 #include <time.h>
 
-struct weft__timer {
-    ev_timer ev;
-    struct weft__msg msg;
-    struct weft__waker k;
-    int64_t deadline;
-    struct weft__worker *owner;
-    struct weft__timer *next_free;
-};
-
-#define TIMER_CHUNK 256
-struct timer_chunk {
-    struct timer_chunk *next;
-    struct weft__timer t[TIMER_CHUNK];
-};
-
-static void arm(struct weft__worker *w, struct weft__timer *t)
+static void arm(struct weft__worker *w, struct weft__looprec *t)
 {
     double lag = ev_time() - ev_now(w->loop);
     int64_t now = weft_now();
     /* Any deadline at or before now (even INT64_MIN) is due: no overflowing subtraction. */
     double delay = (t->deadline <= now ? 0.0 : (double)(t->deadline - now) / 1e9) + lag;
-    ev_timer_set(&t->ev, delay > 0 ? delay : 0, 0.);
-    ev_timer_start(w->loop, &t->ev);
+    ev_timer_set(&t->ev.timer, delay > 0 ? delay : 0, 0.);
+    ev_timer_start(w->loop, &t->ev.timer);
     w->timers_armed++; /* hang.h: a loop with an armed timer wakes by itself */
 }
 
 static void on_timer(struct ev_loop *loop, ev_timer *e, int revents)
 {
     (void)loop, (void)revents;
-    struct weft__timer *t = (struct weft__timer *)e;
+    struct weft__looprec *t = (struct weft__looprec *)e; /* the record's first member */
     t->owner->timers_armed--; /* fired: libev stopped the one-shot watcher */
     if (weft_now() < t->deadline) {
         arm(t->owner, t); /* libev's clock ran ahead of ours: never wake early */
         return;
     }
+    WEFT__TRACE(t->owner->index, WEFT__TR_TIMER, t->k.co ? t->k.co->id : 0, 0, 0);
     weft__waker_wake(&t->k, WEFT_ETIMEDOUT, false);
 }
 
-/* A chunk of records for w's free list (owner only); on the scheduler's stack when called
- * from a small one (weft__offstack: calloc is deep). */
-static void timer_chunk_add(void *p)
+/* The timer kind's stop (looprec.h), on the owner's thread. Unchecked in segmented builds:
+ * it runs on coroutine stacks (a release after a wake-up) and libev's stop is a shallow heap
+ * removal that fits in the slack. */
+static WEFT_NOSPLIT void timer_stop(struct weft__worker *w, struct weft__looprec *t)
 {
-    struct weft__worker *w = p;
-    struct timer_chunk *c = calloc(1, sizeof *c); /* zeroed: inactive watchers */
-    if (!c)
-        return;
-    c->next = w->timer_chunks;
-    w->timer_chunks = c;
-    for (int i = 0; i < TIMER_CHUNK; i++) {
-        c->t[i].next_free = w->timer_free;
-        w->timer_free = &c->t[i];
-    }
+    if (ev_is_active(&t->ev.timer))
+        w->timers_armed--;
+    ev_timer_stop(w->loop, &t->ev.timer);
 }
-
-/* The parking coroutine, on w, before it switches away: make sure w has a free record, so
- * that timer_start, in the switch's on-top hook, needs no memory; false when none could be
- * allocated. */
-static bool timer_reserve(struct weft__worker *w)
-{
-    if (WEFT_UNLIKELY(!w->timer_free))
-        weft__offstack(timer_chunk_add, w);
-    return w->timer_free != NULL;
-}
-
-static void timer_stop_msg(struct weft__worker *w, struct weft__msg *m);
 
 /* A deadline timer for the calling coroutine's armed wait, in the loop of the worker it is
  * parking on (on that worker's thread, in the park's on-top hook). */
-static struct weft__timer *timer_start(struct weft__worker *w, struct weft__waker *k,
-                                       int64_t deadline)
+static struct weft__looprec *timer_start(struct weft__worker *w, struct weft__waker *k,
+                                         int64_t deadline)
 {
-    struct weft__timer *t = w->timer_free;
-    WEFT_ASSERT(t != NULL); /* reserved by weft__park_until (timer_reserve) */
-    w->timer_free = t->next_free;
-    ev_init(&t->ev, on_timer);
-    t->msg.run = timer_stop_msg;
+    struct weft__looprec *t = weft__looprec_take(w, timer_stop); /* reserved by the park */
+    ev_init(&t->ev.timer, on_timer);
     t->k = *k;
     t->deadline = deadline;
-    t->owner = w;
     arm(w, t);
     return t;
-}
-
-/* Unchecked in segmented builds: it runs on coroutine stacks (timer_cancel after a
- * wake-up) and libev's stop is a shallow heap removal that fits in the slack. */
-static WEFT_NOSPLIT void timer_free(struct weft__worker *w, struct weft__timer *t)
-{
-    if (ev_is_active(&t->ev))
-        w->timers_armed--;
-    ev_timer_stop(w->loop, &t->ev);
-    t->next_free = w->timer_free;
-    w->timer_free = t;
-}
-
-/* After the wait, wherever the coroutine resumed: stop the timer on its owner's loop (through
- * the owner's inbox when that is another worker). */
-static void timer_cancel(struct weft__timer *t)
-{
-    struct weft__worker *w = weft__worker_self();
-    if (w == t->owner)
-        timer_free(w, t);
-    else
-        weft__worker_post(t->owner, &t->msg);
-}
-
-/* The stop message's handler (struct weft__msg's run), on the owner's thread. */
-static void timer_stop_msg(struct weft__worker *w, struct weft__msg *m)
-{
-    struct weft__timer *t =
-        (struct weft__timer *)((char *)m - offsetof(struct weft__timer, msg));
-    WEFT_ASSERT(t->owner == w);
-    timer_free(w, t);
-}
-
-void weft__timer_cache_free(struct weft__worker *w)
-{
-    struct timer_chunk *c = w->timer_chunks;
-    while (c) {
-        struct timer_chunk *n = c->next;
-        for (int i = 0; i < TIMER_CHUNK; i++)
-            ev_timer_stop(w->loop, &c->t[i].ev);
-        free(c);
-        c = n;
-    }
-    w->timer_chunks = NULL;
-    w->timer_free = NULL;
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -160,7 +73,7 @@ struct deadline {
     struct weft__worker *w; /* the worker the coroutine parks on (the hook runs there) */
     struct weft__coro *co;
     int64_t deadline;
-    struct weft__timer *timer; /* written by the hook, read by co after it resumes */
+    struct weft__looprec *timer; /* written by the hook, read by co after it resumes */
     void (*unlock)(void *);
     void *arg;
 };
@@ -175,7 +88,7 @@ static void arm_on_top(void *p)
     struct deadline *d = p;
     struct weft__waker k = {.co = d->co,
                             .token = atomic_load_explicit(&d->co->wait, memory_order_relaxed)};
-    if (k.token & WEFT_WAIT_ARMED)
+    if (k.token & WEFT__WAIT_ARMED)
         d->timer = timer_start(d->w, &k, d->deadline);
     if (d->unlock)
         d->unlock(d->arg);
@@ -192,7 +105,7 @@ int weft__park_until(int64_t deadline, void (*unlock)(void *), void *arg)
      * WEFT_ENOMEM (a pending cancellation first, as the park would report it), given up like
      * a cancellation (the callers unlink their waiters on it) — unless a waker already won
      * it: then it needs no timer. The fence: the park's Dekker pairing with weft_cancel. */
-    if (WEFT_UNLIKELY(!timer_reserve(w))) {
+    if (WEFT_UNLIKELY(!weft__looprec_reserve(w))) {
         weft__fence_seq_cst();
         int r = weft__cancel_pending(co) ? WEFT_ECANCELED : WEFT_ENOMEM;
         if (weft__wait_take_back(co)) {
@@ -206,7 +119,7 @@ int weft__park_until(int64_t deadline, void (*unlock)(void *), void *arg)
     int r = weft__park(arm_on_top, &d, true);
     /* Resumed — possibly on another worker. */
     if (d.timer)
-        timer_cancel(d.timer); /* stops it on its owner's loop (inbox if not here) */
+        weft__looprec_release(d.timer); /* stops it on its owner's loop (inbox if not here) */
     return r;
 }
 

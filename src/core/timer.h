@@ -14,7 +14,4 @@
  * memory for the timer's record: the wait is given up, as for a cancellation). */
 int weft__park_until(int64_t deadline, void (*unlock)(void *), void *arg);
 
-/* A worker's timer records, freed at teardown by run.c (before weft__worker_destroy). */
-void weft__timer_cache_free(struct weft__worker *w);
-
 #endif

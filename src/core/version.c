@@ -27,6 +27,9 @@ _Static_assert(sizeof(weft_group_opts) == 64,
                "weft_group_opts changed size: take a new option's room from reserved[] (ABI)");
 _Static_assert(sizeof(weft_stats) == 128,
                "weft_stats changed size: take a new counter's room from reserved[] (ABI)");
+_Static_assert(offsetof(weft_stats, blocking_queued) == 88 && offsetof(weft_stats, stalls) == 104 &&
+                   offsetof(weft_stats, reserved) == 112,
+               "weft_stats: new counters go where reserved[] was (ABI)");
 #endif
 
 unsigned weft_version(void)

@@ -23,7 +23,7 @@ void weft__wait_arm(struct weft__coro *co, struct weft__waker *k, const char *wh
     uint64_t w = atomic_load_explicit(&co->wait, memory_order_relaxed);
     /* co->shield is co's own and cannot change before this wait ends (co is parked): the
      * bit tells weft_cancel, which cannot read co->shield, not to end a shielded wait. */
-    uint64_t armed = weft__wait_next(w) | WEFT_WAIT_ARMED | (co->shield ? WEFT_WAIT_SHIELDED : 0);
+    uint64_t armed = weft__wait_next(w) | WEFT__WAIT_ARMED | (co->shield ? WEFT__WAIT_SHIELDED : 0);
     /* Release: a waker that reads this token (weft_cancel loads co->wait) and wins the CAS
      * then writes co->wait_result; the release/acquire pair orders our earlier reads of the
      * result slot before its write (TSan, and weakly ordered CPUs). */
@@ -37,8 +37,8 @@ void weft__wait_arm(struct weft__coro *co, struct weft__waker *k, const char *wh
 void weft__wait_disarm(struct weft__coro *co)
 {
     uint64_t tok = atomic_load_explicit(&co->wait, memory_order_relaxed);
-    if ((tok & WEFT_WAIT_ARMED) &&
-        atomic_compare_exchange_strong_explicit(&co->wait, &tok, tok & ~WEFT_WAIT_ARMED,
+    if ((tok & WEFT__WAIT_ARMED) &&
+        atomic_compare_exchange_strong_explicit(&co->wait, &tok, tok & ~WEFT__WAIT_ARMED,
                                                 memory_order_acq_rel, memory_order_relaxed))
         return;
     /* A waker (weft_cancel) won the wait and is making us runnable: park to absorb that
@@ -50,20 +50,20 @@ bool weft__waker_claim(struct weft__waker *k)
 {
     if (k->co) {
         uint64_t tok = k->token;
-        if (!(tok & WEFT_WAIT_ARMED))
+        if (!(tok & WEFT__WAIT_ARMED))
             return false; /* not a live wait's token: nothing to claim */
-        return atomic_compare_exchange_strong_explicit(&k->co->wait, &tok, tok & ~WEFT_WAIT_ARMED,
+        return atomic_compare_exchange_strong_explicit(&k->co->wait, &tok, tok & ~WEFT__WAIT_ARMED,
                                                        memory_order_acq_rel,
                                                        memory_order_relaxed);
     }
     /* A plain thread's wait: armed (0) → claimed (1), keeping the SLEEPING bit. */
     uint32_t v = atomic_load_explicit(&k->tp->word, memory_order_relaxed);
-    while ((v & TP_STATE) == TP_ARMED)
-        if (atomic_compare_exchange_weak_explicit(&k->tp->word, &v, (v & TP_SLEEPING) | TP_CLAIMED,
+    while ((v & WEFT__TP_STATE) == WEFT__TP_ARMED)
+        if (atomic_compare_exchange_weak_explicit(&k->tp->word, &v, (v & WEFT__TP_SLEEPING) | WEFT__TP_CLAIMED,
                                                   memory_order_acq_rel, memory_order_relaxed)) {
             /* Uncounted before the thread can run again (it waits for DONE): a deadlock
              * check never takes a woken thread for a stuck one (deadlock.c). */
-            if (v & TP_STUCK)
+            if (v & WEFT__TP_STUCK)
                 atomic_fetch_sub_explicit(&weft__stuck_threads, 1, memory_order_seq_cst);
             return true;
         }
@@ -84,8 +84,8 @@ void weft__waker_complete(struct weft__waker *k, int result, bool handoff)
     tp->result = result;
     /* The futex system call only if the thread went to sleep: a waiter still spinning sees
      * DONE by itself. The exchange orders against its CAS that sets SLEEPING. */
-    uint32_t old = atomic_exchange_explicit(&tp->word, TP_DONE, memory_order_acq_rel);
-    if (old & TP_SLEEPING)
+    uint32_t old = atomic_exchange_explicit(&tp->word, WEFT__TP_DONE, memory_order_acq_rel);
+    if (old & WEFT__TP_SLEEPING)
         weft__futex_wake(&tp->word, 1);
 }
 
@@ -106,6 +106,17 @@ void weft__tparker_arm(struct weft__thread_parker *tp, struct weft__waker *k)
     k->tp = tp;
 }
 
+struct weft__coro *weft__wait_arm_self(struct weft__waker *k, struct weft__thread_parker *tp,
+                                       const char *what)
+{
+    struct weft__coro *co = weft__coro_self();
+    if (co)
+        weft__wait_arm(co, k, what);
+    else
+        weft__tparker_arm(tp, k);
+    return co;
+}
+
 static int tparker_sleep(struct weft__thread_parker *tp, int64_t deadline)
 {
     /* No spinning before the futex: measured on 2 cores, a spinning blocked thread takes the
@@ -113,26 +124,26 @@ static int tparker_sleep(struct weft__thread_parker *tp, int64_t deadline)
      * pause spin, 17-24 M without). */
     for (;;) {
         uint32_t v = atomic_load_explicit(&tp->word, memory_order_acquire);
-        if ((v & TP_STATE) == TP_DONE)
+        if ((v & WEFT__TP_STATE) == WEFT__TP_DONE)
             return tp->result;
-        if (!(v & TP_SLEEPING)) {
+        if (!(v & WEFT__TP_SLEEPING)) {
             /* hang.h: an unclaimed wait without a deadline is counted (counted first, so
-             * the claimer that sees TP_STUCK always finds the count to take back). */
+             * the claimer that sees WEFT__TP_STUCK always finds the count to take back). */
             uint32_t stuck =
-                deadline == WEFT_FOREVER && (v & TP_STATE) == TP_ARMED ? TP_STUCK : 0;
+                deadline == WEFT_FOREVER && (v & WEFT__TP_STATE) == WEFT__TP_ARMED ? WEFT__TP_STUCK : 0;
             if (stuck)
                 atomic_fetch_add_explicit(&weft__stuck_threads, 1, memory_order_seq_cst);
-            if (!atomic_compare_exchange_weak_explicit(&tp->word, &v, v | TP_SLEEPING | stuck,
+            if (!atomic_compare_exchange_weak_explicit(&tp->word, &v, v | WEFT__TP_SLEEPING | stuck,
                                                        memory_order_acq_rel,
                                                        memory_order_acquire)) {
                 if (stuck)
                     atomic_fetch_sub_explicit(&weft__stuck_threads, 1, memory_order_seq_cst);
                 continue;
             }
-            v |= TP_SLEEPING | stuck;
+            v |= WEFT__TP_SLEEPING | stuck;
         }
         if (weft__futex_wait(&tp->word, v, deadline) == -ETIMEDOUT &&
-            (atomic_load_explicit(&tp->word, memory_order_acquire) & TP_STATE) != TP_DONE)
+            (atomic_load_explicit(&tp->word, memory_order_acquire) & WEFT__TP_STATE) != WEFT__TP_DONE)
             return WEFT_ETIMEDOUT;
     }
 }
@@ -161,8 +172,8 @@ int weft__tparker_wait(struct weft__thread_parker *tp, int64_t deadline)
      * it back, unless a waker claimed it already: then that waker (a plain thread inside a
      * call, which completes before it leaves) is about to complete it. */
     uint32_t v = atomic_load_explicit(&tp->word, memory_order_relaxed);
-    while ((v & TP_STATE) == TP_ARMED)
-        if (atomic_compare_exchange_weak_explicit(&tp->word, &v, TP_DONE, memory_order_acq_rel,
+    while ((v & WEFT__TP_STATE) == WEFT__TP_ARMED)
+        if (atomic_compare_exchange_weak_explicit(&tp->word, &v, WEFT__TP_DONE, memory_order_acq_rel,
                                                   memory_order_relaxed))
             return WEFT_ENORUNTIME;
     return tparker_sleep(tp, WEFT_FOREVER);

@@ -11,14 +11,11 @@ static void unlock_lock(void *l)
     weft__lock_release(l);
 }
 
-void weft__waiter_init(struct weft__waiter *w, struct weft__waker *k,
-                       struct weft__thread_parker *tp, const char *what)
+/* Set up w (and its waker storage k / thread parker tp) for the calling party. */
+static void waiter_init(struct weft__waiter *w, struct weft__waker *k,
+                        struct weft__thread_parker *tp, const char *what)
 {
-    struct weft__coro *co = weft__coro_self();
-    if (co)
-        weft__wait_arm(co, k, what);
-    else
-        weft__tparker_arm(tp, k);
+    weft__wait_arm_self(k, tp, what);
     w->k = k;
     w->elem = NULL;
     w->sel = NULL;
@@ -26,14 +23,14 @@ void weft__waiter_init(struct weft__waiter *w, struct weft__waker *k,
     w->linked = false;
 }
 
-void weft__waiter_abandon(struct weft__waiter *w)
-{
-    if (w->k->co)
-        weft__wait_disarm(w->k->co);
-}
-
-int weft__waitq_block(struct weft__wq *q, struct weft__waiter *w, weft__lock *lock,
-                      int64_t deadline)
+/* Block the caller (a coroutine parks, a plain thread sleeps on its futex) until the waiter
+ * `w`, already linked in `q` under the held `lock`, is completed or the deadline passes.
+ * Releases `lock`. Returns the completion's result, WEFT_ETIMEDOUT or WEFT_ECANCELED (then
+ * the waiter has been unlinked and nothing was transferred), or for a plain thread
+ * WEFT_ENORUNTIME (the runtime stopped or is not running: unlinked, nothing transferred).
+ * (The coroutine's result may also be WEFT_ENOMEM: no memory for its deadline's timer.) */
+static int waitq_block(struct weft__wq *q, struct weft__waiter *w, weft__lock *lock,
+                       int64_t deadline)
 {
     int r;
     if (w->k->co) {
@@ -72,4 +69,28 @@ int weft__waitq_block(struct weft__wq *q, struct weft__waiter *w, weft__lock *lo
     /* A waker popped us before we could leave: it claimed (we never give up a thread wait
      * on our own), so the completion is coming. */
     return weft__tparker_wait(tp, WEFT_FOREVER);
+}
+
+int weft__waitq_wait(struct weft__wq *q, weft__lock *lock, const char *what, int64_t deadline,
+                     void *elem)
+{
+    /* The waiter lives in this frame, which stays until weft__waitq_block returns: by then
+     * no waker touches it (waitq.h: a waker that popped it held the lock, and the block
+     * unlinks what is still linked under it). */
+    struct weft__waiter w;
+    struct weft__waker k;
+    struct weft__thread_parker tp;
+    waiter_init(&w, &k, &tp, what);
+    w.elem = elem;
+    waitq_push(q, &w);
+    return waitq_block(q, &w, lock, deadline);
+}
+
+void weft__waitq_complete_all(struct weft__waiter *done, bool handoff)
+{
+    while (done) {
+        struct weft__waiter *w = done;
+        done = w->done_next; /* read before completing: the waiter's frame may then go */
+        weft__waker_complete(w->k, w->result, handoff);
+    }
 }

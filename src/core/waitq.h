@@ -95,6 +95,30 @@ static inline struct weft__waiter *waitq_claim(struct weft__wq *q)
     return NULL;
 }
 
+/* A waker's done list: claimed waiters (steps 1-3 of the protocol) waiting for their
+ * completion (step 4), which weft__waitq_complete_all does after the lock is released (or,
+ * for a party about to block, before). Under the queue's lock. */
+static inline void waitq_done_push(struct weft__waiter **done, struct weft__waiter *w,
+                                   int result)
+{
+    w->result = result;
+    w->done_next = *done;
+    *done = w;
+}
+
+/* Claim up to `max` waiters of q (all of them: max < 0) onto *done, each with `result`. */
+static inline void waitq_claim_onto(struct weft__wq *q, struct weft__waiter **done, int max,
+                                    int result)
+{
+    struct weft__waiter *w;
+    for (; max != 0 && (w = waitq_claim(q)); max--)
+        waitq_done_push(done, w, result);
+}
+
+/* Complete every waiter of a done list with its result (handoff: see weft__waker_complete).
+ * Each waiter's frame may go as soon as it is completed. */
+void weft__waitq_complete_all(struct weft__waiter *done, bool handoff);
+
 /* The public sync structs embed `struct weft__waitq { void *head, *tail; }`. */
 static inline struct weft__wq *waitq_of(struct weft__waitq *q)
 {
@@ -102,17 +126,15 @@ static inline struct weft__wq *waitq_of(struct weft__waitq *q)
     return (struct weft__wq *)(void *)q;
 }
 
-/* Block the caller (a coroutine parks, a plain thread sleeps on its futex) until the waiter
- * `w`, already linked in `q` under the held `lock`, is completed or the deadline passes.
- * Releases `lock`. Returns the completion's result, WEFT_ETIMEDOUT or WEFT_ECANCELED (then
- * the waiter has been unlinked and nothing was transferred), or for a plain thread
- * WEFT_ENORUNTIME (the runtime stopped or is not running: unlinked, nothing transferred). */
-int weft__waitq_block(struct weft__wq *q, struct weft__waiter *w, weft__lock *lock,
-                      int64_t deadline);
-/* Set up w (and its waker storage k / thread parker tp) for the calling party. */
-void weft__waiter_init(struct weft__waiter *w, struct weft__waker *k,
-                       struct weft__thread_parker *tp, const char *what);
-/* Undo weft__waiter_init on an error path that will not block (see weft__wait_disarm). */
-void weft__waiter_abandon(struct weft__waiter *w);
+/* The whole wait of the calling party on q, called with `lock` (q's owner's) held and
+ * released on return: a waiter (with its waker and thread parker) in this call's frame, set
+ * up for the caller with `elem` (what a waker copies from or into), pushed on q; then the
+ * caller blocks (a coroutine parks, a plain thread sleeps on its futex) until the waiter is
+ * completed or the deadline passes. Returns the completion's result, WEFT_ETIMEDOUT,
+ * WEFT_ECANCELED or WEFT_ENOMEM (no memory for a coroutine's deadline timer) — then the
+ * waiter was unlinked and nothing was transferred — or for a plain thread WEFT_ENORUNTIME
+ * (the runtime stopped or is not running: unlinked, nothing transferred). */
+int weft__waitq_wait(struct weft__wq *q, weft__lock *lock, const char *what, int64_t deadline,
+                     void *elem);
 
 #endif

@@ -16,19 +16,19 @@
 /* A token that can complete one wait, of a coroutine or of a plain thread. Lives in the
  * waiter's own frame (channel waiter nodes, join) or in a timer record. */
 struct weft__thread_parker {
-    _Atomic uint32_t word; /* TP_ARMED → TP_CLAIMED (a waker won) → TP_DONE, | TP_SLEEPING */
+    _Atomic uint32_t word; /* WEFT__TP_ARMED → WEFT__TP_CLAIMED (a waker won) → WEFT__TP_DONE, | WEFT__TP_SLEEPING */
     int result;
     /* While the thread sleeps: its link in the gate's list (gate.h), under the gate's lock,
      * so that a stopping runtime can complete it with WEFT_ENORUNTIME. */
     struct weft__thread_parker *gprev, *gnext;
 };
 enum {
-    TP_ARMED = 0,
-    TP_CLAIMED = 1,
-    TP_DONE = 2,
-    TP_STATE = 3,
-    TP_SLEEPING = 4, /* the thread is (about to be) in futex_wait: the completer must wake it */
-    TP_STUCK = 8,    /* it sleeps without a deadline, counted in weft__stuck_threads (hang.h)
+    WEFT__TP_ARMED = 0,
+    WEFT__TP_CLAIMED = 1,
+    WEFT__TP_DONE = 2,
+    WEFT__TP_STATE = 3,
+    WEFT__TP_SLEEPING = 4, /* the thread is (about to be) in futex_wait: the completer must wake it */
+    WEFT__TP_STUCK = 8,    /* it sleeps without a deadline, counted in weft__stuck_threads (hang.h)
                         until the waker that claims the wait uncounts it */
 };
 struct weft__waker {
@@ -57,9 +57,14 @@ void weft__wait_disarm(struct weft__coro *co);
  * it must unlink it (as after a timeout; no waker completes it any more). */
 void weft__tparker_arm(struct weft__thread_parker *tp, struct weft__waker *k);
 int weft__tparker_wait(struct weft__thread_parker *tp, int64_t deadline);
+/* Arm a wait for whoever calls, coroutine or plain thread, and fill k for it: the calling
+ * coroutine's wait (weft__wait_arm; returns the coroutine), or on a plain thread the parker
+ * tp, which must live as long as the wait (weft__tparker_arm; returns NULL). */
+struct weft__coro *weft__wait_arm_self(struct weft__waker *k, struct weft__thread_parker *tp,
+                                       const char *what);
 
 /* Plain threads blocked in a weft wait without a deadline whose wait nobody has claimed
- * yet (TP_STUCK): the deadlock check (hang.h) counts them. seq_cst with its readers. */
+ * yet (WEFT__TP_STUCK): the deadlock check (hang.h) counts them. seq_cst with its readers. */
 extern _Atomic int weft__stuck_threads;
 
 #endif

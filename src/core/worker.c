@@ -4,14 +4,14 @@
  *
  * A worker (worker.h; Go's M and P in one) is an OS thread with a libev loop, a run queue
  * (a 256-slot ring plus a `runnext` slot, runq.h), an inbox other threads post to, a private
- * FIFO of pinned coroutines, and caches (stacks, control blocks, timer and fd-wait records).
+ * FIFO of pinned coroutines, and caches (stacks, control blocks, loop records: looprec.h).
  * The runtime holds the workers, the global injection queue and the idle/spinning
  * bookkeeping (idle.c). What a worker does with its time is the scheduler's (sched.c).
  *
  * Inbox: a Treiber stack any thread pushes onto (release CAS) and the owner takes whole
  * (acquire exchange), then runs in post order. Each message carries its handler (struct
- * weft__msg's `run`): a coroutine to queue here (weft__worker_take_coro), a timer or fd-wait
- * record to stop (timer.c, io.c). The worker never names what a message is. */
+ * weft__msg's `run`): a coroutine to queue here (weft__worker_take_coro), a loop record to
+ * stop (looprec.c: a timer or fd wait). The worker never names what a message is. */
 #define _GNU_SOURCE
 #include "worker.h"
 #include "evalloc.h"
@@ -148,7 +148,7 @@ struct weft__worker *weft__worker_create(int index)
     return w;
 }
 
-/* The records of floor 4 (timer.c, io.c) are freed by run.c before this. */
+/* The loop records (looprec.c) and io.c's table are freed by run.c before this. */
 void weft__worker_destroy(struct weft__worker *w)
 {
     ev_async_stop(w->loop, &w->wake);

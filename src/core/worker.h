@@ -26,8 +26,7 @@
 #include <ev.h>
 #include <pthread.h>
 
-struct weft__timer; /* timer.c */
-struct weft__iow;   /* io.c */
+struct weft__looprec; /* looprec.h */
 
 /* Per-worker state. Everything here is touched only by the worker's own thread except
  * where a field says otherwise. */
@@ -49,15 +48,14 @@ struct weft__worker {
     struct weft__coro *direct_next; /* owner only: run next (see switch_to) */
     struct weft__stack_cache stacks;
     struct weft__coro_cache coros; /* free control blocks, ids, their counters (coro.h) */
-    /* Fields of floor 4 kept here, one record pool per worker: only timer.c and io.c touch
-     * them (on the owner's thread); the worker never reads them, run.c frees them
-     * (weft__timer_cache_free, weft__io_cache_free) before weft__worker_destroy. */
-    struct weft__timer *timer_free;/* free timer records (timer.c) */
-    void *timer_chunks;            /* every timer record block of this worker (timer.c) */
-    struct weft__iow *iow_free;    /* free fd-wait records (io.c) */
+    /* Fields of floors 3-4 kept here, on the owner's thread only: the loop record pool
+     * (looprec.c; its records are timer.c's and io.c's) and io.c's table. The worker never
+     * reads them; run.c frees them (weft__looprec_pool_free, weft__io_cache_free) before
+     * weft__worker_destroy. */
+    struct weft__looprec *looprec_free; /* free loop records (looprec.c) */
+    void *looprec_chunks;          /* every loop record block of this worker (looprec.c) */
     int io_waits;                  /* fd waits registered in this loop (owner only; load.c reads) */
     uint64_t *fd_seen;             /* per fd: cookie of the socket last registered here (io.c) */
-    void *iow_chunks;
     uint32_t tick_left;            /* dispatches until the scheduler context runs (61) */
     bool tick_due;                 /* the 61st dispatch came: check the global queue first */
     /* main returned (weft__stop): dispatch nothing more. Written once (release) by the
@@ -120,6 +118,9 @@ struct weft__runtime {
     size_t stack_size;
     int blocking_threads;
     _Atomic uint32_t rr;           /* round-robin cursor for debug migration / inbox posts */
+    /* stall episodes seen (reported or held back by the rate limit): the watchdog writes
+     * (stall.c, its only writer), weft_stats reads relaxed */
+    _Atomic uint64_t n_stalls;
 };
 
 /* The runtime while weft_run runs (static storage, see run.c), else NULL. Workers read

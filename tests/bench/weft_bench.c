@@ -497,7 +497,8 @@ static int idle_main(void *arg)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "usage: weft-bench switch|spawn|park|skynet|pingpong|threadsend|parallel|idle [N]\n");
+        fprintf(stderr, "usage: weft-bench "
+                        "switch|spawn|park|skynet|pingpong|threadsend|parallel|idle [N]\n");
         return 2;
     }
     workload = argv[1];

@@ -270,7 +270,12 @@ static int plain_thread(void *arg)
     ASSERT(pthread_create(&t, NULL, plain_reader, &p) == 0);
     /* Wait for the event: the thread sleeps in poll (libc's read found EAGAIN). */
     int64_t dl = weft_now() + WEFT_SEC(20);
-    while (atomic_load(&p.tid) == 0 || thread_syscall(atomic_load(&p.tid)) != SYS_poll) {
+#ifdef SYS_poll
+    const long poll_nr = SYS_poll;
+#else
+    const long poll_nr = SYS_ppoll; /* AArch64 has no poll(2): glibc's poll is ppoll */
+#endif
+    while (atomic_load(&p.tid) == 0 || thread_syscall(atomic_load(&p.tid)) != poll_nr) {
         ASSERT(weft_now() < dl);
         weft_sleep(WEFT_MSEC(1));
     }
