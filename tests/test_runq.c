@@ -7,7 +7,10 @@
  * Checked: FIFO put/get, wrap-around of the 32-bit positions' ring index, a full ring's
  * overflow (half of it plus the new one to the global queue, in order), runnext after the
  * ring, stealing half (and runnext when asked), and a concurrent owner with two thieves:
- * every token comes out exactly once (counted), under TSan too. No timing anywhere. */
+ * every token comes out exactly once (counted), under TSan too. The LIFO of unstarted
+ * coroutines: newest first, full at WEFT_LIFO_SIZE, a steal takes the oldest and half the
+ * rest, and the same owner-and-two-thieves check with the owner popping its LIFO down to its
+ * last entry again and again (the race of the Chase-Lev deque). No timing anywhere. */
 #include "runq.h"
 
 #include "harness.h"
@@ -122,6 +125,47 @@ static void test_runnext_and_steal(void)
     ASSERT(weft__runq_steal(&q, &v, true) == NULL);
 }
 
+static void test_lifo(void)
+{
+    static struct weft__runq q, v;
+    /* newest first, alone (solo) or with thieves possible */
+    for (int solo = 0; solo < 2; solo++) {
+        for (int i = 0; i < 10; i++)
+            ASSERT(weft__lifo_push(&q, &tok[i]));
+        ASSERT_EQ(weft__lifo_len(&q), (uint32_t)10);
+        ASSERT(weft__runq_nonempty(&q));
+        for (int i = 9; i >= 0; i--)
+            ASSERT_EQ(idx(weft__lifo_pop(&q, solo)), (size_t)i);
+        ASSERT(weft__lifo_pop(&q, solo) == NULL);
+        ASSERT(!weft__runq_nonempty(&q));
+    }
+    /* full at WEFT_LIFO_SIZE: the push says so and changes nothing */
+    for (int i = 0; i < WEFT_LIFO_SIZE; i++)
+        ASSERT(weft__lifo_push(&q, &tok[i]));
+    ASSERT(!weft__lifo_push(&q, &tok[WEFT_LIFO_SIZE]));
+    ASSERT_EQ(weft__lifo_len(&q), (uint32_t)WEFT_LIFO_SIZE);
+    ASSERT_EQ(idx(weft__lifo_pop(&q, false)), (size_t)WEFT_LIFO_SIZE - 1);
+    while (weft__lifo_pop(&q, false))
+        ;
+    /* a steal: the oldest to run now, half of the rest (oldest first) into the thief's LIFO,
+     * ahead of the victim's ring */
+    weft__runq_put(&v, &tok[100], NULL); /* the ring has room: no global queue needed */
+    for (int i = 0; i < 10; i++)
+        ASSERT(weft__lifo_push(&v, &tok[i]));
+    ASSERT_EQ(idx(weft__runq_steal(&q, &v, false)), (size_t)0);
+    ASSERT_EQ(weft__lifo_len(&q), (uint32_t)4); /* 9 left behind the first: 4 of them */
+    ASSERT_EQ(weft__lifo_len(&v), (uint32_t)5);
+    ASSERT_EQ(idx(weft__lifo_pop(&q, false)), (size_t)4); /* newest of those taken */
+    ASSERT_EQ(idx(weft__lifo_pop(&v, false)), (size_t)9); /* the victim keeps its newest */
+    while (weft__lifo_pop(&q, false))
+        ;
+    while (weft__lifo_pop(&v, false))
+        ;
+    ASSERT_EQ(idx(weft__runq_steal(&q, &v, false)), (size_t)100); /* then the ring */
+    ASSERT(!weft__runq_nonempty(&v));
+    ASSERT(!weft__runq_nonempty(&q));
+}
+
 /* ---- an owner and two thieves -------------------------------------------------------------- */
 
 #define NTHIEVES 2
@@ -139,6 +183,31 @@ static void take(struct weft__coro *co)
     ASSERT_LT(i, (size_t)total);
     ASSERT_EQ(atomic_fetch_add(&seen[i], 1), 0); /* exactly once */
     atomic_fetch_add_explicit(&counted, 1, memory_order_relaxed);
+}
+
+/* The LIFO's owner: pushes and pops right away, except every 8th time (so the LIFO holds
+ * one or a few entries and most pops take the last one: the owner's CAS against the
+ * thieves'), takes one out when it is full. */
+static void *lifo_owner(void *arg)
+{
+    (void)arg;
+    for (long i = 0; i < total; i++) {
+        while (!weft__lifo_push(&owner_q, &tok[i])) {
+            struct weft__coro *co = weft__lifo_pop(&owner_q, false);
+            if (co)
+                take(co);
+        }
+        if (i % 8 != 0) {
+            struct weft__coro *co = weft__lifo_pop(&owner_q, false);
+            if (co)
+                take(co);
+        }
+    }
+    atomic_store(&pushing_done, 1);
+    struct weft__coro *co;
+    while ((co = weft__lifo_pop(&owner_q, false)))
+        take(co);
+    return NULL;
 }
 
 static void *owner(void *arg)
@@ -171,7 +240,7 @@ static void *thief(void *arg)
             continue;
         }
         take(co);
-        while ((co = weft__runq_get(q)))
+        while ((co = weft__runq_get(q)) || (co = weft__lifo_pop(q, false)))
             take(co);
     }
 }
@@ -179,7 +248,7 @@ static void *thief(void *arg)
 /* Rounds of TOKENS distinct tokens (a control block is large: reuse them round after
  * round), each round checked on its own: every token taken exactly once. */
 #define TOKENS 20000
-static void concurrent_round(void)
+static void concurrent_round(void *(*owner_fn)(void *))
 {
     total = TOKENS;
     memset((void *)seen, 0, TOKENS);
@@ -189,7 +258,7 @@ static void concurrent_round(void)
     pthread_t th[NTHIEVES], ow;
     for (int i = 0; i < NTHIEVES; i++)
         ASSERT_EQ(pthread_create(&th[i], NULL, thief, &tq[i]), 0);
-    ASSERT_EQ(pthread_create(&ow, NULL, owner, NULL), 0);
+    ASSERT_EQ(pthread_create(&ow, NULL, owner_fn, NULL), 0);
     ASSERT_EQ(pthread_join(ow, NULL), 0);
     for (int i = 0; i < NTHIEVES; i++)
         ASSERT_EQ(pthread_join(th[i], NULL), 0);
@@ -209,11 +278,13 @@ static void test_concurrent(void)
     seen = calloc(TOKENS, 1);
     ASSERT(seen != NULL);
     long rounds = ops_scaled(20); /* 20 rounds, fewer under the sanitizers */
-    for (long r = 0; r < rounds; r++)
-        concurrent_round();
+    for (long r = 0; r < rounds; r++) {
+        concurrent_round(owner);
+        concurrent_round(lifo_owner);
+    }
     free((void *)seen);
-    printf("test_runq: %ld rounds of %d tokens, owner and %d thieves\n", rounds, TOKENS,
-           NTHIEVES);
+    printf("test_runq: %ld rounds of %d tokens (ring, LIFO), owner and %d thieves\n", rounds,
+           TOKENS, NTHIEVES);
 }
 
 int main(void)
@@ -223,6 +294,7 @@ int main(void)
     test_fifo_and_wrap();
     test_overflow();
     test_runnext_and_steal();
+    test_lifo();
     test_concurrent();
     free(tok);
     printf("test_runq: ok\n");
