@@ -6,12 +6,13 @@
  *
  * States (co->state; the NOTIFIED bit may be or'ed onto RUNNING):
  *
- *   RUNNABLE  In exactly one run queue: a worker's ring or runnext slot, the global queue,
- *             or a worker's inbox. Nobody runs it; nobody owns its stack. A coroutine that
- *             has never run (co->ctx == NULL) has, when co->stack is NULL, a promise of a
- *             stack (stack.c "Promises"): it takes one from the cache of the worker that
- *             first runs it, or from the pool, which cannot refuse it (a plain thread's spawn
- *             may instead hand it a free stack from the pool at once, in co->stack).
+ *   RUNNABLE  In exactly one run queue: a worker's ring, runnext slot or LIFO (never-run
+ *             ones), the global queue, or a worker's inbox. Nobody runs it; nobody owns its
+ *             stack. A coroutine that has never run (co->ctx == NULL) has, when co->stack
+ *             is NULL, a promise of a stack (stack.c "Promises"): it takes one from the
+ *             cache of the worker that first runs it, or from the pool, which cannot refuse
+ *             it (a plain thread's spawn may instead hand it a free stack from the pool at
+ *             once, in co->stack).
  *             Transition: the worker that dequeues it
  *             sets RUNNING (plain store: dequeue gave that worker exclusive ownership).
  *   RUNNING   One worker runs it, on its stack; only that worker touches ctx and stack.

@@ -7,7 +7,7 @@
  *   1. every worker sleeps in its event loop's kernel wait (hang.h: ASLEEP) and none has
  *      anything in its loop that wakes it by itself (no armed timer — coroutine deadlines
  *      and sleeps —, no fd wait, no narrow-watch timer: not WAKEABLE);
- *   2. no coroutine is runnable: the global queue, every ring, runnext and inbox are empty;
+ *   2. no coroutine is runnable: the global queue, every ring, runnext, LIFO and inbox are empty;
  *   3. the blocking pool has no job queued or running;
  *   4. every thread of the process is one of weft's own — the workers, the pool's idle
  *      threads, the watchdog — or a plain thread blocked in a weft wait without a deadline

@@ -51,9 +51,9 @@
  * spawned coroutine runs next, for message passing with warm caches) and the LIFO (runq.h:
  * spawned children displaced from runnext run newest-first, i.e. depth-first, so a tree of
  * spawns keeps few coroutines started and unfinished, each holding a stack) are bounded: after
- * 16 consecutive dispatches from them the ring's head goes first (local_get). Every 61st dispatch checks the
- * global queue first. weft has no preemption: a coroutine that never blocks or yields keeps
- * its worker (documented in the README).
+ * 16 consecutive dispatches from them the ring's head goes first (local_get). Every 61st
+ * dispatch checks the global queue first. weft has no preemption: a coroutine that never
+ * blocks or yields keeps its worker (documented in the README).
  *
  * Rejected designs: a mutex-protected run queue per worker (contention on every wake);
  * switching through the scheduler context on every park (2 switches per hand-off: fails the
