@@ -260,7 +260,7 @@ int weft_wg_init(weft_wg *wg)
  * a nonzero counter, so a Done that reaches zero either came first (the waiter sees 0 and
  * returns) or sees the flag (it takes the lock, which the waiter holds until it queued).
  * seq_cst throughout: one total order of the CASes on the word. */
-#define WEFT__WG_WAITERS ((int64_t)1 << 62)
+#define WEFT__WG_WAITERS (WEFT_WG_MAX + 1)
 #define WEFT__WG_COUNT(v) ((v) & ~WEFT__WG_WAITERS)
 
 static int wg_add(weft_wg *wg, int64_t delta)
@@ -270,7 +270,7 @@ static int wg_add(weft_wg *wg, int64_t delta)
     int64_t old = __atomic_load_n(&wg->count, __ATOMIC_SEQ_CST), now;
     do {
         int64_t c = WEFT__WG_COUNT(old);
-        if ((delta < 0 && c + delta < 0) || (delta > 0 && c > WEFT__WG_WAITERS - 1 - delta))
+        if ((delta < 0 && c + delta < 0) || (delta > 0 && c > WEFT_WG_MAX - delta))
             return WEFT_EINVAL; /* refused without ever publishing a bad count */
         now = c + delta == 0 ? 0 : old + delta; /* reaching zero clears WAITERS */
     } while (!__atomic_compare_exchange_n(&wg->count, &old, now, true, __ATOMIC_SEQ_CST,
