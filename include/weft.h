@@ -119,7 +119,10 @@ typedef struct weft_config {
                               100; -1: off */
     int deadlock;          /* the deadlock report (below): 0: on unless $WEFT_DEADLOCK=0;
                               1: on; -1: off */
-    uint64_t reserved[11]; /* must be zero: room for later fields (README "Versions and ABI") */
+    uint64_t seed;         /* deterministic simulation (below) with this seed; 0: $WEFT_SEED
+                              (1..2^64-1), else off. Simulation runs one worker (`threads` is
+                              ignored) */
+    uint64_t reserved[10]; /* must be zero: room for later fields (README "Versions and ABI") */
 } weft_config;
 
 /* Hangs that say why.

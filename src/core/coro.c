@@ -7,6 +7,7 @@
 #include "gate.h"
 #include "hang.h"
 #include "runtime.h"
+#include "sim.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -453,6 +454,8 @@ int weft__tparker_wait(struct weft__thread_parker *tp, int64_t deadline)
         return r;
     }
     if (WEFT_LIKELY(weft__gate_track(tp))) {
+        if (WEFT_UNLIKELY(weft__sim_on()) && deadline != WEFT_FOREVER)
+            deadline = weft__sim_to_real(deadline); /* simulation: the futex sleeps in real time */
         int r = tparker_sleep(tp, deadline);
         weft__gate_untrack(tp); /* after this the gate's sweep no longer sees our frame */
         return r;

@@ -34,6 +34,7 @@
  * address of one thread's errno after the coroutine moved to another thread). */
 #define _GNU_SOURCE
 #include "runtime.h"
+#include "sim.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -174,12 +175,17 @@ static WEFT_NOINLINE int sys_fd_cookie(int fd, uint64_t *cookie)
 
 static int poll_thread(int fd, int events, int64_t deadline)
 {
+    int64_t (*now_fn)(void) = weft_now;
+    if (WEFT_UNLIKELY(weft__sim_on()) && deadline != WEFT_FOREVER) {
+        deadline = weft__sim_to_real(deadline); /* simulation: poll sleeps in real time */
+        now_fn = weft__clock_real;
+    }
     struct pollfd p = {fd, (short)((events & WEFT_READABLE ? POLLIN : 0) |
                                    (events & WEFT_WRITABLE ? POLLOUT : 0)), 0};
     for (;;) {
         int timeout = -1;
         if (deadline != WEFT_FOREVER) {
-            int64_t now = weft_now();
+            int64_t now = now_fn();
             if (deadline <= now)
                 return WEFT_ETIMEDOUT;
             int64_t left = deadline - now;
@@ -192,7 +198,7 @@ static int poll_thread(int fd, int events, int64_t deadline)
             return (p.revents & (POLLIN | POLLHUP | POLLERR) ? WEFT_READABLE : 0) |
                    (p.revents & (POLLOUT | POLLHUP | POLLERR) ? WEFT_WRITABLE : 0);
         }
-        if (n == 0 && deadline != WEFT_FOREVER && weft_now() >= deadline)
+        if (n == 0 && deadline != WEFT_FOREVER && now_fn() >= deadline)
             return WEFT_ETIMEDOUT;
     }
 }

@@ -26,6 +26,7 @@
 #include "gate.h"
 #include "hang.h"
 #include "runtime.h"
+#include "sim.h"
 
 #include <sched.h>
 
@@ -173,7 +174,8 @@ int weft_run(int (*main)(void *), void *arg, const weft_config *config)
         return WEFT_ENOMEM;
     }
 
-    int nthreads = cfg.threads;
+    uint64_t seed = weft__sim_seed(cfg.seed); /* simulation (sim.h): one worker */
+    int nthreads = seed ? 1 : cfg.threads;
     if (!nthreads)
         nthreads = env_int("WEFT_THREADS", 0);
     if (!nthreads) {
@@ -210,6 +212,9 @@ int weft_run(int (*main)(void *), void *arg, const weft_config *config)
         rt->workers[i]->debug_migrate = rt->debug_migrate;
         rt->workers[i]->stacks.size = rt->stack_size; /* its cache keeps the default size */
     }
+    if (seed && (ret = weft__sim_start(seed)) != 0)
+        goto out;
+    ret = WEFT_ENOMEM;
     atomic_fetch_add(&weft__run_epoch, 1);
     weft__rt = rt;
     weft__guard_install();
@@ -292,6 +297,8 @@ out:
      * recognisably stale (chan.c forgets them; see runtime.h). */
     atomic_fetch_add(&weft__run_epoch, 1);
     weft__stack_release_all();
+    if (seed)
+        weft__sim_stop();
     free(rt->workers);
     free(rt->idle_list);
     free(rt->load_idle);

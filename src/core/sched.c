@@ -76,6 +76,7 @@
 #include "futex.h"
 #include "hang.h"
 #include "sanitizer.h"
+#include "sim.h"
 
 #include <pthread.h>
 #include <signal.h>
@@ -488,6 +489,8 @@ static void after_exit(struct weft__switch *s, struct weft__worker *w)
  * checks it: this direct switch, worker_loop's detour, and find_work. */
 static struct weft__coro *pick_local(struct weft__worker *w)
 {
+    if (WEFT_UNLIKELY(weft__sim_on()))
+        return weft__sim_pick(w, NULL); /* simulation (sim.h): a seeded choice */
     if (--w->tick_left == 0) {
         w->tick_left = 61;
         w->tick_due = true;
@@ -548,7 +551,13 @@ int weft__yield(void)
     s.save = &co->ctx;
     s.after = after_yield;
     s.from = co;
-    if (!w->debug_migrate) {
+    if (WEFT_UNLIKELY(weft__sim_on())) {
+        /* Simulation (sim.h): the caller is one of the candidates; NULL: via the scheduler. */
+        struct weft__coro *next = weft__sim_pick(w, co);
+        if (next == co)
+            return 0;
+        switch_to(w, next, &s, false);
+    } else if (!w->debug_migrate) {
         struct weft__coro *next = pick_local(w);
         if (!next && !weft__runq_nonempty(&w->rq) && !w->tick_due &&
             !weft__globalq_nonempty(&weft__rt->global) &&
@@ -908,6 +917,14 @@ static struct weft__coro *find_work(struct weft__worker *w)
         if (WEFT_UNLIKELY(weft__stack_short()))
             weft__stack_cache_drain(&w->stacks); /* stack.c "Running short" */
         struct weft__coro *co;
+        if (WEFT_UNLIKELY(weft__sim_on())) { /* simulation (sim.h): one worker, virtual time */
+            bool sleep;
+            if ((co = weft__sim_next(w, &sleep)))
+                goto found;
+            if (sleep)
+                go_idle(w);
+            continue;
+        }
         if (w->tick_due) {
             w->tick_due = false;
             if ((co = weft__globalq_get(&rt->global, &w->rq, 64)))

@@ -16,9 +16,13 @@
  *
  * Clocks: deadlines are absolute weft_now() (CLOCK_MONOTONIC) times. libev schedules
  * relative to its cached loop time, which lags on a busy worker; the delay is corrected by
- * that lag, and a callback that still fires early re-arms for the rest: never early. */
+ * that lag, and a callback that still fires early re-arms for the rest: never early.
+ * In a simulated run (sim.h) weft_now() is the virtual clock and a record's deadline waits in
+ * sim.c's heap instead of libev (the record's `sim` part); plain threads' sleeps convert
+ * their deadline to CLOCK_MONOTONIC (weft__sim_to_real). */
 #define _GNU_SOURCE
 #include "runtime.h"
+#include "sim.h"
 
 #include <stdlib.h>
 #include <time.h>
@@ -30,6 +34,7 @@ struct weft__timer {
     int64_t deadline;
     struct weft__worker *owner;
     struct weft__timer *next_free;
+    struct weft__sim_timer sim; /* simulation only (sim.h): the virtual timer */
 };
 
 #define TIMER_CHUNK 256
@@ -39,11 +44,18 @@ struct timer_chunk {
 };
 
 /* No split-stack check (segmented builds): a leaf over the vDSO, it fits in the slack. */
-WEFT_NOSPLIT int64_t weft_now(void)
+WEFT_NOSPLIT int64_t weft__clock_real(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+WEFT_NOSPLIT int64_t weft_now(void)
+{
+    if (WEFT_UNLIKELY(weft__sim_on()))
+        return weft__sim_now(); /* simulation: the virtual clock (sim.h) */
+    return weft__clock_real();
 }
 
 int64_t weft_after(int64_t ns)
@@ -97,6 +109,8 @@ bool weft__timer_reserve(struct weft__worker *w)
 {
     if (WEFT_UNLIKELY(!w->timer_free))
         weft__offstack(timer_chunk_add, w);
+    if (WEFT_UNLIKELY(weft__sim_on()) && !weft__sim_timer_reserve())
+        return false;
     return w->timer_free != NULL;
 }
 
@@ -111,7 +125,10 @@ struct weft__timer *weft__timer_start(struct weft__worker *w, struct weft__waker
     t->k = *k;
     t->deadline = deadline;
     t->owner = w;
-    arm(w, t);
+    if (WEFT_UNLIKELY(weft__sim_on()))
+        weft__sim_timer_add(&t->sim, deadline, &t->k);
+    else
+        arm(w, t);
     return t;
 }
 
@@ -119,6 +136,8 @@ struct weft__timer *weft__timer_start(struct weft__worker *w, struct weft__waker
  * wake-up) and libev's stop is a shallow heap removal that fits in the slack. */
 static WEFT_NOSPLIT void timer_free(struct weft__worker *w, struct weft__timer *t)
 {
+    if (WEFT_UNLIKELY(weft__sim_on()))
+        weft__sim_timer_del(&t->sim);
     if (ev_is_active(&t->ev))
         w->timers_armed--;
     ev_timer_stop(w->loop, &t->ev);
@@ -164,6 +183,8 @@ static WEFT_NOINLINE int thread_sleep_until(int64_t deadline)
         return WEFT_EINVAL; /* a plain thread cannot be woken: it would sleep forever */
     if (deadline <= weft_now())
         return 0;
+    if (WEFT_UNLIKELY(weft__sim_on()))
+        deadline = weft__sim_to_real(deadline); /* clock_nanosleep sleeps in real time */
     struct timespec ts = {deadline / 1000000000, deadline % 1000000000};
     while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
         ;
