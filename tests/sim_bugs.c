@@ -36,6 +36,16 @@ static void spawn_noise(int n, int steps)
         weft_spawn(NULL, noise, (void *)(intptr_t)steps);
 }
 
+/* Spawn a and b and wait for both. */
+static void pair(weft_fn a, weft_fn b)
+{
+    weft_task ta, tb;
+    weft_spawn(&ta, a, NULL);
+    weft_spawn(&tb, b, NULL);
+    weft_join(ta, NULL);
+    weft_join(tb, NULL);
+}
+
 static void bug(const char *msg)
 {
     fprintf(stderr, "BUG: %s\n", msg);
@@ -87,11 +97,7 @@ static void lostwake(void)
     weft_mutex_init(&mu);
     weft_cond_init(&cv);
     spawn_noise(6, 4);
-    weft_task a, b;
-    weft_spawn(&a, waiter, NULL);
-    weft_spawn(&b, setter, NULL);
-    weft_join(a, NULL);
-    weft_join(b, NULL);
+    pair(waiter, setter);
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -119,11 +125,7 @@ static void checkact(void)
 {
     weft_mutex_init(&mu);
     spawn_noise(8, 6);
-    weft_task a, b;
-    weft_spawn(&a, withdraw, NULL);
-    weft_spawn(&b, withdraw, NULL);
-    weft_join(a, NULL);
-    weft_join(b, NULL);
+    pair(withdraw, withdraw);
     if (balance < 0)
         bug("overdrawn: both withdrawals passed the balance check");
 }
