@@ -14,6 +14,7 @@
 #include "harness.h"
 #include <weft.h>
 
+#include <dirent.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -370,6 +371,61 @@ static void shutdown_case(void)
 }
 
 /* ------------------------------------------------------------------------------------------
+ * No pool thread outlives weft_run, not even one on its way out (they were detached: one
+ * still exiting made a later fork multi-threaded). Four jobs on four threads, every run. */
+
+static int count_threads(void)
+{
+    DIR *d = opendir("/proc/self/task");
+    ASSERT(d);
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+static _Atomic int four_in;
+static void *four_fn(void *arg)
+{
+    (void)arg;
+    atomic_fetch_add(&four_in, 1);
+    while (atomic_load(&four_in) < 4) /* all four on their own threads at once */
+        sched_yield();
+    return NULL;
+}
+
+static int four_main(void *arg)
+{
+    (void)arg;
+    atomic_store(&four_in, 0);
+    struct call c[4];
+    weft_task t[4];
+    for (int i = 0; i < 4; i++) {
+        c[i] = (struct call){.fn = four_fn};
+        ASSERT_EQ(weft_spawn(&t[i], caller, &c[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        ASSERT_EQ(weft_join(t[i], NULL), 0);
+        CHECK_EQ(c[i].r, 0);
+    }
+    return 0;
+}
+
+static void no_thread_left(void)
+{
+    int base = count_threads();
+    for (int run = 0; run < 30; run++) {
+        weft_config cfg = {.threads = 2, .blocking_threads = 4};
+        ASSERT_EQ(weft_run(four_main, NULL, &cfg), 0);
+        int n = count_threads();
+        CHECK_EQ(n, base);
+        if (n != base)
+            break;
+    }
+}
+
+/* ------------------------------------------------------------------------------------------
  * fork(). */
 
 static weft_task parent_handle; /* a live task of the parent, inherited by the child */
@@ -552,6 +608,7 @@ int main(void)
     weft_config one = {.threads = 1};
     ASSERT_EQ(weft_run(nothread_main, NULL, &one), 0);
     shutdown_case();
+    no_thread_left();
 #if TEST_TSAN
     /* TSan does not support a multi-threaded process that forks and then starts threads in
      * the child (die_after_fork). */

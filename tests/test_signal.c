@@ -4,6 +4,8 @@
  * restores the previous disposition (a handler, or SIG_IGN); bad arguments. */
 #define _GNU_SOURCE
 #include "harness.h"
+#include <sys/wait.h>
+#include <unistd.h>
 #include <weft.h>
 
 #include <pthread.h>
@@ -164,12 +166,42 @@ static void test_select_shutdown(void)
     weft_chan_unref(work);
 }
 
+/* A child forked while a signal is registered gets the old disposition back: with no
+ * delivery thread and no use of the parent's channels, our handler would swallow the
+ * signal (a SIGTERM would no longer end the child). The child raises the signal and must
+ * die of it. */
+static void test_fork_child(void)
+{
+    weft_chan *sig = mk(1);
+    CHECK_EQ(weft_signal_notify(sig, SIGUSR2), 0);
+    pid_t pid = fork();
+    ASSERT(pid >= 0);
+    if (pid == 0) {
+        struct sigaction sa;
+        sigaction(SIGUSR2, NULL, &sa);
+        if (sa.sa_handler != SIG_DFL)
+            _exit(3);
+        raise(SIGUSR2);
+        _exit(4); /* not reached when the default action ran */
+    }
+    int st = 0;
+    ASSERT_EQ(waitpid(pid, &st, 0), pid);
+    CHECK(WIFSIGNALED(st));
+    CHECK_EQ(WIFSIGNALED(st) ? WTERMSIG(st) : -WEXITSTATUS(st), SIGUSR2);
+    /* the parent still has its registration */
+    CHECK_EQ(raise(SIGUSR2), 0);
+    CHECK_EQ(recv_sig(sig), SIGUSR2);
+    CHECK_EQ(weft_signal_stop(sig), 0);
+    weft_chan_unref(sig);
+}
+
 static int app(void *arg)
 {
     (void)arg;
     test_args();
     test_deliver();
     test_select_shutdown();
+    test_fork_child();
     return 0;
 }
 

@@ -100,6 +100,14 @@ struct holder {
     _Atomic int trying;
     _Atomic int release; /* hold < 0: hold until this is set (no timing assumption) */
 };
+/* Someone is queued on q (a mutex's, semaphore's... waiters): the event a test waits for
+ * instead of sleeping "long enough" for a waiter to arrive. Reads the list head the
+ * waitq code writes under the object's lock; an acquire load is enough for a yes/no. */
+static bool queued(struct weft__waitq *q)
+{
+    return __atomic_load_n(&q->head, __ATOMIC_ACQUIRE) != NULL;
+}
+
 static void *hold_mutex(void *arg)
 {
     struct holder *h = arg;
@@ -299,7 +307,7 @@ static void test_cond(void)
     weft_task t;
     CHECK_EQ(weft_spawn(&t, hold_mutex, &h), 0); /* blocks on m until our wait releases it */
     WAIT_FOR(atomic_load(&h.trying));
-    weft_sleep(WEFT_MSEC(5)); /* let it queue on m: our wait hands m over to it (FIFO) */
+    WAIT_FOR(queued(&m.waiters)); /* it queued on m: our wait hands m over to it (FIFO) */
     t0 = weft_now();
     CHECK_EQ(weft_cond_wait_until(&c, &m, t0 + WEFT_MSEC(10)), WEFT_ETIMEDOUT);
     CHECK_GE(weft_now() - t0, WEFT_MSEC(10));
@@ -443,7 +451,7 @@ static void test_sem(void)
     weft_wg wg = WEFT_WG_INIT;
     struct thr th;
     thr_start(&th, sem_thread_wait, &s, &wg);
-    weft_sleep(WEFT_MSEC(5));
+    WAIT_FOR(queued(&s.waiters)); /* the thread sleeps on s: the post below wakes it */
     CHECK_EQ(weft_sem_post(&s), 0);
     thr_join_all(&th, 1, &wg);
     CHECK_EQ(weft_sem_trywait(&s), WEFT_EAGAIN);
@@ -572,6 +580,9 @@ static void test_once(void)
     struct thr th[NT];
     for (int i = 0; i < NT; i++)
         thr_start(&th[i], once_caller, NULL, &wg);
+    /* Give the callers a moment to gather on the gate so that they race for the once; a
+     * late one finds the gate closed and calls once alone, which the checks below accept
+     * as well (the pile-up is coverage, not a condition of the result). */
     weft_sleep(WEFT_MSEC(5));
     CHECK_EQ(weft_chan_close(once_gate), 0);
     for (int i = 0; i < NCO; i++)

@@ -29,7 +29,11 @@
  * jobs still queued unrun — their records are in frames of abandoned coroutines, released
  * with the stacks afterwards — and waits for the running ones (joining every pool thread),
  * whose callers are not woken. That is before the teardown: a running job's record, and what
- * fn uses on its caller's stack, stay mapped until fn has returned. A pool thread is a plain
+ * fn uses on its caller's stack, stay mapped until fn has returned. Pool threads are
+ * joinable: each has a record on pool.live; a thread that retires moves its record to
+ * pool.retired (under pool.mu, as its last act before it returns), where the next thread
+ * start or the shutdown joins it. So when weft_run returns no pool thread exists any more,
+ * not even one on its way out (a fork after weft_run then copies one thread, as it must). A pool thread is a plain
  * thread: its wake-up of the caller goes through the gate, which admits it without waiting
  * while the runtime stops (weft__gate_enter: it is what weft_run waits for) and then says
  * there is no runtime, so the abandoned caller is not woken. Nothing is heap-allocated per
@@ -38,6 +42,7 @@
 #include "gate.h"
 #include "runtime.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <time.h>
@@ -53,6 +58,12 @@ struct job {
     int state;        /* pool.mu */
 };
 
+/* A pool thread's record, for joining it (pool.mu). */
+struct pool_thr {
+    struct pool_thr *next;
+    pthread_t t;
+};
+
 static struct {
     pthread_mutex_t mu;
     pthread_cond_t cv;   /* idle threads wait here for jobs */
@@ -60,11 +71,26 @@ static struct {
     struct job *head, *tail;
     int threads, idle;
     int stopping;
+    struct pool_thr *live;    /* threads running pool_thread */
+    struct pool_thr *retired; /* threads that left pool_thread: join them (then free) */
 } pool = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .done = PTHREAD_COND_INITIALIZER};
 
-static void *pool_thread(void *unused)
+/* Under pool.mu: join the threads that retired. Each moved its record here as the last
+ * thing it did under pool.mu, so it is past every use of the pool and only returns: the
+ * join ends at once, and holding pool.mu meanwhile is safe. */
+static void reap_locked(void)
 {
-    (void)unused;
+    while (pool.retired) {
+        struct pool_thr *r = pool.retired;
+        pool.retired = r->next;
+        pthread_join(r->t, NULL);
+        free(r);
+    }
+}
+
+static void *pool_thread(void *self)
+{
+    struct pool_thr *me = self;
     /* Pool threads exist only while weft_run runs (created by its coroutines, joined by
      * weft__blocking_shutdown before weft__rt is cleared): weft__rt is stable here. */
     struct weft__runtime *rt = weft__rt;
@@ -109,6 +135,12 @@ static void *pool_thread(void *unused)
         pthread_mutex_lock(&pool.mu);
     }
     pool.threads--;
+    struct pool_thr **pp = &pool.live;
+    while (*pp != me)
+        pp = &(*pp)->next;
+    *pp = me->next;
+    me->next = pool.retired;
+    pool.retired = me;
     pthread_cond_broadcast(&pool.done);
     pthread_mutex_unlock(&pool.mu);
     return NULL;
@@ -118,17 +150,21 @@ static void *pool_thread(void *unused)
  * that has no thread and could not start one (then j is not queued). */
 static int submit_locked(struct job *j)
 {
+    reap_locked();
     if (pool.idle == 0 && pool.threads < weft__rt->blocking_threads) {
-        pthread_t t;
-        pthread_attr_t attr;
-        pthread_attr_init(&attr);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        int e = pthread_create(&t, &attr, pool_thread, NULL);
-        pthread_attr_destroy(&attr);
-        if (e == 0)
+        /* The record is taken before the thread exists: it finds itself on pool.live once it
+         * gets pool.mu, which this thread holds until the record is linked. */
+        struct pool_thr *r = malloc(sizeof *r);
+        int e = r ? pthread_create(&r->t, NULL, pool_thread, r) : EAGAIN;
+        if (e == 0) {
+            r->next = pool.live;
+            pool.live = r;
             pool.threads++;
-        else if (pool.threads == 0)
-            return WEFT_EAGAIN; /* nobody would ever take the job */
+        } else {
+            free(r);
+            if (pool.threads == 0)
+                return WEFT_EAGAIN; /* nobody would ever take the job */
+        }
         /* else a busy thread takes it when it is done */
     }
     if (pool.tail)
@@ -230,6 +266,7 @@ void weft__blocking_shutdown(void)
     pthread_cond_broadcast(&pool.cv);
     while (pool.threads > 0)
         pthread_cond_wait(&pool.done, &pool.mu);
+    reap_locked(); /* every thread retired: none is left, not even on its way out */
     pool.stopping = 0;
     pthread_mutex_unlock(&pool.mu);
 }
@@ -247,6 +284,7 @@ void weft__blocking_atfork(int phase)
         pthread_cond_init(&pool.done, NULL);
         pool.head = pool.tail = NULL;
         pool.threads = pool.idle = pool.stopping = 0;
+        pool.live = pool.retired = NULL; /* the parent's threads: not ours to join (leaked) */
         pthread_mutex_unlock(&pool.mu);
     }
 }

@@ -6,11 +6,13 @@
  * that looks alive (weft_run: WEFT_EBUSY forever; a spawn queues a coroutine no worker will
  * ever run, so its join hangs) and possibly a lock held by a thread that is gone.
  *
- * So (pthread_atfork, registered by the first weft_run): before the fork, the forking thread
- * takes every process-wide lock of weft (the gate's parker list, coroutine-local keys,
- * control-block pool, stack pool, blocking pool, in that order — no weft code holds two of them at once, so the order
- * cannot deadlock), which makes the structures they guard consistent in the child; the
- * parent releases them; so does the child (its one thread is the one that took them), after
+ * So (pthread_atfork, registered by the first weft_run or weft_signal_notify): before the fork, the
+ * forking thread takes every process-wide lock of weft (signal registrations — first: the delivery
+ * thread may hold them while a send reaches the gate's lock — then the gate's parker list,
+ * coroutine-local keys, control-block pool, stack pool, blocking pool, in that order — weft code
+ * that holds two of them takes them in this order, so the prepare step cannot deadlock), which
+ * makes the structures they guard consistent in the child; the parent releases them; so does the
+ * child (its one thread is the one that took them), after
  * forgetting the parent's runtime:
  * control blocks back to the pool with their ids retired (handles inherited from the parent
  * get WEFT_ESTATE), the parent's stacks forgotten (left mapped: the forking thread may hold
@@ -30,6 +32,7 @@
 
 static void prepare(void)
 {
+    weft__signal_atfork(WEFT_FORK_PREPARE);
     weft__gate_atfork(WEFT_FORK_PREPARE);
     weft__coro_atfork(WEFT_FORK_PREPARE);
     weft__stack_atfork(WEFT_FORK_PREPARE);
@@ -42,6 +45,7 @@ static void parent(void)
     weft__stack_atfork(WEFT_FORK_PARENT);
     weft__coro_atfork(WEFT_FORK_PARENT);
     weft__gate_atfork(WEFT_FORK_PARENT);
+    weft__signal_atfork(WEFT_FORK_PARENT);
 }
 
 static void child(void)
@@ -54,6 +58,7 @@ static void child(void)
     weft__coro_atfork(WEFT_FORK_CHILD);
     weft__run_atfork_child(on_coro_stack);
     weft__gate_atfork(WEFT_FORK_CHILD);
+    weft__signal_atfork(WEFT_FORK_CHILD);
 }
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;

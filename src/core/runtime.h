@@ -253,6 +253,7 @@ int weft__evalloc_try(void (*fn)(void *), void *arg);
 int weft__fork_init(void); /* 0, or WEFT_ENOMEM */
 void weft__blocking_atfork(int phase);
 void weft__coro_atfork(int phase);
+void weft__signal_atfork(int phase); /* signal.c */
 void weft__run_atfork_child(bool on_coro_stack);
 /* The blocking pool's jobs queued, its threads, and those not idle (running a job or about
  * to): for weft_dump and the deadlock check (hang.h). Any thread; takes the pool's lock. */

@@ -39,7 +39,12 @@
  *     that adds the first registration, stopped and joined under life_mu by the stop that
  *     removes the last; `quit` is read by the thread after each wake-up). `pending` and
  *     `wake` live forever (a handler may still run on another thread while a stop restores
- *     the old disposition), so they are never destroyed. */
+ *     the old disposition), so they are never destroyed.
+ *   - fork() (fork.c calls weft__signal_atfork first of all, as these locks are taken before
+ *     any other of weft's: the delivery thread holds reg_mu while a send may reach the gate's
+ *     lock): the child has no delivery thread and cannot use the parent's channels, so it
+ *     starts with no registration and every handler of ours replaced by the disposition it
+ *     saved (a child that registered nothing must not swallow a SIGTERM). */
 #define _GNU_SOURCE
 #include "chan.h"
 #include "runtime.h"
@@ -152,6 +157,8 @@ int weft_signal_notify(weft_chan *ch, int signo)
 {
     if (!ch || ch->elem_size != sizeof(int) || refused(signo))
         return WEFT_EINVAL;
+    if (weft__fork_init() != 0) /* a fork's child must drop our handlers (see the top) */
+        return WEFT_ENOMEM;
     pthread_once(&wake_once, wake_init);
     uint64_t bit = 1ull << (signo - 1);
     int r = 0;
@@ -240,4 +247,30 @@ int weft_signal_stop(weft_chan *ch)
     pthread_mutex_unlock(&life_mu);
     weft_chan_unref(ch); /* the registration's reference */
     return 0;
+}
+
+void weft__signal_atfork(int phase)
+{
+    if (phase == WEFT_FORK_PREPARE) {
+        pthread_mutex_lock(&life_mu);
+        pthread_mutex_lock(&reg_mu);
+    } else if (phase == WEFT_FORK_PARENT) {
+        pthread_mutex_unlock(&reg_mu);
+        pthread_mutex_unlock(&life_mu);
+    } else {
+        /* The registrations' channel references are the parent's: forgotten, not dropped
+         * (a channel's lock may have been held by a parent's thread). */
+        for (int signo = 1; signo <= WEFT__SIGMAX; signo++)
+            if (installed & (1ull << (signo - 1)))
+                sigaction(signo, &old_action[signo], NULL);
+        installed = 0;
+        free(regs);
+        regs = NULL;
+        nreg = cap_regs = 0;
+        atomic_store_explicit(&pending, 0, memory_order_relaxed);
+        atomic_store_explicit(&quit, 0, memory_order_relaxed);
+        sem_init(&wake, 0, 0); /* drop posts the parent's thread never took */
+        pthread_mutex_unlock(&reg_mu);
+        pthread_mutex_unlock(&life_mu);
+    }
 }
