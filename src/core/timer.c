@@ -17,10 +17,14 @@
  *
  * Clocks: deadlines are absolute weft_now() (CLOCK_MONOTONIC) times. libev schedules
  * relative to its cached loop time, which lags on a busy worker; the delay is corrected by
- * that lag, and a callback that still fires early re-arms for the rest: never early. */
+ * that lag, and a callback that still fires early re-arms for the rest: never early.
+ * In a simulated run (sim.h) weft_now() is the virtual clock and a record's deadline waits
+ * in sim.c's heap instead of libev (the record's `sim` part, fired through on_sim_timer);
+ * plain threads' sleeps convert their deadline to CLOCK_MONOTONIC (weft__clock_to_real). */
 #define _GNU_SOURCE
 #include "timer.h"
 #include "scheduler.h"
+#include "sim.h"
 
 #include <stdlib.h>
 #include <time.h>
@@ -32,6 +36,7 @@ struct weft__timer {
     int64_t deadline;
     struct weft__worker *owner;
     struct weft__timer *next_free;
+    struct weft__sim_timer sim; /* simulation only (sim.h): the virtual timer */
 };
 
 #define TIMER_CHUNK 256
@@ -63,6 +68,14 @@ static void on_timer(struct ev_loop *loop, ev_timer *e, int revents)
     weft__waker_wake(&t->k, WEFT_ETIMEDOUT, false);
 }
 
+/* A virtual timer came due (simulation; sim.c, on the worker's thread, the record out of
+ * its heap): as on_timer, without the early check (the virtual clock is exact). */
+static void on_sim_timer(struct weft__sim_timer *st)
+{
+    struct weft__timer *t = (struct weft__timer *)((char *)st - offsetof(struct weft__timer, sim));
+    weft__waker_wake(&t->k, WEFT_ETIMEDOUT, false);
+}
+
 /* A chunk of records for w's free list (owner only); on the scheduler's stack when called
  * from a small one (weft__offstack: calloc is deep). */
 static void timer_chunk_add(void *p)
@@ -86,6 +99,12 @@ static bool timer_reserve(struct weft__worker *w)
 {
     if (WEFT_UNLIKELY(!w->timer_free))
         weft__offstack(timer_chunk_add, w);
+    if (WEFT_UNLIKELY(weft__sim_on()) && !weft__sim_timer_room()) {
+        bool ok = false;
+        weft__offstack(weft__sim_timer_grow, &ok); /* realloc: deep */
+        if (!ok)
+            return false;
+    }
     return w->timer_free != NULL;
 }
 
@@ -104,7 +123,12 @@ static struct weft__timer *timer_start(struct weft__worker *w, struct weft__wake
     t->k = *k;
     t->deadline = deadline;
     t->owner = w;
-    arm(w, t);
+    if (WEFT_UNLIKELY(weft__sim_on())) {
+        t->sim.fire = on_sim_timer;
+        weft__sim_timer_add(&t->sim, deadline);
+    } else {
+        arm(w, t);
+    }
     return t;
 }
 
@@ -112,6 +136,8 @@ static struct weft__timer *timer_start(struct weft__worker *w, struct weft__wake
  * wake-up) and libev's stop is a shallow heap removal that fits in the slack. */
 static WEFT_NOSPLIT void timer_free(struct weft__worker *w, struct weft__timer *t)
 {
+    if (WEFT_UNLIKELY(weft__sim_on()))
+        weft__sim_timer_del(&t->sim); /* a shallow heap removal too */
     if (ev_is_active(&t->ev))
         w->timers_armed--;
     ev_timer_stop(w->loop, &t->ev);
@@ -217,6 +243,7 @@ static WEFT_NOINLINE int thread_sleep_until(int64_t deadline)
         return WEFT_EINVAL; /* a plain thread cannot be woken: it would sleep forever */
     if (deadline <= weft_now())
         return 0;
+    deadline = weft__clock_to_real(deadline); /* simulation: clock_nanosleep sleeps real time */
     struct timespec ts = {deadline / 1000000000, deadline % 1000000000};
     while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
         ;
