@@ -311,8 +311,9 @@ static void settle_gap(struct weft__worker *w)
     if (!sim.gap_armed)
         return;
     sim.gap_armed = false;
-    if (ev_is_active(&sim.gap))
-        w->timers_armed--;
+    /* Counted once when armed, uncounted once here, whether it fired (libev stopped the
+     * one-shot watcher then) or an event ended the sleep first. */
+    w->timers_armed--;
     ev_timer_stop(w->loop, &sim.gap);
     int64_t now = sim_now(), slept = weft__clock_real() - sim.gap_from;
     int64_t t = slept > 0 ? now + slept : now;
