@@ -4,6 +4,7 @@
  * that return with the mutex held), semaphores, wait groups (also waited on from a plain
  * thread), and once (exactly one run under concurrent callers). Task groups: test_group.c. */
 #include "harness.h"
+#include "lock.h" /* src/core: the objects' internal lock, for queued() */
 #include <weft.h>
 
 #include <pthread.h>
@@ -101,11 +102,16 @@ struct holder {
     _Atomic int release; /* hold < 0: hold until this is set (no timing assumption) */
 };
 /* Someone is queued on q (a mutex's, semaphore's... waiters): the event a test waits for
- * instead of sleeping "long enough" for a waiter to arrive. Reads the list head the
- * waitq code writes under the object's lock; an acquire load is enough for a yes/no. */
-static bool queued(struct weft__waitq *q)
+ * instead of sleeping "long enough" for a waiter to arrive. Reads the list head under the
+ * object's internal lock (`lock`), as the waitq code writes it: a lone atomic load of a
+ * field written plainly was a data race for TSan (reported at every run). */
+static bool queued(uint32_t *lock, struct weft__waitq *q)
 {
-    return __atomic_load_n(&q->head, __ATOMIC_ACQUIRE) != NULL;
+    weft__lock *l = weft__lock_of(lock);
+    weft__lock_acquire(l);
+    bool any = q->head != NULL;
+    weft__lock_release(l);
+    return any;
 }
 
 static void *hold_mutex(void *arg)
@@ -307,7 +313,7 @@ static void test_cond(void)
     weft_task t;
     CHECK_EQ(weft_spawn(&t, hold_mutex, &h), 0); /* blocks on m until our wait releases it */
     WAIT_FOR(atomic_load(&h.trying));
-    WAIT_FOR(queued(&m.waiters)); /* it queued on m: our wait hands m over to it (FIFO) */
+    WAIT_FOR(queued(&m.lock, &m.waiters)); /* it queued on m: our wait hands m over to it (FIFO) */
     t0 = weft_now();
     CHECK_EQ(weft_cond_wait_until(&c, &m, t0 + WEFT_MSEC(10)), WEFT_ETIMEDOUT);
     CHECK_GE(weft_now() - t0, WEFT_MSEC(10));
@@ -451,7 +457,7 @@ static void test_sem(void)
     weft_wg wg = WEFT_WG_INIT;
     struct thr th;
     thr_start(&th, sem_thread_wait, &s, &wg);
-    WAIT_FOR(queued(&s.waiters)); /* the thread sleeps on s: the post below wakes it */
+    WAIT_FOR(queued(&s.lock, &s.waiters)); /* the thread sleeps on s: the post below wakes it */
     CHECK_EQ(weft_sem_post(&s), 0);
     thr_join_all(&th, 1, &wg);
     CHECK_EQ(weft_sem_trywait(&s), WEFT_EAGAIN);
