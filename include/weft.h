@@ -169,14 +169,17 @@ typedef struct weft_config {
  * interleaving, same output, run after run — `scripts/weft-explore ./prog --seeds 10000`
  * runs seeds 1..10000 in parallel, stops at the first failing one and prints the command
  * that replays it. What the mode cannot make deterministic: anything fed from outside weft —
- * fd readiness, blocking-pool jobs, plain threads' calls, signals — arrives at the virtual
+ * fd readiness (weft_wait_fd, the socket calls, libweft-hook's parked libc calls),
+ * blocking-pool jobs, plain threads' calls, signals — arrives at the virtual
  * time it is seen (with fd waits or pool jobs pending the worker waits for them in real
  * time, the virtual clock advancing with it up to the next timer; a plain thread's later
  * call is NOT waited for: the clock may jump timers first); the program's own reads of real
  * time, addresses and other randomness; a second weft_run in the process (coroutine ids go
  * on from the first). Consequences of the model: a loop that yields until weft_now() passes
  * a deadline never ends (sleep instead); code that needs several workers (a coroutine
- * spinning for another to act) hangs; the stall watchdog still uses real time. */
+ * spinning for another to act) hangs; the stall watchdog still uses real time; config.threads,
+ * $WEFT_THREADS, debug migration and narrow mode are ignored. Off (no seed), the mode costs
+ * one predictable branch per scheduling point. */
 
 /* Stack sizes. Stacks are reserved address space, committed page by page as they are
  * touched, with a 64 KiB guard zone below: the default 64 KiB costs one resident page for a
