@@ -46,6 +46,12 @@
 #                       (default "test_fcontext test_coro test_chan"; ones not built are skipped)
 #   WEFT_STAGE_TIMEOUT  seconds one ctest / valgrind / test-aarch64 run may take (default 1800)
 #   WEFT_NO_INSTALL=1   never run apt-get (a missing package then fails the run)
+#
+# The simulation stress tests (*_seeds: tests/test_seeds.sh) run 200 seeds per test in release,
+# segmented, boost and ucontext, 30 in asan and tsan (the build's WEFT_STRESS_SEEDS), and 20 in
+# migrate, contended, narrow and segmented's migrate run (WEFT_STRESS_SEEDS=20 here): a seeded
+# run has one worker, so debug migration and narrow mode do not apply to it and it replays the
+# same interleavings as the stage before — only a smoke run is worth its time there.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -174,7 +180,7 @@ stage_release() {
 
 stage_migrate() {
     build_tree release "${RELEASE_OPTS[@]}" # up to date after the release stage
-    export WEFT_DEBUG_MIGRATE=1
+    export WEFT_DEBUG_MIGRATE=1 WEFT_STRESS_SEEDS=20 # seeded runs: as in release (above)
     log "WEFT_DEBUG_MIGRATE=1"
     run_ctest release
 }
@@ -195,12 +201,12 @@ stage_contended() {
         spinners+=($!)
     done
     log "$n busy loops compete for the CPUs (pids ${spinners[*]})"
-    run_ctest release
+    WEFT_STRESS_SEEDS=20 run_ctest release # seeded runs: as in release (above)
 }
 
 stage_narrow() {
     build_tree release "${RELEASE_OPTS[@]}" # up to date after the release stage
-    export WEFT_NARROW=1
+    export WEFT_NARROW=1 WEFT_STRESS_SEEDS=20 # seeded runs: as in release (above)
     log "WEFT_NARROW=1"
     run_ctest release
 }
@@ -210,7 +216,7 @@ stage_segmented() {
         -DWEFT_SANITIZE= -DWEFT_SEGMENTED_STACKS=ON
     run_ctest segmented
     log "segmented, again with WEFT_DEBUG_MIGRATE=1 (switches on added segments across workers)"
-    WEFT_DEBUG_MIGRATE=1 run_ctest segmented
+    WEFT_DEBUG_MIGRATE=1 WEFT_STRESS_SEEDS=20 run_ctest segmented
 }
 
 stage_boost() {
