@@ -198,11 +198,24 @@ static int time_main(void *arg)
  * The outside world: a blocking-pool job and a plain thread writing an fd, while a timer is
  * pending (the clock may not jump over them). */
 
+/* Real time passing outside weft (a pool job's or a plain thread's work). */
+static void real_nap(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000 * 1000};
+    nanosleep(&ts, NULL);
+}
+
+/* A coroutine that sleeps (intptr_t)arg virtual nanoseconds. */
+static void *virtual_sleeper(void *arg)
+{
+    weft_sleep((int64_t)(intptr_t)arg);
+    return NULL;
+}
+
 static void *slow_job(void *arg)
 {
     (void)arg;
-    struct timespec ts = {0, 20 * 1000 * 1000};
-    nanosleep(&ts, NULL);
+    real_nap(20);
     return (void *)(intptr_t)42;
 }
 
@@ -211,17 +224,9 @@ static int pfd[2];
 static void *writer_thread(void *arg)
 {
     (void)arg;
-    struct timespec ts = {0, 20 * 1000 * 1000};
-    nanosleep(&ts, NULL);
+    real_nap(20);
     ASSERT_EQ(weft_sleep(WEFT_MSEC(5)), 0); /* a plain thread's sleep: in real time */
     ASSERT_EQ(write(pfd[1], "x", 1), 1);
-    return NULL;
-}
-
-static void *far_sleeper(void *arg)
-{
-    (void)arg;
-    weft_sleep(WEFT_SEC(3600));
     return NULL;
 }
 
@@ -229,7 +234,7 @@ static int outside_main(void *arg)
 {
     (void)arg;
     weft_task far;
-    ASSERT_EQ(weft_spawn(&far, far_sleeper, NULL), 0);
+    ASSERT_EQ(weft_spawn(&far, virtual_sleeper, (void *)(intptr_t)WEFT_SEC(3600)), 0);
     void *r = NULL;
     int64_t v0 = weft_now();
     CHECK_EQ(weft_blocking(slow_job, NULL, &r), 0);
@@ -259,15 +264,7 @@ static int outside_main(void *arg)
 static void *long_job(void *arg)
 {
     (void)arg;
-    struct timespec ts = {0, 100 * 1000 * 1000};
-    nanosleep(&ts, NULL);
-    return NULL;
-}
-
-static void *short_sleeper(void *arg)
-{
-    (void)arg;
-    weft_sleep(WEFT_MSEC(1));
+    real_nap(100);
     return NULL;
 }
 
@@ -275,7 +272,7 @@ static int gap_deadlock_main(void *arg)
 {
     (void)arg;
     weft_task t;
-    ASSERT_EQ(weft_spawn(&t, short_sleeper, NULL), 0);
+    ASSERT_EQ(weft_spawn(&t, virtual_sleeper, (void *)(intptr_t)WEFT_MSEC(1)), 0);
     ASSERT_EQ(weft_blocking(long_job, NULL, NULL), 0);
     ASSERT_EQ(weft_join(t, NULL), 0);
     weft_chan *ch;
