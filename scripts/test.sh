@@ -52,6 +52,13 @@
 #   WEFT_TEST_JOBS      parallel build and ctest jobs (default 2)
 #   WEFT_STAGE_TIMEOUT  seconds one workflow / test-aarch64 / fuzz run may take (default 1800)
 #   WEFT_NO_INSTALL=1   never run apt-get (a missing package then fails the run)
+#
+# The simulation stress tests (*_seeds: tests/test_seeds.sh) run 200 seeds per test in release,
+# segmented, boost and ucontext, 30 in asan and tsan (the build's WEFT_STRESS_SEEDS), and 20 in
+# migrate, contended, narrow and segmented's migrate run (WEFT_STRESS_SEEDS=20 in their test
+# presets, CMakePresets.json): a seeded
+# run has one worker, so debug migration and narrow mode do not apply to it and it replays the
+# same interleavings as the stage before — only a smoke run is worth its time there.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

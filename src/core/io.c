@@ -34,6 +34,7 @@
  * never across a switch (glibc's __errno_location is `const`, so a compiler may reuse the
  * address of one thread's errno after the coroutine moved to another thread). */
 #define _GNU_SOURCE
+#include "clock.h"
 #include "fdwait.h"
 #include "load.h"
 #include "looprec.h"
@@ -128,12 +129,14 @@ static WEFT_NOINLINE int sys_fd_cookie(int fd, uint64_t *cookie)
 
 static int poll_thread(int fd, int events, int64_t deadline)
 {
+    /* simulation (clock.h): poll sleeps in real time, as far as the virtual deadline */
+    deadline = weft__clock_to_real(deadline);
     struct pollfd p = {fd, (short)((events & WEFT_READABLE ? POLLIN : 0) |
                                    (events & WEFT_WRITABLE ? POLLOUT : 0)), 0};
     for (;;) {
         int timeout = -1;
         if (deadline != WEFT_FOREVER) {
-            int64_t now = weft_now();
+            int64_t now = weft__clock_real();
             if (deadline <= now)
                 return WEFT_ETIMEDOUT;
             int64_t left = deadline - now;
@@ -146,7 +149,7 @@ static int poll_thread(int fd, int events, int64_t deadline)
             return (p.revents & (POLLIN | POLLHUP | POLLERR) ? WEFT_READABLE : 0) |
                    (p.revents & (POLLOUT | POLLHUP | POLLERR) ? WEFT_WRITABLE : 0);
         }
-        if (n == 0 && deadline != WEFT_FOREVER && weft_now() >= deadline)
+        if (n == 0 && deadline != WEFT_FOREVER && weft__clock_real() >= deadline)
             return WEFT_ETIMEDOUT;
     }
 }
