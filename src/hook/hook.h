@@ -26,6 +26,10 @@
 
 #include <weft.h>
 
+#include "../core/hookabi.h"
+
+#include <errno.h>
+
 #include <poll.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -108,11 +112,14 @@ extern int (*_Atomic weft__real_ioctl)(int fd, unsigned long req, ...);
  * to call from any thread). */
 #define REAL(name) (atomic_load_explicit(&weft__real_##name, memory_order_relaxed))
 
-/* ---- where we are (park.c) ------------------------------------------------------------------ */
-/* True in a coroutine: the only test on every hooked call's fast path. */
+/* ---- where we are ----------------------------------------------------------------------------
+ * True in a coroutine whose calls may park: the only test on every hooked call's fast path.
+ * On a plain thread one load of libweft's thread-local worker pointer and one branch
+ * (src/core/hookabi.h); on a worker's thread a call into libweft for the rest (a coroutine
+ * running, weft_hook_disable not in force). */
 static inline bool weft__hook_coro(void)
 {
-    return weft_self_id() != 0;
+    return weft__tls_worker != NULL && weft__hook_target();
 }
 
 /* errno of the calling thread, read / written out of line (see the file header). */
@@ -205,17 +212,16 @@ struct weft__hook_call {
     socklen_t addrlen_in; /* sendto */
     int caller_errno;     /* errno before libc's call (weft__hook_caller_errno) */
 };
-/* errno as the caller left it, for a call that may park: a coroutine's call on a descriptor
- * that parks (e non-NULL) read before libc's first attempt, so that a call that succeeds
- * after an EAGAIN and a park leaves errno as libc leaves it on success — untouched — rather
- * than that EAGAIN, or what other coroutines of the thread set meanwhile (OpenSSL reads
- * errno after a read returned 0, the peer's close, and took a left-over EAGAIN for "retry":
- * SSL_read said SSL_ERROR_WANT_READ on a blocking socket; test_hook_openssl). Plain threads
- * pay nothing: their retries after libc's poll (a descriptor a coroutine used first) still
- * leave the EAGAIN. */
-static inline int weft__hook_caller_errno(const struct weft__hook_fd *e)
+/* errno as the caller left it, read at a hooked call's entry (before anything can park, so
+ * the inline read is of the calling thread's errno), on plain threads too: a call that
+ * succeeds after an EAGAIN and a wait (a park, or libc's poll on a plain thread) leaves errno
+ * as libc's blocking call leaves it on success — untouched — rather than that EAGAIN, or what
+ * other coroutines of the thread set while this one was parked (OpenSSL reads errno after a
+ * read returned 0, the peer's close, and took a left-over EAGAIN for "retry": SSL_read said
+ * SSL_ERROR_WANT_READ on a blocking socket; test_hook_openssl, test_hook_errno). */
+static inline int weft__hook_caller_errno(void)
 {
-    return e ? weft__hook_errno() : 0;
+    return errno;
 }
 /* What follows a first attempt `first` that did not finish the call (an error, a short write,
  * a MSG_WAITALL recv short of len): with `e` (a coroutine on a descriptor that parks, from
@@ -231,8 +237,9 @@ ssize_t weft__hook_transfer(struct weft__hook_call *c, ssize_t first, struct wef
 extern __thread unsigned weft__hook_probe_hits;
 
 /* ---- poll (poll.c) ------------------------------------------------------------------------- */
-/* A coroutine's poll: parks until one of fds is ready or the deadline passes. */
-int weft__hook_poll(struct pollfd *fds, nfds_t n, int64_t deadline);
+/* A coroutine's poll: parks until one of fds is ready or the deadline passes; on success
+ * errno is `caller_errno` (the caller's, read at its entry). */
+int weft__hook_poll(struct pollfd *fds, nfds_t n, int64_t deadline, int caller_errno);
 
 /* ---- glibc's _FORTIFY_SOURCE entry points (no header declares them) ----------------------- */
 ssize_t __read_chk(int fd, void *buf, size_t n, size_t buflen);

@@ -194,7 +194,7 @@ ssize_t weft__hook_transfer(struct weft__hook_call *c, ssize_t first, struct wef
         free(cp.iov);
         weft__hook_set_errno(err);
     }
-    if (coro && ret >= 0)
+    if (ret >= 0)
         weft__hook_set_errno(c->caller_errno); /* untouched on success (hook.h) */
     return ret;
 }
@@ -212,7 +212,7 @@ static inline struct weft__hook_fd *parks(int fd)
 static inline ssize_t hook_read(int fd, void *buf, size_t n)
 {
     struct weft__hook_fd *e = parks(fd);
-    int ce = weft__hook_caller_errno(e);
+    int ce = weft__hook_caller_errno();
     ssize_t r = REAL(read)(fd, buf, n);
     if (WEFT_HOOK_LIKELY(r >= 0))
         return r;
@@ -236,7 +236,7 @@ WEFT_HOOK_API ssize_t __read_chk(int fd, void *buf, size_t n, size_t buflen)
 WEFT_HOOK_API ssize_t write(int fd, const void *buf, size_t n)
 {
     struct weft__hook_fd *e = parks(fd);
-    int ce = weft__hook_caller_errno(e);
+    int ce = weft__hook_caller_errno();
     ssize_t r = REAL(write)(fd, buf, n);
     if (WEFT_HOOK_LIKELY(r == (ssize_t)n))
         return r;
@@ -248,7 +248,7 @@ WEFT_HOOK_API ssize_t write(int fd, const void *buf, size_t n)
 WEFT_HOOK_API ssize_t readv(int fd, const struct iovec *iov, int cnt)
 {
     struct weft__hook_fd *e = parks(fd);
-    int ce = weft__hook_caller_errno(e);
+    int ce = weft__hook_caller_errno();
     ssize_t r = REAL(readv)(fd, iov, cnt);
     if (WEFT_HOOK_LIKELY(r >= 0))
         return r;
@@ -260,7 +260,7 @@ WEFT_HOOK_API ssize_t readv(int fd, const struct iovec *iov, int cnt)
 WEFT_HOOK_API ssize_t writev(int fd, const struct iovec *iov, int cnt)
 {
     struct weft__hook_fd *e = parks(fd);
-    int ce = weft__hook_caller_errno(e);
+    int ce = weft__hook_caller_errno();
     ssize_t r = REAL(writev)(fd, iov, cnt);
     if (WEFT_HOOK_LIKELY(r >= 0 && (size_t)r == iov_total(iov, cnt)))
         return r;
@@ -273,7 +273,7 @@ static inline ssize_t hook_recvfrom(int fd, void *buf, size_t n, int fl, struct 
                                     socklen_t *al)
 {
     struct weft__hook_fd *e = parks(fd);
-    int ce = weft__hook_caller_errno(e);
+    int ce = weft__hook_caller_errno();
     ssize_t r = REAL(recvfrom)(fd, buf, n, fl, a, al);
     if (WEFT_HOOK_LIKELY(r >= 0 && (!(fl & MSG_WAITALL) || (size_t)r == n || r == 0)))
         return r;
@@ -311,7 +311,7 @@ WEFT_HOOK_API ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen,
 WEFT_HOOK_API ssize_t recvmsg(int fd, struct msghdr *m, int fl)
 {
     struct weft__hook_fd *e = parks(fd);
-    int ce = weft__hook_caller_errno(e);
+    int ce = weft__hook_caller_errno();
     ssize_t r = REAL(recvmsg)(fd, m, fl);
     if (WEFT_HOOK_LIKELY(r >= 0))
         return r;
@@ -324,7 +324,7 @@ static inline ssize_t hook_sendto(int fd, const void *buf, size_t n, int fl,
                                   const struct sockaddr *a, socklen_t al)
 {
     struct weft__hook_fd *e = parks(fd);
-    int ce = weft__hook_caller_errno(e);
+    int ce = weft__hook_caller_errno();
     ssize_t r = REAL(sendto)(fd, buf, n, fl, a, al);
     if (WEFT_HOOK_LIKELY(r == (ssize_t)n))
         return r;
@@ -348,7 +348,7 @@ WEFT_HOOK_API ssize_t sendto(int fd, const void *buf, size_t n, int fl, const st
 WEFT_HOOK_API ssize_t sendmsg(int fd, const struct msghdr *m, int fl)
 {
     struct weft__hook_fd *e = parks(fd);
-    int ce = weft__hook_caller_errno(e);
+    int ce = weft__hook_caller_errno();
     ssize_t r = REAL(sendmsg)(fd, m, fl);
     if (WEFT_HOOK_LIKELY(r >= 0 && (size_t)r == iov_total(m->msg_iov, (int)m->msg_iovlen)))
         return r;
