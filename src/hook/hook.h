@@ -185,9 +185,21 @@ static inline struct weft__hook_fd *weft__hook_fd_parks(int fd)
     }
     return weft__hook_fd_parks_slow(fd);
 }
-/* The same test without learning (any thread): a managed descriptor the program sees as
- * blocking. */
-bool weft__hook_fd_parks_known(int fd);
+/* The same test without learning (any thread; inline: the plain-thread fast path's): a
+ * managed descriptor the program sees as blocking. */
+static inline bool weft__hook_fd_parks_known(int fd)
+{
+    if ((unsigned)fd >= (unsigned)WEFT_HOOK_NCHUNKS << WEFT_HOOK_CHUNK_BITS)
+        return false;
+    struct weft__hook_fd *c = atomic_load_explicit(
+        &weft__hook_chunks[fd >> WEFT_HOOK_CHUNK_BITS], memory_order_acquire);
+    if (WEFT_HOOK_LIKELY(c == NULL))
+        return false;
+    uint32_t f = atomic_load_explicit(&c[fd & ((1 << WEFT_HOOK_CHUNK_BITS) - 1)].flags,
+                                      memory_order_relaxed);
+    return (f & (WEFT_HOOK_FD_KNOWN | WEFT_HOOK_FD_MANAGED | WEFT_HOOK_FD_USER_NB)) ==
+           (WEFT_HOOK_FD_KNOWN | WEFT_HOOK_FD_MANAGED);
+}
 /* A new descriptor at this number (socket, accept, close...): forget it; `flags` start it. */
 void weft__hook_fd_reset(int fd, uint32_t flags);
 /* `to` is a duplicate of `from` (dup, dup2, dup3, F_DUPFD). */
