@@ -16,6 +16,7 @@
 #define WEFT_HOOKABI_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 struct weft__worker;
 
@@ -31,5 +32,10 @@ __attribute__((visibility("default"))) int weft__hook_target(void);
  * outside a coroutine, WEFT_ESTATE for an enable without a disable. The depth is the
  * coroutine's own (struct weft__coro hook_off), read and written only by it. */
 __attribute__((visibility("default"))) int weft__hook_off_add(int delta);
+
+/* io.c's (floor 4): weft_wait_fd for a caller whose last call on fd answered EAGAIN or
+ * EINPROGRESS, so fd is open and not asked about again (fdwait.h). */
+__attribute__((visibility("default"))) int weft__wait_fd_open(int fd, int events,
+                                                              int64_t deadline);
 
 #endif

@@ -127,7 +127,8 @@ int weft__hook_errno(void);
 void weft__hook_set_errno(int e);
 
 /* Park the calling coroutine until fd has `events` (WEFT_READABLE/WEFT_WRITABLE) or the
- * deadline passes, pinned to its worker (the affinity rule). Returns > 0 (ready), or -errno
+ * deadline passes, pinned to its worker (the affinity rule). fd must be open: every caller
+ * just had EAGAIN, EINPROGRESS or a poll's 0 from it (weft__wait_fd_open: not asked again). Returns > 0 (ready), or -errno
  * to report: -EAGAIN for the deadline (libc's answer to an SO_*TIMEO expiry), -ECANCELED for
  * a cancelled coroutine, -EBADF... When weft cannot park (no timer record: WEFT_ENOMEM) the
  * thread blocks in libc's poll instead, as it would without the hook. */
