@@ -64,7 +64,8 @@ WEFT_EXTERN int weft_hook_active(void);
  * behaves as a blocking one: the call waits in libc's poll). For code that must not park
  * between two calls (it holds a pthread mutex across its I/O: the hazard above) or that
  * measures libc itself. Other coroutines are not affected; the setting is the coroutine's
- * own and moves with it. Costs nothing on the calls' fast path (the test they make anyway).
+ * own and moves with it (a coroutine starts with its hooks on, whatever its spawner's).
+ * Costs nothing on the calls' fast path (the test they make anyway).
  * Returns 0, or WEFT_ENOTCORO outside a coroutine. */
 WEFT_EXTERN int weft_hook_disable(void);
 /* Undo one weft_hook_disable of the calling coroutine: 0, WEFT_ENOTCORO outside a coroutine,
