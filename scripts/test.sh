@@ -352,8 +352,12 @@ check_package() {
         gdb -nx -batch -x "$py" -ex 'help weft' 2>&1 | grep 'weft workers' >/dev/null ||
             { log "package: gdb cannot load ${py#"$root"}"; return 1; }
     fi
-    # man pages: every exported function has one (tests/test_man.sh), and man shows them.
-    bash tests/test_man.sh "$real" "$root/usr/share/man"
+    # man pages: every function the libraries export has one (tests/test_man.sh; libweft-hook's
+    # too, when the package has it), and man shows them.
+    local hook libs=$real
+    hook=$(find "$root" -name libweft-hook.so -path '*/lib*' | head -1)
+    [ -z "$hook" ] || libs=$real:$(readlink -f "$hook")
+    bash tests/test_man.sh "$libs" "$root/usr/share/man"
     local page
     page=$(MANPATH=$root/usr/share/man MANWIDTH=80 man weft_chan_send 2>&1) || true
     grep -q 'weft_chan_send' <<<"$page" && grep -q 'DESCRIPTION' <<<"$page" ||
