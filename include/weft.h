@@ -120,7 +120,10 @@ typedef struct weft_config {
                               100; -1: off */
     int deadlock;          /* the deadlock report (below): 0: on unless $WEFT_DEADLOCK=0;
                               1: on; -1: off */
-    uint64_t reserved[11]; /* must be zero: room for later fields (README "Versions and ABI") */
+    uint64_t seed;         /* deterministic simulation (below) with this seed; 0: $WEFT_SEED
+                              (1..2^64-1), else off. Simulation runs one worker (`threads` is
+                              ignored) */
+    uint64_t reserved[10]; /* must be zero: room for later fields (README "Versions and ABI") */
 } weft_config;
 
 /* Hangs that say why.
@@ -153,7 +156,30 @@ typedef struct weft_config {
  * poll, sem_wait: see signal(7)) returns EINTR in the stalled coroutine. At most one report
  * per worker per second (the next says how many went unreported); a stall of two thresholds
  * or more ends with "weft: stall: worker 1 switched again after N ms". Threshold:
- * config.stall_ms, $WEFT_STALL_MS (milliseconds; 0 or -1: off), default 100 ms. */
+ * config.stall_ms, $WEFT_STALL_MS (milliseconds; 0 or -1: off), default 100 ms.
+ *
+ * Deterministic simulation (FoundationDB's idea, Go's testing/synctest clock). With a seed
+ * (config.seed, or $WEFT_SEED=N, N >= 1) weft_run runs ONE worker, and at every scheduling
+ * point (yield, park, exit, the scheduler) the next coroutine is drawn from all runnable ones
+ * by a generator seeded with N; a yielding coroutine may be drawn to go on; select's random
+ * case order uses it too. weft_now() is a virtual clock: it starts at a fixed value, stands
+ * still while anything is runnable and, when nothing is, jumps to the earliest timer (sleeps,
+ * deadlines, tickers), so weft_sleep(WEFT_SEC(10)) returns at once, exactly ten virtual
+ * seconds later. A program that only uses weft replays exactly: same seed, same
+ * interleaving, same output, run after run — `scripts/weft-explore ./prog --seeds 10000`
+ * runs seeds 1..10000 in parallel, stops at the first failing one and prints the command
+ * that replays it. What the mode cannot make deterministic: anything fed from outside weft —
+ * fd readiness (weft_wait_fd, the socket calls, libweft-hook's parked libc calls),
+ * blocking-pool jobs, plain threads' calls, signals — arrives at the virtual
+ * time it is seen (with fd waits or pool jobs pending the worker waits for them in real
+ * time, the virtual clock advancing with it up to the next timer; a plain thread's later
+ * call is NOT waited for: the clock may jump timers first); the program's own reads of real
+ * time, addresses and other randomness; a second weft_run in the process (coroutine ids go
+ * on from the first). Consequences of the model: a loop that yields until weft_now() passes
+ * a deadline never ends (sleep instead); code that needs several workers (a coroutine
+ * spinning for another to act) hangs; the stall watchdog still uses real time; config.threads,
+ * $WEFT_THREADS, debug migration and narrow mode are ignored. Off (no seed), the mode costs
+ * one predictable branch per scheduling point. */
 
 /* Stack sizes. Stacks are reserved address space, committed page by page as they are
  * touched, with a 64 KiB guard zone below: the default 64 KiB costs one resident page for a

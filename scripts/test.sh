@@ -52,6 +52,13 @@
 #   WEFT_TEST_JOBS      parallel build and ctest jobs (default 2)
 #   WEFT_STAGE_TIMEOUT  seconds one workflow / test-aarch64 / fuzz run may take (default 1800)
 #   WEFT_NO_INSTALL=1   never run apt-get (a missing package then fails the run)
+#
+# The simulation stress tests (*_seeds: tests/test_seeds.sh) run 200 seeds per test in release,
+# segmented, boost and ucontext, 30 in asan and tsan (the build's WEFT_STRESS_SEEDS), and 20 in
+# migrate, contended, narrow and segmented's migrate run (WEFT_STRESS_SEEDS=20 in their test
+# presets, CMakePresets.json): a seeded
+# run has one worker, so debug migration and narrow mode do not apply to it and it replays the
+# same interleavings as the stage before — only a smoke run is worth its time there.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -345,8 +352,12 @@ check_package() {
         gdb -nx -batch -x "$py" -ex 'help weft' 2>&1 | grep 'weft workers' >/dev/null ||
             { log "package: gdb cannot load ${py#"$root"}"; return 1; }
     fi
-    # man pages: every exported function has one (tests/test_man.sh), and man shows them.
-    bash tests/test_man.sh "$real" "$root/usr/share/man"
+    # man pages: every function the libraries export has one (tests/test_man.sh; libweft-hook's
+    # too, when the package has it), and man shows them.
+    local hook libs=$real
+    hook=$(find "$root" -name libweft-hook.so -path '*/lib*' | head -1)
+    [ -z "$hook" ] || libs=$real:$(readlink -f "$hook")
+    bash tests/test_man.sh "$libs" "$root/usr/share/man"
     local page
     page=$(MANPATH=$root/usr/share/man MANWIDTH=80 man weft_chan_send 2>&1) || true
     grep -q 'weft_chan_send' <<<"$page" && grep -q 'DESCRIPTION' <<<"$page" ||

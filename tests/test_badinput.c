@@ -1053,10 +1053,11 @@ static void section_sync(void)
     CHECK_EQ(weft_wg_wait(&wg), 0);
     CHECK_EQ(weft_wg_wait_until(&wg, INT64_MIN), 0);
     CHECK_EQ(weft_wg_done(&wg), WEFT_EINVAL);
-    CHECK_EQ(weft_wg_add(&wg, INT64_MAX), 0); /* the largest count */
-    CHECK_EQ(weft_wg_add(&wg, 1), WEFT_EINVAL);  /* beyond it */
+    CHECK_EQ(weft_wg_add(&wg, WEFT_WG_MAX), 0); /* the largest count */
+    CHECK_EQ(weft_wg_add(&wg, 1), WEFT_EINVAL);    /* beyond it */
     CHECK_EQ(weft_wg_add(&wg, INT64_MAX), WEFT_EINVAL);
-    CHECK_EQ(weft_wg_add(&wg, -INT64_MAX), 0);
+    CHECK_EQ(weft_wg_add(&wg, -WEFT_WG_MAX), 0);
+    CHECK_EQ(weft_wg_add(&wg, INT64_MAX), WEFT_EINVAL); /* from zero too */
     CHECK_EQ(weft_wg_wait_until(&wg, 0), 0);
 
     /* once */

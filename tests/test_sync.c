@@ -8,6 +8,7 @@
 #include <weft.h>
 
 #include <pthread.h>
+#include <stdlib.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -541,6 +542,44 @@ static void test_wg(void)
     }
 }
 
+/* A wait group freed as soon as its wait returned, while the last Done is still returning:
+ * the Done must not touch the group once the count it published lets the waiter go (the
+ * waiter's fast path sees 0 without the lock). ASan names a use after free otherwise. A
+ * plain thread does every Done, racing the coroutine's wait on every round. */
+static _Atomic(weft_wg *) wg_slot;
+static _Atomic int wg_rounds_done;
+static void *wg_free_doner(void *arg)
+{
+    long n = (long)(intptr_t)arg;
+    for (long i = 0; i < n; i++) {
+        weft_wg *wg;
+        while (!(wg = atomic_exchange(&wg_slot, NULL)))
+            sched_yield();
+        ASSERT_EQ(weft_wg_done(wg), 0);
+        atomic_fetch_add(&wg_rounds_done, 1);
+    }
+    return NULL;
+}
+
+static void test_wg_free_after_wait(void)
+{
+    long n = ops_scaled(20000);
+    atomic_store(&wg_rounds_done, 0);
+    pthread_t th;
+    ASSERT_EQ(pthread_create(&th, NULL, wg_free_doner, (void *)(intptr_t)n), 0);
+    for (long i = 0; i < n; i++) {
+        weft_wg *wg = malloc(sizeof *wg);
+        ASSERT(wg);
+        ASSERT_EQ(weft_wg_init(wg), 0);
+        ASSERT_EQ(weft_wg_add(wg, 1), 0);
+        atomic_store(&wg_slot, wg);
+        ASSERT_EQ(weft_wg_wait(wg), 0);
+        free(wg); /* the wait returned: the group is ours to free */
+    }
+    ASSERT_EQ(pthread_join(th, NULL), 0);
+    CHECK_EQ(atomic_load(&wg_rounds_done), n);
+}
+
 /* ------------------------------------------------------------------------------------------
  * Once. */
 
@@ -701,6 +740,7 @@ static int app(void *arg)
     test_cond();
     test_sem();
     test_wg();
+    test_wg_free_after_wait();
     test_once();
     test_threads();
     return 0;

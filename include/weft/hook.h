@@ -11,7 +11,8 @@
  * Without it weft behaves exactly as before.
  *
  * Outside a coroutine (a plain thread, the blocking pool's threads, before weft_run) every
- * hooked function is libc's, after one test. In a coroutine:
+ * hooked function is libc's, after one test (a thread-local load and a branch). In a
+ * coroutine (unless weft_hook_disable, below):
  *  - a socket, or a pipe made by pipe()/pipe2(), that the program sees as blocking parks the
  *    coroutine (not the worker) where libc would block the thread; its real O_NONBLOCK is
  *    set at its first use in a coroutine, and fcntl(F_GETFL) / ioctl(FIONBIO) keep showing
@@ -25,11 +26,13 @@
  *    a regular file blocks the worker for the disk's time (use weft_blocking for slow disks);
  *  - poll/ppoll/select park until a descriptor is ready or the timeout passes; sleeps park;
  *    name resolution runs on the blocking pool (glibc's resolver is not interposable);
- *  - errno is set as libc sets it, on the thread where the call returns;
+ *  - errno is exactly libc's, on the thread where the call returns: left as the caller had
+ *    it when the call succeeds (also after it parked, or waited in libc's poll on a plain
+ *    thread, and while other coroutines of the thread set errno), libc's error otherwise;
  *  - a cancelled coroutine (weft_cancel) whose call has to wait fails with errno ECANCELED
  *    (clock_nanosleep and gethostbyname_r return it; getaddrinfo returns EAI_SYSTEM with
- *    errno ECANCELED; sleep returns the seconds left); a call that completes without waiting
- *    succeeds.
+ *    errno ECANCELED; sleep returns the seconds left, errno ECANCELED); a call that completes
+ *    without waiting succeeds.
  *
  * Affinity rule: a coroutine parked inside a hooked call resumes on the worker it parked on
  * (the park is pinned), so a library call built of hooked calls (SSL_read, PQexec,
@@ -54,6 +57,20 @@ extern "C" {
  * preloaded, and nothing before it in the lookup order stops the call from reaching it),
  * else 0. Callable from any thread. Leaves errno as it was. */
 WEFT_EXTERN int weft_hook_active(void);
+
+/* Turn the hooks off for the calling coroutine until the matching weft_hook_enable (calls
+ * nest): its hooked calls then behave as on a plain thread — libc's, blocking the worker
+ * where libc blocks (a descriptor the hook already made non-blocking underneath still
+ * behaves as a blocking one: the call waits in libc's poll). For code that must not park
+ * between two calls (it holds a pthread mutex across its I/O: the hazard above) or that
+ * measures libc itself. Other coroutines are not affected; the setting is the coroutine's
+ * own and moves with it (a coroutine starts with its hooks on, whatever its spawner's).
+ * Costs nothing on the calls' fast path (the test they make anyway).
+ * Returns 0, or WEFT_ENOTCORO outside a coroutine. */
+WEFT_EXTERN int weft_hook_disable(void);
+/* Undo one weft_hook_disable of the calling coroutine: 0, WEFT_ENOTCORO outside a coroutine,
+ * WEFT_ESTATE when its hooks are not disabled. */
+WEFT_EXTERN int weft_hook_enable(void);
 
 #ifdef __cplusplus
 }

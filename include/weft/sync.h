@@ -79,7 +79,10 @@ typedef struct weft_wg {
 /* Initialise a wait group at zero (or use WEFT_WG_INIT). 0, WEFT_EINVAL (NULL). */
 WEFT_EXTERN int weft_wg_init(weft_wg *wg);
 /* Add delta (may be negative) to the counter; done is add -1. Reaching zero wakes the
- * waiters. 0, WEFT_EINVAL (NULL, or the counter would go negative: it is left unchanged). */
+ * waiters. 0, WEFT_EINVAL (NULL, or the counter would go negative or above WEFT_WG_MAX: it
+ * is left unchanged). A group may be freed as soon as a wait on it returned, even while the
+ * Done that released it is still returning (it no longer touches the group then). */
+#define WEFT_WG_MAX (((int64_t)1 << 62) - 1)
 WEFT_EXTERN int weft_wg_add(weft_wg *wg, int64_t delta);
 WEFT_EXTERN int weft_wg_done(weft_wg *wg);
 /* Wait until the counter is zero. 0, WEFT_ETIMEDOUT, WEFT_ECANCELED, WEFT_EINVAL. */

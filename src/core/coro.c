@@ -107,6 +107,7 @@ struct weft__coro *weft__coro_alloc(struct weft__coro_cache *c)
     co->shield = 0;
     co->pin = 0;
     co->home = NULL;
+    co->hook_off = 0;
     co->result = NULL;
     atomic_store_explicit(&co->refs, 2, memory_order_relaxed);
     /* A holder of a stale handle (weft_cancel/join/detach) may be inside co->lock right now,

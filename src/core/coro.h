@@ -102,6 +102,7 @@ struct weft__coro {
     int shield;               /* shield depth (weft_shield_begin nests); touched only by co */
     int pin;                  /* pin depth (weft_pin nests); touched only by co itself */
     struct weft__worker *home;/* pinned: the worker it must run on */
+    int hook_off;             /* weft_hook_disable depth (hookabi.h); touched only by co */
     weft_fn fn;
     void *arg;
     void *result;

@@ -19,6 +19,9 @@ static inline struct weft__coro *weft__io_self(void)
 int weft__fd_set_nonblock(int fd);
 /* A socket weft just made, non-blocking: the hints say so (whatever the number was). */
 void weft__fd_new_socket(int fd);
+/* weft_wait_fd for a caller whose last system call on fd answered EAGAIN or EINPROGRESS.
+ * Exported for libweft-hook too (hookabi.h). */
+int weft__wait_fd_open(int fd, int events, int64_t deadline);
 /* A worker's fd-seen table, freed at teardown by run.c (before weft__worker_destroy). */
 void weft__io_cache_free(struct weft__worker *w);
 

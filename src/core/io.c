@@ -34,7 +34,9 @@
  * never across a switch (glibc's __errno_location is `const`, so a compiler may reuse the
  * address of one thread's errno after the coroutine moved to another thread). */
 #define _GNU_SOURCE
+#include "clock.h"
 #include "fdwait.h"
+#include "hookabi.h"
 #include "load.h"
 #include "looprec.h"
 #include "scheduler.h"
@@ -128,12 +130,14 @@ static WEFT_NOINLINE int sys_fd_cookie(int fd, uint64_t *cookie)
 
 static int poll_thread(int fd, int events, int64_t deadline)
 {
+    /* simulation (clock.h): poll sleeps in real time, as far as the virtual deadline */
+    deadline = weft__clock_to_real(deadline);
     struct pollfd p = {fd, (short)((events & WEFT_READABLE ? POLLIN : 0) |
                                    (events & WEFT_WRITABLE ? POLLOUT : 0)), 0};
     for (;;) {
         int timeout = -1;
         if (deadline != WEFT_FOREVER) {
-            int64_t now = weft_now();
+            int64_t now = weft__clock_real();
             if (deadline <= now)
                 return WEFT_ETIMEDOUT;
             int64_t left = deadline - now;
@@ -146,13 +150,19 @@ static int poll_thread(int fd, int events, int64_t deadline)
             return (p.revents & (POLLIN | POLLHUP | POLLERR) ? WEFT_READABLE : 0) |
                    (p.revents & (POLLOUT | POLLHUP | POLLERR) ? WEFT_WRITABLE : 0);
         }
-        if (n == 0 && deadline != WEFT_FOREVER && weft_now() >= deadline)
+        if (n == 0 && deadline != WEFT_FOREVER && weft__clock_real() >= deadline)
             return WEFT_ETIMEDOUT;
     }
 }
 
-int weft_wait_fd(int fd, int events, int64_t deadline)
+/* known_open: the caller's last system call on fd just answered EAGAIN/EINPROGRESS, so fd is
+ * open. The wait still asks the kernel (sys_fd_cookie): the answer is the socket's identity,
+ * which decides whether the registration can be kept (same_file_as_before), not only
+ * whether fd is open; the flag is the callers' statement, kept for a wait that will not need
+ * the cookie. */
+static int wait_fd(int fd, int events, int64_t deadline, bool known_open)
 {
+    (void)known_open;
     if (fd < 0 || !(events & (WEFT_READABLE | WEFT_WRITABLE)) ||
         (events & ~(WEFT_READABLE | WEFT_WRITABLE)))
         return WEFT_EINVAL;
@@ -190,6 +200,16 @@ int weft_wait_fd(int fd, int events, int64_t deadline)
     int res = weft__park_until(deadline, NULL, NULL);
     weft__looprec_release(r); /* wherever we resumed: the record goes back to its owner */
     return res;
+}
+
+int weft_wait_fd(int fd, int events, int64_t deadline)
+{
+    return wait_fd(fd, events, deadline, false);
+}
+
+int weft__wait_fd_open(int fd, int events, int64_t deadline)
+{
+    return wait_fd(fd, events, deadline, true);
 }
 
 /* ---- per-descriptor hints ---------------------------------------------------------------- */
@@ -393,7 +413,7 @@ static ssize_t transfer(int fd, void *buf, size_t len, int64_t deadline, bool wr
             continue;
         if (n != -EAGAIN && n != -EWOULDBLOCK)
             return n;
-        if ((r = weft_wait_fd(fd, writing ? WEFT_WRITABLE : WEFT_READABLE, deadline)) < 0)
+        if ((r = weft__wait_fd_open(fd, writing ? WEFT_WRITABLE : WEFT_READABLE, deadline)) < 0)
             return r;
     }
 }

@@ -21,6 +21,7 @@
 #ifndef WEFT_LOOPREC_H
 #define WEFT_LOOPREC_H
 
+#include "sim.h"
 #include "waker.h"
 #include "worker.h"
 
@@ -39,6 +40,7 @@ struct weft__looprec {
     struct weft__worker *owner;
     weft__looprec_stop_fn stop; /* the kind's, set by weft__looprec_take */
     int64_t deadline;       /* timer records: the absolute deadline */
+    struct weft__sim_timer sim; /* timer records in a simulated run (sim.h): the virtual timer */
     struct weft__looprec *next_free;
 };
 

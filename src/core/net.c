@@ -44,7 +44,7 @@ int weft_accept(int fd, struct sockaddr *addr, socklen_t *len, int64_t deadline)
             continue;
         if (c != -EAGAIN && c != -EWOULDBLOCK)
             return c;
-        if ((r = weft_wait_fd(fd, WEFT_READABLE, deadline)) < 0)
+        if ((r = weft__wait_fd_open(fd, WEFT_READABLE, deadline)) < 0) /* accept: EAGAIN */
             return r;
     }
 }
@@ -73,7 +73,7 @@ int weft_connect(int fd, const struct sockaddr *addr, socklen_t len, int64_t dea
     r = sys_connect(fd, addr, len);
     if (r == 0 || (r != -EINPROGRESS && r != -EINTR))
         return r;
-    if ((r = weft_wait_fd(fd, WEFT_WRITABLE, deadline)) < 0)
+    if ((r = weft__wait_fd_open(fd, WEFT_WRITABLE, deadline)) < 0) /* EINPROGRESS: open */
         return r;
     return sys_sockerr(fd);
 }

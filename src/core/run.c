@@ -35,6 +35,7 @@
 #include "guard.h"
 #include "hang.h"
 #include "scheduler.h"
+#include "sim.h"
 #include "task.h"
 #include "timer.h"
 #include "trace.h"
@@ -154,6 +155,16 @@ static size_t env_stack_size(void)
     return weft__stack_round((size_t)n);
 }
 
+/* The simulation's probe (sim.h weft__sim_start): blocking-pool jobs are queued or running,
+ * so an event from outside weft is on its way (the worker, idle, waits for it in real time
+ * rather than jumping the virtual clock). Worker thread, when nothing is runnable. */
+static bool pool_busy(void)
+{
+    int queued, threads, busy;
+    weft__blocking_depth(&queued, &threads, &busy);
+    return queued > 0 || busy > 0;
+}
+
 int weft_run(int (*main)(void *), void *arg, const weft_config *config)
 {
     if (!main)
@@ -186,7 +197,8 @@ int weft_run(int (*main)(void *), void *arg, const weft_config *config)
         return WEFT_ENOMEM;
     }
 
-    int nthreads = cfg.threads;
+    uint64_t seed = weft__sim_seed(cfg.seed); /* simulation (sim.h): one worker */
+    int nthreads = seed ? 1 : cfg.threads;
     if (!nthreads)
         nthreads = env_int("WEFT_THREADS", 0);
     if (!nthreads) {
@@ -224,6 +236,9 @@ int weft_run(int (*main)(void *), void *arg, const weft_config *config)
         rt->workers[i]->debug_migrate = rt->debug_migrate;
         rt->workers[i]->stacks.size = rt->stack_size; /* its cache keeps the default size */
     }
+    if (seed && (ret = weft__sim_start(seed, pool_busy)) != 0)
+        goto out;
+    ret = WEFT_ENOMEM;
     atomic_fetch_add(&weft__run_epoch, 1);
     weft__rt = rt;
     weft__guard_install();
@@ -310,6 +325,8 @@ out:
      * recognisably stale (chan.c forgets them; see worker.h). */
     atomic_fetch_add(&weft__run_epoch, 1);
     weft__stack_release_all();
+    if (seed)
+        weft__sim_stop(); /* the clock is real again */
     free(rt->workers);
     free(rt->idle_list);
     free(rt->load_idle);

@@ -65,6 +65,7 @@
 #include "idle.h"
 #include "load.h"
 #include "sanitizer.h"
+#include "sim.h"
 #include "trace.h"
 
 #include <pthread.h>
@@ -470,7 +471,10 @@ static void switch_away(struct weft__worker *w, struct weft__coro *co, struct we
                         bool dying)
 {
     overflow_check(co);
-    struct weft__coro *next = pick_local(w);
+    /* Simulation (sim.h): a seeded choice. One relaxed load and a predictable branch when
+     * off, the only one on this path (yield tests it once too, before its own pick). */
+    struct weft__coro *next =
+        WEFT_UNLIKELY(weft__sim_on()) ? weft__sim_pick(w, NULL) : pick_local(w);
     switch_to(w, next, s, dying);
 }
 
@@ -502,7 +506,13 @@ int weft__yield(void)
     s.after = after_yield;
     s.from = co;
     s.deep = false;
-    if (!w->debug_migrate) {
+    if (WEFT_UNLIKELY(weft__sim_on())) {
+        /* Simulation (sim.h): the caller is one of the candidates; NULL: via the scheduler. */
+        struct weft__coro *next = weft__sim_pick(w, co);
+        if (next == co)
+            return 0;
+        switch_to(w, next, &s, false);
+    } else if (!w->debug_migrate) {
         struct weft__coro *next = pick_local(w);
         if (!next && !weft__runq_nonempty(&w->rq) && !w->tick_due &&
             !weft__globalq_nonempty(&weft__rt->global) &&
@@ -606,6 +616,14 @@ static struct weft__coro *find_work(struct weft__worker *w)
         if (WEFT_UNLIKELY(weft__stack_short()))
             weft__stack_cache_drain(&w->stacks); /* stack.c "Running short" */
         struct weft__coro *co;
+        if (WEFT_UNLIKELY(weft__sim_on())) { /* simulation (sim.h): one worker, virtual time */
+            bool sleep;
+            if ((co = weft__sim_next(w, &sleep)))
+                goto found;
+            if (sleep)
+                weft__go_idle(w);
+            continue;
+        }
         if (w->tick_due) {
             w->tick_due = false;
             if ((co = weft__globalq_get(&rt->global, &w->rq, 64)))

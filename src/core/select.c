@@ -20,6 +20,7 @@
 #include "chan.h"
 #include "gate.h"
 #include "scheduler.h"
+#include "sim.h"
 #include "timer.h"
 #include "waker.h"
 
@@ -60,6 +61,8 @@ static uint32_t rand32(void)
 {
     /* Per-thread xorshift; fairness needs spread, not cryptographic quality. */
     static WEFT_TLS uint32_t s;
+    if (WEFT_UNLIKELY(weft__sim_on()) && weft__worker_self())
+        return (uint32_t)weft__sim_rand(); /* simulation: the seeded generator (sim.h) */
     if (!s)
         s = (uint32_t)(uintptr_t)&s ^ (uint32_t)weft_now() ^ 0x9e3779b9u;
     s ^= s << 13;

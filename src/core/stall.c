@@ -44,6 +44,7 @@
 #define _GNU_SOURCE
 #include "futex.h"
 #include "debug.h"
+#include "clock.h"
 #include "hang.h"
 #include "trace.h"
 
@@ -193,19 +194,19 @@ static void report(int i, int64_t ran, struct look *lk)
         snprintf(unrep, sizeof unrep, " (%u more stall%s since the last report)", lk->unreported,
                  lk->unreported == 1 ? "" : "s");
     lk->unreported = 0;
-    lk->last_report = weft_now();
+    lk->last_report = weft__clock_real();
     bool answered = false;
     if (atomic_load_explicit(&s->ready, memory_order_acquire)) {
         atomic_store_explicit(&s->state, SLOT_ASKED, memory_order_seq_cst);
         pthread_kill(s->thread, STALL_SIGNAL);
-        int64_t deadline = weft_now() + STALL_ANSWER_NS;
+        int64_t deadline = weft__clock_real() + STALL_ANSWER_NS;
         for (;;) {
             uint32_t st = atomic_load_explicit(&s->state, memory_order_acquire);
             if (st == SLOT_DONE) {
                 answered = true;
                 break;
             }
-            if (st == SLOT_ASKED && weft_now() >= deadline &&
+            if (st == SLOT_ASKED && weft__clock_real() >= deadline &&
                 atomic_compare_exchange_strong_explicit(&s->state, &st, SLOT_IDLE,
                                                         memory_order_acquire,
                                                         memory_order_relaxed))
@@ -291,7 +292,7 @@ static void *watchdog(void *unused)
             weft__futex_wait(&wd.bell, seen, INT64_MAX);
             continue;
         }
-        int64_t now = weft_now();
+        int64_t now = weft__clock_real();
         if (wd.threshold)
             for (int i = 0; i < rt->nworkers; i++)
                 look_at(i, now);

@@ -250,24 +250,36 @@ int weft_wg_init(weft_wg *wg)
     return 0;
 }
 
+/* The count word holds the counter and, in bit 62, WAITERS: some party queued (or is about
+ * to queue) on the group. Freeing a group is allowed as soon as a wait returned (Go's
+ * WaitGroup is reused and freed that way), so the Done that brings the counter to zero may
+ * touch the group after its CAS only if WAITERS says someone is queued — and that one is
+ * released only by this Done's completion, after its last touch of the group (the unlock).
+ * Without WAITERS a waiter may see 0 (fast path, no lock) and free the group at once: the
+ * Done then returns without another access. A waiter sets WAITERS under the lock by CAS on
+ * a nonzero counter, so a Done that reaches zero either came first (the waiter sees 0 and
+ * returns) or sees the flag (it takes the lock, which the waiter holds until it queued).
+ * seq_cst throughout: one total order of the CASes on the word. */
+#define WEFT__WG_WAITERS (WEFT_WG_MAX + 1)
+#define WEFT__WG_COUNT(v) ((v) & ~WEFT__WG_WAITERS)
+
 static int wg_add(weft_wg *wg, int64_t delta)
 {
-    /* The counter is atomic, so Add/Done take no lock unless the count reaches zero (many
-     * finishing tasks on several workers would otherwise contend on the lock). seq_cst:
-     * a waiter reads the count under the lock after queueing itself; a Done that reaches
-     * zero takes the lock after its decrement — so one of them sees the other. */
+    /* The counter is atomic, so Add/Done take no lock unless the count reaches zero with a
+     * waiter queued (many finishing tasks on several workers would otherwise contend). */
     int64_t old = __atomic_load_n(&wg->count, __ATOMIC_SEQ_CST), now;
     do {
-        if ((delta < 0 && old + delta < 0) || (delta > 0 && old > INT64_MAX - delta))
+        int64_t c = WEFT__WG_COUNT(old);
+        if ((delta < 0 && c + delta < 0) || (delta > 0 && c > WEFT_WG_MAX - delta))
             return WEFT_EINVAL; /* refused without ever publishing a bad count */
-        now = old + delta;
+        now = c + delta == 0 ? 0 : old + delta; /* reaching zero clears WAITERS */
     } while (!__atomic_compare_exchange_n(&wg->count, &old, now, true, __ATOMIC_SEQ_CST,
                                           __ATOMIC_SEQ_CST));
-    if (now != 0)
-        return 0;
+    if (now != 0 || !(old & WEFT__WG_WAITERS))
+        return 0; /* nobody queued: not one more access to *wg (see above) */
     struct weft__waiter *done = NULL;
     weft__lock_acquire(LOCK(wg));
-    if (__atomic_load_n(&wg->count, __ATOMIC_SEQ_CST) == 0)
+    if (WEFT__WG_COUNT(__atomic_load_n(&wg->count, __ATOMIC_SEQ_CST)) == 0)
         waitq_claim_onto(waitq_of(&wg->waiters), &done, -1, 0);
     weft__lock_release(LOCK(wg));
     weft__waitq_complete_all(done, false);
@@ -288,16 +300,23 @@ int weft_wg_done(weft_wg *wg)
 
 static int wg_wait_until(weft_wg *wg, int64_t deadline)
 {
-    if (__atomic_load_n(&wg->count, __ATOMIC_SEQ_CST) == 0)
+    int64_t v = __atomic_load_n(&wg->count, __ATOMIC_SEQ_CST);
+    if (WEFT__WG_COUNT(v) == 0)
         return 0;
     weft__lock_acquire(LOCK(wg));
-    if (__atomic_load_n(&wg->count, __ATOMIC_SEQ_CST) == 0) {
+    /* Announce the wait before queueing (see wg_add): a CAS on a nonzero counter. */
+    v = __atomic_load_n(&wg->count, __ATOMIC_SEQ_CST);
+    while (WEFT__WG_COUNT(v) != 0 && !(v & WEFT__WG_WAITERS) &&
+           !__atomic_compare_exchange_n(&wg->count, &v, v | WEFT__WG_WAITERS, true,
+                                        __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {
+    }
+    if (WEFT__WG_COUNT(v) == 0) {
         weft__lock_release(LOCK(wg));
         return 0;
     }
     if (deadline != WEFT_FOREVER && deadline <= weft_now()) {
         weft__lock_release(LOCK(wg));
-        return WEFT_ETIMEDOUT;
+        return WEFT_ETIMEDOUT; /* WAITERS stays: a Done then takes the lock for nobody */
     }
     return weft__waitq_wait(waitq_of(&wg->waiters), LOCK(wg), "wait group", deadline, NULL);
 }

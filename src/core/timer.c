@@ -9,11 +9,15 @@
  *
  * Clocks: deadlines are absolute weft_now() (CLOCK_MONOTONIC) times. libev schedules
  * relative to its cached loop time, which lags on a busy worker; the delay is corrected by
- * that lag, and a callback that still fires early re-arms for the rest: never early. */
+ * that lag, and a callback that still fires early re-arms for the rest: never early.
+ * In a simulated run (sim.h) weft_now() is the virtual clock and a record's deadline waits
+ * in sim.c's heap instead of libev (the record's `sim` part, fired through on_sim_timer);
+ * plain threads' sleeps convert their deadline to CLOCK_MONOTONIC (weft__clock_to_real). */
 #define _GNU_SOURCE
 #include "timer.h"
 #include "looprec.h"
 #include "scheduler.h"
+#include "sim.h"
 #include "trace.h"
 
 #include <stdlib.h>
@@ -43,11 +47,23 @@ static void on_timer(struct ev_loop *loop, ev_timer *e, int revents)
     weft__waker_wake(&t->k, WEFT_ETIMEDOUT, false);
 }
 
+/* A virtual timer came due (simulation; sim.c, on the worker's thread, the record out of
+ * its heap): as on_timer, without the early check (the virtual clock is exact). */
+static void on_sim_timer(struct weft__sim_timer *st)
+{
+    struct weft__looprec *t =
+        (struct weft__looprec *)((char *)st - offsetof(struct weft__looprec, sim));
+    WEFT__TRACE(t->owner->index, WEFT__TR_TIMER, t->k.co ? t->k.co->id : 0, 0, 0);
+    weft__waker_wake(&t->k, WEFT_ETIMEDOUT, false);
+}
+
 /* The timer kind's stop (looprec.h), on the owner's thread. Unchecked in segmented builds:
- * it runs on coroutine stacks (a release after a wake-up) and libev's stop is a shallow heap
- * removal that fits in the slack. */
+ * it runs on coroutine stacks (a release after a wake-up) and libev's stop — or the
+ * simulation's — is a shallow heap removal that fits in the slack. */
 static WEFT_NOSPLIT void timer_stop(struct weft__worker *w, struct weft__looprec *t)
 {
+    if (WEFT_UNLIKELY(weft__sim_on()))
+        weft__sim_timer_del(&t->sim); /* a timer not in the heap is left alone */
     if (ev_is_active(&t->ev.timer))
         w->timers_armed--;
     ev_timer_stop(w->loop, &t->ev.timer);
@@ -62,8 +78,28 @@ static struct weft__looprec *timer_start(struct weft__worker *w, struct weft__wa
     ev_init(&t->ev.timer, on_timer);
     t->k = *k;
     t->deadline = deadline;
-    arm(w, t);
+    if (WEFT_UNLIKELY(weft__sim_on())) {
+        t->sim.fire = on_sim_timer;
+        weft__sim_timer_add(&t->sim, deadline);
+    } else {
+        arm(w, t);
+    }
     return t;
+}
+
+/* The parking coroutine, on w, before it switches away: make sure w has a free record (and
+ * in a simulated run room in the virtual timers' heap), so that timer_start, in the
+ * switch's on-top hook, needs no memory; false when none could be allocated. */
+static bool timer_reserve(struct weft__worker *w)
+{
+    if (!weft__looprec_reserve(w))
+        return false;
+    if (WEFT_UNLIKELY(weft__sim_on()) && !weft__sim_timer_room()) {
+        bool ok = false;
+        weft__offstack(weft__sim_timer_grow, &ok); /* realloc: deep */
+        return ok;
+    }
+    return true;
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -105,7 +141,7 @@ int weft__park_until(int64_t deadline, void (*unlock)(void *), void *arg)
      * WEFT_ENOMEM (a pending cancellation first, as the park would report it), given up like
      * a cancellation (the callers unlink their waiters on it) — unless a waker already won
      * it: then it needs no timer. The fence: the park's Dekker pairing with weft_cancel. */
-    if (WEFT_UNLIKELY(!weft__looprec_reserve(w))) {
+    if (WEFT_UNLIKELY(!timer_reserve(w))) {
         weft__fence_seq_cst();
         int r = weft__cancel_pending(co) ? WEFT_ECANCELED : WEFT_ENOMEM;
         if (weft__wait_take_back(co)) {
@@ -130,6 +166,7 @@ static WEFT_NOINLINE int thread_sleep_until(int64_t deadline)
         return WEFT_EINVAL; /* a plain thread cannot be woken: it would sleep forever */
     if (deadline <= weft_now())
         return 0;
+    deadline = weft__clock_to_real(deadline); /* simulation: clock_nanosleep sleeps real time */
     struct timespec ts = {deadline / 1000000000, deadline % 1000000000};
     while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
         ;

@@ -19,7 +19,7 @@ _Static_assert(sizeof(weft_config) == 128,
 /* Fields added later start past the old last field's padding (an old binary may leave garbage
  * in padding), in what were reserved words. */
 _Static_assert(offsetof(weft_config, stall_ms) == 32 && offsetof(weft_config, deadlock) == 36 &&
-                   offsetof(weft_config, reserved) == 40,
+                   offsetof(weft_config, seed) == 40 && offsetof(weft_config, reserved) == 48,
                "weft_config: new fields go where reserved[] was (ABI)");
 _Static_assert(sizeof(weft_spawn_opts) == 64,
                "weft_spawn_opts changed size: take a new field's room from reserved[] (ABI)");

@@ -9,6 +9,7 @@
  * completer touches nothing of it afterwards but the futex address. */
 #define _GNU_SOURCE
 #include "waker.h"
+#include "clock.h"
 #include "futex.h"
 #include "gate.h"
 #include "scheduler.h"
@@ -164,7 +165,8 @@ int weft__tparker_wait(struct weft__thread_parker *tp, int64_t deadline)
         return r;
     }
     if (WEFT_LIKELY(weft__gate_track(tp))) {
-        int r = tparker_sleep(tp, deadline);
+        /* simulation (clock.h): the futex sleeps in real time, as far as the virtual one */
+        int r = tparker_sleep(tp, weft__clock_to_real(deadline));
         weft__gate_untrack(tp); /* after this the gate's sweep no longer sees our frame */
         return r;
     }

@@ -14,6 +14,7 @@
  * stop (looprec.c: a timer or fd wait). The worker never names what a message is. */
 #define _GNU_SOURCE
 #include "worker.h"
+#include "hookabi.h"
 #include "evalloc.h"
 #include "sanitizer.h"
 
@@ -22,6 +23,7 @@
 #include <string.h>
 
 struct weft__runtime *weft__rt;
+/* Exported for libweft-hook (hookabi.h). */
 WEFT_TLS struct weft__worker *weft__tls_worker;
 _Atomic uint64_t weft__run_epoch;
 

@@ -6,7 +6,9 @@
  * The floors (CMakeLists.txt "floor table", checked by test_floors): each file uses only
  * files on its own floor or below. Control reaches a higher floor only through a function
  * pointer set from above — the four seams:
- *   1. libev callbacks (timers, fd waits, the async wake-up: registered by their owners);
+ *   1. libev callbacks (timers, fd waits, the async wake-up: registered by their owners),
+ *      and their kind in a simulated run (sim.h): a virtual timer's `fire` (set by timer.c)
+ *      and the blocking pool's "busy" probe (handed to weft__sim_start by run.c);
  *   2. inbox message handlers (struct weft__msg's `run`, set by whoever posts the message:
  *      the worker runs them and never names timer.c or io.c);
  *   3. the park's on-top hook (scheduler.h weft__park: the wait layer releases its lock and

@@ -25,3 +25,13 @@ int weft_hook_active(void)
     weft__hook_set_errno(err);
     return weft__hook_probe_hits != before;
 }
+
+int weft_hook_disable(void)
+{
+    return weft__hook_off_add(1);
+}
+
+int weft_hook_enable(void)
+{
+    return weft__hook_off_add(-1);
+}

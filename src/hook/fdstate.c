@@ -112,16 +112,6 @@ struct weft__hook_fd *weft__hook_fd_parks_slow(int fd)
                                                                                         : NULL;
 }
 
-bool weft__hook_fd_parks_known(int fd)
-{
-    struct weft__hook_fd *e = weft__hook_fd_peek(fd);
-    if (!e)
-        return false;
-    uint32_t f = atomic_load_explicit(&e->flags, memory_order_relaxed);
-    return (f & (WEFT_HOOK_FD_KNOWN | WEFT_HOOK_FD_MANAGED | WEFT_HOOK_FD_USER_NB)) ==
-           (WEFT_HOOK_FD_KNOWN | WEFT_HOOK_FD_MANAGED);
-}
-
 /* No allocation when there is nothing to forget (close(2) is async-signal-safe: a handler's
  * close of a number the hook never saw stays so). */
 void weft__hook_fd_reset(int fd, uint32_t flags)

@@ -26,6 +26,10 @@
 
 #include <weft.h>
 
+#include "../core/hookabi.h"
+
+#include <errno.h>
+
 #include <poll.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -108,11 +112,14 @@ extern int (*_Atomic weft__real_ioctl)(int fd, unsigned long req, ...);
  * to call from any thread). */
 #define REAL(name) (atomic_load_explicit(&weft__real_##name, memory_order_relaxed))
 
-/* ---- where we are (park.c) ------------------------------------------------------------------ */
-/* True in a coroutine: the only test on every hooked call's fast path. */
+/* ---- where we are ----------------------------------------------------------------------------
+ * True in a coroutine whose calls may park: the only test on every hooked call's fast path.
+ * On a plain thread one load of libweft's thread-local worker pointer and one branch
+ * (src/core/hookabi.h); on a worker's thread a call into libweft for the rest (a coroutine
+ * running, weft_hook_disable not in force). */
 static inline bool weft__hook_coro(void)
 {
-    return weft_self_id() != 0;
+    return weft__tls_worker != NULL && weft__hook_target();
 }
 
 /* errno of the calling thread, read / written out of line (see the file header). */
@@ -120,7 +127,8 @@ int weft__hook_errno(void);
 void weft__hook_set_errno(int e);
 
 /* Park the calling coroutine until fd has `events` (WEFT_READABLE/WEFT_WRITABLE) or the
- * deadline passes, pinned to its worker (the affinity rule). Returns > 0 (ready), or -errno
+ * deadline passes, pinned to its worker (the affinity rule). fd must be open: every caller
+ * just had EAGAIN, EINPROGRESS or a poll's 0 from it (weft__wait_fd_open: not asked again). Returns > 0 (ready), or -errno
  * to report: -EAGAIN for the deadline (libc's answer to an SO_*TIMEO expiry), -ECANCELED for
  * a cancelled coroutine, -EBADF... When weft cannot park (no timer record: WEFT_ENOMEM) the
  * thread blocks in libc's poll instead, as it would without the hook. */
@@ -178,9 +186,21 @@ static inline struct weft__hook_fd *weft__hook_fd_parks(int fd)
     }
     return weft__hook_fd_parks_slow(fd);
 }
-/* The same test without learning (any thread): a managed descriptor the program sees as
- * blocking. */
-bool weft__hook_fd_parks_known(int fd);
+/* The same test without learning (any thread; inline: the plain-thread fast path's): a
+ * managed descriptor the program sees as blocking. */
+static inline bool weft__hook_fd_parks_known(int fd)
+{
+    if ((unsigned)fd >= (unsigned)WEFT_HOOK_NCHUNKS << WEFT_HOOK_CHUNK_BITS)
+        return false;
+    struct weft__hook_fd *c = atomic_load_explicit(
+        &weft__hook_chunks[fd >> WEFT_HOOK_CHUNK_BITS], memory_order_acquire);
+    if (WEFT_HOOK_LIKELY(c == NULL))
+        return false;
+    uint32_t f = atomic_load_explicit(&c[fd & ((1 << WEFT_HOOK_CHUNK_BITS) - 1)].flags,
+                                      memory_order_relaxed);
+    return (f & (WEFT_HOOK_FD_KNOWN | WEFT_HOOK_FD_MANAGED | WEFT_HOOK_FD_USER_NB)) ==
+           (WEFT_HOOK_FD_KNOWN | WEFT_HOOK_FD_MANAGED);
+}
 /* A new descriptor at this number (socket, accept, close...): forget it; `flags` start it. */
 void weft__hook_fd_reset(int fd, uint32_t flags);
 /* `to` is a duplicate of `from` (dup, dup2, dup3, F_DUPFD). */
@@ -205,17 +225,16 @@ struct weft__hook_call {
     socklen_t addrlen_in; /* sendto */
     int caller_errno;     /* errno before libc's call (weft__hook_caller_errno) */
 };
-/* errno as the caller left it, for a call that may park: a coroutine's call on a descriptor
- * that parks (e non-NULL) read before libc's first attempt, so that a call that succeeds
- * after an EAGAIN and a park leaves errno as libc leaves it on success — untouched — rather
- * than that EAGAIN, or what other coroutines of the thread set meanwhile (OpenSSL reads
- * errno after a read returned 0, the peer's close, and took a left-over EAGAIN for "retry":
- * SSL_read said SSL_ERROR_WANT_READ on a blocking socket; test_hook_openssl). Plain threads
- * pay nothing: their retries after libc's poll (a descriptor a coroutine used first) still
- * leave the EAGAIN. */
-static inline int weft__hook_caller_errno(const struct weft__hook_fd *e)
+/* errno as the caller left it, read at a hooked call's entry (before anything can park, so
+ * the inline read is of the calling thread's errno), on plain threads too: a call that
+ * succeeds after an EAGAIN and a wait (a park, or libc's poll on a plain thread) leaves errno
+ * as libc's blocking call leaves it on success — untouched — rather than that EAGAIN, or what
+ * other coroutines of the thread set while this one was parked (OpenSSL reads errno after a
+ * read returned 0, the peer's close, and took a left-over EAGAIN for "retry": SSL_read said
+ * SSL_ERROR_WANT_READ on a blocking socket; test_hook_openssl, test_hook_errno). */
+static inline int weft__hook_caller_errno(void)
 {
-    return e ? weft__hook_errno() : 0;
+    return errno;
 }
 /* What follows a first attempt `first` that did not finish the call (an error, a short write,
  * a MSG_WAITALL recv short of len): with `e` (a coroutine on a descriptor that parks, from
@@ -231,8 +250,9 @@ ssize_t weft__hook_transfer(struct weft__hook_call *c, ssize_t first, struct wef
 extern __thread unsigned weft__hook_probe_hits;
 
 /* ---- poll (poll.c) ------------------------------------------------------------------------- */
-/* A coroutine's poll: parks until one of fds is ready or the deadline passes. */
-int weft__hook_poll(struct pollfd *fds, nfds_t n, int64_t deadline);
+/* A coroutine's poll: parks until one of fds is ready or the deadline passes; on success
+ * errno is `caller_errno` (the caller's, read at its entry). */
+int weft__hook_poll(struct pollfd *fds, nfds_t n, int64_t deadline, int caller_errno);
 
 /* ---- glibc's _FORTIFY_SOURCE entry points (no header declares them) ----------------------- */
 ssize_t __read_chk(int fd, void *buf, size_t n, size_t buflen);

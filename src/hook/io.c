@@ -194,14 +194,23 @@ ssize_t weft__hook_transfer(struct weft__hook_call *c, ssize_t first, struct wef
         free(cp.iov);
         weft__hook_set_errno(err);
     }
-    if (coro && ret >= 0)
+    if (ret >= 0)
         weft__hook_set_errno(c->caller_errno); /* untouched on success (hook.h) */
     return ret;
 }
 
 /* ---- the interposed functions ---------------------------------------------------------------
- * Each: in a coroutine, whether the descriptor parks (an inline table lookup); libc's call;
- * one test of its result; everything else in weft__hook_transfer. */
+ * Each is two parts. The inline front (weft__hook_plain): outside a coroutine, on a
+ * descriptor the hook did not make non-blocking behind the program's back, libc's call as a
+ * tail call — one thread-local load and a branch, then the table test, and no frame, no errno
+ * read. Everything else goes to an out-of-line slow part: in a coroutine, whether the
+ * descriptor parks (an inline table lookup); the caller's errno; libc's call; one test of its
+ * result; the rest in weft__hook_transfer. A plain thread on a descriptor the hook made
+ * non-blocking (a coroutine used it) takes the slow part too, whose transfer waits in libc's
+ * poll. (A plain thread whose call races with a coroutine's first use of the same descriptor
+ * — the table says "not made non-blocking" just before the coroutine makes it so — can get
+ * EAGAIN on a descriptor it sees as blocking: two threads using one descriptor for the first
+ * time at the same moment; the slow part's check after a failure, as before, narrows that.) */
 
 /* The descriptor's parking state in a coroutine; NULL on a plain thread. */
 static inline struct weft__hook_fd *parks(int fd)
@@ -209,16 +218,37 @@ static inline struct weft__hook_fd *parks(int fd)
     return weft__hook_coro() ? weft__hook_fd_parks(fd) : NULL;
 }
 
-static inline ssize_t hook_read(int fd, void *buf, size_t n)
+/* libc's call may be made at once, as a tail call: not a worker's thread (a worker's thread
+ * outside a coroutine — libev's own reads — takes the slow part, which finds no coroutine),
+ * and not a descriptor the hook made non-blocking while the program sees it blocking. Numbers
+ * beyond the table and negative ones take the slow part too (they are errors or rare; and
+ * weft_hook_active's probe is a read of -1 that the slow part counts). */
+static inline bool weft__hook_plain(int fd)
+{
+    return WEFT_HOOK_LIKELY(weft__tls_worker == NULL) &&
+           (unsigned)fd < (unsigned)WEFT_HOOK_NCHUNKS << WEFT_HOOK_CHUNK_BITS &&
+           !weft__hook_fd_parks_known(fd);
+}
+
+#define WEFT_HOOK_SLOW __attribute__((noinline))
+
+static WEFT_HOOK_SLOW ssize_t read_slow(int fd, void *buf, size_t n)
 {
     struct weft__hook_fd *e = parks(fd);
-    int ce = weft__hook_caller_errno(e);
+    int ce = weft__hook_caller_errno();
     ssize_t r = REAL(read)(fd, buf, n);
     if (WEFT_HOOK_LIKELY(r >= 0))
         return r;
     struct weft__hook_call c = {.op = WEFT_HOOK_READ, .fd = fd, .buf = buf, .len = n,
                                 .caller_errno = ce};
     return weft__hook_transfer(&c, r, e);
+}
+
+static inline ssize_t hook_read(int fd, void *buf, size_t n)
+{
+    if (weft__hook_plain(fd))
+        return REAL(read)(fd, buf, n);
+    return read_slow(fd, buf, n);
 }
 
 WEFT_HOOK_API ssize_t read(int fd, void *buf, size_t n)
@@ -233,10 +263,10 @@ WEFT_HOOK_API ssize_t __read_chk(int fd, void *buf, size_t n, size_t buflen)
     return hook_read(fd, buf, n);
 }
 
-WEFT_HOOK_API ssize_t write(int fd, const void *buf, size_t n)
+static WEFT_HOOK_SLOW ssize_t write_slow(int fd, const void *buf, size_t n)
 {
     struct weft__hook_fd *e = parks(fd);
-    int ce = weft__hook_caller_errno(e);
+    int ce = weft__hook_caller_errno();
     ssize_t r = REAL(write)(fd, buf, n);
     if (WEFT_HOOK_LIKELY(r == (ssize_t)n))
         return r;
@@ -245,10 +275,17 @@ WEFT_HOOK_API ssize_t write(int fd, const void *buf, size_t n)
     return weft__hook_transfer(&c, r, e);
 }
 
-WEFT_HOOK_API ssize_t readv(int fd, const struct iovec *iov, int cnt)
+WEFT_HOOK_API ssize_t write(int fd, const void *buf, size_t n)
+{
+    if (weft__hook_plain(fd))
+        return REAL(write)(fd, buf, n);
+    return write_slow(fd, buf, n);
+}
+
+static WEFT_HOOK_SLOW ssize_t readv_slow(int fd, const struct iovec *iov, int cnt)
 {
     struct weft__hook_fd *e = parks(fd);
-    int ce = weft__hook_caller_errno(e);
+    int ce = weft__hook_caller_errno();
     ssize_t r = REAL(readv)(fd, iov, cnt);
     if (WEFT_HOOK_LIKELY(r >= 0))
         return r;
@@ -257,10 +294,17 @@ WEFT_HOOK_API ssize_t readv(int fd, const struct iovec *iov, int cnt)
     return weft__hook_transfer(&c, r, e);
 }
 
-WEFT_HOOK_API ssize_t writev(int fd, const struct iovec *iov, int cnt)
+WEFT_HOOK_API ssize_t readv(int fd, const struct iovec *iov, int cnt)
+{
+    if (weft__hook_plain(fd))
+        return REAL(readv)(fd, iov, cnt);
+    return readv_slow(fd, iov, cnt);
+}
+
+static WEFT_HOOK_SLOW ssize_t writev_slow(int fd, const struct iovec *iov, int cnt)
 {
     struct weft__hook_fd *e = parks(fd);
-    int ce = weft__hook_caller_errno(e);
+    int ce = weft__hook_caller_errno();
     ssize_t r = REAL(writev)(fd, iov, cnt);
     if (WEFT_HOOK_LIKELY(r >= 0 && (size_t)r == iov_total(iov, cnt)))
         return r;
@@ -269,17 +313,32 @@ WEFT_HOOK_API ssize_t writev(int fd, const struct iovec *iov, int cnt)
     return weft__hook_transfer(&c, r, e);
 }
 
-static inline ssize_t hook_recvfrom(int fd, void *buf, size_t n, int fl, struct sockaddr *a,
-                                    socklen_t *al)
+WEFT_HOOK_API ssize_t writev(int fd, const struct iovec *iov, int cnt)
+{
+    if (weft__hook_plain(fd))
+        return REAL(writev)(fd, iov, cnt);
+    return writev_slow(fd, iov, cnt);
+}
+
+static WEFT_HOOK_SLOW ssize_t recvfrom_slow(int fd, void *buf, size_t n, int fl,
+                                            struct sockaddr *a, socklen_t *al)
 {
     struct weft__hook_fd *e = parks(fd);
-    int ce = weft__hook_caller_errno(e);
+    int ce = weft__hook_caller_errno();
     ssize_t r = REAL(recvfrom)(fd, buf, n, fl, a, al);
     if (WEFT_HOOK_LIKELY(r >= 0 && (!(fl & MSG_WAITALL) || (size_t)r == n || r == 0)))
         return r;
     struct weft__hook_call c = {.op = WEFT_HOOK_RECV, .fd = fd, .flags = fl, .buf = buf, .len = n,
                                 .addr = a, .addrlen = al, .caller_errno = ce};
     return weft__hook_transfer(&c, r, e);
+}
+
+static inline ssize_t hook_recvfrom(int fd, void *buf, size_t n, int fl, struct sockaddr *a,
+                                    socklen_t *al)
+{
+    if (weft__hook_plain(fd))
+        return REAL(recvfrom)(fd, buf, n, fl, a, al);
+    return recvfrom_slow(fd, buf, n, fl, a, al);
 }
 
 WEFT_HOOK_API ssize_t recv(int fd, void *buf, size_t n, int fl)
@@ -308,10 +367,10 @@ WEFT_HOOK_API ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen,
     return hook_recvfrom(fd, buf, n, fl, a, al);
 }
 
-WEFT_HOOK_API ssize_t recvmsg(int fd, struct msghdr *m, int fl)
+static WEFT_HOOK_SLOW ssize_t recvmsg_slow(int fd, struct msghdr *m, int fl)
 {
     struct weft__hook_fd *e = parks(fd);
-    int ce = weft__hook_caller_errno(e);
+    int ce = weft__hook_caller_errno();
     ssize_t r = REAL(recvmsg)(fd, m, fl);
     if (WEFT_HOOK_LIKELY(r >= 0))
         return r;
@@ -320,11 +379,18 @@ WEFT_HOOK_API ssize_t recvmsg(int fd, struct msghdr *m, int fl)
     return weft__hook_transfer(&c, r, e);
 }
 
-static inline ssize_t hook_sendto(int fd, const void *buf, size_t n, int fl,
-                                  const struct sockaddr *a, socklen_t al)
+WEFT_HOOK_API ssize_t recvmsg(int fd, struct msghdr *m, int fl)
+{
+    if (weft__hook_plain(fd))
+        return REAL(recvmsg)(fd, m, fl);
+    return recvmsg_slow(fd, m, fl);
+}
+
+static WEFT_HOOK_SLOW ssize_t sendto_slow(int fd, const void *buf, size_t n, int fl,
+                                          const struct sockaddr *a, socklen_t al)
 {
     struct weft__hook_fd *e = parks(fd);
-    int ce = weft__hook_caller_errno(e);
+    int ce = weft__hook_caller_errno();
     ssize_t r = REAL(sendto)(fd, buf, n, fl, a, al);
     if (WEFT_HOOK_LIKELY(r == (ssize_t)n))
         return r;
@@ -332,6 +398,14 @@ static inline ssize_t hook_sendto(int fd, const void *buf, size_t n, int fl,
                                 .len = n, .addr = (struct sockaddr *)a, .addrlen_in = al,
                                 .caller_errno = ce};
     return weft__hook_transfer(&c, r, e);
+}
+
+static inline ssize_t hook_sendto(int fd, const void *buf, size_t n, int fl,
+                                  const struct sockaddr *a, socklen_t al)
+{
+    if (weft__hook_plain(fd))
+        return REAL(sendto)(fd, buf, n, fl, a, al);
+    return sendto_slow(fd, buf, n, fl, a, al);
 }
 
 WEFT_HOOK_API ssize_t send(int fd, const void *buf, size_t n, int fl)
@@ -345,14 +419,21 @@ WEFT_HOOK_API ssize_t sendto(int fd, const void *buf, size_t n, int fl, const st
     return hook_sendto(fd, buf, n, fl, a, al);
 }
 
-WEFT_HOOK_API ssize_t sendmsg(int fd, const struct msghdr *m, int fl)
+static WEFT_HOOK_SLOW ssize_t sendmsg_slow(int fd, const struct msghdr *m, int fl)
 {
     struct weft__hook_fd *e = parks(fd);
-    int ce = weft__hook_caller_errno(e);
+    int ce = weft__hook_caller_errno();
     ssize_t r = REAL(sendmsg)(fd, m, fl);
     if (WEFT_HOOK_LIKELY(r >= 0 && (size_t)r == iov_total(m->msg_iov, (int)m->msg_iovlen)))
         return r;
     struct weft__hook_call c = {.op = WEFT_HOOK_SENDMSG, .fd = fd, .flags = fl,
                                 .msg = (struct msghdr *)m, .caller_errno = ce};
     return weft__hook_transfer(&c, r, e);
+}
+
+WEFT_HOOK_API ssize_t sendmsg(int fd, const struct msghdr *m, int fl)
+{
+    if (weft__hook_plain(fd))
+        return REAL(sendmsg)(fd, m, fl);
+    return sendmsg_slow(fd, m, fl);
 }

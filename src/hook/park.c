@@ -53,7 +53,7 @@ int weft__hook_poll_thread(int fd, int events, int64_t deadline)
 int weft__hook_park_fd(int fd, int events, int64_t deadline)
 {
     weft_pin();
-    int r = weft_wait_fd(fd, events, deadline);
+    int r = weft__wait_fd_open(fd, events, deadline); /* every caller just used fd */
     weft_unpin();
     if (r > 0)
         return r;

@@ -59,7 +59,7 @@ static int epoll_of(const struct pollfd *fds, nfds_t n)
     return ep;
 }
 
-int weft__hook_poll(struct pollfd *fds, nfds_t n, int64_t deadline)
+int weft__hook_poll(struct pollfd *fds, nfds_t n, int64_t deadline, int caller_errno)
 {
     int ep = -1, r;
     for (;;) {
@@ -96,6 +96,8 @@ int weft__hook_poll(struct pollfd *fds, nfds_t n, int64_t deadline)
         REAL(close)(ep);
         weft__hook_set_errno(err);
     }
+    if (r >= 0) /* libc's poll leaves errno alone; others of the thread set it meanwhile */
+        weft__hook_set_errno(caller_errno);
     return r;
 }
 
@@ -108,7 +110,7 @@ static inline int hook_poll(struct pollfd *fds, nfds_t n, int timeout)
 {
     if (WEFT_HOOK_LIKELY(!weft__hook_coro()) || timeout == 0)
         return REAL(poll)(fds, n, timeout);
-    return weft__hook_poll(fds, n, deadline_ms(timeout));
+    return weft__hook_poll(fds, n, deadline_ms(timeout), weft__hook_caller_errno());
 }
 
 WEFT_HOOK_API int poll(struct pollfd *fds, nfds_t n, int timeout)
@@ -132,7 +134,8 @@ static inline int hook_ppoll(struct pollfd *fds, nfds_t n, const struct timespec
         weft__hook_set_errno(EINVAL);
         return -1;
     }
-    return weft__hook_poll(fds, n, t ? weft_after(weft__hook_ts_ns(t)) : WEFT_FOREVER);
+    return weft__hook_poll(fds, n, t ? weft_after(weft__hook_ts_ns(t)) : WEFT_FOREVER,
+                           weft__hook_caller_errno());
 }
 
 WEFT_HOOK_API int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *t,
@@ -157,6 +160,7 @@ WEFT_HOOK_API int select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, struct ti
 {
     if (WEFT_HOOK_LIKELY(!weft__hook_coro()) || (tv && !tv->tv_sec && !tv->tv_usec))
         return REAL(select)(nfds, rd, wr, ex, tv);
+    int ce = weft__hook_caller_errno();
     if (nfds < 0 || nfds > FD_SETSIZE ||
         (tv && (tv->tv_sec < 0 || tv->tv_usec < 0 || tv->tv_usec >= 1000000))) {
         weft__hook_set_errno(EINVAL);
@@ -181,8 +185,8 @@ WEFT_HOOK_API int select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, struct ti
     int64_t deadline =
         tv ? weft_after((int64_t)tv->tv_sec * 1000000000 + (int64_t)tv->tv_usec * 1000)
            : WEFT_FOREVER;
-    int r = weft__hook_poll(p, (nfds_t)n, deadline);
-    int err = weft__hook_errno();
+    int r = weft__hook_poll(p, (nfds_t)n, deadline, ce);
+    int err = weft__hook_errno(); /* ce on success */
     if (r >= 0) {
         for (int i = 0; i < n; i++)
             if (p[i].revents & POLLNVAL) {

@@ -20,12 +20,13 @@ struct gai_job {
     const char *node, *service;
     const struct addrinfo *hints;
     struct addrinfo **res;
-    int ret, err;
+    int ret, err, in; /* in: the caller's errno, the pool thread's before the call */
 };
 
 static void *gai_run(void *arg)
 {
     struct gai_job *j = arg;
+    weft__hook_set_errno(j->in); /* libc's answer from the caller's errno, as on its thread */
     j->ret = REAL(getaddrinfo)(j->node, j->service, j->hints, j->res);
     j->err = weft__hook_errno();
     return NULL;
@@ -36,7 +37,8 @@ WEFT_HOOK_API int getaddrinfo(const char *node, const char *service,
 {
     if (WEFT_HOOK_LIKELY(!weft__hook_coro()))
         return REAL(getaddrinfo)(node, service, hints, res);
-    struct gai_job j = {node, service, hints, res, EAI_SYSTEM, ECANCELED};
+    struct gai_job j = {node, service, hints, res, EAI_SYSTEM, ECANCELED,
+                        weft__hook_caller_errno()};
     weft_pin(); /* the affinity rule: resume on this worker */
     int r = weft_blocking(gai_run, &j, NULL);
     weft_unpin();
@@ -62,12 +64,14 @@ __attribute__((noinline)) static int get_h_errno(void)
 struct ghbn_job {
     const char *name;
     struct hostent *ret;
-    int herr, err;
+    int herr, err, in_herr, in; /* in_*: the caller's, the pool thread's before the call */
 };
 
 static void *ghbn_run(void *arg)
 {
     struct ghbn_job *j = arg;
+    set_h_errno(j->in_herr);
+    weft__hook_set_errno(j->in);
     j->ret = REAL(gethostbyname)(j->name);
     j->herr = get_h_errno();
     j->err = weft__hook_errno();
@@ -78,7 +82,8 @@ WEFT_HOOK_API struct hostent *gethostbyname(const char *name)
 {
     if (WEFT_HOOK_LIKELY(!weft__hook_coro()))
         return REAL(gethostbyname)(name);
-    struct ghbn_job j = {name, NULL, TRY_AGAIN, ECANCELED};
+    struct ghbn_job j = {name, NULL, TRY_AGAIN, ECANCELED, get_h_errno(),
+                         weft__hook_caller_errno()};
     weft_pin(); /* the affinity rule: resume on this worker */
     int r = weft_blocking(ghbn_run, &j, NULL);
     weft_unpin();
@@ -96,12 +101,13 @@ struct ghbnr_job {
     size_t buflen;
     struct hostent **result;
     int *herr;
-    int ret, err;
+    int ret, err, in; /* in: the caller's errno, the pool thread's before the call */
 };
 
 static void *ghbnr_run(void *arg)
 {
     struct ghbnr_job *j = arg;
+    weft__hook_set_errno(j->in);
     j->ret = REAL(gethostbyname_r)(j->name, j->h, j->buf, j->buflen, j->result, j->herr);
     j->err = weft__hook_errno();
     return NULL;
@@ -112,7 +118,8 @@ WEFT_HOOK_API int gethostbyname_r(const char *name, struct hostent *h, char *buf
 {
     if (WEFT_HOOK_LIKELY(!weft__hook_coro()))
         return REAL(gethostbyname_r)(name, h, buf, buflen, result, herr);
-    struct ghbnr_job j = {name, h, buf, buflen, result, herr, ECANCELED, ECANCELED};
+    struct ghbnr_job j = {name, h, buf, buflen, result, herr, ECANCELED, ECANCELED,
+                          weft__hook_caller_errno()};
     weft_pin(); /* the affinity rule: resume on this worker */
     int r = weft_blocking(ghbnr_run, &j, NULL);
     weft_unpin();

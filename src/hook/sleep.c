@@ -28,10 +28,14 @@ static void set_rem(struct timespec *rem, int64_t deadline)
     rem->tv_nsec = left % 1000000000;
 }
 
-/* Park until the deadline: 0, or ECANCELED. */
-static int park(int64_t deadline)
+/* Park until the deadline: 0, or ECANCELED. errno is then the caller's `ce` again (read at
+ * the call's entry): libc's sleeps leave it alone when they sleep their time, and other
+ * coroutines of the thread set it while this one was parked. */
+static int park(int64_t deadline, int ce)
 {
-    return weft__hook_park_until(deadline) < 0 ? ECANCELED : 0;
+    int e = weft__hook_park_until(deadline) < 0 ? ECANCELED : 0;
+    weft__hook_set_errno(ce);
+    return e;
 }
 
 WEFT_HOOK_API int nanosleep(const struct timespec *req, struct timespec *rem)
@@ -39,7 +43,7 @@ WEFT_HOOK_API int nanosleep(const struct timespec *req, struct timespec *rem)
     if (WEFT_HOOK_LIKELY(!weft__hook_coro()) || bad_ts(req))
         return REAL(nanosleep)(req, rem);
     int64_t deadline = weft_after(weft__hook_ts_ns(req));
-    int e = park(deadline);
+    int e = park(deadline, weft__hook_caller_errno());
     if (!e)
         return 0;
     set_rem(rem, deadline);
@@ -54,6 +58,7 @@ WEFT_HOOK_API int clock_nanosleep(clockid_t clk, int flags, const struct timespe
         (clk != CLOCK_MONOTONIC && clk != CLOCK_REALTIME && clk != CLOCK_BOOTTIME &&
          clk != CLOCK_TAI))
         return REAL(clock_nanosleep)(clk, flags, req, rem);
+    int ce = weft__hook_caller_errno();
     int64_t deadline;
     if (flags & TIMER_ABSTIME) {
         /* An absolute time on clk, as a deadline on weft's CLOCK_MONOTONIC. */
@@ -64,7 +69,7 @@ WEFT_HOOK_API int clock_nanosleep(clockid_t clk, int flags, const struct timespe
     } else {
         deadline = weft_after(weft__hook_ts_ns(req));
     }
-    int e = park(deadline);
+    int e = park(deadline, ce); /* returned, not in errno (as libc's) */
     if (e && !(flags & TIMER_ABSTIME))
         set_rem(rem, deadline);
     return e;
@@ -74,7 +79,7 @@ WEFT_HOOK_API int usleep(useconds_t us)
 {
     if (WEFT_HOOK_LIKELY(!weft__hook_coro()))
         return REAL(usleep)(us);
-    int e = park(weft_after(WEFT_USEC(us)));
+    int e = park(weft_after(WEFT_USEC(us)), weft__hook_caller_errno());
     if (!e)
         return 0;
     weft__hook_set_errno(e);
@@ -86,8 +91,9 @@ WEFT_HOOK_API unsigned sleep(unsigned s)
     if (WEFT_HOOK_LIKELY(!weft__hook_coro()))
         return REAL(sleep)(s);
     int64_t deadline = weft_after(WEFT_SEC(s));
-    if (!park(deadline))
+    if (!park(deadline, weft__hook_caller_errno()))
         return 0;
+    weft__hook_set_errno(ECANCELED); /* as libc's EINTR from an interrupted sleep */
     int64_t left = deadline - weft_now();
     return left <= 0 ? 0 : (unsigned)((left + 999999999) / 1000000000);
 }

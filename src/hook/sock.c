@@ -91,7 +91,7 @@ WEFT_HOOK_API int close(int fd)
 static int hook_accept(int fd, struct sockaddr *a, socklen_t *al, int flags)
 {
     struct weft__hook_fd *e = weft__hook_coro() ? weft__hook_fd_parks(fd) : NULL;
-    int ce = weft__hook_caller_errno(e);
+    int ce = weft__hook_caller_errno();
     ssize_t r = REAL(accept4)(fd, a, al, flags);
     if (r < 0) {
         struct weft__hook_call c = {.op = WEFT_HOOK_ACCEPT, .fd = fd, .flags = flags, .addr = a,
@@ -116,7 +116,7 @@ WEFT_HOOK_API int accept4(int fd, struct sockaddr *a, socklen_t *al, int flags)
 /* A connect in progress on a descriptor the program sees as blocking: wait for it (parked or,
  * on a plain thread, in poll) and return its outcome as a blocking connect would: 0, or -1
  * with the connection's error; EINPROGRESS when SO_SNDTIMEO passed first (as Linux). */
-static int finish_connect(int fd, struct weft__hook_fd *e, bool coro)
+static int finish_connect(int fd, struct weft__hook_fd *e, bool coro, int ce)
 {
     int64_t deadline =
         weft__hook_deadline(atomic_load_explicit(&e->snd_ns, memory_order_relaxed));
@@ -134,6 +134,7 @@ static int finish_connect(int fd, struct weft__hook_fd *e, bool coro)
         weft__hook_set_errno(err);
         return -1;
     }
+    weft__hook_set_errno(ce); /* connected: errno as the caller left it (libc's success) */
     return 0;
 }
 
@@ -141,20 +142,23 @@ WEFT_HOOK_API int connect(int fd, const struct sockaddr *a, socklen_t al)
 {
     bool coro = weft__hook_coro();
     struct weft__hook_fd *e = coro ? weft__hook_fd_parks(fd) : NULL;
+    int ce = weft__hook_caller_errno();
     if (!coro || !e) {
         int r = REAL(connect)(fd, a, al);
         if (WEFT_HOOK_LIKELY(r == 0) || weft__hook_errno() != EINPROGRESS ||
             !weft__hook_fd_parks_known(fd) || !(e = weft__hook_fd(fd)))
             return r;
-        return finish_connect(fd, e, false);
+        return finish_connect(fd, e, false, ce);
     }
     for (;;) {
         int r = REAL(connect)(fd, a, al);
-        if (r == 0)
+        if (r == 0) {
+            weft__hook_set_errno(ce); /* after a park: others of the thread set errno */
             return 0;
+        }
         int err = weft__hook_errno();
         if (err == EINPROGRESS)
-            return finish_connect(fd, e, true);
+            return finish_connect(fd, e, true, ce);
         if (err != EAGAIN) /* EAGAIN: a full AF_UNIX backlog; a blocking connect waits */
             return -1;
         int p = weft__hook_park_fd(

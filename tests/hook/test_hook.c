@@ -518,6 +518,66 @@ static int sleeps_cancel(void *arg)
     return 0;
 }
 
+/* ---- weft_hook_disable / weft_hook_enable: the coroutine's own opt-out ---------------------- */
+/* One worker. `ran` is set by a coroutine queued behind the caller: it can run only while the
+ * caller is parked. A 1 ms nanosleep with the hooks disabled is libc's (the worker sleeps, the
+ * other cannot run); enabled again, it parks (the other runs). */
+static void *set_ran(void *arg)
+{
+    atomic_store((_Atomic int *)arg, 1);
+    return NULL;
+}
+
+static void *nested_disable(void *arg)
+{
+    (void)arg;
+    /* a new coroutine starts with the hooks on, whatever its spawner's setting */
+    int fds[2];
+    char c;
+    CHECK_EQ(pipe(fds), 0);
+    CHECK_EQ(write(fds[1], "n", 1), 1);
+    CHECK_EQ(read(fds[0], &c, 1), 1);
+    CHECK(real_nonblock(fds[0])); /* the hook managed it */
+    close(fds[0]);
+    close(fds[1]);
+    return NULL;
+}
+
+static int opt_out(void *arg)
+{
+    (void)arg;
+    _Atomic int ran = 0;
+    weft_task t;
+    struct timespec ms = {0, 1000000};
+    CHECK_EQ(weft_hook_enable(), WEFT_ESTATE); /* not disabled */
+    CHECK_EQ(weft_hook_disable(), 0);
+    CHECK_EQ(weft_hook_disable(), 0); /* nests */
+    ASSERT(weft_spawn(&t, set_ran, &ran) == 0);
+    CHECK_EQ(nanosleep(&ms, NULL), 0);
+    CHECK_EQ(atomic_load(&ran), 0); /* libc's sleep: the worker slept */
+    /* a pipe used with the hooks off is left as libc leaves it */
+    int fds[2];
+    char c;
+    CHECK_EQ(pipe(fds), 0);
+    CHECK_EQ(write(fds[1], "d", 1), 1);
+    CHECK_EQ(read(fds[0], &c, 1), 1);
+    CHECK(!real_nonblock(fds[0]));
+    close(fds[0]);
+    close(fds[1]);
+    weft_task n;
+    ASSERT(weft_spawn(&n, nested_disable, NULL) == 0);
+    CHECK_EQ(weft_hook_enable(), 0);
+    CHECK_EQ(nanosleep(&ms, NULL), 0);
+    CHECK_EQ(atomic_load(&ran), 0); /* still disabled: one enable of two */
+    CHECK_EQ(weft_hook_enable(), 0);
+    CHECK_EQ(nanosleep(&ms, NULL), 0); /* parks: the others run */
+    CHECK_EQ(atomic_load(&ran), 1);
+    ASSERT(weft_join(t, NULL) == 0);
+    ASSERT(weft_join(n, NULL) == 0);
+    CHECK_EQ(weft_hook_enable(), WEFT_ESTATE);
+    return 0;
+}
+
 /* ---- name resolution on the pool ------------------------------------------------------------ */
 static int resolve(void *arg)
 {
@@ -651,6 +711,9 @@ int main(void)
     ASSERT(run1(sleeps_cancel, 1) == 0);
     ASSERT(run1(fortified, 1) == 0);
     ASSERT(run1(resolve, 2) == 0);
+    ASSERT(run1(opt_out, 1) == 0);
+    CHECK_EQ(weft_hook_disable(), WEFT_ENOTCORO); /* a plain thread */
+    CHECK_EQ(weft_hook_enable(), WEFT_ENOTCORO);
     TEST_PASS("test_hook", checks);
     return 0;
 }
