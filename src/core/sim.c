@@ -5,7 +5,8 @@
  * With a seed (weft_config.seed, $WEFT_SEED) weft_run starts one worker, and:
  *   - The runnable set is one list (`pool`): at every scheduling point the worker first
  *     gathers into it whatever the ordinary queues received since (pinned FIFO, runnext, the
- *     ring, the global queue — inbox messages are drained by the scheduler context first),
+ *     ring, the LIFO of unstarted children, the global queue — inbox messages are drained by
+ *     the scheduler context first),
  *     then takes an index drawn uniformly by a splitmix64 generator seeded with the seed. A
  *     yielding coroutine is one more candidate (it may keep running). So runnext, hand-offs,
  *     spawn-runs-next and the 61-tick fairness rule all become "any runnable coroutine may go
@@ -137,7 +138,7 @@ void weft__sim_stop(void)
 /* Room the runnable set needs to take in everything queued now. */
 static size_t pool_need(struct weft__worker *w)
 {
-    size_t want = sim.n + weft__runq_len(&w->rq) +
+    size_t want = sim.n + weft__runq_len(&w->rq) + weft__lifo_len(&w->rq) +
                   atomic_load_explicit(&weft__rt->global.len, memory_order_relaxed);
     for (struct weft__coro *c = w->pinned_head; c; c = c->next)
         want++;
@@ -171,6 +172,8 @@ static void gather(struct weft__worker *w)
         (co = atomic_exchange_explicit(&w->rq.runnext, NULL, memory_order_acquire)) != NULL)
         sim.pool[sim.n++] = co;
     while (sim.n < sim.cap && (co = weft__runq_get_solo(&w->rq)) != NULL)
+        sim.pool[sim.n++] = co;
+    while (sim.n < sim.cap && (co = weft__lifo_pop(&w->rq, true)) != NULL)
         sim.pool[sim.n++] = co;
     while (sim.n < sim.cap && weft__globalq_nonempty(&rt->global) &&
            (co = weft__globalq_get(&rt->global, &w->rq, 0)) != NULL)
