@@ -13,7 +13,8 @@
 #
 # Groups:
 #   base     build-essential cmake pkg-config libev-dev libboost-context-dev valgrind gdb python3
-#            dpkg-dev man-db groff-base (the package stage: cpack -G DEB, dpkg-shlibdeps, man -l)
+#            dpkg-dev man-db groff-base (the package stage: cpack -G DEB, dpkg-shlibdeps, man -l),
+#            clang-format (test_format: the C follows .clang-format)
 #   aarch64  the AArch64 cross check (scripts/test-aarch64.sh): cross gcc, its libc, qemu-user,
 #            libev for arm64 (a multiarch package: NAME:arm64 adds the architecture to dpkg)
 #   hook     the hook library's proofs (tests/hook/): hiredis, libcurl and a redis-server to
@@ -30,7 +31,7 @@
 # WEFT_NO_INSTALL=1 only reports what is missing and fails instead of installing.
 
 WEFT_DEPS_BASE=(build-essential cmake pkg-config libev-dev libboost-context-dev valgrind gdb python3
-    dpkg-dev man-db groff-base)
+    dpkg-dev man-db groff-base clang-format)
 WEFT_DEPS_AARCH64=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user libev-dev:arm64)
 WEFT_DEPS_HOOK=(libhiredis-dev libcurl4-openssl-dev redis-server libssl-dev openssl libpq-dev postgresql)
 WEFT_DEPS_BENCH=(libboost-fiber-dev golang-go wrk redis-server redis-tools
