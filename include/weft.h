@@ -43,24 +43,25 @@ extern "C" {
 /* ===================================== Errors ============================================ */
 /* Conditions that an OS error number describes well use its negative value (libuv's choice),
  * so I/O calls can pass the kernel's answer through; weft's own conditions are below -4000. */
-#define WEFT_ERRNO_MAP(X)                                                                     \
-    X(EINVAL, -EINVAL, "invalid argument")                                                    \
-    X(ENOMEM, -ENOMEM, "out of memory")                                                       \
-    X(EAGAIN, -EAGAIN, "operation would block")                                               \
-    X(ETIMEDOUT, -ETIMEDOUT, "deadline expired")                                              \
-    X(ECANCELED, -ECANCELED, "operation canceled")                                            \
-    X(EDEADLK, -EDEADLK, "operation would deadlock (a coroutine joining itself)")             \
-    X(EBUSY, -EBUSY, "a weft runtime is already running in this process")                    \
-    X(ECONNRESET, -ECONNRESET, "connection reset by peer")                                    \
-    X(EPIPE, -EPIPE, "broken pipe")                                                           \
-    X(ECLOSED, -4001, "channel closed")                                                       \
-    X(ESTATE, -4002, "wrong state for this call: a task already joined, detached or "        \
-                     "finished; a mutex not locked; weft_unpin or weft_shield_end "          \
-                     "without its begin")                                                    \
-    X(ENOTCORO, -4003, "must be called from a weft coroutine")                                \
-    X(ENORUNTIME, -4004, "no weft runtime is running")                                        \
-    X(ESTACK, -4005, "stack size out of range")                                               \
-    X(ETOOLONG, -4007, "line too long")                                                       \
+#define WEFT_ERRNO_MAP(X)                                                                          \
+    X(EINVAL, -EINVAL, "invalid argument")                                                         \
+    X(ENOMEM, -ENOMEM, "out of memory")                                                            \
+    X(EAGAIN, -EAGAIN, "operation would block")                                                    \
+    X(ETIMEDOUT, -ETIMEDOUT, "deadline expired")                                                   \
+    X(ECANCELED, -ECANCELED, "operation canceled")                                                 \
+    X(EDEADLK, -EDEADLK, "operation would deadlock (a coroutine joining itself)")                  \
+    X(EBUSY, -EBUSY, "a weft runtime is already running in this process")                          \
+    X(ECONNRESET, -ECONNRESET, "connection reset by peer")                                         \
+    X(EPIPE, -EPIPE, "broken pipe")                                                                \
+    X(ECLOSED, -4001, "channel closed")                                                            \
+    X(ESTATE, -4002,                                                                               \
+      "wrong state for this call: a task already joined, detached or "                             \
+      "finished; a mutex not locked; weft_unpin or weft_shield_end "                               \
+      "without its begin")                                                                         \
+    X(ENOTCORO, -4003, "must be called from a weft coroutine")                                     \
+    X(ENORUNTIME, -4004, "no weft runtime is running")                                             \
+    X(ESTACK, -4005, "stack size out of range")                                                    \
+    X(ETOOLONG, -4007, "line too long")                                                            \
     X(ENOHOST, -4008, "host name not resolved: no such name, or no name server answered")
 /* -4006 was WEFT_EEOF (never returned; end of stream is a 0 count); not reused. */
 
@@ -84,9 +85,9 @@ WEFT_EXTERN const char *weft_version_string(void);
 /* ====================================== Time ============================================= */
 #define WEFT_FOREVER INT64_MAX
 #define WEFT_NSEC(x) ((int64_t)(x))
-#define WEFT_USEC(x) ((int64_t)(x) * 1000)
-#define WEFT_MSEC(x) ((int64_t)(x) * 1000000)
-#define WEFT_SEC(x) ((int64_t)(x) * 1000000000)
+#define WEFT_USEC(x) ((int64_t)(x)*1000)
+#define WEFT_MSEC(x) ((int64_t)(x)*1000000)
+#define WEFT_SEC(x) ((int64_t)(x)*1000000000)
 
 /* Monotonic time in nanoseconds. Callable from any thread. */
 WEFT_EXTERN int64_t weft_now(void);

@@ -171,7 +171,9 @@ static void *thread_task(void *arg)
 
 static int threads(long cap, int64_t nap)
 {
-    struct thread_run run = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0,
+    struct thread_run run = {PTHREAD_MUTEX_INITIALIZER,
+                             PTHREAD_COND_INITIALIZER,
+                             0,
                              {nap / 1000000000, nap % 1000000000}};
     pthread_t *tids = malloc((size_t)cap * sizeof *tids);
     if (!tids) {
@@ -184,8 +186,8 @@ static int threads(long cap, int64_t nap)
         pthread_attr_getstacksize(&attr, &stack);
         pthread_attr_destroy(&attr);
     }
-    printf("threads: creating up to %ld pthreads (default attributes: %zu KiB stack each)\n",
-           cap, stack / 1024);
+    printf("threads: creating up to %ld pthreads (default attributes: %zu KiB stack each)\n", cap,
+           stack / 1024);
     long long rss0 = resident_bytes(), kstack0 = kernel_stack_bytes();
     int64_t t0 = weft_now();
     long n = 0;

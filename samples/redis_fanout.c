@@ -25,8 +25,7 @@ static void note_connected(int delta)
 {
     int now = atomic_fetch_add(&connected, delta) + delta;
     int p = atomic_load(&peak);
-    while (now > p && !atomic_compare_exchange_weak(&peak, &p, now)) {
-    }
+    while (now > p && !atomic_compare_exchange_weak(&peak, &p, now)) {}
 }
 
 static void *client(void *arg)
@@ -47,9 +46,9 @@ static void *client(void *arg)
     redisReply *set = redisCommand(c, "SET %s %s", key, value);
     redisReply *get = redisCommand(c, "GET %s", key);
     redisReply *incr = redisCommand(c, "INCR fanout:total");
-    int ok = set && set->type == REDIS_REPLY_STATUS && strcmp(set->str, "OK") == 0 &&
-             get && get->type == REDIS_REPLY_STRING && strcmp(get->str, value) == 0 &&
-             incr && incr->type == REDIS_REPLY_INTEGER;
+    int ok = set && set->type == REDIS_REPLY_STATUS && strcmp(set->str, "OK") == 0 && get &&
+             get->type == REDIS_REPLY_STRING && strcmp(get->str, value) == 0 && incr &&
+             incr->type == REDIS_REPLY_INTEGER;
     if (!ok) {
         fprintf(stderr, "client %ld: unexpected reply\n", id);
         atomic_fetch_add(&failures, 1);
@@ -88,8 +87,8 @@ static int fanout(void *arg)
     freeReplyObject(total);
     redisFree(c);
     free(tasks);
-    printf("redis_fanout: %ld clients, %ld replies checked, %d failures, in %.1f ms\n",
-           clients, 3 * (clients - atomic_load(&failures)), atomic_load(&failures), ms);
+    printf("redis_fanout: %ld clients, %ld replies checked, %d failures, in %.1f ms\n", clients,
+           3 * (clients - atomic_load(&failures)), atomic_load(&failures), ms);
     printf("redis_fanout: counter %ld, at most %d clients connected at once\n", n,
            atomic_load(&peak));
     return atomic_load(&failures) == 0 && n == clients ? 0 : 1;

@@ -32,7 +32,7 @@
 #define MAX_QUERY ((size_t)64 << 20)
 #define MAX_BULK ((long long)MAX_QUERY - 1024) /* a bulk, its header and CRLF fit the buffer */
 #define MAX_INLINE (64 << 10)
-#define OUT_FLUSH (64 << 10)    /* write out replies early past this much */
+#define OUT_FLUSH (64 << 10) /* write out replies early past this much */
 
 /* ---- the store: NSHARDS hash tables, each with its own mutex ------------------------------- */
 #define NSHARDS 64
@@ -274,10 +274,10 @@ static int execute(struct client *c, int argc)
 {
     const char *cmd = c->argv[0], **argv = c->argv;
     size_t n = c->argl[0], *argl = c->argl;
-#define ARITY(test)                                                                         \
-    if (!(test)) {                                                                          \
-        reply_error(c, "-ERR wrong number of arguments for '%s' command\r\n", cmd, n);     \
-        return 0;                                                                           \
+#define ARITY(test)                                                                                \
+    if (!(test)) {                                                                                 \
+        reply_error(c, "-ERR wrong number of arguments for '%s' command\r\n", cmd, n);             \
+        return 0;                                                                                  \
     }
     if (is(cmd, n, "GET")) {
         ARITY(argc == 2);

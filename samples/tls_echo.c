@@ -165,8 +165,8 @@ static int tls_echo(void *arg)
         intact += (long)(intptr_t)n;
     }
     long want = (long)clients * lines_per_client;
-    printf("tls_echo: %ld of %ld lines echoed intact over %d TLS connections in %.0f ms\n",
-           intact, want, clients, (double)(weft_now() - start) / 1e6);
+    printf("tls_echo: %ld of %ld lines echoed intact over %d TLS connections in %.0f ms\n", intact,
+           want, clients, (double)(weft_now() - start) / 1e6);
     weft_cancel(srv); /* its accept returns; connections still open finish on their own */
     weft_join(srv, NULL);
     close(listener);

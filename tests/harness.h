@@ -9,24 +9,24 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define ASSERT(cond)                                                                        \
-    do {                                                                                    \
-        if (!(cond)) {                                                                      \
-            fprintf(stderr, "%s:%d: assertion failed: %s\n", __FILE__, __LINE__, #cond);    \
-            fflush(stderr);                                                                 \
-            abort();                                                                        \
-        }                                                                                   \
+#define ASSERT(cond)                                                                               \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: assertion failed: %s\n", __FILE__, __LINE__, #cond);           \
+            fflush(stderr);                                                                        \
+            abort();                                                                               \
+        }                                                                                          \
     } while (0)
 
-#define ASSERT_OP(a, op, b)                                                                 \
-    do {                                                                                    \
-        long long _a = (long long)(a), _b = (long long)(b);                                 \
-        if (!(_a op _b)) {                                                                  \
-            fprintf(stderr, "%s:%d: assertion failed: %s %s %s (%lld %s %lld)\n", __FILE__, \
-                    __LINE__, #a, #op, #b, _a, #op, _b);                                    \
-            fflush(stderr);                                                                 \
-            abort();                                                                        \
-        }                                                                                   \
+#define ASSERT_OP(a, op, b)                                                                        \
+    do {                                                                                           \
+        long long _a = (long long)(a), _b = (long long)(b);                                        \
+        if (!(_a op _b)) {                                                                         \
+            fprintf(stderr, "%s:%d: assertion failed: %s %s %s (%lld %s %lld)\n", __FILE__,        \
+                    __LINE__, #a, #op, #b, _a, #op, _b);                                           \
+            fflush(stderr);                                                                        \
+            abort();                                                                               \
+        }                                                                                          \
     } while (0)
 
 #define ASSERT_EQ(a, b) ASSERT_OP(a, ==, b)
@@ -38,15 +38,15 @@
 
 /* Counting checks: the test defines `checks` (a long or an _Atomic long); each CHECK is an
  * ASSERT that also counts, so TEST_PASS can report how much was verified. */
-#define CHECK(c)                                                                            \
-    do {                                                                                    \
-        ASSERT(c);                                                                          \
-        checks++;                                                                           \
+#define CHECK(c)                                                                                   \
+    do {                                                                                           \
+        ASSERT(c);                                                                                 \
+        checks++;                                                                                  \
     } while (0)
-#define WEFT__CHECK_OP(a, op, b)                                                            \
-    do {                                                                                    \
-        ASSERT_OP(a, op, b);                                                                \
-        checks++;                                                                           \
+#define WEFT__CHECK_OP(a, op, b)                                                                   \
+    do {                                                                                           \
+        ASSERT_OP(a, op, b);                                                                       \
+        checks++;                                                                                  \
     } while (0)
 #define CHECK_EQ(a, b) WEFT__CHECK_OP(a, ==, b)
 #define CHECK_NE(a, b) WEFT__CHECK_OP(a, !=, b)
@@ -84,13 +84,13 @@ static inline long ops_scaled(long n)
 }
 
 /* Wait (in a coroutine) until cond holds; fails after 10 s. */
-#define WAIT_FOR(cond)                                                                      \
-    do {                                                                                    \
-        int64_t _dl = weft_now() + WEFT_SEC(10);                                            \
-        while (!(cond)) {                                                                   \
-            ASSERT(weft_now() < _dl);                                                       \
-            weft_sleep(WEFT_MSEC(1));                                                       \
-        }                                                                                   \
+#define WAIT_FOR(cond)                                                                             \
+    do {                                                                                           \
+        int64_t _dl = weft_now() + WEFT_SEC(10);                                                   \
+        while (!(cond)) {                                                                          \
+            ASSERT(weft_now() < _dl);                                                              \
+            weft_sleep(WEFT_MSEC(1));                                                              \
+        }                                                                                          \
     } while (0)
 
 /* Run fn(arg) in a child process with its stderr captured into buf (NUL-terminated);
@@ -159,9 +159,9 @@ static inline int test_overflow_in_child(const struct test_overflow *o, char *bu
     return test_child_stderr(test_overflow_child, (void *)o, buf, cap);
 }
 
-#define TEST_PASS(name, checks)                                                             \
-    do {                                                                                    \
-        printf("%s: passed (%ld checks)\n", name, (long)(checks));                          \
+#define TEST_PASS(name, checks)                                                                    \
+    do {                                                                                           \
+        printf("%s: passed (%ld checks)\n", name, (long)(checks));                                 \
     } while (0)
 
 #endif

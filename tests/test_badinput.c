@@ -229,8 +229,9 @@ static void section_errors(void)
         checks++; /* distinct code and text */
     }
     /* Not weft codes: still a message, never NULL; unknown ones do not pass for a weft code. */
-    const int others[] = {0,  1,      42,     INT_MAX, INT_MIN, INT_MIN + 1, -1, -EBADF,
-                          -ECONNREFUSED, -3999, -4000, -4009, -100000};
+    const int others[] = {0,           1,     42,     INT_MAX,       INT_MIN,
+                          INT_MIN + 1, -1,    -EBADF, -ECONNREFUSED, -3999,
+                          -4000,       -4009, -100000};
     for (size_t i = 0; i < sizeof others / sizeof others[0]; i++) {
         const char *s = weft_strerror(others[i]);
         CHECK(s != NULL && s[0] != 0);
@@ -471,7 +472,7 @@ static void busy_calls(void *arg)
 static void section_busy(void)
 {
     int before = atomic_load(&trivial_runs);
-    busy_calls(NULL);                                            /* from a coroutine */
+    busy_calls(NULL);                                             /* from a coroutine */
     CHECK_EQ(on_plain_thread(busy_calls, NULL, WEFT_FOREVER), 0); /* from a plain thread */
     CHECK_EQ(atomic_load(&trivial_runs), before);
 }
@@ -717,9 +718,12 @@ static void section_channels(void)
     CHECK_EQ(weft_chan_create(NULL, 0, 0), WEFT_EINVAL);
     const struct {
         size_t elem, cap;
-    } absurd[] = {{((size_t)1 << 20) + 1, 1}, {sizeof(int), ((size_t)1 << 30) + 1},
-                  {SIZE_MAX, 1},              {sizeof(int), SIZE_MAX},
-                  {SIZE_MAX, SIZE_MAX},       {SIZE_MAX, 0},
+    } absurd[] = {{((size_t)1 << 20) + 1, 1},
+                  {sizeof(int), ((size_t)1 << 30) + 1},
+                  {SIZE_MAX, 1},
+                  {sizeof(int), SIZE_MAX},
+                  {SIZE_MAX, SIZE_MAX},
+                  {SIZE_MAX, 0},
                   {0, SIZE_MAX}};
     for (size_t i = 0; i < sizeof absurd / sizeof absurd[0]; i++) {
         ch = (weft_chan *)&v;
@@ -946,7 +950,7 @@ static void section_ticker(void)
     CHECK_EQ(weft_chan_recv_until(ch, &tick, weft_after(WEFT_SEC(10))), 0);
     CHECK(tick > 0);
     CHECK_EQ(weft_chan_send(ch, NULL), WEFT_EINVAL); /* an ordinary channel for bad input */
-    CHECK_EQ(weft_chan_recv(ch, NULL), 0); /* a receive may discard: the next tick */
+    CHECK_EQ(weft_chan_recv(ch, NULL), 0);           /* a receive may discard: the next tick */
     CHECK_EQ(weft_ticker_stop(t), 0);
 }
 
@@ -1054,7 +1058,7 @@ static void section_sync(void)
     CHECK_EQ(weft_wg_wait_until(&wg, INT64_MIN), 0);
     CHECK_EQ(weft_wg_done(&wg), WEFT_EINVAL);
     CHECK_EQ(weft_wg_add(&wg, WEFT_WG_MAX), 0); /* the largest count */
-    CHECK_EQ(weft_wg_add(&wg, 1), WEFT_EINVAL);    /* beyond it */
+    CHECK_EQ(weft_wg_add(&wg, 1), WEFT_EINVAL); /* beyond it */
     CHECK_EQ(weft_wg_add(&wg, INT64_MAX), WEFT_EINVAL);
     CHECK_EQ(weft_wg_add(&wg, -WEFT_WG_MAX), 0);
     CHECK_EQ(weft_wg_add(&wg, INT64_MAX), WEFT_EINVAL); /* from zero too */
@@ -1216,7 +1220,7 @@ static void section_io(void)
     CHECK_EQ(weft_read(NOFD, buf, 1, 0), -EBADF);
     CHECK_EQ(weft_write(NOFD, "x", 1, 0), -EBADF);
     CHECK_EQ(weft_write_all(NOFD, "x", 1, 0), -EBADF);
-    CHECK_EQ(weft_read(p[1], buf, 1, WEFT_FOREVER), -EBADF); /* the write end */
+    CHECK_EQ(weft_read(p[1], buf, 1, WEFT_FOREVER), -EBADF);  /* the write end */
     CHECK_EQ(weft_write(p[0], "x", 1, WEFT_FOREVER), -EBADF); /* the read end */
     for (int i = 0; i < 3; i++)
         CHECK_EQ(weft_read(p[0], buf, sizeof buf, past[i]), WEFT_ETIMEDOUT);
@@ -1255,8 +1259,7 @@ static void section_io(void)
     for (size_t i = 0; i < sizeof bad_ports / sizeof bad_ports[0]; i++) {
         CHECK_EQ(weft_tcp_listen("127.0.0.1", bad_ports[i], 16), WEFT_EINVAL);
         CHECK_EQ(weft_tcp_listen(NULL, bad_ports[i], 16), WEFT_EINVAL);
-        CHECK_EQ(weft_tcp_connect("127.0.0.1", bad_ports[i], weft_after(WEFT_SEC(5))),
-                 WEFT_EINVAL);
+        CHECK_EQ(weft_tcp_connect("127.0.0.1", bad_ports[i], weft_after(WEFT_SEC(5))), WEFT_EINVAL);
         CHECK_EQ(weft_tcp_connect(NULL, bad_ports[i], 0), WEFT_EINVAL);
     }
     const char *bad_hosts[] = {"not-a-host", "example.com", "999.0.0.1",    "1.2.3",
@@ -1272,14 +1275,15 @@ static void section_io(void)
         CHECK_EQ(weft_tcp_connect(bad_hosts[i], ntohs(sa.sin_port), weft_after(WEFT_SEC(5))),
                  WEFT_EINVAL);
     }
-    const char *bad_names[] = {"a..b", ".a", "-a.b", "a-.b", "a b", "a/b", "ä.de", "a.1",
-                               "xn--.", "a.b.c:80", "host_name\n"};
+    const char *bad_names[] = {"a..b", ".a",  "-a.b",  "a-.b",     "a b",        "a/b",
+                               "ä.de", "a.1", "xn--.", "a.b.c:80", "host_name\n"};
     for (size_t i = 0; i < sizeof bad_names / sizeof bad_names[0]; i++)
         CHECK_EQ(weft_tcp_connect(bad_names[i], 80, weft_after(WEFT_SEC(5))), WEFT_EINVAL);
     char long_name[300];
     memset(long_name, 'a', sizeof long_name - 1);
     long_name[sizeof long_name - 1] = 0;
-    CHECK_EQ(weft_tcp_connect(long_name, 80, weft_after(WEFT_SEC(5))), WEFT_EINVAL); /* label > 63 */
+    CHECK_EQ(weft_tcp_connect(long_name, 80, weft_after(WEFT_SEC(5))),
+             WEFT_EINVAL); /* label > 63 */
     for (int i = 63; i < 300; i += 64)
         long_name[i] = '.';
     CHECK_EQ(weft_tcp_connect(long_name, 80, weft_after(WEFT_SEC(5))), WEFT_EINVAL); /* > 253 */
@@ -1563,7 +1567,7 @@ static int on_thread(int (*fn)(void *), void *arg)
     return c.result;
 }
 
-static weft_chan *abandoned_chan;     /* a receiver waits on it when the run ends */
+static weft_chan *abandoned_chan;                 /* a receiver waits on it when the run ends */
 static weft_mutex abandoned_mu = WEFT_MUTEX_INIT; /* a locker waits on it */
 static void *lock_forever(void *arg)
 {

@@ -58,7 +58,7 @@ static void *fill_fn(void *arg)
 
 struct cancel_case {
     struct gate g;
-    int cancels;         /* weft_cancel calls made while fn runs */
+    int cancels; /* weft_cancel calls made while fn runs */
     _Atomic int returned;
     int r, done_at_return, intact, pending_after, sleep_after;
     void *res;

@@ -45,13 +45,14 @@ enum kind {
     K_BLOCKING,
     K_COUNT
 };
-static const char *kind_name[K_COUNT] = {
-    "sleep", "sleep_until", "send", "send_until", "recv", "recv_until", "select",
-    "select_until", "join", "join_until", "mutex", "mutex_until", "cond", "cond_until",
-    "sem", "sem_until", "wg", "wg_until", "blocking"};
+static const char *kind_name[K_COUNT] = {"sleep", "sleep_until", "send",    "send_until",
+                                         "recv",  "recv_until",  "select",  "select_until",
+                                         "join",  "join_until",  "mutex",   "mutex_until",
+                                         "cond",  "cond_until",  "sem",     "sem_until",
+                                         "wg",    "wg_until",    "blocking"};
 
-static weft_chan *z0;    /* rendezvous channel nobody else uses */
-static weft_chan *full1; /* capacity 1, full */
+static weft_chan *z0;                     /* rendezvous channel nobody else uses */
+static weft_chan *full1;                  /* capacity 1, full */
 static weft_mutex held = WEFT_MUTEX_INIT; /* held by the test's main coroutine */
 static weft_mutex cm = WEFT_MUTEX_INIT;
 static weft_cond cv = WEFT_COND_INIT;
@@ -80,7 +81,7 @@ struct blk {
     enum kind kind;
     _Atomic int stage; /* 1: about to block, 2: returned */
     int r;
-    int after;         /* a follow-up check made by the child, 0 when fine */
+    int after; /* a follow-up check made by the child, 0 when fine */
     weft_task grandchild;
     void *result;
 };
@@ -98,26 +99,65 @@ static void *blocker(void *arg)
     b->result = (void *)-1;
     atomic_store(&b->stage, 1);
     switch (b->kind) {
-    case K_SLEEP: b->r = weft_sleep(WEFT_SEC(10)); break;
-    case K_SLEEP_UNTIL: b->r = weft_sleep_until(far); break;
-    case K_SEND: b->r = weft_chan_send(z0, &v); break;
-    case K_SEND_UNTIL: b->r = weft_chan_send_until(z0, &v, far); break;
-    case K_RECV: b->r = weft_chan_recv(z0, &v); break;
-    case K_RECV_UNTIL: b->r = weft_chan_recv_until(z0, &v, far); break;
-    case K_SELECT: b->r = weft_select(cs, 2, WEFT_FOREVER); break;
-    case K_SELECT_UNTIL: b->r = weft_select(cs, 2, far); break;
-    case K_JOIN: b->r = weft_join(b->grandchild, &b->result); break;
-    case K_JOIN_UNTIL: b->r = weft_join_until(b->grandchild, &b->result, far); break;
-    case K_MUTEX: b->r = weft_mutex_lock(&held); break;
-    case K_MUTEX_UNTIL: b->r = weft_mutex_lock_until(&held, far); break;
-    case K_COND: b->r = weft_cond_wait(&cv, &cm); break;
-    case K_COND_UNTIL: b->r = weft_cond_wait_until(&cv, &cm, far); break;
-    case K_SEM: b->r = weft_sem_wait(&sem0); break;
-    case K_SEM_UNTIL: b->r = weft_sem_wait_until(&sem0, far); break;
-    case K_WG: b->r = weft_wg_wait(&wg1); break;
-    case K_WG_UNTIL: b->r = weft_wg_wait_until(&wg1, far); break;
-    case K_BLOCKING: b->r = weft_blocking(blocking_fn, NULL, &b->result); break;
-    default: abort();
+    case K_SLEEP:
+        b->r = weft_sleep(WEFT_SEC(10));
+        break;
+    case K_SLEEP_UNTIL:
+        b->r = weft_sleep_until(far);
+        break;
+    case K_SEND:
+        b->r = weft_chan_send(z0, &v);
+        break;
+    case K_SEND_UNTIL:
+        b->r = weft_chan_send_until(z0, &v, far);
+        break;
+    case K_RECV:
+        b->r = weft_chan_recv(z0, &v);
+        break;
+    case K_RECV_UNTIL:
+        b->r = weft_chan_recv_until(z0, &v, far);
+        break;
+    case K_SELECT:
+        b->r = weft_select(cs, 2, WEFT_FOREVER);
+        break;
+    case K_SELECT_UNTIL:
+        b->r = weft_select(cs, 2, far);
+        break;
+    case K_JOIN:
+        b->r = weft_join(b->grandchild, &b->result);
+        break;
+    case K_JOIN_UNTIL:
+        b->r = weft_join_until(b->grandchild, &b->result, far);
+        break;
+    case K_MUTEX:
+        b->r = weft_mutex_lock(&held);
+        break;
+    case K_MUTEX_UNTIL:
+        b->r = weft_mutex_lock_until(&held, far);
+        break;
+    case K_COND:
+        b->r = weft_cond_wait(&cv, &cm);
+        break;
+    case K_COND_UNTIL:
+        b->r = weft_cond_wait_until(&cv, &cm, far);
+        break;
+    case K_SEM:
+        b->r = weft_sem_wait(&sem0);
+        break;
+    case K_SEM_UNTIL:
+        b->r = weft_sem_wait_until(&sem0, far);
+        break;
+    case K_WG:
+        b->r = weft_wg_wait(&wg1);
+        break;
+    case K_WG_UNTIL:
+        b->r = weft_wg_wait_until(&wg1, far);
+        break;
+    case K_BLOCKING:
+        b->r = weft_blocking(blocking_fn, NULL, &b->result);
+        break;
+    default:
+        abort();
     }
     atomic_store(&b->stage, 2);
     /* the request is sticky: reporting it did not consume it */
@@ -261,19 +301,19 @@ static void *sticky_child(void *arg)
     s->c1 = weft_cancelled();
     s->c2 = weft_cancelled(); /* asking does not consume */
     int v;
-    s->r_try = weft_chan_try_recv(sticky_buf, &v);  /* empty: EAGAIN, does not block */
+    s->r_try = weft_chan_try_recv(sticky_buf, &v); /* empty: EAGAIN, does not block */
     int x = 3;
     weft_chan_send(sticky_buf, &x);
-    s->r_recv = weft_chan_recv(sticky_buf, &v);     /* ready: completes, no report */
-    s->r_lock = weft_mutex_lock(&sticky_m);         /* free: no report */
+    s->r_recv = weft_chan_recv(sticky_buf, &v); /* ready: completes, no report */
+    s->r_lock = weft_mutex_lock(&sticky_m);     /* free: no report */
     weft_mutex_unlock(&sticky_m);
     s->c3 = weft_cancelled();
-    s->r_sleep1 = weft_sleep(WEFT_SEC(10));         /* reports it at once */
+    s->r_sleep1 = weft_sleep(WEFT_SEC(10)); /* reports it at once */
     s->c4 = weft_cancelled();
-    s->r_sleep2 = weft_sleep(WEFT_SEC(10));         /* and again */
+    s->r_sleep2 = weft_sleep(WEFT_SEC(10)); /* and again */
     int64_t t0 = weft_now();
     weft_shield_begin();
-    s->r_sleep3 = weft_sleep(WEFT_MSEC(10));        /* blocks normally in a shield */
+    s->r_sleep3 = weft_sleep(WEFT_MSEC(10)); /* blocks normally in a shield */
     weft_shield_end();
     s->el3 = weft_now() - t0;
     s->c5 = weft_cancelled();
@@ -543,8 +583,7 @@ static void test_races(void)
             ASSERT_EQ(weft_cancel(ts[i]), 0);
         for (int i = 0; i < BATCH; i++) {
             ASSERT_EQ(weft_join(ts[i], NULL), 0);
-            bool ok = (xs[i].r1 == 0 || xs[i].r1 == WEFT_ECANCELED) &&
-                      xs[i].r2 == WEFT_ECANCELED;
+            bool ok = (xs[i].r1 == 0 || xs[i].r1 == WEFT_ECANCELED) && xs[i].r2 == WEFT_ECANCELED;
             if (!ok)
                 bad++;
         }
@@ -710,7 +749,7 @@ static void *cond_misuse(void *arg)
     out[0] = weft_cond_wait(&c, &m); /* m is not locked: refused */
     out[1] = weft_cancel(weft_self());
     out[2] = weft_sleep(WEFT_SEC(10)); /* reports the request */
-    weft_shield_begin(); /* a shielded sleep is an ordinary one: not ended early */
+    weft_shield_begin();               /* a shielded sleep is an ordinary one: not ended early */
     int64_t t0 = weft_now();
     out[3] = weft_sleep(WEFT_MSEC(20));
     out[4] = weft_now() - t0 >= WEFT_MSEC(20);

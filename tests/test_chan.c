@@ -331,7 +331,7 @@ static void test_args(void)
     CHECK_EQ(weft_chan_close(NULL), WEFT_EINVAL);
     CHECK_EQ(weft_chan_len(NULL), 0);
     CHECK_EQ(weft_chan_cap(NULL), 0);
-    weft_chan_ref(NULL);   /* no-ops */
+    weft_chan_ref(NULL); /* no-ops */
     weft_chan_unref(NULL);
 
     CHECK_EQ(weft_chan_create(&ch, sizeof(int), 2), 0);
@@ -717,9 +717,9 @@ static uint8_t rg_byte(const struct msg *m, size_t i)
 
 struct rg {
     weft_chan *ch;
-    size_t payload;    /* bytes of payload per element */
-    weft_chan *never;  /* nothing is ever sent on it: select's other case */
-    long k;            /* elements per sender at most */
+    size_t payload;              /* bytes of payload per element */
+    weft_chan *never;            /* nothing is ever sent on it: select's other case */
+    long k;                      /* elements per sender at most */
     _Atomic unsigned char *seen; /* [RG_S * k] */
     _Atomic long sent[RG_S];     /* successful sends per sender */
     _Atomic long received;

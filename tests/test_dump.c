@@ -216,9 +216,9 @@ static void *blocker(void *arg)
 }
 
 static const struct expect parked[] = {
-    {"sleeper-a", "sleep"},     {"sleeper-b", "sleep"},   {"receiver", "chan recv"},
-    {"sender", "chan send"},    {"selector", "select"},   {"joiner", "join"},
-    {"locker", "mutex"},        {"blocker", "blocking"},
+    {"sleeper-a", "sleep"},  {"sleeper-b", "sleep"},  {"receiver", "chan recv"},
+    {"sender", "chan send"}, {"selector", "select"},  {"joiner", "join"},
+    {"locker", "mutex"},     {"blocker", "blocking"},
 };
 #define NPARKED ((int)(sizeof parked / sizeof parked[0]))
 
@@ -314,7 +314,7 @@ static int app(void *p)
         CHECK(wp && sscanf(wp, " worker=%d", &wk) == 1);
         CHECK(wk >= 0 && wk < ra->threads);
         CHECK(strstr(line, " runs=1 ")); /* ran once, up to its park */
-        CHECK(strstr(line, " stack=")); /* it has run: it owns a stack */
+        CHECK(strstr(line, " stack="));  /* it has run: it owns a stack */
 #if defined(WEFT_CONTEXT_ASM) && defined(__x86_64__)
         /* The asm backend on x86-64 prints the parked coroutine's frames under its line. */
         const char *at = strstr(d, line);
@@ -453,8 +453,7 @@ static void *gdb_target_job(void *arg)
     /* No EINTR retry: a debugger that broke the restart of this read(2) shows up here. */
     ssize_t n = read(g_pipe[0], &c, 1);
     if (n != 1)
-        fprintf(stderr, "gdb-target: read in the blocking job returned %zd (errno %d)\n", n,
-                errno);
+        fprintf(stderr, "gdb-target: read in the blocking job returned %zd (errno %d)\n", n, errno);
     return (void *)(intptr_t)n;
 }
 
@@ -492,8 +491,8 @@ static int gdb_main(void *unused)
     while (!atomic_load(&spin_started))
         weft_sleep(WEFT_MSEC(1));
     printf("gdb-target: parked recv=%llu sleep=%llu select=%llu spin=%llu\n",
-           (unsigned long long)tr.id, (unsigned long long)ts.id,
-           (unsigned long long)tsel.id, (unsigned long long)tspin.id);
+           (unsigned long long)tr.id, (unsigned long long)ts.id, (unsigned long long)tsel.id,
+           (unsigned long long)tspin.id);
     fflush(stdout);
 
     weft_test_gdb_break();

@@ -61,18 +61,19 @@
 
 static unsigned long g_checks;
 
-#define CHECK_OP(a, op, b)                                                                     \
-    do {                                                                                       \
-        unsigned long long a_ = (unsigned long long)(uintptr_t)(a);                            \
-        unsigned long long b_ = (unsigned long long)(uintptr_t)(b);                            \
-        g_checks++;                                                                            \
-        if (!(a_ op b_)) {                                                                     \
-            fprintf(stderr, "%s:%d: CHECK failed: %s %s %s\n    left  = 0x%llx (%llu)\n"       \
-                            "    right = 0x%llx (%llu)\n",                                     \
-                    __FILE__, __LINE__, #a, #op, #b, a_, a_, b_, b_);                          \
-            fflush(stderr);                                                                    \
-            abort();                                                                           \
-        }                                                                                      \
+#define CHECK_OP(a, op, b)                                                                         \
+    do {                                                                                           \
+        unsigned long long a_ = (unsigned long long)(uintptr_t)(a);                                \
+        unsigned long long b_ = (unsigned long long)(uintptr_t)(b);                                \
+        g_checks++;                                                                                \
+        if (!(a_ op b_)) {                                                                         \
+            fprintf(stderr,                                                                        \
+                    "%s:%d: CHECK failed: %s %s %s\n    left  = 0x%llx (%llu)\n"                   \
+                    "    right = 0x%llx (%llu)\n",                                                 \
+                    __FILE__, __LINE__, #a, #op, #b, a_, a_, b_, b_);                              \
+            fflush(stderr);                                                                        \
+            abort();                                                                               \
+        }                                                                                          \
     } while (0)
 #define CHECK_EQ(a, b) CHECK_OP(a, ==, b)
 #define CHECK_NE(a, b) CHECK_OP(a, !=, b)
@@ -82,19 +83,20 @@ static unsigned long g_checks;
 #define CHECK(cond) CHECK_OP(!!(cond), ==, 1)
 
 /* p inside [lo, hi) (or [lo, hi] for a stack pointer, which may sit at the very top) */
-#define CHECK_RANGE_(p, s, want, top_ok)                                                       \
-    do {                                                                                       \
-        uintptr_t p_ = (uintptr_t)(p), lo_ = (uintptr_t)(s)->base, hi_ = lo_ + (s)->size;      \
-        int in_ = p_ >= lo_ && (p_ < hi_ || ((top_ok) && p_ == hi_));                          \
-        g_checks++;                                                                            \
-        if (in_ != (want)) {                                                                   \
-            fprintf(stderr, "%s:%d: CHECK failed: %s %s stack %s\n    value = 0x%llx\n"       \
-                            "    stack = [0x%llx, 0x%llx)\n",                                  \
-                    __FILE__, __LINE__, #p, (want) ? "in" : "not in", #s,                      \
-                    (unsigned long long)p_, (unsigned long long)lo_, (unsigned long long)hi_); \
-            fflush(stderr);                                                                    \
-            abort();                                                                           \
-        }                                                                                      \
+#define CHECK_RANGE_(p, s, want, top_ok)                                                           \
+    do {                                                                                           \
+        uintptr_t p_ = (uintptr_t)(p), lo_ = (uintptr_t)(s)->base, hi_ = lo_ + (s)->size;          \
+        int in_ = p_ >= lo_ && (p_ < hi_ || ((top_ok) && p_ == hi_));                              \
+        g_checks++;                                                                                \
+        if (in_ != (want)) {                                                                       \
+            fprintf(stderr,                                                                        \
+                    "%s:%d: CHECK failed: %s %s stack %s\n    value = 0x%llx\n"                    \
+                    "    stack = [0x%llx, 0x%llx)\n",                                              \
+                    __FILE__, __LINE__, #p, (want) ? "in" : "not in", #s, (unsigned long long)p_,  \
+                    (unsigned long long)lo_, (unsigned long long)hi_);                             \
+            fflush(stderr);                                                                        \
+            abort();                                                                               \
+        }                                                                                          \
     } while (0)
 #define CHECK_IN_STACK(p, s) CHECK_RANGE_(p, s, 1, 0)
 #define CHECK_NOT_IN_STACK(p, s) CHECK_RANGE_(p, s, 0, 0)
@@ -157,7 +159,7 @@ static int near(const void *a, uintptr_t sp)
 /* Recorded by weft_test_align_entry / weft_test_align_ontop at their first instruction. */
 HIDDEN uintptr_t weft_test_entry_sp, weft_test_entry_fp, weft_test_ontop_sp;
 
-void weft_test_align_entry(weft__transfer_t t);             /* asm: records, then -> _c */
+void weft_test_align_entry(weft__transfer_t t); /* asm: records, then -> _c */
 HIDDEN void weft_test_align_entry_c(weft__transfer_t t);
 weft__transfer_t weft_test_align_ontop(weft__transfer_t t); /* asm: records, then -> _c */
 HIDDEN weft__transfer_t weft_test_align_ontop_c(weft__transfer_t t);
@@ -184,8 +186,7 @@ __asm__(".pushsection .text\n"
         ".hidden weft_test_align_entry\n"
         ".type weft_test_align_entry, @function\n"
         ".p2align 4\n"
-        "weft_test_align_entry:\n" T_ENDBR
-        "    movq %rsp, weft_test_entry_sp(%rip)\n"
+        "weft_test_align_entry:\n" T_ENDBR "    movq %rsp, weft_test_entry_sp(%rip)\n"
         "    movq %rbp, weft_test_entry_fp(%rip)\n"
         "    jmp weft_test_align_entry_c\n"
         ".size weft_test_align_entry, .-weft_test_align_entry\n"
@@ -194,8 +195,7 @@ __asm__(".pushsection .text\n"
         ".hidden weft_test_align_ontop\n"
         ".type weft_test_align_ontop, @function\n"
         ".p2align 4\n"
-        "weft_test_align_ontop:\n" T_ENDBR
-        "    movq %rsp, weft_test_ontop_sp(%rip)\n"
+        "weft_test_align_ontop:\n" T_ENDBR "    movq %rsp, weft_test_ontop_sp(%rip)\n"
         "    jmp weft_test_align_ontop_c\n"
         ".size weft_test_align_ontop, .-weft_test_align_ontop\n"
         /* --- callee-saved register probe: rdi=to rsi=data rdx=vals rcx=out --- */
@@ -203,42 +203,42 @@ __asm__(".pushsection .text\n"
         ".hidden weft_test_csr_probe\n"
         ".type weft_test_csr_probe, @function\n"
         ".p2align 4\n"
-        "weft_test_csr_probe:\n" T_ENDBR
-        "    pushq %rbx\n"
+        "weft_test_csr_probe:\n" T_ENDBR "    pushq %rbx\n"
         "    pushq %rbp\n"
         "    pushq %r12\n"
         "    pushq %r13\n"
         "    pushq %r14\n"
         "    pushq %r15\n"
-        "    pushq %rcx\n"                /* out; 7 pushes: rsp % 16 == 0 for the call */
-        "    movq %rsp, 64(%rcx)\n"       /* out[8] = rsp before the call */
+        "    pushq %rcx\n"          /* out; 7 pushes: rsp % 16 == 0 for the call */
+        "    movq %rsp, 64(%rcx)\n" /* out[8] = rsp before the call */
         "    movq 0(%rdx), %rbx\n"
         "    movq 8(%rdx), %rbp\n"
         "    movq 16(%rdx), %r12\n"
         "    movq 24(%rdx), %r13\n"
         "    movq 32(%rdx), %r14\n"
         "    movq 40(%rdx), %r15\n"
-        "    call " XSTR(weft__jump_fcontext) "@PLT\n"
-        "    movq (%rsp), %rcx\n"
-        "    movq %rbx, 0(%rcx)\n"
-        "    movq %rbp, 8(%rcx)\n"
-        "    movq %r12, 16(%rcx)\n"
-        "    movq %r13, 24(%rcx)\n"
-        "    movq %r14, 32(%rcx)\n"
-        "    movq %r15, 40(%rcx)\n"
-        "    movq %rax, 48(%rcx)\n"       /* out[6] = transfer.fctx */
-        "    movq %rdx, 56(%rcx)\n"       /* out[7] = transfer.data */
-        "    movq %rsp, 72(%rcx)\n"       /* out[9] = rsp after the call */
-        "    addq $8, %rsp\n"
-        "    popq %r15\n"
-        "    popq %r14\n"
-        "    popq %r13\n"
-        "    popq %r12\n"
-        "    popq %rbp\n"
-        "    popq %rbx\n"
-        "    ret\n"
-        ".size weft_test_csr_probe, .-weft_test_csr_probe\n"
-        ".popsection\n");
+        "    call " XSTR(
+            weft__jump_fcontext) "@PLT\n"
+                                 "    movq (%rsp), %rcx\n"
+                                 "    movq %rbx, 0(%rcx)\n"
+                                 "    movq %rbp, 8(%rcx)\n"
+                                 "    movq %r12, 16(%rcx)\n"
+                                 "    movq %r13, 24(%rcx)\n"
+                                 "    movq %r14, 32(%rcx)\n"
+                                 "    movq %r15, 40(%rcx)\n"
+                                 "    movq %rax, 48(%rcx)\n" /* out[6] = transfer.fctx */
+                                 "    movq %rdx, 56(%rcx)\n" /* out[7] = transfer.data */
+                                 "    movq %rsp, 72(%rcx)\n" /* out[9] = rsp after the call */
+                                 "    addq $8, %rsp\n"
+                                 "    popq %r15\n"
+                                 "    popq %r14\n"
+                                 "    popq %r13\n"
+                                 "    popq %r12\n"
+                                 "    popq %rbp\n"
+                                 "    popq %rbx\n"
+                                 "    ret\n"
+                                 ".size weft_test_csr_probe, .-weft_test_csr_probe\n"
+                                 ".popsection\n");
 #else /* __aarch64__ */
 /* vals/out: x19..x28, x29, d8..d15 */
 #define CSR_N 19
@@ -302,34 +302,35 @@ __asm__(".pushsection .text\n"
         "    ldp d10, d11, [x2, #104]\n"
         "    ldp d12, d13, [x2, #120]\n"
         "    ldp d14, d15, [x2, #136]\n"
-        "    bl " XSTR(weft__jump_fcontext) "\n"
-        "    ldr x9, [sp, #160]\n"
-        "    stp x19, x20, [x9, #0]\n"
-        "    stp x21, x22, [x9, #16]\n"
-        "    stp x23, x24, [x9, #32]\n"
-        "    stp x25, x26, [x9, #48]\n"
-        "    stp x27, x28, [x9, #64]\n"
-        "    str x29, [x9, #80]\n"
-        "    stp d8, d9, [x9, #88]\n"
-        "    stp d10, d11, [x9, #104]\n"
-        "    stp d12, d13, [x9, #120]\n"
-        "    stp d14, d15, [x9, #136]\n"
-        "    stp x0, x1, [x9, #152]\n" /* out[19], out[20] = transfer */
-        "    mov x10, sp\n"
-        "    str x10, [x9, #176]\n" /* out[22] = sp after the call */
-        "    ldp x19, x20, [sp, #16]\n"
-        "    ldp x21, x22, [sp, #32]\n"
-        "    ldp x23, x24, [sp, #48]\n"
-        "    ldp x25, x26, [sp, #64]\n"
-        "    ldp x27, x28, [sp, #80]\n"
-        "    ldp d8, d9, [sp, #96]\n"
-        "    ldp d10, d11, [sp, #112]\n"
-        "    ldp d12, d13, [sp, #128]\n"
-        "    ldp d14, d15, [sp, #144]\n"
-        "    ldp x29, x30, [sp], #176\n"
-        "    ret\n"
-        ".size weft_test_csr_probe, .-weft_test_csr_probe\n"
-        ".popsection\n");
+        "    bl " XSTR(
+            weft__jump_fcontext) "\n"
+                                 "    ldr x9, [sp, #160]\n"
+                                 "    stp x19, x20, [x9, #0]\n"
+                                 "    stp x21, x22, [x9, #16]\n"
+                                 "    stp x23, x24, [x9, #32]\n"
+                                 "    stp x25, x26, [x9, #48]\n"
+                                 "    stp x27, x28, [x9, #64]\n"
+                                 "    str x29, [x9, #80]\n"
+                                 "    stp d8, d9, [x9, #88]\n"
+                                 "    stp d10, d11, [x9, #104]\n"
+                                 "    stp d12, d13, [x9, #120]\n"
+                                 "    stp d14, d15, [x9, #136]\n"
+                                 "    stp x0, x1, [x9, #152]\n" /* out[19], out[20] = transfer */
+                                 "    mov x10, sp\n"
+                                 "    str x10, [x9, #176]\n" /* out[22] = sp after the call */
+                                 "    ldp x19, x20, [sp, #16]\n"
+                                 "    ldp x21, x22, [sp, #32]\n"
+                                 "    ldp x23, x24, [sp, #48]\n"
+                                 "    ldp x25, x26, [sp, #64]\n"
+                                 "    ldp x27, x28, [sp, #80]\n"
+                                 "    ldp d8, d9, [sp, #96]\n"
+                                 "    ldp d10, d11, [sp, #112]\n"
+                                 "    ldp d12, d13, [sp, #128]\n"
+                                 "    ldp d14, d15, [sp, #144]\n"
+                                 "    ldp x29, x30, [sp], #176\n"
+                                 "    ret\n"
+                                 ".size weft_test_csr_probe, .-weft_test_csr_probe\n"
+                                 ".popsection\n");
 #endif
 
 #define CSR_FCTX (CSR_N + 0)

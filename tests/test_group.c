@@ -217,9 +217,9 @@ static void test_reaping(void)
 
 #define NGATE 8
 static weft_chan *gate[NGATE];
-static int gate_ret[NGATE];      /* what a gated int member returns once released */
-static int gate_recv[NGATE];     /* what its receive returned */
-static uint64_t gate_id[NGATE];  /* its weft_self_id() */
+static int gate_ret[NGATE];     /* what a gated int member returns once released */
+static int gate_recv[NGATE];    /* what its receive returned */
+static uint64_t gate_id[NGATE]; /* its weft_self_id() */
 
 static void gates_open(void)
 {
@@ -560,8 +560,7 @@ static void test_limit(void)
     CHECK_EQ(weft_group_spawn_until(lim_g, lim_member, NULL, 0), WEFT_ETIMEDOUT);
     CHECK_EQ(weft_group_spawn_until(lim_g, lim_member, NULL, weft_after(WEFT_MSEC(1))),
              WEFT_ETIMEDOUT);
-    CHECK_EQ(weft_group_go_until(lim_g, gated, NULL, weft_after(WEFT_MSEC(1))),
-             WEFT_ETIMEDOUT);
+    CHECK_EQ(weft_group_go_until(lim_g, gated, NULL, weft_after(WEFT_MSEC(1))), WEFT_ETIMEDOUT);
     weft_task sp;
     lim_spawn_res = 1;
     CHECK_EQ(weft_spawn(&sp, lim_spawner, NULL), 0);

@@ -35,8 +35,8 @@ static long checks;
 
 struct child {
     pid_t pid;
-    int err;       /* the child's stderr, read end */
-    int ctl;       /* write end of the child's control pipe (ctl_in in the child) */
+    int err; /* the child's stderr, read end */
+    int ctl; /* write end of the child's control pipe (ctl_in in the child) */
     char out[1 << 16];
     size_t len;
 };
@@ -165,8 +165,14 @@ static int recv_main(void *arg)
     weft_join(t, NULL);
     return 0;
 }
-static int child_recv(void) { return run(recv_main, 2, -1, 0); }
-static int child_recv_solo(void) { return run(recv_main, 1, -1, 0); }
+static int child_recv(void)
+{
+    return run(recv_main, 2, -1, 0);
+}
+static int child_recv_solo(void)
+{
+    return run(recv_main, 1, -1, 0);
+}
 
 static weft_wg wg_short = WEFT_WG_INIT;
 static void *wg_worker(void *arg)
@@ -184,7 +190,10 @@ static int wg_main(void *arg)
     weft_wg_wait(&wg_short);
     return 0;
 }
-static int child_wg(void) { return run(wg_main, 3, -1, 0); }
+static int child_wg(void)
+{
+    return run(wg_main, 3, -1, 0);
+}
 
 static weft_mutex twice = WEFT_MUTEX_INIT;
 static int mutex_main(void *arg)
@@ -195,7 +204,10 @@ static int mutex_main(void *arg)
     weft_mutex_lock(&twice); /* weft mutexes are not recursive */
     return 0;
 }
-static int child_mutex(void) { return run(mutex_main, 2, -1, 0); }
+static int child_mutex(void)
+{
+    return run(mutex_main, 2, -1, 0);
+}
 
 /* A plain thread blocked in weft_chan_recv forever is not a possible waker: still a
  * deadlock (the report counts it). */
@@ -218,7 +230,10 @@ static int stuck_main(void *arg)
     weft_chan_recv(nobody_sends, &v);
     return 0;
 }
-static int child_stuck_thread(void) { return run(stuck_main, 2, -1, 0); }
+static int child_stuck_thread(void)
+{
+    return run(stuck_main, 2, -1, 0);
+}
 
 /* A plain thread that might have sent, but ends without doing so: reported once it is
  * gone (the watchdog's second looks). */
@@ -241,10 +256,12 @@ static int quitter_main(void *arg)
     weft_chan_recv(nobody_sends, &v);
     return 0;
 }
-static int child_quitter(void) { return run(quitter_main, 2, -1, 0); }
+static int child_quitter(void)
+{
+    return run(quitter_main, 2, -1, 0);
+}
 
-static void expect_deadlock(int (*fn)(void), const char *head, const char *name,
-                            const char *on)
+static void expect_deadlock(int (*fn)(void), const char *head, const char *name, const char *on)
 {
     struct child c;
     child_start(&c, fn, NULL);
@@ -272,8 +289,7 @@ static __attribute__((unused)) void test_deadlocks(void)
                     "\"taker\" waiting", "on=chan recv");
     expect_deadlock(child_recv_solo, "weft: deadlock: all 2 coroutines are parked", "\"taker\"",
                     NULL);
-    expect_deadlock(child_wg,
-                    "weft: deadlock: all 1 coroutine is parked and nothing can wake it\n",
+    expect_deadlock(child_wg, "weft: deadlock: all 1 coroutine is parked and nothing can wake it\n",
                     "\"main\" waiting", "on=wait group");
     expect_deadlock(child_mutex, "weft: deadlock: all 1 coroutine is parked",
                     "\"relocker\" waiting", "on=mutex");
@@ -319,7 +335,10 @@ static int timer_main(void *arg)
     fprintf(stderr, "timer_main: done\n");
     return 0;
 }
-static int child_timer(void) { return run(timer_main, 2, -1, 0); }
+static int child_timer(void)
+{
+    return run(timer_main, 2, -1, 0);
+}
 
 static int fd_main(void *arg)
 {
@@ -332,7 +351,10 @@ static int fd_main(void *arg)
     fprintf(stderr, "fd_main: done\n");
     return 0;
 }
-static int child_fd(void) { return run(fd_main, 2, -1, 0); }
+static int child_fd(void)
+{
+    return run(fd_main, 2, -1, 0);
+}
 
 static void *blocking_read(void *arg)
 {
@@ -348,7 +370,10 @@ static int job_main(void *arg)
     fprintf(stderr, "job_main: done\n");
     return 0;
 }
-static int child_job(void) { return run(job_main, 2, -1, 0); }
+static int child_job(void)
+{
+    return run(job_main, 2, -1, 0);
+}
 
 static void *thread_sender(void *arg)
 {
@@ -377,7 +402,10 @@ static int thread_main(void *arg)
     fprintf(stderr, "thread_main: done\n");
     return 0;
 }
-static int child_thread(void) { return run(thread_main, 2, -1, 0); }
+static int child_thread(void)
+{
+    return run(thread_main, 2, -1, 0);
+}
 
 /* Main returns while a coroutine is parked forever: the end of the program, no report. */
 static int abandon_main(void *arg)
@@ -389,11 +417,20 @@ static int abandon_main(void *arg)
     fprintf(stderr, "abandon_main: done\n");
     return 0;
 }
-static int child_abandon(void) { return run(abandon_main, 2, -1, 0); }
+static int child_abandon(void)
+{
+    return run(abandon_main, 2, -1, 0);
+}
 
 /* The detector off ($WEFT_DEADLOCK=0): a deadlocked child says nothing; the parent ends it. */
-static int child_off(void) { return run(recv_main, 2, -1, 0); }
-static int child_off_cfg(void) { return run(recv_main, 2, -1, -1); }
+static int child_off(void)
+{
+    return run(recv_main, 2, -1, 0);
+}
+static int child_off_cfg(void)
+{
+    return run(recv_main, 2, -1, -1);
+}
 
 static void expect_normal(int (*fn)(void), const char *ready, const char *done, bool poke)
 {

@@ -29,7 +29,7 @@
 static _Atomic long checks;
 /* CHECK* from harness.h: `checks++` on an _Atomic long is an atomic increment. */
 
-static long fd_limit; /* RLIMIT_NOFILE after raising it */
+static long fd_limit;    /* RLIMIT_NOFILE after raising it */
 static bool migrate_run; /* the runtime being tested was started with debug_migrate */
 
 /* ---- helpers ------------------------------------------------------------------------------ */
@@ -287,7 +287,7 @@ static void scenario_echo_many(void)
 struct big_arg {
     int fd;
     unsigned seed;
-    long partial;      /* writes that took less than asked */
+    long partial; /* writes that took less than asked */
     int use_reader;
 };
 
@@ -605,8 +605,7 @@ static void *precancelled_read(void *arg)
     if (n != WEFT_ECANCELED)
         return (void *)(intptr_t)n;
     ASSERT_EQ(weft_cancelled(), 1); /* sticky */
-    ASSERT_EQ(weft_read((int)(intptr_t)arg, b, sizeof b, weft_after(WEFT_SEC(5))),
-              WEFT_ECANCELED);
+    ASSERT_EQ(weft_read((int)(intptr_t)arg, b, sizeof b, weft_after(WEFT_SEC(5))), WEFT_ECANCELED);
     ASSERT_EQ(weft_shield_begin(), 0);
     n = weft_read((int)(intptr_t)arg, b, sizeof b, weft_after(WEFT_MSEC(5)));
     ASSERT_EQ(weft_shield_end(), 0);
@@ -909,8 +908,10 @@ static void *watchdog_main(void *arg)
     while (!d->done && pthread_cond_timedwait(&d->cv, &d->mu, &until) == 0)
         ;
     if (!d->done) {
-        fprintf(stderr, "watchdog: %s did not finish in 60 s (a worker blocked in the "
-                        "kernel?)\n", d->what);
+        fprintf(stderr,
+                "watchdog: %s did not finish in 60 s (a worker blocked in the "
+                "kernel?)\n",
+                d->what);
         abort();
     }
     pthread_mutex_unlock(&d->mu);
@@ -1379,12 +1380,18 @@ static const struct {
     const char *name;
     void (*fn)(void);
 } scenarios[] = {
-    {"echo_many", scenario_echo_many}, {"big", scenario_big},
-    {"reader", scenario_reader},       {"reset", scenario_reset},
-    {"deadlines", scenario_deadlines}, {"cancel", scenario_cancel},
-    {"burst", scenario_burst},         {"errors", scenario_errors},
-    {"same_fd", scenario_same_fd},     {"threads", scenario_threads},
-    {"narrow", scenario_narrow},       {"reused", scenario_reused},
+    {"echo_many", scenario_echo_many},
+    {"big", scenario_big},
+    {"reader", scenario_reader},
+    {"reset", scenario_reset},
+    {"deadlines", scenario_deadlines},
+    {"cancel", scenario_cancel},
+    {"burst", scenario_burst},
+    {"errors", scenario_errors},
+    {"same_fd", scenario_same_fd},
+    {"threads", scenario_threads},
+    {"narrow", scenario_narrow},
+    {"reused", scenario_reused},
     {"cancel_ready", scenario_cancel_ready},
 };
 
@@ -1399,8 +1406,7 @@ static int app(void *arg)
         scenarios[i].fn();
         expect_alive(1);
         int now = count_fds_steady(base);
-        if (now != base)
-        {
+        if (now != base) {
             fprintf(stderr, "%s/%s: %d descriptors open, %d before\n", label, scenarios[i].name,
                     now, base);
             list_fds("now");

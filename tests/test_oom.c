@@ -310,7 +310,7 @@ static long make_mappings(long pairs)
     return done;
 }
 
-#define GUARDED 3000 /* coroutines with mprotect-guarded stacks: 6,000 mappings unbudgeted */
+#define GUARDED 3000   /* coroutines with mprotect-guarded stacks: 6,000 mappings unbudgeted */
 #define LEFT_FREE 4000 /* mappings the application leaves free before weft starts */
 
 static int maps_main(void *arg)
@@ -336,8 +336,7 @@ static int maps_main(void *arg)
     for (long i = 0; i < n; i++)
         ASSERT_EQ(weft_join(tasks[i], NULL), 0);
     weft_chan_unref(gate);
-    printf("    %ld guarded coroutines parked, the application mapped %d more\n", n,
-           LEFT_FREE / 4);
+    printf("    %ld guarded coroutines parked, the application mapped %d more\n", n, LEFT_FREE / 4);
     fflush(stdout);
     return 0;
 }

@@ -92,7 +92,7 @@ static void test_newest_first_bounded(void)
     }
     CHECK_LE(max_run, 16);
     CHECK_GE(yields, MANY_KIDS / 16 - 1); /* the yielder had its turns meanwhile */
-    int kids[2], nk = 0; /* the newest child first, then the next newest */
+    int kids[2], nk = 0;                  /* the newest child first, then the next newest */
     for (int i = 1; i < order_n && nk < 2; i++)
         if (order_log[i] >= 0)
             kids[nk++] = order_log[i];
@@ -137,9 +137,9 @@ static void test_spawn_backpressure(void)
     ASSERT_EQ(weft_wg_wait(&bp_wg), 0);
     CHECK_EQ(bp_ran, N);
     CHECK_GT(held_back, 0);
-    CHECK_LE(max_in_spawn, 16);       /* back after the bound, not after the whole queue */
-    CHECK_LE(max_queued, 256 + 1);    /* the LIFO's 256 and runnext */
-    CHECK_GE(max_queued, 256 - 16);   /* and it stays nearly full */
+    CHECK_LE(max_in_spawn, 16);     /* back after the bound, not after the whole queue */
+    CHECK_LE(max_queued, 256 + 1);  /* the LIFO's 256 and runnext */
+    CHECK_GE(max_queued, 256 - 16); /* and it stays nearly full */
 }
 
 /* Two workers: the spawner keeps its worker busy, so its children run only when the other

@@ -141,8 +141,8 @@ static void test_fairness(void)
 
     /* Three ready cases, one of them a send: each about a third. */
     weft_chan *c = mk(sizeof(int), 1);
-    weft_case c3[3] = {{a, WEFT_OP_RECV, &v, 0}, {b, WEFT_OP_RECV, &v, 0},
-                       {c, WEFT_OP_SEND, &x, 0}};
+    weft_case c3[3] = {
+        {a, WEFT_OP_RECV, &v, 0}, {b, WEFT_OP_RECV, &v, 0}, {c, WEFT_OP_SEND, &x, 0}};
     long cnt3[3] = {0, 0, 0};
     for (int i = 0; i < ROUNDS; i++) {
         int r = weft_select(c3, 3, 0);
@@ -245,8 +245,8 @@ static void test_wake_one(void)
             weft_chan *ch[2] = {mk(sizeof(int), cap), mk(sizeof(int), cap)};
             int got = -1;
             weft_case cs[2] = {{ch[0], WEFT_OP_RECV, &got, 0}, {ch[1], WEFT_OP_RECV, &got, 0}};
-            struct op o = {.ch = ch[which], .send = 1, .delay = WEFT_MSEC(10),
-                           .value = 100 + which};
+            struct op o = {
+                .ch = ch[which], .send = 1, .delay = WEFT_MSEC(10), .value = 100 + which};
             weft_task t;
             int64_t t0 = weft_now();
             CHECK_EQ(weft_spawn(&t, do_op, &o), 0);
@@ -418,8 +418,8 @@ static void test_nil_and_args(void)
     weft_chan *a = mk(sizeof(int), 1);
     int v = -1, x = 12;
     /* nil cases are ignored: the only real case is always chosen */
-    weft_case cs[3] = {{NULL, WEFT_OP_NONE, NULL, 0}, {a, WEFT_OP_RECV, &v, 0},
-                       {NULL, WEFT_OP_NONE, &v, 0}};
+    weft_case cs[3] = {
+        {NULL, WEFT_OP_NONE, NULL, 0}, {a, WEFT_OP_RECV, &v, 0}, {NULL, WEFT_OP_NONE, &v, 0}};
     bool ok = true;
     for (int i = 0; i < 50; i++) {
         x = i;

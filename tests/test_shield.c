@@ -28,13 +28,13 @@ static _Atomic long checks;
 #define SAFETY WEFT_SEC(5)
 #define REPEAT 3
 
-static weft_chan *z0;    /* rendezvous channel nobody else sends or receives on */
-static weft_chan *full1; /* capacity 1, full */
+static weft_chan *z0;                     /* rendezvous channel nobody else sends or receives on */
+static weft_chan *full1;                  /* capacity 1, full */
 static weft_mutex held = WEFT_MUTEX_INIT; /* held by the test's main coroutine */
 static weft_sem sem0;
-static weft_wg wg1;      /* count 1 throughout */
-static int empty_sv[2];  /* a socket pair nothing is written to */
-static int ready_sv[2];  /* a socket pair with one byte waiting in ready_sv[0] */
+static weft_wg wg1;     /* count 1 throughout */
+static int empty_sv[2]; /* a socket pair nothing is written to */
+static int ready_sv[2]; /* a socket pair with one byte waiting in ready_sv[0] */
 static _Atomic int gate_open, fn_started;
 
 /* Waits on z0 until cancelled (or the safety deadline). */
@@ -123,9 +123,9 @@ enum kind {
     K_COUNT
 };
 static const char *kind_name[K_COUNT] = {
-    "yield", "sleep", "sleep_past", "send",   "recv",      "select",    "join",
-    "mutex", "cond",  "sem",        "wg",     "wait_fd",   "read",      "read_ready",
-    "blocking", "group_wait", "group_next"};
+    "yield", "sleep",      "sleep_past", "send",       "recv",      "select",
+    "join",  "mutex",      "cond",       "sem",        "wg",        "wait_fd",
+    "read",  "read_ready", "blocking",   "group_wait", "group_next"};
 /* Kinds that wait when not cancelled (the others report at entry, or never wait). */
 static bool kind_blocks(enum kind k)
 {
@@ -157,24 +157,36 @@ static int call(struct point *p, bool shielded)
     char b;
     weft_case cs[2] = {{z0, WEFT_OP_RECV, &v, 0}, {full1, WEFT_OP_SEND, &v, 0}};
     switch (p->kind) {
-    case K_YIELD: return weft_yield();
-    case K_SLEEP: return weft_sleep_until(dl);
-    case K_SLEEP_PAST: return weft_sleep_until(0);
-    case K_SEND: return weft_chan_send_until(z0, &v, dl);
-    case K_RECV: return weft_chan_recv_until(z0, &v, dl);
-    case K_SELECT: return weft_select(cs, 2, dl);
-    case K_JOIN: return weft_join_until(p->grandchild, NULL, dl);
-    case K_MUTEX: return weft_mutex_lock_until(&held, dl);
+    case K_YIELD:
+        return weft_yield();
+    case K_SLEEP:
+        return weft_sleep_until(dl);
+    case K_SLEEP_PAST:
+        return weft_sleep_until(0);
+    case K_SEND:
+        return weft_chan_send_until(z0, &v, dl);
+    case K_RECV:
+        return weft_chan_recv_until(z0, &v, dl);
+    case K_SELECT:
+        return weft_select(cs, 2, dl);
+    case K_JOIN:
+        return weft_join_until(p->grandchild, NULL, dl);
+    case K_MUTEX:
+        return weft_mutex_lock_until(&held, dl);
     case K_COND: {
         int r = weft_cond_wait_until(&p->cv, &p->cm, dl);
         if (weft_mutex_trylock(&p->cm) != WEFT_EAGAIN) /* held by us again */
             p->relocked = 0;
         return r;
     }
-    case K_SEM: return weft_sem_wait_until(&sem0, dl);
-    case K_WG: return weft_wg_wait_until(&wg1, dl);
-    case K_WAIT_FD: return weft_wait_fd(empty_sv[0], WEFT_READABLE, dl);
-    case K_READ: return (int)weft_read(empty_sv[0], &b, 1, dl);
+    case K_SEM:
+        return weft_sem_wait_until(&sem0, dl);
+    case K_WG:
+        return weft_wg_wait_until(&wg1, dl);
+    case K_WAIT_FD:
+        return weft_wait_fd(empty_sv[0], WEFT_READABLE, dl);
+    case K_READ:
+        return (int)weft_read(empty_sv[0], &b, 1, dl);
     case K_READ_READY: {
         /* In a shield it reads the byte: put it back for the checks that follow. */
         int r = (int)weft_read(ready_sv[0], &b, 1, dl);
@@ -182,7 +194,8 @@ static int call(struct point *p, bool shielded)
             ASSERT_EQ(write(ready_sv[1], &b, 1), 1);
         return r;
     }
-    case K_BLOCKING: return weft_blocking_until(gated_fn, NULL, NULL, dl);
+    case K_BLOCKING:
+        return weft_blocking_until(gated_fn, NULL, NULL, dl);
     case K_GROUP_WAIT: {
         /* A fresh group each time (a wait cancels the group, whose member then ends). */
         weft_group *g;
@@ -197,7 +210,8 @@ static int call(struct point *p, bool shielded)
         weft_group_outcome out;
         return weft_group_next_until(p->g, &out, dl);
     }
-    default: abort();
+    default:
+        abort();
     }
 }
 
@@ -249,12 +263,17 @@ static int shielded_result(enum kind k)
     switch (k) {
     case K_YIELD:
     case K_SLEEP:
-    case K_SLEEP_PAST: return 0;
-    case K_READ_READY: return 1;
+    case K_SLEEP_PAST:
+        return 0;
+    case K_READ_READY:
+        return 1;
     case K_WAIT_FD:
-    case K_READ: return WEFT_ETIMEDOUT;
-    case K_BLOCKING: return 0; /* fn ran (the gate is open by then) */
-    default: return WEFT_ETIMEDOUT;
+    case K_READ:
+        return WEFT_ETIMEDOUT;
+    case K_BLOCKING:
+        return 0; /* fn ran (the gate is open by then) */
+    default:
+        return WEFT_ETIMEDOUT;
     }
 }
 
@@ -283,11 +302,12 @@ static void run_point(enum kind k, bool precancel)
     ok &= p.r_shielded == shielded_result(k) && p.r_after == WEFT_ECANCELED;
     ok &= p.relocked == 1;
     if (!ok)
-        fprintf(stderr, "%s (%s): calls %d %d %d, cancelled %d %d %d, shielded %d, after %d, "
-                        "relocked %d\n",
-                kind_name[k], precancel ? "cancelled before" : "cancelled while waiting",
-                p.r[0], p.r[1], p.r[2], p.still[0], p.still[1], p.still[2], p.r_shielded,
-                p.r_after, p.relocked);
+        fprintf(stderr,
+                "%s (%s): calls %d %d %d, cancelled %d %d %d, shielded %d, after %d, "
+                "relocked %d\n",
+                kind_name[k], precancel ? "cancelled before" : "cancelled while waiting", p.r[0],
+                p.r[1], p.r[2], p.still[0], p.still[1], p.still[2], p.r_shielded, p.r_after,
+                p.relocked);
     CHECK(ok);
 }
 
@@ -367,7 +387,7 @@ static void test_cleanup(void)
     CHECK_EQ(weft_chan_recv(c.out, &v), 0);
     CHECK_EQ(v, 123);
     WAIT_FOR(atomic_load(&c.stage) >= 3);
-    weft_sleep(WEFT_MSEC(2)); /* let it park in the shielded receive */
+    weft_sleep(WEFT_MSEC(2));    /* let it park in the shielded receive */
     CHECK_EQ(weft_cancel(t), 0); /* changes nothing: still the one request, not reported */
     v = 77;
     CHECK_EQ(weft_chan_send_until(c.in, &v, weft_after(SAFETY)), 0);
@@ -388,11 +408,11 @@ static void *nesting(void *arg)
     ASSERT_EQ(weft_cancel(weft_self()), 0);
     o[i++] = weft_shield_begin();
     o[i++] = weft_shield_begin();
-    o[i++] = weft_yield();       /* 0: shielded */
+    o[i++] = weft_yield(); /* 0: shielded */
     o[i++] = weft_shield_end();
-    o[i++] = weft_yield();       /* 0: still in the outer shield */
+    o[i++] = weft_yield(); /* 0: still in the outer shield */
     o[i++] = weft_sleep_until(0);
-    o[i++] = weft_cancelled();   /* 1: pending all along */
+    o[i++] = weft_cancelled(); /* 1: pending all along */
     weft_chan *z;
     ASSERT_EQ(weft_chan_create(&z, sizeof(int), 0), 0);
     int v;
@@ -401,8 +421,8 @@ static void *nesting(void *arg)
     o[i++] = weft_now() - t0 >= WEFT_MSEC(3);
     weft_chan_unref(z);
     o[i++] = weft_shield_end();
-    o[i++] = weft_yield();       /* reported after the outermost end */
-    o[i++] = weft_shield_end();  /* unbalanced */
+    o[i++] = weft_yield();      /* reported after the outermost end */
+    o[i++] = weft_shield_end(); /* unbalanced */
     o[i++] = weft_yield();
     return NULL;
 }
@@ -413,8 +433,8 @@ static void test_nesting(void)
     weft_task t;
     ASSERT_EQ(weft_spawn(&t, nesting, o), 0);
     ASSERT_EQ(weft_join(t, NULL), 0);
-    const int want[13] = {0, 0, 0, 0, 0, 0, 1, WEFT_ETIMEDOUT, 1, 0, WEFT_ECANCELED,
-                          WEFT_ESTATE, WEFT_ECANCELED};
+    const int want[13] = {
+        0, 0, 0, 0, 0, 0, 1, WEFT_ETIMEDOUT, 1, 0, WEFT_ECANCELED, WEFT_ESTATE, WEFT_ECANCELED};
     for (int i = 0; i < 13; i++) {
         if (o[i] != want[i])
             fprintf(stderr, "nesting step %d: %d, want %d\n", i, o[i], want[i]);
@@ -513,10 +533,10 @@ static void test_cond_relock(void)
 }
 
 static const char *only; /* argv[1]: run just the test of that name */
-#define RUN(name)                                                                           \
-    do {                                                                                    \
-        if (!only || strcmp(only, #name) == 0)                                              \
-            test_##name();                                                                  \
+#define RUN(name)                                                                                  \
+    do {                                                                                           \
+        if (!only || strcmp(only, #name) == 0)                                                     \
+            test_##name();                                                                         \
     } while (0)
 
 static int app(void *arg)

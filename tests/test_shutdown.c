@@ -11,8 +11,8 @@
 #include "harness.h"
 #include <weft.h>
 
-#include "chan.h"    /* to see a channel's waiter queues */
-#include "gate.h"    /* weft__gate_sleepers: plain threads asleep in weft */
+#include "chan.h"   /* to see a channel's waiter queues */
+#include "gate.h"   /* weft__gate_sleepers: plain threads asleep in weft */
 #include "worker.h" /* weft__rt->stopping */
 
 #include <pthread.h>
@@ -244,13 +244,30 @@ static void test_spawn_while_stopping(void)
  * A plain thread blocked in each kind of wait when main returns gets WEFT_ENORUNTIME. */
 
 enum kind {
-    K_JOIN, K_RECV0, K_RECV8, K_SEND0, K_SEND1, K_SELECT, K_MUTEX, K_COND, K_SEM, K_WG, K_GROUP,
+    K_JOIN,
+    K_RECV0,
+    K_RECV8,
+    K_SEND0,
+    K_SEND1,
+    K_SELECT,
+    K_MUTEX,
+    K_COND,
+    K_SEM,
+    K_WG,
+    K_GROUP,
     K_N
 };
-static const char *kind_name[K_N] = {"join", "chan recv (rendezvous)", "chan recv (buffered)",
-                                      "chan send (rendezvous)", "chan send (buffered, full)",
-                                      "select", "mutex", "cond", "sem", "wait group",
-                                      "task group"};
+static const char *kind_name[K_N] = {"join",
+                                     "chan recv (rendezvous)",
+                                     "chan recv (buffered)",
+                                     "chan send (rendezvous)",
+                                     "chan send (buffered, full)",
+                                     "select",
+                                     "mutex",
+                                     "cond",
+                                     "sem",
+                                     "wait group",
+                                     "task group"};
 
 struct waitcase {
     enum kind kind;
@@ -434,7 +451,10 @@ static void test_thread_waiters(int only_kind)
         struct waitcase *w = calloc(1, sizeof *w);
         ASSERT(w != NULL);
         w->kind = (enum kind)k;
-        CHECK_EQ(weft_chan_create(&w->ch, sizeof(long), k == K_RECV8 ? 8 : k == K_SEND1 ? 1 : 0),
+        CHECK_EQ(weft_chan_create(&w->ch, sizeof(long),
+                                  k == K_RECV8   ? 8
+                                  : k == K_SEND1 ? 1
+                                                 : 0),
                  0);
         CHECK_EQ(weft_chan_create(&w->ch2, sizeof(long), 0), 0);
         weft_mutex_init(&w->m);

@@ -306,7 +306,8 @@ static void expect_env_refused(const char *value)
 #if defined(WEFT_SEGMENTED_STACKS)
 __attribute__((no_split_stack)) /* unsplit code: it cannot grow, the checks must catch it */
 #endif
-static void *recurse(void *arg)
+static void *
+recurse(void *arg)
 {
     volatile char pad[96];
     long n = (long)arg;
@@ -358,8 +359,8 @@ NOSPLIT static void *over(void *arg)
     weft_chan_recv(go_ch, NULL); /* until the victim has its stack and parks */
     /* Right above the victim: its overflow runs into the victim's stack first. */
     if (!(victim_at < &here && &here - victim_at < 2048)) {
-        fprintf(stderr, "test: the victim's stack is not right below (%p, %p)\n",
-                (void *)victim_at, (void *)&here);
+        fprintf(stderr, "test: the victim's stack is not right below (%p, %p)\n", (void *)victim_at,
+                (void *)&here);
         _exit(5);
     }
     scribble();

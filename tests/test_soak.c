@@ -67,13 +67,13 @@ static uint32_t rnd(struct rng *r, uint32_t n) /* uniform-ish in [0, n) */
     return n ? (uint32_t)((splitmix(&r->s) >> 32) % n) : 0;
 }
 
-#define FAIL(...)                                                                           \
-    do {                                                                                    \
-        fprintf(stderr, "test_soak: FAILED (seed %llu): ", (unsigned long long)g_seed);     \
-        fprintf(stderr, __VA_ARGS__);                                                       \
-        fputc('\n', stderr);                                                                \
-        fflush(stderr);                                                                     \
-        abort();                                                                            \
+#define FAIL(...)                                                                                  \
+    do {                                                                                           \
+        fprintf(stderr, "test_soak: FAILED (seed %llu): ", (unsigned long long)g_seed);            \
+        fprintf(stderr, __VA_ARGS__);                                                              \
+        fputc('\n', stderr);                                                                       \
+        fflush(stderr);                                                                            \
+        abort();                                                                                   \
     } while (0)
 
 static _Atomic long n_spawned, n_finished, n_joined, n_detached, n_local_set, n_local_dtor;
@@ -492,9 +492,8 @@ static void *consumer(void *p)
             continue;
         bool is_try = op >= 80;
         res = is_try ? weft_chan_try_recv(e->ch[c], &v)
-                     : weft_chan_recv_until(e->ch[c], &v,
-                                            op < 60 ? small_deadline(&r)
-                                                    : weft_after(WEFT_MSEC(1)));
+                     : weft_chan_recv_until(
+                           e->ch[c], &v, op < 60 ? small_deadline(&r) : weft_after(WEFT_MSEC(1)));
         if (res == 0) {
             record_recv(e, v, is_try ? "try_recv" : "recv_until");
         } else if (res == WEFT_ECLOSED) {
@@ -897,8 +896,10 @@ static void *watchdog(void *unused)
             last = now_epochs;
             since = weft_now();
         } else if (weft_now() - since > WEFT_SEC(watchdog_secs)) {
-            fprintf(stderr, "test_soak: HANG: no epoch finished for %d s (seed %llu, epoch %ld); "
-                            "the coroutines:\n", watchdog_secs, (unsigned long long)g_seed, last);
+            fprintf(stderr,
+                    "test_soak: HANG: no epoch finished for %d s (seed %llu, epoch %ld); "
+                    "the coroutines:\n",
+                    watchdog_secs, (unsigned long long)g_seed, last);
             weft_dump(stderr);
             fflush(stderr);
             abort();
@@ -936,11 +937,10 @@ static int app(void *unused)
            "(%ld joined, %ld detached), %ld finished; %ld cancels requested (%ld stale "
            "handles), %ld seen; %ld selects, %ld timeouts, %ld would-block, %ld offloads, "
            "%ld sleeps, %ld mutex ops; %llu switches, %llu steals\n",
-           epoch, (long)n_sent, (long)n_recvd, (long)n_spawned, (long)n_joined,
-           (long)n_detached, (long)n_finished, (long)n_cancel_req, (long)n_stale,
-           (long)n_cancel_seen, (long)n_selects, (long)n_timeouts, (long)n_would_block,
-           (long)n_blocking, (long)n_sleeps, (long)n_mutex_ops,
-           (unsigned long long)st.switches, (unsigned long long)st.steals);
+           epoch, (long)n_sent, (long)n_recvd, (long)n_spawned, (long)n_joined, (long)n_detached,
+           (long)n_finished, (long)n_cancel_req, (long)n_stale, (long)n_cancel_seen,
+           (long)n_selects, (long)n_timeouts, (long)n_would_block, (long)n_blocking, (long)n_sleeps,
+           (long)n_mutex_ops, (unsigned long long)st.switches, (unsigned long long)st.steals);
     ASSERT_EQ(n_sent, n_recvd);
     ASSERT_EQ(n_spawned, n_finished);
     ASSERT_EQ(n_joined + n_detached, n_spawned); /* each handle joined or detached once */
@@ -950,9 +950,9 @@ static int app(void *unused)
 int main(void)
 {
     const char *s = getenv("WEFT_SOAK_SEED");
-    g_seed = s && *s ? strtoull(s, NULL, 0)
-                     : (uint64_t)time(NULL) * 2654435761u ^ (uint64_t)getpid() ^
-                           (uint64_t)weft_now();
+    g_seed = s && *s
+                 ? strtoull(s, NULL, 0)
+                 : (uint64_t)time(NULL) * 2654435761u ^ (uint64_t)getpid() ^ (uint64_t)weft_now();
     const char *secs = getenv("WEFT_SOAK_SECONDS");
     if (secs && *secs) {
         soak_seconds = atof(secs);

@@ -43,7 +43,8 @@ static volatile long limit = -1; /* never reached: recurse until the stack is ex
 #if defined(WEFT_SEGMENTED_STACKS)
 __attribute__((no_split_stack)) /* unsplit code: growth is impossible, the guard must catch it */
 #endif
-static void *recurse(void *arg)
+static void *
+recurse(void *arg)
 {
     volatile char pad[200];
     long n = (long)arg;
@@ -110,10 +111,10 @@ static void expect_overflow(const char *mode)
 
 enum frame_kind { PROBED68, PROBED128, UNPROBED68, UNPROBED128, UNPROBED128_FAULT };
 struct big {
-    const char *mode;      /* WEFT_STACK_GUARD */
+    const char *mode; /* WEFT_STACK_GUARD */
     enum frame_kind frame;
-    const char *name;      /* NULL: unnamed, reported by its entry function */
-    int check_neighbours;  /* the fault must come before any neighbour is touched */
+    const char *name;     /* NULL: unnamed, reported by its entry function */
+    int check_neighbours; /* the fault must come before any neighbour is touched */
 };
 
 #define NEIGHBOURS 4
@@ -265,8 +266,8 @@ static void expect_big_frame(const struct big *b, const char *label)
               (!b->check_neighbours || strstr(buf, "test: neighbours intact at the fault\n"));
     if (!ok)
         fprintf(stderr, "%s (%s): child status %#x, expected a report with '%s'%s; output:\n%s\n",
-                label, b->mode, status, want,
-                b->check_neighbours ? " after intact neighbours" : "", buf);
+                label, b->mode, status, want, b->check_neighbours ? " after intact neighbours" : "",
+                buf);
     CHECK(ok);
     printf("  %s, %s: %.*s", label, b->mode, msg ? (int)strcspn(msg, "\n") + 1 : 0, msg);
     fflush(stdout);

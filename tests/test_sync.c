@@ -496,7 +496,7 @@ static void test_wg(void)
     CHECK_EQ(weft_wg_init(NULL), WEFT_EINVAL);
     CHECK_EQ(weft_wg_add(NULL, 1), WEFT_EINVAL);
     CHECK_EQ(weft_wg_wait(NULL), WEFT_EINVAL);
-    CHECK_EQ(weft_wg_wait(&wg), 0); /* zero: returns at once */
+    CHECK_EQ(weft_wg_wait(&wg), 0);           /* zero: returns at once */
     CHECK_EQ(weft_wg_done(&wg), WEFT_EINVAL); /* would go negative */
     CHECK_EQ(weft_wg_add(&wg, -5), WEFT_EINVAL);
     CHECK_EQ(weft_wg_add(&wg, 2), 0);

@@ -262,7 +262,8 @@ static void *thread_select_tiny(void *arg)
     long v, expect[2] = {1, 1}, bad = 0;
     weft_chan *never;
     ASSERT_EQ(weft_chan_create(&never, sizeof(long), 0), 0);
-    weft_case cs[3] = {{s[0].ch, WEFT_OP_RECV, &v, 0}, {s[1].ch, WEFT_OP_RECV, &v, 0},
+    weft_case cs[3] = {{s[0].ch, WEFT_OP_RECV, &v, 0},
+                       {s[1].ch, WEFT_OP_RECV, &v, 0},
                        {never, WEFT_OP_RECV, &v, 0}};
     int open = 2;
     while (open) {

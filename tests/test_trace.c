@@ -17,9 +17,29 @@
 
 static _Atomic long checks;
 
-enum { K_META, K_SPAWN, K_RUN, K_YIELD, K_PARK, K_EXIT, K_WAKE, K_HOP, K_STEAL, K_FD_WAIT,
-       K_FD_READY, K_TIMER, K_BLOCK_START, K_BLOCK_END, K_STALL, K_IDLE, K_IDLE_END, K_FNAME,
-       K_NAME, K_END, K_N };
+enum {
+    K_META,
+    K_SPAWN,
+    K_RUN,
+    K_YIELD,
+    K_PARK,
+    K_EXIT,
+    K_WAKE,
+    K_HOP,
+    K_STEAL,
+    K_FD_WAIT,
+    K_FD_READY,
+    K_TIMER,
+    K_BLOCK_START,
+    K_BLOCK_END,
+    K_STALL,
+    K_IDLE,
+    K_IDLE_END,
+    K_FNAME,
+    K_NAME,
+    K_END,
+    K_N
+};
 enum { W_CORO, W_LOOP, W_THREAD };
 enum { TW_CHAN = 1, TW_SLEEP = 5 };
 
@@ -199,7 +219,7 @@ static void test_whole_run(void)
     CHECK_GE(t.park_chan, ROUNDS); /* every round, one side at least waits for the other */
     CHECK_EQ(t.kind[K_BLOCK_START], 1);
     CHECK_EQ(t.kind[K_BLOCK_END], 1);
-    CHECK_EQ(t.wake_thread, 1); /* the pool thread that finished the job */
+    CHECK_EQ(t.wake_thread, 1);  /* the pool thread that finished the job */
     CHECK_EQ(t.kind[K_EXIT], 3); /* main and the two it spawned */
     CHECK_GE(t.kind[K_WAKE], t.kind[K_PARK]);
     CHECK_GE(t.kind[K_RUN], t.kind[K_PARK] + 3);
@@ -285,8 +305,8 @@ static void test_during_run(void)
         CHECK_EQ(t.workers, 3);
         /* yields that switched (one with nobody else to run goes on: no event) */
         CHECK_GT(t.kind[K_YIELD], 0);
-        CHECK_GE(t.blocks_max, 2); /* a buffer filled and its owner wrote it out */
-        CHECK_EQ(t.kind[K_SPAWN], 1);              /* drain: the busy ones came before */
+        CHECK_GE(t.blocks_max, 2);    /* a buffer filled and its owner wrote it out */
+        CHECK_EQ(t.kind[K_SPAWN], 1); /* drain: the busy ones came before */
         CHECK_EQ(t.kind[K_BLOCK_START], 0);
         CHECK_GE(t.kind[K_WAKE], 1);
     }

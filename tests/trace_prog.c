@@ -138,8 +138,8 @@ static int prog_main(void *arg)
     if (pipe(pipefd) != 0)
         return 1;
     weft_task p, c, h, f, s;
-    weft_spawn_opts po = {.name = "producer"}, co = {.name = "consumer"},
-                    fo = {.name = "fdwaiter"}, so = {.name = "spinner"};
+    weft_spawn_opts po = {.name = "producer"}, co = {.name = "consumer"}, fo = {.name = "fdwaiter"},
+                    so = {.name = "spinner"};
     check(weft_spawn_ex(&c, consumer, NULL, &co), "spawn consumer");
     check(weft_spawn_ex(&p, producer, NULL, &po), "spawn producer");
     check(weft_spawn(&h, trace_helper, NULL), "spawn helper");

@@ -29,13 +29,13 @@ extern "C" {
 typedef struct weft_group weft_group;
 
 typedef struct weft_group_opts {
-    int max_running;    /* > 0: at most this many members at once; a spawn parks until a
+    int max_running;      /* > 0: at most this many members at once; a spawn parks until a
                            member finishes (back-pressure). 0: no limit. */
-    int cancel_on_fail; /* 1: the first failure cancels every other member (and the group) */
-    int collect;        /* 1: keep each finished member's outcome for weft_group_next (until
+    int cancel_on_fail;   /* 1: the first failure cancels every other member (and the group) */
+    int collect;          /* 1: keep each finished member's outcome for weft_group_next (until
                            taken: the memory of outcomes nobody takes grows). 0: no outcomes;
                            weft_group_next returns WEFT_EINVAL. */
-    int reserved0;      /* zero, like reserved[] */
+    int reserved0;        /* zero, like reserved[] */
     uint64_t reserved[6]; /* zero (README "Versions and ABI"): room for later options */
 } weft_group_opts;
 
@@ -53,8 +53,7 @@ WEFT_EXTERN int weft_group_create_ex(weft_group **out, const weft_group_opts *op
 WEFT_EXTERN int weft_group_spawn(weft_group *g, weft_fn fn, void *arg);
 WEFT_EXTERN int weft_group_spawn_until(weft_group *g, weft_fn fn, void *arg, int64_t deadline);
 WEFT_EXTERN int weft_group_go(weft_group *g, int (*fn)(void *), void *arg);
-WEFT_EXTERN int weft_group_go_until(weft_group *g, int (*fn)(void *), void *arg,
-                                    int64_t deadline);
+WEFT_EXTERN int weft_group_go_until(weft_group *g, int (*fn)(void *), void *arg, int64_t deadline);
 
 /* Record a failure (any non-zero code) as if a member had returned it: the first failure of
  * a group, from a member's return or from here, is kept and the later ones ignored; with

@@ -24,7 +24,13 @@ typedef struct weft_mutex {
     int locked;
     struct weft__waitq waiters;
 } weft_mutex;
-#define WEFT_MUTEX_INIT {0, 0, {0, 0}}
+#define WEFT_MUTEX_INIT                                                                            \
+    {                                                                                              \
+        0, 0,                                                                                      \
+        {                                                                                          \
+            0, 0                                                                                   \
+        }                                                                                          \
+    }
 /* Initialise an unlocked mutex (or use WEFT_MUTEX_INIT). 0, WEFT_EINVAL (NULL). */
 WEFT_EXTERN int weft_mutex_init(weft_mutex *m);
 /* Lock the mutex, parking (blocking a plain thread) while another holds it; waiters get it
@@ -40,7 +46,13 @@ typedef struct weft_cond {
     uint32_t lock;
     struct weft__waitq waiters;
 } weft_cond;
-#define WEFT_COND_INIT {0, {0, 0}}
+#define WEFT_COND_INIT                                                                             \
+    {                                                                                              \
+        0,                                                                                         \
+        {                                                                                          \
+            0, 0                                                                                   \
+        }                                                                                          \
+    }
 /* Initialise a condition variable (or use WEFT_COND_INIT). 0, WEFT_EINVAL (NULL). */
 WEFT_EXTERN int weft_cond_init(weft_cond *c);
 /* Wait on a condition variable: atomically unlocks m (which the caller holds) and waits;
@@ -75,7 +87,13 @@ typedef struct weft_wg {
     int64_t count;
     struct weft__waitq waiters;
 } weft_wg;
-#define WEFT_WG_INIT {0, 0, {0, 0}}
+#define WEFT_WG_INIT                                                                               \
+    {                                                                                              \
+        0, 0,                                                                                      \
+        {                                                                                          \
+            0, 0                                                                                   \
+        }                                                                                          \
+    }
 /* Initialise a wait group at zero (or use WEFT_WG_INIT). 0, WEFT_EINVAL (NULL). */
 WEFT_EXTERN int weft_wg_init(weft_wg *wg);
 /* Add delta (may be negative) to the counter; done is add -1. Reaching zero wakes the
@@ -95,7 +113,10 @@ typedef struct weft_once {
     uint32_t state;
     weft_mutex m;
 } weft_once;
-#define WEFT_ONCE_INIT {0, WEFT_MUTEX_INIT}
+#define WEFT_ONCE_INIT                                                                             \
+    {                                                                                              \
+        0, WEFT_MUTEX_INIT                                                                         \
+    }
 WEFT_EXTERN int weft_once_call(weft_once *o, void (*fn)(void));
 
 /* Run fn(arg) on the blocking-offload thread pool and park until it returns; *result (if

@@ -57,9 +57,9 @@ struct job {
     struct job *next; /* queue link (pool.mu) */
     weft_fn fn;
     void *arg;
-    void *result;     /* written by the pool thread before DONE */
+    void *result; /* written by the pool thread before DONE */
     struct weft__waker k;
-    int state;        /* pool.mu */
+    int state; /* pool.mu */
 };
 
 /* A pool thread's record, for joining it (pool.mu). */
@@ -77,7 +77,9 @@ static struct {
     int stopping;
     struct pool_thr *live;    /* threads running pool_thread */
     struct pool_thr *retired; /* threads that left pool_thread: join them (then free) */
-} pool = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .done = PTHREAD_COND_INITIALIZER};
+} pool = {.mu = PTHREAD_MUTEX_INITIALIZER,
+          .cv = PTHREAD_COND_INITIALIZER,
+          .done = PTHREAD_COND_INITIALIZER};
 
 /* Under pool.mu: join the threads that retired. Each moved its record here as the last
  * thing it did under pool.mu, so it is past every use of the pool and only returns: the
@@ -130,7 +132,7 @@ static void *pool_thread(void *self)
         j->state = JOB_DONE;
         struct weft__waker k = j->k; /* j may be gone once we unlock */
         WEFT__TRACE(-1, WEFT__TR_BLOCK_END, k.co ? k.co->id : 0, 0, 0);
-        bool wake = !pool.stopping;  /* stopping: the caller is abandoned, never resumed */
+        bool wake = !pool.stopping; /* stopping: the caller is abandoned, never resumed */
         pthread_mutex_unlock(&pool.mu);
         /* Not gated around fn: user code may block for good, and a stopping weft_run waits
          * for every thread inside the gate to leave. */

@@ -251,8 +251,8 @@ static int ring_put(struct weft_chan *ch, const void *elem)
             /* Free for pos: claim it. seq_cst: the claim is what a waiting receiver's
              * "empty" check reads (see "The wake-up handshake"); the element itself is
              * published by the slot word's release store. */
-            if (atomic_compare_exchange_weak_explicit(&ch->ring->tail, &t, t + 2, memory_order_seq_cst,
-                                                      memory_order_relaxed)) {
+            if (atomic_compare_exchange_weak_explicit(&ch->ring->tail, &t, t + 2,
+                                                      memory_order_seq_cst, memory_order_relaxed)) {
                 if (ch->elem_size)
                     elem_copy((char *)w + SLOT_HDR, elem, ch->elem_size);
                 slot_set(w, idx, SEQ_FULL(pos));
@@ -290,8 +290,7 @@ static int ring_take(struct weft_chan *ch, void *elem)
         if (d == 0) {
             /* seq_cst: the claim is what a waiting sender's "full" check reads. */
             if (atomic_compare_exchange_weak_explicit(&ch->ring->head, &pos, pos + 1,
-                                                      memory_order_seq_cst,
-                                                      memory_order_relaxed)) {
+                                                      memory_order_seq_cst, memory_order_relaxed)) {
                 if (ch->elem_size && elem)
                     elem_copy(elem, (char *)w + SLOT_HDR, ch->elem_size);
                 slot_set(w, idx, SEQ_FREE(pos + ch->cap));
@@ -411,8 +410,7 @@ void weft__chan_announce_wait(struct weft_chan *ch, bool send)
                               memory_order_relaxed);
 }
 
-int weft__chan_try_send_locked(struct weft_chan *ch, const void *elem,
-                               struct weft__waiter **done)
+int weft__chan_try_send_locked(struct weft_chan *ch, const void *elem, struct weft__waiter **done)
 {
     reap_stale(ch);
     if (weft__chan_closed(ch))
@@ -515,8 +513,7 @@ static bool thread_spin(struct weft_chan *ch, bool send)
  * busy (see ring_put/ring_take) and `poll` is false: the caller spins and tries again.
  * With `poll`, a busy ring is waited on for at most BUSY_POLL_NS (then WEFT__ERETRY). */
 static inline __attribute__((always_inline)) int
-chan_locked_op(struct weft_chan *ch, void *elem, int64_t deadline, bool send, bool block,
-               bool poll)
+chan_locked_op(struct weft_chan *ch, void *elem, int64_t deadline, bool send, bool block, bool poll)
 {
     struct weft__waiter *done = NULL;
     weft__lock_acquire(&ch->lock);
@@ -581,9 +578,8 @@ static void notify(struct weft_chan *ch, _Atomic uint32_t *flag, bool thread)
 /* A plain thread takes the locked path inside the gate (gate.h): it may complete waiters
  * (a coroutine made runnable goes into the runtime's queues) and it may sleep (a stopping
  * runtime must find it). Out of line: workers never come here. */
-static WEFT_NOINLINE int chan_locked_op_thread(struct weft_chan *ch, void *elem,
-                                               int64_t deadline, bool send, bool block,
-                                               bool poll)
+static WEFT_NOINLINE int chan_locked_op_thread(struct weft_chan *ch, void *elem, int64_t deadline,
+                                               bool send, bool block, bool poll)
 {
     return WEFT__GATED_RT(chan_locked_op(ch, elem, deadline, send, block, poll));
 }

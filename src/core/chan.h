@@ -29,10 +29,10 @@ struct weft__ring {
 struct weft_chan {
     /* Fixed at creation: with the flags below, all a lock-free operation reads here. */
     size_t elem_size, cap;
-    size_t stride;            /* bytes per ring slot: its sequence word, then the element */
-    uint64_t mask;            /* cap - 1 when pow2 */
-    bool pow2;                /* cap is a power of two: index by mask, else by % */
-    struct weft__ring *ring;  /* NULL for a rendezvous channel (cap 0) */
+    size_t stride;           /* bytes per ring slot: its sequence word, then the element */
+    uint64_t mask;           /* cap - 1 when pow2 */
+    bool pow2;               /* cap is a power of two: index by mask, else by % */
+    struct weft__ring *ring; /* NULL for a rendezvous channel (cap 0) */
     /* "recvq / sendq may hold a waiter": stored 1 under the lock by a party about to wait,
      * before its last look at the ring (a seq_cst fence between); stored 0 only under the
      * lock, when that queue is seen empty. Read without the lock by the lock-free paths
@@ -46,7 +46,7 @@ struct weft_chan {
     struct weft__wq recvq; /* blocked receivers (waiter.elem is where to put one) */
     uint64_t epoch;        /* weft__run_epoch when a waiter was last queued */
     _Atomic int refs;
-    void *ring_mem;        /* the allocation holding *ring */
+    void *ring_mem; /* the allocation holding *ring */
 };
 
 static inline bool weft__chan_closed(struct weft_chan *ch)
@@ -62,8 +62,7 @@ static inline bool weft__chan_closed(struct weft_chan *ch)
  * operations it completed) are pushed onto *done, each with its waiter.result set; the
  * caller must finish them with weft__waitq_complete_all (waitq.h), after unlocking or, if it is about
  * to block, before. Neither function blocks or looks at the calling party's own waiters. */
-int weft__chan_try_send_locked(struct weft_chan *ch, const void *elem,
-                               struct weft__waiter **done);
+int weft__chan_try_send_locked(struct weft_chan *ch, const void *elem, struct weft__waiter **done);
 int weft__chan_try_recv_locked(struct weft_chan *ch, void *elem, struct weft__waiter **done);
 /* Under ch->lock, before the last attempt of a party that may then wait on ch: publish
  * "a receiver (send=false) / sender (send=true) may wait" (see chan.c). The caller issues

@@ -25,13 +25,12 @@
 WEFT_NORETURN void weft__panic(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* The ABI's reserved words (version.c): true when all n are zero, as callers must leave them. */
 bool weft__reserved_zero(const uint64_t *reserved, size_t n);
-#define WEFT__RESERVED_ZERO(s) weft__reserved_zero((s)->reserved, sizeof (s)->reserved / 8)
+#define WEFT__RESERVED_ZERO(s) weft__reserved_zero((s)->reserved, sizeof(s)->reserved / 8)
 
-#define WEFT_ASSERT(cond)                                                                    \
-    do {                                                                                     \
-        if (WEFT_UNLIKELY(!(cond)))                                                          \
-            weft__panic("weft: internal assertion failed: %s (%s:%d)", #cond, __FILE__,      \
-                        __LINE__);                                                           \
+#define WEFT_ASSERT(cond)                                                                          \
+    do {                                                                                           \
+        if (WEFT_UNLIKELY(!(cond)))                                                                \
+            weft__panic("weft: internal assertion failed: %s (%s:%d)", #cond, __FILE__, __LINE__); \
     } while (0)
 
 #if defined(__has_feature)
@@ -80,7 +79,7 @@ bool weft__reserved_zero(const uint64_t *reserved, size_t n);
  * fence weft issues pairs with another fence (or RMW) of the same kind. */
 #if WEFT_TSAN
 extern _Atomic int weft__fence_word;
-#define weft__fence_seq_cst()                                                                \
+#define weft__fence_seq_cst()                                                                      \
     ((void)atomic_fetch_add_explicit(&weft__fence_word, 0, memory_order_seq_cst))
 #else
 #define weft__fence_seq_cst() atomic_thread_fence(memory_order_seq_cst)

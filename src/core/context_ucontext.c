@@ -16,9 +16,9 @@
 
 struct uctx {
     ucontext_t uc;
-    weft__transfer_t in;    /* delivered to this context when it resumes */
-    weft__ontop_fn ontop;   /* run on this context's stack before it resumes */
-    weft__entry_fn entry;   /* fresh contexts only */
+    weft__transfer_t in;  /* delivered to this context when it resumes */
+    weft__ontop_fn ontop; /* run on this context's stack before it resumes */
+    weft__entry_fn entry; /* fresh contexts only */
 };
 
 static weft__transfer_t resumed(struct uctx *self)

@@ -243,7 +243,7 @@ static void reset_all_locked(bool in_child)
         /* Retire any armed wait: a late waker (a blocking job finishing) must fail its CAS. */
         uint64_t w = weft__wait_next(atomic_load_explicit(&co->wait, memory_order_relaxed));
         atomic_store_explicit(&co->wait, w, memory_order_relaxed);
-        if (!in_child) /* the child may be running on the segments of one */
+        if (!in_child)                   /* the child may be running on the segments of one */
             weft__seg_release(&co->seg); /* an abandoned coroutine's extra segments */
         co->stack = NULL;
         co->ctx = NULL;
@@ -328,4 +328,3 @@ WEFT_NOINLINE void weft__coro_locals_free(struct weft__coro *co)
     free(co->locals);
     co->locals = NULL;
 }
-

@@ -88,37 +88,37 @@ struct weft__msg {
 struct weft__waker; /* waker.h */
 
 struct weft__coro {
-    weft__fctx_t ctx;         /* saved context while not RUNNING; NULL before the first run */
-    _Atomic uint32_t state;   /* enum weft__state */
-    uint32_t flags;           /* enum weft__coflags; written under co->lock */
-    struct weft__coro *next;  /* queue link: global queue, free list (owner: that queue) */
-    struct weft__msg msg;     /* inbox link; run: set by the spawner (task.c) */
-    weft__entry_fn entry;     /* the first jump's target: set by the spawner (task.c) */
+    weft__fctx_t ctx;        /* saved context while not RUNNING; NULL before the first run */
+    _Atomic uint32_t state;  /* enum weft__state */
+    uint32_t flags;          /* enum weft__coflags; written under co->lock */
+    struct weft__coro *next; /* queue link: global queue, free list (owner: that queue) */
+    struct weft__msg msg;    /* inbox link; run: set by the spawner (task.c) */
+    weft__entry_fn entry;    /* the first jump's target: set by the spawner (task.c) */
     struct weft__stack *stack;
-    size_t stack_size;        /* requested usable size */
-    _Atomic uint64_t wait;    /* the wait word (see above) */
-    int wait_result;          /* written by the waker that won, read by co after resume */
-    _Atomic int cancel;       /* cancellation requested (sticky: cleared only on reuse) */
-    int shield;               /* shield depth (weft_shield_begin nests); touched only by co */
-    int pin;                  /* pin depth (weft_pin nests); touched only by co itself */
-    struct weft__worker *home;/* pinned: the worker it must run on */
-    int hook_off;             /* weft_hook_disable depth (hookabi.h); touched only by co */
+    size_t stack_size;         /* requested usable size */
+    _Atomic uint64_t wait;     /* the wait word (see above) */
+    int wait_result;           /* written by the waker that won, read by co after resume */
+    _Atomic int cancel;        /* cancellation requested (sticky: cleared only on reuse) */
+    int shield;                /* shield depth (weft_shield_begin nests); touched only by co */
+    int pin;                   /* pin depth (weft_pin nests); touched only by co itself */
+    struct weft__worker *home; /* pinned: the worker it must run on */
+    int hook_off;              /* weft_hook_disable depth (hookabi.h); touched only by co */
     weft_fn fn;
     void *arg;
     void *result;
-    _Atomic uint64_t id;      /* handle id; changes when the block is reused */
-    _Atomic uint32_t refs;    /* 2 at spawn: one for running, one for the handle */
-    weft__lock lock;          /* guards joiner and DEAD-for-join, flags */
-    int finished;             /* fn returned (under lock) */
-    struct weft__waker *joiner;/* the one waiting weft_join, under lock */
-    void *asan_fake;          /* ASan fake-stack save slot */
-    weft__seg seg;            /* split-stack context (segmented builds; else empty) */
-    void **locals;            /* coroutine-local values, WEFT_LOCAL_MAX, lazily allocated */
-    struct weft__coro *all_next;/* slab walk for weft_dump (never unlinked) */
-    const char *wait_what;    /* what it waits on, for weft_dump */
+    _Atomic uint64_t id;         /* handle id; changes when the block is reused */
+    _Atomic uint32_t refs;       /* 2 at spawn: one for running, one for the handle */
+    weft__lock lock;             /* guards joiner and DEAD-for-join, flags */
+    int finished;                /* fn returned (under lock) */
+    struct weft__waker *joiner;  /* the one waiting weft_join, under lock */
+    void *asan_fake;             /* ASan fake-stack save slot */
+    weft__seg seg;               /* split-stack context (segmented builds; else empty) */
+    void **locals;               /* coroutine-local values, WEFT_LOCAL_MAX, lazily allocated */
+    struct weft__coro *all_next; /* slab walk for weft_dump (never unlinked) */
+    const char *wait_what;       /* what it waits on, for weft_dump */
     int64_t wait_since;
     int last_worker;
-    uint64_t runs;            /* times a worker switched to it (running worker only; weft_dump) */
+    uint64_t runs; /* times a worker switched to it (running worker only; weft_dump) */
     char name[32];
 };
 

@@ -65,12 +65,12 @@
 #include <unistd.h>
 
 
-static bool enabled;                  /* set by weft__hang_start before the workers run */
+static bool enabled; /* set by weft__hang_start before the workers run */
 static pthread_mutex_t check_mu = PTHREAD_MUTEX_INITIALIZER; /* one checker at a time */
-static int stat_fd = -1;              /* /proc/self/stat while a run runs (count_threads) */
+static int stat_fd = -1; /* /proc/self/stat while a run runs (count_threads) */
 static pid_t stat_pid;
-static uint64_t *snap;                /* per worker: the first collect (under check_mu) */
-static uint64_t *candidate;           /* the words of the last passing check (check_mu) */
+static uint64_t *snap;      /* per worker: the first collect (under check_mu) */
+static uint64_t *candidate; /* the words of the last passing check (check_mu) */
 static bool candidate_ok;
 
 static int count_threads(void);
@@ -174,8 +174,7 @@ static bool asleep_for_good(uint64_t word)
 WEFT_NORETURN static void report(uint64_t parked, int stuck)
 {
     fprintf(stderr, "weft: deadlock: all %llu coroutine%s parked and nothing can wake %s",
-            (unsigned long long)parked, parked == 1 ? " is" : "s are",
-            parked == 1 ? "it" : "them");
+            (unsigned long long)parked, parked == 1 ? " is" : "s are", parked == 1 ? "it" : "them");
     if (stuck > 0)
         fprintf(stderr, " (%d plain thread%s blocked in weft waits too)", stuck,
                 stuck == 1 ? " is" : "s are");
@@ -224,8 +223,7 @@ bool weft__deadlock_check(void)
         goto out; /* its producer woke a worker */
     for (int i = 0; i < n; i++) {
         struct weft__worker *w = rt->workers[i];
-        if (atomic_load_explicit(&w->inbox, memory_order_acquire) ||
-            weft__runq_nonempty(&w->rq))
+        if (atomic_load_explicit(&w->inbox, memory_order_acquire) || weft__runq_nonempty(&w->rq))
             goto out;
     }
     uint64_t blocks = weft__coro_alive(), zombies = weft__coro_zombies();

@@ -82,8 +82,8 @@ static int stats_get(weft_stats *out)
     out->blocking_threads = (uint32_t)threads;
     out->stalls = atomic_load_explicit(&rt->n_stalls, memory_order_relaxed);
     for (int i = 0; i < rt->nworkers; i++)
-        out->stacks_cached += atomic_load_explicit(&rt->workers[i]->stacks.count,
-                                                   memory_order_relaxed);
+        out->stacks_cached +=
+            atomic_load_explicit(&rt->workers[i]->stacks.count, memory_order_relaxed);
     return 0;
 }
 
@@ -263,8 +263,8 @@ void weft__zombie_report(void)
     }
     if (!n)
         return;
-    fprintf(stderr, "weft: %llu finished task%s never joined or detached:",
-            (unsigned long long)n, n == 1 ? " was" : "s were");
+    fprintf(stderr, "weft: %llu finished task%s never joined or detached:", (unsigned long long)n,
+            n == 1 ? " was" : "s were");
     for (int i = 0; i < shown; i++) {
         fprintf(stderr, "%s %llu", i ? "," : "",
                 (unsigned long long)atomic_load_explicit(&first[i]->id, memory_order_relaxed));

@@ -14,8 +14,8 @@ _Atomic int weft__fence_word;
 const char *weft_strerror(int code)
 {
     switch (code) {
-#define WEFT__ERRCASE(name, value, text)                                                     \
-    case WEFT_##name:                                                                        \
+#define WEFT__ERRCASE(name, value, text)                                                           \
+    case WEFT_##name:                                                                              \
         return text;
         WEFT_ERRNO_MAP(WEFT__ERRCASE)
 #undef WEFT__ERRCASE

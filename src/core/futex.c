@@ -22,8 +22,8 @@ WEFT_NOSPLIT int weft__futex_wait(_Atomic uint32_t *word, uint32_t val, int64_t 
     }
     /* FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC timeout (plain FUTEX_WAIT would
      * take a relative one and drift across retries). */
-    long r = syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_BITSET | FUTEX_PRIVATE_FLAG, val,
-                     tsp, NULL, FUTEX_BITSET_MATCH_ANY);
+    long r = syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_BITSET | FUTEX_PRIVATE_FLAG, val, tsp,
+                     NULL, FUTEX_BITSET_MATCH_ANY);
     if (r == -1 && errno == ETIMEDOUT)
         return -ETIMEDOUT;
     return 0;

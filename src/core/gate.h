@@ -51,10 +51,10 @@ extern struct weft__gate weft__gate;
 
 /* What a public call's entry found. */
 enum {
-    WEFT__IN_WORKER = 0,  /* a worker thread: no gate */
-    WEFT__IN_OPEN = 1,    /* a plain thread, admitted: the runtime is valid until gate_out */
-    WEFT__IN_NONE = 2,    /* a plain thread, counted, no runtime (STOPPED) */
-    WEFT__IN_NESTED = 4,  /* or'ed on: a call made inside another (a group cancelling its
+    WEFT__IN_WORKER = 0, /* a worker thread: no gate */
+    WEFT__IN_OPEN = 1,   /* a plain thread, admitted: the runtime is valid until gate_out */
+    WEFT__IN_NONE = 2,   /* a plain thread, counted, no runtime (STOPPED) */
+    WEFT__IN_NESTED = 4, /* or'ed on: a call made inside another (a group cancelling its
                            * members): the outer call's entry holds, nothing to do */
 };
 
@@ -90,19 +90,19 @@ static inline void weft__gate_out(int in)
  * returns WEFT_ENORUNTIME); WEFT__GATED_RT: WEFT_ENORUNTIME without a runtime. `expr` must
  * not run user code (it could block for good inside the gate, and weft_run waits for every
  * thread inside to leave). Needs worker.h (weft__worker_entry). */
-#define WEFT__GATED(expr)                                                                    \
-    __extension__({                                                                          \
-        int in_ = weft__gate_in(weft__worker_entry());                                      \
-        int r_ = (expr);                                                                     \
-        weft__gate_out(in_);                                                                 \
-        r_;                                                                                  \
+#define WEFT__GATED(expr)                                                                          \
+    __extension__({                                                                                \
+        int in_ = weft__gate_in(weft__worker_entry());                                             \
+        int r_ = (expr);                                                                           \
+        weft__gate_out(in_);                                                                       \
+        r_;                                                                                        \
     })
-#define WEFT__GATED_RT(expr)                                                                 \
-    __extension__({                                                                          \
-        int in_ = weft__gate_in(weft__worker_entry());                                      \
-        int r_ = (in_ & 3) == WEFT__IN_NONE ? WEFT_ENORUNTIME : (expr);                      \
-        weft__gate_out(in_);                                                                 \
-        r_;                                                                                  \
+#define WEFT__GATED_RT(expr)                                                                       \
+    __extension__({                                                                                \
+        int in_ = weft__gate_in(weft__worker_entry());                                             \
+        int r_ = (in_ & 3) == WEFT__IN_NONE ? WEFT_ENORUNTIME : (expr);                            \
+        weft__gate_out(in_);                                                                       \
+        r_;                                                                                        \
     })
 /* A relaxed hint for cheap early checks (may be stale: the real check is gate_in). */
 static inline bool weft__gate_open_hint(void)

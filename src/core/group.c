@@ -54,8 +54,8 @@
 struct member {
     struct member *prev, *next; /* g->members while running; next: g->done once finished */
     weft_group *g;
-    weft_task task;             /* {NULL, 0} until the member first runs (under g->lock) */
-    weft_fn fn;                 /* exactly one of fn / ifn */
+    weft_task task; /* {NULL, 0} until the member first runs (under g->lock) */
+    weft_fn fn;     /* exactly one of fn / ifn */
     int (*ifn)(void *);
     void *arg;
     void *result; /* written by the member before member_done's critical section; read by */
@@ -69,14 +69,14 @@ struct weft_group {
     bool cancel_on_fail, collect;
     /* under lock */
     bool cancelled;
-    int failure;                  /* the first failure, 0 while none */
-    size_t live;                  /* slots taken (see above) */
-    uint64_t epoch;               /* weft__run_epoch of the last spawn */
-    struct member *members;       /* running members (doubly linked) */
+    int failure;                     /* the first failure, 0 while none */
+    size_t live;                     /* slots taken (see above) */
+    uint64_t epoch;                  /* weft__run_epoch of the last spawn */
+    struct member *members;          /* running members (doubly linked) */
     struct member *done, *done_tail; /* collect: finished, not yet taken (FIFO) */
-    struct weft__wq waitq;        /* weft_group_wait callers */
-    struct weft__wq nextq;        /* weft_group_next callers; w->elem: a struct member ** */
-    struct weft__wq slotq;        /* spawners parked for a slot (max_running) */
+    struct weft__wq waitq;           /* weft_group_wait callers */
+    struct weft__wq nextq;           /* weft_group_next callers; w->elem: a struct member ** */
+    struct weft__wq slotq;           /* spawners parked for a slot (max_running) */
 };
 
 /* Completions to make after g->lock is released: claimed waiters, chained by done_next. */
@@ -285,8 +285,7 @@ static bool past(int64_t deadline)
     return deadline != WEFT_FOREVER && deadline <= weft_now();
 }
 
-static int group_spawn(weft_group *g, weft_fn fn, int (*ifn)(void *), void *arg,
-                       int64_t deadline)
+static int group_spawn(weft_group *g, weft_fn fn, int (*ifn)(void *), void *arg, int64_t deadline)
 {
     struct member *m = group_calloc(sizeof *m);
     if (!m)

@@ -61,8 +61,8 @@ WEFT_NORETURN static void die(struct weft__text *t, char *buf)
 static const struct weft__coro *owner_of(const struct weft__stack *s)
 {
     for (const struct weft__coro *co = weft__coro_first(); co; co = co->all_next) {
-        uint32_t st = atomic_load_explicit(&co->state, memory_order_relaxed) &
-                      ~(uint32_t)WEFT_CO_NOTIFIED;
+        uint32_t st =
+            atomic_load_explicit(&co->state, memory_order_relaxed) & ~(uint32_t)WEFT_CO_NOTIFIED;
         if (co->stack == s &&
             (st == WEFT_CO_RUNNING || st == WEFT_CO_RUNNABLE || st == WEFT_CO_WAITING))
             return co;
@@ -83,8 +83,8 @@ static void overflow_head(struct weft__text *t, const struct weft__coro *co, siz
     weft__text_str(t, " bytes)");
 }
 
-WEFT_NORETURN static void report_overflow(const struct weft__coro *co,
-                                          const struct weft__stack *s, const char *how)
+WEFT_NORETURN static void report_overflow(const struct weft__coro *co, const struct weft__stack *s,
+                                          const char *how)
 {
     char buf[512];
     struct weft__text t = {buf, buf + sizeof buf - 2};
@@ -194,9 +194,9 @@ static void on_fault(int sig, siginfo_t *si, void *uc)
         report_overflow(co ? co : owner_of(g), g, "a fault in the guard zone of this stack");
     /* Not ours: hand over to the previous handler. */
     struct sigaction *old = sig == SIGBUS ? &old_bus : &old_segv;
-    bool dflt = (old->sa_flags & SA_SIGINFO) ? !old->sa_sigaction
-                                             : old->sa_handler == SIG_DFL ||
-                                                   old->sa_handler == SIG_IGN;
+    bool dflt = (old->sa_flags & SA_SIGINFO)
+                    ? !old->sa_sigaction
+                    : old->sa_handler == SIG_DFL || old->sa_handler == SIG_IGN;
     if (dflt) {
         /* The process is about to die without a word. If an overflow left a smashed canary
          * somewhere, that is the likely cause — the fault can be anywhere: in a coroutine

@@ -35,7 +35,6 @@ __attribute__((visibility("default"))) int weft__hook_off_add(int delta);
 
 /* io.c's (floor 4): weft_wait_fd for a caller whose last call on fd answered EAGAIN or
  * EINPROGRESS, so fd is open and not asked about again (fdwait.h). */
-__attribute__((visibility("default"))) int weft__wait_fd_open(int fd, int events,
-                                                              int64_t deadline);
+__attribute__((visibility("default"))) int weft__wait_fd_open(int fd, int events, int64_t deadline);
 
 #endif

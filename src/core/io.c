@@ -132,8 +132,9 @@ static int poll_thread(int fd, int events, int64_t deadline)
 {
     /* simulation (clock.h): poll sleeps in real time, as far as the virtual deadline */
     deadline = weft__clock_to_real(deadline);
-    struct pollfd p = {fd, (short)((events & WEFT_READABLE ? POLLIN : 0) |
-                                   (events & WEFT_WRITABLE ? POLLOUT : 0)), 0};
+    struct pollfd p = {
+        fd, (short)((events & WEFT_READABLE ? POLLIN : 0) | (events & WEFT_WRITABLE ? POLLOUT : 0)),
+        0};
     for (;;) {
         int timeout = -1;
         if (deadline != WEFT_FOREVER) {
@@ -231,7 +232,8 @@ static struct hint_table *hint_table(void)
         return t;
     struct rlimit rl;
     size_t n = 65536;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < (1u << 22))
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+        rl.rlim_cur < (1u << 22))
         n = rl.rlim_cur > n ? rl.rlim_cur : n;
     struct hint_table *fresh = calloc(1, sizeof *fresh + n);
     if (!fresh)
@@ -243,8 +245,8 @@ static struct hint_table *hint_table(void)
      * Two threads racing here: the loser frees its copy and uses the winner's (acquire on
      * failure). */
     struct hint_table *expected = NULL;
-    if (!atomic_compare_exchange_strong_explicit(&fd_hints, &expected, fresh,
-                                                 memory_order_acq_rel, memory_order_acquire)) {
+    if (!atomic_compare_exchange_strong_explicit(&fd_hints, &expected, fresh, memory_order_acq_rel,
+                                                 memory_order_acquire)) {
         free(fresh);
         return expected;
     }

@@ -21,7 +21,10 @@ typedef struct weft__lock {
     _Atomic uint32_t word;
 } weft__lock;
 
-#define WEFT__LOCK_INIT {0}
+#define WEFT__LOCK_INIT                                                                            \
+    {                                                                                              \
+        0                                                                                          \
+    }
 
 void weft__lock_slow(_Atomic uint32_t *word);
 void weft__unlock_slow(_Atomic uint32_t *word);
@@ -29,9 +32,8 @@ void weft__unlock_slow(_Atomic uint32_t *word);
 static inline void weft__lock_acquire(weft__lock *l)
 {
     uint32_t expected = 0;
-    if (__builtin_expect(atomic_compare_exchange_strong_explicit(&l->word, &expected, 1,
-                                                                 memory_order_acquire,
-                                                                 memory_order_relaxed),
+    if (__builtin_expect(atomic_compare_exchange_strong_explicit(
+                             &l->word, &expected, 1, memory_order_acquire, memory_order_relaxed),
                          1))
         return;
     weft__lock_slow(&l->word);

@@ -32,14 +32,14 @@ typedef void (*weft__looprec_stop_fn)(struct weft__worker *w, struct weft__loopr
 struct weft__looprec {
     union {
         ev_watcher any;
-        ev_timer timer; /* timer.c */
-        ev_io io;       /* io.c */
-    } ev;                   /* first: a callback's watcher pointer is its record's */
-    struct weft__msg msg;   /* the stop, posted to the owner's inbox */
-    struct weft__waker k;   /* the wait the watcher completes */
+        ev_timer timer;   /* timer.c */
+        ev_io io;         /* io.c */
+    } ev;                 /* first: a callback's watcher pointer is its record's */
+    struct weft__msg msg; /* the stop, posted to the owner's inbox */
+    struct weft__waker k; /* the wait the watcher completes */
     struct weft__worker *owner;
     weft__looprec_stop_fn stop; /* the kind's, set by weft__looprec_take */
-    int64_t deadline;       /* timer records: the absolute deadline */
+    int64_t deadline;           /* timer records: the absolute deadline */
     struct weft__sim_timer sim; /* timer records in a simulated run (sim.h): the virtual timer */
     struct weft__looprec *next_free;
 };

@@ -193,4 +193,3 @@ int weft_tcp_connect(const char *host, int port, int64_t deadline)
         return tcp_connect_name(host, port, deadline);
     return tcp_connect_addr((struct sockaddr *)&ss, len, deadline);
 }
-

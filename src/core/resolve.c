@@ -52,8 +52,8 @@ static void *resolve_on_pool(void *arg)
 
 static int is_label_char(unsigned char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '-' || c == '_';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_';
 }
 
 /* 1 if host is a syntactically valid host name (RFC 1123, plus '_' which real zones use):

@@ -100,8 +100,8 @@ struct weft__coro *weft__lifo_pop(struct weft__runq *q, bool solo)
     if (b == t) {
         /* The last one: whoever moves top past it (seq_cst CAS, as the thieves') has it. */
         co = atomic_load_explicit(&q->lifo[b % WEFT_LIFO_SIZE], memory_order_relaxed);
-        if (!atomic_compare_exchange_strong_explicit(&q->lifo_top, &t, t + 1,
-                                                     memory_order_seq_cst, memory_order_relaxed))
+        if (!atomic_compare_exchange_strong_explicit(&q->lifo_top, &t, t + 1, memory_order_seq_cst,
+                                                     memory_order_relaxed))
             co = NULL;
     }
     /* Empty now (top == b + 1): restore bottom to meet it. */
@@ -124,8 +124,8 @@ static struct weft__coro *lifo_steal_one(struct weft__runq *v, uint32_t *left)
          * fails and what we read is dropped (slots are atomics for that reason). */
         struct weft__coro *co =
             atomic_load_explicit(&v->lifo[t % WEFT_LIFO_SIZE], memory_order_relaxed);
-        if (atomic_compare_exchange_strong_explicit(&v->lifo_top, &t, t + 1,
-                                                    memory_order_seq_cst, memory_order_relaxed)) {
+        if (atomic_compare_exchange_strong_explicit(&v->lifo_top, &t, t + 1, memory_order_seq_cst,
+                                                    memory_order_relaxed)) {
             *left = b - t - 1;
             return co;
         }
@@ -171,9 +171,8 @@ struct weft__coro *weft__runq_steal(struct weft__runq *q, struct weft__runq *vic
             if (!steal_next)
                 return NULL;
             struct weft__coro *nx = atomic_load_explicit(&victim->runnext, memory_order_relaxed);
-            if (nx && atomic_compare_exchange_strong_explicit(&victim->runnext, &nx, NULL,
-                                                              memory_order_acquire,
-                                                              memory_order_relaxed))
+            if (nx && atomic_compare_exchange_strong_explicit(
+                          &victim->runnext, &nx, NULL, memory_order_acquire, memory_order_relaxed))
                 return nx;
             return NULL;
         }

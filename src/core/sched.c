@@ -95,8 +95,7 @@ void weft__offstack(void (*fn)(void *), void *arg)
     struct weft__coro *co = w ? w->current : NULL;
     /* Only worth it (and only done) from a small or segmented stack; sanitizer builds have
      * no small stacks and their fiber bookkeeping would not follow this borrowed stack. */
-    if (WEFT_ASAN || WEFT_TSAN || !co ||
-        (!WEFT_SEGMENTED && co->stack_size >= WEFT_STACK_SMALL)) {
+    if (WEFT_ASAN || WEFT_TSAN || !co || (!WEFT_SEGMENTED && co->stack_size >= WEFT_STACK_SMALL)) {
         fn(arg);
         return;
     }
@@ -112,16 +111,16 @@ void weft__offstack(void (*fn)(void *), void *arg)
  * The switch. */
 
 struct weft__switch {
-    weft__fctx_t *save;        /* where the context we leave is stored */
-    struct weft__worker *w;    /* the worker switching: switch_done runs on the same thread */
+    weft__fctx_t *save;     /* where the context we leave is stored */
+    struct weft__worker *w; /* the worker switching: switch_done runs on the same thread */
     void (*after)(struct weft__switch *, struct weft__worker *);
-    struct weft__coro *from;   /* the coroutine we leave, NULL for the scheduler */
-    void (*on_top)(void *);    /* park: the caller's hook (scheduler.h weft__park) */
+    struct weft__coro *from; /* the coroutine we leave, NULL for the scheduler */
+    void (*on_top)(void *);  /* park: the caller's hook (scheduler.h weft__park) */
     void *on_top_arg;
-    bool deep;                 /* park: on_top may go deep (switch_to's detour) */
+    bool deep;                   /* park: on_top may go deep (switch_to's detour) */
     struct weft__worker *hop_to; /* hop: the worker to move to */
 #if WEFT_ASAN
-    void *dest_fake;           /* ASan: the destination's fake-stack save */
+    void *dest_fake; /* ASan: the destination's fake-stack save */
 #endif
 };
 
@@ -185,8 +184,7 @@ static void switch_to(struct weft__worker *w, struct weft__coro *to, struct weft
      *    first touch of a page): done on the scheduler's stack, not on the one we leave.
      * One extra switch, in those cases only. */
     if (to && s->after &&
-        ((WEFT_UNLIKELY(to->stack_size < WEFT_STACK_SMALL) &&
-          (!WEFT_SEGMENTED || s->deep)) ||
+        ((WEFT_UNLIKELY(to->stack_size < WEFT_STACK_SMALL) && (!WEFT_SEGMENTED || s->deep)) ||
          (!to->ctx && !to->stack && !weft__stack_cached(&w->stacks, to->stack_size)))) {
         w->direct_next = to;
         to = NULL;
@@ -225,8 +223,6 @@ static void switch_to(struct weft__worker *w, struct weft__coro *to, struct weft
  * Queues. */
 
 
-
-
 /* Owner only: the next local coroutine — pinned FIFO, runnext, the LIFO of unstarted
  * children (runnext and LIFO together at most NEWEST_RUN in a row), ring; when the ring is
  * empty, runnext, then the LIFO. So a coroutine queued in the ring waits at most NEWEST_RUN
@@ -242,9 +238,8 @@ static struct weft__coro *local_get(struct weft__worker *w)
     if (w->next_streak < NEWEST_RUN) {
         /* acquire: pairs with the release of the exchange that filled runnext (enqueue) */
         co = atomic_load_explicit(&w->rq.runnext, memory_order_relaxed);
-        if (co && atomic_compare_exchange_strong_explicit(&w->rq.runnext, &co, NULL,
-                                                          memory_order_acquire,
-                                                          memory_order_relaxed)) {
+        if (co && atomic_compare_exchange_strong_explicit(
+                      &w->rq.runnext, &co, NULL, memory_order_acquire, memory_order_relaxed)) {
             w->next_streak++;
             return co;
         }
@@ -286,7 +281,6 @@ static struct weft__worker *other_worker(struct weft__worker *w)
 enum { Q_TAIL, Q_REQUEUE, Q_NEXT, Q_HANDOFF };
 
 
-
 static void enqueue(struct weft__worker *w, struct weft__coro *co, int how)
 {
     struct weft__runtime *rt = weft__rt;
@@ -314,8 +308,7 @@ static void enqueue(struct weft__worker *w, struct weft__coro *co, int how)
         /* acq_rel exchange, not a store: a thief may empty runnext at any moment. release
          * publishes co's contents to whoever takes it (their acquire CAS, runq.h); acquire
          * sees the displaced coroutine's, which we queue. */
-        struct weft__coro *old =
-            atomic_exchange_explicit(&w->rq.runnext, co, memory_order_acq_rel);
+        struct weft__coro *old = atomic_exchange_explicit(&w->rq.runnext, co, memory_order_acq_rel);
         /* A displaced coroutine that never ran (a spawned child: no context yet; we own it
          * now, and its ctx is ours to read, we queued it) waits newest-first in the LIFO, so
          * a spawner's children run depth-first; one that ran, or a full LIFO: the ring. */
@@ -344,7 +337,9 @@ static WEFT_NOINLINE void trace_wake(struct weft__coro *co)
     weft__trace_emit(w ? w->index : -1, WEFT__TR_WAKE,
                      atomic_load_explicit(&co->id, memory_order_relaxed),
                      by ? atomic_load_explicit(&by->id, memory_order_relaxed) : 0,
-                     by ? WEFT__TK_CORO : w ? WEFT__TK_LOOP : WEFT__TK_THREAD);
+                     by  ? WEFT__TK_CORO
+                     : w ? WEFT__TK_LOOP
+                         : WEFT__TK_THREAD);
 }
 
 void weft__ready(struct weft__coro *co, bool handoff)
@@ -356,8 +351,7 @@ void weft__ready(struct weft__coro *co, bool handoff)
         if (s == WEFT_CO_WAITING) {
             /* acquire: pairs with the parker's release CAS, so its saved context is seen. */
             if (atomic_compare_exchange_weak_explicit(&co->state, &s, WEFT_CO_RUNNABLE,
-                                                      memory_order_acquire,
-                                                      memory_order_acquire)) {
+                                                      memory_order_acquire, memory_order_acquire)) {
                 enqueue(weft__worker_self(), co, handoff ? Q_HANDOFF : Q_TAIL);
                 return;
             }
@@ -368,8 +362,7 @@ void weft__ready(struct weft__coro *co, bool handoff)
              * acquire on failure: as above, for a WAITING we then see. */
             if (atomic_compare_exchange_weak_explicit(&co->state, &s,
                                                       WEFT_CO_RUNNING | WEFT_CO_NOTIFIED,
-                                                      memory_order_release,
-                                                      memory_order_acquire))
+                                                      memory_order_release, memory_order_acquire))
                 return;
         } else {
             weft__panic("weft: coroutine %llu woken in state %u (double wake-up)",
@@ -549,15 +542,19 @@ int weft__park(void (*on_top)(void *), void *arg, bool deep)
     if (weft__cancel_pending(co)) {
         if (weft__wait_take_back(co)) {
             if (on_top)
-                on_top(arg); /* releases the caller's lock; arms nothing: not armed now */
+                on_top(arg);       /* releases the caller's lock; arms nothing: not armed now */
             return WEFT_ECANCELED; /* the request stays: sticky (coro.h) */
         }
         /* Someone already won the wait: it will make us runnable; park as usual. */
     }
     co->wait_since = w->last_poll; /* coarse, free: the last loop poll */
     weft__stat_inc(&w->n_parks);
-    struct weft__switch s = {.save = &co->ctx, .after = after_park, .from = co,
-                             .on_top = on_top, .on_top_arg = arg, .deep = deep};
+    struct weft__switch s = {.save = &co->ctx,
+                             .after = after_park,
+                             .from = co,
+                             .on_top = on_top,
+                             .on_top_arg = arg,
+                             .deep = deep};
     WEFT__TRACE_CO(w->index, WEFT__TR_PARK, co, 0, weft__trace_wait_kind(co->wait_what));
     switch_away(w, co, &s, false);
     /* Resumed — possibly on another worker: re-read nothing cached from before. */
@@ -581,7 +578,8 @@ static struct weft__coro *steal_work(struct weft__worker *w)
     int n = rt->nworkers;
     for (int round = 0; round < 4; round++) {
         bool last = round == 3;
-        uint32_t start = (uint32_t)(w->rng = w->rng * 6364136223846793005ull + 1442695040888963407ull) >> 1;
+        uint32_t start =
+            (uint32_t)(w->rng = w->rng * 6364136223846793005ull + 1442695040888963407ull) >> 1;
         for (int i = 0; i < n; i++) {
             struct weft__worker *v = rt->workers[(start + i) % n];
             if (v == w)
@@ -589,8 +587,7 @@ static struct weft__coro *steal_work(struct weft__worker *w)
             struct weft__coro *co = weft__runq_steal(&w->rq, &v->rq, last);
             if (co) {
                 weft__stat_inc(&w->n_steals);
-                WEFT__TRACE_CO(w->index, WEFT__TR_STEAL, co, 1 + weft__runq_len(&w->rq),
-                               v->index);
+                WEFT__TRACE_CO(w->index, WEFT__TR_STEAL, co, 1 + weft__runq_len(&w->rq), v->index);
                 return co;
             }
         }
@@ -648,8 +645,9 @@ static struct weft__coro *find_work(struct weft__worker *w)
             goto found;
         /* Steal, as a spinner, if not too many already are (Go: at most half the busy). */
         if (rt->nworkers > 1 && !weft__narrow_outsider(rt, w) &&
-            (w->spinning || 2 * atomic_load_explicit(&rt->nspinning, memory_order_relaxed) <
-                                rt->nworkers - atomic_load_explicit(&rt->nidle, memory_order_relaxed))) {
+            (w->spinning ||
+             2 * atomic_load_explicit(&rt->nspinning, memory_order_relaxed) <
+                 rt->nworkers - atomic_load_explicit(&rt->nidle, memory_order_relaxed))) {
             if (!w->spinning) {
                 w->spinning = true;
                 atomic_fetch_add_explicit(&rt->nspinning, 1, memory_order_seq_cst);

@@ -53,9 +53,9 @@ typedef struct weft__seg {
 static inline void weft__seg_init(weft__seg *s, void *lo, void *top)
 {
     memset(s, 0, sizeof *s);
-    s->ctx[3] = (char *)lo + WEFT__SEG_SLACK;          /* stack limit */
-    s->ctx[4] = top;                                  /* initial stack pointer */
-    s->ctx[5] = (void *)((char *)top - (char *)lo);   /* initial stack length */
+    s->ctx[3] = (char *)lo + WEFT__SEG_SLACK;       /* stack limit */
+    s->ctx[4] = top;                                /* initial stack pointer */
+    s->ctx[5] = (void *)((char *)top - (char *)lo); /* initial stack length */
     s->ctx[6] = 0; /* no signal blocking around __morestack: a sigprocmask per growth */
 }
 

@@ -203,8 +203,7 @@ static int select_run(weft_case *cases, int n, int64_t deadline, struct sel_mem 
     if (nact == 0 && deadline == WEFT_FOREVER && !weft__coro_self())
         return WEFT_EINVAL;
     int r;
-    while ((r = select_round(cases, active, nact, &ls, deadline, m->order, m->ws)) ==
-           WEFT__ERETRY)
+    while ((r = select_round(cases, active, nact, &ls, deadline, m->order, m->ws)) == WEFT__ERETRY)
         ;
     return r;
 }

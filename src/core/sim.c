@@ -57,16 +57,16 @@
 #define SIM_EPOCH WEFT_SEC(1000) /* the virtual clock's start: fixed, far from 0 */
 
 static struct {
-    uint64_t rng;                 /* splitmix64 state */
-    struct weft__coro **pool;     /* the runnable set (order: arrival, then swap-removal) */
+    uint64_t rng;             /* splitmix64 state */
+    struct weft__coro **pool; /* the runnable set (order: arrival, then swap-removal) */
     size_t n, cap;
-    struct weft__sim_timer **heap;/* min-heap on (deadline, seq) */
+    struct weft__sim_timer **heap; /* min-heap on (deadline, seq) */
     size_t nt, capt;
     uint64_t seq;
-    ev_timer gap;                 /* the real sleep's bound while the outside is awaited */
+    ev_timer gap; /* the real sleep's bound while the outside is awaited */
     bool gap_armed;
-    int64_t gap_from;             /* weft__clock_real() when that sleep began */
-    bool (*outside_busy)(void);   /* run.c: the blocking pool has queued or running jobs */
+    int64_t gap_from;           /* weft__clock_real() when that sleep began */
+    bool (*outside_busy)(void); /* run.c: the blocking pool has queued or running jobs */
 } sim;
 
 /* The virtual now (only the worker moves it: its own relaxed reads see its own writes). */

@@ -60,8 +60,8 @@ struct weft__coro *weft__sim_next(struct weft__worker *w, bool *sleep);
  * arming order). */
 struct weft__sim_timer {
     int64_t deadline;
-    uint64_t seq;            /* tie-break: arming order */
-    long idx;                /* position in the heap, -1 when not in it (fired or stopped) */
+    uint64_t seq; /* tie-break: arming order */
+    long idx;     /* position in the heap, -1 when not in it (fired or stopped) */
     void (*fire)(struct weft__sim_timer *t);
 };
 /* true when the heap has room for one more timer (a coroutine about to park with a deadline

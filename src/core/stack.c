@@ -108,21 +108,21 @@
 #endif
 
 #define WEFT_PAGE 4096
-#define WEFT_CACHE_HIGH 512   /* stacks a worker keeps before returning a batch */
+#define WEFT_CACHE_HIGH 512 /* stacks a worker keeps before returning a batch */
 #define WEFT_CACHE_BATCH 256
 #define WEFT_SLAB_BYTES ((size_t)8 << 20)
-#define WEFT_HEADROOM ((size_t)4 << 20) /* address space a new slab must leave (grow) */
+#define WEFT_HEADROOM ((size_t)4 << 20)    /* address space a new slab must leave (grow) */
 #define WEFT_REFILL (WEFT_CACHE_BATCH / 4) /* stacks a pool visit adds to a worker cache */
-#define WEFT_CREDIT_BATCH 64  /* promises a worker takes from the pool at a time */
-#define WEFT_CREDIT_HIGH 256  /* promises it keeps before returning a batch */
-#define SHORT_CLEAR (4 * WEFT_CACHE_HIGH) /* free beyond the promises: no longer short */
+#define WEFT_CREDIT_BATCH 64               /* promises a worker takes from the pool at a time */
+#define WEFT_CREDIT_HIGH 256               /* promises it keeps before returning a batch */
+#define SHORT_CLEAR (4 * WEFT_CACHE_HIGH)  /* free beyond the promises: no longer short */
 
 /* The class table: sub-page sizes in 256-byte steps (1 KiB .. 3.75 KiB), page multiples up
  * to 64 KiB, then 8 classes per doubling up to WEFT_STACK_MAX (2^16 .. 2^30: 14 doublings).
  * Above 64 KiB a stack gets less than 12.5 % more address space than asked (no more memory:
  * pages are committed as touched). */
-#define NSMALL 12          /* 1024, 1280, ..., 3840 */
-#define NPAGED 16          /* 4 KiB, 8 KiB, ..., 64 KiB */
+#define NSMALL 12 /* 1024, 1280, ..., 3840 */
+#define NPAGED 16 /* 4 KiB, 8 KiB, ..., 64 KiB */
 #define LINEAR_MAX 65536
 #define PER_DOUBLING 8
 #define NCLASSES (NSMALL + NPAGED + 14 * PER_DOUBLING)
@@ -149,16 +149,16 @@ struct slab {
 struct size_class {
     size_t size;
     struct weft__stack *free;
-    size_t count;          /* stacks on `free` */
-    struct slab *partial;  /* slabs with uncarved room, the one being carved first */
-    size_t uncarved;       /* stacks of room left in `partial` slabs */
-    size_t promised;       /* spawned coroutines that will take a stack at first run */
+    size_t count;         /* stacks on `free` */
+    struct slab *partial; /* slabs with uncarved room, the one being carved first */
+    size_t uncarved;      /* stacks of room left in `partial` slabs */
+    size_t promised;      /* spawned coroutines that will take a stack at first run */
 };
 
 static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct size_class classes[NCLASSES];
 static struct slab *_Atomic slabs; /* written under pool_mu, read anywhere (acquire) */
-static int guard_mode = -1; /* -1 unknown, else the best kind the kernel supports */
+static int guard_mode = -1;        /* -1 unknown, else the best kind the kernel supports */
 static size_t mprotect_used;
 static size_t mprotect_budget = SIZE_MAX; /* SIZE_MAX: not computed yet (see guard_budget) */
 /* A promise could not be backed ("Running short" above). Written under pool_mu, read relaxed
@@ -241,8 +241,8 @@ static struct size_class *class_for(size_t size)
     } else {
         int j = 63 - __builtin_clzll((unsigned long long)(size - 1));
         size_t step = ((size_t)1 << j) / PER_DOUBLING;
-        i = NSMALL + NPAGED + (size_t)(j - 16) * PER_DOUBLING +
-            (size - ((size_t)1 << j)) / step - 1;
+        i = NSMALL + NPAGED + (size_t)(j - 16) * PER_DOUBLING + (size - ((size_t)1 << j)) / step -
+            1;
     }
     WEFT_ASSERT(i < NCLASSES && (classes[i].size == 0 || classes[i].size == size));
     classes[i].size = size;
@@ -636,8 +636,7 @@ struct weft__stack *weft__stack_guard_hit(const void *addr)
     /* Signal context: no lock. The slab list is only prepended to, with a release store;
      * a slab's layout never changes (release_all runs with no coroutine left). */
     const char *a = addr;
-    for (struct slab *sl = atomic_load_explicit(&slabs, memory_order_acquire); sl;
-         sl = sl->next) {
+    for (struct slab *sl = atomic_load_explicit(&slabs, memory_order_acquire); sl; sl = sl->next) {
         if (a < sl->base || a >= sl->base + sl->len)
             continue;
         struct weft__stack *s = carved_desc(sl, (size_t)(a - sl->base) / sl->stride);
@@ -681,8 +680,7 @@ WEFT_NO_ASAN bool weft__stack_canary_smashed(const struct weft__stack *s)
 struct weft__stack *weft__stack_any_smashed(void)
 {
     /* Canary words were written when the slab was carved: reading them faults in nothing. */
-    for (struct slab *sl = atomic_load_explicit(&slabs, memory_order_acquire); sl;
-         sl = sl->next)
+    for (struct slab *sl = atomic_load_explicit(&slabs, memory_order_acquire); sl; sl = sl->next)
         for (size_t i = 0; i < sl->n; i++) {
             struct weft__stack *s = carved_desc(sl, i);
             if (s && weft__stack_canary_smashed(s))
@@ -706,8 +704,8 @@ void weft__stack_release_all(void)
     struct slab *sl = atomic_exchange_explicit(&slabs, NULL, memory_order_acq_rel);
     while (sl) {
         struct slab *n = sl->next;
-        for (size_t i = sl->n - atomic_load_explicit(&sl->carved, memory_order_relaxed);
-             i < sl->n; i++) {
+        for (size_t i = sl->n - atomic_load_explicit(&sl->carved, memory_order_relaxed); i < sl->n;
+             i++) {
             weft__valgrind_stack_deregister(sl->desc[i].valgrind_id);
             weft__tsan_fiber_destroy(sl->desc[i].tsan_fiber);
         }

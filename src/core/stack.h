@@ -26,19 +26,19 @@ enum weft__guard_kind {
  * descriptor does NOT live in the stack's memory: descriptors sit in an array beside their
  * slab (stack.c, "Descriptors"), so an overflow of the stack above never lands on one. */
 struct weft__stack {
-    void *lo;                  /* lowest usable address */
-    struct weft__stack *next;  /* free-list link (worker cache or global pool) */
-    void *tsan_fiber;          /* one TSan fiber per stack, reused across coroutines */
-    size_t size;               /* usable bytes (the class size) */
-    uint32_t index;            /* position in its slab, 0 = lowest address */
-    uint16_t guard;            /* enum weft__guard_kind */
-    unsigned valgrind_id;      /* VALGRIND_STACK_REGISTER id, or 0 */
-    unsigned tsan_uses;        /* coroutines run on tsan_fiber so far (see prepare) */
+    void *lo;                 /* lowest usable address */
+    struct weft__stack *next; /* free-list link (worker cache or global pool) */
+    void *tsan_fiber;         /* one TSan fiber per stack, reused across coroutines */
+    size_t size;              /* usable bytes (the class size) */
+    uint32_t index;           /* position in its slab, 0 = lowest address */
+    uint16_t guard;           /* enum weft__guard_kind */
+    unsigned valgrind_id;     /* VALGRIND_STACK_REGISTER id, or 0 */
+    unsigned tsan_uses;       /* coroutines run on tsan_fiber so far (see prepare) */
 };
 
 /* Per-worker cache: single-threaded, owned by the worker. */
 struct weft__stack_cache {
-    size_t size;          /* the one size it holds (the runtime's default), set at creation */
+    size_t size; /* the one size it holds (the runtime's default), set at creation */
     struct weft__stack *head;
     _Atomic size_t count; /* owner writes (load + store), stats read */
     size_t credit;        /* owner only: promises of pool room it may hand out (stack.c) */

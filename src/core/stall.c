@@ -60,8 +60,8 @@
 #define STALL_DEFAULT_MS 100
 #define STALL_SIGNAL SIGURG
 #define STALL_FRAMES 48
-#define STALL_ANSWER_NS WEFT_SEC(1)   /* how long the watchdog waits for the handler */
-#define STALL_REPORT_GAP WEFT_SEC(1)  /* at most one report per worker per second */
+#define STALL_ANSWER_NS WEFT_SEC(1)  /* how long the watchdog waits for the handler */
+#define STALL_REPORT_GAP WEFT_SEC(1) /* at most one report per worker per second */
 #define RECHECK_FIRST WEFT_MSEC(50)
 #define RECHECK_MAX WEFT_SEC(1)
 
@@ -71,7 +71,7 @@ enum { SLOT_IDLE, SLOT_ASKED, SLOT_WRITING, SLOT_DONE };
  * the watchdog, handed over by `state` (see the top). */
 struct slot {
     _Atomic uint32_t state;
-    _Atomic int ready;        /* 1: `thread` is published (release, by the worker) */
+    _Atomic int ready; /* 1: `thread` is published (release, by the worker) */
     pthread_t thread;
     uint64_t id;
     char name[32];
@@ -83,24 +83,24 @@ struct slot {
 /* Per worker, the watchdog thread's own view. */
 struct look {
     uint64_t switches, word;
-    int64_t since;            /* the first look that saw these values */
+    int64_t since; /* the first look that saw these values */
     int64_t last_report;
-    bool reported;            /* this episode was reported */
-    unsigned unreported;      /* episodes not reported since the last report (rate limit) */
-    uint64_t id;              /* the coroutine of the reported episode */
+    bool reported;       /* this episode was reported */
+    unsigned unreported; /* episodes not reported since the last report (rate limit) */
+    uint64_t id;         /* the coroutine of the reported episode */
 };
 
 static struct {
-    int64_t threshold;        /* ns; 0: stall reports off */
-    struct slot *slots;       /* per worker */
-    struct look *looks;       /* per worker, watchdog thread only */
+    int64_t threshold;  /* ns; 0: stall reports off */
+    struct slot *slots; /* per worker */
+    struct look *looks; /* per worker, watchdog thread only */
     int nworkers;
     pthread_t thread;
-    _Atomic bool running;     /* the thread exists (deadlock.c counts it among weft's) */
-    _Atomic uint32_t bell;    /* futex word: bumped to wake the watchdog */
-    _Atomic int parked;       /* 1: the watchdog sleeps until a worker wakes (see the top) */
+    _Atomic bool running;  /* the thread exists (deadlock.c counts it among weft's) */
+    _Atomic uint32_t bell; /* futex word: bumped to wake the watchdog */
+    _Atomic int parked;    /* 1: the watchdog sleeps until a worker wakes (see the top) */
     _Atomic int stop;
-    _Atomic int recheck;      /* a deadlock check asked for a second look */
+    _Atomic int recheck; /* a deadlock check asked for a second look */
     struct sigaction old;
     bool sig_installed;
 } wd;
@@ -208,8 +208,7 @@ static void report(int i, int64_t ran, struct look *lk)
             }
             if (st == SLOT_ASKED && weft__clock_real() >= deadline &&
                 atomic_compare_exchange_strong_explicit(&s->state, &st, SLOT_IDLE,
-                                                        memory_order_acquire,
-                                                        memory_order_relaxed))
+                                                        memory_order_acquire, memory_order_relaxed))
                 break; /* no answer: the handler, if it runs later, will find IDLE */
             weft__futex_wait(&s->state, st, st == SLOT_ASKED ? deadline : INT64_MAX);
         }
@@ -228,8 +227,8 @@ static void report(int i, int64_t ran, struct look *lk)
     if (s->id) {
         char fn[160];
         weft__addr_name(s->fn, fn, sizeof fn);
-        fprintf(stderr, "weft: stall: worker %d ran coroutine %llu \"%s\" (%s) for %lld ms%s\n",
-                i, (unsigned long long)s->id, s->name, fn, (long long)(ran / 1000000), unrep);
+        fprintf(stderr, "weft: stall: worker %d ran coroutine %llu \"%s\" (%s) for %lld ms%s\n", i,
+                (unsigned long long)s->id, s->name, fn, (long long)(ran / 1000000), unrep);
     } else {
         fprintf(stderr, "weft: stall: worker %d ran its scheduler for %lld ms%s\n", i,
                 (long long)(ran / 1000000), unrep);

@@ -271,7 +271,7 @@ static int wg_add(weft_wg *wg, int64_t delta)
     do {
         int64_t c = WEFT__WG_COUNT(old);
         if ((delta < 0 && c + delta < 0) || (delta > 0 && c > WEFT_WG_MAX - delta))
-            return WEFT_EINVAL; /* refused without ever publishing a bad count */
+            return WEFT_EINVAL;                 /* refused without ever publishing a bad count */
         now = c + delta == 0 ? 0 : old + delta; /* reaching zero clears WAITERS */
     } while (!__atomic_compare_exchange_n(&wg->count, &old, now, true, __ATOMIC_SEQ_CST,
                                           __ATOMIC_SEQ_CST));
@@ -308,8 +308,7 @@ static int wg_wait_until(weft_wg *wg, int64_t deadline)
     v = __atomic_load_n(&wg->count, __ATOMIC_SEQ_CST);
     while (WEFT__WG_COUNT(v) != 0 && !(v & WEFT__WG_WAITERS) &&
            !__atomic_compare_exchange_n(&wg->count, &v, v | WEFT__WG_WAITERS, true,
-                                        __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {
-    }
+                                        __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {}
     if (WEFT__WG_COUNT(v) == 0) {
         weft__lock_release(LOCK(wg));
         return 0;

@@ -82,4 +82,3 @@ WEFT_NO_TSAN void weft__text_coro(struct weft__text *t, const struct weft__coro 
         weft__text_str(t, ")");
     }
 }
-

@@ -74,12 +74,12 @@ struct tbuf {
 };
 
 struct session {
-    pthread_mutex_t mu;   /* the file, `closed`, `err`, every buffer's `done`, `foreign` */
+    pthread_mutex_t mu; /* the file, `closed`, `err`, every buffer's `done`, `foreign` */
     int fd;
     bool closed;
-    int err;              /* the first write error (negative errno), 0 */
+    int err; /* the first write error (negative errno), 0 */
     char *path;
-    int nbufs;            /* 0 until the run's workers are known */
+    int nbufs; /* 0 until the run's workers are known */
     struct tbuf **bufs;
     struct tbuf *foreign;
     struct session *retired_next;
@@ -88,9 +88,9 @@ struct session {
 _Atomic bool weft__trace_on;
 static _Atomic(struct session *) cur; /* the recording session (release/acquire) */
 static pthread_mutex_t trace_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct session *pending;       /* started before a run (trace_mu) */
-static struct session *retired;       /* stopped during a run, freed at its end (trace_mu) */
-static int run_workers;               /* workers of the running weft_run, 0: none (trace_mu) */
+static struct session *pending; /* started before a run (trace_mu) */
+static struct session *retired; /* stopped during a run, freed at its end (trace_mu) */
+static int run_workers;         /* workers of the running weft_run, 0: none (trace_mu) */
 
 static int64_t mono_ns(void)
 {
@@ -228,11 +228,16 @@ int weft__trace_wait_kind(const char *what)
     static const struct {
         const char *prefix;
         int kind;
-    } k[] = {{"chan", WEFT__TW_CHAN},     {"mutex", WEFT__TW_MUTEX},
-             {"cond", WEFT__TW_COND},     {"semaphore", WEFT__TW_SEMAPHORE},
-             {"sleep", WEFT__TW_SLEEP},   {"select", WEFT__TW_SELECT},
-             {"fd", WEFT__TW_FD},         {"join", WEFT__TW_JOIN},
-             {"blocking", WEFT__TW_BLOCKING}, {"group", WEFT__TW_GROUP}};
+    } k[] = {{"chan", WEFT__TW_CHAN},
+             {"mutex", WEFT__TW_MUTEX},
+             {"cond", WEFT__TW_COND},
+             {"semaphore", WEFT__TW_SEMAPHORE},
+             {"sleep", WEFT__TW_SLEEP},
+             {"select", WEFT__TW_SELECT},
+             {"fd", WEFT__TW_FD},
+             {"join", WEFT__TW_JOIN},
+             {"blocking", WEFT__TW_BLOCKING},
+             {"group", WEFT__TW_GROUP}};
     if (what)
         for (size_t i = 0; i < sizeof k / sizeof k[0]; i++)
             if (strncmp(what, k[i].prefix, strlen(k[i].prefix)) == 0)
@@ -304,8 +309,8 @@ static int session_go(struct session *s, int nworkers)
     for (int i = 0; i < nworkers; i++)
         if (!(s->bufs[i] = buf_new(i)))
             return WEFT_ENOMEM;
-    struct rec meta = {.t = ticks(), .kind = WEFT__TR_META, .x = nworkers,
-                       .a = (uint64_t)mono_ns()};
+    struct rec meta = {
+        .t = ticks(), .kind = WEFT__TR_META, .x = nworkers, .a = (uint64_t)mono_ns()};
     put(s, s->foreign, &meta, 1, true); /* nobody else knows s yet */
     atomic_store_explicit(&cur, s, memory_order_release);
     atomic_store_explicit(&weft__trace_on, true, memory_order_relaxed);

@@ -54,13 +54,13 @@ bool weft__waker_claim(struct weft__waker *k)
         if (!(tok & WEFT__WAIT_ARMED))
             return false; /* not a live wait's token: nothing to claim */
         return atomic_compare_exchange_strong_explicit(&k->co->wait, &tok, tok & ~WEFT__WAIT_ARMED,
-                                                       memory_order_acq_rel,
-                                                       memory_order_relaxed);
+                                                       memory_order_acq_rel, memory_order_relaxed);
     }
     /* A plain thread's wait: armed (0) → claimed (1), keeping the SLEEPING bit. */
     uint32_t v = atomic_load_explicit(&k->tp->word, memory_order_relaxed);
     while ((v & WEFT__TP_STATE) == WEFT__TP_ARMED)
-        if (atomic_compare_exchange_weak_explicit(&k->tp->word, &v, (v & WEFT__TP_SLEEPING) | WEFT__TP_CLAIMED,
+        if (atomic_compare_exchange_weak_explicit(&k->tp->word, &v,
+                                                  (v & WEFT__TP_SLEEPING) | WEFT__TP_CLAIMED,
                                                   memory_order_acq_rel, memory_order_relaxed)) {
             /* Uncounted before the thread can run again (it waits for DONE): a deadlock
              * check never takes a woken thread for a stuck one (deadlock.c). */
@@ -130,8 +130,9 @@ static int tparker_sleep(struct weft__thread_parker *tp, int64_t deadline)
         if (!(v & WEFT__TP_SLEEPING)) {
             /* hang.h: an unclaimed wait without a deadline is counted (counted first, so
              * the claimer that sees WEFT__TP_STUCK always finds the count to take back). */
-            uint32_t stuck =
-                deadline == WEFT_FOREVER && (v & WEFT__TP_STATE) == WEFT__TP_ARMED ? WEFT__TP_STUCK : 0;
+            uint32_t stuck = deadline == WEFT_FOREVER && (v & WEFT__TP_STATE) == WEFT__TP_ARMED
+                                 ? WEFT__TP_STUCK
+                                 : 0;
             if (stuck)
                 atomic_fetch_add_explicit(&weft__stuck_threads, 1, memory_order_seq_cst);
             if (!atomic_compare_exchange_weak_explicit(&tp->word, &v, v | WEFT__TP_SLEEPING | stuck,
@@ -144,7 +145,8 @@ static int tparker_sleep(struct weft__thread_parker *tp, int64_t deadline)
             v |= WEFT__TP_SLEEPING | stuck;
         }
         if (weft__futex_wait(&tp->word, v, deadline) == -ETIMEDOUT &&
-            (atomic_load_explicit(&tp->word, memory_order_acquire) & WEFT__TP_STATE) != WEFT__TP_DONE)
+            (atomic_load_explicit(&tp->word, memory_order_acquire) & WEFT__TP_STATE) !=
+                WEFT__TP_DONE)
             return WEFT_ETIMEDOUT;
     }
 }
@@ -175,8 +177,8 @@ int weft__tparker_wait(struct weft__thread_parker *tp, int64_t deadline)
      * call, which completes before it leaves) is about to complete it. */
     uint32_t v = atomic_load_explicit(&tp->word, memory_order_relaxed);
     while ((v & WEFT__TP_STATE) == WEFT__TP_ARMED)
-        if (atomic_compare_exchange_weak_explicit(&tp->word, &v, WEFT__TP_DONE, memory_order_acq_rel,
-                                                  memory_order_relaxed))
+        if (atomic_compare_exchange_weak_explicit(&tp->word, &v, WEFT__TP_DONE,
+                                                  memory_order_acq_rel, memory_order_relaxed))
             return WEFT_ENORUNTIME;
     return tparker_sleep(tp, WEFT_FOREVER);
 }

@@ -98,8 +98,7 @@ static inline struct weft__waiter *waitq_claim(struct weft__wq *q)
 /* A waker's done list: claimed waiters (steps 1-3 of the protocol) waiting for their
  * completion (step 4), which weft__waitq_complete_all does after the lock is released (or,
  * for a party about to block, before). Under the queue's lock. */
-static inline void waitq_done_push(struct weft__waiter **done, struct weft__waiter *w,
-                                   int result)
+static inline void waitq_done_push(struct weft__waiter **done, struct weft__waiter *w, int result)
 {
     w->result = result;
     w->done_next = *done;

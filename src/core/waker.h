@@ -16,7 +16,8 @@
 /* A token that can complete one wait, of a coroutine or of a plain thread. Lives in the
  * waiter's own frame (channel waiter nodes, join) or in a timer record. */
 struct weft__thread_parker {
-    _Atomic uint32_t word; /* WEFT__TP_ARMED → WEFT__TP_CLAIMED (a waker won) → WEFT__TP_DONE, | WEFT__TP_SLEEPING */
+    _Atomic uint32_t
+        word; /* WEFT__TP_ARMED → WEFT__TP_CLAIMED (a waker won) → WEFT__TP_DONE, | WEFT__TP_SLEEPING */
     int result;
     /* While the thread sleeps: its link in the gate's list (gate.h), under the gate's lock,
      * so that a stopping runtime can complete it with WEFT_ENORUNTIME. */
@@ -27,14 +28,15 @@ enum {
     WEFT__TP_CLAIMED = 1,
     WEFT__TP_DONE = 2,
     WEFT__TP_STATE = 3,
-    WEFT__TP_SLEEPING = 4, /* the thread is (about to be) in futex_wait: the completer must wake it */
-    WEFT__TP_STUCK = 8,    /* it sleeps without a deadline, counted in weft__stuck_threads (hang.h)
+    WEFT__TP_SLEEPING =
+        4,              /* the thread is (about to be) in futex_wait: the completer must wake it */
+    WEFT__TP_STUCK = 8, /* it sleeps without a deadline, counted in weft__stuck_threads (hang.h)
                         until the waker that claims the wait uncounts it */
 };
 struct weft__waker {
-    struct weft__coro *co;             /* NULL: a plain thread */
-    uint64_t token;                    /* co's armed wait value */
-    struct weft__thread_parker *tp;    /* the plain thread's parker */
+    struct weft__coro *co;          /* NULL: a plain thread */
+    uint64_t token;                 /* co's armed wait value */
+    struct weft__thread_parker *tp; /* the plain thread's parker */
 };
 
 /* Claim the wait: true if we won it (then the caller must weft__waker_complete it). */

@@ -33,19 +33,19 @@ struct weft__looprec; /* looprec.h */
 /* Per-worker state. Everything here is touched only by the worker's own thread except
  * where a field says otherwise. */
 struct weft__worker {
-    struct weft__runq rq;          /* ring: owner pushes; owner and thieves pop */
+    struct weft__runq rq; /* ring: owner pushes; owner and thieves pop */
     _Atomic(struct weft__msg *) inbox WEFT_ALIGNED_CL; /* any thread pushes; owner drains */
     int index;
     pthread_t thread;
-    struct ev_loop *loop;          /* owner only (ev_async_send on `wake` is thread-safe) */
+    struct ev_loop *loop; /* owner only (ev_async_send on `wake` is thread-safe) */
     ev_async wake;
-    weft__fctx_t sched_ctx;        /* the scheduler loop's context while a coroutine runs */
+    weft__fctx_t sched_ctx; /* the scheduler loop's context while a coroutine runs */
     void *sched_asan_fake;
-    weft__seg sched_seg;           /* the scheduler's split-stack context (segmented builds) */
+    weft__seg sched_seg; /* the scheduler's split-stack context (segmented builds) */
     void *sched_tsan_fiber;
-    struct weft__coro *current;    /* the coroutine running now, NULL in the scheduler */
+    struct weft__coro *current; /* the coroutine running now, NULL in the scheduler */
     struct weft__coro *pinned_head, *pinned_tail; /* pinned FIFO: owner only, never stolen */
-    void *sched_stack_lo;          /* the worker thread's own stack, for ASan */
+    void *sched_stack_lo;                         /* the worker thread's own stack, for ASan */
     size_t sched_stack_size;
     struct weft__coro *direct_next; /* owner only: run next (see switch_to) */
     struct weft__stack_cache stacks;
@@ -55,52 +55,52 @@ struct weft__worker {
      * reads them; run.c frees them (weft__looprec_pool_free, weft__io_cache_free) before
      * weft__worker_destroy. */
     struct weft__looprec *looprec_free; /* free loop records (looprec.c) */
-    void *looprec_chunks;          /* every loop record block of this worker (looprec.c) */
-    int io_waits;                  /* fd waits registered in this loop (owner only; load.c reads) */
-    uint64_t *fd_seen;             /* per fd: cookie of the socket last registered here (io.c) */
-    uint32_t tick_left;            /* dispatches until the scheduler context runs (61) */
-    bool tick_due;                 /* the 61st dispatch came: check the global queue first */
+    void *looprec_chunks;               /* every loop record block of this worker (looprec.c) */
+    int io_waits;       /* fd waits registered in this loop (owner only; load.c reads) */
+    uint64_t *fd_seen;  /* per fd: cookie of the socket last registered here (io.c) */
+    uint32_t tick_left; /* dispatches until the scheduler context runs (61) */
+    bool tick_due;      /* the 61st dispatch came: check the global queue first */
     /* main returned (weft__stop): dispatch nothing more. Written once (release) by the
      * thread running main's exit; read by the owner at every dispatch (pick_local, yield:
      * relaxed, on the owner's own line, no cost while 0) and with acquire by worker_loop
      * before it leaves (sched.c "Stopping"; set by weft__stop). */
     _Atomic bool stop;
-    uint32_t next_streak;          /* consecutive runnext/LIFO dispatches (sched.c local_get) */
-    int64_t last_poll;             /* weft_now() of the last ev_run */
+    uint32_t next_streak; /* consecutive runnext/LIFO dispatches (sched.c local_get) */
+    int64_t last_poll;    /* weft_now() of the last ev_run */
     /* load.c: poll-spinning and idle accounting (owner only, but idle_mark: see load.c) */
-    int64_t poll_spin_start;       /* poll-spinning since (0: not) */
-    int64_t poll_last_sleep;       /* how long the last blocking poll slept */
-    int64_t poll_probe_at;         /* the last look at the system's runnable threads */
-    bool poll_contended;           /* its verdict: other threads want the CPUs */
-    int64_t idle_acc, idle_from;   /* idle time so far; idle since (while idle) */
-    _Atomic int64_t idle_mark;     /* published idle time (load.c encoding) */
-    ev_timer watch;                /* worker 1's bounded sleep while narrow (idle.c go_idle) */
-    bool solo;                     /* the runtime has one worker: no thieves */
-    bool debug_migrate;            /* copy of runtime.debug_migrate, read on hot paths */
-    bool spinning;                 /* holds one of runtime.nspinning */
-    bool in_poll;                  /* inside ev_run: readied coroutines stay local */
-    bool idle;                     /* on the idle list (guarded by runtime.idle_mu) */
-    bool woken;                    /* popped off the idle list by a waker: owns a spin token */
+    int64_t poll_spin_start;     /* poll-spinning since (0: not) */
+    int64_t poll_last_sleep;     /* how long the last blocking poll slept */
+    int64_t poll_probe_at;       /* the last look at the system's runnable threads */
+    bool poll_contended;         /* its verdict: other threads want the CPUs */
+    int64_t idle_acc, idle_from; /* idle time so far; idle since (while idle) */
+    _Atomic int64_t idle_mark;   /* published idle time (load.c encoding) */
+    ev_timer watch;              /* worker 1's bounded sleep while narrow (idle.c go_idle) */
+    bool solo;                   /* the runtime has one worker: no thieves */
+    bool debug_migrate;          /* copy of runtime.debug_migrate, read on hot paths */
+    bool spinning;               /* holds one of runtime.nspinning */
+    bool in_poll;                /* inside ev_run: readied coroutines stay local */
+    bool idle;                   /* on the idle list (guarded by runtime.idle_mu) */
+    bool woken;                  /* popped off the idle list by a waker: owns a spin token */
     uint64_t rng;
-    void *altstack;                /* sigaltstack for overflow reports */
+    void *altstack; /* sigaltstack for overflow reports */
     /* statistics (owner writes, weft_stats reads relaxed) */
     _Atomic uint64_t n_switches, n_parks, n_steals, n_spawned, n_finished;
-    _Atomic uint64_t n_grown; /* finished coroutines whose stack had grown (segmented) */
+    _Atomic uint64_t n_grown;  /* finished coroutines whose stack had grown (segmented) */
     _Atomic uint64_t n_sleeps; /* blocking polls (go_idle), for load.c */
     /* hang.h: the deadlock detector and the stall watchdog */
-    bool deep_sleep;               /* owner: inside go_idle's blocking poll */
-    int timers_armed;              /* owner: active timer records in the loop (timer.c) */
-    _Atomic uint64_t sleep_word;   /* owner writes (libev hooks), any thread reads: hang.h */
+    bool deep_sleep;             /* owner: inside go_idle's blocking poll */
+    int timers_armed;            /* owner: active timer records in the loop (timer.c) */
+    _Atomic uint64_t sleep_word; /* owner writes (libev hooks), any thread reads: hang.h */
 };
 
 struct weft__runtime {
     int nworkers;
-    int ncpus;                     /* CPUs this process may run on (load.c poll-spinning) */
+    int ncpus; /* CPUs this process may run on (load.c poll-spinning) */
     struct weft__worker **workers;
     struct weft__globalq global;
-    _Atomic int nspinning;         /* workers looking for work (idle.c) */
-    _Atomic int nidle;             /* workers on the idle list (idle.c) */
-    _Atomic int npollspin;         /* workers poll-spinning before sleep (0 or 1, load.c) */
+    _Atomic int nspinning; /* workers looking for work (idle.c) */
+    _Atomic int nidle;     /* workers on the idle list (idle.c) */
+    _Atomic int npollspin; /* workers poll-spinning before sleep (0 or 1, load.c) */
     /* load.c: narrow mode (fd waits gather on worker 0 while the runtime needs < 1 CPU) */
     _Atomic bool narrow;           /* a hint, read relaxed (see load.c) */
     bool narrow_allowed;           /* false: never changes (1 worker, WEFT_NARROW=0|1, migrate) */
@@ -115,11 +115,11 @@ struct weft__runtime {
     pthread_mutex_t idle_mu;       /* guards the idle list and worker.idle/woken */
     struct weft__worker **idle_list;
     int idle_top;
-    _Atomic int stopping;          /* main returned (weft__stop); the scheduler exits on it */
+    _Atomic int stopping; /* main returned (weft__stop); the scheduler exits on it */
     bool debug_migrate;
     size_t stack_size;
     int blocking_threads;
-    _Atomic uint32_t rr;           /* round-robin cursor for debug migration / inbox posts */
+    _Atomic uint32_t rr; /* round-robin cursor for debug migration / inbox posts */
     /* stall episodes seen (reported or held back by the rate limit): the watchdog writes
      * (stall.c, its only writer), weft_stats reads relaxed */
     _Atomic uint64_t n_stalls;

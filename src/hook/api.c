@@ -14,8 +14,8 @@
  * -1 (weft__hook_probe_hits, on this thread). */
 int weft_hook_active(void)
 {
-    ssize_t (*rd)(int, void *, size_t) = (ssize_t(*)(int, void *, size_t))dlsym(RTLD_DEFAULT,
-                                                                              "read");
+    ssize_t (*rd)(int, void *, size_t) =
+        (ssize_t(*)(int, void *, size_t))dlsym(RTLD_DEFAULT, "read");
     if (!rd)
         return 0;
     int err = weft__hook_errno();

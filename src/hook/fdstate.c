@@ -108,8 +108,7 @@ struct weft__hook_fd *weft__hook_fd_parks_slow(int fd)
         f = learn(fd, e);
         weft__hook_set_errno(saved);
     }
-    return (f & (WEFT_HOOK_FD_MANAGED | WEFT_HOOK_FD_USER_NB)) == WEFT_HOOK_FD_MANAGED ? e
-                                                                                        : NULL;
+    return (f & (WEFT_HOOK_FD_MANAGED | WEFT_HOOK_FD_USER_NB)) == WEFT_HOOK_FD_MANAGED ? e : NULL;
 }
 
 /* No allocation when there is nothing to forget (close(2) is async-signal-safe: a handler's

@@ -54,53 +54,46 @@ struct hostent;
  * Each pointer starts at a resolver stub that looks the function up, stores it (relaxed
  * atomic: every thread stores the same value) and calls it, so the fast path has no
  * "resolved yet?" branch. */
-#define WEFT_HOOK_REAL_LIST(X)                                                                \
-    X(read, ssize_t, (int fd, void *buf, size_t n), (fd, buf, n))                             \
-    X(write, ssize_t, (int fd, const void *buf, size_t n), (fd, buf, n))                      \
-    X(readv, ssize_t, (int fd, const struct iovec *iov, int cnt), (fd, iov, cnt))             \
-    X(writev, ssize_t, (int fd, const struct iovec *iov, int cnt), (fd, iov, cnt))            \
-    X(recvfrom, ssize_t,                                                                      \
-      (int fd, void *buf, size_t n, int fl, struct sockaddr *a, socklen_t *al),               \
-      (fd, buf, n, fl, a, al))                                                                \
-    X(sendto, ssize_t,                                                                        \
-      (int fd, const void *buf, size_t n, int fl, const struct sockaddr *a, socklen_t al),    \
-      (fd, buf, n, fl, a, al))                                                                \
-    X(recvmsg, ssize_t, (int fd, struct msghdr *m, int fl), (fd, m, fl))                      \
-    X(sendmsg, ssize_t, (int fd, const struct msghdr *m, int fl), (fd, m, fl))                \
-    X(connect, int, (int fd, const struct sockaddr *a, socklen_t al), (fd, a, al))            \
-    X(accept4, int, (int fd, struct sockaddr *a, socklen_t *al, int fl), (fd, a, al, fl))     \
-    X(poll, int, (struct pollfd *fds, nfds_t n, int t), (fds, n, t))                          \
-    X(ppoll, int,                                                                             \
-      (struct pollfd *fds, nfds_t n, const struct timespec *t, const sigset_t *s),            \
-      (fds, n, t, s))                                                                         \
-    X(select, int, (int n, fd_set *r, fd_set *w, fd_set *e, struct timeval *t),               \
-      (n, r, w, e, t))                                                                        \
-    X(nanosleep, int, (const struct timespec *req, struct timespec *rem), (req, rem))         \
-    X(clock_nanosleep, int,                                                                   \
-      (clockid_t c, int fl, const struct timespec *req, struct timespec *rem),                \
-      (c, fl, req, rem))                                                                      \
-    X(sleep, unsigned, (unsigned s), (s))                                                     \
-    X(usleep, int, (useconds_t us), (us))                                                     \
-    X(socket, int, (int d, int t, int p), (d, t, p))                                          \
-    X(socketpair, int, (int d, int t, int p, int sv[2]), (d, t, p, sv))                       \
-    X(pipe, int, (int fds[2]), (fds))                                                         \
-    X(pipe2, int, (int fds[2], int fl), (fds, fl))                                            \
-    X(close, int, (int fd), (fd))                                                             \
-    X(dup, int, (int fd), (fd))                                                               \
-    X(dup2, int, (int a, int b), (a, b))                                                      \
-    X(dup3, int, (int a, int b, int fl), (a, b, fl))                                          \
-    X(setsockopt, int, (int fd, int lv, int nm, const void *v, socklen_t l),                  \
-      (fd, lv, nm, v, l))                                                                     \
-    X(getaddrinfo, int,                                                                       \
-      (const char *n, const char *s, const struct addrinfo *h, struct addrinfo **r),          \
-      (n, s, h, r))                                                                           \
-    X(gethostbyname, struct hostent *, (const char *n), (n))                                  \
-    X(gethostbyname_r, int,                                                                   \
-      (const char *n, struct hostent *h, char *b, size_t bl, struct hostent **r, int *e),     \
+#define WEFT_HOOK_REAL_LIST(X)                                                                     \
+    X(read, ssize_t, (int fd, void *buf, size_t n), (fd, buf, n))                                  \
+    X(write, ssize_t, (int fd, const void *buf, size_t n), (fd, buf, n))                           \
+    X(readv, ssize_t, (int fd, const struct iovec *iov, int cnt), (fd, iov, cnt))                  \
+    X(writev, ssize_t, (int fd, const struct iovec *iov, int cnt), (fd, iov, cnt))                 \
+    X(recvfrom, ssize_t, (int fd, void *buf, size_t n, int fl, struct sockaddr *a, socklen_t *al), \
+      (fd, buf, n, fl, a, al))                                                                     \
+    X(sendto, ssize_t,                                                                             \
+      (int fd, const void *buf, size_t n, int fl, const struct sockaddr *a, socklen_t al),         \
+      (fd, buf, n, fl, a, al))                                                                     \
+    X(recvmsg, ssize_t, (int fd, struct msghdr *m, int fl), (fd, m, fl))                           \
+    X(sendmsg, ssize_t, (int fd, const struct msghdr *m, int fl), (fd, m, fl))                     \
+    X(connect, int, (int fd, const struct sockaddr *a, socklen_t al), (fd, a, al))                 \
+    X(accept4, int, (int fd, struct sockaddr *a, socklen_t *al, int fl), (fd, a, al, fl))          \
+    X(poll, int, (struct pollfd * fds, nfds_t n, int t), (fds, n, t))                              \
+    X(ppoll, int, (struct pollfd * fds, nfds_t n, const struct timespec *t, const sigset_t *s),    \
+      (fds, n, t, s))                                                                              \
+    X(select, int, (int n, fd_set *r, fd_set *w, fd_set *e, struct timeval *t), (n, r, w, e, t))   \
+    X(nanosleep, int, (const struct timespec *req, struct timespec *rem), (req, rem))              \
+    X(clock_nanosleep, int,                                                                        \
+      (clockid_t c, int fl, const struct timespec *req, struct timespec *rem), (c, fl, req, rem))  \
+    X(sleep, unsigned, (unsigned s), (s))                                                          \
+    X(usleep, int, (useconds_t us), (us))                                                          \
+    X(socket, int, (int d, int t, int p), (d, t, p))                                               \
+    X(socketpair, int, (int d, int t, int p, int sv[2]), (d, t, p, sv))                            \
+    X(pipe, int, (int fds[2]), (fds))                                                              \
+    X(pipe2, int, (int fds[2], int fl), (fds, fl))                                                 \
+    X(close, int, (int fd), (fd))                                                                  \
+    X(dup, int, (int fd), (fd))                                                                    \
+    X(dup2, int, (int a, int b), (a, b))                                                           \
+    X(dup3, int, (int a, int b, int fl), (a, b, fl))                                               \
+    X(setsockopt, int, (int fd, int lv, int nm, const void *v, socklen_t l), (fd, lv, nm, v, l))   \
+    X(getaddrinfo, int,                                                                            \
+      (const char *n, const char *s, const struct addrinfo *h, struct addrinfo **r), (n, s, h, r)) \
+    X(gethostbyname, struct hostent *, (const char *n), (n))                                       \
+    X(gethostbyname_r, int,                                                                        \
+      (const char *n, struct hostent *h, char *b, size_t bl, struct hostent **r, int *e),          \
       (n, h, b, bl, r, e))
 
-#define WEFT_HOOK_REAL_DECL(name, ret, params, args)                                          \
-    extern ret(*_Atomic weft__real_##name) params;
+#define WEFT_HOOK_REAL_DECL(name, ret, params, args) extern ret(*_Atomic weft__real_##name) params;
 WEFT_HOOK_REAL_LIST(WEFT_HOOK_REAL_DECL)
 #undef WEFT_HOOK_REAL_DECL
 /* The variadic ones, whose stubs pass their one optional argument on as a pointer-sized
@@ -149,10 +142,10 @@ int64_t weft__hook_deadline(int64_t timeout_ns);
  * coroutine uses it, has O_NONBLOCK set on the real open file while the program's view (what
  * fcntl(F_GETFL) reports and what the hooked calls honour) stays what the program set. */
 enum {
-    WEFT_HOOK_FD_KNOWN = 1u,    /* the fields below describe the open file at this number */
-    WEFT_HOOK_FD_MANAGED = 2u,  /* socket or hook-made pipe, real O_NONBLOCK set */
-    WEFT_HOOK_FD_USER_NB = 4u,  /* the program's view: non-blocking */
-    WEFT_HOOK_FD_OURS = 8u,     /* made by a hooked pipe/pipe2 (FIFOs may be managed) */
+    WEFT_HOOK_FD_KNOWN = 1u,   /* the fields below describe the open file at this number */
+    WEFT_HOOK_FD_MANAGED = 2u, /* socket or hook-made pipe, real O_NONBLOCK set */
+    WEFT_HOOK_FD_USER_NB = 4u, /* the program's view: non-blocking */
+    WEFT_HOOK_FD_OURS = 8u,    /* made by a hooked pipe/pipe2 (FIFOs may be managed) */
 };
 struct weft__hook_fd {
     _Atomic uint32_t flags;
@@ -178,8 +171,7 @@ static inline struct weft__hook_fd *weft__hook_fd_parks(int fd)
             struct weft__hook_fd *e = &c[fd & ((1 << WEFT_HOOK_CHUNK_BITS) - 1)];
             uint32_t f = atomic_load_explicit(&e->flags, memory_order_relaxed);
             if (WEFT_HOOK_LIKELY(f & WEFT_HOOK_FD_KNOWN))
-                return (f & (WEFT_HOOK_FD_MANAGED | WEFT_HOOK_FD_USER_NB)) ==
-                               WEFT_HOOK_FD_MANAGED
+                return (f & (WEFT_HOOK_FD_MANAGED | WEFT_HOOK_FD_USER_NB)) == WEFT_HOOK_FD_MANAGED
                            ? e
                            : NULL;
         }
@@ -192,8 +184,8 @@ static inline bool weft__hook_fd_parks_known(int fd)
 {
     if ((unsigned)fd >= (unsigned)WEFT_HOOK_NCHUNKS << WEFT_HOOK_CHUNK_BITS)
         return false;
-    struct weft__hook_fd *c = atomic_load_explicit(
-        &weft__hook_chunks[fd >> WEFT_HOOK_CHUNK_BITS], memory_order_acquire);
+    struct weft__hook_fd *c =
+        atomic_load_explicit(&weft__hook_chunks[fd >> WEFT_HOOK_CHUNK_BITS], memory_order_acquire);
     if (WEFT_HOOK_LIKELY(c == NULL))
         return false;
     uint32_t f = atomic_load_explicit(&c[fd & ((1 << WEFT_HOOK_CHUNK_BITS) - 1)].flags,
@@ -208,8 +200,15 @@ void weft__hook_fd_copy(int from, int to);
 
 /* ---- the transfer loop (io.c) -------------------------------------------------------------- */
 enum weft__hook_op {
-    WEFT_HOOK_READ, WEFT_HOOK_WRITE, WEFT_HOOK_READV, WEFT_HOOK_WRITEV, WEFT_HOOK_RECV,
-    WEFT_HOOK_SEND, WEFT_HOOK_RECVMSG, WEFT_HOOK_SENDMSG, WEFT_HOOK_ACCEPT,
+    WEFT_HOOK_READ,
+    WEFT_HOOK_WRITE,
+    WEFT_HOOK_READV,
+    WEFT_HOOK_WRITEV,
+    WEFT_HOOK_RECV,
+    WEFT_HOOK_SEND,
+    WEFT_HOOK_RECVMSG,
+    WEFT_HOOK_SENDMSG,
+    WEFT_HOOK_ACCEPT,
 };
 struct weft__hook_call {
     enum weft__hook_op op;

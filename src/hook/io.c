@@ -176,8 +176,8 @@ ssize_t weft__hook_transfer(struct weft__hook_call *c, ssize_t first, struct wef
             break;
         }
         if (!have_deadline) {
-            deadline = weft__hook_deadline(atomic_load_explicit(w ? &e->snd_ns : &e->rcv_ns,
-                                                                memory_order_relaxed));
+            deadline = weft__hook_deadline(
+                atomic_load_explicit(w ? &e->snd_ns : &e->rcv_ns, memory_order_relaxed));
             have_deadline = true;
         }
         int p = coro ? weft__hook_park_fd(c->fd, events, deadline)
@@ -239,8 +239,8 @@ static WEFT_HOOK_SLOW ssize_t read_slow(int fd, void *buf, size_t n)
     ssize_t r = REAL(read)(fd, buf, n);
     if (WEFT_HOOK_LIKELY(r >= 0))
         return r;
-    struct weft__hook_call c = {.op = WEFT_HOOK_READ, .fd = fd, .buf = buf, .len = n,
-                                .caller_errno = ce};
+    struct weft__hook_call c = {
+        .op = WEFT_HOOK_READ, .fd = fd, .buf = buf, .len = n, .caller_errno = ce};
     return weft__hook_transfer(&c, r, e);
 }
 
@@ -270,8 +270,8 @@ static WEFT_HOOK_SLOW ssize_t write_slow(int fd, const void *buf, size_t n)
     ssize_t r = REAL(write)(fd, buf, n);
     if (WEFT_HOOK_LIKELY(r == (ssize_t)n))
         return r;
-    struct weft__hook_call c = {.op = WEFT_HOOK_WRITE, .fd = fd, .buf = (void *)buf, .len = n,
-                                .caller_errno = ce};
+    struct weft__hook_call c = {
+        .op = WEFT_HOOK_WRITE, .fd = fd, .buf = (void *)buf, .len = n, .caller_errno = ce};
     return weft__hook_transfer(&c, r, e);
 }
 
@@ -289,8 +289,8 @@ static WEFT_HOOK_SLOW ssize_t readv_slow(int fd, const struct iovec *iov, int cn
     ssize_t r = REAL(readv)(fd, iov, cnt);
     if (WEFT_HOOK_LIKELY(r >= 0))
         return r;
-    struct weft__hook_call c = {.op = WEFT_HOOK_READV, .fd = fd, .iov = iov, .iovcnt = cnt,
-                                .caller_errno = ce};
+    struct weft__hook_call c = {
+        .op = WEFT_HOOK_READV, .fd = fd, .iov = iov, .iovcnt = cnt, .caller_errno = ce};
     return weft__hook_transfer(&c, r, e);
 }
 
@@ -308,8 +308,8 @@ static WEFT_HOOK_SLOW ssize_t writev_slow(int fd, const struct iovec *iov, int c
     ssize_t r = REAL(writev)(fd, iov, cnt);
     if (WEFT_HOOK_LIKELY(r >= 0 && (size_t)r == iov_total(iov, cnt)))
         return r;
-    struct weft__hook_call c = {.op = WEFT_HOOK_WRITEV, .fd = fd, .iov = iov, .iovcnt = cnt,
-                                .caller_errno = ce};
+    struct weft__hook_call c = {
+        .op = WEFT_HOOK_WRITEV, .fd = fd, .iov = iov, .iovcnt = cnt, .caller_errno = ce};
     return weft__hook_transfer(&c, r, e);
 }
 
@@ -320,16 +320,22 @@ WEFT_HOOK_API ssize_t writev(int fd, const struct iovec *iov, int cnt)
     return writev_slow(fd, iov, cnt);
 }
 
-static WEFT_HOOK_SLOW ssize_t recvfrom_slow(int fd, void *buf, size_t n, int fl,
-                                            struct sockaddr *a, socklen_t *al)
+static WEFT_HOOK_SLOW ssize_t recvfrom_slow(int fd, void *buf, size_t n, int fl, struct sockaddr *a,
+                                            socklen_t *al)
 {
     struct weft__hook_fd *e = parks(fd);
     int ce = weft__hook_caller_errno();
     ssize_t r = REAL(recvfrom)(fd, buf, n, fl, a, al);
     if (WEFT_HOOK_LIKELY(r >= 0 && (!(fl & MSG_WAITALL) || (size_t)r == n || r == 0)))
         return r;
-    struct weft__hook_call c = {.op = WEFT_HOOK_RECV, .fd = fd, .flags = fl, .buf = buf, .len = n,
-                                .addr = a, .addrlen = al, .caller_errno = ce};
+    struct weft__hook_call c = {.op = WEFT_HOOK_RECV,
+                                .fd = fd,
+                                .flags = fl,
+                                .buf = buf,
+                                .len = n,
+                                .addr = a,
+                                .addrlen = al,
+                                .caller_errno = ce};
     return weft__hook_transfer(&c, r, e);
 }
 
@@ -374,8 +380,8 @@ static WEFT_HOOK_SLOW ssize_t recvmsg_slow(int fd, struct msghdr *m, int fl)
     ssize_t r = REAL(recvmsg)(fd, m, fl);
     if (WEFT_HOOK_LIKELY(r >= 0))
         return r;
-    struct weft__hook_call c = {.op = WEFT_HOOK_RECVMSG, .fd = fd, .flags = fl, .msg = m,
-                                .caller_errno = ce};
+    struct weft__hook_call c = {
+        .op = WEFT_HOOK_RECVMSG, .fd = fd, .flags = fl, .msg = m, .caller_errno = ce};
     return weft__hook_transfer(&c, r, e);
 }
 
@@ -394,8 +400,13 @@ static WEFT_HOOK_SLOW ssize_t sendto_slow(int fd, const void *buf, size_t n, int
     ssize_t r = REAL(sendto)(fd, buf, n, fl, a, al);
     if (WEFT_HOOK_LIKELY(r == (ssize_t)n))
         return r;
-    struct weft__hook_call c = {.op = WEFT_HOOK_SEND, .fd = fd, .flags = fl, .buf = (void *)buf,
-                                .len = n, .addr = (struct sockaddr *)a, .addrlen_in = al,
+    struct weft__hook_call c = {.op = WEFT_HOOK_SEND,
+                                .fd = fd,
+                                .flags = fl,
+                                .buf = (void *)buf,
+                                .len = n,
+                                .addr = (struct sockaddr *)a,
+                                .addrlen_in = al,
                                 .caller_errno = ce};
     return weft__hook_transfer(&c, r, e);
 }
@@ -426,8 +437,11 @@ static WEFT_HOOK_SLOW ssize_t sendmsg_slow(int fd, const struct msghdr *m, int f
     ssize_t r = REAL(sendmsg)(fd, m, fl);
     if (WEFT_HOOK_LIKELY(r >= 0 && (size_t)r == iov_total(m->msg_iov, (int)m->msg_iovlen)))
         return r;
-    struct weft__hook_call c = {.op = WEFT_HOOK_SENDMSG, .fd = fd, .flags = fl,
-                                .msg = (struct msghdr *)m, .caller_errno = ce};
+    struct weft__hook_call c = {.op = WEFT_HOOK_SENDMSG,
+                                .fd = fd,
+                                .flags = fl,
+                                .msg = (struct msghdr *)m,
+                                .caller_errno = ce};
     return weft__hook_transfer(&c, r, e);
 }
 

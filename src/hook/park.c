@@ -32,8 +32,9 @@ int64_t weft__hook_deadline(int64_t timeout_ns)
 
 int weft__hook_poll_thread(int fd, int events, int64_t deadline)
 {
-    struct pollfd p = {fd, (short)((events & WEFT_READABLE ? POLLIN : 0) |
-                                   (events & WEFT_WRITABLE ? POLLOUT : 0)), 0};
+    struct pollfd p = {
+        fd, (short)((events & WEFT_READABLE ? POLLIN : 0) | (events & WEFT_WRITABLE ? POLLOUT : 0)),
+        0};
     for (;;) {
         int timeout = -1;
         if (deadline != WEFT_FOREVER) {
@@ -76,8 +77,7 @@ int weft__hook_park_until(int64_t deadline)
         int64_t left = deadline - weft_now();
         if (left > 0) {
             struct timespec ts = {left / 1000000000, left % 1000000000};
-            while (REAL(nanosleep)(&ts, &ts) < 0 && weft__hook_errno() == EINTR) {
-            }
+            while (REAL(nanosleep)(&ts, &ts) < 0 && weft__hook_errno() == EINTR) {}
         }
         return 0;
     }

@@ -176,9 +176,9 @@ WEFT_HOOK_API int select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, struct ti
     }
     int k = 0;
     for (int fd = 0; fd < nfds; fd++) {
-        short ev = (short)((rd && FD_ISSET(fd, rd) ? POLLIN : 0) |
-                           (wr && FD_ISSET(fd, wr) ? POLLOUT : 0) |
-                           (ex && FD_ISSET(fd, ex) ? POLLPRI : 0));
+        short ev =
+            (short)((rd && FD_ISSET(fd, rd) ? POLLIN : 0) | (wr && FD_ISSET(fd, wr) ? POLLOUT : 0) |
+                    (ex && FD_ISSET(fd, ex) ? POLLPRI : 0));
         if (ev)
             p[k++] = (struct pollfd){fd, ev, 0};
     }

@@ -32,30 +32,30 @@ static void *resolve(const char *name)
     return f;
 }
 
-#define WEFT_HOOK_REAL_DEF(name, ret, params, args)                                           \
-    static ret stub_##name params                                                             \
-    {                                                                                         \
-        ret(*f) params = (ret(*) params)resolve(#name);                                       \
-        atomic_store_explicit(&weft__real_##name, f, memory_order_relaxed);                  \
-        return f args;                                                                        \
-    }                                                                                         \
+#define WEFT_HOOK_REAL_DEF(name, ret, params, args)                                                \
+    static ret stub_##name params                                                                  \
+    {                                                                                              \
+        ret(*f) params = (ret(*) params)resolve(#name);                                            \
+        atomic_store_explicit(&weft__real_##name, f, memory_order_relaxed);                        \
+        return f args;                                                                             \
+    }                                                                                              \
     ret(*_Atomic weft__real_##name) params = stub_##name;
 WEFT_HOOK_REAL_LIST(WEFT_HOOK_REAL_DEF)
 #undef WEFT_HOOK_REAL_DEF
 
 /* The variadic ones: the optional argument is read as one pointer-sized value and passed on
  * (as glibc's own fcntl and ioctl read it). */
-#define WEFT_HOOK_REAL_VARIADIC(name, second)                                                 \
-    static int stub_##name(int fd, second arg2, ...)                                          \
-    {                                                                                         \
-        va_list ap;                                                                           \
-        va_start(ap, arg2);                                                                   \
-        void *arg = va_arg(ap, void *);                                                       \
-        va_end(ap);                                                                           \
-        int (*f)(int, second, ...) = (int (*)(int, second, ...))resolve(#name);               \
-        atomic_store_explicit(&weft__real_##name, f, memory_order_relaxed);                  \
-        return f(fd, arg2, arg);                                                              \
-    }                                                                                         \
+#define WEFT_HOOK_REAL_VARIADIC(name, second)                                                      \
+    static int stub_##name(int fd, second arg2, ...)                                               \
+    {                                                                                              \
+        va_list ap;                                                                                \
+        va_start(ap, arg2);                                                                        \
+        void *arg = va_arg(ap, void *);                                                            \
+        va_end(ap);                                                                                \
+        int (*f)(int, second, ...) = (int (*)(int, second, ...))resolve(#name);                    \
+        atomic_store_explicit(&weft__real_##name, f, memory_order_relaxed);                        \
+        return f(fd, arg2, arg);                                                                   \
+    }                                                                                              \
     int (*_Atomic weft__real_##name)(int fd, second arg2, ...) = stub_##name;
 WEFT_HOOK_REAL_VARIADIC(fcntl, int)
 WEFT_HOOK_REAL_VARIADIC(fcntl64, int)

@@ -32,13 +32,13 @@ static void *gai_run(void *arg)
     return NULL;
 }
 
-WEFT_HOOK_API int getaddrinfo(const char *node, const char *service,
-                              const struct addrinfo *hints, struct addrinfo **res)
+WEFT_HOOK_API int getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
+                              struct addrinfo **res)
 {
     if (WEFT_HOOK_LIKELY(!weft__hook_coro()))
         return REAL(getaddrinfo)(node, service, hints, res);
-    struct gai_job j = {node, service, hints, res, EAI_SYSTEM, ECANCELED,
-                        weft__hook_caller_errno()};
+    struct gai_job j = {
+        node, service, hints, res, EAI_SYSTEM, ECANCELED, weft__hook_caller_errno()};
     weft_pin(); /* the affinity rule: resume on this worker */
     int r = weft_blocking(gai_run, &j, NULL);
     weft_unpin();
@@ -82,8 +82,8 @@ WEFT_HOOK_API struct hostent *gethostbyname(const char *name)
 {
     if (WEFT_HOOK_LIKELY(!weft__hook_coro()))
         return REAL(gethostbyname)(name);
-    struct ghbn_job j = {name, NULL, TRY_AGAIN, ECANCELED, get_h_errno(),
-                         weft__hook_caller_errno()};
+    struct ghbn_job j = {name,      NULL,          TRY_AGAIN,
+                         ECANCELED, get_h_errno(), weft__hook_caller_errno()};
     weft_pin(); /* the affinity rule: resume on this worker */
     int r = weft_blocking(ghbn_run, &j, NULL);
     weft_unpin();
@@ -118,8 +118,8 @@ WEFT_HOOK_API int gethostbyname_r(const char *name, struct hostent *h, char *buf
 {
     if (WEFT_HOOK_LIKELY(!weft__hook_coro()))
         return REAL(gethostbyname_r)(name, h, buf, buflen, result, herr);
-    struct ghbnr_job j = {name, h, buf, buflen, result, herr, ECANCELED, ECANCELED,
-                          weft__hook_caller_errno()};
+    struct ghbnr_job j = {
+        name, h, buf, buflen, result, herr, ECANCELED, ECANCELED, weft__hook_caller_errno()};
     weft_pin(); /* the affinity rule: resume on this worker */
     int r = weft_blocking(ghbnr_run, &j, NULL);
     weft_unpin();

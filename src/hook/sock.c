@@ -94,8 +94,12 @@ static int hook_accept(int fd, struct sockaddr *a, socklen_t *al, int flags)
     int ce = weft__hook_caller_errno();
     ssize_t r = REAL(accept4)(fd, a, al, flags);
     if (r < 0) {
-        struct weft__hook_call c = {.op = WEFT_HOOK_ACCEPT, .fd = fd, .flags = flags, .addr = a,
-                                    .addrlen = al, .caller_errno = ce};
+        struct weft__hook_call c = {.op = WEFT_HOOK_ACCEPT,
+                                    .fd = fd,
+                                    .flags = flags,
+                                    .addr = a,
+                                    .addrlen = al,
+                                    .caller_errno = ce};
         r = weft__hook_transfer(&c, r, e);
     }
     if (r >= 0)
@@ -118,8 +122,7 @@ WEFT_HOOK_API int accept4(int fd, struct sockaddr *a, socklen_t *al, int flags)
  * with the connection's error; EINPROGRESS when SO_SNDTIMEO passed first (as Linux). */
 static int finish_connect(int fd, struct weft__hook_fd *e, bool coro, int ce)
 {
-    int64_t deadline =
-        weft__hook_deadline(atomic_load_explicit(&e->snd_ns, memory_order_relaxed));
+    int64_t deadline = weft__hook_deadline(atomic_load_explicit(&e->snd_ns, memory_order_relaxed));
     int p = coro ? weft__hook_park_fd(fd, WEFT_WRITABLE, deadline)
                  : weft__hook_poll_thread(fd, WEFT_WRITABLE, deadline);
     if (p < 0) {
@@ -291,8 +294,7 @@ WEFT_HOOK_API int setsockopt(int fd, int level, int name, const void *v, socklen
         /* 64-bit Linux: the old and the new layouts are both {64-bit sec, 64-bit usec}. */
         const struct timeval *tv = v;
         int64_t ns = (int64_t)tv->tv_sec * 1000000000 + (int64_t)tv->tv_usec * 1000;
-        atomic_store_explicit(rcv ? &e->rcv_ns : &e->snd_ns, ns < 0 ? 0 : ns,
-                              memory_order_relaxed);
+        atomic_store_explicit(rcv ? &e->rcv_ns : &e->snd_ns, ns < 0 ? 0 : ns, memory_order_relaxed);
     }
     return r;
 }

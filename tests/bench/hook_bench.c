@@ -355,8 +355,7 @@ static int serve_redis(void)
     printf("port=%d\n", p);
     fflush(stdout);
     char buf[64];
-    while (read(0, buf, sizeof buf) > 0) {
-    }
+    while (read(0, buf, sizeof buf) > 0) {}
     redis_server_stop();
     return 0;
 }

@@ -484,13 +484,14 @@ static int idle_main(void *arg)
     weft_sleep(WEFT_SEC(1) * N); /* N seconds parked; every worker idle */
     double wall = (double)(weft_now() - t0) / 1e9;
     getrusage(RUSAGE_SELF, &b);
-    double cpu = (double)(b.ru_utime.tv_sec - a.ru_utime.tv_sec + b.ru_stime.tv_sec -
-                          a.ru_stime.tv_sec) +
-                 (double)(b.ru_utime.tv_usec - a.ru_utime.tv_usec + b.ru_stime.tv_usec -
-                          a.ru_stime.tv_usec) / 1e6;
+    double cpu =
+        (double)(b.ru_utime.tv_sec - a.ru_utime.tv_sec + b.ru_stime.tv_sec - a.ru_stime.tv_sec) +
+        (double)(b.ru_utime.tv_usec - a.ru_utime.tv_usec + b.ru_stime.tv_usec -
+                 a.ru_stime.tv_usec) /
+            1e6;
     head("idle", "");
-    printf(" n=%ld cpu_percent=%.3f workers=%d peak_rss_kb=%ld\n", N,
-           100.0 * cpu / wall, workers(), peak_rss_kb());
+    printf(" n=%ld cpu_percent=%.3f workers=%d peak_rss_kb=%ld\n", N, 100.0 * cpu / wall, workers(),
+           peak_rss_kb());
     return 0;
 }
 
@@ -509,14 +510,10 @@ int main(int argc, char **argv)
         int (*main)(void *);
         void (*direct)(void);
     } w[] = {
-        {"switch", 10000000, NULL, bench_switch},
-        {"spawn", 1000000, spawn_main, NULL},
-        {"park", 1000000, park_main, NULL},
-        {"skynet", 1000000, skynet_main, NULL},
-        {"pingpong", 1000000, pingpong_main, NULL},
-        {"threadsend", 1000000, threadsend_main, NULL},
-        {"parallel", 0, NULL, bench_parallel},
-        {"idle", 2, idle_main, NULL},
+        {"switch", 10000000, NULL, bench_switch},   {"spawn", 1000000, spawn_main, NULL},
+        {"park", 1000000, park_main, NULL},         {"skynet", 1000000, skynet_main, NULL},
+        {"pingpong", 1000000, pingpong_main, NULL}, {"threadsend", 1000000, threadsend_main, NULL},
+        {"parallel", 0, NULL, bench_parallel},      {"idle", 2, idle_main, NULL},
     };
     for (size_t i = 0; i < sizeof w / sizeof w[0]; i++) {
         if (strcmp(workload, w[i].name) != 0)

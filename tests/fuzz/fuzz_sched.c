@@ -63,14 +63,14 @@
 #include <unistd.h>
 
 #define NCH 3
-#define MAXT 32       /* joinable task slots */
+#define MAXT 32             /* joinable task slots */
 #define FUZZ_MAX_INPUT 1024 /* bytes of an input that are used */
 #define BIG_ELEM 40
 
-#define CHECK(c)                                                                            \
-    do {                                                                                    \
-        if (!(c))                                                                           \
-            fuzz_fail(__LINE__, #c);                                                        \
+#define CHECK(c)                                                                                   \
+    do {                                                                                           \
+        if (!(c))                                                                                  \
+            fuzz_fail(__LINE__, #c);                                                               \
     } while (0)
 
 static const uint8_t *cur_data;
@@ -656,15 +656,15 @@ int main(void)
 
 /* Inputs worth keeping (found by fuzzing or written by hand), as hex. */
 static const char *const regressions[] = {
-    "00",                                   /* nothing */
-    "0010",                                 /* spawn with an empty tail */
-    "00 10 01 01 06",                       /* task sends on a rendezvous channel; close */
-    "15 20 11 10 21 02 06 16 26",           /* buffered send/recv, then closes */
+    "00",                         /* nothing */
+    "0010",                       /* spawn with an empty tail */
+    "00 10 01 01 06",             /* task sends on a rendezvous channel; close */
+    "15 20 11 10 21 02 06 16 26", /* buffered send/recv, then closes */
     "00 70 00 01 04 08 0b 09 0c 07 22 02 04 0e 0e 0e", /* a task that cancels itself */
-    "3f 40 41 40 41 04 04 07 f7 0a 0b",     /* tasks blocked on recv, main cancels, joins */
+    "3f 40 41 40 41 04 04 07 f7 0a 0b", /* tasks blocked on recv, main cancels, joins */
     "55 80 00 01 02 03 04 05 06 07 08 09 0a 0b 0c 0d 0e 0f", /* detached, every op */
-    "00 f0 00 00 00 00 00 00 00 00 c4 c4 0e 0e", /* sends blocked then closed */
-    "2a 0f 3f 6e 0d 0c fc 1c 8c",            /* selects with deadlines, mutex, bursts */
+    "00 f0 00 00 00 00 00 00 00 00 c4 c4 0e 0e",             /* sends blocked then closed */
+    "2a 0f 3f 6e 0d 0c fc 1c 8c", /* selects with deadlines, mutex, bursts */
 };
 
 static size_t unhex(const char *s, uint8_t *out, size_t cap)
@@ -781,8 +781,7 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "-v"))
             verbose = 1;
         else if (argv[i][0] == '-') {
-            fprintf(stderr,
-                    "usage: %s [--seed N] [--runs N] [--max-len N] [-v] [FILE|DIR ...]\n",
+            fprintf(stderr, "usage: %s [--seed N] [--runs N] [--max-len N] [-v] [FILE|DIR ...]\n",
                     argv[0]);
             return 2;
         } else

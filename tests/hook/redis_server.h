@@ -88,8 +88,8 @@ static int redis_server_start(int clients)
     /* Room for our clients' descriptors and the server's. */
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < (rlim_t)clients * 2 + 256) {
-        rl.rlim_cur = rl.rlim_max < (rlim_t)clients * 2 + 256 ? rl.rlim_max
-                                                             : (rlim_t)clients * 2 + 256;
+        rl.rlim_cur =
+            rl.rlim_max < (rlim_t)clients * 2 + 256 ? rl.rlim_max : (rlim_t)clients * 2 + 256;
         setrlimit(RLIMIT_NOFILE, &rl);
     }
     snprintf(redis_server_dir, sizeof redis_server_dir, "/tmp/weft-redis-XXXXXX");
@@ -112,9 +112,9 @@ static int redis_server_start(int clients)
             prctl(PR_SET_PDEATHSIG, SIGKILL);
             dup2(out[1], 1);
             close(out[0]);
-            execl(exe, exe, "--port", portarg, "--bind", "127.0.0.1", "--save", "",
-                  "--appendonly", "no", "--dir", redis_server_dir, "--maxclients", maxc,
-                  "--logfile", "", "--daemonize", "no", "--protected-mode", "no", (char *)NULL);
+            execl(exe, exe, "--port", portarg, "--bind", "127.0.0.1", "--save", "", "--appendonly",
+                  "no", "--dir", redis_server_dir, "--maxclients", maxc, "--logfile", "",
+                  "--daemonize", "no", "--protected-mode", "no", (char *)NULL);
             _exit(127);
         }
         close(out[1]);

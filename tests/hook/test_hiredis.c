@@ -114,8 +114,8 @@ static void *controller(void *arg)
     long blocked = 0;
     while ((blocked = info_field(c, "blocked_clients")) < CLIENTS) {
         if (weft_now() > dl) {
-            fprintf(stderr, "only %ld of %d clients blocked in BLPOP (%d connected)\n",
-                    blocked, CLIENTS, atomic_load(&connected));
+            fprintf(stderr, "only %ld of %d clients blocked in BLPOP (%d connected)\n", blocked,
+                    CLIENTS, atomic_load(&connected));
             ASSERT(!"the clients did not all wait at once");
         }
         weft_sleep(WEFT_MSEC(5));

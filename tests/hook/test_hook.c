@@ -98,7 +98,7 @@ static int parks_not_blocks(void *arg)
     ASSERT(weft_join(w, NULL) == 0);
     CHECK_EQ(o.n, 1);
     CHECK_EQ(o.got, 'B');
-    CHECK(real_nonblock(o.fds[0])); /* the hook made it non-blocking underneath */
+    CHECK(real_nonblock(o.fds[0]));                  /* the hook made it non-blocking underneath */
     CHECK(!(fcntl(o.fds[0], F_GETFL) & O_NONBLOCK)); /* the program's view */
     pthread_join(safety, NULL);
     close(o.fds[0]);

@@ -52,11 +52,11 @@
 static _Atomic long checks;
 static SSL_CTX *server_ctx, *client_ctx;
 static int port;
-static weft_wg handshaken;              /* CLIENTS handshakes to go */
-static _Atomic int handshakes_done;     /* client side */
-static _Atomic int server_handshakes;   /* server side */
-static _Atomic int http_rejected;       /* plaintext clients the server's SSL_accept refused */
-static _Atomic int moved_at_barrier;    /* clients that resumed on another thread (migrate) */
+static weft_wg handshaken;            /* CLIENTS handshakes to go */
+static _Atomic int handshakes_done;   /* client side */
+static _Atomic int server_handshakes; /* server side */
+static _Atomic int http_rejected;     /* plaintext clients the server's SSL_accept refused */
+static _Atomic int moved_at_barrier;  /* clients that resumed on another thread (migrate) */
 
 /* ---- the certificate ----------------------------------------------------------------------- */
 
@@ -71,8 +71,8 @@ static void make_certificate(EVP_PKEY **key_out, X509 **cert_out)
     X509_gmtime_adj(X509_getm_notBefore(x), -3600);
     X509_gmtime_adj(X509_getm_notAfter(x), 24 * 3600);
     X509_NAME *name = X509_get_subject_name(x);
-    ASSERT(X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
-                                      (const unsigned char *)"localhost", -1, -1, 0) == 1);
+    ASSERT(X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)"localhost",
+                                      -1, -1, 0) == 1);
     ASSERT(X509_set_issuer_name(x, name) == 1);
     ASSERT(X509_set_pubkey(x, key) == 1);
     X509V3_CTX v3;
@@ -117,12 +117,12 @@ static __attribute__((noinline)) pthread_t this_thread(void)
 
 /* The affinity rule, checked around every blocking SSL_* call: it returns on the thread it
  * was called on. */
-#define SAME_THREAD(call)                                                                      \
-    ({                                                                                         \
-        pthread_t before_ = this_thread();                                                     \
-        __typeof__(call) r_ = (call);                                                          \
-        CHECK(pthread_equal(before_, this_thread()));                                          \
-        r_;                                                                                    \
+#define SAME_THREAD(call)                                                                          \
+    ({                                                                                             \
+        pthread_t before_ = this_thread();                                                         \
+        __typeof__(call) r_ = (call);                                                              \
+        CHECK(pthread_equal(before_, this_thread()));                                              \
+        r_;                                                                                        \
     })
 
 /* The one error OpenSSL queued on this thread for the call that just failed: its reason;
@@ -232,8 +232,8 @@ static void *tls_client(void *arg)
     ASSERT_EQ(weft_wg_done(&handshaken), 0);
     r = weft_wg_wait_until(&handshaken, weft_after(WEFT_SEC(120)));
     if (r != 0) {
-        fprintf(stderr, "client %d: only %d of %d handshakes completed: %s\n", id,
-                handshakes_done, CLIENTS, weft_strerror(r));
+        fprintf(stderr, "client %d: only %d of %d handshakes completed: %s\n", id, handshakes_done,
+                CLIENTS, weft_strerror(r));
         abort();
     }
     CHECK_EQ(handshakes_done, CLIENTS); /* the event: all done before anyone sends */

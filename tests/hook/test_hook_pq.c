@@ -108,8 +108,10 @@ static int test_main(void *arg)
     long n;
     while ((n = waiting_sessions(ctl)) < SESSIONS) {
         if (weft_now() >= deadline) {
-            fprintf(stderr, "only %ld of %d sessions ever waited for the lock together: "
-                            "blocking calls are not concurrent\n", n, SESSIONS);
+            fprintf(stderr,
+                    "only %ld of %d sessions ever waited for the lock together: "
+                    "blocking calls are not concurrent\n",
+                    n, SESSIONS);
             abort();
         }
         weft_sleep(WEFT_MSEC(2)); /* between polls of the server's view */

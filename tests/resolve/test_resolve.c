@@ -99,8 +99,8 @@ static void connect_ok(const char *host)
 {
     int fd = weft_tcp_connect(host, port, weft_after(WEFT_SEC(60)));
     if (fd < 0) {
-        fprintf(stderr, "weft_tcp_connect(\"%s\", %d): %s (%d)\n", host, port,
-                weft_strerror(fd), fd);
+        fprintf(stderr, "weft_tcp_connect(\"%s\", %d): %s (%d)\n", host, port, weft_strerror(fd),
+                fd);
         abort();
     }
     struct sockaddr_in peer;
@@ -127,7 +127,7 @@ static int test_main(void *arg)
     connect_ok("localhost");       /* /etc/hosts (weft also knows it without a lookup) */
     connect_ok("weft-hosts.test"); /* /etc/hosts only */
     connect_ok("fast.weft.test");  /* the name server */
-    connect_ok("FAST.weft.test.");  /* names are case-insensitive; a final dot is allowed */
+    connect_ok("FAST.weft.test."); /* names are case-insensitive; a final dot is allowed */
 
     /* A name the name server does not know: a clear code, and a message saying so. */
     int r = weft_tcp_connect("nx.weft.test", port, weft_after(WEFT_SEC(60)));

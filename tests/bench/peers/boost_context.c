@@ -28,26 +28,32 @@ extern fcontext_t make_fcontext(void *sp, size_t size, void (*fn)(transfer_t));
 
 #define STACK_SIZE (64 * 1024)
 
-static double now_s(void) {
+static double now_s(void)
+{
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-static long peak_rss_kb(void) {
+static long peak_rss_kb(void)
+{
     struct rusage ru;
-    if (getrusage(RUSAGE_SELF, &ru) != 0) return -1;
+    if (getrusage(RUSAGE_SELF, &ru) != 0)
+        return -1;
     return ru.ru_maxrss;
 }
 
 #include "peer_cost.h" /* mark(), paid(n) */
 
 /* The coroutine: answer every jump with a jump back to whoever jumped. */
-static void coro_fn(transfer_t t) {
-    for (;;) t = jump_fcontext(t.fctx, NULL);
+static void coro_fn(transfer_t t)
+{
+    for (;;)
+        t = jump_fcontext(t.fctx, NULL);
 }
 
-int main(int argc, char **argv) {
+int main(int argc, char **argv)
+{
     long n = 10000000;
     if (argc < 2 || strcmp(argv[1], "switch") != 0) {
         fprintf(stderr, "usage: boost_context switch [N]\n");
@@ -62,16 +68,19 @@ int main(int argc, char **argv) {
         }
     }
     char *stack = malloc(STACK_SIZE);
-    if (!stack) return 1;
+    if (!stack)
+        return 1;
     memset(stack, 0, STACK_SIZE); /* touch it before timing */
     fcontext_t ctx = make_fcontext(stack + STACK_SIZE, STACK_SIZE, coro_fn);
 
     /* Warm-up (also starts the coroutine). */
-    for (long i = 0; i < 10000; i++) ctx = jump_fcontext(ctx, NULL).fctx;
+    for (long i = 0; i < 10000; i++)
+        ctx = jump_fcontext(ctx, NULL).fctx;
 
     mark();
     double t0 = now_s();
-    for (long i = 0; i < n; i++) ctx = jump_fcontext(ctx, NULL).fctx;
+    for (long i = 0; i < n; i++)
+        ctx = jump_fcontext(ctx, NULL).fctx;
     double el = now_s() - t0;
 
     printf("workload=switch peer=boost-fcontext n=%ld ns_per_switch=%.2f %s peak_rss_kb=%ld\n", n,

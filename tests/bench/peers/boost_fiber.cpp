@@ -31,35 +31,43 @@
 namespace fibers = boost::fibers;
 using clk = std::chrono::steady_clock;
 
-static long peak_rss_kb() {
+static long peak_rss_kb()
+{
     struct rusage ru;
-    if (getrusage(RUSAGE_SELF, &ru) != 0) return -1;
+    if (getrusage(RUSAGE_SELF, &ru) != 0)
+        return -1;
     return ru.ru_maxrss;
 }
 
 #include "peer_cost.h" /* mark(), paid(n) */
 
-static double secs(clk::time_point a, clk::time_point b) {
+static double secs(clk::time_point a, clk::time_point b)
+{
     return std::chrono::duration<double>(b - a).count();
 }
 
 // WaitGroup from a fiber mutex and condition variable.
-class WaitGroup {
-public:
-    void add(long k) {
+class WaitGroup
+{
+  public:
+    void add(long k)
+    {
         std::unique_lock<fibers::mutex> lk(mu_);
         count_ += k;
     }
-    void done() {
+    void done()
+    {
         std::unique_lock<fibers::mutex> lk(mu_);
-        if (--count_ == 0) cv_.notify_all();
+        if (--count_ == 0)
+            cv_.notify_all();
     }
-    void wait() {
+    void wait()
+    {
         std::unique_lock<fibers::mutex> lk(mu_);
         cv_.wait(lk, [this] { return count_ == 0; });
     }
 
-private:
+  private:
     fibers::mutex mu_;
     fibers::condition_variable cv_;
     long count_ = 0;
@@ -67,9 +75,11 @@ private:
 
 // ---------------------------------------------------------------- switch
 
-static double switch_run(long n) {
+static double switch_run(long n)
+{
     auto body = [n] {
-        for (long i = 0; i < n; i++) boost::this_fiber::yield();
+        for (long i = 0; i < n; i++)
+            boost::this_fiber::yield();
     };
     // Default launch policy is post: neither fiber runs before main joins.
     fibers::fiber a(body), b(body);
@@ -80,8 +90,9 @@ static double switch_run(long n) {
     return secs(t0, clk::now());
 }
 
-static void bench_switch(long n) {
-    switch_run(10000);  // warm-up
+static void bench_switch(long n)
+{
+    switch_run(10000); // warm-up
     double el = switch_run(n);
     printf("workload=switch peer=boost-fiber n=%ld ns_per_switch=%.2f %s peak_rss_kb=%ld\n", n,
            el * 1e9 / (2.0 * n), paid(n), peak_rss_kb());
@@ -89,7 +100,8 @@ static void bench_switch(long n) {
 
 // ---------------------------------------------------------------- spawn
 
-static void bench_spawn(long n) {
+static void bench_spawn(long n)
+{
     WaitGroup wg;
     mark();
     auto t0 = clk::now();
@@ -106,7 +118,8 @@ static void bench_spawn(long n) {
 
 // ---------------------------------------------------------------- park
 
-static void bench_park(long n, bool small_stack) {
+static void bench_park(long n, bool small_stack)
+{
     WaitGroup wg;
     auto body = [&wg] {
         boost::this_fiber::sleep_for(std::chrono::seconds(2));
@@ -129,15 +142,16 @@ static void bench_park(long n, bool small_stack) {
     long rss = peak_rss_kb();
     printf("workload=park peer=%s n=%ld bytes_per_task=%.0f elapsed_s=%.3f spawn_s=%.3f "
            "all_alive=yes %s peak_rss_kb=%ld\n",
-           small_stack ? "boost-fiber-stack8192" : "boost-fiber-defstack", n,
-           rss * 1024.0 / n, el, spawn, paid(n), rss);
+           small_stack ? "boost-fiber-stack8192" : "boost-fiber-defstack", n, rss * 1024.0 / n, el,
+           spawn, paid(n), rss);
 }
 
 // ---------------------------------------------------------------- skynet
 
 using chan_t = fibers::unbuffered_channel<int64_t>;
 
-static void skynet(chan_t* out, int64_t num, int64_t size) {
+static void skynet(chan_t *out, int64_t num, int64_t size)
+{
     if (size == 1) {
         out->push(num);
         return;
@@ -149,11 +163,13 @@ static void skynet(chan_t* out, int64_t num, int64_t size) {
     for (int64_t i = 0; i < 10; i++)
         fibers::fiber(skynet, &rc, num + i * step, step).detach();
     int64_t sum = 0;
-    for (int i = 0; i < 10; i++) sum += rc.value_pop();
+    for (int i = 0; i < 10; i++)
+        sum += rc.value_pop();
     out->push(sum);
 }
 
-static void bench_skynet(long n) {
+static void bench_skynet(long n)
+{
     chan_t res;
     mark();
     auto t0 = clk::now();
@@ -167,7 +183,8 @@ static void bench_skynet(long n) {
 
 // ---------------------------------------------------------------- pingpong
 
-static void bench_pingpong(long n) {
+static void bench_pingpong(long n)
+{
     fibers::unbuffered_channel<long> ping, pong;
     fibers::fiber b([&] {
         for (long i = 0; i < n; i++) {
@@ -189,55 +206,74 @@ static void bench_pingpong(long n) {
 
 // ---------------------------------------------------------------- threadsend
 
-static void bench_threadsend(long n) {
-    fibers::buffered_channel<int64_t> ch(1024);  // holds up to 1023 items
+static void bench_threadsend(long n)
+{
+    fibers::buffered_channel<int64_t> ch(1024); // holds up to 1023 items
     int64_t sum = 0;
     mark();
     auto t0 = clk::now();
     std::thread sender([&ch, n] {
-        for (int64_t i = 0; i < n; i++) ch.push(i);
+        for (int64_t i = 0; i < n; i++)
+            ch.push(i);
         ch.close();
     });
     fibers::fiber rx([&ch, &sum] {
         int64_t v;
-        while (ch.pop(v) == fibers::channel_op_status::success) sum += v;
+        while (ch.pop(v) == fibers::channel_op_status::success)
+            sum += v;
     });
     rx.join();
     double el = secs(t0, clk::now());
     sender.join();
     int64_t want = (int64_t)n * (n - 1) / 2;
-    printf("workload=threadsend peer=boost-fiber n=%ld msgs_per_s=%.0f check=%s %s peak_rss_kb=%ld\n",
-           n, n / el, sum == want ? "ok" : "FAIL", paid(n), peak_rss_kb());
+    printf(
+        "workload=threadsend peer=boost-fiber n=%ld msgs_per_s=%.0f check=%s %s peak_rss_kb=%ld\n",
+        n, n / el, sum == want ? "ok" : "FAIL", paid(n), peak_rss_kb());
 }
 
 // ---------------------------------------------------------------- main
 
-static void usage() {
+static void usage()
+{
     fprintf(stderr,
             "usage: boost_fiber {switch|spawn|park|park8k|skynet|pingpong|threadsend} [N]\n");
     exit(2);
 }
 
-int main(int argc, char** argv) {
-    if (argc < 2) usage();
+int main(int argc, char **argv)
+{
+    if (argc < 2)
+        usage();
     std::string w = argv[1];
     long n = 0;
-    if (w == "switch") n = 10000000;
-    else if (w == "spawn" || w == "park" || w == "park8k" || w == "skynet") n = 1000000;
-    else if (w == "pingpong" || w == "threadsend") n = 1000000;
-    else usage();
+    if (w == "switch")
+        n = 10000000;
+    else if (w == "spawn" || w == "park" || w == "park8k" || w == "skynet")
+        n = 1000000;
+    else if (w == "pingpong" || w == "threadsend")
+        n = 1000000;
+    else
+        usage();
     if (argc >= 3) {
-        char* end;
+        char *end;
         n = strtol(argv[2], &end, 10);
-        if (*end || n <= 0) usage();
+        if (*end || n <= 0)
+            usage();
     }
-    if (w == "switch") bench_switch(n);
-    else if (w == "spawn") bench_spawn(n);
-    else if (w == "park") bench_park(n, false);
-    else if (w == "park8k") bench_park(n, true);
-    else if (w == "skynet") bench_skynet(n);
-    else if (w == "pingpong") bench_pingpong(n);
-    else if (w == "threadsend") bench_threadsend(n);
+    if (w == "switch")
+        bench_switch(n);
+    else if (w == "spawn")
+        bench_spawn(n);
+    else if (w == "park")
+        bench_park(n, false);
+    else if (w == "park8k")
+        bench_park(n, true);
+    else if (w == "skynet")
+        bench_skynet(n);
+    else if (w == "pingpong")
+        bench_pingpong(n);
+    else if (w == "threadsend")
+        bench_threadsend(n);
     fflush(stdout);
     // Skip tearing down whatever the runtime still holds: teardown is not measured.
     _exit(0);

@@ -12,9 +12,13 @@
 
 static struct rusage mark_ru;
 
-static void mark(void) { getrusage(RUSAGE_SELF, &mark_ru); }
+static void mark(void)
+{
+    getrusage(RUSAGE_SELF, &mark_ru);
+}
 
-static const char *paid(long n) {
+static const char *paid(long n)
+{
     static char buf[96];
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
