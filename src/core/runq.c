@@ -67,13 +67,7 @@ struct weft__coro *weft__runq_get(struct weft__runq *q)
                                                   memory_order_relaxed))
             return co;
     }
-    /* Ring empty: runnext (it is all there is). acquire: pairs with the release of the
-     * exchange that put it there (runq.h). */
-    struct weft__coro *n = atomic_load_explicit(&q->runnext, memory_order_relaxed);
-    if (n && atomic_compare_exchange_strong_explicit(&q->runnext, &n, NULL, memory_order_acquire,
-                                                     memory_order_relaxed))
-        return n;
-    return NULL;
+    return weft__runq_take_next(q); /* ring empty: runnext is all there is */
 }
 
 struct weft__coro *weft__lifo_pop(struct weft__runq *q, bool solo)
@@ -170,11 +164,7 @@ struct weft__coro *weft__runq_steal(struct weft__runq *q, struct weft__runq *vic
         if (n == 0) {
             if (!steal_next)
                 return NULL;
-            struct weft__coro *nx = atomic_load_explicit(&victim->runnext, memory_order_relaxed);
-            if (nx && atomic_compare_exchange_strong_explicit(
-                          &victim->runnext, &nx, NULL, memory_order_acquire, memory_order_relaxed))
-                return nx;
-            return NULL;
+            return weft__runq_take_next(victim);
         }
         if (n > WEFT_RUNQ_SIZE / 2)
             continue; /* read head and tail at different moments: inconsistent, retry */

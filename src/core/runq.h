@@ -65,6 +65,18 @@ static inline void weft__runq_put(struct weft__runq *q, struct weft__coro *co,
     }
     weft__runq_put_slow(q, co, g);
 }
+/* Owner or thief: empty runnext and return what it held, NULL if it was empty or another
+ * taker won. acquire (on the CAS): pairs with the release of the exchange that filled it
+ * (see runnext above), so the taker sees the coroutine's contents. The relaxed load first
+ * skips the CAS's exclusive cache line when runnext is empty. */
+static inline struct weft__coro *weft__runq_take_next(struct weft__runq *q)
+{
+    struct weft__coro *co = atomic_load_explicit(&q->runnext, memory_order_relaxed);
+    if (co && atomic_compare_exchange_strong_explicit(&q->runnext, &co, NULL, memory_order_acquire,
+                                                      memory_order_relaxed))
+        return co;
+    return NULL;
+}
 /* Owner only. Take the ring's head, or runnext when the ring is empty. NULL if both are.
  * (runnext first is the scheduler's choice, with its fairness bound: sched.c local_get.) */
 struct weft__coro *weft__runq_get(struct weft__runq *q);

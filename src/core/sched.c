@@ -236,10 +236,7 @@ static struct weft__coro *local_get(struct weft__worker *w)
     if (co)
         return co;
     if (w->next_streak < NEWEST_RUN) {
-        /* acquire: pairs with the release of the exchange that filled runnext (enqueue) */
-        co = atomic_load_explicit(&w->rq.runnext, memory_order_relaxed);
-        if (co && atomic_compare_exchange_strong_explicit(
-                      &w->rq.runnext, &co, NULL, memory_order_acquire, memory_order_relaxed)) {
+        if ((co = weft__runq_take_next(&w->rq))) { /* a thief may take it first (runq.h) */
             w->next_streak++;
             return co;
         }
