@@ -33,6 +33,8 @@ static int lines_per_client = 50;
 
 /* ---- the server: one coroutine per connection ----------------------------------------------- */
 
+static weft_wg serving = WEFT_WG_INIT; /* connections still being served */
+
 static void *serve(void *arg)
 {
     int fd = (int)(intptr_t)arg;
@@ -48,6 +50,7 @@ static void *serve(void *arg)
     }
     SSL_free(ssl);
     close(fd);
+    weft_wg_done(&serving);
     return NULL;
 }
 
@@ -58,7 +61,11 @@ static void *server(void *arg)
         int fd = accept(listener, NULL, NULL); /* fails (ECANCELED) when main cancels us */
         if (fd < 0)
             return NULL;
-        weft_spawn(NULL, serve, (void *)(intptr_t)fd);
+        weft_wg_add(&serving, 1);
+        if (weft_spawn(NULL, serve, (void *)(intptr_t)fd) != 0) {
+            weft_wg_done(&serving);
+            close(fd);
+        }
     }
 }
 
@@ -167,8 +174,9 @@ static int tls_echo(void *arg)
     long want = (long)clients * lines_per_client;
     printf("tls_echo: %ld of %ld lines echoed intact over %d TLS connections in %.0f ms\n", intact,
            want, clients, (double)(weft_now() - start) / 1e6);
-    weft_cancel(srv); /* its accept returns; connections still open finish on their own */
+    weft_cancel(srv); /* its accept returns */
     weft_join(srv, NULL);
+    weft_wg_wait(&serving); /* every connection's SSL freed before main returns */
     close(listener);
     free(t);
     SSL_CTX_free(server_ctx);
