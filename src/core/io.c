@@ -45,6 +45,7 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -142,7 +143,8 @@ static int poll_thread(int fd, int events, int64_t deadline)
             if (deadline <= now)
                 return WEFT_ETIMEDOUT;
             int64_t left = deadline - now;
-            timeout = (int)((left + 999999) / 1000000);
+            /* clamped: a deadline weeks away must not wrap to a negative or tiny timeout */
+            timeout = left / 1000000 >= INT_MAX ? INT_MAX : (int)((left + 999999) / 1000000);
         }
         int n = poll(&p, 1, timeout);
         if (n > 0) {

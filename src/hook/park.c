@@ -30,6 +30,10 @@ int64_t weft__hook_deadline(int64_t timeout_ns)
     return timeout_ns > 0 ? weft_after(timeout_ns) : WEFT_FOREVER;
 }
 
+/* Not weft_wait_fd's plain-thread path (io.c poll_thread): this one also runs on a worker
+ * (a park that could not get a timer record must block the thread, as libc would), where
+ * `poll` would be our own hooked poll, so it calls libc's; and it answers -EAGAIN, libc's
+ * timeout of a socket with SO_RCVTIMEO, instead of WEFT_ETIMEDOUT. */
 int weft__hook_poll_thread(int fd, int events, int64_t deadline)
 {
     struct pollfd p = {
