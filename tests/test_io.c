@@ -10,7 +10,10 @@
  * "a deadline never fires early". */
 #define _GNU_SOURCE
 #include "harness.h"
+#include "scheduler.h" /* weft__hop: scenario_cancel_elsewhere places its coroutines */
 #include <weft.h>
+
+#include <ev.h>
 
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -849,22 +852,20 @@ static void scenario_same_fd(void)
     char c;
     make_pair(sv);
     bounce_with(sv);
-    int old0 = sv[0], old1 = sv[1];
-    close_pair(sv);
 
     /* The numbers come back for new sockets: their waits must see the new files (the loops
-     * that registered the old ones re-register them), and nothing stale fires. */
+     * that registered the old ones re-register them), and nothing stale fires. Each number
+     * is closed and reused in one step (dup3 onto it): a number closed first could be taken
+     * meanwhile by another thread — a worker's loop re-creating its epoll set takes the
+     * lowest free number — and dup3 would then close that thread's descriptor (CI saw a
+     * worker's epoll set replaced by a socket this way; libev aborted). */
     int fresh[2];
     make_pair(fresh);
-    int a = dup(fresh[0]), b = dup(fresh[1]); /* moved onto the old numbers below */
-    ASSERT(a >= 0 && b >= 0);
-    ASSERT_EQ(close(fresh[0]), 0); /* never waited on: close(2) is fine */
-    ASSERT_EQ(close(fresh[1]), 0);
-    ASSERT_EQ(dup3(a, old0, O_CLOEXEC), old0);
-    ASSERT_EQ(dup3(b, old1, O_CLOEXEC), old1);
-    ASSERT_EQ(close(a), 0);
-    ASSERT_EQ(close(b), 0);
-    sv[0] = old0, sv[1] = old1;
+    for (int i = 0; i < 2; i++) {
+        CHECK_EQ(weft_fd_forget(sv[i]), 0); /* as weft_close would */
+        ASSERT_EQ(dup3(fresh[i], sv[i], O_CLOEXEC), sv[i]);
+        ASSERT_EQ(close(fresh[i]), 0); /* never waited on: close(2) is fine */
+    }
     CHECK_EQ(weft_wait_fd(sv[0], WEFT_READABLE, weft_after(WEFT_MSEC(5))), WEFT_ETIMEDOUT);
     bounce_with(sv);
 
@@ -1347,6 +1348,94 @@ static void scenario_threads(void)
     close_pair(sv);
 }
 
+/* ---- 9. a wait ended elsewhere before its worker registered it ---------------------------- */
+
+/* A read parks on worker 0; before worker 0's loop registers the descriptor with epoll (libev
+ * does it in its next poll, after the worker drained its inbox), the read is cancelled from
+ * worker 1, resumes there, returns, and its caller closes the descriptor. Worker 0 is held
+ * at exactly that point — in an ev_prepare callback, which libev runs before it registers
+ * anything — until either the reader has closed its descriptor (the bug: libev's epoll_ctl
+ * then fails with EBADF and libev aborts the process) or the reader came back to worker 0 to
+ * stop its wait there (the fix, io.c wait_fd: the reader is in worker 0's inbox). Found by
+ * CI (the segmented stage, a loaded machine); this construction makes it certain. Runs with
+ * two workers or more; internal headers place the coroutines. */
+static struct {
+    ev_prepare prep;
+    _Atomic int held;                  /* worker 0 is held in the prepare callback */
+    _Atomic int closed;                /* the reader returned and closed its descriptor */
+    struct weft__coro *_Atomic reader; /* its control block (its inbox link) */
+} elsewhere;
+
+static bool inbox_holds(struct weft__worker *w, struct weft__msg *want)
+{
+    /* Only w (this thread) drains its inbox, so what is linked there stays linked. */
+    for (struct weft__msg *m = atomic_load_explicit(&w->inbox, memory_order_acquire); m;
+         m = m->next)
+        if (m == want)
+            return true;
+    return false;
+}
+
+static void hold_before_register(struct ev_loop *loop, ev_prepare *p, int revents)
+{
+    (void)revents;
+    ev_prepare_stop(loop, p); /* once */
+    struct weft__worker *w = weft__worker_self();
+    struct weft__coro *reader = atomic_load(&elsewhere.reader);
+    atomic_store(&elsewhere.held, 1);
+    while (!atomic_load(&elsewhere.closed) && !inbox_holds(w, &reader->msg))
+        sched_yield();
+}
+
+static void move_to(int index)
+{
+    while (weft_worker_index() != index)
+        weft__hop(weft__rt->workers[index]);
+}
+
+static void *read_on_worker0(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    move_to(0);
+    /* No switch from here to the park: the prepare callback runs in worker 0's next poll. */
+    struct weft__worker *w = weft__worker_self();
+    atomic_store(&elsewhere.reader, w->current);
+    ev_prepare_init(&elsewhere.prep, hold_before_register);
+    ev_prepare_start(w->loop, &elsewhere.prep);
+    char b;
+    ssize_t n = weft_read(fd, &b, 1, WEFT_FOREVER);
+    CHECK_EQ(weft_close(fd), 0);
+    atomic_store(&elsewhere.closed, 1);
+    return (void *)(intptr_t)n;
+}
+
+static void scenario_cancel_elsewhere(void)
+{
+    weft_stats st;
+    ASSERT_EQ(weft_stats_get(&st), 0);
+    if (st.workers < 2)
+        return;
+    move_to(1);
+    ASSERT_EQ(weft_pin(), 0); /* main stays on worker 1: never held with worker 0 */
+    for (int round = 0; round < 20; round++) {
+        int sv[2];
+        make_pair(sv);
+        atomic_store(&elsewhere.held, 0);
+        atomic_store(&elsewhere.closed, 0);
+        weft_task t;
+        ASSERT_EQ(weft_spawn(&t, read_on_worker0, (void *)(intptr_t)sv[0]), 0);
+        while (!atomic_load(&elsewhere.held))
+            weft_yield();
+        CHECK_EQ(weft_cancel(t), 0);
+        void *r;
+        CHECK_EQ(weft_join(t, &r), 0);
+        CHECK_EQ((intptr_t)r, WEFT_ECANCELED);
+        CHECK_EQ(atomic_load(&elsewhere.closed), 1);
+        CHECK_EQ(weft_close(sv[1]), 0);
+    }
+    ASSERT_EQ(weft_unpin(), 0);
+}
+
 /* No runtime at all: the calls still work (poll). */
 static void no_runtime(void)
 {
@@ -1366,8 +1455,7 @@ static void no_runtime(void)
     weft_reader_free(&r);
     ASSERT_EQ(weft_wait_fd(-1, WEFT_READABLE, 0), WEFT_EINVAL);
     ASSERT_EQ(weft_close(sv[0]), 0);
-    /* A descriptor that is not open: -EBADF, no wait. (From a coroutine, weft_wait_fd on a
-     * closed descriptor currently aborts inside libev; not exercised here.) */
+    /* A descriptor that is not open: -EBADF, no wait. */
     ASSERT_EQ(weft_wait_fd(sv[0], WEFT_READABLE, WEFT_FOREVER), -EBADF);
     ASSERT_EQ(weft_read(sv[0], b, sizeof b, WEFT_FOREVER), -EBADF);
     ASSERT_EQ(weft_close(sv[1]), 0);
@@ -1393,6 +1481,7 @@ static const struct {
     {"narrow", scenario_narrow},
     {"reused", scenario_reused},
     {"cancel_ready", scenario_cancel_ready},
+    {"cancel_elsewhere", scenario_cancel_elsewhere},
 };
 
 static int app(void *arg)

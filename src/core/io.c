@@ -13,8 +13,9 @@
  * for the same socket as before (same SO_COOKIE: see same_file_as_before); any other
  * descriptor, or a number closed and reused meanwhile, is re-registered (libev: ENOENT on
  * MOD → ADD).
- * Callers must still not close a descriptor another coroutine is waiting on (as with any
- * event loop).
+ * A wait ended by anything but readiness is stopped on its owner before it returns (the
+ * caller may close the descriptor next; see wait_fd). Callers must still not close a
+ * descriptor another coroutine is waiting on (as with any event loop).
  *
  * Never blocking the thread, whatever the descriptor's history: a number may be closed with
  * close(2) (or fclose, or by a library) and reused for another file behind weft's back, so
@@ -201,6 +202,20 @@ static int wait_fd(int fd, int events, int64_t deadline, bool known_open)
     w->io_waits++;
     WEFT__TRACE_CO(w->index, WEFT__TR_FD_WAIT, co, (uint64_t)fd, events);
     int res = weft__park_until(deadline, NULL, NULL);
+    /* Ended by anything but readiness (on_io stops the watcher itself) — a cancellation, a
+     * deadline already past when the timer was armed, the runtime stopping — the start may
+     * still be waiting for the owner's next poll: libev registers a watcher with epoll in
+     * that poll (fd_reify), after the owner drained its inbox. Resumed on another worker,
+     * a stop through the inbox could arrive after that drain, and once we return the caller
+     * may close fd (it may: the wait is over): libev's epoll_ctl would then fail with EBADF,
+     * and libev aborts the process (CI saw it: test_io, a cancelled read on a loaded
+     * machine). So the stop is made on the owner before we return: go back there (a hop,
+     * only on this path; a thief may take us on the way, hence the loop; a pinned coroutine
+     * never left). Readiness needs none of this: the watcher was stopped in on_io, so the
+     * owner's loop has nothing left to register. */
+    if (res <= 0)
+        while (weft__worker_self() != r->owner && !co->pin)
+            weft__hop(r->owner);
     weft__looprec_release(r); /* wherever we resumed: the record goes back to its owner */
     return res;
 }
