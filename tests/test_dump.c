@@ -2,7 +2,8 @@
 /* test_dump.c — introspection: weft_dump on a program with parked coroutines (every named
  * coroutine listed with its state, `on=` reason, worker and a backtrace; the count line and
  * the return value agree), its error codes (NULL stream, no runtime), weft_stats_get, and the
- * opt-in dump signal (weft_config.dump_signal: the dump lands on stderr).
+ * opt-in dump signal (weft_config.dump_signal: the dump lands on stderr), CPU accounting
+ * (weft_cputime, cpu=) and scheduling latency (weft_sched_latency_get).
  *
  * `test_dump --gdb-target` is the program tests/test_gdb.sh debugs: it parks named coroutines
  * in known functions (gdb_target_receiver in weft_chan_recv, gdb_target_sleeper in
@@ -396,6 +397,121 @@ static int app(void *p)
 }
 
 /* ------------------------------------------------------------------------------------------
+ * CPU accounting (weft_cputime, the dump's cpu=) and scheduling latency
+ * (weft_sched_latency_get, weft_stats.sched_latency_p99_ns). One worker: what runs when is
+ * known. Bounds, not timings: a coroutine that computed for d ns without switching held the
+ * worker at least d; a coroutine woken while its waker computes for d waits at least d. */
+
+/* The cpu= of coroutine `name` in a dump, ms; -1 when the line has none. */
+static double cpu_of(const char *dump, const char *name)
+{
+    char line[512];
+    ASSERT(find_line(dump, name, line, sizeof line));
+    const char *c = strstr(line, " cpu=");
+    return c ? strtod(c + 5, NULL) : -1;
+}
+
+/* Compute without a switch until `ns` passed on the clock; returns how long it really was. */
+static int64_t compute_for(int64_t ns)
+{
+    int64_t t0 = weft_now(), t;
+    while ((t = weft_now()) - t0 < ns)
+        ;
+    return t - t0;
+}
+
+static int64_t computed_ns;
+static void *computer(void *ch)
+{
+    computed_ns = compute_for(WEFT_MSEC(2));
+    void *v;
+    ASSERT_EQ(weft_chan_recv(ch, &v), 0); /* parks until the test is done */
+    return NULL;
+}
+
+enum { WAKES = 64 };
+static int64_t min_spin_ns = INT64_MAX;
+static void *woken_loop(void *ch)
+{
+    void *v;
+    for (int i = 0; i < WAKES; i++)
+        ASSERT_EQ(weft_chan_recv(ch, &v), 0);
+    return NULL;
+}
+
+static int accounting_app(void *unused)
+{
+    (void)unused;
+    /* CPU time: off by default (no cpu= at all), on with weft_cputime(1). */
+    CHECK_EQ(weft_cputime(2), WEFT_EINVAL);
+    char *d = dump_string(NULL);
+    CHECK(strstr(d, " cpu=") == NULL);
+    free(d);
+    CHECK_EQ(weft_cputime(1), 0); /* was off */
+    CHECK_EQ(weft_cputime(1), 1); /* already on: unchanged */
+    weft_chan *park;
+    ASSERT_EQ(weft_chan_create(&park, sizeof(void *), 0), 0);
+    weft_task t = spawn_named(computer, "computer", park);
+    while (!computed_ns)
+        weft_yield();
+    d = dump_string(NULL);
+    double ms = cpu_of(d, "computer");
+    /* it computed computed_ns without a switch: it held the worker at least that long (the
+     * dump prints three decimals: a rounding of at most 0.5 us) */
+    CHECK(ms * 1e6 + 500 >= (double)computed_ns);
+    CHECK(cpu_of(d, "main") >= 0); /* every coroutine shows one while accounting is on */
+    free(d);
+    CHECK_EQ(weft_cputime(0), 1);
+    /* Off: totals stay, nothing is added (main computes now and is not charged). */
+    d = dump_string(NULL);
+    double main_before = cpu_of(d, "main");
+    free(d);
+    compute_for(WEFT_MSEC(1));
+    weft_yield();
+    d = dump_string(NULL);
+    CHECK(cpu_of(d, "computer") == ms);
+    CHECK(cpu_of(d, "main") == main_before);
+    free(d);
+    void *nothing = NULL;
+    CHECK_EQ(weft_chan_send(park, &nothing), 0);
+    CHECK_EQ(weft_join(t, NULL), 0);
+
+    /* Scheduling latency: argument errors, then a window with known waits. */
+    weft_sched_latency lat;
+    CHECK_EQ(weft_sched_latency_get(NULL, 0), WEFT_EINVAL);
+    CHECK_EQ(weft_sched_latency_get(&lat, 2), WEFT_EINVAL);
+    weft_chan *ch;
+    ASSERT_EQ(weft_chan_create(&ch, sizeof(void *), 0), 0);
+    weft_task w = spawn_named(woken_loop, "woken", ch);
+    weft_yield();                                 /* it parks in its first receive */
+    CHECK_EQ(weft_sched_latency_get(&lat, 1), 0); /* a new window from here */
+    CHECK_EQ(weft_sched_latency_get(&lat, 0), 0);
+    CHECK_EQ(lat.samples, 0); /* nothing became runnable since */
+    /* Each send wakes the receiver, which then waits for us: we compute, then yield (a yield
+     * is not counted). The only runnable events in the window are those WAKES wake-ups. */
+    for (int i = 0; i < WAKES; i++) {
+        CHECK_EQ(weft_chan_send(ch, &nothing), 0);
+        int64_t s = compute_for(WEFT_USEC(200));
+        if (s < min_spin_ns)
+            min_spin_ns = s;
+        weft_yield();
+    }
+    CHECK_EQ(weft_join(w, NULL), 0);
+    CHECK_EQ(weft_sched_latency_get(&lat, 0), 0);
+    CHECK_GE(lat.samples, WAKES / 16 - 1); /* one in 16 (the count runs on from earlier) */
+    CHECK(lat.samples <= WAKES / 16 + 1);
+    CHECK_GE(lat.p50_ns, min_spin_ns); /* each measured wait outlasted our computing */
+    CHECK(lat.p50_ns <= lat.p90_ns && lat.p90_ns <= lat.p99_ns && lat.p99_ns <= lat.p999_ns &&
+          lat.p999_ns <= lat.max_ns);
+    weft_stats st;
+    CHECK_EQ(weft_stats_get(&st), 0);
+    CHECK(st.sched_latency_p99_ns >= min_spin_ns); /* since the start: these are most */
+    weft_chan_unref(ch);
+    weft_chan_unref(park);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------
  * The gdb target (tests/test_gdb.sh). */
 
 uint64_t gdb_target_recv_id, gdb_target_sleep_id, gdb_target_select_id, gdb_target_spin_id;
@@ -548,6 +664,12 @@ int main(int argc, char **argv)
     ASSERT_EQ(weft_run(app, &ra, &cfg), 0);
 
     CHECK_EQ(weft_dump(stdout), WEFT_ENORUNTIME);
+
+    weft_sched_latency lat;
+    CHECK_EQ(weft_sched_latency_get(&lat, 0), WEFT_ENORUNTIME);
+    weft_config one = {.threads = 1};
+    ASSERT_EQ(weft_run(accounting_app, NULL, &one), 0);
+    CHECK_EQ(weft_cputime(0), 0); /* accounting_app left it off */
     TEST_PASS("test_dump", checks);
     return 0;
 }

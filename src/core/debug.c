@@ -8,6 +8,7 @@
 #define _GNU_SOURCE
 #include "gate.h"
 #include "hang.h"
+#include "scheduler.h"
 #include "blocking.h"
 #include "debug.h"
 #include "text.h"
@@ -55,6 +56,15 @@ uint64_t weft__coro_zombies(void)
     return z;
 }
 
+/* The scheduling-latency histograms summed over the workers (each read relaxed: latency.h). */
+static void lat_sum(struct weft__runtime *rt, uint64_t *counts)
+{
+    memset(counts, 0, sizeof(uint64_t) * WEFT__LAT_BUCKETS);
+    for (int i = 0; i < rt->nworkers; i++)
+        for (int b = 0; b < WEFT__LAT_BUCKETS; b++)
+            counts[b] += atomic_load_explicit(&rt->workers[i]->lat.n[b], memory_order_relaxed);
+}
+
 static int stats_get(weft_stats *out)
 {
     struct weft__runtime *rt = weft__rt; /* a worker's, or an admitted thread's (gate.h) */
@@ -84,7 +94,70 @@ static int stats_get(weft_stats *out)
     for (int i = 0; i < rt->nworkers; i++)
         out->stacks_cached +=
             atomic_load_explicit(&rt->workers[i]->stacks.count, memory_order_relaxed);
+    uint64_t counts[WEFT__LAT_BUCKETS];
+    lat_sum(rt, counts);
+    int p99 = 990;
+    weft__lat_percentiles(counts, &p99, &out->sched_latency_p99_ns, 1);
     return 0;
+}
+
+static int sched_latency_get(weft_sched_latency *out, int reset)
+{
+    struct weft__runtime *rt = weft__rt;
+    uint64_t counts[WEFT__LAT_BUCKETS];
+    lat_sum(rt, counts);
+    /* One window for every caller: the base is read and replaced under lat_mu. */
+    pthread_mutex_lock(&rt->lat_mu);
+    for (int b = 0; b < WEFT__LAT_BUCKETS; b++) {
+        uint64_t now = counts[b];
+        /* relaxed reads of single-writer counters only grow: a base above is a torn view */
+        counts[b] = now > rt->lat_base[b] ? now - rt->lat_base[b] : 0;
+        if (reset)
+            rt->lat_base[b] = now;
+    }
+    pthread_mutex_unlock(&rt->lat_mu);
+    memset(out, 0, sizeof *out);
+    static const int pm[5] = {500, 900, 990, 999, 1000};
+    int64_t v[5];
+    out->samples = weft__lat_percentiles(counts, pm, v, 5);
+    out->p50_ns = v[0];
+    out->p90_ns = v[1];
+    out->p99_ns = v[2];
+    out->p999_ns = v[3];
+    out->max_ns = v[4];
+    return 0;
+}
+
+int weft_sched_latency_get(weft_sched_latency *out, int reset)
+{
+    if (!out || (reset != 0 && reset != 1))
+        return WEFT_EINVAL;
+    return WEFT__GATED_RT(sched_latency_get(out, reset));
+}
+
+int weft_cputime(int on)
+{
+    if (on != 0 && on != 1)
+        return WEFT_EINVAL;
+    /* Generations: a worker charges an interval only if it began under the current one, so
+     * turning accounting off and on again never charges the time it was off. Callers that
+     * race here are serialised by the CAS; a generation is never 0 (0 means off). */
+    static _Atomic uint32_t last_gen;
+    uint32_t was = atomic_load_explicit(&weft__cputime_gen, memory_order_relaxed);
+    uint32_t want;
+    do {
+        if (!on) {
+            want = 0;
+        } else if (was) {
+            return 1; /* already on: keep the generation (intervals stay valid) */
+        } else {
+            want = atomic_fetch_add_explicit(&last_gen, 1, memory_order_relaxed) + 1;
+            if (!want)
+                want = atomic_fetch_add_explicit(&last_gen, 1, memory_order_relaxed) + 1;
+        }
+    } while (!atomic_compare_exchange_weak_explicit(&weft__cputime_gen, &was, want,
+                                                    memory_order_relaxed, memory_order_relaxed));
+    return was != 0;
 }
 
 int weft_stats_get(weft_stats *out)
@@ -189,6 +262,7 @@ static WEFT_NO_TSAN int dump(FILE *out)
 {
     struct weft__runtime *rt = weft__rt; /* see weft_dump */
     int64_t now = weft_now();
+    bool cputime = atomic_load_explicit(&weft__cputime_gen, memory_order_relaxed) != 0;
     int count = 0;
     fprintf(out, "weft: %d workers\n", rt->nworkers);
     int queued, threads, running;
@@ -208,6 +282,8 @@ static WEFT_NO_TSAN int dump(FILE *out)
         fprintf(out, "%s %s", who, state_name(s));
         if (co->last_worker >= 0)
             fprintf(out, " worker=%d runs=%llu", co->last_worker, (unsigned long long)co->runs);
+        if (cputime || co->cpu_ns)
+            fprintf(out, " cpu=%.3fms", (double)co->cpu_ns / 1e6);
         if ((s & ~(uint32_t)WEFT_CO_NOTIFIED) == WEFT_CO_WAITING) {
             const char *what = co->wait_what;
             fprintf(out, " on=%s", what ? what : "?");

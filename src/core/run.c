@@ -219,6 +219,16 @@ int weft_run(int (*main)(void *), void *arg, const weft_config *config)
     narrow_mode_init(rt);
     pthread_mutex_init(&rt->idle_mu, NULL);
     pthread_mutex_init(&rt->load_mu, NULL);
+    pthread_mutex_init(&rt->lat_mu, NULL);
+    /* $WEFT_CPUTIME=1: CPU accounting on from the start (weft_cputime; it stays on after the
+     * run, as weft_cputime(1) would leave it); any other value is reported and ignored. */
+    const char *cpu_env = getenv("WEFT_CPUTIME");
+    if (cpu_env && *cpu_env && strcmp(cpu_env, "0") != 0) {
+        if (strcmp(cpu_env, "1") == 0)
+            weft_cputime(1);
+        else
+            fprintf(stderr, "weft: ignoring WEFT_CPUTIME=%s (expected 0 or 1)\n", cpu_env);
+    }
     rt->workers = calloc((size_t)nthreads, sizeof *rt->workers);
     rt->idle_list = calloc((size_t)nthreads, sizeof *rt->idle_list);
     int ret = WEFT_ENOMEM;
@@ -333,6 +343,7 @@ out:
     free(rt->load_sleeps);
     pthread_mutex_destroy(&rt->idle_mu);
     pthread_mutex_destroy(&rt->load_mu);
+    pthread_mutex_destroy(&rt->lat_mu);
     weft__rt = NULL;
     weft__gate_stopped(); /* step 3 */
     atomic_store(&running, 0);

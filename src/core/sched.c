@@ -166,6 +166,48 @@ static void prepare(struct weft__worker *w, struct weft__coro *co)
     weft__seg_init(&co->seg, st->lo, weft__stack_top(st));
 }
 
+/* ------------------------------------------------------------------------------------------
+ * Scheduling latency (latency.h) and CPU accounting (weft_cputime). */
+
+/* Plain threads' count of runnable events (each thread its own: no sharing). */
+static _Thread_local uint32_t plain_lat_tick;
+
+/* A coroutine becomes runnable (woken or spawned) from worker w (NULL: a plain thread): one
+ * event in WEFT__LAT_EVERY is stamped with the real clock. The others leave ready_at as it
+ * is: 0, since the worker that ran a stamped coroutine cleared it (a block left queued when
+ * a run stopped is cleared at its reuse, coro.c). Not under simulation. */
+static inline void lat_stamp(struct weft__worker *w, struct weft__coro *co)
+{
+    uint32_t *tick = w ? &w->lat_tick : &plain_lat_tick;
+    if (WEFT_UNLIKELY(++*tick >= WEFT__LAT_EVERY) && !weft__sim_on()) {
+        *tick = 0;
+        co->ready_at = weft__clock_real();
+    }
+}
+
+/* w switches to a stamped coroutine: how long it was runnable. */
+static WEFT_NOINLINE void lat_done(struct weft__worker *w, struct weft__coro *to)
+{
+    weft__lat_record(&w->lat, weft__clock_real() - to->ready_at);
+    to->ready_at = 0;
+}
+
+/* 0: CPU accounting off; else the generation it was last turned on in (weft_cputime, debug.c,
+ * the only writer). Read relaxed at every switch: the one branch accounting costs when off.
+ * A worker that sees a new generation starts its interval afresh (run_gen). */
+_Atomic uint32_t weft__cputime_gen;
+
+static WEFT_NOINLINE void cputime_switch(struct weft__worker *w, struct weft__coro *from,
+                                         struct weft__coro *to)
+{
+    uint32_t gen = atomic_load_explicit(&weft__cputime_gen, memory_order_relaxed);
+    int64_t now = weft__clock_real();
+    if (from && w->run_since && w->run_gen == gen)
+        from->cpu_ns += (uint64_t)(now - w->run_since);
+    w->run_since = to ? now : 0; /* the scheduler's own time is nobody's */
+    w->run_gen = gen;
+}
+
 /* Switch from the current context (coroutine `from` or the scheduler) to coroutine `to`
  * (to == NULL: to w's scheduler context). `s` describes what to do once we are off. */
 static void switch_to(struct weft__worker *w, struct weft__coro *to, struct weft__switch *s,
@@ -189,7 +231,11 @@ static void switch_to(struct weft__worker *w, struct weft__coro *to, struct weft
         w->direct_next = to;
         to = NULL;
     }
+    if (WEFT_UNLIKELY(atomic_load_explicit(&weft__cputime_gen, memory_order_relaxed)))
+        cputime_switch(w, s->from, to);
     if (to) {
+        if (WEFT_UNLIKELY(to->ready_at))
+            lat_done(w, to);
         if (!to->ctx)
             prepare(w, to);
         atomic_store_explicit(&to->state, WEFT_CO_RUNNING, memory_order_relaxed);
@@ -323,7 +369,9 @@ static void enqueue(struct weft__worker *w, struct weft__coro *co, int how)
 
 void weft__schedule(struct weft__coro *co, bool handoff)
 {
-    enqueue(weft__worker_self(), co, handoff ? Q_HANDOFF : Q_NEXT);
+    struct weft__worker *w = weft__worker_self();
+    lat_stamp(w, co);
+    enqueue(w, co, handoff ? Q_HANDOFF : Q_NEXT);
 }
 
 /* The trace's WAKE: by the coroutine running on this worker, this worker's loop, or a thread. */
@@ -343,13 +391,17 @@ void weft__ready(struct weft__coro *co, bool handoff)
 {
     if (WEFT__TRACING())
         trace_wake(co);
+    struct weft__worker *w = weft__worker_self();
+    /* co->ready_at reaches the worker that runs co through the queueing's release (WAITING:
+     * enqueue; RUNNING: this CAS, then after_park's enqueue), never through the CAS below. */
+    lat_stamp(w, co);
     uint32_t s = atomic_load_explicit(&co->state, memory_order_acquire);
     for (;;) {
         if (s == WEFT_CO_WAITING) {
             /* acquire: pairs with the parker's release CAS, so its saved context is seen. */
             if (atomic_compare_exchange_weak_explicit(&co->state, &s, WEFT_CO_RUNNABLE,
                                                       memory_order_acquire, memory_order_acquire)) {
-                enqueue(weft__worker_self(), co, handoff ? Q_HANDOFF : Q_TAIL);
+                enqueue(w, co, handoff ? Q_HANDOFF : Q_TAIL);
                 return;
             }
         } else if (s == WEFT_CO_RUNNING) {

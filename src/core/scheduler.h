@@ -35,6 +35,9 @@ void weft__schedule(struct weft__coro *co, bool handoff);
 WEFT_NORETURN void weft__sched_exit(struct weft__coro *co);
 /* Move the calling coroutine to worker `to` (it resumes there). */
 void weft__hop(struct weft__worker *to);
+/* CPU accounting: 0 off, else the generation it was turned on in (sched.c; debug.c's
+ * weft_cputime is the only writer). */
+extern _Atomic uint32_t weft__cputime_gen;
 /* weft_yield without its cancellation point (internal yields). */
 int weft__yield(void);
 

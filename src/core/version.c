@@ -3,7 +3,8 @@
  *
  * The library's version comes from the CMake project version (weft/version.h is generated
  * from it). The ABI policy (README "Versions and ABI"): the structs a program fills or
- * receives — weft_config, weft_spawn_opts, weft_group_opts, weft_stats — keep their size across versions;
+ * receives — weft_config, weft_spawn_opts, weft_group_opts, weft_stats, weft_sched_latency —
+ * keep their size across versions;
  * a later field takes its room from the struct's `reserved` words, which the program leaves
  * zero and weft_run / weft_spawn_ex refuse when they are not (so a zero there can always
  * mean "the default"). The size checks below stop a field from being added any other way:
@@ -23,12 +24,15 @@ _Static_assert(offsetof(weft_config, stall_ms) == 32 && offsetof(weft_config, de
                "weft_config: new fields go where reserved[] was (ABI)");
 _Static_assert(sizeof(weft_spawn_opts) == 64,
                "weft_spawn_opts changed size: take a new field's room from reserved[] (ABI)");
+_Static_assert(sizeof(weft_sched_latency) == 64,
+               "weft_sched_latency changed size: take a new field's room from reserved[] (ABI)");
 _Static_assert(sizeof(weft_group_opts) == 64,
                "weft_group_opts changed size: take a new option's room from reserved[] (ABI)");
 _Static_assert(sizeof(weft_stats) == 128,
                "weft_stats changed size: take a new counter's room from reserved[] (ABI)");
 _Static_assert(offsetof(weft_stats, blocking_queued) == 88 && offsetof(weft_stats, stalls) == 104 &&
-                   offsetof(weft_stats, reserved) == 112,
+                   offsetof(weft_stats, sched_latency_p99_ns) == 112 &&
+                   offsetof(weft_stats, reserved) == 120,
                "weft_stats: new counters go where reserved[] was (ABI)");
 #endif
 

@@ -21,6 +21,7 @@
 
 #include "common.h"
 #include "coro.h"
+#include "latency.h"
 #include "runq.h"
 #include "segstack.h"
 #include "stack.h"
@@ -87,6 +88,12 @@ struct weft__worker {
     _Atomic uint64_t n_switches, n_parks, n_steals, n_spawned, n_finished;
     _Atomic uint64_t n_grown;  /* finished coroutines whose stack had grown (segmented) */
     _Atomic uint64_t n_sleeps; /* blocking polls (go_idle), for load.c */
+    uint32_t lat_tick;         /* owner: runnable events since the last sampled one */
+    struct weft__lat_hist lat; /* owner writes, any thread reads relaxed (latency.h) */
+    /* CPU accounting (weft_cputime, owner only): when the running coroutine was switched to,
+     * under accounting generation run_gen (a stale generation: accounting was off since) */
+    int64_t run_since;
+    uint32_t run_gen;
     /* hang.h: the deadlock detector and the stall watchdog */
     bool deep_sleep;             /* owner: inside go_idle's blocking poll */
     int timers_armed;            /* owner: active timer records in the loop (timer.c) */
@@ -123,6 +130,9 @@ struct weft__runtime {
     /* stall episodes seen (reported or held back by the rate limit): the watchdog writes
      * (stall.c, its only writer), weft_stats reads relaxed */
     _Atomic uint64_t n_stalls;
+    /* weft_sched_latency_get's window: the summed histogram at its last reset (lat_mu) */
+    pthread_mutex_t lat_mu;
+    uint64_t lat_base[WEFT__LAT_BUCKETS];
 };
 
 /* The runtime while weft_run runs (static storage, see run.c), else NULL. Workers read
