@@ -258,7 +258,7 @@ static void test_ticker(void)
         CHECK_EQ(weft_ticker_stop(many[i]), 0);
     /* started, read and stopped from a plain thread (not under simulation: the naps
      * below would run the virtual clock past the safety net while the thread works) */
-    if (getenv("WEFT_SEED"))
+    if (test_sim_seed())
         goto stopped_at_once;
     pthread_t th;
     atomic_store(&thread_ticker_done, 0);
@@ -373,7 +373,8 @@ static void test_virtual_time(void)
 static int app(void *arg)
 {
     (void)arg;
-    bool sim = getenv("WEFT_SEED") != NULL;
+    int64_t t0 = weft_now();
+    bool sim = test_sim_seed() != 0;
     if (sim)
         test_virtual_time();
     test_sleep();
@@ -385,6 +386,7 @@ static int app(void *arg)
         test_thread_sleep();
     test_far_deadlines();
     test_many_sleepers();
+    test_sim_fingerprint("test_timer", t0, 0);
     return 0;
 }
 
