@@ -28,11 +28,11 @@ static uint64_t sync_digest; /* the interleaving's results, folded (main corouti
 
 /* Under simulation: a wait of `d` on an object nobody signals ends exactly `d` later in
  * virtual time, however long d is (the caller passes a wait that returns WEFT_ETIMEDOUT). */
-#define CHECK_VIRTUAL_TIMEOUT(call_with_deadline_dl, d)                                         \
+#define CHECK_VIRTUAL_TIMEOUT(call_with_deadline_dl, d)                                            \
     do {                                                                                           \
         if (test_sim_seed()) {                                                                     \
             int64_t dl = weft_now() + (d), _t0 = weft_now();                                       \
-            CHECK_EQ(call_with_deadline_dl, WEFT_ETIMEDOUT);                                      \
+            CHECK_EQ(call_with_deadline_dl, WEFT_ETIMEDOUT);                                       \
             CHECK_EQ(weft_now() - _t0, (d));                                                       \
         }                                                                                          \
     } while (0)
@@ -549,8 +549,8 @@ static void test_wg(void)
      * then the group is reused */
     int n = (int)test_scaled(2000);
     /* the plain thread's wait: not under simulation (the coroutine waiters still run) */
-    bool thread_waiter = !test_sim_skip("test_sync: a plain thread waiting on a wait group",
-                                        NO_THREADS_WHY);
+    bool thread_waiter =
+        !test_sim_skip("test_sync: a plain thread waiting on a wait group", NO_THREADS_WHY);
     for (int round = 0; round < 2; round++) {
         atomic_store(&wg_finished, 0);
         CHECK_EQ(weft_wg_add(&wg, n), 0);
