@@ -159,6 +159,71 @@ static inline int test_overflow_in_child(const struct test_overflow *o, char *bu
     return test_child_stderr(test_overflow_child, (void *)o, buf, cap);
 }
 
+/* ---- Deterministic simulation (weft.h "Deterministic simulation"): the *_sim variants of
+ * tests/CMakeLists.txt run a test binary again with WEFT_SEED=1. Under simulation a test runs
+ * its coroutine-only scenarios and skips, saying so, those that wait for plain threads or
+ * other workers (their events arrive at whatever virtual time they are seen). */
+#include <errno.h>
+#include <stdbool.h>
+
+/* The seed weft_run will simulate with: $WEFT_SEED when weft accepts it (a decimal number
+ * >= 1: src/core/sim.c weft__sim_seed warns about anything else and runs normally), else 0.
+ * The tests set no config.seed of their own, so this is the whole answer. */
+static inline unsigned long long test_sim_seed(void)
+{
+    const char *v = getenv("WEFT_SEED");
+    if (!v || !*v || v[0] == '-')
+        return 0;
+    char *end;
+    errno = 0;
+    unsigned long long n = strtoull(v, &end, 10);
+    return *end || errno ? 0 : n;
+}
+
+/* Under simulation: print "skipped under simulation: WHAT (WHY)" the first time WHAT is
+ * skipped (a test runs weft_run several times) and return true; otherwise false, and the
+ * caller runs WHAT. `what` is compared by address: pass a string literal. Not thread-safe,
+ * and need not be: it touches its table only under simulation, where every coroutine runs
+ * on the one worker thread. */
+static inline bool test_sim_skip(const char *what, const char *why)
+{
+    static const char *said[64];
+    static int nsaid;
+    if (!test_sim_seed())
+        return false;
+    for (int i = 0; i < nsaid; i++)
+        if (said[i] == what)
+            return true;
+    if (nsaid < 64)
+        said[nsaid++] = what;
+    printf("skipped under simulation: %s (%s)\n", what, why);
+    fflush(stdout);
+    return true;
+}
+
+/* Fold v into a digest (a test's record of the order things happened in). */
+static inline uint64_t test_mix(uint64_t h, uint64_t v)
+{
+    h ^= v + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
+    return h * 0xbf58476d1ce4e5b9ull;
+}
+
+/* Under simulation, one line on stdout that a replay with the same seed reproduces byte for
+ * byte and another seed almost surely changes (tests/test_replay.sh checks both): the
+ * virtual time since `t0` (weft_now() at the run's start), the scheduler's context switches
+ * and parks so far (weft_stats: exact with the one worker), and `digest`, the test's own
+ * record of an interleaving (test_mix). Call it from the run's main coroutine at its end. */
+static inline void test_sim_fingerprint(const char *name, int64_t t0, uint64_t digest)
+{
+    if (!test_sim_seed())
+        return;
+    weft_stats st;
+    ASSERT(weft_stats_get(&st) == 0);
+    printf("%s: simulation fingerprint: %" PRId64 " ns virtual, %" PRIu64 " switches, %" PRIu64
+           " parks, digest %016" PRIx64 "\n",
+           name, weft_now() - t0, st.switches, st.parks, digest);
+}
+
 #define TEST_PASS(name, checks)                                                                    \
     do {                                                                                           \
         printf("%s: passed (%ld checks)\n", name, (long)(checks));                                 \

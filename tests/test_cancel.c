@@ -7,7 +7,12 @@
  * cancelling from a plain thread; a cancelled coroutine carries on in a shield; races
  * between cancellation and completion report the completion or the cancellation, and a
  * completion leaves the request pending. (test_shield.c: repeated reports of each kind of
- * point, and shields.) */
+ * point, and shields.)
+ *
+ * Under simulation ($WEFT_SEED: the ctest variants test_cancel_sim and test_cancel_seeds) the
+ * coroutine scenarios run — cancellations of waits with deadlines of seconds among them — and
+ * those with plain threads or the blocking pool are skipped (a line names each); the run ends
+ * with a fingerprint line (harness.h) that a replay must reproduce. */
 #include "harness.h"
 #include <weft.h>
 
@@ -19,6 +24,21 @@
 static _Atomic long checks;
 
 #define LATE_NS WEFT_SEC(2)
+
+#define OUTSIDE_WHY "plain threads and the blocking pool are not scheduled by the simulation"
+static uint64_t cancel_digest; /* the races' outcomes, folded (the main coroutine's) */
+
+/* Wait (in a coroutine) for cond, set by a coroutine that spins on weft_yield. Under
+ * simulation virtual time stands still while that one is runnable, so a sleep would never
+ * end (weft.h "Deterministic simulation"): yield instead, and the seeded draw runs both. */
+#define WAIT_FOR_SPINNER(cond)                                                                     \
+    do {                                                                                           \
+        if (test_sim_seed())                                                                       \
+            while (!(cond))                                                                        \
+                weft_yield();                                                                      \
+        else                                                                                       \
+            WAIT_FOR(cond);                                                                        \
+    } while (0)
 
 /* ------------------------------------------------------------------------------------------
  * Every cancellation point, each in a child blocked on it. */
@@ -191,6 +211,9 @@ static void test_points(void)
     ASSERT_EQ(weft_wg_init(&wg1), 0);
     ASSERT_EQ(weft_wg_add(&wg1, 1), 0);
     for (int k = 0; k < K_COUNT; k++) {
+        if (k == K_BLOCKING &&
+            test_sim_skip("test_cancel: cancelling a weft_blocking wait", OUTSIDE_WHY))
+            continue;
         struct blk b = {.kind = (enum kind)k};
         weft_task t;
         atomic_store(&blocking_started, 0);
@@ -343,7 +366,7 @@ static void test_sticky(void)
     struct sticky s = {0};
     weft_task t;
     CHECK_EQ(weft_spawn(&t, sticky_child, &s), 0);
-    WAIT_FOR(atomic_load(&s.ready));
+    WAIT_FOR_SPINNER(atomic_load(&s.ready));
     CHECK_EQ(weft_cancel(t), 0); /* (two requests before one is observed: self_cancel) */
     atomic_store(&s.go, 1);
     CHECK_EQ(weft_join(t, NULL), 0);
@@ -396,7 +419,7 @@ static void test_yield_loop(void)
     void *r;
     atomic_store(&yield_rounds, 0);
     CHECK_EQ(weft_spawn(&t, yield_loop, NULL), 0);
-    WAIT_FOR(atomic_load(&yield_rounds) > 0);
+    WAIT_FOR_SPINNER(atomic_load(&yield_rounds) > 0);
     CHECK_EQ(weft_cancel(t), 0);
     CHECK_EQ(weft_join(t, &r), 0);
     CHECK_EQ((intptr_t)r, WEFT_ECANCELED);
@@ -464,6 +487,9 @@ static void test_handles_threads(void)
     CHECK_EQ(weft_cancel(t), WEFT_ESTATE);
     CHECK_EQ(weft_cancel((weft_task){NULL, 0}), WEFT_ESTATE);
 
+    if (test_sim_skip("test_cancel: cancelling from a plain thread, weft_blocking on one",
+                      OUTSIDE_WHY))
+        return;
     /* cancel from a plain thread; the cancelled coroutine carries on normally */
     struct cleanup c;
     ASSERT_EQ(weft_chan_create(&c.in, sizeof(int), 0), 0);
@@ -566,6 +592,7 @@ static void test_races(void)
     }
     CHECK_EQ(bad, 0);
     CHECK_EQ(got_by_child + got_by_main, rounds);
+    cancel_digest = test_mix(cancel_digest, (uint64_t)got_by_child);
 
     /* timer vs cancel, many at once */
     enum { BATCH = 50 };
@@ -584,6 +611,7 @@ static void test_races(void)
         for (int i = 0; i < BATCH; i++) {
             ASSERT_EQ(weft_join(ts[i], NULL), 0);
             bool ok = (xs[i].r1 == 0 || xs[i].r1 == WEFT_ECANCELED) && xs[i].r2 == WEFT_ECANCELED;
+            cancel_digest = test_mix(cancel_digest, (uint64_t)(xs[i].r1 == 0));
             if (!ok)
                 bad++;
         }
@@ -714,6 +742,8 @@ static void *busy_canceller(void *arg)
 
 static void test_cancel_reuse(void)
 {
+    if (test_sim_skip("test_cancel: a plain thread cancelling reused handles", OUTSIDE_WHY))
+        return;
     long rounds = ops_scaled(1000000);
     atomic_store(&reuse_stop, 0);
     atomic_store(&spurious, 0);
@@ -774,6 +804,8 @@ static void test_failed_call_leaves_no_wait(void)
 
 static int app(void *arg)
 {
+    int64_t t0 = weft_now();
+    cancel_digest = 0;
     test_points();
     test_sticky();
     test_yield_loop();
@@ -783,6 +815,7 @@ static int app(void *arg)
     test_request_survives();
     if ((intptr_t)arg == 1)
         test_cancel_reuse(); /* a CPU-bound stress: in the one-worker run only */
+    test_sim_fingerprint("test_cancel", t0, cancel_digest);
     return 0;
 }
 

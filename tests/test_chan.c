@@ -5,7 +5,12 @@
  * across workers that checks every element arrives exactly once and in order per sender;
  * then the buffered channels' lock-free ring: a stress mixing plain threads and coroutines
  * on both ends with every kind of operation, close racing with sends, and full/empty
- * transitions with deadlines. */
+ * transitions with deadlines.
+ *
+ * Under simulation ($WEFT_SEED: the ctest variants test_chan_sim and test_chan_seeds) every
+ * scenario runs on coroutines only: deadlines of seconds end at once and exactly on time, the
+ * ring's parties are all coroutines, and the parts with plain threads are skipped (a line
+ * says so); the run ends with a fingerprint line (harness.h) that a replay must reproduce. */
 #define _GNU_SOURCE /* pthread_tryjoin_np */
 #include "harness.h"
 #include <weft.h>
@@ -545,6 +550,22 @@ static void test_deadlines(void)
         CHECK_EQ(weft_chan_recv_until(ch1, &w, t0 + d), 0);
         CHECK_EQ(w, 50 + i); /* the timed-out element never entered */
     }
+    /* Under simulation time is virtual: deadlines of seconds and minutes end exactly on
+     * time (weft_now() moves only to the next timer) and take no real time. */
+    if (test_sim_seed()) {
+        int64_t longs[] = {WEFT_SEC(5), WEFT_SEC(90)};
+        for (int i = 0; i < 2; i++) {
+            int64_t t0 = weft_now();
+            CHECK_EQ(weft_chan_recv_until(ch0, &v, t0 + longs[i]), WEFT_ETIMEDOUT);
+            CHECK_EQ(weft_now() - t0, longs[i]);
+            t0 = weft_now();
+            CHECK_EQ(weft_chan_send_until(ch0, &v, t0 + longs[i]), WEFT_ETIMEDOUT);
+            CHECK_EQ(weft_now() - t0, longs[i]);
+            t0 = weft_now();
+            CHECK_EQ(weft_chan_recv_until(ch1, &v, t0 + longs[i]), WEFT_ETIMEDOUT);
+            CHECK_EQ(weft_now() - t0, longs[i]);
+        }
+    }
     /* A deadline already past: ready operations still complete; others time out at once. */
     int64_t past = weft_now() - WEFT_MSEC(10);
     CHECK_EQ(weft_chan_recv_until(ch0, &v, past), WEFT_ETIMEDOUT);
@@ -621,6 +642,7 @@ static weft_chan *mp_ch;
 static long mp_k;
 static _Atomic unsigned char *mp_seen; /* [MP_P * mp_k] */
 static _Atomic long mp_order_errors;
+static uint64_t mp_digest; /* the order each consumer saw, folded (the main coroutine's) */
 
 static void *mp_producer(void *arg)
 {
@@ -636,7 +658,7 @@ static void *mp_producer(void *arg)
 
 static void *mp_consumer(void *arg)
 {
-    (void)arg;
+    uint64_t *order = arg; /* this consumer's own: what it received, in order */
     int last[MP_P];
     for (int i = 0; i < MP_P; i++)
         last[i] = -1;
@@ -649,6 +671,7 @@ static void *mp_consumer(void *arg)
             atomic_fetch_add(&mp_order_errors, 1);
         last[m.id] = m.seq;
         atomic_fetch_add(&mp_seen[(long)m.id * mp_k + m.seq], 1);
+        *order = test_mix(*order, (uint64_t)m.id * (uint64_t)mp_k + (uint64_t)m.seq);
         n++;
         if ((n & 31) == 0)
             weft_yield();
@@ -668,8 +691,9 @@ static void test_mpmc(void)
         atomic_store(&mp_order_errors, 0);
         CHECK_EQ(weft_chan_create(&mp_ch, sizeof(struct msg), caps[ci]), 0);
         weft_task prod[MP_P], cons[MP_C];
+        uint64_t order[MP_C] = {0};
         for (int i = 0; i < MP_C; i++)
-            CHECK_EQ(weft_spawn(&cons[i], mp_consumer, NULL), 0);
+            CHECK_EQ(weft_spawn(&cons[i], mp_consumer, &order[i]), 0);
         for (int i = 0; i < MP_P; i++)
             CHECK_EQ(weft_spawn(&prod[i], mp_producer, (void *)(intptr_t)i), 0);
         for (int i = 0; i < MP_P; i++)
@@ -680,6 +704,7 @@ static void test_mpmc(void)
             void *r;
             CHECK_EQ(weft_join(cons[i], &r), 0);
             total += (long)r;
+            mp_digest = test_mix(mp_digest, order[i]);
         }
         CHECK_EQ(total, MP_P * mp_k);
         long bad = 0;
@@ -827,9 +852,16 @@ static void *rg_receiver(void *arg)
     return (void *)n;
 }
 
+/* Even parties are plain threads, except under simulation (a plain thread's calls are not
+ * scheduled by it: they would arrive at whatever virtual time they are seen). */
+static bool rg_thread(const struct rg_party *p)
+{
+    return p->id % 2 == 0 && !test_sim_seed();
+}
+
 static void rg_start(struct rg_party *p, void *(*fn)(void *), weft_task *t)
 {
-    if (p->id % 2 == 0)
+    if (rg_thread(p))
         ASSERT_EQ(pthread_create(&p->th, NULL, fn, p), 0);
     else
         ASSERT_EQ(weft_spawn(t, fn, p), 0);
@@ -840,7 +872,7 @@ static void rg_start(struct rg_party *p, void *(*fn)(void *), weft_task *t)
 static long rg_join(struct rg_party *p, weft_task t)
 {
     void *r = NULL;
-    if (p->id % 2 == 0)
+    if (rg_thread(p))
         WAIT_FOR(pthread_tryjoin_np(p->th, &r) == 0);
     else
         ASSERT_EQ(weft_join(t, &r), 0);
@@ -870,7 +902,11 @@ static void rg_run(size_t cap, size_t payload, long k, long close_at)
         rg_start(&sp[i], rg_sender, &st[i]);
     }
     if (close_at >= 0) {
-        WAIT_FOR(atomic_load(&g->received) >= close_at);
+        if (test_sim_seed()) /* virtual time stands still while a try-party spins: yield */
+            while (atomic_load(&g->received) < close_at)
+                weft_yield();
+        else
+            WAIT_FOR(atomic_load(&g->received) >= close_at);
         CHECK_EQ(weft_chan_close(g->ch), 0);
     }
     /* Senders end by themselves: all sent, or the close. */
@@ -912,6 +948,9 @@ static void rg_run(size_t cap, size_t payload, long k, long close_at)
 
 static void test_ring_stress(void)
 {
+    (void)test_sim_skip("test_chan: plain threads in the ring stress and close race (those "
+                        "parties run as coroutines)",
+                        "plain threads' calls are not scheduled by the simulation");
     long k = ops_scaled(4000);
     size_t caps[] = {1, 3, 64};
     for (int i = 0; i < 3; i++)
@@ -954,20 +993,11 @@ static void *ring_thread_receiver(void *arg)
     return (void *)(intptr_t)v;
 }
 
-static void test_ring_transitions(void)
+/* The full channel of test_ring_transitions (1 and 2 buffered) with plain threads on the
+ * other end; it leaves the channel empty. */
+static void ring_thread_parties(weft_chan *ch)
 {
-    weft_chan *ch;
-    CHECK_EQ(weft_chan_create(&ch, sizeof(int), 2), 0);
-    int v = 0;
-    /* Empty: the deadline expires, nothing is made up. */
-    CHECK_EQ(weft_chan_recv_until(ch, &v, weft_after(WEFT_MSEC(1))), WEFT_ETIMEDOUT);
-    CHECK_EQ(weft_chan_try_recv(ch, &v), WEFT_EAGAIN);
-    /* Full: the deadline expires, the element is not taken. */
-    for (v = 1; v <= 2; v++)
-        CHECK_EQ(weft_chan_send_until(ch, &v, weft_after(WEFT_MSEC(1))), 0);
-    v = 77;
-    CHECK_EQ(weft_chan_send_until(ch, &v, weft_after(WEFT_MSEC(1))), WEFT_ETIMEDOUT);
-    CHECK_EQ(weft_chan_len(ch), 2);
+    int v;
     /* A plain thread blocks on the full channel; a receive lets its element in, after
      * which the channel is full again and its next send (99) times out. */
     pthread_t th;
@@ -994,6 +1024,32 @@ static void test_ring_transitions(void)
     CHECK_EQ(weft_chan_send(ch, &v), 0);
     WAIT_FOR(pthread_tryjoin_np(th, &got) == 0);
     CHECK_EQ((intptr_t)got, 42);
+}
+
+static void test_ring_transitions(void)
+{
+    weft_chan *ch;
+    CHECK_EQ(weft_chan_create(&ch, sizeof(int), 2), 0);
+    int v = 0;
+    /* Empty: the deadline expires, nothing is made up. */
+    CHECK_EQ(weft_chan_recv_until(ch, &v, weft_after(WEFT_MSEC(1))), WEFT_ETIMEDOUT);
+    CHECK_EQ(weft_chan_try_recv(ch, &v), WEFT_EAGAIN);
+    /* Full: the deadline expires, the element is not taken. */
+    for (v = 1; v <= 2; v++)
+        CHECK_EQ(weft_chan_send_until(ch, &v, weft_after(WEFT_MSEC(1))), 0);
+    v = 77;
+    CHECK_EQ(weft_chan_send_until(ch, &v, weft_after(WEFT_MSEC(1))), WEFT_ETIMEDOUT);
+    CHECK_EQ(weft_chan_len(ch), 2);
+    if (!test_sim_skip("test_chan: plain threads on the ring's full and empty transitions",
+                       "plain threads' calls are not scheduled by the simulation")) {
+        ring_thread_parties(ch);
+    } else { /* the coroutine drains it instead */
+        for (int want = 1; want <= 2; want++) {
+            CHECK_EQ(weft_chan_recv(ch, &v), 0);
+            CHECK_EQ(v, want);
+        }
+        CHECK_EQ(weft_chan_try_recv(ch, &v), WEFT_EAGAIN);
+    }
 
     /* Close with elements buffered: sends fail at once, receives drain, then closed. */
     for (v = 10; v <= 20; v += 10)
@@ -1015,6 +1071,8 @@ static void test_ring_transitions(void)
 static int app(void *arg)
 {
     (void)arg;
+    int64_t t0 = weft_now();
+    mp_digest = 0;
     test_rendezvous();
     test_buffered();
     test_close();
@@ -1028,6 +1086,7 @@ static int app(void *arg)
     test_ring_transitions();
     test_ring_stress();
     test_ring_close_race();
+    test_sim_fingerprint("test_chan", t0, mp_digest);
     return 0;
 }
 

@@ -900,6 +900,7 @@ static void test_abandoned(void)
 static int app(void *arg)
 {
     (void)arg;
+    int64_t t0 = weft_now();
     test_group();
     test_group_cancel_spawning();
     test_reaping();
@@ -910,6 +911,7 @@ static int app(void *arg)
     test_free();
     test_spawn_cancelled();
     test_zombies();
+    test_sim_fingerprint("test_group", t0, 0);
     return 0;
 }
 

@@ -3,7 +3,12 @@
  * first, bounded; a thief takes the oldest); coroutines migrate between workers; a million
  * coroutines spread over all workers each run exactly once; stealing under producers on
  * every worker; spawn and join from plain OS threads; pinning; coroutine-local storage that
- * follows a coroutine across threads; shutdown with coroutines still parked or queued. */
+ * follows a coroutine across threads; shutdown with coroutines still parked or queued.
+ *
+ * Under simulation ($WEFT_SEED: the ctest variants test_sched_sim and test_sched_seeds) one
+ * worker runs the coroutine scenarios; skipped, with a line naming each: the run-order
+ * policy (the seeded draw replaces it) and the plain threads; the run ends with a
+ * fingerprint line (harness.h) that a replay must reproduce. */
 #include "harness.h"
 #include <weft.h>
 
@@ -486,7 +491,11 @@ static int app(void *arg)
     weft_stats st;
     ASSERT_EQ(weft_stats_get(&st), 0);
     nworkers = st.workers;
-    if (nworkers == 1) {
+    int64_t t0 = weft_now();
+    if (nworkers == 1 &&
+        !test_sim_skip("test_sched: the run order of spawned children (newest first, bounded, "
+                       "spawn back-pressure)",
+                       "simulation replaces the run-order policy by a seeded draw")) {
         test_newest_first();
         test_newest_first_bounded();
         test_spawn_backpressure();
@@ -496,8 +505,11 @@ static int app(void *arg)
     test_migration_under_load();
     test_million();
     test_steal_stress();
-    test_foreign_threads();
+    if (!test_sim_skip("test_sched: spawn and join from plain threads",
+                       "plain threads' calls are not scheduled by the simulation"))
+        test_foreign_threads();
     test_pin_and_locals();
+    test_sim_fingerprint("test_sched", t0, 0);
     return 0;
 }
 
@@ -534,7 +546,11 @@ static int shutdown_main(void *arg)
         weft_spawn(NULL, sleep_long, NULL);
     }
     weft_spawn(NULL, spin_yield, NULL);
-    weft_sleep(WEFT_MSEC(20));
+    if (test_sim_seed()) /* virtual time stands still while spin_yield runs: a sleep never ends */
+        for (int i = 0; i < 1000; i++)
+            weft_yield();
+    else
+        weft_sleep(WEFT_MSEC(20));
     return 5; /* Go's rule: the runtime ends; the others are abandoned and released */
 }
 

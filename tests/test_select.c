@@ -672,6 +672,7 @@ static void test_stress(void)
 static int app(void *arg)
 {
     (void)arg;
+    int64_t t0 = weft_now();
     test_ready();
     test_fairness();
     test_deadline();
@@ -684,6 +685,7 @@ static int app(void *arg)
     test_stress();
     test_recv_discard();
     test_zero_size();
+    test_sim_fingerprint("test_select", t0, 0);
     return 0;
 }
 

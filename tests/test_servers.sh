@@ -11,11 +11,28 @@
 # with a generous deadline only as a safety net — python3 may be a slow-starting shim.
 #
 #   tests/test_servers.sh [SAMPLES_DIR]      (default: build/samples)
+#   tests/test_servers.sh SAMPLES_DIR --sim SEED
+#
+# --sim SEED: the shutdown checks only, each server started with WEFT_SEED=SEED (deterministic
+# simulation, weft.h; the clients stay real processes): one request served on a connection,
+# then two connections held open, SIGTERM, "shut down (2 connections cancelled)" and exit 0.
+# What that makes deterministic is the server's own timeline once the signal is in: the
+# shutdown (tcp_server.c) cancels the acceptor and every connection, closes them and waits on
+# a wait group — coroutines only, no timer (it has no grace deadline: connections are
+# cancelled at once). What it cannot: when connections, requests and the signal arrive (fd
+# readiness and weft's signal thread are the outside world), and the idle deadlines (TIMEOUT)
+# — while the server waits for its sockets, virtual time runs at real speed (src/core/sim.c).
 #
 # Needs python3 (skips with exit 0 and a message if it is missing). Prints
 # "N passed, N failed" last.
 set -uo pipefail
 dir=${1:-build/samples}
+server_env=()
+sim_seed=
+if [ "${2-}" = --sim ]; then
+    sim_seed=${3:?"--sim needs a seed"}
+    server_env=("WEFT_SEED=$sim_seed")
+fi
 if ! command -v python3 >/dev/null; then
     echo "test_servers: python3 not found: skipped"
     exit 0
@@ -79,7 +96,7 @@ run_one() {
     [ $# -ge 2 ] && shift 2
     port=$(free_port)
     out=$(mktemp)
-    "$dir/$name" "$port" "$@" >"$out" 2>&1 &
+    env ${server_env[@]+"${server_env[@]}"} "$dir/$name" "$port" "$@" >"$out" 2>&1 &
     pid=$!
     wait_for "$out" "listening on 127.0.0.1:$port"
     PORT=$port SERVER_PID=$pid SERVER_OUT=$out timeout 120 python3 -c "$code"
@@ -96,6 +113,7 @@ run_one() {
         kill "$holder_pid" 2>/dev/null
         wait "$holder_pid" 2>/dev/null
         grep -q "$name: shut down (2 connections cancelled)" "$out" || rc=1
+        ! grep -q "ignoring WEFT_SEED" "$out" || rc=1 # --sim: the seed was taken
         check "$name shutdown" $rc
         [ $rc -eq 0 ] || { cat "$out" "$hout"; kill -KILL "$pid" 2>/dev/null; }
         rm -f "$hout"
@@ -125,6 +143,22 @@ def recv_until_closed(s):
         if not c: return b
         b += c
 '
+
+if [ -n "$sim_seed" ]; then
+    echo "test_servers: shutdown checks with the servers under WEFT_SEED=$sim_seed"
+    run_one echo_server "$common"'
+s = conn(); s.sendall(b"hi"); assert recv_exact(s, 2) == b"hi"
+' 'x' 1
+    run_one http_hello "$common"'
+s = conn(); s.sendall(b"GET / HTTP/1.1\r\n\r\n"); assert recv_exact(s, 78).startswith(b"HTTP/1.1 200 OK")
+' 'GET / HTTP/1.1\r\n\r\n' 78
+    run_one resp_server "$common"'
+s = conn(); s.sendall(b"PING\r\n"); assert recv_exact(s, 7) == b"+PONG\r\n"
+' 'PING\r\n' 7
+    echo "test_servers: $pass passed, $fail failed"
+    [ $fail -eq 0 ]
+    exit
+fi
 
 run_one echo_server "$common"'
 s = conn()

@@ -542,6 +542,7 @@ static const char *only; /* argv[1]: run just the test of that name */
 static int app(void *arg)
 {
     (void)arg;
+    int64_t t0 = weft_now();
     ASSERT_EQ(weft_chan_create(&z0, sizeof(int), 0), 0);
     RUN(swallow_loop);
     RUN(points);
@@ -550,6 +551,7 @@ static int app(void *arg)
     RUN(group_members);
     RUN(cond_relock);
     weft_chan_unref(z0);
+    test_sim_fingerprint("test_shield", t0, 0);
     return 0;
 }
 

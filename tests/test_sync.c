@@ -2,7 +2,13 @@
 /* test_sync.c — mutex (mutual exclusion across workers and with plain threads, trylock,
  * timeouts, errors), condition variables (producer/consumer, signal/broadcast, timed waits
  * that return with the mutex held), semaphores, wait groups (also waited on from a plain
- * thread), and once (exactly one run under concurrent callers). Task groups: test_group.c. */
+ * thread), and once (exactly one run under concurrent callers). Task groups: test_group.c.
+ *
+ * Under simulation ($WEFT_SEED: the ctest variants test_sync_sim and test_sync_seeds) the
+ * coroutine scenarios run, with deadlines of seconds that end at once and exactly on time;
+ * those with plain threads are skipped (a line names each) or run with their coroutine
+ * parties only; the run ends with a fingerprint line (harness.h) that a replay must
+ * reproduce. */
 #include "harness.h"
 #include "lock.h" /* queued(): an object's waiters, read under its lock */
 #include <weft.h>
@@ -16,6 +22,20 @@
 static _Atomic long checks;
 
 #define LATE_NS WEFT_SEC(2)
+
+#define NO_THREADS_WHY "plain threads' calls are not scheduled by the simulation"
+static uint64_t sync_digest; /* the interleaving's results, folded (main coroutine's) */
+
+/* Under simulation: a wait of `d` on an object nobody signals ends exactly `d` later in
+ * virtual time, however long d is (the caller passes a wait that returns WEFT_ETIMEDOUT). */
+#define CHECK_VIRTUAL_TIMEOUT(call_with_deadline_dl, d)                                            \
+    do {                                                                                           \
+        if (test_sim_seed()) {                                                                     \
+            int64_t dl = weft_now() + (d), _t0 = weft_now();                                       \
+            CHECK_EQ(call_with_deadline_dl, WEFT_ETIMEDOUT);                                       \
+            CHECK_EQ(weft_now() - _t0, (d));                                                       \
+        }                                                                                          \
+    } while (0)
 
 /* Start a plain thread; it reports its end on `wg` (so a coroutine can park, not block the
  * worker, while waiting for it). */
@@ -156,6 +176,7 @@ static void test_mutex(void)
     CHECK_GE(el, WEFT_MSEC(20));
     CHECK_LT(el, WEFT_MSEC(20) + LATE_NS);
     CHECK_EQ(weft_mutex_lock_until(&m, weft_now() - 1), WEFT_ETIMEDOUT);
+    CHECK_VIRTUAL_TIMEOUT(weft_mutex_lock_until(&m, dl), WEFT_SEC(30));
     /* another coroutine may unlock it (binary semaphore semantics) */
     weft_task t;
     void *r;
@@ -185,6 +206,9 @@ static void test_mutex(void)
 
     /* contention across workers: coroutines only, then coroutines and plain threads */
     for (int with_threads = 0; with_threads <= 1; with_threads++) {
+        if (with_threads &&
+            test_sim_skip("test_sync: mutex contention with plain threads", NO_THREADS_WHY))
+            break;
         enum { NC = 8, NT = 2 };
         mx_m = ops_scaled(6000);
         mx_counter = 0;
@@ -203,6 +227,7 @@ static void test_mutex(void)
             thr_join_all(th, NT, &wg);
         CHECK_EQ(atomic_load(&mx_violations), 0);
         CHECK_EQ(mx_counter, (NC + (with_threads ? NT : 0)) * mx_m);
+        sync_digest = test_mix(sync_digest, (uint64_t)mx_counter);
         CHECK_EQ(weft_mutex_unlock(&mx), WEFT_ESTATE); /* left unlocked */
     }
 }
@@ -307,6 +332,8 @@ static void test_cond(void)
     CHECK_EQ(weft_mutex_trylock(&m), WEFT_EAGAIN); /* still (again) locked */
     CHECK_EQ(weft_cond_wait_until(&c, &m, weft_now() - 1), WEFT_ETIMEDOUT);
     CHECK_EQ(weft_mutex_trylock(&m), WEFT_EAGAIN);
+    CHECK_VIRTUAL_TIMEOUT(weft_cond_wait_until(&c, &m, dl), WEFT_SEC(45));
+    CHECK_EQ(weft_mutex_trylock(&m), WEFT_EAGAIN);
     /* ... even when someone else holds the mutex at the deadline: the wait returns only
      * once it has the mutex back */
     struct holder h = {.m = &m, .hold = WEFT_MSEC(40)};
@@ -346,6 +373,8 @@ static void test_cond(void)
         CHECK_EQ(weft_join(cs[i], &r), 0);
         n += (long)r;
         sum += sums[i];
+        sync_digest = test_mix(sync_digest, (uint64_t)(long)r); /* who consumed how many */
+        sync_digest = test_mix(sync_digest, (uint64_t)sums[i]);
     }
     long total = NP * pc_k;
     CHECK_EQ(n, total);
@@ -429,6 +458,7 @@ static void test_sem(void)
     CHECK_GE(el, WEFT_MSEC(20));
     CHECK_LT(el, WEFT_MSEC(20) + LATE_NS);
     CHECK_EQ(weft_sem_wait_until(&s, weft_now() - 1), WEFT_ETIMEDOUT);
+    CHECK_VIRTUAL_TIMEOUT(weft_sem_wait_until(&s, dl), WEFT_SEC(60));
     CHECK_EQ(weft_sem_post(&s), 0);
     CHECK_EQ(weft_sem_post(&s), 0);
     CHECK_EQ(weft_sem_post(&s), 0);
@@ -453,6 +483,8 @@ static void test_sem(void)
     CHECK_EQ(weft_sem_trywait(&sem), WEFT_EAGAIN);
 
     /* a plain thread waiting on a semaphore, posted by a coroutine */
+    if (test_sim_skip("test_sync: a plain thread waiting on a semaphore", NO_THREADS_WHY))
+        return;
     CHECK_EQ(weft_sem_init(&s, 0), 0);
     weft_wg wg = WEFT_WG_INIT;
     struct thr th;
@@ -508,6 +540,7 @@ static void test_wg(void)
     CHECK_LT(el, WEFT_MSEC(20) + LATE_NS);
     CHECK_EQ(weft_wg_done(&wg), 0);
     CHECK_EQ(weft_wg_wait_until(&wg, weft_now() - 1), WEFT_ETIMEDOUT);
+    CHECK_VIRTUAL_TIMEOUT(weft_wg_wait_until(&wg, dl), WEFT_SEC(120));
     CHECK_EQ(weft_wg_done(&wg), 0);
     CHECK_EQ(weft_wg_wait_until(&wg, weft_now() - 1), 0);
     CHECK_EQ(weft_wg_done(&wg), WEFT_EINVAL);
@@ -515,6 +548,9 @@ static void test_wg(void)
     /* wait returns only after every done, for several waiters: coroutines and a thread;
      * then the group is reused */
     int n = (int)test_scaled(2000);
+    /* the plain thread's wait: not under simulation (the coroutine waiters still run) */
+    bool thread_waiter =
+        !test_sim_skip("test_sync: a plain thread waiting on a wait group", NO_THREADS_WHY);
     for (int round = 0; round < 2; round++) {
         atomic_store(&wg_finished, 0);
         CHECK_EQ(weft_wg_add(&wg, n), 0);
@@ -527,14 +563,18 @@ static void test_wg(void)
             CHECK_EQ(weft_spawn(&wt[i], wg_waiter, &wa[i]), 0);
         weft_wg twg = WEFT_WG_INIT;
         struct thr th;
-        thr_start(&th, wg_waiter, &wa[NWAIT], &twg);
+        if (thread_waiter)
+            thr_start(&th, wg_waiter, &wa[NWAIT], &twg);
+        else
+            wa[NWAIT] = (struct wg_wait_arg){.wg = &wg, .seen = n, .r = 0};
         for (int i = 0; i < n; i++)
             ASSERT_EQ(weft_spawn(NULL, wg_child, &wg), 0);
         CHECK_EQ(weft_wg_wait(&wg), 0);
         CHECK_EQ(atomic_load(&wg_finished), n);
         for (int i = 0; i < NWAIT; i++)
             CHECK_EQ(weft_join(wt[i], NULL), 0);
-        thr_join_all(&th, 1, &twg);
+        if (thread_waiter)
+            thr_join_all(&th, 1, &twg);
         for (int i = 0; i <= NWAIT; i++) {
             CHECK_EQ(wa[i].r, 0);
             CHECK_EQ(wa[i].seen, n);
@@ -563,6 +603,9 @@ static void *wg_free_doner(void *arg)
 
 static void test_wg_free_after_wait(void)
 {
+    if (test_sim_skip("test_sync: a wait group freed after its wait, Done on a plain thread",
+                      NO_THREADS_WHY))
+        return;
     long n = ops_scaled(20000);
     atomic_store(&wg_rounds_done, 0);
     pthread_t th;
@@ -622,7 +665,11 @@ static void test_once(void)
         CHECK_EQ(weft_spawn(&ts[i], once_caller, NULL), 0);
     weft_wg wg = WEFT_WG_INIT;
     struct thr th[NT];
-    for (int i = 0; i < NT; i++)
+    int nt = test_sim_skip("test_sync: plain threads calling once (the coroutines still race)",
+                           NO_THREADS_WHY)
+                 ? 0
+                 : NT;
+    for (int i = 0; i < nt; i++)
         thr_start(&th[i], once_caller, NULL, &wg);
     /* Give the callers a moment to gather on the gate so that they race for the once; a
      * late one finds the gate closed and calls once alone, which the checks below accept
@@ -631,7 +678,7 @@ static void test_once(void)
     CHECK_EQ(weft_chan_close(once_gate), 0);
     for (int i = 0; i < NCO; i++)
         CHECK_EQ(weft_join(ts[i], NULL), 0);
-    thr_join_all(th, NT, &wg);
+    thr_join_all(th, nt, &wg);
     CHECK_EQ(atomic_load(&once_runs), 1);
     CHECK_EQ(atomic_load(&once_bad), 0);
     CHECK_EQ(once_value, 42);
@@ -710,6 +757,9 @@ static void *thread_timeouts_wrap(void *arg)
 
 static void test_threads(void)
 {
+    if (test_sim_skip("test_sync: a plain thread's timed waits and wake-ups on every primitive",
+                      NO_THREADS_WHY))
+        return;
     CHECK_EQ(weft_sem_init(&th_obj.s, 0), 0);
     CHECK_EQ(weft_wg_add(&th_obj.wg, 1), 0);
     th_obj.flag = false;
@@ -736,6 +786,8 @@ static void test_threads(void)
 static int app(void *arg)
 {
     (void)arg;
+    int64_t t0 = weft_now();
+    sync_digest = 0;
     test_mutex();
     test_cond();
     test_sem();
@@ -743,6 +795,7 @@ static int app(void *arg)
     test_wg_free_after_wait();
     test_once();
     test_threads();
+    test_sim_fingerprint("test_sync", t0, sync_digest);
     return 0;
 }
 

@@ -258,7 +258,8 @@ static void test_ticker(void)
         CHECK_EQ(weft_ticker_stop(many[i]), 0);
     /* started, read and stopped from a plain thread (not under simulation: the naps
      * below would run the virtual clock past the safety net while the thread works) */
-    if (getenv("WEFT_SEED"))
+    if (test_sim_skip("test_timer: a ticker started, read and stopped from a plain thread",
+                      "plain threads' calls are not scheduled by the simulation"))
         goto stopped_at_once;
     pthread_t th;
     atomic_store(&thread_ticker_done, 0);
@@ -373,7 +374,8 @@ static void test_virtual_time(void)
 static int app(void *arg)
 {
     (void)arg;
-    bool sim = getenv("WEFT_SEED") != NULL;
+    int64_t t0 = weft_now();
+    bool sim = test_sim_seed() != 0;
     if (sim)
         test_virtual_time();
     test_sleep();
@@ -381,10 +383,12 @@ static int app(void *arg)
     test_ticker();
     /* A plain thread's real sleep is not waited for by virtual time (weft.h "Deterministic
      * simulation"): the naps below would run the clock past the 10 s safety net first. */
-    if (!sim)
+    if (!test_sim_skip("test_timer: coroutines running while a plain thread sleeps",
+                       "virtual time does not wait for a plain thread's real sleep"))
         test_thread_sleep();
     test_far_deadlines();
     test_many_sleepers();
+    test_sim_fingerprint("test_timer", t0, 0);
     return 0;
 }
 
