@@ -12,6 +12,7 @@
 #include "clock.h"
 #include "segstack.h"
 
+#include <pthread.h>
 #include <time.h>
 
 _Atomic bool weft__clock_virtual_on;
@@ -23,6 +24,34 @@ WEFT_NOSPLIT int64_t weft__clock_real(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* The first (ticks, ns) pair, taken once (pthread_once publishes it to every caller). */
+static int64_t base_t, base_n;
+static pthread_once_t base_once = PTHREAD_ONCE_INIT;
+static void take_base(void)
+{
+    base_t = weft__ticks();
+    base_n = weft__clock_real();
+}
+
+void weft__ticks_base(void)
+{
+    pthread_once(&base_once, take_base);
+}
+
+double weft__ns_per_tick(void)
+{
+#if defined(__x86_64__) || defined(__aarch64__)
+    pthread_once(&base_once, take_base);
+    for (;;) {
+        int64_t t = weft__ticks(), n = weft__clock_real();
+        if (n - base_n >= 200000 && t > base_t)
+            return (double)(n - base_n) / (double)(t - base_t);
+    }
+#else
+    return 1.0; /* the ticks are CLOCK_MONOTONIC ns */
+#endif
 }
 
 /* Unchecked too: the flag's test is one relaxed load and a branch predicted not taken. */

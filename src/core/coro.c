@@ -123,7 +123,7 @@ struct weft__coro *weft__coro_alloc(struct weft__coro_cache *c)
     co->last_worker = -1;
     co->runs = 0;
     co->ready_at = 0;
-    co->cpu_ns = 0;
+    co->cpu_ticks = 0;
     co->name[0] = 0;
     atomic_store_explicit(&co->id, new_id(c), memory_order_release);
     if (c)

@@ -119,15 +119,16 @@ struct weft__coro {
     int64_t wait_since;
     int last_worker;
     uint64_t runs; /* times a worker switched to it (running worker only; weft_dump) */
-    /* Scheduling latency (latency.h): when it became runnable, real clock ns, for the sampled
+    /* Scheduling latency (latency.h): when it became runnable, in ticks (clock.h), for the sampled
      * wake-ups and spawns, else 0. Written by whoever makes it runnable, before the release
      * that queues it (the won wait's CAS to RUNNABLE or NOTIFIED, or the spawn's queueing);
      * read and cleared by the worker that switches to it, after the acquire that dequeued it.
      * No one else touches it in between: a coroutine is made runnable once per wait. */
     int64_t ready_at;
-    /* Time it held a worker, ns, while CPU accounting is on (weft_cputime): added by the
-     * running worker at each switch away; read without a lock by weft_dump (a snapshot). */
-    uint64_t cpu_ns;
+    /* Time it held a worker, in ticks (clock.h), while CPU accounting is on (weft_cputime):
+     * added by the running worker at each switch away; read without a lock by weft_dump (a
+     * snapshot). */
+    uint64_t cpu_ticks;
     char name[32];
 };
 

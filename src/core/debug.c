@@ -6,6 +6,7 @@
  * then finds the line. The text that names a coroutine in reports is text.c's. The dump
  * reads other workers' coroutines without their locks, on purpose (a snapshot, like Go's). */
 #define _GNU_SOURCE
+#include "clock.h"
 #include "gate.h"
 #include "hang.h"
 #include "scheduler.h"
@@ -97,7 +98,9 @@ static int stats_get(weft_stats *out)
     uint64_t counts[WEFT__LAT_BUCKETS];
     lat_sum(rt, counts);
     int p99 = 990;
-    weft__lat_percentiles(counts, &p99, &out->sched_latency_p99_ns, 1);
+    int64_t ticks;
+    weft__lat_percentiles(counts, &p99, &ticks, 1);
+    out->sched_latency_p99_ns = ticks ? (int64_t)((double)ticks * weft__ns_per_tick()) : 0;
     return 0;
 }
 
@@ -119,12 +122,13 @@ static int sched_latency_get(weft_sched_latency *out, int reset)
     memset(out, 0, sizeof *out);
     static const int pm[5] = {500, 900, 990, 999, 1000};
     int64_t v[5];
-    out->samples = weft__lat_percentiles(counts, pm, v, 5);
-    out->p50_ns = v[0];
-    out->p90_ns = v[1];
-    out->p99_ns = v[2];
-    out->p999_ns = v[3];
-    out->max_ns = v[4];
+    out->samples = weft__lat_percentiles(counts, pm, v, 5); /* in ticks */
+    double r = out->samples ? weft__ns_per_tick() : 0;
+    out->p50_ns = (int64_t)((double)v[0] * r);
+    out->p90_ns = (int64_t)((double)v[1] * r);
+    out->p99_ns = (int64_t)((double)v[2] * r);
+    out->p999_ns = (int64_t)((double)v[3] * r);
+    out->max_ns = (int64_t)((double)v[4] * r);
     return 0;
 }
 
@@ -263,6 +267,7 @@ static WEFT_NO_TSAN int dump(FILE *out)
     struct weft__runtime *rt = weft__rt; /* see weft_dump */
     int64_t now = weft_now();
     bool cputime = atomic_load_explicit(&weft__cputime_gen, memory_order_relaxed) != 0;
+    double ns_per_tick = 0; /* asked for once, when a line needs it */
     int count = 0;
     fprintf(out, "weft: %d workers\n", rt->nworkers);
     int queued, threads, running;
@@ -282,8 +287,11 @@ static WEFT_NO_TSAN int dump(FILE *out)
         fprintf(out, "%s %s", who, state_name(s));
         if (co->last_worker >= 0)
             fprintf(out, " worker=%d runs=%llu", co->last_worker, (unsigned long long)co->runs);
-        if (cputime || co->cpu_ns)
-            fprintf(out, " cpu=%.3fms", (double)co->cpu_ns / 1e6);
+        if (cputime || co->cpu_ticks) {
+            if (!ns_per_tick)
+                ns_per_tick = weft__ns_per_tick();
+            fprintf(out, " cpu=%.3fms", (double)co->cpu_ticks * ns_per_tick / 1e6);
+        }
         if ((s & ~(uint32_t)WEFT_CO_NOTIFIED) == WEFT_CO_WAITING) {
             const char *what = co->wait_what;
             fprintf(out, " on=%s", what ? what : "?");

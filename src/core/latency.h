@@ -2,14 +2,15 @@
 /* latency.h — floor 1 (objects and queues): the scheduling-latency histogram — how long a
  * coroutine stayed runnable (woken or spawned) before a worker switched to it.
  *
- * Sampled: one wake-up or spawn in WEFT__LAT_EVERY gets a timestamp (co->ready_at, the real
- * clock: virtual time does not pass while coroutines run); the worker that switches to it
- * records the difference here. The rest pay a decrement and a branch where they become
+ * Sampled: one wake-up or spawn in WEFT__LAT_EVERY gets a timestamp (co->ready_at, the tick
+ * counter, clock.h weft__ticks: no call, so it may run on any stack; virtual time would not
+ * do, it does not pass while coroutines run); the worker that switches to it records the
+ * difference here, in ticks; readers convert with weft__ns_per_tick. The rest pay a decrement and a branch where they become
  * runnable, and a predictable branch where they are switched to (sched.c).
  *
  * Buckets are log-linear: values below 8 ns exact, then 8 buckets per power of two, so a
- * bucket's upper bound is within 12.5% of any value in it; values from 2^42 ns (73 min) on
- * share the last bucket. One histogram per worker: written only by its owner (single
+ * bucket's upper bound is within 12.5% of any value in it; values from 2^42 ticks (about 20
+ * min at 3.5 GHz) on share the last bucket. One histogram per worker: written only by its owner (single
  * writer: a relaxed load and store, no read-modify-write), read relaxed by weft_stats and
  * weft_sched_latency_get from any thread — approximate while running, like every
  * statistic. */
@@ -23,7 +24,7 @@
 
 enum {
     WEFT__LAT_SUB = 8,                          /* buckets per power of two */
-    WEFT__LAT_BUCKETS = 8 + WEFT__LAT_SUB * 39, /* exact up to 2^42 ns */
+    WEFT__LAT_BUCKETS = 8 + WEFT__LAT_SUB * 39, /* up to 2^42 ticks */
     WEFT__LAT_EVERY = 16,                       /* one runnable event in 16 is sampled */
 };
 

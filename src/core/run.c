@@ -220,6 +220,7 @@ int weft_run(int (*main)(void *), void *arg, const weft_config *config)
     pthread_mutex_init(&rt->idle_mu, NULL);
     pthread_mutex_init(&rt->load_mu, NULL);
     pthread_mutex_init(&rt->lat_mu, NULL);
+    weft__ticks_base(); /* the tick counter's calibration starts (clock.h) */
     /* $WEFT_CPUTIME=1: CPU accounting on from the start (weft_cputime; it stays on after the
      * run, as weft_cputime(1) would leave it); any other value is reported and ignored. */
     const char *cpu_env = getenv("WEFT_CPUTIME");

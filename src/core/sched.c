@@ -169,26 +169,36 @@ static void prepare(struct weft__worker *w, struct weft__coro *co)
 /* ------------------------------------------------------------------------------------------
  * Scheduling latency (latency.h) and CPU accounting (weft_cputime). */
 
-/* Plain threads' count of runnable events (each thread its own: no sharing). */
-static _Thread_local uint32_t plain_lat_tick;
+/* Plain threads' count of runnable events, shared (relaxed: only the sampling rate depends on
+ * it). Not a thread-local: in the shared library that is a __tls_get_addr call, which a
+ * segmented stack must grow for (test_segstack caught it). */
+static _Atomic uint32_t plain_lat_tick;
 
 /* A coroutine becomes runnable (woken or spawned) from worker w (NULL: a plain thread): one
- * event in WEFT__LAT_EVERY is stamped with the real clock. The others leave ready_at as it
- * is: 0, since the worker that ran a stamped coroutine cleared it (a block left queued when
- * a run stopped is cleared at its reuse, coro.c). Not under simulation. */
+ * event in WEFT__LAT_EVERY is stamped with the tick counter (clock.h weft__ticks: no call,
+ * so nothing grows a segmented stack here). The others leave ready_at as it is: 0, since the
+ * worker that ran a stamped coroutine cleared it (a block left queued when a run stopped is
+ * cleared at its reuse, coro.c). Not under simulation. */
 static inline void lat_stamp(struct weft__worker *w, struct weft__coro *co)
 {
-    uint32_t *tick = w ? &w->lat_tick : &plain_lat_tick;
-    if (WEFT_UNLIKELY(++*tick >= WEFT__LAT_EVERY) && !weft__sim_on()) {
-        *tick = 0;
-        co->ready_at = weft__clock_real();
+    bool sample;
+    if (WEFT_LIKELY(w)) {
+        sample = ++w->lat_tick >= WEFT__LAT_EVERY;
+        if (WEFT_UNLIKELY(sample))
+            w->lat_tick = 0;
+    } else {
+        sample =
+            atomic_fetch_add_explicit(&plain_lat_tick, 1, memory_order_relaxed) % WEFT__LAT_EVERY ==
+            0;
     }
+    if (WEFT_UNLIKELY(sample) && !weft__sim_on())
+        co->ready_at = weft__ticks();
 }
 
 /* w switches to a stamped coroutine: how long it was runnable. */
 static WEFT_NOINLINE void lat_done(struct weft__worker *w, struct weft__coro *to)
 {
-    weft__lat_record(&w->lat, weft__clock_real() - to->ready_at);
+    weft__lat_record(&w->lat, weft__ticks() - to->ready_at); /* in ticks (latency.h) */
     to->ready_at = 0;
 }
 
@@ -201,9 +211,9 @@ static WEFT_NOINLINE void cputime_switch(struct weft__worker *w, struct weft__co
                                          struct weft__coro *to)
 {
     uint32_t gen = atomic_load_explicit(&weft__cputime_gen, memory_order_relaxed);
-    int64_t now = weft__clock_real();
-    if (from && w->run_since && w->run_gen == gen)
-        from->cpu_ns += (uint64_t)(now - w->run_since);
+    int64_t now = weft__ticks(); /* no call: this runs on the stack being left */
+    if (from && w->run_since && w->run_gen == gen && now > w->run_since)
+        from->cpu_ticks += (uint64_t)(now - w->run_since);
     w->run_since = to ? now : 0; /* the scheduler's own time is nobody's */
     w->run_gen = gen;
 }

@@ -20,8 +20,8 @@
  *   entry function's address. At the end, FNAME records (a = an address, then a name block
  *   with its symbol) name every such address, so the hot path never calls dladdr.
  *
- * Time. Records carry the CPU's tick counter (x86-64: rdtsc, invariant on the machines
- * Linux keeps it synchronised on; aarch64: cntvct_el0; elsewhere CLOCK_MONOTONIC ns), not
+ * Time. Records carry the CPU's tick counter (clock.h weft__ticks — x86-64: rdtsc, invariant on
+ * the machines Linux keeps it synchronised on; aarch64: cntvct_el0; elsewhere CLOCK_MONOTONIC ns), not
  * clock_gettime: here a vDSO clock_gettime costs ~90 ns under a hypervisor against ~30 for
  * rdtsc, and it was most of an event's cost. The META record (first), every block header
  * and the END record (last) each pair the ticks with CLOCK_MONOTONIC ns; the reader
@@ -44,6 +44,7 @@
  *     late writer never touches freed memory. */
 #define _GNU_SOURCE
 #include "trace.h"
+#include "clock.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -99,19 +100,6 @@ static int64_t mono_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-static inline int64_t ticks(void)
-{
-#if defined(__x86_64__)
-    return (int64_t)__builtin_ia32_rdtsc();
-#elif defined(__aarch64__)
-    int64_t v;
-    __asm__ __volatile__("mrs %0, cntvct_el0" : "=r"(v));
-    return v;
-#else
-    return mono_ns();
-#endif
-}
-
 /* Under s->mu. */
 static void write_all(struct session *s, const void *p, size_t n)
 {
@@ -144,7 +132,7 @@ static void write_block(struct session *s, struct tbuf *b, uint32_t from, uint32
 {
     if (s->closed || to <= from)
         return;
-    struct blk h = {{'B', 'L', 'K', '2'}, b->worker, to - from, 0, ticks(), mono_ns()};
+    struct blk h = {{'B', 'L', 'K', '2'}, b->worker, to - from, 0, weft__ticks(), mono_ns()};
     write_all(s, &h, sizeof h);
     write_all(s, &b->r[from], (size_t)(to - from) * sizeof(struct rec));
 }
@@ -181,7 +169,7 @@ static void emit_recs(int worker, struct rec *r, uint32_t n)
     struct session *s = atomic_load_explicit(&cur, memory_order_acquire);
     if (!s)
         return;
-    r->t = ticks();
+    r->t = weft__ticks();
     if (worker >= 0 && worker < s->nbufs) {
         put(s, s->bufs[worker], r, n, false);
         return;
@@ -293,7 +281,7 @@ static int session_open(const char *path, struct session **out)
         char magic[8];
         uint32_t version, recsize;
         int64_t t0;
-    } h = {{'W', 'E', 'F', 'T', 'T', 'R', 'C', '1'}, 1, sizeof(struct rec), ticks()};
+    } h = {{'W', 'E', 'F', 'T', 'T', 'R', 'C', '1'}, 1, sizeof(struct rec), weft__ticks()};
     write_all(s, &h, sizeof h);
     *out = s;
     return 0;
@@ -310,7 +298,7 @@ static int session_go(struct session *s, int nworkers)
         if (!(s->bufs[i] = buf_new(i)))
             return WEFT_ENOMEM;
     struct rec meta = {
-        .t = ticks(), .kind = WEFT__TR_META, .x = nworkers, .a = (uint64_t)mono_ns()};
+        .t = weft__ticks(), .kind = WEFT__TR_META, .x = nworkers, .a = (uint64_t)mono_ns()};
     put(s, s->foreign, &meta, 1, true); /* nobody else knows s yet */
     atomic_store_explicit(&cur, s, memory_order_release);
     atomic_store_explicit(&weft__trace_on, true, memory_order_relaxed);
@@ -402,7 +390,7 @@ static int session_finish(struct session *s)
         b->done = n;
     }
     if (s->nbufs) { /* the second tick/ns pair (see the top) */
-        struct rec end = {.t = ticks(), .kind = WEFT__TR_END, .a = (uint64_t)mono_ns()};
+        struct rec end = {.t = weft__ticks(), .kind = WEFT__TR_END, .a = (uint64_t)mono_ns()};
         put(s, s->foreign, &end, 1, true);
     }
     flush_locked(s, s->foreign);

@@ -90,8 +90,8 @@ struct weft__worker {
     _Atomic uint64_t n_sleeps; /* blocking polls (go_idle), for load.c */
     uint32_t lat_tick;         /* owner: runnable events since the last sampled one */
     struct weft__lat_hist lat; /* owner writes, any thread reads relaxed (latency.h) */
-    /* CPU accounting (weft_cputime, owner only): when the running coroutine was switched to,
-     * under accounting generation run_gen (a stale generation: accounting was off since) */
+    /* CPU accounting (weft_cputime, owner only): when the running coroutine was switched to
+     * (ticks), under accounting generation run_gen (stale: accounting was off since) */
     int64_t run_since;
     uint32_t run_gen;
     /* hang.h: the deadlock detector and the stall watchdog */
