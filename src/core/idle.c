@@ -113,16 +113,121 @@ void weft__wakep_slow(struct weft__runtime *rt)
     wake_idle(rt);
 }
 
-/* A spinning worker that found work stops spinning; the last spinner wakes another. */
+/* Read-only looks (no store, no CAS): is there work that w's next find_work round can take —
+ * the global queue, its inbox, another worker's ring or LIFO (runnext aside: its owner is
+ * awake and about to run it) — or is the runtime stopping? */
+static bool work_visible(struct weft__worker *w)
+{
+    struct weft__runtime *rt = weft__rt;
+    if (weft__globalq_nonempty(&rt->global) ||
+        atomic_load_explicit(&w->inbox, memory_order_relaxed) || w->pinned_head ||
+        atomic_load_explicit(&rt->stopping, memory_order_relaxed))
+        return true;
+    for (int i = 0; i < rt->nworkers; i++)
+        if (rt->workers[i] != w && weft__runq_stealable(&rt->workers[i]->rq))
+            return true;
+    return false;
+}
+
+/* A spinning worker that found work stops spinning; the last spinner wakes another if work
+ * is left for it: the batch the spinner took (its own queues), the global queue, another
+ * ring. When nothing is left, a wake-up would only buy a futile search and sleep (a plain
+ * thread feeding one coroutine: one wasted wake per message batch); work published later
+ * calls wakep itself and finds nspinning at 0. The fence orders our decrement before those
+ * looks, as wakep's fence orders a publisher's store before its look at nspinning: either
+ * it sees no spinner and wakes someone, or we see its work. */
 void weft__reset_spinning(struct weft__worker *w)
 {
     if (!w->spinning)
         return;
     w->spinning = false;
+    struct weft__runtime *rt = weft__rt;
     /* Narrow (load.c): no ramp-up — the spinner found the work and runs it. */
-    if (atomic_fetch_sub_explicit(&weft__rt->nspinning, 1, memory_order_seq_cst) == 1 &&
-        !weft__narrow(weft__rt))
+    if (atomic_fetch_sub_explicit(&rt->nspinning, 1, memory_order_seq_cst) != 1 || weft__narrow(rt))
+        return;
+    weft__fence_seq_cst();
+    if (weft__runq_nonempty(&w->rq) || work_visible(w))
         weft__wakep();
+}
+
+/* ---- the search before sleeping ------------------------------------------------------------
+ *
+ * What an idle worker did before this search existed, between "found nothing" and the
+ * kernel: find_work's round (inbox, local queues, the global queue, epoll_wait(0)), then, as a
+ * spinner, steal_work's 4 rounds over the other rings and the global queue — a few hundred
+ * ns in all — then go_idle (the idle list's mutex, a fence, one more look) and epoll_wait.
+ * The work that arrives a microsecond later (the next spawn of a busy spawner, the next
+ * message of a plain thread) then pays a sleep/wake cycle: an eventfd write by its publisher
+ * and a wake-up of a sleeping vCPU, 25-100 us on these VMs (docs/benchmarks.md).
+ *
+ * So a spinner, before it goes idle, watches the queues for up to rt->search_ns
+ * ($WEFT_SEARCH_US): a loop of read-only looks (work_visible) with a pause between them and
+ * a clock read every SEARCH_LOOKS looks. When something shows, or every SEARCH_ROUND_NS (so
+ * that its loop's timers and async wake-ups are served on time), find_work runs its round
+ * again (inbox, queues, epoll_wait(0), steal) and the search goes on if the round found
+ * nothing; when the bound has passed, the worker goes idle as before. Go's spinning M and
+ * Tokio's searching worker do the same.
+ *
+ * Not when other threads want the CPUs (load.c's probe of /proc/loadavg, the poll-spin's
+ * rule): a spinner then takes the CPU from the very thread that would hand it work (a plain
+ * thread sending on a channel, on these 2-CPU machines shared with other jobs: measured
+ * 2-3x slower with a 20-100 us search; docs/benchmarks.md). Setting $WEFT_SEARCH_US lifts
+ * that gate: the operator says the CPUs are there.
+ *
+ * Invariants:
+ *  - Only a spinner searches (w->spinning, taken under find_work's rule: at most half the
+ *    busy workers spin), or the only worker of a one-worker runtime (no tokens there).
+ *    While it searches it keeps its token, so a publisher's wakep sees nspinning > 0 and
+ *    wakes nobody: the searcher will see the work. No lost wake-up: the searcher either
+ *    sees the work (the looks read every place work is published for it) or gives up and
+ *    goes through go_idle unchanged — idle list, token back, seq_cst fence, re-check —
+ *    which is the Dekker pairing with wakep's fence.
+ *  - Never in narrow mode's outsiders (they leave others' rings alone, load.c; only the
+ *    home serves fds at low load), and never by a worker with fd waits in its loop: such
+ *    a worker has the poll-spin (load.c), whose gates were measured on servers.
+ *  - Bounded: search_start stays from the episode's first round until work is found
+ *    (search_end), so rounds in between do not restart the bound. An idle runtime pays
+ *    one bound per sleep and then sleeps in the kernel: ~0 % CPU.
+ *  - Search time counts as idle time (load.c's accounting), as poll-spin time does.
+ *  - search_start is the owner's; n_searches and n_search_found are
+ *    statistics (owner writes, relaxed). */
+#define SEARCH_LOOKS 16
+#define SEARCH_ROUND_NS WEFT_USEC(10)
+
+bool weft__search(struct weft__worker *w, int64_t now)
+{
+    struct weft__runtime *rt = weft__rt;
+    if (!w->search_start) {
+        if (rt->search_ns <= 0 || w->io_waits > 0 || (!w->spinning && rt->nworkers > 1) ||
+            weft__narrow_outsider(rt, w) || (!rt->search_forced && weft__cpus_wanted(w, now)))
+            return false;
+        w->search_start = now;
+        weft__idle_begin(w, now);
+        weft__stat_inc(&w->n_searches);
+    }
+    int64_t t = now;
+    while (t - w->search_start < rt->search_ns) {
+        for (int i = 0; i < SEARCH_LOOKS; i++) {
+            if (work_visible(w))
+                return true;
+            weft__cpu_relax();
+        }
+        t = weft_now();
+        if (t - now >= SEARCH_ROUND_NS)
+            return true; /* a round: the loop's timers and wake-ups, then search on */
+    }
+    weft__search_end(w, false);
+    return false;
+}
+
+void weft__search_end(struct weft__worker *w, bool found)
+{
+    if (!w->search_start)
+        return;
+    weft__idle_end(w, weft_now());
+    w->search_start = 0;
+    if (found)
+        weft__stat_inc(&w->n_search_found);
 }
 
 static bool work_anywhere(struct weft__worker *w)

@@ -31,7 +31,8 @@
  * runnext/LIFO/ring; the global queue; the event loop again; then, as a *spinning* worker (at
  * most half the busy ones), steal from a random victim the oldest half of its LIFO of unstarted
  * children (the biggest subtrees of a tree of spawns), else half of its ring (its runnext only
- * on the last round); then go idle.
+ * on the last round); then, still a spinner, watch every queue for a few microseconds
+ * (idle.c's search) before going idle.
  *
  * Stopping (the shutdown rule, weft.h). main's exit sets `stopping` and every worker's
  * `stop` flag (weft__stop) and wakes them all. Every dispatch checks the flag first: the
@@ -603,6 +604,7 @@ static struct weft__coro *find_work(struct weft__worker *w)
     for (;;) {
         if (atomic_load_explicit(&rt->stopping, memory_order_acquire)) {
             weft__pollspin_end(w);
+            weft__search_end(w, false);
             return NULL;
         }
         if (atomic_load_explicit(&w->inbox, memory_order_relaxed))
@@ -654,10 +656,13 @@ static struct weft__coro *find_work(struct weft__worker *w)
         }
         if (weft__pollspin(w, now))
             continue;
+        if (weft__search(w, now)) /* idle.c: watch the queues a little before sleeping */
+            continue;
         weft__go_idle(w);
         continue;
     found:
         weft__pollspin_end(w);
+        weft__search_end(w, true);
         weft__reset_spinning(w);
         return co;
     }
