@@ -168,15 +168,20 @@ void weft__reset_spinning(struct weft__worker *w)
  * nothing; when the bound has passed, the worker goes idle as before. Go's spinning M and
  * Tokio's searching worker do the same.
  *
- * Not when other threads want the CPUs (load.c's probe of /proc/loadavg, the poll-spin's
- * rule): a spinner then takes the CPU from the very thread that would hand it work (a plain
- * thread sending on a channel, on these 2-CPU machines shared with other jobs: measured
- * 2-3x slower with a 20-100 us search; docs/benchmarks.md). Setting $WEFT_SEARCH_US lifts
- * that gate: the operator says the CPUs are there.
+ * Only a thief searches: a worker whose last work from beyond its own queues was stolen from
+ * another worker's (w->thief; a tree of spawns, a spawner feeding its queue), not taken
+ * from the global queue. Work in the global queue comes from plain threads and timers: a
+ * receiver fed by a plain thread, found again within a microsecond by a search, drained the
+ * channel's ring in smaller batches and the sender then slept on the full ring more often
+ * (threadsend: receiver sleeps ~2,900 -> ~0 per million, the sender's futex sleeps ~1,200
+ * -> ~4,500, the rate lower; docs/benchmarks.md). And not when other threads want the CPUs
+ * (load.c's probe of /proc/loadavg, the poll-spin's rule): a spinner then takes the CPU
+ * from the very thread that would hand it work. Setting $WEFT_SEARCH_US lifts that gate
+ * (the operator says the CPUs are there); it does not make a non-thief search.
  *
  * Invariants:
  *  - Only a spinner searches (w->spinning, taken under find_work's rule: at most half the
- *    busy workers spin), or the only worker of a one-worker runtime (no tokens there).
+ *    busy workers spin; a one-worker runtime has no thieves and never searches).
  *    While it searches it keeps its token, so a publisher's wakep sees nspinning > 0 and
  *    wakes nobody: the searcher will see the work. No lost wake-up: the searcher either
  *    sees the work (the looks read every place work is published for it) or gives up and
@@ -198,7 +203,7 @@ bool weft__search(struct weft__worker *w, int64_t now)
 {
     struct weft__runtime *rt = weft__rt;
     if (!w->search_start) {
-        if (rt->search_ns <= 0 || w->io_waits > 0 || (!w->spinning && rt->nworkers > 1) ||
+        if (rt->search_ns <= 0 || !w->thief || w->io_waits > 0 || !w->spinning ||
             weft__narrow_outsider(rt, w) || (!rt->search_forced && weft__cpus_wanted(w, now)))
             return false;
         w->search_start = now;

@@ -584,14 +584,17 @@ static struct weft__coro *steal_work(struct weft__worker *w)
                 continue;
             struct weft__coro *co = weft__runq_steal(&w->rq, &v->rq, last);
             if (co) {
+                w->thief = true;
                 weft__stat_inc(&w->n_steals);
                 WEFT__TRACE_CO(w->index, WEFT__TR_STEAL, co, 1 + weft__runq_len(&w->rq), v->index);
                 return co;
             }
         }
         struct weft__coro *co = weft__globalq_get(&rt->global, &w->rq, 128);
-        if (co)
+        if (co) {
+            w->thief = false;
             return co;
+        }
     }
     return NULL;
 }
@@ -623,7 +626,7 @@ static struct weft__coro *find_work(struct weft__worker *w)
         if (w->tick_due) {
             w->tick_due = false;
             if ((co = weft__globalq_get(&rt->global, &w->rq, 64)))
-                goto found;
+                goto found; /* (a periodic look, not a sign of where work comes from) */
         }
         int64_t now = weft_now();
         int turned = weft__load_update(now);
@@ -635,8 +638,10 @@ static struct weft__coro *find_work(struct weft__worker *w)
             weft__worker_poll(w, EVRUN_NOWAIT);
         if ((co = local_get(w)))
             goto found;
-        if ((co = weft__globalq_get(&rt->global, &w->rq, 128)))
+        if ((co = weft__globalq_get(&rt->global, &w->rq, 128))) {
+            w->thief = false;
             goto found;
+        }
         weft__worker_poll(w, EVRUN_NOWAIT);
         if (atomic_load_explicit(&w->inbox, memory_order_relaxed) || w->pinned_head)
             continue;

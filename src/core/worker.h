@@ -68,11 +68,13 @@ struct weft__worker {
     uint32_t next_streak; /* consecutive runnext/LIFO dispatches (sched.c local_get) */
     int64_t last_poll;    /* weft_now() of the last ev_run */
     /* load.c: poll-spinning and idle accounting (owner only, but idle_mark: see load.c) */
-    int64_t poll_spin_start;     /* poll-spinning since (0: not) */
-    int64_t poll_last_sleep;     /* how long the last blocking poll slept */
-    int64_t poll_probe_at;       /* the last look at the system's runnable threads */
-    bool poll_contended;         /* its verdict: other threads want the CPUs */
-    int64_t search_start;        /* idle.c: searching before sleep since (0: not); owner only */
+    int64_t poll_spin_start; /* poll-spinning since (0: not) */
+    int64_t poll_last_sleep; /* how long the last blocking poll slept */
+    int64_t poll_probe_at;   /* the last look at the system's runnable threads */
+    bool poll_contended;     /* its verdict: other threads want the CPUs */
+    int64_t search_start;    /* idle.c: searching before sleep since (0: not); owner only */
+    bool thief; /* owner: the work find_work last found beyond its own queues came from another
+                   worker's (a steal), not from the global queue (idle.c's search) */
     int64_t idle_acc, idle_from; /* idle time so far; idle since (while idle) */
     _Atomic int64_t idle_mark;   /* published idle time (load.c encoding) */
     ev_timer watch;              /* worker 1's bounded sleep while narrow (idle.c go_idle) */
