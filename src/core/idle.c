@@ -12,9 +12,10 @@
  * an idle worker and ev_async_sends it (the woken worker owns that spinning token). By the
  * fences, either the waker sees the idle worker or the idle worker's re-check sees the work:
  * no lost wake-up; by the CAS, a burst of submissions wakes one worker, not all. A spinning
- * worker that finds work gives its token back and, if it was the last spinner, wakes another
- * so the pool ramps up. An idle runtime sits in epoll_wait: libev's ev_async is an eventfd
- * and stays active (never ev_unref'd), so the loop really sleeps.
+ * worker that finds work gives its token back and, if it was the last spinner and work is
+ * left (its own surplus, the global queue, another ring), wakes another so the pool ramps
+ * up. An idle runtime sits in epoll_wait: libev's ev_async is an eventfd and stays active
+ * (never ev_unref'd), so the loop really sleeps.
  *
  * libev callbacks (timers, fds, the async wake-up) run inside ev_run while the worker
  * counts as idle; a coroutine they make runnable goes to this worker's ring with no wake-up
@@ -113,15 +114,13 @@ void weft__wakep_slow(struct weft__runtime *rt)
     wake_idle(rt);
 }
 
-/* Read-only looks (no store, no CAS): is there work that w's next find_work round can take —
- * the global queue, its inbox, another worker's ring or LIFO (runnext aside: its owner is
- * awake and about to run it) — or is the runtime stopping? */
-static bool work_visible(struct weft__worker *w)
+/* Is work left for another worker to take: w's own queues (the batch a spinner took from
+ * the global queue or stole beyond the one it runs), the global queue, or another worker's
+ * ring or LIFO (runnext aside: its owner is awake and about to run it)? Loads only. */
+static bool work_left(struct weft__worker *w)
 {
     struct weft__runtime *rt = weft__rt;
-    if (weft__globalq_nonempty(&rt->global) ||
-        atomic_load_explicit(&w->inbox, memory_order_relaxed) || w->pinned_head ||
-        atomic_load_explicit(&rt->stopping, memory_order_relaxed))
+    if (weft__runq_nonempty(&w->rq) || weft__globalq_nonempty(&rt->global))
         return true;
     for (int i = 0; i < rt->nworkers; i++)
         if (rt->workers[i] != w && weft__runq_stealable(&rt->workers[i]->rq))
@@ -129,13 +128,14 @@ static bool work_visible(struct weft__worker *w)
     return false;
 }
 
-/* A spinning worker that found work stops spinning; the last spinner wakes another if work
- * is left for it: the batch the spinner took (its own queues), the global queue, another
- * ring. When nothing is left, a wake-up would only buy a futile search and sleep (a plain
- * thread feeding one coroutine: one wasted wake per message batch); work published later
- * calls wakep itself and finds nspinning at 0. The fence orders our decrement before those
- * looks, as wakep's fence orders a publisher's store before its look at nspinning: either
- * it sees no spinner and wakes someone, or we see its work. */
+/* A spinning worker that found work stops spinning; the last spinner wakes another (the
+ * pool's ramp-up, Go's resetspinning) — only if work is left for it. With nothing left the
+ * wake-up bought a futile round and a sleep: a plain thread feeding one coroutine cost two
+ * sleep/wake cycles per message batch (the woken worker takes the coroutine from the global
+ * queue, and used to wake the other one for nothing; test_idle "no futile wake-up"). Work
+ * published after our look calls wakep itself and finds nspinning at 0: the fence orders our
+ * decrement before the looks, as wakep's fence orders a publisher's store before its look at
+ * nspinning, so either it sees no spinner and wakes someone or we see its work (Dekker). */
 void weft__reset_spinning(struct weft__worker *w)
 {
     if (!w->spinning)
@@ -146,93 +146,8 @@ void weft__reset_spinning(struct weft__worker *w)
     if (atomic_fetch_sub_explicit(&rt->nspinning, 1, memory_order_seq_cst) != 1 || weft__narrow(rt))
         return;
     weft__fence_seq_cst();
-    if (weft__runq_nonempty(&w->rq) || work_visible(w))
+    if (work_left(w))
         weft__wakep();
-}
-
-/* ---- the search before sleeping ------------------------------------------------------------
- *
- * What an idle worker did before this search existed, between "found nothing" and the
- * kernel: find_work's round (inbox, local queues, the global queue, epoll_wait(0)), then, as a
- * spinner, steal_work's 4 rounds over the other rings and the global queue — a few hundred
- * ns in all — then go_idle (the idle list's mutex, a fence, one more look) and epoll_wait.
- * The work that arrives a microsecond later (the next spawn of a busy spawner, the next
- * message of a plain thread) then pays a sleep/wake cycle: an eventfd write by its publisher
- * and a wake-up of a sleeping vCPU, 25-100 us on these VMs (docs/benchmarks.md).
- *
- * So a spinner, before it goes idle, watches the queues for up to rt->search_ns
- * ($WEFT_SEARCH_US): a loop of read-only looks (work_visible) with a pause between them and
- * a clock read every SEARCH_LOOKS looks. When something shows, or every SEARCH_ROUND_NS (so
- * that its loop's timers and async wake-ups are served on time), find_work runs its round
- * again (inbox, queues, epoll_wait(0), steal) and the search goes on if the round found
- * nothing; when the bound has passed, the worker goes idle as before. Go's spinning M and
- * Tokio's searching worker do the same.
- *
- * Only a thief searches: a worker whose last work from beyond its own queues was stolen from
- * another worker's (w->thief; a tree of spawns, a spawner feeding its queue), not taken
- * from the global queue. Work in the global queue comes from plain threads and timers: a
- * receiver fed by a plain thread, found again within a microsecond by a search, drained the
- * channel's ring in smaller batches and the sender then slept on the full ring more often
- * (threadsend: receiver sleeps ~2,900 -> ~0 per million, the sender's futex sleeps ~1,200
- * -> ~4,500, the rate lower; docs/benchmarks.md). And not when other threads want the CPUs
- * (load.c's probe of /proc/loadavg, the poll-spin's rule): a spinner then takes the CPU
- * from the very thread that would hand it work. Setting $WEFT_SEARCH_US lifts that gate
- * (the operator says the CPUs are there); it does not make a non-thief search.
- *
- * Invariants:
- *  - Only a spinner searches (w->spinning, taken under find_work's rule: at most half the
- *    busy workers spin; a one-worker runtime has no thieves and never searches).
- *    While it searches it keeps its token, so a publisher's wakep sees nspinning > 0 and
- *    wakes nobody: the searcher will see the work. No lost wake-up: the searcher either
- *    sees the work (the looks read every place work is published for it) or gives up and
- *    goes through go_idle unchanged — idle list, token back, seq_cst fence, re-check —
- *    which is the Dekker pairing with wakep's fence.
- *  - Never in narrow mode's outsiders (they leave others' rings alone, load.c; only the
- *    home serves fds at low load), and never by a worker with fd waits in its loop: such
- *    a worker has the poll-spin (load.c), whose gates were measured on servers.
- *  - Bounded: search_start stays from the episode's first round until work is found
- *    (search_end), so rounds in between do not restart the bound. An idle runtime pays
- *    one bound per sleep and then sleeps in the kernel: ~0 % CPU.
- *  - Search time counts as idle time (load.c's accounting), as poll-spin time does.
- *  - search_start is the owner's; n_searches and n_search_found are
- *    statistics (owner writes, relaxed). */
-#define SEARCH_LOOKS 16
-#define SEARCH_ROUND_NS WEFT_USEC(10)
-
-bool weft__search(struct weft__worker *w, int64_t now)
-{
-    struct weft__runtime *rt = weft__rt;
-    if (!w->search_start) {
-        if (rt->search_ns <= 0 || !w->thief || w->io_waits > 0 || !w->spinning ||
-            weft__narrow_outsider(rt, w) || (!rt->search_forced && weft__cpus_wanted(w, now)))
-            return false;
-        w->search_start = now;
-        weft__idle_begin(w, now);
-        weft__stat_inc(&w->n_searches);
-    }
-    int64_t t = now;
-    while (t - w->search_start < rt->search_ns) {
-        for (int i = 0; i < SEARCH_LOOKS; i++) {
-            if (work_visible(w))
-                return true;
-            weft__cpu_relax();
-        }
-        t = weft_now();
-        if (t - now >= SEARCH_ROUND_NS)
-            return true; /* a round: the loop's timers and wake-ups, then search on */
-    }
-    weft__search_end(w, false);
-    return false;
-}
-
-void weft__search_end(struct weft__worker *w, bool found)
-{
-    if (!w->search_start)
-        return;
-    weft__idle_end(w, weft_now());
-    w->search_start = 0;
-    if (found)
-        weft__stat_inc(&w->n_search_found);
 }
 
 static bool work_anywhere(struct weft__worker *w)

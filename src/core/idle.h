@@ -30,12 +30,6 @@ static inline void weft__wakep(void)
 }
 /* A spinning worker that found work stops spinning; the last spinner wakes another. */
 void weft__reset_spinning(struct weft__worker *w);
-/* Scheduler context, nothing found: search (read-only looks at every queue) for up to
- * rt->search_ns before going idle (idle.c "the search before sleeping"). true: work showed
- * up, run find_work's round again; false: not eligible, or the bound passed — go idle. */
-bool weft__search(struct weft__worker *w, int64_t now);
-/* End the current search, if any (found: the round took work; counted). */
-void weft__search_end(struct weft__worker *w, bool found);
 /* The runtime just went narrow: the watcher re-enters go_idle and sleeps bounded. */
 void weft__kick_watcher(struct weft__runtime *rt);
 /* Scheduler context: nothing found to run; sleep in the loop unless work shows up. */

@@ -119,7 +119,7 @@ static WEFT_NOINLINE int system_runnable(void)
     return sscanf(buf, "%lf %lf %lf %d/", &l1, &l5, &l15, &running) == 4 ? running : -1;
 }
 
-bool weft__cpus_wanted(struct weft__worker *w, int64_t now)
+static bool cpus_wanted(struct weft__worker *w, int64_t now)
 {
     if (now - w->poll_probe_at < POLL_PROBE_NS)
         return w->poll_contended;
@@ -134,7 +134,7 @@ bool weft__cpus_wanted(struct weft__worker *w, int64_t now)
 bool weft__pollspin(struct weft__worker *w, int64_t now)
 {
     if (!w->poll_spin_start) {
-        if (w->io_waits == 0 || w->poll_last_sleep >= POLL_DENSE_NS || weft__cpus_wanted(w, now))
+        if (w->io_waits == 0 || w->poll_last_sleep >= POLL_DENSE_NS || cpus_wanted(w, now))
             return false;
         int zero = 0;
         if (!atomic_compare_exchange_strong_explicit(&weft__rt->npollspin, &zero, 1,

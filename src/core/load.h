@@ -10,9 +10,6 @@
 /* true: look for work once more first; `now`: the caller's weft_now() of this round */
 bool weft__pollspin(struct weft__worker *w, int64_t now);
 void weft__pollspin_end(struct weft__worker *w);
-/* Do other threads want the CPUs (so that a spin would take one from them)? Read from
- * /proc/loadavg at most once per POLL_PROBE_NS per worker; true when it cannot be read. */
-bool weft__cpus_wanted(struct weft__worker *w, int64_t now);
 void weft__idle_begin(struct weft__worker *w, int64_t now);
 void weft__idle_end(struct weft__worker *w, int64_t now);
 enum { WEFT_LOAD_WIDENED = 1, WEFT_LOAD_NARROWED = 2 };

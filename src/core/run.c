@@ -217,10 +217,6 @@ int weft_run(int (*main)(void *), void *arg, const weft_config *config)
         rt->debug_migrate = false; /* nowhere to migrate to */
     rt->blocking_threads = cfg.blocking_threads ? cfg.blocking_threads : 64;
     narrow_mode_init(rt);
-    /* $WEFT_SEARCH_US: how long a spinner searches before it sleeps (idle.c; 0: never);
-     * set, it also searches when other threads want the CPUs (the operator's choice). */
-    rt->search_ns = WEFT_USEC(env_int("WEFT_SEARCH_US", WEFT__SEARCH_US_DEFAULT));
-    rt->search_forced = getenv("WEFT_SEARCH_US") && *getenv("WEFT_SEARCH_US");
     pthread_mutex_init(&rt->idle_mu, NULL);
     pthread_mutex_init(&rt->load_mu, NULL);
     rt->workers = calloc((size_t)nthreads, sizeof *rt->workers);

@@ -31,8 +31,7 @@
  * runnext/LIFO/ring; the global queue; the event loop again; then, as a *spinning* worker (at
  * most half the busy ones), steal from a random victim the oldest half of its LIFO of unstarted
  * children (the biggest subtrees of a tree of spawns), else half of its ring (its runnext only
- * on the last round); then, still a spinner, watch every queue for a few microseconds
- * (idle.c's search) before going idle.
+ * on the last round); then go idle.
  *
  * Stopping (the shutdown rule, weft.h). main's exit sets `stopping` and every worker's
  * `stop` flag (weft__stop) and wakes them all. Every dispatch checks the flag first: the
@@ -584,17 +583,14 @@ static struct weft__coro *steal_work(struct weft__worker *w)
                 continue;
             struct weft__coro *co = weft__runq_steal(&w->rq, &v->rq, last);
             if (co) {
-                w->thief = true;
                 weft__stat_inc(&w->n_steals);
                 WEFT__TRACE_CO(w->index, WEFT__TR_STEAL, co, 1 + weft__runq_len(&w->rq), v->index);
                 return co;
             }
         }
         struct weft__coro *co = weft__globalq_get(&rt->global, &w->rq, 128);
-        if (co) {
-            w->thief = false;
+        if (co)
             return co;
-        }
     }
     return NULL;
 }
@@ -607,7 +603,6 @@ static struct weft__coro *find_work(struct weft__worker *w)
     for (;;) {
         if (atomic_load_explicit(&rt->stopping, memory_order_acquire)) {
             weft__pollspin_end(w);
-            weft__search_end(w, false);
             return NULL;
         }
         if (atomic_load_explicit(&w->inbox, memory_order_relaxed))
@@ -626,7 +621,7 @@ static struct weft__coro *find_work(struct weft__worker *w)
         if (w->tick_due) {
             w->tick_due = false;
             if ((co = weft__globalq_get(&rt->global, &w->rq, 64)))
-                goto found; /* (a periodic look, not a sign of where work comes from) */
+                goto found;
         }
         int64_t now = weft_now();
         int turned = weft__load_update(now);
@@ -638,10 +633,8 @@ static struct weft__coro *find_work(struct weft__worker *w)
             weft__worker_poll(w, EVRUN_NOWAIT);
         if ((co = local_get(w)))
             goto found;
-        if ((co = weft__globalq_get(&rt->global, &w->rq, 128))) {
-            w->thief = false;
+        if ((co = weft__globalq_get(&rt->global, &w->rq, 128)))
             goto found;
-        }
         weft__worker_poll(w, EVRUN_NOWAIT);
         if (atomic_load_explicit(&w->inbox, memory_order_relaxed) || w->pinned_head)
             continue;
@@ -661,13 +654,10 @@ static struct weft__coro *find_work(struct weft__worker *w)
         }
         if (weft__pollspin(w, now))
             continue;
-        if (weft__search(w, now)) /* idle.c: watch the queues a little before sleeping */
-            continue;
         weft__go_idle(w);
         continue;
     found:
         weft__pollspin_end(w);
-        weft__search_end(w, true);
         weft__reset_spinning(w);
         return co;
     }

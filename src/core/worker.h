@@ -68,13 +68,10 @@ struct weft__worker {
     uint32_t next_streak; /* consecutive runnext/LIFO dispatches (sched.c local_get) */
     int64_t last_poll;    /* weft_now() of the last ev_run */
     /* load.c: poll-spinning and idle accounting (owner only, but idle_mark: see load.c) */
-    int64_t poll_spin_start; /* poll-spinning since (0: not) */
-    int64_t poll_last_sleep; /* how long the last blocking poll slept */
-    int64_t poll_probe_at;   /* the last look at the system's runnable threads */
-    bool poll_contended;     /* its verdict: other threads want the CPUs */
-    int64_t search_start;    /* idle.c: searching before sleep since (0: not); owner only */
-    bool thief; /* owner: the work find_work last found beyond its own queues came from another
-                   worker's (a steal), not from the global queue (idle.c's search) */
+    int64_t poll_spin_start;     /* poll-spinning since (0: not) */
+    int64_t poll_last_sleep;     /* how long the last blocking poll slept */
+    int64_t poll_probe_at;       /* the last look at the system's runnable threads */
+    bool poll_contended;         /* its verdict: other threads want the CPUs */
     int64_t idle_acc, idle_from; /* idle time so far; idle since (while idle) */
     _Atomic int64_t idle_mark;   /* published idle time (load.c encoding) */
     ev_timer watch;              /* worker 1's bounded sleep while narrow (idle.c go_idle) */
@@ -90,17 +87,11 @@ struct weft__worker {
     _Atomic uint64_t n_switches, n_parks, n_steals, n_spawned, n_finished;
     _Atomic uint64_t n_grown;  /* finished coroutines whose stack had grown (segmented) */
     _Atomic uint64_t n_sleeps; /* blocking polls (go_idle), for load.c */
-    /* idle.c's search before sleep: searches begun, and those that saw work appear (the
-     * rest ran out their bound and went to sleep, or the runtime stopped) */
-    _Atomic uint64_t n_searches, n_search_found;
     /* hang.h: the deadlock detector and the stall watchdog */
     bool deep_sleep;             /* owner: inside go_idle's blocking poll */
     int timers_armed;            /* owner: active timer records in the loop (timer.c) */
     _Atomic uint64_t sleep_word; /* owner writes (libev hooks), any thread reads: hang.h */
 };
-
-/* idle.c's search before sleeping: its default bound in microseconds (docs/benchmarks.md). */
-#define WEFT__SEARCH_US_DEFAULT 20
 
 struct weft__runtime {
     int nworkers;
@@ -110,11 +101,6 @@ struct weft__runtime {
     _Atomic int nspinning; /* workers looking for work (idle.c) */
     _Atomic int nidle;     /* workers on the idle list (idle.c) */
     _Atomic int npollspin; /* workers poll-spinning before sleep (0 or 1, load.c) */
-    int64_t search_ns;     /* idle.c: how long a spinner searches before it sleeps (0: never;
-                              $WEFT_SEARCH_US, else WEFT__SEARCH_US_DEFAULT; set before the
-                              workers start, then read-only) */
-    bool search_forced;    /* $WEFT_SEARCH_US was set: search even when other threads want
-                              the CPUs (idle.c; set before the workers start) */
     /* load.c: narrow mode (fd waits gather on worker 0 while the runtime needs < 1 CPU) */
     _Atomic bool narrow;           /* a hint, read relaxed (see load.c) */
     bool narrow_allowed;           /* false: never changes (1 worker, WEFT_NARROW=0|1, migrate) */
