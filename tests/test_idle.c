@@ -15,7 +15,8 @@
  *    wait (the event a plain thread waits for: sleep_word's ASLEEP bit), and while they sit
  *    there the process uses no CPU (CPU time over a 200 ms window, CLOCK_PROCESS_CPUTIME_ID
  *    less the thread's own, under 10 % of it; a worker that kept spinning would use ~100 %).
- * Deadlines are safety nets: each wait fails the test after 20 s. */
+ * Deadlines are safety nets: each wait fails the test after 20 s. Under $WEFT_DEBUG_MIGRATE
+ * (every readied coroutine posted to another worker) the sleep count is printed, not checked. */
 #define _GNU_SOURCE
 #include "hang.h"
 #include "worker.h"
@@ -107,7 +108,9 @@ static void *sender_thread(void *arg)
              * (go_idle counts after its re-check) */
             uint64_t n = sleeps() - s0;
             printf("%d messages, %llu sleeps\n", MESSAGES, (unsigned long long)n);
-            if (n > MESSAGES + 3)
+            /* $WEFT_DEBUG_MIGRATE posts every readied coroutine to another worker's inbox
+             * (a wake-up each): not the protocol checked here */
+            if (n > MESSAGES + 3 && !getenv("WEFT_DEBUG_MIGRATE"))
                 fail("workers were woken for nothing");
             idle_cpu();
         }
