@@ -12,9 +12,10 @@
  * an idle worker and ev_async_sends it (the woken worker owns that spinning token). By the
  * fences, either the waker sees the idle worker or the idle worker's re-check sees the work:
  * no lost wake-up; by the CAS, a burst of submissions wakes one worker, not all. A spinning
- * worker that finds work gives its token back and, if it was the last spinner, wakes another
- * so the pool ramps up. An idle runtime sits in epoll_wait: libev's ev_async is an eventfd
- * and stays active (never ev_unref'd), so the loop really sleeps.
+ * worker that finds work gives its token back and, if it was the last spinner and work is
+ * left (its own surplus, the global queue, another ring), wakes another so the pool ramps
+ * up. An idle runtime sits in epoll_wait: libev's ev_async is an eventfd and stays active
+ * (never ev_unref'd), so the loop really sleeps.
  *
  * libev callbacks (timers, fds, the async wake-up) run inside ev_run while the worker
  * counts as idle; a coroutine they make runnable goes to this worker's ring with no wake-up
@@ -113,15 +114,39 @@ void weft__wakep_slow(struct weft__runtime *rt)
     wake_idle(rt);
 }
 
-/* A spinning worker that found work stops spinning; the last spinner wakes another. */
+/* Is work left for another worker to take: w's own queues (the batch a spinner took from
+ * the global queue or stole beyond the one it runs), the global queue, or another worker's
+ * ring or LIFO (runnext aside: its owner is awake and about to run it)? Loads only. */
+static bool work_left(struct weft__worker *w)
+{
+    struct weft__runtime *rt = weft__rt;
+    if (weft__runq_nonempty(&w->rq) || weft__globalq_nonempty(&rt->global))
+        return true;
+    for (int i = 0; i < rt->nworkers; i++)
+        if (rt->workers[i] != w && weft__runq_stealable(&rt->workers[i]->rq))
+            return true;
+    return false;
+}
+
+/* A spinning worker that found work stops spinning; the last spinner wakes another (the
+ * pool's ramp-up, Go's resetspinning) — only if work is left for it. With nothing left the
+ * wake-up bought a futile round and a sleep: a plain thread feeding one coroutine cost two
+ * sleep/wake cycles per message batch (the woken worker takes the coroutine from the global
+ * queue, and used to wake the other one for nothing; test_idle "no futile wake-up"). Work
+ * published after our look calls wakep itself and finds nspinning at 0: the fence orders our
+ * decrement before the looks, as wakep's fence orders a publisher's store before its look at
+ * nspinning, so either it sees no spinner and wakes someone or we see its work (Dekker). */
 void weft__reset_spinning(struct weft__worker *w)
 {
     if (!w->spinning)
         return;
     w->spinning = false;
+    struct weft__runtime *rt = weft__rt;
     /* Narrow (load.c): no ramp-up — the spinner found the work and runs it. */
-    if (atomic_fetch_sub_explicit(&weft__rt->nspinning, 1, memory_order_seq_cst) == 1 &&
-        !weft__narrow(weft__rt))
+    if (atomic_fetch_sub_explicit(&rt->nspinning, 1, memory_order_seq_cst) != 1 || weft__narrow(rt))
+        return;
+    weft__fence_seq_cst();
+    if (work_left(w))
         weft__wakep();
 }
 

@@ -124,6 +124,15 @@ struct weft__coro *weft__runq_steal(struct weft__runq *q, struct weft__runq *vic
                                     bool steal_next);
 /* Any thread. A snapshot: is the ring, runnext or the LIFO non-empty? */
 bool weft__runq_nonempty(struct weft__runq *q);
+/* Any thread. A snapshot: do the ring or the LIFO hold something (runnext aside: the
+ * owner, awake, is about to run it)? Relaxed loads, no write (idle.c's ramp-up decision). */
+static inline bool weft__runq_stealable(struct weft__runq *q)
+{
+    return atomic_load_explicit(&q->tail, memory_order_relaxed) !=
+               atomic_load_explicit(&q->head, memory_order_relaxed) ||
+           (int32_t)(atomic_load_explicit(&q->lifo_bottom, memory_order_relaxed) -
+                     atomic_load_explicit(&q->lifo_top, memory_order_relaxed)) > 0;
+}
 uint32_t weft__runq_len(struct weft__runq *q);
 
 /* Any thread. */

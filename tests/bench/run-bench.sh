@@ -72,6 +72,9 @@
 # Environment
 #   WEFT_BENCH   weft benchmark binary      (default build/bench/weft-bench)
 #   WEFT_BENCH_SEG  the segmented build's   (default build/bench-seg/tests/bench/weft-bench)
+#   WEFT_BENCH_BASE another weft-bench (e.g. built from main) run interleaved with the first:
+#                peers weft-base, weft-base-1worker (switch spawn park skynet pingpong
+#                threadsend); unset: no such rows
 #   WEFT_HTTP    weft HTTP hello server     (default build/bench/samples/http_hello)
 #   WEFT_REDIS   weft RESP server           (default build/bench/samples/resp_server)
 #   WEFT_THREADS passed through to weft (number of workers)
@@ -454,9 +457,19 @@ plan() {
     # weft with one worker, beside the default (all CPUs): does a second worker pay off?
     local W1=""; [[ -n $W && $NPROC -gt 1 ]] && W1="env WEFT_THREADS=1 $W"
     add1() { [[ -n $W1 ]] && add "1:-1worker" "$W1 $1"; return 0; }
+    # $WEFT_BENCH_BASE: a second weft-bench (say, main's) measured in the same interleaved
+    # order, rows weft-base and weft-base-1worker: a before/after of one change in one run
+    local WB=""; have "${WEFT_BENCH_BASE:-}" && WB=$WEFT_BENCH_BASE
+    addb() {
+        [[ -n $WB ]] || return 0
+        add "1:-base" "$WB $1"
+        [[ $2 == all && $NPROC -gt 1 ]] && add "1:-base-1worker" "env WEFT_THREADS=1 $WB $1"
+        return 0
+    }
     case $w in
         switch)
             [[ -n $W ]] && add 1 "$W switch $N_SWITCH"
+            addb "switch $N_SWITCH" one
             [[ -n $WS ]] && add 1 "$WS switch $N_SWITCH"
             have "$BC_BIN" && add 0 "$BC_BIN switch $N_SWITCH"
             have "$GO_BIN" && add 0 "$G1 switch $N_SWITCH"
@@ -465,6 +478,7 @@ plan() {
         spawn)
             [[ -n $W ]] && add 1 "$W spawn $N_SPAWN"
             add1 "spawn $N_SPAWN"
+            addb "spawn $N_SPAWN" all
             [[ -n $WS ]] && add 1 "$WS spawn $N_SPAWN"
             have "$GO_BIN" && add 0 "$G1 spawn $N_SPAWN" && add 0 "$GD spawn $N_SPAWN"
             [[ $tk == 1 ]] && add 0 "$TK spawn $N_SPAWN" && add 0 "$TKC spawn $N_SPAWN"
@@ -473,6 +487,7 @@ plan() {
         park)
             [[ -n $W ]] && add 1 "$W park $N_PARK"
             add1 "park $N_PARK"
+            addb "park $N_PARK" all
             [[ -n $W ]] && add 1 "env WEFT_BENCH_STACK=1k $W park $N_PARK"
             [[ -n $WS ]] && add 1 "$WS park $N_PARK"
             have "$GO_BIN" && add 0 "$GD parkgated $N_PARK" && add 0 "$GD park $N_PARK"
@@ -483,6 +498,7 @@ plan() {
         skynet)
             [[ -n $W ]] && add 1 "$W skynet $N_SKYNET"
             add1 "skynet $N_SKYNET"
+            addb "skynet $N_SKYNET" all
             [[ -n $WS ]] && add 1 "$WS skynet $N_SKYNET"
             have "$GO_BIN" && add 0 "$G1 skynet $N_SKYNET" && add 0 "$GD skynet $N_SKYNET"
             [[ $tk == 1 ]] && add 0 "$TK skynet $N_SKYNET" && add 0 "$TKC skynet $N_SKYNET"
@@ -490,6 +506,7 @@ plan() {
         pingpong)
             [[ -n $W ]] && add 1 "$W pingpong $N_PINGPONG"
             add1 "pingpong $N_PINGPONG"
+            addb "pingpong $N_PINGPONG" all
             have "$GO_BIN" && add 0 "$G1 pingpong $N_PINGPONG" && add 0 "$GD pingpong $N_PINGPONG"
             [[ $tk == 1 ]] && add 0 "$TKC pingpong $N_PINGPONG" && add 0 "$TK pingpong $N_PINGPONG"
             have "$BF_BIN" && add 0 "$BF_BIN pingpong $N_PINGPONG"
@@ -497,6 +514,7 @@ plan() {
         threadsend)
             [[ -n $W ]] && add 1 "$W threadsend $N_THREADSEND"
             add1 "threadsend $N_THREADSEND"
+            addb "threadsend $N_THREADSEND" all
             have "$GO_BIN" && add 0 "$GD threadsend $N_THREADSEND" && add 0 "$G1 threadsend $N_THREADSEND"
             [[ $tk == 1 ]] && add 0 "$TK threadsend $N_THREADSEND" && add 0 "$TKC threadsend $N_THREADSEND"
             have "$BF_BIN" && add 0 "$BF_BIN threadsend $N_THREADSEND"
