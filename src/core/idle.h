@@ -28,6 +28,19 @@ static inline void weft__wakep(void)
         return;
     weft__wakep_slow(rt);
 }
+/* weft__wakep for a caller that published its work with a seq_cst read-modify-write (spawn's
+ * runnext exchange): that operation already orders the publication before our look, so no
+ * fence — a seq_cst load of nidle pairs with the sleeper's fence as weft__wakep's fence does
+ * (C11: a seq_cst load after the sleeper's seq_cst fence in the total order sees its nidle
+ * store; before it, the sleeper's look after its fence sees our exchange). On x86 the
+ * exchange is a locked instruction anyway: this saves the second one. */
+static inline void weft__wakep_published(void)
+{
+    struct weft__runtime *rt = weft__rt;
+    if (atomic_load_explicit(&rt->nidle, memory_order_seq_cst) == 0)
+        return;
+    weft__wakep_slow(rt);
+}
 /* A spinning worker that found work stops spinning; the last spinner wakes another. */
 void weft__reset_spinning(struct weft__worker *w);
 /* The runtime just went narrow: the watcher re-enters go_idle and sleeps bounded. */

@@ -337,6 +337,7 @@ enum { Q_TAIL, Q_REQUEUE, Q_NEXT, Q_HANDOFF };
 static void enqueue(struct weft__worker *w, struct weft__coro *co, int how)
 {
     struct weft__runtime *rt = weft__rt;
+    bool published = false; /* by runnext's seq_cst exchange (below) */
     if (co->pin) {
         if (w == co->home)
             weft__pinned_push(w, co);
@@ -358,10 +359,12 @@ static void enqueue(struct weft__worker *w, struct weft__coro *co, int how)
         if (how == Q_REQUEUE)
             return;
     } else {
-        /* acq_rel exchange, not a store: a thief may empty runnext at any moment. release
-         * publishes co's contents to whoever takes it (their acquire CAS, runq.h); acquire
-         * sees the displaced coroutine's, which we queue. */
-        struct weft__coro *old = atomic_exchange_explicit(&w->rq.runnext, co, memory_order_acq_rel);
+        /* An exchange, not a store: a thief may empty runnext at any moment. Its release
+         * publishes co's contents to whoever takes it (their acquire CAS, runq.h); its acquire
+         * sees the displaced coroutine's, which we queue. seq_cst: it is also the publication
+         * weft__wakep_published pairs with an idle worker's fence (no second fence below). */
+        struct weft__coro *old = atomic_exchange_explicit(&w->rq.runnext, co, memory_order_seq_cst);
+        published = true;
         /* A displaced coroutine that never ran (a spawned child: no context yet; we own it
          * now, and its ctx is ours to read, we queued it) waits newest-first in the LIFO, so
          * a spawner's children run depth-first; one that ran, or a full LIFO: the ring. */
@@ -373,8 +376,16 @@ static void enqueue(struct weft__worker *w, struct weft__coro *co, int how)
     /* Narrow (load.c): work queued on the home stays there (the home is awake and runs it);
      * work queued elsewhere wakes the home if it sleeps (it may steal), in case its owner
      * stays busy — there is no preemption. */
-    if (!w->in_poll && rt->nworkers > 1 && (w != rt->workers[0] || !weft__narrow(rt)))
-        weft__wakep();
+    if (!w->in_poll && rt->nworkers > 1 && (w != rt->workers[0] || !weft__narrow(rt))) {
+        /* After runnext's exchange, the exchange is the publication (weft__wakep_published).
+         * A coroutine it displaced, queued since with release stores only, may escape an idle
+         * worker's re-check in a race with this look: it then waits for its owner — awake,
+         * running the spawner — instead of a woken thief; parallelism, never a lost wake-up. */
+        if (published)
+            weft__wakep_published();
+        else
+            weft__wakep();
+    }
 }
 
 void weft__schedule(struct weft__coro *co, bool handoff)
