@@ -93,13 +93,6 @@ static struct session *pending; /* started before a run (trace_mu) */
 static struct session *retired; /* stopped during a run, freed at its end (trace_mu) */
 static int run_workers;         /* workers of the running weft_run, 0: none (trace_mu) */
 
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 /* Under s->mu. */
 static void write_all(struct session *s, const void *p, size_t n)
 {
@@ -132,7 +125,8 @@ static void write_block(struct session *s, struct tbuf *b, uint32_t from, uint32
 {
     if (s->closed || to <= from)
         return;
-    struct blk h = {{'B', 'L', 'K', '2'}, b->worker, to - from, 0, weft__ticks(), mono_ns()};
+    struct blk h = {{'B', 'L', 'K', '2'}, b->worker,         to - from, 0,
+                    weft__ticks(),        weft__clock_real()};
     write_all(s, &h, sizeof h);
     write_all(s, &b->r[from], (size_t)(to - from) * sizeof(struct rec));
 }
@@ -297,8 +291,10 @@ static int session_go(struct session *s, int nworkers)
     for (int i = 0; i < nworkers; i++)
         if (!(s->bufs[i] = buf_new(i)))
             return WEFT_ENOMEM;
-    struct rec meta = {
-        .t = weft__ticks(), .kind = WEFT__TR_META, .x = nworkers, .a = (uint64_t)mono_ns()};
+    struct rec meta = {.t = weft__ticks(),
+                       .kind = WEFT__TR_META,
+                       .x = nworkers,
+                       .a = (uint64_t)weft__clock_real()};
     put(s, s->foreign, &meta, 1, true); /* nobody else knows s yet */
     atomic_store_explicit(&cur, s, memory_order_release);
     atomic_store_explicit(&weft__trace_on, true, memory_order_relaxed);
@@ -390,7 +386,8 @@ static int session_finish(struct session *s)
         b->done = n;
     }
     if (s->nbufs) { /* the second tick/ns pair (see the top) */
-        struct rec end = {.t = weft__ticks(), .kind = WEFT__TR_END, .a = (uint64_t)mono_ns()};
+        struct rec end = {
+            .t = weft__ticks(), .kind = WEFT__TR_END, .a = (uint64_t)weft__clock_real()};
         put(s, s->foreign, &end, 1, true);
     }
     flush_locked(s, s->foreign);
