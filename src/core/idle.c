@@ -170,6 +170,39 @@ static void on_watch(struct ev_loop *loop, ev_timer *t, int revents)
     (void)loop, (void)t, (void)revents; /* ev_run returns; find_work looks at the load */
 }
 
+/* A thief whose last stolen batch did not pay naps (sched.c "Stealing that pays"): a
+ * bounded sleep in its loop, off the idle list, so that a spawner's wakep finds nobody to
+ * wake (nidle) and pays no eventfd write per spawn. A napper is not searching, so it gives
+ * back its spinning token; then, after a seq_cst fence, it looks at what it must not sit on
+ * — the global queue, its inbox, its pinned FIFO: a plain thread that published to the
+ * global queue while we held the token woke nobody (wakep saw a spinner); its store is
+ * either seen here or it ran wakep after our decrement and saw nspinning at 0 (the Dekker
+ * pairing of go_idle). What the nap leaves alone is the work in other workers' rings: their
+ * owners are awake and run it; the nap only delays our share by at most its length. Its
+ * own timers, fds and inbox posts still wake it (its loop), as does weft__stop. */
+void weft__steal_nap(struct weft__worker *w, int64_t ns)
+{
+    struct weft__runtime *rt = weft__rt;
+    if (w->spinning) {
+        w->spinning = false;
+        atomic_fetch_sub_explicit(&rt->nspinning, 1, memory_order_seq_cst);
+    }
+    weft__fence_seq_cst();
+    if (weft__globalq_nonempty(&rt->global) || atomic_load(&w->inbox) || w->pinned_head ||
+        atomic_load(&rt->stopping))
+        return;
+    int64_t before = weft_now();
+    weft__idle_begin(w, before);
+    WEFT__TRACE(w->index, WEFT__TR_IDLE, 0, 0, 0);
+    weft__stat_inc(&w->n_naps);
+    ev_timer_init(&w->nap, on_watch, (double)ns / 1e9, 0.);
+    ev_timer_start(w->loop, &w->nap);
+    weft__worker_poll(w, EVRUN_ONCE);
+    ev_timer_stop(w->loop, &w->nap);
+    weft__idle_end(w, w->last_poll);
+    WEFT__TRACE(w->index, WEFT__TR_IDLE_END, 0, 0, 0);
+}
+
 void weft__go_idle(struct weft__worker *w)
 {
     struct weft__runtime *rt = weft__rt;

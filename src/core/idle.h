@@ -45,6 +45,9 @@ static inline void weft__wakep_published(void)
 void weft__reset_spinning(struct weft__worker *w);
 /* The runtime just went narrow: the watcher re-enters go_idle and sleeps bounded. */
 void weft__kick_watcher(struct weft__runtime *rt);
+/* Scheduler context: a thief's bounded sleep off the idle list after a stolen batch that
+ * did not pay (sched.c "Stealing that pays"). */
+void weft__steal_nap(struct weft__worker *w, int64_t ns);
 /* Scheduler context: nothing found to run; sleep in the loop unless work shows up. */
 void weft__go_idle(struct weft__worker *w);
 

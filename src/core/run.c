@@ -110,18 +110,23 @@ static void narrow_mode_init(struct weft__runtime *rt)
     rt->load_debug = getenv("WEFT_LOAD_DEBUG") != NULL;
 }
 
-static int env_int(const char *name, int dflt)
+static long env_num(const char *name, long dflt, long max)
 {
     const char *v = getenv(name);
     if (!v || !*v)
         return dflt;
     char *end;
     long n = strtol(v, &end, 10);
-    if (*end || n < 0 || n > 4096) {
-        fprintf(stderr, "weft: ignoring %s=%s (expected a number 0..4096)\n", name, v);
+    if (*end || n < 0 || n > max) {
+        fprintf(stderr, "weft: ignoring %s=%s (expected a number 0..%ld)\n", name, v, max);
         return dflt;
     }
-    return (int)n;
+    return n;
+}
+
+static int env_int(const char *name, int dflt)
+{
+    return (int)env_num(name, dflt, 4096);
 }
 
 /* $WEFT_STACK_SIZE: the default stack size when the config leaves it 0 (bytes, or with a K
@@ -215,6 +220,7 @@ int weft_run(int (*main)(void *), void *arg, const weft_config *config)
     rt->debug_migrate = cfg.debug_migrate || env_int("WEFT_DEBUG_MIGRATE", 0) > 0;
     if (nthreads == 1)
         rt->debug_migrate = false; /* nowhere to migrate to */
+    rt->steal_pays_ns = env_num("WEFT_STEAL_PAYS_NS", 1000, 1000000000);
     rt->blocking_threads = cfg.blocking_threads ? cfg.blocking_threads : 64;
     narrow_mode_init(rt);
     pthread_mutex_init(&rt->idle_mu, NULL);

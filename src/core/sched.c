@@ -642,6 +642,60 @@ void weft__sched_exit(struct weft__coro *co)
     weft__panic("weft: a finished coroutine was resumed");
 }
 
+/* Stealing that pays. Moving a coroutine to another core costs the cache lines of its
+ * control block and stack, twice (the thief runs it, its creator reuses the memory), and a
+ * CAS on the victim's queue per entry: a few hundred ns, more than a tiny task's whole run.
+ * A single coroutine spawning a flat burst of tiny tasks (weft-bench spawn) was slower on two
+ * workers than on one: the thief's share ran no faster there, and the spawner paid for the
+ * migrated memory and for waking the thief each time it slept (docs/benchmarks.md).
+ * So a thief judges each stolen batch when its queues are empty again: if every task in
+ * it ran to the end or yielded without parking (n_parks unchanged) in under STEAL_PAYS_NS
+ * per stolen entry on average, moving it did not pay, and while the victims still hold
+ * work the thief naps (idle.c weft__steal_nap) — NAP_MIN, doubling per unpaid batch up to
+ * NAP_MAX — instead of stealing again at once. A batch that paid (long tasks, a subtree
+ * that spawns more, tasks that park on I/O and continue here) resets the nap. What a nap
+ * gives up is bounded: the victims are awake and run their own queues, the nap ends within
+ * NAP_MAX, and global-queue work, the inbox, timers and fds still wake the napper.
+ * STEAL_PAYS_NS is $WEFT_STEAL_PAYS_NS (default 1000; 0 turns naps off; test_steal_nap raises
+ * it so that sanitized and emulated builds, ~10x slower, nap too). Owner-only fields
+ * (worker.h). */
+enum { NAP_MIN_NS = 50000, NAP_MAX_NS = 400000 };
+
+static void batch_stolen(struct weft__worker *w)
+{
+    w->steal_at = weft_now();
+    w->steal_n = 1 + weft__runq_len(&w->rq) + weft__lifo_len(&w->rq);
+    w->steal_parks = atomic_load_explicit(&w->n_parks, memory_order_relaxed);
+}
+
+static bool others_stealable(struct weft__worker *w)
+{
+    struct weft__runtime *rt = weft__rt;
+    for (int i = 0; i < rt->nworkers; i++)
+        if (rt->workers[i] != w && weft__runq_stealable(&rt->workers[i]->rq))
+            return true;
+    return false;
+}
+
+/* Our queues are empty: judge the last stolen batch; true = we napped (look again). */
+static bool judge_batch(struct weft__worker *w)
+{
+    int64_t took = weft_now() - w->steal_at;
+    int64_t pays_ns = weft__rt->steal_pays_ns;
+    bool paid = atomic_load_explicit(&w->n_parks, memory_order_relaxed) != w->steal_parks ||
+                took >= (int64_t)w->steal_n * pays_ns;
+    w->steal_at = 0;
+    if (paid) {
+        w->nap_ns = 0;
+        return false;
+    }
+    w->nap_ns = w->nap_ns ? (w->nap_ns * 2 < NAP_MAX_NS ? w->nap_ns * 2 : NAP_MAX_NS) : NAP_MIN_NS;
+    if (!others_stealable(w))
+        return false; /* nothing to leave to its owner: sleep as usual, on the idle list */
+    weft__steal_nap(w, w->nap_ns);
+    return true;
+}
+
 static struct weft__coro *steal_work(struct weft__worker *w)
 {
     struct weft__runtime *rt = weft__rt;
@@ -657,6 +711,7 @@ static struct weft__coro *steal_work(struct weft__worker *w)
             struct weft__coro *co = weft__runq_steal(&w->rq, &v->rq, last);
             if (co) {
                 weft__stat_inc(&w->n_steals);
+                batch_stolen(w);
                 WEFT__TRACE_CO(w->index, WEFT__TR_STEAL, co, 1 + weft__runq_len(&w->rq), v->index);
                 return co;
             }
@@ -713,6 +768,8 @@ static struct weft__coro *find_work(struct weft__worker *w)
             continue;
         if ((co = local_get(w)))
             goto found;
+        if (w->steal_at && rt->steal_pays_ns && judge_batch(w))
+            continue; /* napped: the last stolen batch did not pay (above) */
         /* Steal, as a spinner, if not too many already are (Go: at most half the busy). */
         if (rt->nworkers > 1 && !weft__narrow_outsider(rt, w) &&
             (w->spinning ||

@@ -76,18 +76,26 @@ struct weft__worker {
     int64_t idle_acc, idle_from; /* idle time so far; idle since (while idle) */
     _Atomic int64_t idle_mark;   /* published idle time (load.c encoding) */
     ev_timer watch;              /* worker 1's bounded sleep while narrow (idle.c go_idle) */
-    bool solo;                   /* the runtime has one worker: no thieves */
-    bool debug_migrate;          /* copy of runtime.debug_migrate, read on hot paths */
-    bool spinning;               /* holds one of runtime.nspinning */
-    bool in_poll;                /* inside ev_run: readied coroutines stay local */
-    bool idle;                   /* on the idle list (guarded by runtime.idle_mu) */
-    bool woken;                  /* popped off the idle list by a waker: owns a spin token */
+    /* Stealing that pays (sched.c): owner only. The batch of the last steal, judged when
+     * the thief's queues are empty again; a batch of tiny finished tasks earns a nap. */
+    int64_t steal_at;     /* weft_now() of the last steal (0: no batch being judged) */
+    uint32_t steal_n;     /* coroutines that steal took */
+    uint64_t steal_parks; /* n_parks at the steal */
+    int64_t nap_ns;       /* the last nap's length (0: the last batch paid) */
+    ev_timer nap;         /* bounds a nap (idle.c weft__steal_nap) */
+    bool solo;            /* the runtime has one worker: no thieves */
+    bool debug_migrate;   /* copy of runtime.debug_migrate, read on hot paths */
+    bool spinning;        /* holds one of runtime.nspinning */
+    bool in_poll;         /* inside ev_run: readied coroutines stay local */
+    bool idle;            /* on the idle list (guarded by runtime.idle_mu) */
+    bool woken;           /* popped off the idle list by a waker: owns a spin token */
     uint64_t rng;
     void *altstack; /* sigaltstack for overflow reports */
     /* statistics (owner writes, weft_stats reads relaxed) */
     _Atomic uint64_t n_switches, n_parks, n_steals, n_spawned, n_finished;
     _Atomic uint64_t n_grown;  /* finished coroutines whose stack had grown (segmented) */
     _Atomic uint64_t n_sleeps; /* blocking polls (go_idle), for load.c */
+    _Atomic uint64_t n_naps;   /* steal naps (sched.c "Stealing that pays"; test_steal_nap) */
     uint32_t lat_tick;         /* owner: runnable events since the last sampled one */
     struct weft__lat_hist lat; /* owner writes, any thread reads relaxed (latency.h) */
     /* CPU accounting (weft_cputime, owner only): when the running coroutine was switched to
@@ -124,6 +132,7 @@ struct weft__runtime {
     int idle_top;
     _Atomic int stopping; /* main returned (weft__stop); the scheduler exits on it */
     bool debug_migrate;
+    int64_t steal_pays_ns; /* sched.c "Stealing that pays" ($WEFT_STEAL_PAYS_NS; 0: no naps) */
     size_t stack_size;
     int blocking_threads;
     _Atomic uint32_t rr; /* round-robin cursor for debug migration / inbox posts */
