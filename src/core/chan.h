@@ -18,6 +18,9 @@
 /* ring->tail's low bit: the channel is closed (set once, under the lock, never cleared). */
 #define WEFT__CHAN_CLOSED 1ull
 
+/* Empty (full) rings met without spinning after a spin that found nothing (chan.c). */
+#define WEFT__CHAN_SPIN_SKIP 16
+
 /* A buffered channel's ring: its positions, one cache line each (senders write tail,
  * receivers head), then the slots. */
 struct weft__ring {
@@ -45,6 +48,10 @@ struct weft_chan {
     struct weft__wq sendq; /* blocked senders (their element is in waiter.elem) */
     struct weft__wq recvq; /* blocked receivers (waiter.elem is where to put one) */
     uint64_t epoch;        /* weft__run_epoch when a waiter was last queued */
+    /* Buffered channels: empty (full) rings that coroutines meet without spinning, after
+     * a spin that found nothing (chan.c coro_spin: WEFT__CHAN_SPIN_SKIP). Relaxed: a hint,
+     * any thread. */
+    _Atomic uint32_t spin_skip;
     _Atomic int refs;
     void *ring_mem; /* the allocation holding *ring */
 };

@@ -590,6 +590,13 @@ int weft__yield(void)
     return 0;
 }
 
+bool weft__worker_has_nothing_else(void)
+{
+    struct weft__worker *w = weft__worker_self();
+    return !w->pinned_head && !atomic_load_explicit(&w->inbox, memory_order_relaxed) &&
+           !weft__runq_nonempty(&w->rq) && !weft__globalq_nonempty(&weft__rt->global);
+}
+
 void weft__hop(struct weft__worker *to)
 {
     struct weft__worker *w = weft__worker_self();

@@ -40,6 +40,9 @@ void weft__hop(struct weft__worker *to);
 extern _Atomic uint32_t weft__cputime_gen;
 /* weft_yield without its cancellation point (internal yields). */
 int weft__yield(void);
+/* Coroutine context: nothing else is runnable on this worker — its queues, pinned FIFO and
+ * inbox are empty, and so is the global queue (loads only; a hint). */
+bool weft__worker_has_nothing_else(void);
 
 /* Run the scheduler loop on the calling thread until the runtime stops (run.c). on_start
  * (may be NULL) runs on the thread once it is set up as the worker's, before the loop. */
