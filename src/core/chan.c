@@ -481,22 +481,11 @@ static void busy_spin(struct weft_chan *ch, bool send)
     }
 }
 
-/* A plain thread that found the ring full (empty) watches it for a while before it goes to
- * sleep: returns true once half the ring is free (an element arrived) or the channel
- * closed, false after THREAD_SPIN pauses (about 11 us at 22 ns a pause). Why: a thread
- * streaming into a channel faster than the coroutine on the other end drains it meets a
- * full ring again and again; sleeping costs a futex wait here and a futex wake (a system
- * call) on the coroutine's worker each time, a few hundred elements apart. Why half: a
- * sender that went on at the first free slot would write the very slot (cache line) the
- * receiver just read, element after element. The wait is bounded, so it never keeps a
- * send from completing on a channel with room; and only plain threads spin: a coroutine
- * parks at once and its worker runs something else (no spinning on workers, see sched.c).
- * The loop only reads tail and head (their lines stay shared). */
-#define THREAD_SPIN 512
-
-static bool thread_spin(struct weft_chan *ch, bool send)
+/* Watch the ring for up to `pauses` pauses: true once an element arrived (send: half the
+ * ring is free) or the channel closed. Reads only tail and head (their lines stay shared). */
+static bool ring_watch(struct weft_chan *ch, bool send, int pauses)
 {
-    for (int i = 0; i < THREAD_SPIN; i++) {
+    for (int i = 0; i < pauses; i++) {
         weft__cpu_relax();
         uint64_t t = atomic_load_explicit(&ch->ring->tail, memory_order_relaxed);
         uint64_t h = atomic_load_explicit(&ch->ring->head, memory_order_relaxed);
@@ -505,6 +494,23 @@ static bool thread_spin(struct weft_chan *ch, bool send)
             return true;
     }
     return false;
+}
+
+/* A plain thread that found the ring full (empty) watches it for a while before it goes to
+ * sleep: returns true once half the ring is free (an element arrived) or the channel
+ * closed, false after THREAD_SPIN pauses (about 11 us at 22 ns a pause). Why: a thread
+ * streaming into a channel faster than the coroutine on the other end drains it meets a
+ * full ring again and again; sleeping costs a futex wait here and a futex wake (a system
+ * call) on the coroutine's worker each time, a few hundred elements apart. Why half: a
+ * sender that went on at the first free slot would write the very slot (cache line) the
+ * receiver just read, element after element. The wait is bounded, so it never keeps a
+ * send from completing on a channel with room. A coroutine spins only when its worker has
+ * nothing else to run (coro_spin, below). */
+#define THREAD_SPIN 512
+
+static bool thread_spin(struct weft_chan *ch, bool send)
+{
+    return ring_watch(ch, send, THREAD_SPIN);
 }
 
 /* A coroutine that finds the ring empty (full) while its worker has nothing else to run
@@ -520,9 +526,9 @@ static bool thread_spin(struct weft_chan *ch, bool send)
  * coroutine; the worker would otherwise go looking for work and sleep), never under the
  * simulation (its interleavings must not depend on a thread's speed), and adaptively: a spin
  * that found nothing makes the next CORO_SPIN_SKIP empty (full) rings on this channel park
- * at once, so a sparse channel costs at most one spin in CORO_SPIN_SKIP + 1 (test_chan_spin). The spin only
- * reads head and tail (their lines stay shared); time-outs, cancellation and closing are
- * seen at the locked attempt that follows. */
+ * at once, so a sparse channel costs at most one spin in CORO_SPIN_SKIP + 1
+ * (test_chan_spin). Time-outs, cancellation and closing are seen at the locked attempt
+ * that follows. */
 #define CORO_SPIN 256
 #define CORO_SPIN_SKIP WEFT__CHAN_SPIN_SKIP
 
@@ -535,14 +541,8 @@ static bool coro_spin(struct weft_chan *ch, bool send)
     }
     if (weft__sim_on() || !weft__worker_has_nothing_else())
         return false;
-    for (int i = 0; i < CORO_SPIN; i++) {
-        weft__cpu_relax();
-        uint64_t t = atomic_load_explicit(&ch->ring->tail, memory_order_relaxed);
-        uint64_t h = atomic_load_explicit(&ch->ring->head, memory_order_relaxed);
-        int64_t n = (int64_t)((t >> 1) - h); /* racy snapshot: only a hint */
-        if ((t & WEFT__CHAN_CLOSED) || (send ? n <= (int64_t)(ch->cap / 2) : n > 0))
-            return true;
-    }
+    if (ring_watch(ch, send, CORO_SPIN))
+        return true;
     atomic_store_explicit(&ch->spin_skip, CORO_SPIN_SKIP, memory_order_relaxed);
     return false;
 }
