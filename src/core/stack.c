@@ -131,9 +131,10 @@
  * any, at base + i * stride, its lo WEFT_GUARD_BYTES above), carved from the top down: the
  * `carved` highest ones are set up. Lock-free readers (the SIGSEGV handler, weft_dump, the
  * overflow attribution) find slabs through `slabs` (release store when a slab is added) and
- * may look only at descriptors i >= n - carved (`carved` is stored with release after the
- * descriptor is written, under pool_mu, and read with acquire); base, len, n, stride never
- * change. */
+ * may look only at descriptors i >= n - carved whose `ready` is set (`carved` counts the
+ * claimed ones, stored with release under pool_mu; `ready` is stored with release once the
+ * descriptor is set up, maybe after pool_mu was released: "Carving" below; both read with
+ * acquire); base, len, n, stride never change. */
 struct slab {
     char *base;
     size_t len;
@@ -196,8 +197,9 @@ static inline const char *slab_floor(const struct weft__stack *s)
 /* Descriptor i of sl, if it has been carved (lock-free readers: see struct slab). */
 static inline struct weft__stack *carved_desc(struct slab *sl, size_t i)
 {
-    return i >= sl->n - atomic_load_explicit(&sl->carved, memory_order_acquire) ? &sl->desc[i]
-                                                                                : NULL;
+    if (i < sl->n - atomic_load_explicit(&sl->carved, memory_order_acquire))
+        return NULL;
+    return atomic_load_explicit(&sl->desc[i].ready, memory_order_acquire) ? &sl->desc[i] : NULL;
 }
 static _Atomic uint64_t reserved_bytes, cached_stacks;
 
@@ -362,33 +364,30 @@ static int grow(struct size_class *cls)
     return 0;
 }
 
-/* Called with pool_mu held and cls->uncarved > 0: set up the next stack of the first partial
- * slab — its guard zone and its descriptor (in the slab's array: no stack page is touched,
- * except a canary stack's lowest words). From the slab's top down, as the stacks were always
- * handed out: the overflow report of a canary stack runs on the overflowed stack and goes on
- * into the (mapped) memory below it. */
-static struct weft__stack *carve_one(struct size_class *cls)
+/* Carving. A new stack needs its guard zone installed: one madvise(MADV_GUARD_INSTALL)
+ * of ~2-13 us on these VMs (page-table pages for the zone), and a refill carves WEFT_REFILL
+ * of them. Done under pool_mu, that held the mutex for hundreds of microseconds, and a
+ * second worker that needed the pool meanwhile slept on it: weft-bench park with two
+ * workers paid ~300,000 context switches per million coroutines (docs/benchmarks.md). So
+ * carve_one only claims the next descriptor under pool_mu (the slab's bookkeeping and the
+ * descriptor's layout fields) and, once the kernel's guard kind is known to be MADVISE,
+ * leaves the syscall to its caller, who runs set_up after unlocking (finish_carves). The
+ * claimer owns the stack until it is set up: nobody else can reach it (it is on no free
+ * list). Lock-free readers (the SIGSEGV handler, overflow attribution) look at a descriptor
+ * only once `carved` counts it and its `ready` is set (acquire: carved_desc). The first
+ * carve decides the mode and mprotect's budget is pool_mu's: those stay under the lock. */
+static void set_up(struct weft__stack *s, bool locked)
 {
-    size_t size = cls->size;
-    bool small = is_small(size);
-    struct slab *sl = cls->partial;
-    size_t carved = atomic_load_explicit(&sl->carved, memory_order_relaxed); /* ours: pool_mu */
-    size_t idx = sl->n - 1 - carved;
-    char *guard = sl->base + idx * sl->stride;
-    if (carved + 1 == sl->n)
-        cls->partial = sl->next_partial;
-    cls->uncarved--;
-
-    static bool chosen;
-    if (!chosen) {
-        chosen = true;
-        choose_guard_mode();
-    }
-    size_t gap = guard_bytes(size);
-    char *lo = guard + gap;
+    size_t size = s->size, gap = guard_bytes(size);
+    char *guard = (char *)s->lo - gap;
     unsigned kind = WEFT_GUARD_CANARY;
-    if (small) {
+    if (is_small(size)) {
         /* no guard zone */
+    } else if (!locked) {
+        /* guard_mode is MADVISE (carve_one decided under pool_mu). A failure here (the
+         * kernel out of memory for page tables) leaves this one stack with canaries. */
+        if (madvise(guard, gap, MADV_GUARD_INSTALL) == 0)
+            kind = WEFT_GUARD_MADVISE;
     } else if (guard_mode == -1 || guard_mode == WEFT_GUARD_MADVISE) {
         if (madvise(guard, gap, MADV_GUARD_INSTALL) == 0) {
             kind = WEFT_GUARD_MADVISE;
@@ -399,25 +398,61 @@ static struct weft__stack *carve_one(struct size_class *cls)
     }
     /* Never for a sub-page stack: its "guard" address is the stack itself (and its
      * neighbours' memory), and mode MPROTECT is what kernels before 6.13 end up in. */
-    if (!small && kind == WEFT_GUARD_CANARY && guard_mode == WEFT_GUARD_MPROTECT &&
-        mprotect_used < guard_budget() && mprotect(guard, gap, PROT_NONE) == 0) {
+    if (locked && !is_small(size) && kind == WEFT_GUARD_CANARY &&
+        guard_mode == WEFT_GUARD_MPROTECT && mprotect_used < guard_budget() &&
+        mprotect(guard, gap, PROT_NONE) == 0) {
         kind = WEFT_GUARD_MPROTECT;
         mprotect_used++;
     }
-    struct weft__stack *s = &sl->desc[idx];
-    s->lo = lo;
-    s->size = size;
-    s->index = (uint32_t)idx;
     s->guard = (uint16_t)kind;
-    s->valgrind_id = weft__valgrind_stack_register(lo, lo + size);
+    s->valgrind_id = weft__valgrind_stack_register(s->lo, (char *)s->lo + size);
     s->tsan_fiber = NULL;
     s->tsan_uses = 0;
     if (kind == WEFT_GUARD_CANARY)
         for (int w = 0; w < canary_words(size); w++)
-            ((uint64_t *)lo)[w] = WEFT_STACK_CANARY;
-    /* Release: a lock-free reader that counts this descriptor as carved sees it written. */
+            ((uint64_t *)s->lo)[w] = WEFT_STACK_CANARY;
+    /* Release: a lock-free reader that sees it ready sees the descriptor written. */
+    atomic_store_explicit(&s->ready, 1, memory_order_release);
+}
+
+/* Called with pool_mu held and cls->uncarved > 0: claim the next stack of the first partial
+ * slab (from the slab's top down, as the stacks were always handed out: the overflow report
+ * of a canary stack runs on the overflowed stack and goes on into the mapped memory below
+ * it) and set it up now, or leave it to the caller (not ready: see "Carving" above). No
+ * stack page is touched, except a canary stack's lowest words. */
+static struct weft__stack *carve_one(struct size_class *cls)
+{
+    size_t size = cls->size;
+    struct slab *sl = cls->partial;
+    size_t carved = atomic_load_explicit(&sl->carved, memory_order_relaxed); /* ours: pool_mu */
+    size_t idx = sl->n - 1 - carved;
+    if (carved + 1 == sl->n)
+        cls->partial = sl->next_partial;
+    cls->uncarved--;
+
+    static bool chosen;
+    if (!chosen) {
+        chosen = true;
+        choose_guard_mode();
+    }
+    struct weft__stack *s = &sl->desc[idx];
+    s->lo = sl->base + idx * sl->stride + guard_bytes(size);
+    s->size = size;
+    s->index = (uint32_t)idx;
+    /* Release, for the readers' acquire (carved_desc; they also wait for `ready`). */
     atomic_store_explicit(&sl->carved, carved + 1, memory_order_release);
+    if (is_small(size) || guard_mode != WEFT_GUARD_MADVISE)
+        set_up(s, true);
     return s;
+}
+
+/* After pool_mu is released: set up the `n` stacks from `s` on (a `next` chain) that
+ * carve_one left to us. */
+static void finish_carves(struct weft__stack *s, size_t n)
+{
+    for (; s && n > 0; s = s->next, n--)
+        if (!atomic_load_explicit(&s->ready, memory_order_relaxed))
+            set_up(s, false);
 }
 
 /* Called with pool_mu held and count + uncarved > 0: a free stack, else a new one carved. */
@@ -434,14 +469,16 @@ static struct weft__stack *take_locked(struct size_class *cls)
 
 /* Called with pool_mu held: up to WEFT_REFILL stacks into a worker's cache (free ones
  * first, then newly carved), never eating into the promises. */
-static void refill_locked(struct size_class *cls, struct weft__stack_cache *cache)
+static size_t refill_locked(struct size_class *cls, struct weft__stack_cache *cache)
 {
-    for (int i = 0; i < WEFT_REFILL && spare(cls) > 0; i++) {
+    size_t i;
+    for (i = 0; i < WEFT_REFILL && spare(cls) > 0; i++) {
         struct weft__stack *t = take_locked(cls);
         t->next = cache->head;
         cache->head = t;
         cache_count_add(cache, 1);
     }
+    return i; /* the first i of cache->head's chain */
 }
 
 /* The pool halves of reserve, get and put are out of line: they take a mutex, and in
@@ -519,6 +556,7 @@ static WEFT_NOINLINE int pool_reserve(size_t size, struct weft__stack **out)
         r = -ENOMEM;
     }
     pthread_mutex_unlock(&pool_mu);
+    finish_carves(*out, 1);
     return r;
 }
 
@@ -545,9 +583,13 @@ static WEFT_NOINLINE struct weft__stack *pool_get(struct weft__stack_cache *cach
     WEFT_ASSERT(cls->promised > 0 && cls->count + cls->uncarved >= cls->promised);
     cls->promised--;
     struct weft__stack *s = take_locked(cls);
+    size_t added = 0;
     if (cache && size == cache->size)
-        refill_locked(cls, cache);
+        added = refill_locked(cls, cache);
     pthread_mutex_unlock(&pool_mu);
+    finish_carves(s, 1);
+    if (added)
+        finish_carves(cache->head, added);
     return s;
 }
 

@@ -32,6 +32,7 @@ struct weft__stack {
     size_t size;              /* usable bytes (the class size) */
     uint32_t index;           /* position in its slab, 0 = lowest address */
     uint16_t guard;           /* enum weft__guard_kind */
+    _Atomic uint8_t ready;    /* set up (stack.c "Carving"): release once, read with acquire */
     unsigned valgrind_id;     /* VALGRIND_STACK_REGISTER id, or 0 */
     unsigned tsan_uses;       /* coroutines run on tsan_fiber so far (see prepare) */
 };
