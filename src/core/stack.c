@@ -72,7 +72,8 @@
  * from its worker's cache (the promise then moves to that worker's credit) or redeems the
  * promise from the pool. Each worker holds a credit of promises taken from the pool in
  * batches, so a spawn costs one owner-only decrement. Stacks are carved (descriptor written,
- * guard installed) one by one when taken, so a promise costs address space only: a million
+ * guard installed — the guard's syscall after pool_mu is released: "Carving" below) one by
+ * one when taken, so a promise costs address space only: a million
  * spawned, not yet run coroutines touch no stack page. Invariant, under pool_mu:
  * promised = credits + promises held by not-yet-run coroutines <= count + uncarved.
  *
