@@ -164,6 +164,44 @@ static void test_lifo(void)
     ASSERT_EQ(idx(weft__runq_steal(&q, &v, false)), (size_t)100); /* then the ring */
     ASSERT(!weft__runq_nonempty(&v));
     ASSERT(!weft__runq_nonempty(&q));
+
+    /* Claims (runq.c): a pop from a long LIFO with thieves about claims the newest
+     * min(16, half) entries with one fence; a thief cannot take them; a push gives the rest
+     * back first, so the order of pops is the LIFO's, claims or not. */
+    for (int i = 0; i < 40; i++)
+        ASSERT(weft__lifo_push(&v, &tok[i]));
+    ASSERT_EQ(idx(weft__lifo_pop(&v, false)), (size_t)39); /* claims 24..39 */
+    ASSERT_EQ(atomic_load(&v.lifo_claimed), (uint32_t)15);
+    ASSERT_EQ(weft__lifo_len(&v), (uint32_t)39); /* claimed ones counted */
+    ASSERT(weft__runq_stealable(&v));
+    /* a steal sees the 24 public ones only: the oldest to run, half of the other 23 */
+    ASSERT_EQ(idx(weft__runq_steal(&q, &v, false)), (size_t)0);
+    ASSERT_EQ(weft__lifo_len(&q), (uint32_t)11);
+    ASSERT_EQ(idx(weft__lifo_pop(&v, false)), (size_t)38); /* from the claim, no fence */
+    ASSERT(weft__lifo_push(&v, &tok[200]));                /* gives 24..37 back, lands above */
+    ASSERT_EQ(atomic_load(&v.lifo_claimed), (uint32_t)0);
+    ASSERT_EQ(idx(weft__lifo_pop(&v, false)), (size_t)200);
+    for (int i = 37; i >= 12; i--) /* 12..23 were left by the thief, then the given-back ones */
+        ASSERT_EQ(idx(weft__lifo_pop(&v, false)), (size_t)i);
+    ASSERT(weft__lifo_pop(&v, false) == NULL);
+    ASSERT(!weft__runq_nonempty(&v));
+    /* all claimed, then stolen while the rest is claimed: the steal finds the public rest */
+    for (int i = 0; i < 8; i++)
+        ASSERT(weft__lifo_push(&v, &tok[i]));
+    ASSERT_EQ(idx(weft__lifo_pop(&v, false)), (size_t)7); /* claims 4..7 */
+    struct weft__runq r = {0};
+    ASSERT_EQ(idx(weft__runq_steal(&r, &v, false)), (size_t)0);
+    while (weft__lifo_pop(&r, false))
+        ;
+    while (weft__lifo_pop(&q, false))
+        ;
+    for (int i = 6; i >= 4; i--)
+        ASSERT_EQ(idx(weft__lifo_pop(&v, false)), (size_t)i);
+    struct weft__coro *co;
+    while ((co = weft__lifo_pop(&v, false)))
+        ASSERT(idx(co) >= 1 && idx(co) <= 3); /* what the thief left of 1..3 */
+    ASSERT(!weft__runq_nonempty(&v));
+    ASSERT(!weft__runq_nonempty(&q));
 }
 
 /* ---- an owner and two thieves -------------------------------------------------------------- */
@@ -201,6 +239,34 @@ static void *lifo_owner(void *arg)
             struct weft__coro *co = weft__lifo_pop(&owner_q, false);
             if (co)
                 take(co);
+        }
+    }
+    atomic_store(&pushing_done, 1);
+    struct weft__coro *co;
+    while ((co = weft__lifo_pop(&owner_q, false)))
+        take(co);
+    return NULL;
+}
+
+/* The LIFO's owner in bursts: BURST pushes, then 3/4 as many pops (so its pops claim entries
+ * while the thieves steal, runq.c "Claims"), a push in the middle of each claim. */
+#define BURST 8
+static void *lifo_burst_owner(void *arg)
+{
+    (void)arg;
+    for (long i = 0; i < total;) {
+        for (int n = 0; n < BURST && i < total; n++, i++)
+            while (!weft__lifo_push(&owner_q, &tok[i])) {
+                struct weft__coro *co = weft__lifo_pop(&owner_q, false);
+                if (co)
+                    take(co);
+            }
+        for (int n = 0; n < BURST * 3 / 4; n++) {
+            struct weft__coro *co = weft__lifo_pop(&owner_q, false);
+            if (co)
+                take(co);
+            if (n == 2 && i < total && weft__lifo_push(&owner_q, &tok[i]))
+                i++; /* gave the rest of a claim back (full: nothing done) */
         }
     }
     atomic_store(&pushing_done, 1);
@@ -281,6 +347,7 @@ static void test_concurrent(void)
     for (long r = 0; r < rounds; r++) {
         concurrent_round(owner);
         concurrent_round(lifo_owner);
+        concurrent_round(lifo_burst_owner);
     }
     free((void *)seen);
     printf("test_runq: %ld rounds of %d tokens (ring, LIFO), owner and %d thieves\n", rounds,

@@ -70,14 +70,49 @@ struct weft__coro *weft__runq_get(struct weft__runq *q)
     return weft__runq_take_next(q); /* ring empty: runnext is all there is */
 }
 
+/* Claims. Each pop with thieves about pays a seq_cst fence (the store of bottom must be
+ * ordered before the load of top), and a spawner that runs its children off the LIFO pays it
+ * per child: with two workers, weft-bench spawn spent 6 % of its samples on that fence
+ * (docs/benchmarks.md). So when the LIFO is long the owner claims k entries at once: it
+ * lowers bottom by k, fences, and loads top. If top is still below the claimed range, no
+ * thief can reach it — a thief that loaded bottom before our store loaded top before its
+ * own fence, which precedes ours, so it aims at a slot at or below the top we read; a thief
+ * that loads bottom after sees the lowered one (the single pop's argument, for k slots).
+ * Else the owner puts bottom back (release, as a push) and pops one entry the usual way.
+ * Claimed entries stay in their slots, owner-only: the next pops take them newest first
+ * without a fence, in the order they had in the LIFO; a push first gives the rest back to
+ * the public LIFO (weft__lifo_push), so the new entry lands above them, as before. At most
+ * half of the public entries and at most LIFO_CLAIM are claimed: the oldest — a spawn
+ * tree's biggest subtrees — stay stealable, and the owner runs the claimed ones next anyway.
+ * lifo_claimed is counted by weft__runq_nonempty and weft__lifo_len, not by stealable. */
+#define LIFO_CLAIM 16
+
 struct weft__coro *weft__lifo_pop(struct weft__runq *q, bool solo)
 {
     uint32_t b = atomic_load_explicit(&q->lifo_bottom, memory_order_relaxed);
+    uint32_t c = atomic_load_explicit(&q->lifo_claimed, memory_order_relaxed);
+    if (c) { /* ours alone: no fence */
+        atomic_store_explicit(&q->lifo_claimed, c - 1, memory_order_relaxed);
+        return atomic_load_explicit(&q->lifo[(b + c - 1) % WEFT_LIFO_SIZE], memory_order_relaxed);
+    }
     /* A stale top is no larger than the real one, which never passes bottom: t == b means
      * empty (thieves only take). */
     uint32_t t = atomic_load_explicit(&q->lifo_top, memory_order_relaxed);
     if (b == t)
         return NULL;
+    uint32_t k = (b - t) / 2 < LIFO_CLAIM ? (b - t) / 2 : LIFO_CLAIM;
+    if (!solo && k >= 2) {
+        atomic_store_explicit(&q->lifo_bottom, b - k, memory_order_release);
+        weft__fence_seq_cst();
+        t = atomic_load_explicit(&q->lifo_top, memory_order_relaxed);
+        if ((int32_t)(b - k - t) > 0) { /* top below the claim: [b - k, b) is ours */
+            atomic_store_explicit(&q->lifo_claimed, k - 1, memory_order_relaxed);
+            return atomic_load_explicit(&q->lifo[(b - 1) % WEFT_LIFO_SIZE], memory_order_relaxed);
+        }
+        atomic_store_explicit(&q->lifo_bottom, b, memory_order_release); /* back; one entry */
+        if (b == t)
+            return NULL; /* thieves took everything meanwhile */
+    }
     b--;
     if (solo) { /* no thieves: a plain pop */
         atomic_store_explicit(&q->lifo_bottom, b, memory_order_relaxed);

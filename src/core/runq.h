@@ -39,6 +39,10 @@ struct weft__runq {
      * (seq_cst), so one of them wins it (Lê, Pop, Cohen, Zappa Nardelli, PPoPP 2013). */
     _Atomic uint32_t lifo_top WEFT_ALIGNED_CL;
     _Atomic uint32_t lifo_bottom WEFT_ALIGNED_CL;
+    /* Claimed entries (runq.c "Claims"): the owner's, out of the thieves' reach, in slots
+     * [bottom, bottom + lifo_claimed). Owner writes (relaxed), anyone reads (relaxed: a
+     * snapshot of "non-empty"). On bottom's line: the owner writes both. */
+    _Atomic uint32_t lifo_claimed;
     _Atomic(struct weft__coro *) lifo[WEFT_LIFO_SIZE];
 };
 
@@ -96,25 +100,38 @@ static inline struct weft__coro *weft__runq_get_solo(struct weft__runq *q)
 static inline bool weft__lifo_push(struct weft__runq *q, struct weft__coro *co)
 {
     uint32_t b = atomic_load_explicit(&q->lifo_bottom, memory_order_relaxed);
+    uint32_t c = atomic_load_explicit(&q->lifo_claimed, memory_order_relaxed);
+    if (WEFT_UNLIKELY(c)) {
+        /* Claimed entries go back to the public LIFO first (runq.c "Claims"): the new
+         * entry is newer, and lands above them. The release store of bottom below (or,
+         * when full, here) publishes them as a push does. */
+        b += c;
+        atomic_store_explicit(&q->lifo_claimed, 0, memory_order_relaxed);
+    }
     /* acquire on top: a thief's read of the slot we are about to reuse happened before its
      * CAS moved top past it (as the ring's put). */
     uint32_t t = atomic_load_explicit(&q->lifo_top, memory_order_acquire);
-    if (b - t >= WEFT_LIFO_SIZE)
+    if (b - t >= WEFT_LIFO_SIZE) {
+        if (c)
+            atomic_store_explicit(&q->lifo_bottom, b, memory_order_release);
         return false;
+    }
     atomic_store_explicit(&q->lifo[b % WEFT_LIFO_SIZE], co, memory_order_relaxed);
     /* release: publishes the slot and the coroutine to a thief's acquire load of bottom */
     atomic_store_explicit(&q->lifo_bottom, b + 1, memory_order_release);
     return true;
 }
 /* Owner only. Pop the newest entry of the LIFO, or NULL. solo: the runtime has one worker
- * (no thief can exist: no fence, no CAS). */
+ * (no thief can exist: no fence, no CAS). With thieves, a long LIFO is popped by claims of
+ * several entries per fence (runq.c "Claims"). */
 struct weft__coro *weft__lifo_pop(struct weft__runq *q, bool solo);
-/* Any thread. A snapshot of the LIFO's length. */
+/* Any thread. A snapshot of the LIFO's length (claimed entries included). */
 static inline uint32_t weft__lifo_len(struct weft__runq *q)
 {
     uint32_t t = atomic_load_explicit(&q->lifo_top, memory_order_acquire);
     uint32_t b = atomic_load_explicit(&q->lifo_bottom, memory_order_acquire);
-    return (int32_t)(b - t) > 0 ? b - t : 0;
+    uint32_t c = atomic_load_explicit(&q->lifo_claimed, memory_order_relaxed);
+    return ((int32_t)(b - t) > 0 ? b - t : 0) + c;
 }
 /* Any thread (q's owner calls this; q's ring and LIFO are empty). Steal from victim: the
  * oldest half of its LIFO if it has one (the oldest to run now, the rest into q's LIFO),
