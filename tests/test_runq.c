@@ -105,7 +105,7 @@ static void test_runnext_and_steal(void)
     /* steal: half of 100 (rounded up), the last of them returned, the rest in q */
     for (int i = 0; i < 100; i++)
         weft__runq_put(&v, &tok[i], &g);
-    struct weft__coro *co = weft__runq_steal(&q, &v, false);
+    struct weft__coro *co = weft__runq_steal(&q, &v, false, false);
     ASSERT_EQ(idx(co), (size_t)49);
     ASSERT_EQ(weft__runq_len(&q), 49u);
     ASSERT_EQ(weft__runq_len(&v), 50u);
@@ -115,14 +115,14 @@ static void test_runnext_and_steal(void)
         ASSERT_EQ(idx(weft__runq_get(&v)), (size_t)i);
     /* one left: stolen alone (n - n/2 = 1), nothing published in q */
     weft__runq_put(&v, &tok[7], &g);
-    ASSERT_EQ(idx(weft__runq_steal(&q, &v, false)), (size_t)7);
+    ASSERT_EQ(idx(weft__runq_steal(&q, &v, false, false)), (size_t)7);
     ASSERT_EQ(weft__runq_len(&q), 0u);
     /* an empty ring: runnext only when asked */
     atomic_store(&v.runnext, &tok[5]);
-    ASSERT(weft__runq_steal(&q, &v, false) == NULL);
-    ASSERT_EQ(idx(weft__runq_steal(&q, &v, true)), (size_t)5);
+    ASSERT(weft__runq_steal(&q, &v, false, false) == NULL);
+    ASSERT_EQ(idx(weft__runq_steal(&q, &v, true, false)), (size_t)5);
     ASSERT(atomic_load(&v.runnext) == NULL);
-    ASSERT(weft__runq_steal(&q, &v, true) == NULL);
+    ASSERT(weft__runq_steal(&q, &v, true, false) == NULL);
 }
 
 static void test_lifo(void)
@@ -152,7 +152,7 @@ static void test_lifo(void)
     weft__runq_put(&v, &tok[100], NULL); /* the ring has room: no global queue needed */
     for (int i = 0; i < 10; i++)
         ASSERT(weft__lifo_push(&v, &tok[i]));
-    ASSERT_EQ(idx(weft__runq_steal(&q, &v, false)), (size_t)0);
+    ASSERT_EQ(idx(weft__runq_steal(&q, &v, false, false)), (size_t)0);
     ASSERT_EQ(weft__lifo_len(&q), (uint32_t)4); /* 9 left behind the first: 4 of them */
     ASSERT_EQ(weft__lifo_len(&v), (uint32_t)5);
     ASSERT_EQ(idx(weft__lifo_pop(&q, false)), (size_t)4); /* newest of those taken */
@@ -161,9 +161,27 @@ static void test_lifo(void)
         ;
     while (weft__lifo_pop(&v, false))
         ;
-    ASSERT_EQ(idx(weft__runq_steal(&q, &v, false)), (size_t)100); /* then the ring */
+    ASSERT_EQ(idx(weft__runq_steal(&q, &v, false, false)), (size_t)100); /* then the ring */
     ASSERT(!weft__runq_nonempty(&v));
     ASSERT(!weft__runq_nonempty(&q));
+
+    /* a probe (a thief whose last batch did not pay) takes one: the LIFO's oldest, else the
+     * ring's oldest */
+    for (int i = 0; i < 10; i++)
+        ASSERT(weft__lifo_push(&v, &tok[i]));
+    ASSERT_EQ(idx(weft__runq_steal(&q, &v, false, true)), (size_t)0);
+    ASSERT_EQ(weft__lifo_len(&q), (uint32_t)0);
+    ASSERT_EQ(weft__lifo_len(&v), (uint32_t)9);
+    while (weft__lifo_pop(&v, false))
+        ;
+    for (int i = 0; i < 3; i++)
+        weft__runq_put(&v, &tok[300 + i], NULL);
+    ASSERT_EQ(idx(weft__runq_steal(&q, &v, false, true)), (size_t)300);
+    ASSERT(!weft__runq_nonempty(&q));
+    ASSERT_EQ(weft__runq_len(&v), (uint32_t)2);
+    while (weft__runq_get(&v))
+        ;
+    ASSERT(!weft__runq_nonempty(&v));
 
     /* Claims (runq.c): a pop from a long LIFO with thieves about claims the newest
      * min(16, half) entries with one fence; a thief cannot take them; a push gives the rest
@@ -175,7 +193,7 @@ static void test_lifo(void)
     ASSERT_EQ(weft__lifo_len(&v), (uint32_t)39); /* claimed ones counted */
     ASSERT(weft__runq_stealable(&v));
     /* a steal sees the 24 public ones only: the oldest to run, half of the other 23 */
-    ASSERT_EQ(idx(weft__runq_steal(&q, &v, false)), (size_t)0);
+    ASSERT_EQ(idx(weft__runq_steal(&q, &v, false, false)), (size_t)0);
     ASSERT_EQ(weft__lifo_len(&q), (uint32_t)11);
     ASSERT_EQ(idx(weft__lifo_pop(&v, false)), (size_t)38); /* from the claim, no fence */
     ASSERT(weft__lifo_push(&v, &tok[200]));                /* gives 24..37 back, lands above */
@@ -190,7 +208,7 @@ static void test_lifo(void)
         ASSERT(weft__lifo_push(&v, &tok[i]));
     ASSERT_EQ(idx(weft__lifo_pop(&v, false)), (size_t)7); /* claims 4..7 */
     struct weft__runq r = {0};
-    ASSERT_EQ(idx(weft__runq_steal(&r, &v, false)), (size_t)0);
+    ASSERT_EQ(idx(weft__runq_steal(&r, &v, false, false)), (size_t)0);
     while (weft__lifo_pop(&r, false))
         ;
     while (weft__lifo_pop(&q, false))
@@ -299,7 +317,7 @@ static void *thief(void *arg)
     struct weft__runq *q = arg; /* the thief's own ring: it is its owner */
     for (;;) {
         int done = atomic_load(&pushing_done); /* read before the last look */
-        struct weft__coro *co = weft__runq_steal(q, &owner_q, false);
+        struct weft__coro *co = weft__runq_steal(q, &owner_q, false, false);
         if (!co) {
             if (done)
                 return NULL; /* pushing ended before this steal found the ring empty */

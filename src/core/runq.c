@@ -166,13 +166,13 @@ static struct weft__coro *lifo_steal_one(struct weft__runq *v, uint32_t *left)
  * on the thief too — in its ring, each would start a new subtree every NEWEST_RUN dispatches
  * (sched.c), breadth-first again. One CAS per entry: a batch CAS on top could race with the
  * owner's pops at the other end, which only the one-entry protocol settles. */
-static struct weft__coro *lifo_steal(struct weft__runq *q, struct weft__runq *v)
+static struct weft__coro *lifo_steal(struct weft__runq *q, struct weft__runq *v, bool probe)
 {
     uint32_t left;
     struct weft__coro *first = lifo_steal_one(v, &left);
     if (!first)
         return NULL;
-    for (uint32_t more = left / 2; more > 0; more--) {
+    for (uint32_t more = probe ? 0 : left / 2; more > 0; more--) {
         struct weft__coro *co = lifo_steal_one(v, &left);
         if (!co || !weft__lifo_push(q, co)) { /* cannot be full: empty, and more < SIZE / 2 */
             WEFT_ASSERT(!co);
@@ -183,9 +183,9 @@ static struct weft__coro *lifo_steal(struct weft__runq *q, struct weft__runq *v)
 }
 
 struct weft__coro *weft__runq_steal(struct weft__runq *q, struct weft__runq *victim,
-                                    bool steal_next)
+                                    bool steal_next, bool probe)
 {
-    struct weft__coro *first = lifo_steal(q, victim);
+    struct weft__coro *first = lifo_steal(q, victim, probe);
     if (first)
         return first;
     /* Grab half of the victim's ring into our own ring's free slots (we are q's owner, and
@@ -195,7 +195,7 @@ struct weft__coro *weft__runq_steal(struct weft__runq *q, struct weft__runq *vic
         uint32_t h = load_head(victim);
         uint32_t t = atomic_load_explicit(&victim->tail, memory_order_acquire);
         uint32_t n = t - h;
-        n = n - n / 2;
+        n = probe && n ? 1 : n - n / 2;
         if (n == 0) {
             if (!steal_next)
                 return NULL;

@@ -136,9 +136,10 @@ static inline uint32_t weft__lifo_len(struct weft__runq *q)
 /* Any thread (q's owner calls this; q's ring and LIFO are empty). Steal from victim: the
  * oldest half of its LIFO if it has one (the oldest to run now, the rest into q's LIFO),
  * else half of its ring (into q's ring); returns one coroutine to run now, or NULL.
- * steal_next: may also take the victim's runnext. */
+ * steal_next: may also take the victim's runnext. probe: take one coroutine only (a thief
+ * whose last stolen batch did not pay, sched.c "Stealing that pays"). */
 struct weft__coro *weft__runq_steal(struct weft__runq *q, struct weft__runq *victim,
-                                    bool steal_next);
+                                    bool steal_next, bool probe);
 /* Any thread. A snapshot: is the ring, runnext or the LIFO non-empty? */
 bool weft__runq_nonempty(struct weft__runq *q);
 /* Any thread. A snapshot: do the ring or the LIFO hold something (runnext aside: the

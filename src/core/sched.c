@@ -659,7 +659,9 @@ void weft__sched_exit(struct weft__coro *co)
  * it ran to the end or yielded without parking (n_parks unchanged) in under STEAL_PAYS_NS
  * per stolen entry on average, moving it did not pay, and while the victims still hold
  * work the thief naps (idle.c weft__steal_nap) — NAP_MIN, doubling per unpaid batch up to
- * NAP_MAX — instead of stealing again at once. A batch that paid (long tasks, a subtree
+ * NAP_MAX — instead of stealing again at once, and its next steals are probes of one
+ * coroutine (runq.c weft__runq_steal) until one pays: a napper that took half a queue each
+ * time still moved 128 tiny tasks per nap. A batch that paid (long tasks, a subtree
  * that spawns more, tasks that park on I/O and continue here) resets the nap. What a nap
  * gives up is bounded: the victims are awake and run their own queues, the nap ends within
  * NAP_MAX, and global-queue work, the inbox, timers and fds still wake the napper.
@@ -715,7 +717,7 @@ static struct weft__coro *steal_work(struct weft__worker *w)
             struct weft__worker *v = rt->workers[(start + i) % n];
             if (v == w)
                 continue;
-            struct weft__coro *co = weft__runq_steal(&w->rq, &v->rq, last);
+            struct weft__coro *co = weft__runq_steal(&w->rq, &v->rq, last, w->nap_ns != 0);
             if (co) {
                 weft__stat_inc(&w->n_steals);
                 batch_stolen(w);
