@@ -52,12 +52,15 @@ static void *tiny(void *arg)
     return NULL;
 }
 
-/* Spawn tiny tasks in bursts until done() or the deadline; then wait for them all. */
-static bool spawn_until(bool (*done)(uint64_t), uint64_t base)
+/* Spawn tiny tasks in bursts until done(naps, steals since the start) or the deadline; then
+ * wait for them all and say what happened. *naps0: the nap count at the start. */
+static bool spawn_until(const char *label, bool (*done)(uint64_t, uint64_t), uint64_t *naps0)
 {
+    uint64_t n0 = NAPS(), s0 = STEALS();
+    *naps0 = n0;
     int64_t until = weft_now() + DEADLINE_NS;
     bool reached;
-    while (!(reached = done(base)) && weft_now() < until)
+    while (!(reached = done(NAPS() - n0, STEALS() - s0)) && weft_now() < until)
         for (int i = 0; i < 256; i++) {
             ASSERT_EQ(weft_spawn(NULL, tiny, NULL), 0);
             spawned++;
@@ -66,17 +69,21 @@ static bool spawn_until(bool (*done)(uint64_t), uint64_t base)
     while (atomic_load(&tiny_done) != spawned && weft_now() < until)
         weft_yield();
     CHECK_EQ(atomic_load(&tiny_done), spawned);
+    printf("%s: %ld tiny tasks spawned, %llu steals, %llu naps\n", label, spawned,
+           (unsigned long long)(STEALS() - s0), (unsigned long long)(NAPS() - n0));
     return reached;
 }
 
-static bool three_naps(uint64_t base)
+static bool three_naps(uint64_t naps, uint64_t steals)
 {
-    return NAPS() >= base + 3;
+    (void)steals;
+    return naps >= 3;
 }
 
-static bool twenty_steals(uint64_t base)
+static bool twenty_steals(uint64_t naps, uint64_t steals)
 {
-    return STEALS() >= base + 20;
+    (void)naps;
+    return steals >= 20;
 }
 
 /* Finishes only once both of the pair run at the same moment (on the two workers). */
@@ -97,11 +104,8 @@ static int with_naps(void *arg)
         printf("WEFT_DEBUG_MIGRATE: nothing is stolen, checks skipped\n");
         return 0;
     }
-    uint64_t n0 = NAPS(), s0 = STEALS();
-    bool napped = spawn_until(three_naps, n0);
-    printf("naps on: %ld tiny tasks spawned, %llu steals, %llu naps\n", spawned,
-           (unsigned long long)(STEALS() - s0), (unsigned long long)(NAPS() - n0));
-    CHECK(napped);
+    uint64_t n0;
+    CHECK(spawn_until("naps on", three_naps, &n0));
 
     weft_task a, b;
     void *ra = NULL, *rb = NULL;
@@ -118,11 +122,8 @@ static int without_naps(void *arg)
     (void)arg;
     if (getenv("WEFT_DEBUG_MIGRATE"))
         return 0;
-    uint64_t n0 = NAPS(), s0 = STEALS();
-    bool stolen = spawn_until(twenty_steals, s0);
-    printf("naps off: %ld tiny tasks spawned, %llu steals, %llu naps\n", spawned,
-           (unsigned long long)(STEALS() - s0), (unsigned long long)(NAPS() - n0));
-    CHECK(stolen);
+    uint64_t n0;
+    CHECK(spawn_until("naps off", twenty_steals, &n0));
     CHECK_EQ(NAPS(), n0);
     return 0;
 }

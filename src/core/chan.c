@@ -534,6 +534,8 @@ static bool thread_spin(struct weft_chan *ch, bool send)
 
 static bool coro_spin(struct weft_chan *ch, bool send)
 {
+    /* spin_skip: a load and a store, not a read-modify-write — two coroutines meeting the
+     * ring at once may lose a decrement or a reset; only how many meetings skip changes. */
     uint32_t skip = atomic_load_explicit(&ch->spin_skip, memory_order_relaxed);
     if (skip) {
         atomic_store_explicit(&ch->spin_skip, skip - 1, memory_order_relaxed);

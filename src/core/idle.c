@@ -117,15 +117,19 @@ void weft__wakep_slow(struct weft__runtime *rt)
 /* Is work left for another worker to take: w's own queues (the batch a spinner took from
  * the global queue or stole beyond the one it runs), the global queue, or another worker's
  * ring or LIFO (runnext aside: its owner is awake and about to run it)? Loads only. */
-static bool work_left(struct weft__worker *w)
+bool weft__others_stealable(struct weft__worker *w)
 {
     struct weft__runtime *rt = weft__rt;
-    if (weft__runq_nonempty(&w->rq) || weft__globalq_nonempty(&rt->global))
-        return true;
     for (int i = 0; i < rt->nworkers; i++)
         if (rt->workers[i] != w && weft__runq_stealable(&rt->workers[i]->rq))
             return true;
     return false;
+}
+
+static bool work_left(struct weft__worker *w)
+{
+    return weft__runq_nonempty(&w->rq) || weft__globalq_nonempty(&weft__rt->global) ||
+           weft__others_stealable(w);
 }
 
 /* A spinning worker that found work stops spinning; the last spinner wakes another (the
@@ -153,7 +157,7 @@ void weft__reset_spinning(struct weft__worker *w)
 static bool work_anywhere(struct weft__worker *w)
 {
     struct weft__runtime *rt = weft__rt;
-    if (weft__globalq_nonempty(&rt->global) || atomic_load(&w->inbox) || w->pinned_head)
+    if (weft__work_for(w))
         return true;
     /* Narrow (load.c): a worker other than the home leaves other rings to their owners,
      * which are awake (only an owner fills its ring, and it sleeps only once it is empty). */
@@ -170,6 +174,38 @@ static void on_watch(struct ev_loop *loop, ev_timer *t, int revents)
     (void)loop, (void)t, (void)revents; /* ev_run returns; find_work looks at the load */
 }
 
+/* Give back w's spinning token, if it holds one (seq_cst: the decrement is the store the
+ * caller's fence then orders before its re-check, against wakep's look at nspinning). */
+static void drop_spinning(struct weft__worker *w)
+{
+    if (w->spinning) {
+        w->spinning = false;
+        atomic_fetch_sub_explicit(&weft__rt->nspinning, 1, memory_order_seq_cst);
+    }
+}
+
+/* Sleep in w's loop until an event, or `bound` (started for ns > 0) fires; counted as idle
+ * time (load.c) and traced. deep: go_idle's sleep, which hang.h's loop hooks publish (the
+ * bound must be armed before the poll: they look at it). Returns when the sleep began. */
+static int64_t loop_sleep(struct weft__worker *w, ev_timer *bound, int64_t ns, bool deep)
+{
+    int64_t before = weft_now();
+    weft__idle_begin(w, before);
+    WEFT__TRACE(w->index, WEFT__TR_IDLE, 0, 0, 0);
+    if (ns > 0) {
+        ev_timer_init(bound, on_watch, (double)ns / 1e9, 0.);
+        ev_timer_start(w->loop, bound);
+    }
+    w->deep_sleep = deep;
+    weft__worker_poll(w, EVRUN_ONCE);
+    w->deep_sleep = false;
+    if (ns > 0)
+        ev_timer_stop(w->loop, bound);
+    weft__idle_end(w, w->last_poll);
+    WEFT__TRACE(w->index, WEFT__TR_IDLE_END, 0, 0, 0);
+    return before;
+}
+
 /* A thief whose last stolen batch did not pay naps (sched.c "Stealing that pays"): a
  * bounded sleep in its loop, off the idle list, so that a spawner's wakep finds nobody to
  * wake (nidle) and pays no eventfd write per spawn. A napper is not searching, so it gives
@@ -182,25 +218,12 @@ static void on_watch(struct ev_loop *loop, ev_timer *t, int revents)
  * own timers, fds and inbox posts still wake it (its loop), as does weft__stop. */
 void weft__steal_nap(struct weft__worker *w, int64_t ns)
 {
-    struct weft__runtime *rt = weft__rt;
-    if (w->spinning) {
-        w->spinning = false;
-        atomic_fetch_sub_explicit(&rt->nspinning, 1, memory_order_seq_cst);
-    }
+    drop_spinning(w);
     weft__fence_seq_cst();
-    if (weft__globalq_nonempty(&rt->global) || atomic_load(&w->inbox) || w->pinned_head ||
-        atomic_load(&rt->stopping))
+    if (weft__work_for(w) || atomic_load(&weft__rt->stopping))
         return;
-    int64_t before = weft_now();
-    weft__idle_begin(w, before);
-    WEFT__TRACE(w->index, WEFT__TR_IDLE, 0, 0, 0);
     weft__stat_inc(&w->n_naps);
-    ev_timer_init(&w->nap, on_watch, (double)ns / 1e9, 0.);
-    ev_timer_start(w->loop, &w->nap);
-    weft__worker_poll(w, EVRUN_ONCE);
-    ev_timer_stop(w->loop, &w->nap);
-    weft__idle_end(w, w->last_poll);
-    WEFT__TRACE(w->index, WEFT__TR_IDLE_END, 0, 0, 0);
+    loop_sleep(w, &w->nap, ns, false);
 }
 
 void weft__go_idle(struct weft__worker *w)
@@ -225,29 +248,14 @@ void weft__go_idle(struct weft__worker *w)
             watch = true;
     }
     pthread_mutex_unlock(&rt->idle_mu);
-    if (w->spinning) {
-        w->spinning = false;
-        atomic_fetch_sub_explicit(&rt->nspinning, 1, memory_order_seq_cst);
-    }
+    drop_spinning(w);
     weft__fence_seq_cst();
     /* The re-check that prevents the lost wake-up (Go's "delicate dance"). */
     bool found = work_anywhere(w) || atomic_load(&rt->stopping);
     if (!found) {
-        int64_t before = weft_now();
-        weft__idle_begin(w, before);
-        WEFT__TRACE(w->index, WEFT__TR_IDLE, 0, 0, 0);
         weft__stat_inc(&w->n_sleeps);
-        if (watch) {
-            ev_timer_init(&w->watch, on_watch, (double)LOAD_WATCH_NS / 1e9, 0.);
-            ev_timer_start(w->loop, &w->watch);
-        }
-        w->deep_sleep = true; /* hang.h: the loop's release hook publishes this sleep */
-        weft__worker_poll(w, EVRUN_ONCE);
-        w->deep_sleep = false;
-        if (watch)
-            ev_timer_stop(w->loop, &w->watch);
-        weft__idle_end(w, w->last_poll);
-        WEFT__TRACE(w->index, WEFT__TR_IDLE_END, 0, 0, 0);
+        /* deep: hang.h's release hook publishes this sleep */
+        int64_t before = loop_sleep(w, &w->watch, watch ? LOAD_WATCH_NS : 0, true);
         w->poll_last_sleep = w->last_poll - before;
     }
     bool wake_watcher = false;

@@ -15,6 +15,18 @@ static inline bool weft__narrow_outsider(const struct weft__runtime *rt,
     return weft__narrow(rt) && w != rt->workers[0];
 }
 
+/* Work w must see before it sleeps, whatever the others do: the global queue, its inbox,
+ * its pinned FIFO. Loads only; any caller orders them as its protocol needs (a fence before,
+ * in go_idle and weft__steal_nap). */
+static inline bool weft__work_for(struct weft__worker *w)
+{
+    return weft__globalq_nonempty(&weft__rt->global) ||
+           atomic_load_explicit(&w->inbox, memory_order_relaxed) || w->pinned_head;
+}
+/* Does another worker's ring or LIFO hold something a thief may take (runnext and claimed
+ * LIFO entries aside: their owner is awake and runs them next)? Loads only, relaxed. */
+bool weft__others_stealable(struct weft__worker *w);
+
 /* The caller just published work: wake an idle worker if one is idle and nobody spins
  * (idle.c "Idle and wake-up"). The fence and the first look are inline: they are on the
  * path of every ready and spawn. Any thread. */

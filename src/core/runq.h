@@ -143,7 +143,8 @@ struct weft__coro *weft__runq_steal(struct weft__runq *q, struct weft__runq *vic
 /* Any thread. A snapshot: is the ring, runnext or the LIFO non-empty? */
 bool weft__runq_nonempty(struct weft__runq *q);
 /* Any thread. A snapshot: do the ring or the LIFO hold something (runnext aside: the
- * owner, awake, is about to run it)? Relaxed loads, no write (idle.c's ramp-up decision). */
+ * owner, awake, is about to run it; claimed entries too)? Relaxed loads, no write (idle.c
+ * weft__others_stealable: the ramp-up's and a nap's decisions). */
 static inline bool weft__runq_stealable(struct weft__runq *q)
 {
     return atomic_load_explicit(&q->tail, memory_order_relaxed) !=

@@ -593,8 +593,7 @@ int weft__yield(void)
 bool weft__worker_has_nothing_else(void)
 {
     struct weft__worker *w = weft__worker_self();
-    return !w->pinned_head && !atomic_load_explicit(&w->inbox, memory_order_relaxed) &&
-           !weft__runq_nonempty(&w->rq) && !weft__globalq_nonempty(&weft__rt->global);
+    return !weft__runq_nonempty(&w->rq) && !weft__work_for(w);
 }
 
 void weft__hop(struct weft__worker *to)
@@ -672,18 +671,11 @@ enum { NAP_MIN_NS = 50000, NAP_MAX_NS = 400000 };
 
 static void batch_stolen(struct weft__worker *w)
 {
+    if (!weft__rt->steal_pays_ns)
+        return; /* naps off: nothing to judge */
     w->steal_at = weft_now();
     w->steal_n = 1 + weft__runq_len(&w->rq) + weft__lifo_len(&w->rq);
     w->steal_parks = atomic_load_explicit(&w->n_parks, memory_order_relaxed);
-}
-
-static bool others_stealable(struct weft__worker *w)
-{
-    struct weft__runtime *rt = weft__rt;
-    for (int i = 0; i < rt->nworkers; i++)
-        if (rt->workers[i] != w && weft__runq_stealable(&rt->workers[i]->rq))
-            return true;
-    return false;
 }
 
 /* Our queues are empty: judge the last stolen batch; true = we napped (look again). */
@@ -699,7 +691,7 @@ static bool judge_batch(struct weft__worker *w)
         return false;
     }
     w->nap_ns = w->nap_ns ? (w->nap_ns * 2 < NAP_MAX_NS ? w->nap_ns * 2 : NAP_MAX_NS) : NAP_MIN_NS;
-    if (!others_stealable(w))
+    if (!weft__others_stealable(w))
         return false; /* nothing to leave to its owner: sleep as usual, on the idle list */
     weft__steal_nap(w, w->nap_ns);
     return true;
@@ -777,7 +769,7 @@ static struct weft__coro *find_work(struct weft__worker *w)
             continue;
         if ((co = local_get(w)))
             goto found;
-        if (w->steal_at && rt->steal_pays_ns && judge_batch(w))
+        if (w->steal_at && judge_batch(w))
             continue; /* napped: the last stolen batch did not pay (above) */
         /* Steal, as a spinner, if not too many already are (Go: at most half the busy). */
         if (rt->nworkers > 1 && !weft__narrow_outsider(rt, w) &&

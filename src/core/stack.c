@@ -557,8 +557,7 @@ static WEFT_NOINLINE int pool_reserve(size_t size, struct weft__stack **out)
         r = -ENOMEM;
     }
     pthread_mutex_unlock(&pool_mu);
-    finish_carves(*out, 1);
-    return r;
+    return r; /* *out, if any, came off the free list: set up long ago (no finish_carves) */
 }
 
 int weft__stack_reserve(struct weft__stack_cache *cache, size_t size, struct weft__stack **out)

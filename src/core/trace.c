@@ -20,9 +20,9 @@
  *   entry function's address. At the end, FNAME records (a = an address, then a name block
  *   with its symbol) name every such address, so the hot path never calls dladdr.
  *
- * Time. Records carry the CPU's tick counter (clock.h weft__ticks — x86-64: rdtsc, invariant on
- * the machines Linux keeps it synchronised on; aarch64: cntvct_el0; elsewhere CLOCK_MONOTONIC ns), not
- * clock_gettime: here a vDSO clock_gettime costs ~90 ns under a hypervisor against ~30 for
+ * Time. Records carry the CPU's tick counter (clock.h weft__ticks — x86-64: rdtsc,
+ * invariant on the machines Linux keeps it synchronised on; aarch64: cntvct_el0; elsewhere
+ * CLOCK_MONOTONIC ns), not clock_gettime: here a vDSO clock_gettime costs ~90 ns under a hypervisor against ~30 for
  * rdtsc, and it was most of an event's cost. The META record (first), every block header
  * and the END record (last) each pair the ticks with CLOCK_MONOTONIC ns; the reader
  * converts linearly between the first and the last pair (Go's trace does the same with
